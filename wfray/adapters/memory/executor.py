@@ -1,0 +1,51 @@
+"""InlineExecutor: runs attempts in the caller's event loop, for tests without Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
+from wfray.application.outbox import Outbox
+from wfray.application.ports import BlobStore
+from wfray.application.step_runner import RunnerSettings, run_attempt_async
+from wfray.domain.records import WorkerIdentity
+
+
+class InlineExecutor:
+    """Every attempt is a coroutine here (sync steps in threads); same contract as Ray's."""
+
+    def __init__(
+        self, blobs: BlobStore | None = None, settings: RunnerSettings = RunnerSettings()
+    ) -> None:
+        self.blobs = blobs
+        self.settings = settings
+        self.outbox = Outbox()
+        self.running: dict[tuple[str, str, int, int], asyncio.Task[None]] = {}
+        self.worker = WorkerIdentity(node_id="inline", worker_id="inline", host=socket.gethostname(), pid=os.getpid())
+
+    async def dispatch(self, dispatches: list[Dispatch]) -> None:
+        for dispatch in dispatches:
+            key = dispatch.attempt_key
+            self.running[key] = asyncio.create_task(self._run(dispatch))
+
+    async def _run(self, dispatch: Dispatch) -> None:
+        try:
+            outcome = await run_attempt_async(dispatch, self.blobs, self.worker, self.settings)
+            self.outbox.put(outcome)
+        finally:
+            self.running.pop(dispatch.attempt_key, None)
+
+    async def drain(self, ack: int, wait_s: float) -> Drained:
+        return await self.outbox.drain(ack, wait_s)
+
+    async def snapshot(self, ack: int) -> ExecutorSnapshot:
+        return self.outbox.snapshot(ack, list(self.running))
+
+    def crash(self) -> None:
+        """Forget everything, as a killed executor process would (for failure tests)."""
+        for task in self.running.values():
+            task.cancel()
+        self.running.clear()
+        self.outbox = Outbox()

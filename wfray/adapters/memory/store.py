@@ -1,0 +1,224 @@
+"""InMemoryRunStore: the RunStore contract in a dict, for tests and `wfray.testing`."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+
+from wfray.application.batch import Batch
+from wfray.domain.errors import StaleWriteError
+from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.workflow import WorkflowSchema
+
+
+class InMemoryRunStore:
+    """Keeps copies, never the caller's objects, so it behaves like a database."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workflows: dict[tuple[str, str], WorkflowSchema] = {}
+        self._workflow_order: list[tuple[str, str]] = []
+        self._runs: dict[str, RunRecord] = {}
+        self._keys: dict[str, str] = {}
+        self._tasks: dict[tuple[str, str, int], TaskRecord] = {}
+        self._attempts: dict[tuple[str, str, int, int], AttemptRecord] = {}
+        self._logs: list[LogRecord] = []
+        self._log_keys: set[tuple[object, ...]] = set()
+
+    def commit(self, batch: Batch) -> None:
+        with self._lock:
+            self._check(batch)
+            for schema in batch.workflows:
+                self._save_workflow(schema)
+            for run in batch.new_runs.values():
+                if run.run_id not in self._runs:
+                    self._runs[run.run_id] = copy.copy(run)
+                    if run.idempotency_key is not None:
+                        self._keys[run.idempotency_key] = run.run_id
+            for run, _ in batch.run_updates.values():
+                self._runs[run.run_id] = copy.copy(run)
+            for key, task in batch.new_tasks.items():
+                self._tasks.setdefault(key, copy.copy(task))
+            for key, (task, _) in batch.task_updates.items():
+                self._tasks[key] = copy.copy(task)
+            for akey, attempt in batch.new_attempts.items():
+                self._attempts.setdefault(akey, copy.copy(attempt))
+            for akey, (attempt, _) in batch.attempt_updates.items():
+                self._attempts[akey] = copy.copy(attempt)
+            for line_key, line in _log_keys(batch.logs):
+                if line_key not in self._log_keys:  # a replayed batch adds no line twice
+                    self._log_keys.add(line_key)
+                    self._logs.append(copy.copy(line))
+
+    def _check(self, batch: Batch) -> None:
+        """Compare-and-set: every update must find the expected (or, on replay, the new) status."""
+        for run, expected in batch.run_updates.values():
+            stored = self._runs.get(run.run_id)
+            if stored is None or stored.status not in (expected, run.status):
+                raise StaleWriteError(f"run {run.run_id}: expected {expected}, found {_st(stored)}")
+        for key, (task, expected) in batch.task_updates.items():
+            found = self._tasks.get(key)
+            if found is None or found.status not in (expected, task.status):
+                raise StaleWriteError(f"task {key}: expected {expected}, found {_st(found)}")
+        for akey, (attempt, expected) in batch.attempt_updates.items():
+            had = self._attempts.get(akey)
+            if had is None or had.status not in (expected, attempt.status):
+                raise StaleWriteError(f"attempt {akey}: expected {expected}, found {_st(had)}")
+        self._check_inserts(batch)
+
+    def _check_inserts(self, batch: Batch) -> None:
+        """What the SQL schema enforces: unique idempotency keys, tasks and attempts of rows
+        that exist (stored or in this batch)."""
+        claimed: dict[str, str] = {}
+        for run in batch.new_runs.values():
+            if run.idempotency_key is None or run.run_id in self._runs:
+                continue
+            holder = self._keys.get(run.idempotency_key) or claimed.get(run.idempotency_key)
+            if holder is not None and holder != run.run_id:
+                raise StaleWriteError(
+                    f"run {run.run_id}: idempotency key {run.idempotency_key!r} "
+                    f"is taken by run {holder}"
+                )
+            claimed[run.idempotency_key] = run.run_id
+        for key, task in batch.new_tasks.items():
+            known = task.run_id in self._runs or task.run_id in batch.new_runs
+            if key not in self._tasks and not known:
+                raise StaleWriteError(f"task {key}: run {task.run_id} does not exist")
+        for akey in batch.new_attempts:
+            tkey = akey[:3]
+            known = tkey in self._tasks or tkey in batch.new_tasks
+            if akey not in self._attempts and not known:
+                raise StaleWriteError(f"attempt {akey}: task {tkey} does not exist")
+
+    def save_workflow(self, schema: WorkflowSchema) -> None:
+        with self._lock:
+            self._save_workflow(schema)
+
+    def _save_workflow(self, schema: WorkflowSchema) -> None:
+        key = (schema.name, schema.version)
+        if key not in self._workflows:
+            self._workflows[key] = schema
+            self._workflow_order.append(key)
+
+    def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None:
+        with self._lock:
+            if version is not None:
+                return self._workflows.get((name, version))
+            for key in reversed(self._workflow_order):
+                if key[0] == name:
+                    return self._workflows[key]
+            return None
+
+    def list_workflows(self) -> list[WorkflowSchema]:
+        with self._lock:
+            latest: dict[str, WorkflowSchema] = {}
+            for key in self._workflow_order:
+                latest[key[0]] = self._workflows[key]
+            return [latest[name] for name in sorted(latest)]
+
+    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        with self._lock:
+            return {rid: copy.copy(self._runs[rid]) for rid in run_ids if rid in self._runs}
+
+    def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            return {key: self._keys[key] for key in keys if key in self._keys}
+
+    def list_runs(
+        self,
+        workflow: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        with self._lock:
+            runs = [
+                copy.copy(run)
+                for run in self._runs.values()
+                if (workflow is None or run.workflow == workflow)
+                and (status is None or run.status == status)
+            ]
+        runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return runs[:limit]
+
+    def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
+        wanted = set(run_ids)
+        with self._lock:
+            tasks = [copy.copy(t) for t in self._tasks.values() if t.run_id in wanted]
+        tasks.sort(key=lambda t: (t.run_id, t.created_at, t.step, t.map_index))
+        return tasks
+
+    def get_attempts(self, run_id: str) -> list[AttemptRecord]:
+        with self._lock:
+            found = [copy.copy(a) for a in self._attempts.values() if a.run_id == run_id]
+        found.sort(key=lambda a: (a.queued_at, a.step, a.map_index, a.attempt))
+        return found
+
+    def get_logs(self, run_id: str, step: str | None = None) -> list[LogRecord]:
+        with self._lock:
+            return [
+                copy.copy(line)
+                for line in self._logs
+                if line.run_id == run_id and (step is None or line.step == step)
+            ]
+
+    def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
+        with self._lock:
+            runs = [copy.copy(r) for r in self._runs.values() if r.status == RunStatus.RUNNING]
+            ids = {r.run_id for r in runs}
+            tasks = [copy.copy(t) for t in self._tasks.values() if t.run_id in ids]
+            attempts = [
+                copy.copy(a)
+                for a in self._attempts.values()
+                if a.status == AttemptStatus.RUNNING
+            ]
+        return runs, tasks, attempts
+
+    def page_queued(
+        self, queue: str, after: tuple[int, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        with self._lock:
+            queued = [
+                copy.copy(t)
+                for t in self._tasks.values()
+                if t.status == TaskStatus.QUEUED and t.queue == queue
+            ]
+        queued.sort(key=lambda t: (-t.priority, t.seq))
+        if after is not None:
+            priority, seq = after
+            queued = [t for t in queued if (-t.priority, t.seq) > (-priority, seq)]
+        return queued[:limit]
+
+    def count_queued(self) -> int:
+        with self._lock:
+            return sum(1 for t in self._tasks.values() if t.status == TaskStatus.QUEUED)
+
+    def queued_queues(self) -> list[str]:
+        with self._lock:
+            return sorted({t.queue for t in self._tasks.values() if t.status == TaskStatus.QUEUED})
+
+    def max_task_seq(self) -> int:
+        with self._lock:
+            return max((t.seq for t in self._tasks.values()), default=0)
+
+    def close(self) -> None:
+        pass
+
+
+def _log_keys(lines: list[LogRecord]) -> list[tuple[tuple[object, ...], LogRecord]]:
+    """Each line with its identity: its fields plus its occurrence among identical lines of
+    the batch (the SQL store hashes the same into its `line_key`)."""
+    seen: dict[tuple[object, ...], int] = {}
+    keyed = []
+    for line in lines:
+        fields = (line.run_id, line.step, line.map_index, line.attempt, line.ts, line.level,
+                  line.logger, line.message)
+        occurrence = seen.get(fields, 0)
+        seen[fields] = occurrence + 1
+        keyed.append(((*fields, occurrence), line))
+    return keyed
+
+
+def _st(record: RunRecord | TaskRecord | AttemptRecord | None) -> str:
+    return "nothing" if record is None else str(record.status)

@@ -1,0 +1,318 @@
+"""The Python client: submit runs, wait for them, read their history.
+
+Every call retries while the coordinator restarts, and every submission carries run ids the
+client chose, so a retried submission never creates a second run.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import ray
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from ray import exceptions as rex
+
+from wfray.adapters.blob import blob_store
+from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor
+from wfray.application.definition import Workflow, registered
+from wfray.application.messages import RunView, SubmitRequest, SubmitResult
+from wfray.application.queries import RunDetail
+from wfray.application.step_runner import arg_text, load_function
+from wfray.config import Settings, load_settings
+from wfray.domain.errors import (
+    BacklogFullError,
+    InputValidationError,
+    RunFailedError,
+    UnknownWorkflowError,
+    WaitTimeoutError,
+    WfrayError,
+)
+from wfray.domain.records import LogRecord, RunRecord
+from wfray.domain.status import RunStatus
+
+RETRYABLE = (rex.ActorUnavailableError, rex.ActorDiedError, rex.GetTimeoutError)
+ERRORS_BY_CODE = {cls.code: cls for cls in (BacklogFullError, UnknownWorkflowError)}
+
+WorkflowRef = Workflow | str | Callable[..., Any]
+
+
+class Client:
+    """A connection to the wfray coordinator of the current Ray cluster."""
+
+    def __init__(self, settings: Settings, handle: Any = None) -> None:
+        self.settings = settings
+        self._handle = handle
+        self._registered: set[tuple[str, str]] = set()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def handle(self) -> Any:
+        if self._handle is None:
+            self._handle = ray.get_actor(COORDINATOR_NAME, namespace=self.settings.namespace)
+        return self._handle
+
+    def call(self, method: str, *args: Any, timeout_s: float = 60.0) -> Any:
+        """Call the coordinator, riding out its restarts until `timeout_s` has passed."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                ref = getattr(self.handle, method).remote(*args)
+                return ray.get(ref, timeout=max(0.1, left))
+            except RETRYABLE as exc:
+                if time.monotonic() + delay >= deadline:
+                    raise WaitTimeoutError(
+                        f"the coordinator did not answer {method!r} within {timeout_s}s: {exc}"
+                    ) from exc
+            except ValueError:  # the named actor is gone for good: look it up again
+                if time.monotonic() + delay >= deadline:
+                    raise
+                self._handle = None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    # -- workflows -----------------------------------------------------------------------------
+
+    def workflow(self, ref: WorkflowRef) -> Workflow:
+        if isinstance(ref, Workflow):
+            return ref
+        if isinstance(ref, str):
+            found = registered(ref)
+            if found is None:
+                raise UnknownWorkflowError(
+                    f"unknown workflow {ref!r}: import the module that declares it"
+                )
+            return found
+        flow = getattr(ref, "__wfray_workflow__", None)
+        if not isinstance(flow, Workflow):
+            raise UnknownWorkflowError(f"{ref!r} is not a workflow or a @wfray.task function")
+        return flow
+
+    def register(self, *workflows: WorkflowRef) -> None:
+        schemas = []
+        for ref in workflows:
+            schema = self.workflow(ref).schema
+            if (schema.name, schema.version) not in self._registered:
+                schemas.append(schema)
+        if schemas:
+            self.call("register", schemas)
+            self._registered.update((s.name, s.version) for s in schemas)
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        workflow: WorkflowRef,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        queue: str = "default",
+        concurrency_key: str | None = None,
+        run_id: str | None = None,
+    ) -> RunHandle:
+        """Start one run. The same idempotency key returns the same run."""
+        return self.submit_many(
+            workflow,
+            [input],
+            idempotency_keys=[idempotency_key],
+            priority=priority,
+            queue=queue,
+            concurrency_keys=[concurrency_key],
+            run_ids=[run_id] if run_id else None,
+        )[0]
+
+    def enqueue(self, fn: Callable[..., Any], /, **kwargs: Any) -> RunHandle:
+        """Enqueue a plain @wfray.task with keyword arguments."""
+        return self.submit(fn, kwargs)
+
+    def submit_many(
+        self,
+        workflow: WorkflowRef,
+        inputs: Sequence[Any],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        priority: int = 0,
+        queue: str = "default",
+        concurrency_keys: Sequence[str | None] | None = None,
+        run_ids: Sequence[str] | None = None,
+        chunk: int = 5000,
+    ) -> list[RunHandle]:
+        """Start many runs in few calls; each input is validated before anything is sent."""
+        flow = self.workflow(workflow)
+        self.register(flow)
+        schema = flow.schema
+        payloads = [encode_input(flow, value) for value in inputs]
+        keys = list(idempotency_keys or [None] * len(payloads))
+        ckeys = list(concurrency_keys or [None] * len(payloads))
+        ids = list(run_ids or [uuid.uuid4().hex for _ in payloads])
+        requests = [
+            SubmitRequest(
+                run_id=ids[i],
+                workflow=schema.name,
+                version=schema.version,
+                input_json=payloads[i],
+                idempotency_key=keys[i],
+                priority=priority,
+                queue=queue,
+                concurrency_key=ckeys[i],
+            )
+            for i in range(len(payloads))
+        ]
+        results: list[SubmitResult] = []
+        for start in range(0, len(requests), chunk):
+            results.extend(self.call("submit", requests[start : start + chunk]))
+        for result in results:
+            if result.error is not None:
+                error_class = ERRORS_BY_CODE.get(result.error_code or "", WfrayError)
+                if error_class is BacklogFullError:
+                    raise BacklogFullError(result.error, retry_after_s=result.retry_after_s or 1.0)
+                raise error_class(result.error)
+        return [RunHandle(self, r.run_id, flow) for r in results]
+
+    # -- waiting and reading -------------------------------------------------------------------
+
+    def wait(self, run_ids: Iterable[str], timeout_s: float = 60.0) -> list[RunView]:
+        """Wait for runs to finish; returns their views (unfinished ones as they are)."""
+        ids = list(run_ids)
+        deadline = time.monotonic() + timeout_s
+        views: dict[str, RunView] = {}
+        while True:
+            waiting = [rid for rid in ids if rid not in views or not views[rid].status.finished]
+            left = deadline - time.monotonic()
+            if not waiting or left <= 0:
+                break
+            for view in self.call("wait", waiting, min(left, 30.0), timeout_s=left + 30):
+                views[view.run_id] = view
+        return [views[rid] for rid in ids if rid in views]
+
+    def run(self, run_id: str) -> RunHandle:
+        return RunHandle(self, run_id, None)
+
+    def detail(self, run_id: str) -> RunDetail:
+        detail: RunDetail = self.call("query", "run_detail", run_id)
+        return detail
+
+    def list_runs(
+        self, workflow: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        runs: list[RunRecord] = self.call("query", "list_runs", workflow, status, limit)
+        return runs
+
+    def logs(self, run_id: str, step: str | None = None) -> list[LogRecord]:
+        lines: list[LogRecord] = self.call("query", "logs", run_id, step)
+        return lines
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self.call("stats")
+        return stats
+
+    def decode(self, view: RunView, flow: Workflow | None) -> Any:
+        if view.result_json is not None:
+            text = view.result_json
+        elif view.result_ref is not None:
+            import json
+
+            text = arg_text(json.loads(view.result_ref), blob_store(self.settings.blob_root))
+        else:
+            return None
+        return result_adapter(flow).validate_json(text)
+
+
+class RunHandle:
+    """One run: its status, its result, its history."""
+
+    def __init__(self, client: Client, run_id: str, flow: Workflow | None) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.flow = flow
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.run_id!r})"
+
+    def status(self) -> RunStatus:
+        views: list[RunView] = self.client.call("views", [self.run_id])
+        if not views:
+            raise WfrayError(f"no run with id {self.run_id!r}")
+        return views[0].status
+
+    def result(self, timeout_s: float = 60.0) -> Any:
+        """The run's result; raises RunFailedError if it failed, WaitTimeoutError if slow."""
+        views = self.client.wait([self.run_id], timeout_s)
+        if not views:
+            raise WfrayError(f"no run with id {self.run_id!r}")
+        view = views[0]
+        if not view.status.finished:
+            raise WaitTimeoutError(
+                f"run {self.run_id} is still {view.status.value} after {timeout_s}s"
+            )
+        if view.status is not RunStatus.COMPLETED:
+            raise RunFailedError(
+                f"run {self.run_id} {view.status.value}: {view.error}",
+                run_id=self.run_id,
+                status=view.status.value,
+            )
+        return self.client.decode(view, self.flow)
+
+    def detail(self) -> RunDetail:
+        return self.client.detail(self.run_id)
+
+    def logs(self, step: str | None = None) -> list[LogRecord]:
+        return self.client.logs(self.run_id, step)
+
+
+def encode_input(flow: Workflow, value: Any) -> str:
+    """Validate a run input against the workflow's model and encode it as JSON."""
+    model = flow.input_model
+    try:
+        if model is None:
+            return TypeAdapter(Any).dump_json(value).decode()
+        if isinstance(value, BaseModel) and not isinstance(value, model):
+            value = value.model_dump()
+        validated = value if isinstance(value, model) else model.model_validate(value or {})
+        return validated.model_dump_json()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise InputValidationError(
+            f"input of workflow {flow.name!r} does not match {model.__name__ if model else 'Any'}: "
+            f"{problems}"
+        ) from exc
+    except Exception as exc:
+        raise InputValidationError(
+            f"input of workflow {flow.name!r} cannot be serialised to JSON: {exc}"
+        ) from exc
+
+
+def result_adapter(flow: Workflow | None) -> TypeAdapter[Any]:
+    if flow is None:
+        return TypeAdapter(Any)
+    sinks = flow.schema.sinks()
+    if len(sinks) != 1:
+        return TypeAdapter(Any)
+    fn = load_function(flow.schema.step(sinks[0]).fn)
+    import typing
+
+    try:
+        hint = typing.get_type_hints(fn).get("return", Any)
+    except Exception:
+        hint = Any
+    return TypeAdapter(hint)
+
+
+def connect(settings: Settings | None = None, **overrides: Any) -> Client:
+    """Connect to (or start) wfray on the Ray cluster this process is attached to."""
+    settings = settings or load_settings(**overrides)
+    if not ray.is_initialized():
+        ray.init(namespace=settings.namespace)
+    handle = coordinator_actor(settings)
+    client = Client(settings, handle)
+    client.call("start", timeout_s=120)
+    return client

@@ -1,0 +1,201 @@
+"""Executor actors: they launch the attempts of one pool, own them, and keep their outcomes.
+
+Detached, so a coordinator restart kills no running step (under Ray's ownership model a
+task dies with the process that submitted it). The cpu executor runs each attempt as a Ray
+task holding a CPU; the io executor runs attempts as coroutines inside itself, sync code in
+threads, many at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+from ray import exceptions as rex
+
+from wfray.adapters.blob import blob_store
+from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
+from wfray.application.outbox import Outbox
+from wfray.application.step_runner import RunnerSettings, run_attempt, run_attempt_async
+from wfray.domain.records import WorkerIdentity
+from wfray.domain.status import AttemptStatus
+
+AttemptKey = tuple[str, str, int, int]
+
+LOST_ERRORS: tuple[type[BaseException], ...] = (
+    rex.WorkerCrashedError,
+    rex.NodeDiedError,
+    rex.OwnerDiedError,
+    rex.ActorDiedError,
+    rex.ObjectLostError,
+    rex.LocalRayletDiedError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorConfig:
+    blob_root: str | None = None
+    runner: RunnerSettings = RunnerSettings()
+    io_concurrency: int = 64
+
+
+def worker_identity() -> WorkerIdentity:
+    ctx = ray.get_runtime_context()
+    return WorkerIdentity(
+        node_id=ctx.get_node_id(),
+        worker_id=ctx.get_worker_id(),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+    )
+
+
+@ray.remote(max_retries=0)
+def run_cpu_attempt(dispatch: Dispatch, config: ExecutorConfig) -> Outcome:
+    """One attempt in a Ray worker process."""
+    blobs = blob_store(config.blob_root) if config.blob_root else None
+    return run_attempt(dispatch, blobs, worker_identity(), config.runner)
+
+
+def _ended(dispatch: Dispatch, status: AttemptStatus, kind: str, message: str) -> Outcome:
+    return Outcome(
+        run_id=dispatch.run_id,
+        step=dispatch.step,
+        map_index=dispatch.map_index,
+        attempt=dispatch.attempt,
+        status=status,
+        started_at=None,
+        finished_at=datetime.now(UTC),
+        error_type=kind,
+        error_message=message,
+    )
+
+
+class CpuExecutor:
+    """Owns cpu attempts as Ray tasks; watches them with one coroutine each."""
+
+    def __init__(self, config: ExecutorConfig) -> None:
+        self.config = config
+        self.outbox = Outbox()
+        self.running: dict[AttemptKey, Any] = {}
+        self.timed_out: set[AttemptKey] = set()
+
+    async def dispatch(self, dispatches: list[Dispatch]) -> None:
+        loop = asyncio.get_running_loop()
+        for d in dispatches:
+            options: dict[str, Any] = {
+                "num_cpus": 1 if d.num_cpus is None else d.num_cpus,
+                "name": f"wfray:{d.workflow}.{d.step}",
+            }
+            if d.resources:
+                options["resources"] = d.resources
+            ref = run_cpu_attempt.options(**options).remote(d, self.config)
+            self.running[d.attempt_key] = ref
+            if d.timeout_s is not None:
+                loop.call_later(d.timeout_s, self._time_out, d.attempt_key)
+            loop.create_task(self._watch(d, ref))
+
+    def _time_out(self, key: AttemptKey) -> None:
+        ref = self.running.get(key)
+        if ref is not None:
+            self.timed_out.add(key)
+            ray.cancel(ref, force=True)  # a plain cancel does not interrupt running code
+
+    async def _watch(self, d: Dispatch, ref: Any) -> None:
+        try:
+            outcome: Outcome = await ref
+        except rex.TaskCancelledError:
+            if d.attempt_key in self.timed_out:
+                outcome = _ended(
+                    d, AttemptStatus.TIMED_OUT, "wfray.AttemptTimeout",
+                    f"attempt exceeded its timeout of {d.timeout_s}s and was stopped",
+                )
+            else:
+                outcome = _ended(d, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
+        except LOST_ERRORS as exc:
+            outcome = _ended(d, AttemptStatus.LOST, f"ray.{type(exc).__name__}", str(exc)[:2000])
+        except Exception as exc:  # the wrapper catches user errors: this is Ray's own failure
+            outcome = _ended(d, AttemptStatus.LOST, f"ray.{type(exc).__name__}", str(exc)[:2000])
+        finally:
+            self.running.pop(d.attempt_key, None)
+            self.timed_out.discard(d.attempt_key)
+        self.outbox.put(outcome)
+
+    async def drain(self, ack: int, wait_s: float) -> Drained:
+        return await self.outbox.drain(ack, wait_s)
+
+    async def snapshot(self, ack: int) -> ExecutorSnapshot:
+        return self.outbox.snapshot(ack, list(self.running))
+
+    async def stats(self) -> dict[str, int]:
+        return {"running": len(self.running), "unacked": len(self.outbox)}
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+
+class IoExecutor:
+    """Runs io attempts as coroutines in this actor; sync steps in a bounded thread pool."""
+
+    def __init__(self, config: ExecutorConfig) -> None:
+        self.config = config
+        self.outbox = Outbox()
+        self.running: dict[AttemptKey, asyncio.Task[None]] = {}
+        self.timed_out: set[AttemptKey] = set()
+        self.blobs = blob_store(config.blob_root) if config.blob_root else None
+        self.identity: WorkerIdentity | None = None
+        self.threads = ThreadPoolExecutor(max_workers=config.io_concurrency)
+        self.slots: asyncio.Semaphore | None = None
+
+    async def dispatch(self, dispatches: list[Dispatch]) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(self.threads)
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(self.config.io_concurrency)
+        if self.identity is None:
+            self.identity = worker_identity()
+        for d in dispatches:
+            self.running[d.attempt_key] = loop.create_task(self._run(d))
+            if d.timeout_s is not None:
+                loop.call_later(d.timeout_s, self._time_out, d.attempt_key)
+
+    def _time_out(self, key: AttemptKey) -> None:
+        task = self.running.get(key)
+        if task is not None:
+            self.timed_out.add(key)
+            task.cancel()  # sync code in a thread cannot be interrupted: its outcome is dropped
+
+    async def _run(self, d: Dispatch) -> None:
+        assert self.slots is not None and self.identity is not None
+        try:
+            async with self.slots:
+                outcome = await run_attempt_async(d, self.blobs, self.identity, self.config.runner)
+        except asyncio.CancelledError:
+            if d.attempt_key in self.timed_out:
+                outcome = _ended(
+                    d, AttemptStatus.TIMED_OUT, "wfray.AttemptTimeout",
+                    f"attempt exceeded its timeout of {d.timeout_s}s and was cancelled",
+                )
+            else:
+                outcome = _ended(d, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
+        finally:
+            self.running.pop(d.attempt_key, None)
+            self.timed_out.discard(d.attempt_key)
+        self.outbox.put(outcome)
+
+    async def drain(self, ack: int, wait_s: float) -> Drained:
+        return await self.outbox.drain(ack, wait_s)
+
+    async def snapshot(self, ack: int) -> ExecutorSnapshot:
+        return self.outbox.snapshot(ack, list(self.running))
+
+    async def stats(self) -> dict[str, int]:
+        return {"running": len(self.running), "unacked": len(self.outbox)}
+
+    async def pid(self) -> int:
+        return os.getpid()

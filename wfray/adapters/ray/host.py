@@ -1,0 +1,171 @@
+"""Hosts the Ray-free Coordinator in a named, detached Ray actor, and the executors beside it.
+
+The decoration happens here, in one factory, as Ray Serve wraps its plain ServeController.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from wfray.adapters.ray.executor import CpuExecutor, ExecutorConfig, IoExecutor
+from wfray.application.coordinator import Coordinator
+from wfray.application.messages import (
+    Dispatch,
+    Drained,
+    ExecutorSnapshot,
+    RunView,
+    SubmitRequest,
+    SubmitResult,
+)
+from wfray.application.queries import Queries
+from wfray.application.step_runner import RunnerSettings
+from wfray.bootstrap import build_coordinator, build_store
+from wfray.config import Settings
+from wfray.domain.workflow import WorkflowSchema
+
+log = logging.getLogger("wfray.host")
+
+COORDINATOR_NAME = "wfray-coordinator"
+
+
+def executor_name(pool: str) -> str:
+    return f"wfray-executor-{pool}"
+
+
+class ActorExecutor:
+    """The StepExecutor port over an executor actor's handle."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def dispatch(self, dispatches: list[Dispatch]) -> None:
+        await self.handle.dispatch.remote(dispatches)
+
+    async def drain(self, ack: int, wait_s: float) -> Drained:
+        drained: Drained = await self.handle.drain.remote(ack, wait_s)
+        return drained
+
+    async def snapshot(self, ack: int) -> ExecutorSnapshot:
+        snapshot: ExecutorSnapshot = await self.handle.snapshot.remote(ack)
+        return snapshot
+
+
+def executor_config(settings: Settings) -> ExecutorConfig:
+    return ExecutorConfig(
+        blob_root=settings.blob_root,
+        runner=RunnerSettings(
+            blob_threshold_bytes=settings.blob_threshold_bytes, log_limit=settings.log_limit
+        ),
+        io_concurrency=settings.io_concurrency,
+    )
+
+
+def start_executors(settings: Settings) -> dict[str, Any]:
+    """Get or create the detached executor actors, one per pool."""
+    config = executor_config(settings)
+    common: dict[str, Any] = {
+        "namespace": settings.namespace,
+        "lifetime": "detached",
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "get_if_exists": True,
+        "num_cpus": 0,
+    }
+    io_options = dict(common)
+    if ray.cluster_resources().get("io", 0) >= 1:
+        io_options["resources"] = {"io": 1}
+    return {
+        "cpu": ray.remote(CpuExecutor).options(name=executor_name("cpu"), **common).remote(config),
+        "io": ray.remote(IoExecutor).options(name=executor_name("io"), **io_options).remote(config),
+    }
+
+
+class CoordinatorHost:
+    """The actor body: builds the coordinator on (re)start and recovers from the store."""
+
+    def __init__(self, settings: Settings) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self.settings = settings
+        self.coordinator: Coordinator | None = None
+        self.queries: Queries | None = None
+        self._starting: asyncio.Task[None] | None = None
+        # __init__ cannot await: a call to ourselves starts recovery as soon as we are up,
+        # so a restarted coordinator resumes its runs without waiting for a client
+        ray.get_runtime_context().current_actor.start.remote()
+
+    async def start(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.create_task(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        store = await asyncio.to_thread(build_store, self.settings)
+        handles = start_executors(self.settings)
+        executors = {pool: ActorExecutor(h) for pool, h in handles.items()}
+        coordinator = build_coordinator(self.settings, store, dict(executors))
+        await coordinator.start()
+        assert coordinator._loop_task is not None
+        coordinator._loop_task.add_done_callback(_crash_on_failure)
+        self.queries = Queries(store)
+        self.coordinator = coordinator
+
+    async def _ready(self) -> Coordinator:
+        await self.start()
+        assert self.coordinator is not None
+        return self.coordinator
+
+    async def register(self, schemas: Sequence[WorkflowSchema]) -> None:
+        await (await self._ready()).register(schemas)
+
+    async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        return await (await self._ready()).submit(requests)
+
+    async def wait(self, run_ids: Sequence[str], timeout_s: float) -> list[RunView]:
+        return await (await self._ready()).wait(run_ids, timeout_s)
+
+    async def views(self, run_ids: Sequence[str]) -> list[RunView]:
+        return await (await self._ready()).views(run_ids)
+
+    async def query(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        await self._ready()
+        assert self.queries is not None
+        return await asyncio.to_thread(self.queries.call, name, *args, **kwargs)
+
+    async def stats(self) -> dict[str, object]:
+        return (await self._ready()).stats()
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+
+def _crash_on_failure(task: asyncio.Task[None]) -> None:
+    if task.cancelled() or task.exception() is None:
+        return
+    log.critical("coordinator loop died; restarting the actor", exc_info=task.exception())
+    os._exit(1)  # Ray restarts the actor (max_restarts=-1) and it recovers from the store
+
+
+def coordinator_actor(settings: Settings, *, node_id: str | None = None) -> Any:
+    """Get or create the coordinator actor, pinned to `node_id` (default: this node)."""
+    pin = node_id or ray.get_runtime_context().get_node_id()
+    return (
+        ray.remote(CoordinatorHost)
+        .options(
+            name=COORDINATOR_NAME,
+            namespace=settings.namespace,
+            lifetime="detached",
+            max_restarts=-1,
+            max_task_retries=0,
+            get_if_exists=True,
+            num_cpus=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(pin, soft=False),
+        )
+        .remote(settings)
+    )

@@ -1,0 +1,108 @@
+"""Schema migrations, driven from code: the alembic scripts ship inside the package.
+
+`upgrade` runs in one place (`wfray db upgrade`, the coordinator's start) under a lock, so
+two processes starting together migrate once. Every other process calls `check_current`
+and fails clearly when the database is behind.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+
+from wfray.adapters.sqlalchemy.engine import WRITE, create_engine, unavailable_as_store_error
+from wfray.domain.errors import SchemaOutdatedError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# Our own version table, so a database shared with another alembic project is safe.
+VERSION_TABLE = "wfray_alembic_version"
+# pg_advisory_xact_lock key: any fixed 64-bit number; this one spells "wfraymig".
+PG_LOCK_KEY = int.from_bytes(b"wfraymig", "big", signed=True)
+UPGRADE_HINT = "run `wfray db upgrade` (or start the coordinator) to migrate it"
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    """An alembic Config with no ini file: env.py takes the connection from attributes."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("version_table", VERSION_TABLE)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def head_revisions() -> tuple[str, ...]:
+    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def upgrade(engine_or_url: sa.Engine | str, revision: str = "heads") -> None:
+    """Migrate the database to `revision` (all heads by default) under a lock.
+
+    PostgreSQL: a transaction-scoped advisory lock on a fixed key, taken first in the
+    migration's own transaction, so a second migrator waits and then finds nothing to do.
+    SQLite: `BEGIN IMMEDIATE` holds the database's write lock for the whole migration.
+    DDL is transactional on both, so a failed migration leaves the old schema intact.
+    """
+    engine = _engine(engine_or_url)
+    try:
+        with unavailable_as_store_error(engine.url):
+            with engine.execution_options(**{WRITE: True}).begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+                command.upgrade(alembic_config(conn), revision)
+    finally:
+        if engine is not engine_or_url:
+            engine.dispose()
+
+
+def current_revisions(engine: sa.Engine) -> tuple[str, ...]:
+    """The revisions the database is stamped with (empty for an empty database)."""
+    with unavailable_as_store_error(engine.url), engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return tuple(context.get_current_heads())
+
+
+def check_current(engine: sa.Engine) -> None:
+    """Raise SchemaOutdatedError unless the database is at the head revision."""
+    current = set(current_revisions(engine))
+    heads = set(head_revisions())
+    if current == heads:
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    head = ", ".join(sorted(heads))
+    if not current:
+        raise SchemaOutdatedError(
+            f"database {where} has no wfray schema (expected revision {head}); {UPGRADE_HINT}"
+        )
+    script = ScriptDirectory.from_config(alembic_config())
+    unknown = sorted(rev for rev in current if not _known(script, rev))
+    if unknown:
+        raise SchemaOutdatedError(
+            f"database {where} is at revision {', '.join(unknown)}, which this version of "
+            f"wfray does not know (its head is {head}): upgrade wfray to match the database"
+        )
+    raise SchemaOutdatedError(
+        f"database {where} is at revision {', '.join(sorted(current))}, behind the "
+        f"expected {head}; {UPGRADE_HINT}"
+    )
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def _engine(engine_or_url: sa.Engine | str) -> sa.Engine:
+    if isinstance(engine_or_url, sa.Engine):
+        return engine_or_url
+    return create_engine(engine_or_url)

@@ -1,0 +1,132 @@
+"""Records <-> rows: enums as their string values, datetimes as aware UTC.
+
+SQLite keeps no time zone (SQLAlchemy stores a naive ISO string), so every datetime is
+normalised to UTC before it is written and marked UTC again when it is read; PostgreSQL
+`timestamptz` gets the same treatment so both return identical values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+
+RUN_PK = ("run_id",)
+TASK_PK = ("run_id", "step", "map_index")
+ATTEMPT_PK = ("run_id", "step", "map_index", "attempt")
+
+RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
+TASK_FIELDS = tuple(f.name for f in fields(TaskRecord))
+ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
+LOG_FIELDS = tuple(f.name for f in fields(LogRecord))
+
+
+
+
+def to_utc(value: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that always hands back aware UTC datetimes."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = to_utc(value)
+        # SQLite would silently drop the offset; make the drop explicit and lossless.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else to_utc(value)
+
+
+def params(record: RunRecord | TaskRecord | AttemptRecord) -> dict[str, Any]:
+    """The record as bind parameters (status as its string value)."""
+    row = as_row(record)
+    row["status"] = record.status.value
+    return row
+
+
+def update_params(
+    record: RunRecord | TaskRecord | AttemptRecord, pk: tuple[str, ...], expected: str
+) -> dict[str, Any]:
+    """Parameters of a compare-and-set update: `k_*` name the row, the rest are the SET."""
+    row = params(record)
+    for name in pk:
+        row[f"k_{name}"] = row.pop(name)
+    row["k_expected"] = expected
+    row["k_new"] = row["status"]
+    return row
+
+
+def log_params(lines: Iterable[LogRecord]) -> list[dict[str, Any]]:
+    """Log lines as rows, each with a `line_key` that makes a replayed batch insert nothing.
+
+    Identical lines within one batch are told apart by their occurrence number, so a
+    step that logs the same message twice in the same microsecond keeps both lines.
+    """
+    seen: Counter[tuple[Any, ...]] = Counter()
+    rows = []
+    for line in lines:
+        row = as_row(line)
+        row["ts"] = to_utc(line.ts)
+        identity = tuple(row[name] for name in LOG_FIELDS)
+        occurrence = seen[identity]
+        seen[identity] += 1
+        body = [*(str(value) for value in identity), occurrence]
+        digest = hashlib.sha256(json.dumps(body).encode()).hexdigest()
+        row["line_key"] = digest[:32]
+        rows.append(row)
+    return rows
+
+
+def _values(row: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: row[name] for name in names}
+
+
+def to_run(row: Mapping[str, Any]) -> RunRecord:
+    values = _values(row, RUN_FIELDS)
+    values["status"] = RunStatus(values["status"])
+    return RunRecord(**values)
+
+
+def to_task(row: Mapping[str, Any]) -> TaskRecord:
+    values = _values(row, TASK_FIELDS)
+    values["status"] = TaskStatus(values["status"])
+    return TaskRecord(**values)
+
+
+def to_attempt(row: Mapping[str, Any]) -> AttemptRecord:
+    values = _values(row, ATTEMPT_FIELDS)
+    values["status"] = AttemptStatus(values["status"])
+    return AttemptRecord(**values)
+
+
+def to_log(row: Mapping[str, Any]) -> LogRecord:
+    return LogRecord(**_values(row, LOG_FIELDS))
+
+
+def task_order(task: TaskRecord) -> tuple[str, datetime, str, int]:
+    """The order `get_tasks` returns, sorted in Python so collations cannot disagree."""
+    return (task.run_id, task.created_at, task.step, task.map_index)
+
+
+def attempt_order(attempt: AttemptRecord) -> tuple[datetime, str, int, int]:
+    return (attempt.queued_at, attempt.step, attempt.map_index, attempt.attempt)

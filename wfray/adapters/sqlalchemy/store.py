@@ -1,0 +1,325 @@
+"""SqlRunStore: the RunStore port on SQLite or PostgreSQL, in SQLAlchemy Core.
+
+One batch is one transaction with one executemany per kind of change. Inserts are
+`ON CONFLICT DO NOTHING` and updates are compare-and-set against `status IN (expected,
+new)`, so a batch replayed after an ambiguous failure (the connection died around COMMIT)
+changes nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from wfray.adapters.sqlalchemy import migrate, rows
+from wfray.adapters.sqlalchemy.engine import WRITE, create_engine, unavailable_as_store_error
+from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks, workflows
+from wfray.application.batch import Batch
+from wfray.domain.errors import StaleWriteError
+from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.workflow import WorkflowSchema
+
+CHUNK = 500  # keys per IN (...) list: far below SQLite's host-parameter limit
+QUEUED = TaskStatus.QUEUED.value
+
+# (record, expected status) pairs, as a batch holds them
+Update = tuple[RunRecord | TaskRecord | AttemptRecord, str]
+
+
+class SqlRunStore:
+    """The truth about runs, in a SQL database.
+
+    Args:
+        url: `sqlite:////abs/path/wfray.db` or `postgresql+psycopg://user:pw@host/db`.
+        create: migrate the schema to the current revision (under a lock) on start;
+            otherwise only check that it is current (SchemaOutdatedError if not).
+        sqlite_synchronous: SQLite's `synchronous` pragma; FULL fsyncs every commit.
+    """
+
+    def __init__(self, url: str, *, create: bool = True, sqlite_synchronous: str = "FULL") -> None:
+        self._engine = create_engine(url, sqlite_synchronous=sqlite_synchronous)
+        self._writer = self._engine.execution_options(**{WRITE: True})
+        self._url = self._engine.url
+        dialect = self._engine.dialect.name
+        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._sane_multi_rowcount = self._engine.dialect.supports_sane_multi_rowcount
+        self._run_id_order: Any = runs.c.run_id
+        if dialect == "postgresql":
+            # Byte order, like Python's sort and SQLite's BINARY, whatever the locale.
+            self._run_id_order = runs.c.run_id.collate("C")
+        try:
+            if create:
+                migrate.upgrade(self._engine)
+            else:
+                migrate.check_current(self._engine)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SqlRunStore({self._url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
+
+    # -- writes ---------------------------------------------------------------------
+
+    def commit(self, batch: Batch) -> None:
+        if len(batch) == 0:
+            return
+        with self._errors(), self._writer.begin() as conn:
+            try:
+                self._apply(conn, batch)
+            except sa.exc.IntegrityError as exc:
+                detail = " ".join(str(exc.orig).split())
+                raise StaleWriteError(
+                    "batch does not fit the stored rows (a run or task it refers to is "
+                    f"missing, or an idempotency key is taken): {detail}"
+                ) from exc
+
+    def _apply(self, conn: sa.Connection, batch: Batch) -> None:
+        # Updates first, like the in-memory store: they are checked against the state
+        # before this batch, and a failure leaves nothing of the batch behind (rollback).
+        self._update(conn, runs, rows.RUN_PK, "run", batch.run_updates.values())
+        self._update(conn, tasks, rows.TASK_PK, "task", batch.task_updates.values())
+        self._update(conn, attempts, rows.ATTEMPT_PK, "attempt", batch.attempt_updates.values())
+        for schema in batch.workflows:
+            self._save_workflow(conn, schema)
+        self._insert_new(conn, runs, rows.RUN_PK, batch.new_runs.values())
+        self._insert_new(conn, tasks, rows.TASK_PK, batch.new_tasks.values())
+        self._insert_new(conn, attempts, rows.ATTEMPT_PK, batch.new_attempts.values())
+        if batch.logs:
+            stmt = self._insert(logs).on_conflict_do_nothing(index_elements=["line_key"])
+            conn.execute(stmt, rows.log_params(batch.logs))
+
+    def _insert_new(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        pk: tuple[str, ...],
+        records: Any,
+    ) -> None:
+        values = [rows.params(record) for record in records]
+        if values:
+            conn.execute(self._insert(table).on_conflict_do_nothing(index_elements=pk), values)
+
+    def _update(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        pk: tuple[str, ...],
+        what: str,
+        updates: Any,
+    ) -> None:
+        items: list[Update] = [(record, str(expected)) for record, expected in updates]
+        if not items:
+            return
+        stmt = (
+            table.update()
+            .where(
+                *(table.c[name] == sa.bindparam(f"k_{name}") for name in pk),
+                table.c.status.in_([sa.bindparam("k_expected"), sa.bindparam("k_new")]),
+            )
+            .values({c.name: sa.bindparam(c.name) for c in table.c if c.name not in pk})
+        )
+        values = [rows.update_params(record, pk, expected) for record, expected in items]
+        result = conn.execute(stmt, values)
+        sane = self._sane_multi_rowcount or len(values) == 1
+        if sane and result.rowcount == len(values):
+            return
+        failed = self._first_failed(conn, table, pk, items)
+        if failed is not None:
+            raise StaleWriteError(f"{what} {failed}")
+
+    def _first_failed(
+        self, conn: sa.Connection, table: sa.Table, pk: tuple[str, ...], items: list[Update]
+    ) -> str | None:
+        """Name the first update whose row does not now hold its new status."""
+        key_of = (lambda r: getattr(r, pk[0])) if len(pk) == 1 else _tuple_key(pk)
+        found: dict[Any, str] = {}
+        columns = [table.c[name] for name in pk]
+        target: Any = columns[0] if len(pk) == 1 else sa.tuple_(*columns)
+        for chunk in _chunks([key_of(record) for record, _ in items]):
+            query = sa.select(*columns, table.c.status).where(target.in_(chunk))
+            for row in conn.execute(query):
+                key = row[0] if len(pk) == 1 else tuple(row[: len(pk)])
+                found[key] = row.status
+        for record, expected in items:
+            key = key_of(record)
+            status = found.get(key)
+            if status != record.status.value:
+                return f"{key}: expected {expected}, found {status or 'nothing'}"
+        return None
+
+    def save_workflow(self, schema: WorkflowSchema) -> None:
+        with self._errors(), self._writer.begin() as conn:
+            self._save_workflow(conn, schema)
+
+    def _save_workflow(self, conn: sa.Connection, schema: WorkflowSchema) -> None:
+        """Insert if absent; `seq` records the save order that makes "latest" well defined.
+
+        One row per statement: the seq subquery must see the row inserted before it.
+        """
+        next_seq = sa.select(sa.func.coalesce(sa.func.max(workflows.c.seq), 0) + 1)
+        stmt = (
+            self._insert(workflows)
+            .values(
+                name=schema.name,
+                version=schema.version,
+                schema_json=schema.model_dump_json(),
+                created_at=datetime.now(UTC),
+                seq=next_seq.scalar_subquery(),
+            )
+            .on_conflict_do_nothing(index_elements=["name", "version"])
+        )
+        conn.execute(stmt)
+
+    # -- reads ----------------------------------------------------------------------
+
+    def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None:
+        query = sa.select(workflows.c.schema_json).where(workflows.c.name == name)
+        if version is not None:
+            query = query.where(workflows.c.version == version)
+        query = query.order_by(workflows.c.seq.desc()).limit(1)
+        with self._errors(), self._engine.connect() as conn:
+            text = conn.execute(query).scalar_one_or_none()
+        return None if text is None else WorkflowSchema.model_validate_json(text)
+
+    def list_workflows(self) -> list[WorkflowSchema]:
+        latest = (
+            sa.select(workflows.c.name, sa.func.max(workflows.c.seq).label("seq"))
+            .group_by(workflows.c.name)
+            .subquery()
+        )
+        query = sa.select(workflows.c.name, workflows.c.schema_json).join(
+            latest, sa.and_(workflows.c.name == latest.c.name, workflows.c.seq == latest.c.seq)
+        )
+        with self._errors(), self._engine.connect() as conn:
+            found = conn.execute(query).all()
+        return [WorkflowSchema.model_validate_json(row.schema_json) for row in sorted(found)]
+
+    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        found: dict[str, RunRecord] = {}
+        with self._errors(), self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(run_ids))):
+                for row in conn.execute(sa.select(runs).where(runs.c.run_id.in_(chunk))):
+                    run = rows.to_run(row._mapping)
+                    found[run.run_id] = run
+        return {rid: found[rid] for rid in run_ids if rid in found}
+
+    def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        query = sa.select(runs.c.idempotency_key, runs.c.run_id)
+        with self._errors(), self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(keys))):
+                for key, run_id in conn.execute(query.where(runs.c.idempotency_key.in_(chunk))):
+                    found[key] = run_id
+        return {key: found[key] for key in keys if key in found}
+
+    def list_runs(
+        self,
+        workflow: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        query = sa.select(runs)
+        if workflow is not None:
+            query = query.where(runs.c.workflow == workflow)
+        if status is not None:
+            query = query.where(runs.c.status == RunStatus(status).value)
+        query = query.order_by(runs.c.created_at.desc(), self._run_id_order.desc()).limit(limit)
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_run(row._mapping) for row in conn.execute(query)]
+
+    def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
+        found: list[TaskRecord] = []
+        with self._errors(), self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(run_ids))):
+                query = sa.select(tasks).where(tasks.c.run_id.in_(chunk))
+                found.extend(rows.to_task(row._mapping) for row in conn.execute(query))
+        found.sort(key=rows.task_order)
+        return found
+
+    def get_attempts(self, run_id: str) -> list[AttemptRecord]:
+        query = sa.select(attempts).where(attempts.c.run_id == run_id)
+        with self._errors(), self._engine.connect() as conn:
+            found = [rows.to_attempt(row._mapping) for row in conn.execute(query)]
+        found.sort(key=rows.attempt_order)
+        return found
+
+    def get_logs(self, run_id: str, step: str | None = None) -> list[LogRecord]:
+        query = sa.select(logs).where(logs.c.run_id == run_id)
+        if step is not None:
+            query = query.where(logs.c.step == step)
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_log(row._mapping) for row in conn.execute(query.order_by(logs.c.id))]
+
+    def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
+        running = RunStatus.RUNNING.value
+        active_ids = sa.select(runs.c.run_id).where(runs.c.status == running)
+        with self._errors(), self._engine.connect() as conn:
+            found_runs = [
+                rows.to_run(row._mapping)
+                for row in conn.execute(sa.select(runs).where(runs.c.status == running))
+            ]
+            found_tasks = [
+                rows.to_task(row._mapping)
+                for row in conn.execute(sa.select(tasks).where(tasks.c.run_id.in_(active_ids)))
+            ]
+            query = sa.select(attempts).where(attempts.c.status == AttemptStatus.RUNNING.value)
+            found_attempts = [rows.to_attempt(row._mapping) for row in conn.execute(query)]
+        found_runs.sort(key=lambda run: (run.created_at, run.run_id))
+        found_tasks.sort(key=rows.task_order)
+        found_attempts.sort(key=lambda a: (a.run_id, *rows.attempt_order(a)))
+        return found_runs, found_tasks, found_attempts
+
+    def page_queued(
+        self, queue: str, after: tuple[int, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        query = sa.select(tasks).where(tasks.c.status == QUEUED, tasks.c.queue == queue)
+        if after is not None:
+            priority, seq = after
+            query = query.where(
+                sa.or_(
+                    tasks.c.priority < priority,
+                    sa.and_(tasks.c.priority == priority, tasks.c.seq > seq),
+                )
+            )
+        query = query.order_by(tasks.c.priority.desc(), tasks.c.seq.asc()).limit(limit)
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_task(row._mapping) for row in conn.execute(query)]
+
+    def count_queued(self) -> int:
+        query = sa.select(sa.func.count()).select_from(tasks).where(tasks.c.status == QUEUED)
+        with self._errors(), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def max_task_seq(self) -> int:
+        query = sa.select(sa.func.coalesce(sa.func.max(tasks.c.seq), 0))
+        with self._errors(), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _errors(self) -> AbstractContextManager[None]:
+        return unavailable_as_store_error(self._url)
+
+
+def _tuple_key(pk: tuple[str, ...]) -> Any:
+    def key(record: object) -> tuple[Any, ...]:
+        return tuple(getattr(record, name) for name in pk)
+
+    return key
+
+
+def _chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,158 @@
+"""The schema, in SQLAlchemy Core. The migrations in `migrations/versions` must match it.
+
+Statuses are plain strings (the domain owns the values; no database enums to migrate).
+Datetimes are `timestamptz` on PostgreSQL and naive UTC text on SQLite, both read back as
+aware UTC by `UtcDateTime`. JSON payloads are `Text`: results and inputs can be large.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from wfray.adapters.sqlalchemy.rows import UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+# 64-bit ids on PostgreSQL; SQLite only autoincrements an INTEGER PRIMARY KEY.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("version", sa.String, primary_key=True),
+    # Save order: the latest version of a name is the one with the highest seq.
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("schema_json", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_workflows_name_seq", "name", "seq"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("workflow", sa.String, nullable=False),
+    sa.Column("version", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("input_json", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("queue", sa.String, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("idempotency_key", sa.String, nullable=True, unique=True),
+    sa.Column("concurrency_key", sa.String, nullable=True),
+    sa.Column("parent_run_id", sa.String, nullable=True),
+    sa.Column("trigger", sa.String, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Column("result_json", sa.Text, nullable=True),
+    sa.Column("result_ref", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_runs_workflow_status_created_at", "workflow", "status", "created_at"),
+    sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_created_at", "created_at"),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column(
+        "run_id",
+        sa.String,
+        sa.ForeignKey("runs.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("step", sa.String, primary_key=True),
+    sa.Column("map_index", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("pool", sa.String, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("queue", sa.String, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("concurrency_key", sa.String, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("lost", sa.Integer, nullable=False),
+    sa.Column("map_count", sa.Integer, nullable=True),
+    sa.Column("ready_at", UtcDateTime, nullable=True),
+    sa.Column("queued_at", UtcDateTime, nullable=True),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Column("result_json", sa.Text, nullable=True),
+    sa.Column("result_ref", sa.Text, nullable=True),
+    sa.Column("result_items", sa.Integer, nullable=True),
+    sa.Column("error_type", sa.String, nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+)
+# Paging the queued backlog: WHERE status, queue ORDER BY priority DESC, seq ASC.
+sa.Index(
+    "ix_tasks_status_queue_priority_seq",
+    tasks.c.status,
+    tasks.c.queue,
+    tasks.c.priority.desc(),
+    tasks.c.seq,
+)
+# max_task_seq at start-up must not scan a million rows.
+sa.Index("ix_tasks_seq", tasks.c.seq)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("step", sa.String, primary_key=True),
+    sa.Column("map_index", sa.Integer, primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("executor", sa.String, nullable=False),
+    sa.Column("incarnation", sa.String, nullable=False),
+    sa.Column("queued_at", UtcDateTime, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Column("node_id", sa.String, nullable=True),
+    sa.Column("worker_id", sa.String, nullable=True),
+    sa.Column("host", sa.String, nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("error_type", sa.String, nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("traceback", sa.Text, nullable=True),
+    sa.ForeignKeyConstraint(
+        ["run_id", "step", "map_index"],
+        ["tasks.run_id", "tasks.step", "tasks.map_index"],
+        ondelete="CASCADE",
+    ),
+    sa.Index("ix_attempts_status", "status"),
+)
+
+# No foreign key on logs: a late log line must never fail the batch it travels in.
+logs = sa.Table(
+    "logs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # A hash of the line and its occurrence in its batch: a replayed batch inserts nothing.
+    sa.Column("line_key", sa.String(32), nullable=False, unique=True),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("step", sa.String, nullable=False),
+    sa.Column("map_index", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("ts", UtcDateTime, nullable=False),
+    sa.Column("level", sa.String, nullable=False),
+    sa.Column("logger", sa.String, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_logs_run_id_step", "run_id", "step"),
+)
+
+# Small key/value facts about the installation (for the coordinator lease, later).
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

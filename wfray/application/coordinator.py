@@ -1,0 +1,435 @@
+"""The Coordinator: one loop that turns events into decisions, commits them, then acts.
+
+Ray-free: the Ray adapter hosts it in a detached actor. Each loop turn takes everything that
+arrived (submissions, outcomes, lost attempts, due timers), asks the engine and the queue
+manager what follows, commits all of it in one transaction (group commit without linger),
+and only then answers callers and sends dispatches. Its memory is a cache of the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from wfray.application.arguments import ArgumentBuilder
+from wfray.application.batch import Batch
+from wfray.application.intake import Intake
+from wfray.application.messages import Dispatch, Outcome, RunView, SubmitRequest, SubmitResult
+from wfray.application.ports import Clock, RunStore, StepExecutor
+from wfray.application.reconciler import Reconciler
+from wfray.domain import engine
+from wfray.domain.engine import Changes, RunState
+from wfray.domain.errors import StoreUnavailableError, UnknownWorkflowError
+from wfray.domain.policy import FailureInfo
+from wfray.domain.queueing import QueueConfig, QueueManager
+from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.status import AttemptStatus, TaskStatus
+from wfray.domain.workflow import WorkflowSchema
+
+log = logging.getLogger("wfray.coordinator")
+
+AttemptKey = tuple[str, str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorSettings:
+    queues: tuple[QueueConfig, ...] = ()
+    pool_windows: dict[str, int] = field(default_factory=lambda: {"cpu": 64, "io": 256})
+    memory_cap: int = 10_000
+    max_backlog: int = 1_000_000
+    drain_wait_s: float = 1.0
+    commit_retry_max_s: float = 5.0
+
+
+class Coordinator:
+    """Orchestrates runs: persists every decision before acting on it."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        executors: dict[str, StepExecutor],
+        clock: Clock,
+        settings: CoordinatorSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.executors = executors
+        self.clock = clock
+        self.settings = settings or CoordinatorSettings()
+        self.runs: dict[str, RunState] = {}
+        self.schemas: dict[tuple[str, str], WorkflowSchema] = {}
+        self.attempts: dict[AttemptKey, AttemptRecord] = {}
+        self.queues = QueueManager(
+            list(self.settings.queues), self.settings.pool_windows, self.settings.memory_cap
+        )
+        self.args = ArgumentBuilder()
+        self.intake = Intake(self)
+        self.reconciler = Reconciler(self)
+        self.timers: list[tuple[datetime, str, str, int]] = []
+        self.outcomes: list[tuple[str, Outcome]] = []
+        self.waiters: dict[str, list[asyncio.Future[RunView]]] = {}
+        self.seq = 0
+        self.queued_count = 0
+        self.wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.turns = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover from the store, reconcile with the executors, and start the loop."""
+        await self.reconciler.recover()
+        self._loop_task = asyncio.create_task(self._run_loop(), name="wfray-coordinator-loop")
+        self.reconciler.start_drainers()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wake.set()
+        await self.reconciler.stop_drainers()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            try:
+                await self._loop_task
+            except asyncio.CancelledError:
+                pass
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # -- the public calls ------------------------------------------------------------------
+
+    async def register(self, schemas: Sequence[WorkflowSchema]) -> None:
+        """Store workflow schemas (idempotent: a version is its content hash)."""
+        for schema in schemas:
+            if (schema.name, schema.version) not in self.schemas:
+                await asyncio.to_thread(self.store.save_workflow, schema)
+                self.schemas[(schema.name, schema.version)] = schema
+
+    async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        """Start runs; answers only after they are committed."""
+        return await self.intake.submit(requests)
+
+    async def wait(self, run_ids: Sequence[str], timeout_s: float) -> list[RunView]:
+        """Wait until the runs finish (or the timeout passes) and return their views."""
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future[RunView]] = {}
+        for run_id in run_ids:
+            future: asyncio.Future[RunView] = loop.create_future()
+            self.waiters.setdefault(run_id, []).append(future)
+            futures[run_id] = future
+        try:
+            for view in await self.views(run_ids):
+                if view.status.finished and not futures[view.run_id].done():
+                    futures[view.run_id].set_result(view)
+            pending = [f for f in futures.values() if not f.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=timeout_s)
+        finally:
+            for run_id, future in futures.items():
+                waiting = self.waiters.get(run_id, [])
+                if future in waiting:
+                    waiting.remove(future)
+                if not waiting:
+                    self.waiters.pop(run_id, None)
+        done = {rid: f.result() for rid, f in futures.items() if f.done()}
+        rest = [rid for rid in run_ids if rid not in done]
+        if rest:
+            for view in await self.views(rest):
+                done[view.run_id] = view
+        return [done[rid] for rid in run_ids if rid in done]
+
+    async def views(self, run_ids: Sequence[str]) -> list[RunView]:
+        missing = [rid for rid in run_ids if rid not in self.runs]
+        stored = await asyncio.to_thread(self.store.find_runs, missing) if missing else {}
+        views = []
+        for rid in run_ids:
+            if rid in self.runs:
+                views.append(view_of(self.runs[rid].run))
+            elif rid in stored:
+                views.append(view_of(stored[rid]))
+        return views
+
+    async def schema(self, name: str, version: str | None) -> WorkflowSchema:
+        if version is not None and (name, version) in self.schemas:
+            return self.schemas[(name, version)]
+        found = await asyncio.to_thread(self.store.get_workflow, name, version)
+        if found is None:
+            what = f"{name!r} version {version!r}" if version else repr(name)
+            raise UnknownWorkflowError(f"unknown workflow {what}; register it before submitting")
+        self.schemas[(found.name, found.version)] = found
+        return found
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "runs_in_memory": len(self.runs),
+            "tasks_held": self.queues.held,
+            "running_attempts": len(self.attempts),
+            "queued": self.queued_count,
+            "timers": len(self.timers),
+            "turns": self.turns,
+            "queues": self.queues.depth(),
+        }
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _run_loop(self) -> None:
+        while not self._stopping:
+            timeout = self._idle_timeout()
+            if timeout is None or timeout > 0:
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+            self.wake.clear()
+            if self._stopping:
+                return
+            await self._turn()
+
+    def _idle_timeout(self) -> float | None:
+        now = self.clock.now()
+        deadlines = [self.timers[0][0]] if self.timers else []
+        token = self.queues.next_wakeup(now)
+        if token is not None:
+            deadlines.append(token)
+        if not deadlines:
+            return None
+        return max(0.0, (min(deadlines) - now).total_seconds())
+
+    async def _turn(self) -> None:
+        self.turns += 1
+        now = self.clock.now()
+        batch = Batch()
+        touched: set[str] = set()
+        accepted = await self.intake.take(batch, now, touched)
+        outcomes, self.outcomes = self.outcomes, []
+        acks: dict[str, int] = {}
+        for pool, outcome in outcomes:
+            self._apply_outcome(outcome, batch, now, touched)
+            acks[pool] = max(acks.get(pool, 0), outcome.seq)
+        self._fire_timers(batch, now, touched)
+        dispatches = self._dispatch(batch, now, touched)
+        await self._commit(batch)
+        self.intake.answer(accepted)
+        self.reconciler.acknowledge(acks)
+        self.reconciler.send(dispatches)
+        self._settle(touched)
+        await self._page_in()
+
+    async def _commit(self, batch: Batch) -> None:
+        if not len(batch):
+            return
+        delay = 0.05
+        while True:
+            try:
+                await asyncio.to_thread(self.store.commit, batch)
+                return
+            except StoreUnavailableError as exc:
+                if self._stopping:
+                    raise
+                log.warning("store unavailable, retrying the commit in %.2fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.commit_retry_max_s)
+
+    # -- applying events ---------------------------------------------------------------------
+
+    def record(self, state: RunState, changes: Changes, batch: Batch) -> None:
+        """Put an engine decision into the batch and queue what became ready."""
+        for task in changes.ready:
+            self._enqueue(task)
+        for task in changes.new_tasks:
+            batch.insert_task(task)
+        for task, expected in changes.updated_tasks:
+            batch.update_task(task, expected)
+        if changes.run_changed is not None:
+            batch.update_run(state.run, changes.run_changed)
+
+    def _enqueue(self, task: TaskRecord) -> None:
+        self.seq += 1
+        task.seq = self.seq
+        self.queued_count += 1
+        self.queues.push(task)
+
+    def _apply_outcome(
+        self, outcome: Outcome, batch: Batch, now: datetime, touched: set[str]
+    ) -> None:
+        attempt = self.attempts.pop(outcome.attempt_key, None)
+        if attempt is None:
+            return  # already applied (an outcome replayed after a restart)
+        _fill_attempt(attempt, outcome)
+        batch.update_attempt(attempt, AttemptStatus.RUNNING)
+        batch.logs.extend(outcome.logs)
+        state = self.runs.get(outcome.run_id)
+        if state is None:
+            log.warning("outcome for run %s, which is not active: recorded only", outcome.run_id)
+            return
+        task = state.tasks[(outcome.step, outcome.map_index)]
+        touched.add(state.run.run_id)
+        self.queues.finished(task)
+        if task.status is not TaskStatus.RUNNING or task.attempts != outcome.attempt:
+            return  # the run moved on (failed or cancelled): keep the record only
+        if outcome.status is AttemptStatus.SUCCEEDED:
+            changes = engine.complete_task(
+                state, task, outcome.result_json, outcome.result_ref, outcome.result_items, now
+            )
+        else:
+            changes = self._failed(state, task, outcome, now)
+        self.record(state, changes, batch)
+
+    def _failed(self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime) -> Changes:
+        lost = outcome.status is AttemptStatus.LOST
+        failure = FailureInfo(
+            error_type=outcome.error_type or "wfray.UnknownError",
+            message=outcome.error_message or "",
+            retryable=outcome.retryable,
+            retry_after_s=outcome.retry_after_s,
+            lost=lost,
+        )
+        if lost:
+            task.lost += 1
+        else:
+            task.failures += 1
+        policy = state.schema.step(task.step).retry
+        decision = policy.decide(failure, task.failures, task.lost, now)
+        if decision.retry_at is None:
+            return engine.fail_task(state, task, failure, now)
+        changes = engine.schedule_retry(task, failure, decision.retry_at)
+        heapq.heappush(self.timers, (decision.retry_at, task.run_id, task.step, task.map_index))
+        return changes
+
+    def _fire_timers(self, batch: Batch, now: datetime, touched: set[str]) -> None:
+        while self.timers and self.timers[0][0] <= now:
+            _, run_id, step, index = heapq.heappop(self.timers)
+            state = self.runs.get(run_id)
+            task = state.tasks.get((step, index)) if state else None
+            if state is None or task is None or task.status is not TaskStatus.RETRYING:
+                continue
+            touched.add(run_id)
+            self.record(state, engine.requeue(task, now), batch)
+
+    def _dispatch(self, batch: Batch, now: datetime, touched: set[str]) -> list[Dispatch]:
+        dispatches = []
+        for task in self.queues.select(now):
+            self.queued_count -= 1
+            state = self.runs[task.run_id]
+            touched.add(task.run_id)
+            step = state.schema.step(task.step)
+            self.record(state, engine.mark_dispatched(state, task, now), batch)
+            attempt = AttemptRecord(
+                run_id=task.run_id,
+                step=task.step,
+                map_index=task.map_index,
+                attempt=task.attempts,
+                status=AttemptStatus.RUNNING,
+                executor=task.pool,
+                incarnation=self.reconciler.incarnation(task.pool),
+                queued_at=now,
+            )
+            batch.insert_attempt(attempt)
+            key = (task.run_id, task.step, task.map_index, task.attempts)
+            self.attempts[key] = attempt
+            dispatches.append(
+                Dispatch(
+                    run_id=task.run_id,
+                    workflow=state.run.workflow,
+                    step=task.step,
+                    map_index=task.map_index,
+                    attempt=task.attempts,
+                    fn=step.fn,
+                    args=self.args.build(state, step, task),
+                    pool=task.pool,
+                    num_cpus=step.num_cpus,
+                    resources=dict(step.resources),
+                    timeout_s=step.timeout_s,
+                )
+            )
+        return dispatches
+
+    # -- after the commit ----------------------------------------------------------------------
+
+    def _settle(self, touched: set[str]) -> None:
+        """Answer waiters of finished runs and drop from memory what needs no attention."""
+        for run_id in touched:
+            state = self.runs.get(run_id)
+            if state is None:
+                continue
+            if state.finished:
+                view = view_of(state.run)
+                for future in self.waiters.pop(run_id, []):
+                    if not future.done():
+                        future.set_result(view)
+                self._evict(run_id)
+            elif not self._live(state):
+                self._evict(run_id)
+
+    def _live(self, state: RunState) -> bool:
+        for task in state.tasks.values():
+            if task.status in (TaskStatus.RUNNING, TaskStatus.RETRYING):
+                return True
+            if task.status is TaskStatus.QUEUED and self.queues.holds(
+                (task.run_id, task.step, task.map_index)
+            ):
+                return True
+        return False
+
+    def _evict(self, run_id: str) -> None:
+        self.runs.pop(run_id, None)
+        self.args.forget(run_id)
+
+    async def _page_in(self) -> None:
+        for queue, boundary, room in self.queues.needs_page():
+            tasks = await asyncio.to_thread(self.store.page_queued, queue, boundary, room)
+            await self.load_runs({t.run_id for t in tasks if t.run_id not in self.runs})
+            fresh = []
+            for task in tasks:
+                state = self.runs.get(task.run_id)
+                live = state.tasks.get(task.key) if state else None
+                if live is not None and live.status is TaskStatus.QUEUED:
+                    fresh.append(live)
+            self.queues.paged(queue, fresh, room)
+            if fresh:
+                self.wake.set()
+
+    async def load_runs(self, run_ids: set[str]) -> None:
+        """Bring runs (and their tasks) from the store into memory."""
+        if not run_ids:
+            return
+        ids = sorted(run_ids)
+        runs = await asyncio.to_thread(self.store.find_runs, ids)
+        tasks = await asyncio.to_thread(self.store.get_tasks, ids)
+        for run in runs.values():
+            if run.run_id not in self.runs:
+                self.adopt(run, [t for t in tasks if t.run_id == run.run_id], await self.schema(run.workflow, run.version))
+
+    def adopt(self, run: RunRecord, tasks: list[TaskRecord], schema: WorkflowSchema) -> RunState:
+        state = RunState(run=run, schema=schema, tasks={t.key: t for t in tasks})
+        self.runs[run.run_id] = state
+        return state
+
+
+def _fill_attempt(attempt: AttemptRecord, outcome: Outcome) -> None:
+    attempt.status = outcome.status
+    attempt.started_at = outcome.started_at
+    attempt.finished_at = outcome.finished_at
+    attempt.node_id = outcome.worker.node_id
+    attempt.worker_id = outcome.worker.worker_id
+    attempt.host = outcome.worker.host
+    attempt.pid = outcome.worker.pid
+    attempt.error_type = outcome.error_type
+    attempt.error_message = outcome.error_message
+    attempt.traceback = outcome.traceback
+
+
+def view_of(run: RunRecord) -> RunView:
+    return RunView(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=run.status,
+        result_json=run.result_json,
+        result_ref=run.result_ref,
+        error=run.error,
+    )

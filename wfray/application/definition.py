@@ -1,0 +1,253 @@
+"""The user's API for declaring workflows: decorators over ordinary functions.
+
+    flow = Workflow("orders", input=OrderInput)
+
+    @flow.step(pool="io")
+    def fetch(input: OrderInput) -> list[Order]: ...
+
+    @flow.step(map="fetch")             # one task per order, in parallel
+    def price(fetch: Order, ctx: StepContext) -> Priced: ...
+
+    @flow.step()                        # depends on `price` by parameter name
+    def total(price: list[Priced]) -> Decimal: ...
+
+A parameter named after another step receives its result (a fanned-out step's results
+arrive as a list in item order); `input` receives the run's input, `ctx` the StepContext.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, get_origin
+
+from pydantic import BaseModel, create_model
+
+from wfray.domain.errors import DefinitionError
+from wfray.domain.policy import RetryPolicy, validate_policy
+from wfray.domain.workflow import CONTEXT, INPUT, INPUT_FIELD, StepSchema, WorkflowSchema
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_registry: dict[str, Workflow] = {}
+
+
+def import_path(fn: Callable[..., Any]) -> str:
+    """'module:qualname' of a module-level function, importable on every node."""
+    module = fn.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        if spec is None:
+            raise DefinitionError(
+                f"step {fn.__qualname__!r} is defined in a script run by path; workers must "
+                "import it: put it in a module and run it with `python -m package.module`"
+            )
+        module = spec.name
+    if "<locals>" in fn.__qualname__:
+        raise DefinitionError(
+            f"step {fn.__qualname__!r} is defined inside a function; define it at module level"
+        )
+    return f"{module}:{fn.__qualname__}"
+
+
+class _StepDef:
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        self.fn = fn
+        self.options = options
+
+
+class Workflow:
+    """A named workflow whose steps are declared with `@workflow.step(...)`."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        input: type[BaseModel] | None = None,
+        register: bool = True,
+    ) -> None:
+        self.name = name
+        self.input_model = input
+        self._steps: dict[str, _StepDef] = {}
+        self._schema: WorkflowSchema | None = None
+        if register:
+            _registry[name] = self
+
+    def step(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        after: Iterable[str] = (),
+        map: str | None = None,
+        pool: str = "cpu",
+        retry: RetryPolicy | None = None,
+        timeout_s: float | None = None,
+        num_cpus: float | None = None,
+        resources: dict[str, float] | None = None,
+        input_fields: bool = False,
+    ) -> Any:
+        """Declare a step. Usable as `@flow.step` or `@flow.step(pool="io", ...)`.
+
+        Args:
+            name: the step's name (default: the function's name).
+            after: steps to wait for besides those named by parameters.
+            map: a step whose list result is fanned out: one task per item.
+            pool: "cpu" (Ray tasks, one CPU each), "io" (coroutines in io executors).
+            retry: its RetryPolicy (default: 3 attempts, exponential backoff).
+            timeout_s: per-attempt timeout.
+            num_cpus: CPUs one attempt holds in the cpu pool.
+            resources: extra Ray resources one attempt holds.
+            input_fields: bind each parameter to the input field of the same name.
+        """
+
+        def decorate(func: F) -> F:
+            step_name = name or func.__name__
+            if step_name in self._steps:
+                raise DefinitionError(f"workflow {self.name!r}: duplicate step {step_name!r}")
+            self._steps[step_name] = _StepDef(
+                func,
+                {
+                    "after": tuple(after),
+                    "map": map,
+                    "pool": pool,
+                    "retry": validate_policy(step_name, retry or RetryPolicy()),
+                    "timeout_s": timeout_s,
+                    "num_cpus": num_cpus,
+                    "resources": dict(resources or {}),
+                    "input_fields": input_fields,
+                },
+            )
+            self._schema = None
+            return func
+
+        return decorate(fn) if fn is not None else decorate
+
+    @property
+    def schema(self) -> WorkflowSchema:
+        """The validated, versioned schema (built on first use)."""
+        if self._schema is None:
+            self._schema = self._build()
+        return self._schema
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        return {name: d.fn for name, d in self._steps.items()}
+
+    def _build(self) -> WorkflowSchema:
+        names = set(self._steps)
+        steps = []
+        for step_name, definition in self._steps.items():
+            opts = definition.options
+            bindings = _bindings(
+                self.name, step_name, definition.fn, names, opts["input_fields"]
+            )
+            after = list(opts["after"])
+            for source in [opts["map"], *bindings.values()]:
+                if source is not None and source in names and source not in after:
+                    after.append(source)
+            steps.append(
+                StepSchema(
+                    name=step_name,
+                    fn=import_path(definition.fn),
+                    after=tuple(after),
+                    map=opts["map"],
+                    bindings=bindings,
+                    pool=opts["pool"],
+                    retry=opts["retry"],
+                    timeout_s=opts["timeout_s"],
+                    num_cpus=opts["num_cpus"],
+                    resources=opts["resources"],
+                )
+            )
+        _check_map_sources(self.name, self._steps)
+        input_type = None
+        if self.input_model is not None:
+            input_type = f"{self.input_model.__module__}:{self.input_model.__qualname__}"
+        return WorkflowSchema.build(self.name, steps, input_type=input_type)
+
+    def __repr__(self) -> str:
+        return f"Workflow({self.name!r}, steps={list(self._steps)})"
+
+
+def _bindings(
+    workflow: str, step: str, fn: Callable[..., Any], names: set[str], input_fields: bool
+) -> dict[str, str]:
+    bindings: dict[str, str] = {}
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.name == CONTEXT:
+            bindings[param.name] = CONTEXT
+        elif input_fields:
+            bindings[param.name] = INPUT_FIELD + param.name
+        elif param.name == INPUT:
+            bindings[param.name] = INPUT
+        elif param.name in names and param.name != step:
+            bindings[param.name] = param.name
+        elif param.default is inspect.Parameter.empty:
+            raise DefinitionError(
+                f"workflow {workflow!r}, step {step!r}: parameter {param.name!r} is neither "
+                f"a step name ({', '.join(sorted(names))}), 'input' nor 'ctx'"
+            )
+    return bindings
+
+
+def _check_map_sources(workflow: str, steps: dict[str, _StepDef]) -> None:
+    """A map over a step whose return annotation is known and is not a list is an error."""
+    for name, definition in steps.items():
+        source = definition.options["map"]
+        if source is None or source not in steps:
+            continue
+        annotation = inspect.signature(steps[source].fn, eval_str=False).return_annotation
+        if annotation is inspect.Signature.empty or isinstance(annotation, str):
+            continue
+        origin = get_origin(annotation) or annotation
+        if inspect.isclass(origin) and not issubclass(origin, (list, tuple)):
+            raise DefinitionError(
+                f"workflow {workflow!r}, step {name!r}: maps over {source!r}, which returns "
+                f"{getattr(annotation, '__name__', annotation)}, not a list"
+            )
+
+
+def registered(name: str) -> Workflow | None:
+    """A workflow declared in this process, by name."""
+    return _registry.get(name)
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    pool: str = "cpu",
+    retry: RetryPolicy | None = None,
+    timeout_s: float | None = None,
+    input: type[BaseModel] | None = None,
+) -> Any:
+    """Declare a plain task: a one-step workflow named after the function."""
+
+    def decorate(func: F) -> F:
+        flow = Workflow(name or func.__name__, input=input or signature_model(func))
+        flow.step(
+            func, name=func.__name__, pool=pool, retry=retry, timeout_s=timeout_s,
+            input_fields=True,
+        )
+        func.__wfray_workflow__ = flow  # type: ignore[attr-defined]
+        return func
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def signature_model(fn: Callable[..., Any]) -> type[BaseModel]:
+    """A pydantic model of a function's parameters (ctx aside), to validate task inputs."""
+    hints = typing.get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(fn).parameters.values():
+        if param.name == CONTEXT or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    model: type[BaseModel] = create_model(f"{fn.__name__}_input", **fields)
+    return model

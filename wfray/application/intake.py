@@ -1,0 +1,106 @@
+"""Intake: submissions wait here for the next loop turn, deduplicated and bounded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from wfray.application.batch import Batch
+from wfray.application.messages import SubmitRequest, SubmitResult
+from wfray.domain import engine
+from wfray.domain.engine import RunState
+from wfray.domain.errors import BacklogFullError, WfrayError
+from wfray.domain.records import RunRecord
+from wfray.domain.status import RunStatus
+
+if TYPE_CHECKING:
+    from wfray.application.coordinator import Coordinator
+
+Pending = tuple[SubmitRequest, "asyncio.Future[SubmitResult]"]
+Answer = tuple["asyncio.Future[SubmitResult]", SubmitResult]
+
+
+class Intake:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+        self.pending: list[Pending] = []
+
+    async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[SubmitResult]] = []
+        for request in requests:
+            future: asyncio.Future[SubmitResult] = loop.create_future()
+            futures.append(future)
+            self.pending.append((request, future))
+        self.c.wake.set()
+        return list(await asyncio.gather(*futures))
+
+    async def take(self, batch: Batch, now: datetime, touched: set[str]) -> list[Answer]:
+        """Turn pending submissions into new runs in the batch; answers wait for the commit."""
+        if not self.pending:
+            return []
+        pending, self.pending = self.pending, []
+        store = self.c.store
+        run_ids = [r.run_id for r, _ in pending]
+        keys = [r.idempotency_key for r, _ in pending if r.idempotency_key is not None]
+        existing = await asyncio.to_thread(store.find_runs, run_ids)
+        known_keys = await asyncio.to_thread(store.find_idempotency_keys, keys) if keys else {}
+        answers: list[Answer] = []
+        for request, future in pending:
+            answers.append((future, await self._take_one(request, existing, known_keys, batch, now, touched)))
+        return answers
+
+    async def _take_one(
+        self,
+        request: SubmitRequest,
+        existing: dict[str, RunRecord],
+        known_keys: dict[str, str],
+        batch: Batch,
+        now: datetime,
+        touched: set[str],
+    ) -> SubmitResult:
+        if request.run_id in existing or request.run_id in batch.new_runs:
+            return SubmitResult(request.run_id, created=False)
+        if request.idempotency_key is not None and request.idempotency_key in known_keys:
+            return SubmitResult(known_keys[request.idempotency_key], created=False)
+        backlog = self.c.settings.max_backlog
+        if self.c.queued_count >= backlog:
+            error = BacklogFullError(
+                f"the backlog holds {self.c.queued_count} queued tasks (limit {backlog}): "
+                "retry later"
+            )
+            return SubmitResult(request.run_id, False, error.message, error.code, 1.0)
+        try:
+            schema = await self.c.schema(request.workflow, request.version or None)
+        except WfrayError as exc:
+            return SubmitResult(request.run_id, False, exc.message, exc.code)
+        run = RunRecord(
+            run_id=request.run_id,
+            workflow=schema.name,
+            version=schema.version,
+            status=RunStatus.QUEUED,
+            input_json=request.input_json,
+            created_at=now,
+            queue=request.queue,
+            priority=request.priority,
+            idempotency_key=request.idempotency_key,
+            concurrency_key=request.concurrency_key,
+            parent_run_id=request.parent_run_id,
+            trigger=request.trigger,
+        )
+        state = RunState(run=run, schema=schema)
+        self.c.runs[run.run_id] = state
+        batch.insert_run(run)
+        self.c.record(state, engine.start_run(state, now), batch)
+        touched.add(run.run_id)
+        if request.idempotency_key is not None:
+            known_keys[request.idempotency_key] = run.run_id
+        existing[run.run_id] = run
+        return SubmitResult(run.run_id, created=True)
+
+    def answer(self, answers: list[Answer]) -> None:
+        for future, result in answers:
+            if not future.done():
+                future.set_result(result)

@@ -1,0 +1,126 @@
+"""Messages between the client, the coordinator, the executors and the steps.
+
+Plain, picklable values; results travel as JSON text or blob references.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from wfray.domain.records import LogRecord, WorkerIdentity
+from wfray.domain.status import AttemptStatus, RunStatus
+
+# An argument: {"json": text} | {"blob": uri} | {"list": [arg, ...]} | {"dict": {name: arg}}
+ArgSpec = dict[str, Any]
+
+
+@dataclass(slots=True)
+class SubmitRequest:
+    """One run to start. `run_id` is chosen by the client, so a retried request is a no-op."""
+
+    run_id: str
+    workflow: str
+    version: str
+    input_json: str
+    idempotency_key: str | None = None
+    priority: int = 0
+    queue: str = "default"
+    concurrency_key: str | None = None
+    parent_run_id: str | None = None
+    trigger: str = "client"
+
+
+@dataclass(slots=True)
+class SubmitResult:
+    """The run that serves a request: a new one, or the one its key already named."""
+
+    run_id: str
+    created: bool
+    error: str | None = None
+    error_code: str | None = None
+    retry_after_s: float | None = None
+
+
+@dataclass(slots=True)
+class RunView:
+    """What a caller sees of a run."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    result_json: str | None = None
+    result_ref: str | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Dispatch:
+    """One attempt of one task, sent to an executor."""
+
+    run_id: str
+    workflow: str
+    step: str
+    map_index: int
+    attempt: int
+    fn: str
+    args: dict[str, ArgSpec]
+    pool: str
+    num_cpus: float | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    timeout_s: float | None = None
+
+    @property
+    def attempt_key(self) -> tuple[str, str, int, int]:
+        return (self.run_id, self.step, self.map_index, self.attempt)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across attempts: pass it to external systems to dedupe side effects."""
+        return f"{self.run_id}:{self.step}:{self.map_index}"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an attempt ended, as its executor saw it."""
+
+    run_id: str
+    step: str
+    map_index: int
+    attempt: int
+    status: AttemptStatus
+    started_at: datetime | None
+    finished_at: datetime
+    worker: WorkerIdentity = field(default_factory=WorkerIdentity)
+    result_json: str | None = None
+    result_ref: str | None = None
+    result_items: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    retryable: bool = True
+    retry_after_s: float | None = None
+    logs: list[LogRecord] = field(default_factory=list)
+    seq: int = 0
+
+    @property
+    def attempt_key(self) -> tuple[str, str, int, int]:
+        return (self.run_id, self.step, self.map_index, self.attempt)
+
+
+@dataclass(slots=True)
+class Drained:
+    """A batch of outcomes from one executor incarnation."""
+
+    incarnation: str
+    outcomes: list[Outcome]
+
+
+@dataclass(slots=True)
+class ExecutorSnapshot:
+    """What an executor holds: the attempts it runs and the outcomes not yet acknowledged."""
+
+    incarnation: str
+    in_flight: list[tuple[str, str, int, int]]
+    outcomes: list[Outcome]

@@ -1,0 +1,58 @@
+"""Read-side use cases: what operators and clients ask of the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wfray.application.ports import RunStore
+from wfray.domain.errors import RunNotFoundError, WfrayError
+from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.status import RunStatus
+from wfray.domain.workflow import WorkflowSchema
+
+
+@dataclass(slots=True)
+class RunDetail:
+    """A run with its task executions and every attempt."""
+
+    run: RunRecord
+    tasks: list[TaskRecord]
+    attempts: list[AttemptRecord]
+
+    def attempts_of(self, step: str, map_index: int = -1) -> list[AttemptRecord]:
+        return [a for a in self.attempts if a.step == step and a.map_index == map_index]
+
+
+class Queries:
+    NAMES = frozenset({"run_detail", "list_runs", "logs", "workflows"})
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name not in self.NAMES:
+            raise WfrayError(f"unknown query {name!r}; known: {', '.join(sorted(self.NAMES))}")
+        return getattr(self, name)(*args, **kwargs)
+
+    def run_detail(self, run_id: str) -> RunDetail:
+        runs = self.store.find_runs([run_id])
+        if run_id not in runs:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return RunDetail(
+            run=runs[run_id],
+            tasks=self.store.get_tasks([run_id]),
+            attempts=self.store.get_attempts(run_id),
+        )
+
+    def list_runs(
+        self, workflow: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        wanted = RunStatus(status) if status is not None else None
+        return self.store.list_runs(workflow=workflow, status=wanted, limit=limit)
+
+    def logs(self, run_id: str, step: str | None = None) -> list[LogRecord]:
+        return self.store.get_logs(run_id, step)
+
+    def workflows(self) -> list[WorkflowSchema]:
+        return self.store.list_workflows()

@@ -1,0 +1,184 @@
+"""The coordinator's side of the executors: dispatch, drain, acknowledge, reconcile.
+
+Executors own the running attempts and keep every outcome until the coordinator acknowledges
+it after its commit. After a restart of either side, a snapshot of the executor tells which
+attempts still run there; those it no longer knows are recorded as lost and retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections import defaultdict
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
+from wfray.domain.records import AttemptRecord, WorkerIdentity
+from wfray.domain.status import AttemptStatus, TaskStatus
+
+if TYPE_CHECKING:
+    from wfray.application.coordinator import AttemptKey, Coordinator
+
+log = logging.getLogger("wfray.coordinator")
+
+LOST_ERROR = "wfray.AttemptLost"
+
+
+class Reconciler:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+        self.incarnations: dict[str, str] = {}
+        self.acks: dict[str, int] = defaultdict(int)
+        self.unsent: set[AttemptKey] = set()
+        self.delivered: dict[AttemptKey, int] = {}
+        self.deliveries = 0
+        self._drainers: list[asyncio.Task[None]] = []
+        self._senders: set[asyncio.Task[None]] = set()
+
+    def incarnation(self, pool: str) -> str:
+        return self.incarnations.get(pool, "")
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        c = self.c
+        runs, tasks, attempts = await asyncio.to_thread(c.store.load_active)
+        by_run: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
+        for task in tasks:
+            by_run[task.run_id].append(task)
+        for run in runs:
+            schema = await c.schema(run.workflow, run.version)
+            state = c.adopt(run, by_run[run.run_id], schema)
+            for task in state.tasks.values():
+                if task.status is TaskStatus.RUNNING and task.map_count is None:
+                    c.queues.started(task)
+                elif task.status is TaskStatus.RETRYING and task.ready_at is not None:
+                    heapq.heappush(c.timers, (task.ready_at, task.run_id, task.step, task.map_index))
+        for attempt in attempts:
+            key = (attempt.run_id, attempt.step, attempt.map_index, attempt.attempt)
+            c.attempts[key] = attempt
+            self.delivered[key] = 0
+        c.seq = await asyncio.to_thread(c.store.max_task_seq)
+        c.queued_count = await asyncio.to_thread(c.store.count_queued)
+        for queue in await asyncio.to_thread(c.store.queued_queues):
+            c.queues.mark_unpaged(queue)
+        for pool in c.executors:
+            try:
+                await self.reconcile(pool)
+            except Exception as exc:  # the drainer retries it
+                log.warning("executor %s not reachable at start: %s", pool, exc)
+        log.info(
+            "recovered %d active runs, %d running attempts, %d queued tasks",
+            len(runs), len(attempts), c.queued_count,
+        )
+        c.wake.set()
+
+    async def reconcile(self, pool: str) -> None:
+        """Compare what the executor runs with what the store says runs there."""
+        mark = self.deliveries
+        snapshot: ExecutorSnapshot = await self.c.executors[pool].snapshot(self.acks[pool])
+        changed = self.incarnations.get(pool) not in (None, snapshot.incarnation)
+        self.incarnations[pool] = snapshot.incarnation
+        known = set(snapshot.in_flight) | {o.attempt_key for o in snapshot.outcomes}
+        self.c.outcomes.extend((pool, o) for o in snapshot.outcomes)
+        now = self.c.clock.now()
+        lost = 0
+        for key, attempt in list(self.c.attempts.items()):
+            if attempt.executor != pool or key in known or key in self.unsent:
+                continue
+            if self.delivered.get(key, mark + 1) > mark:
+                continue  # delivered after the snapshot was asked for: not judged yet
+            self.c.outcomes.append((pool, lost_outcome(attempt, pool, changed, now)))
+            lost += 1
+        if lost:
+            log.warning("executor %s: %d attempts lost", pool, lost)
+        self.c.wake.set()
+
+    # -- steady state --------------------------------------------------------------------------
+
+    def start_drainers(self) -> None:
+        for pool in self.c.executors:
+            self._drainers.append(asyncio.create_task(self._drain(pool), name=f"wfray-drain-{pool}"))
+
+    async def stop_drainers(self) -> None:
+        for task in [*self._drainers, *self._senders]:
+            task.cancel()
+        await asyncio.gather(*self._drainers, *self._senders, return_exceptions=True)
+        self._drainers.clear()
+
+    async def _drain(self, pool: str) -> None:
+        executor = self.c.executors[pool]
+        delay = 0.1
+        while not self.c.stopping:
+            try:
+                drained = await executor.drain(self.acks[pool], self.c.settings.drain_wait_s)
+                if drained.incarnation != self.incarnations.get(pool):
+                    await self.reconcile(pool)
+                    continue
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("executor %s unreachable (%s); retrying in %.1fs", pool, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                try:
+                    await self.reconcile(pool)
+                except Exception as again:
+                    log.debug("reconcile of %s failed: %s", pool, again)
+                continue
+            if drained.outcomes:
+                self.c.outcomes.extend((pool, o) for o in drained.outcomes)
+                self.c.wake.set()
+
+    def acknowledge(self, acks: dict[str, int]) -> None:
+        for pool, seq in acks.items():
+            if seq > self.acks[pool]:
+                self.acks[pool] = seq
+
+    def send(self, dispatches: list[Dispatch]) -> None:
+        by_pool: dict[str, list[Dispatch]] = defaultdict(list)
+        for dispatch in dispatches:
+            by_pool[dispatch.pool].append(dispatch)
+            self.unsent.add(dispatch.attempt_key)
+        for pool, group in by_pool.items():
+            task = asyncio.create_task(self._send(pool, group))
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+
+    async def _send(self, pool: str, group: list[Dispatch]) -> None:
+        executor = self.c.executors.get(pool)
+        try:
+            if executor is None:
+                raise LookupError(f"no executor for pool {pool!r}")
+            await executor.dispatch(group)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("dispatch of %d attempts to %s failed: %s", len(group), pool, exc)
+        finally:
+            self.deliveries += 1
+            for dispatch in group:
+                self.unsent.discard(dispatch.attempt_key)
+                self.delivered[dispatch.attempt_key] = self.deliveries
+        # delivered keys are only needed until their outcome arrives
+        if len(self.delivered) > 4 * max(1, len(self.c.attempts)) + 1024:
+            self.delivered = {k: v for k, v in self.delivered.items() if k in self.c.attempts}
+
+
+def lost_outcome(attempt: AttemptRecord, pool: str, restarted: bool, now: datetime) -> Outcome:
+    why = "restarted" if restarted else "does not know it (it died or never received it)"
+    return Outcome(
+        run_id=attempt.run_id,
+        step=attempt.step,
+        map_index=attempt.map_index,
+        attempt=attempt.attempt,
+        status=AttemptStatus.LOST,
+        started_at=attempt.started_at,
+        finished_at=now,
+        worker=WorkerIdentity(),
+        error_type=LOST_ERROR,
+        error_message=f"attempt lost: executor {pool!r} {why}",
+    )

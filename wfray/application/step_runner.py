@@ -1,0 +1,274 @@
+"""Runs one attempt of one step where the step lives (a Ray worker or an io executor).
+
+It imports the step by path, turns the JSON arguments back into typed values, calls it with
+its log lines captured, and turns the result (or the error) into an Outcome. Large results
+go to the blob store from here, so they never pass through the coordinator.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import json
+import logging
+import traceback
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from wfray.application.context import AttemptLog, StepContext, bind, unbind
+from wfray.application.messages import ArgSpec, Dispatch, Outcome
+from wfray.application.ports import BlobStore
+from wfray.domain.errors import NonRetryableError, RetryLater
+from wfray.domain.records import WorkerIdentity
+from wfray.domain.status import AttemptStatus
+from wfray.domain.workflow import CONTEXT
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    blob_threshold_bytes: int = 256 * 1024
+    log_limit: int = 1000
+
+
+class StepImportError(NonRetryableError):
+    """The step's code cannot be imported on this worker."""
+
+    code = "step_import_error"
+
+
+class ResultNotSerializableError(NonRetryableError):
+    """The step returned a value that cannot be serialised to JSON."""
+
+    code = "result_not_serializable"
+
+
+@functools.cache
+def load_function(path: str) -> Callable[..., Any]:
+    module_name, _, qualname = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise StepImportError(
+            f"cannot import step {path!r} on this worker ({exc}); ship the code to every node "
+            "as an installed package or through Ray's runtime_env (working_dir / py_modules)"
+        ) from exc
+    if not callable(target):
+        raise StepImportError(f"{path!r} is not callable")
+    return typing.cast(Callable[..., Any], target)
+
+
+@dataclass(frozen=True, slots=True)
+class _Signature:
+    params: dict[str, TypeAdapter[Any]]
+    result: TypeAdapter[Any]
+    is_async: bool
+
+
+@functools.cache
+def _signature(fn: Callable[..., Any]) -> _Signature:
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: fall back to plain JSON values
+        hints = {}
+    params = {
+        name: TypeAdapter(hints.get(name, Any))
+        for name in inspect.signature(fn).parameters
+        if name != CONTEXT
+    }
+    return _Signature(params, TypeAdapter(hints.get("return", Any)), inspect.iscoroutinefunction(fn))
+
+
+def arg_text(spec: ArgSpec, blobs: BlobStore | None) -> str:
+    """An argument as JSON text, fetching blobs and assembling collected lists."""
+    if "json" in spec:
+        return typing.cast(str, spec["json"])
+    if "blob" in spec:
+        if blobs is None:
+            raise RuntimeError("a blob argument arrived but no blob store is configured")
+        return blobs.get(spec["blob"]).decode()
+    if "list" in spec:
+        return "[" + ",".join(arg_text(part, blobs) for part in spec["list"]) + "]"
+    if "field" in spec:
+        fields = json.loads(arg_text(spec["field"], blobs))
+        return json.dumps(fields[spec["name"]], separators=(",", ":"))
+    if "item" in spec:
+        items = json.loads(arg_text(spec["item"], blobs))
+        return json.dumps(items[spec["index"]], separators=(",", ":"))
+    if "dict" in spec:
+        body = ",".join(
+            f"{json.dumps(name)}:{arg_text(part, blobs)}" for name, part in spec["dict"].items()
+        )
+        return "{" + body + "}"
+    raise ValueError(f"unknown argument spec {sorted(spec)}")
+
+
+def _has_field(spec: ArgSpec) -> bool:
+    try:
+        fields = json.loads(arg_text(spec["field"], None))
+    except (RuntimeError, ValueError):
+        return True
+    return isinstance(fields, dict) and spec["name"] in fields
+
+
+class PreparedAttempt:
+    """The call of one attempt, split so sync and async callers share everything else."""
+
+    def __init__(
+        self, dispatch: Dispatch, blobs: BlobStore | None, settings: RunnerSettings
+    ) -> None:
+        self.dispatch = dispatch
+        self.blobs = blobs
+        self.settings = settings
+        self.started_at = datetime.now(UTC)
+        self.log = AttemptLog(
+            dispatch.run_id, dispatch.step, dispatch.map_index, dispatch.attempt,
+            limit=settings.log_limit,
+        )
+        self.fn: Callable[..., Any] | None = None
+        self.kwargs: dict[str, Any] = {}
+
+    def prepare(self) -> None:
+        d = self.dispatch
+        self.fn = load_function(d.fn)
+        signature = _signature(self.fn)
+        for name, spec in d.args.items():
+            if "field" in spec and not _has_field(spec):
+                continue  # the input leaves it out: the parameter's default applies
+            adapter = signature.params.get(name)
+            text = arg_text(spec, self.blobs)
+            self.kwargs[name] = adapter.validate_json(text) if adapter else json.loads(text)
+        if CONTEXT in inspect.signature(self.fn).parameters:
+            self.kwargs[CONTEXT] = StepContext(
+                run_id=d.run_id,
+                workflow=d.workflow,
+                step=d.step,
+                map_index=d.map_index,
+                attempt=d.attempt,
+                idempotency_key=d.idempotency_key,
+                logger=logging.getLogger(f"{STEP_LOGGER}.{d.workflow}.{d.step}"),
+            )
+
+    @property
+    def is_async(self) -> bool:
+        return self.fn is not None and _signature(self.fn).is_async
+
+    def success(self, value: Any, worker: WorkerIdentity) -> Outcome:
+        assert self.fn is not None
+        d = self.dispatch
+        try:
+            data = _signature(self.fn).result.dump_json(value)
+        except Exception as exc:
+            return self.failure(
+                ResultNotSerializableError(
+                    f"step {d.step!r} returned a {type(value).__name__} that cannot be "
+                    f"serialised to JSON ({exc}); return JSON-able data or a pydantic model"
+                ),
+                worker,
+            )
+        items = len(value) if isinstance(value, list | tuple) else None
+        result_json: str | None = None
+        result_ref: str | None = None
+        if len(data) > self.settings.blob_threshold_bytes and self.blobs is not None:
+            key = f"{d.run_id}/{d.step}/{d.map_index}-{d.attempt}.json"
+            result_ref = self.blobs.put(key, data)
+        else:
+            result_json = data.decode()
+        return self._outcome(
+            AttemptStatus.SUCCEEDED, worker,
+            result_json=result_json, result_ref=result_ref, result_items=items,
+        )
+
+    def failure(self, exc: BaseException, worker: WorkerIdentity) -> Outcome:
+        kind = type(exc)
+        retry_after = exc.delay_s if isinstance(exc, RetryLater) else None
+        return self._outcome(
+            AttemptStatus.FAILED,
+            worker,
+            error_type=f"{kind.__module__}.{kind.__qualname__}",
+            error_message=str(exc) or kind.__name__,
+            traceback="".join(traceback.format_exception(exc)),
+            retryable=not isinstance(exc, NonRetryableError),
+            retry_after_s=retry_after,
+        )
+
+    def _outcome(self, status: AttemptStatus, worker: WorkerIdentity, **fields: Any) -> Outcome:
+        d = self.dispatch
+        return Outcome(
+            run_id=d.run_id,
+            step=d.step,
+            map_index=d.map_index,
+            attempt=d.attempt,
+            status=status,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+            worker=worker,
+            logs=self.log.finish(),
+            **fields,
+        )
+
+
+STEP_LOGGER = "wfray.step"
+# steps log at INFO and up whatever the worker's root level is, so their lines are captured
+logging.getLogger(STEP_LOGGER).setLevel(logging.INFO)
+
+
+def run_attempt(
+    dispatch: Dispatch,
+    blobs: BlobStore | None,
+    worker: WorkerIdentity,
+    settings: RunnerSettings = RunnerSettings(),
+) -> Outcome:
+    """Run one attempt synchronously (async steps get their own event loop)."""
+    attempt = PreparedAttempt(dispatch, blobs, settings)
+    token = bind(attempt.log)
+    try:
+        attempt.prepare()
+        assert attempt.fn is not None
+        value = attempt.fn(**attempt.kwargs)
+        if inspect.isawaitable(value):
+            import asyncio
+
+            value = asyncio.run(_await(value))
+    except Exception as exc:
+        return attempt.failure(exc, worker)
+    finally:
+        unbind(token)
+    return attempt.success(value, worker)
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+async def run_attempt_async(
+    dispatch: Dispatch,
+    blobs: BlobStore | None,
+    worker: WorkerIdentity,
+    settings: RunnerSettings = RunnerSettings(),
+) -> Outcome:
+    """Run one attempt in an event loop: coroutines directly, sync code in a thread."""
+    import asyncio
+
+    attempt = PreparedAttempt(dispatch, blobs, settings)
+    token = bind(attempt.log)
+    try:
+        attempt.prepare()
+        assert attempt.fn is not None
+        if attempt.is_async:
+            value = await attempt.fn(**attempt.kwargs)
+        else:
+            # to_thread copies the context, so the thread's log lines land in this attempt
+            value = await asyncio.to_thread(attempt.fn, **attempt.kwargs)
+    except Exception as exc:
+        return attempt.failure(exc, worker)
+    finally:
+        unbind(token)
+    return attempt.success(value, worker)

@@ -1,0 +1,97 @@
+"""Settings, read once from the environment (prefix WFRAY_) and passed down as values."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from wfray.domain.errors import DefinitionError
+from wfray.domain.queueing import QueueConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable. Paths are absolute by the time a Settings exists.
+
+    Attributes:
+        data_dir: where the default SQLite store and blobs live (on the head node).
+        database_url: SQLAlchemy URL; SQLite in data_dir by default, PostgreSQL for clusters.
+        blob_root: folder or pyarrow filesystem URI (s3://...) for large results.
+        blob_threshold_bytes: results larger than this go to the blob store.
+        namespace: the Ray namespace of wfray's named actors.
+        cpu_window: cpu attempts dispatched at once (Ray queues them for free CPUs).
+        io_window: io attempts dispatched at once.
+        io_concurrency: io attempts running at once in one io executor.
+        memory_cap: ready tasks held in the coordinator's memory; the rest wait in the store.
+        max_backlog: queued tasks past which submissions are refused (retry later).
+        queues: named queues with their limits.
+        sqlite_synchronous: SQLite's synchronous pragma (FULL: fsync on every commit).
+        log_limit: log lines kept per attempt.
+    """
+
+    data_dir: str
+    database_url: str
+    blob_root: str
+    blob_threshold_bytes: int = 256 * 1024
+    namespace: str = "wfray"
+    cpu_window: int = 64
+    io_window: int = 256
+    io_concurrency: int = 64
+    memory_cap: int = 10_000
+    max_backlog: int = 1_000_000
+    queues: tuple[QueueConfig, ...] = field(default_factory=tuple)
+    sqlite_synchronous: str = "FULL"
+    log_limit: int = 1000
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the environment (WFRAY_*), then apply explicit overrides."""
+    env = os.environ if env is None else env
+    data_dir = str(Path(overrides.pop("data_dir", env.get("WFRAY_DATA_DIR", ".wfray"))).resolve())
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": env.get("WFRAY_DATABASE_URL", f"sqlite:///{data_dir}/wfray.db"),
+        "blob_root": env.get("WFRAY_BLOB_ROOT", f"{data_dir}/blobs"),
+        "namespace": env.get("WFRAY_NAMESPACE", "wfray"),
+    }
+    for name, kind in (
+        ("blob_threshold_bytes", int),
+        ("cpu_window", int),
+        ("io_window", int),
+        ("io_concurrency", int),
+        ("memory_cap", int),
+        ("max_backlog", int),
+        ("log_limit", int),
+    ):
+        raw = env.get(f"WFRAY_{name.upper()}")
+        if raw is not None:
+            try:
+                values[name] = kind(raw)
+            except ValueError as exc:
+                raise DefinitionError(f"WFRAY_{name.upper()} must be an integer, got {raw!r}") from exc
+    if "WFRAY_SQLITE_SYNCHRONOUS" in env:
+        values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
+    if "WFRAY_QUEUES" in env:
+        values["queues"] = parse_queues(env["WFRAY_QUEUES"])
+    values.update(overrides)
+    if "queues" in values:
+        values["queues"] = tuple(
+            q if isinstance(q, QueueConfig) else QueueConfig(**q) for q in values["queues"]
+        )
+    return Settings(**values)
+
+
+def parse_queues(text: str) -> tuple[QueueConfig, ...]:
+    """WFRAY_QUEUES: a JSON list of queue objects, e.g. [{"name": "ninox", "rate_per_s": 5}]."""
+    try:
+        items = json.loads(text)
+        return tuple(QueueConfig(**item) for item in items)
+    except (ValueError, TypeError) as exc:
+        raise DefinitionError(f"WFRAY_QUEUES is not a JSON list of queues: {exc}") from exc

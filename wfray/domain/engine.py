@@ -1,0 +1,299 @@
+"""The engine: pure rules that move a run forward, one event at a time.
+
+Each function takes the run's state and an event, updates the records in place and returns
+what changed, so the caller can persist the changes before acting on them. No I/O, no clock:
+time comes in as an argument.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from wfray.domain.policy import FailureInfo
+from wfray.domain.records import WHOLE_STEP, RunRecord, TaskKey, TaskRecord
+from wfray.domain.status import (
+    RunStatus,
+    TaskStatus,
+    check_run_transition,
+    check_task_transition,
+)
+from wfray.domain.workflow import StepSchema, WorkflowSchema
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one event changed: new and updated tasks, and whether the run changed."""
+
+    new_tasks: list[TaskRecord] = field(default_factory=list)
+    updated_tasks: list[tuple[TaskRecord, TaskStatus]] = field(default_factory=list)
+    run_changed: RunStatus | None = None  # the run's status before the change
+    ready: list[TaskRecord] = field(default_factory=list)  # tasks that became queued
+
+    def extend(self, other: Changes) -> None:
+        self.new_tasks.extend(other.new_tasks)
+        self.updated_tasks.extend(other.updated_tasks)
+        self.ready.extend(other.ready)
+        if self.run_changed is None:
+            self.run_changed = other.run_changed
+
+
+@dataclass(slots=True)
+class RunState:
+    """A run with its schema and its task executions, keyed by (step, map_index)."""
+
+    run: RunRecord
+    schema: WorkflowSchema
+    tasks: dict[TaskKey, TaskRecord] = field(default_factory=dict)
+    children: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.children:
+            self.children = self.schema.downstream()
+
+    def task(self, step: str, map_index: int = WHOLE_STEP) -> TaskRecord:
+        return self.tasks[(step, map_index)]
+
+    def items(self, step: str) -> list[TaskRecord]:
+        group = self.tasks[(step, WHOLE_STEP)]
+        return [self.tasks[(step, i)] for i in range(group.map_count or 0)]
+
+    @property
+    def finished(self) -> bool:
+        return self.run.status.finished
+
+
+def _set_task(task: TaskRecord, status: TaskStatus, changes: Changes) -> None:
+    check_task_transition(task.status, status)
+    changes.updated_tasks.append((task, task.status))
+    task.status = status
+
+
+def _set_run(state: RunState, status: RunStatus, changes: Changes) -> None:
+    check_run_transition(state.run.status, status)
+    if changes.run_changed is None:
+        changes.run_changed = state.run.status
+    state.run.status = status
+
+
+def start_run(state: RunState, now: datetime) -> Changes:
+    """Create a pending task per step; queue those without dependencies."""
+    changes = Changes()
+    run = state.run
+    for step in state.schema.steps:
+        task = TaskRecord(
+            run_id=run.run_id,
+            step=step.name,
+            map_index=WHOLE_STEP,
+            status=TaskStatus.PENDING,
+            pool=step.pool,
+            created_at=now,
+            queue=run.queue,
+            priority=run.priority,
+            concurrency_key=run.concurrency_key,
+        )
+        state.tasks[task.key] = task
+        changes.new_tasks.append(task)
+    for step in state.schema.steps:
+        if not step.after:
+            _make_ready(state, step, now, changes, fresh=True)
+    return changes
+
+
+def mark_dispatched(state: RunState, task: TaskRecord, now: datetime) -> Changes:
+    """A queued task was handed to an executor as a new attempt."""
+    changes = Changes()
+    _set_task(task, TaskStatus.RUNNING, changes)
+    task.attempts += 1
+    task.started_at = task.started_at or now
+    if state.run.status is RunStatus.QUEUED:
+        _set_run(state, RunStatus.RUNNING, changes)
+        state.run.started_at = now
+    return changes
+
+
+def complete_task(
+    state: RunState,
+    task: TaskRecord,
+    result_json: str | None,
+    result_ref: str | None,
+    result_items: int | None,
+    now: datetime,
+) -> Changes:
+    """An attempt succeeded: record the result and release what waited on it."""
+    changes = Changes()
+    task.result_json, task.result_ref, task.result_items = result_json, result_ref, result_items
+    task.finished_at = now
+    task.error_type = task.error_message = None
+    _set_task(task, TaskStatus.COMPLETED, changes)
+    if state.finished:
+        return changes
+    if task.map_index != WHOLE_STEP:
+        group = state.task(task.step)
+        if group.status is TaskStatus.RUNNING and all(
+            item.status is TaskStatus.COMPLETED for item in state.items(task.step)
+        ):
+            group.finished_at = now
+            group.result_items = group.map_count
+            _set_task(group, TaskStatus.COMPLETED, changes)
+            _release_downstream(state, task.step, now, changes)
+    else:
+        _release_downstream(state, task.step, now, changes)
+    _finish_if_done(state, now, changes)
+    return changes
+
+
+def fail_task(
+    state: RunState, task: TaskRecord, failure: FailureInfo, now: datetime
+) -> Changes:
+    """An attempt failed and the policy gave up: the task and its run fail."""
+    changes = Changes()
+    task.finished_at = now
+    task.error_type, task.error_message = failure.error_type, failure.message
+    _set_task(task, TaskStatus.FAILED, changes)
+    if task.map_index != WHOLE_STEP:
+        group = state.task(task.step)
+        if group.status is TaskStatus.RUNNING:
+            group.finished_at = now
+            group.error_type = failure.error_type
+            group.error_message = f"item {task.map_index} failed: {failure.message}"
+            _set_task(group, TaskStatus.FAILED, changes)
+    if not state.finished:
+        state.run.error = f"step {task.step!r} failed: {failure.error_type}: {failure.message}"
+        _fail_run(state, now, changes)
+    return changes
+
+
+def schedule_retry(task: TaskRecord, failure: FailureInfo, retry_at: datetime) -> Changes:
+    """An attempt failed and will be retried at `retry_at`."""
+    changes = Changes()
+    task.error_type, task.error_message = failure.error_type, failure.message
+    task.ready_at = retry_at
+    _set_task(task, TaskStatus.RETRYING, changes)
+    return changes
+
+
+def requeue(task: TaskRecord, now: datetime) -> Changes:
+    """A retry timer fired."""
+    changes = Changes()
+    task.ready_at = None
+    task.queued_at = now
+    _set_task(task, TaskStatus.QUEUED, changes)
+    changes.ready.append(task)
+    return changes
+
+
+def _fail_run(state: RunState, now: datetime, changes: Changes) -> None:
+    for task in state.tasks.values():
+        if task.status in (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RETRYING):
+            task.finished_at = now
+            _set_task(task, TaskStatus.CANCELLED, changes)
+    state.run.finished_at = now
+    _set_run(state, RunStatus.FAILED, changes)
+
+
+def _release_downstream(state: RunState, step: str, now: datetime, changes: Changes) -> None:
+    for child_name in state.children[step]:
+        child = state.schema.step(child_name)
+        if state.task(child_name).status is not TaskStatus.PENDING:
+            continue
+        if all(state.task(parent).status is TaskStatus.COMPLETED for parent in child.after):
+            _make_ready(state, child, now, changes, fresh=False)
+            if state.finished:
+                return
+
+
+def _make_ready(
+    state: RunState, step: StepSchema, now: datetime, changes: Changes, *, fresh: bool
+) -> None:
+    task = state.task(step.name)
+    if step.map is None:
+        task.queued_at = now
+        if fresh:
+            task.status = TaskStatus.QUEUED  # a new row: inserted with its final status
+        else:
+            _set_task(task, TaskStatus.QUEUED, changes)
+        changes.ready.append(task)
+        return
+    source = state.task(step.map)
+    count = source.result_items
+    if count is None:
+        task.finished_at = now
+        task.error_type = "wfray.MapSourceNotAList"
+        task.error_message = (
+            f"step {step.name!r} maps over {step.map!r}, whose result is not a list"
+        )
+        _set_task(task, TaskStatus.FAILED, changes)
+        state.run.error = task.error_message
+        _fail_run(state, now, changes)
+        return
+    task.map_count = count
+    task.started_at = now
+    _set_task(task, TaskStatus.RUNNING, changes)
+    for index in range(count):
+        item = TaskRecord(
+            run_id=task.run_id,
+            step=task.step,
+            map_index=index,
+            status=TaskStatus.QUEUED,
+            pool=task.pool,
+            created_at=now,
+            queue=task.queue,
+            priority=task.priority,
+            concurrency_key=task.concurrency_key,
+            queued_at=now,
+        )
+        state.tasks[item.key] = item
+        changes.new_tasks.append(item)
+        changes.ready.append(item)
+    if count == 0:
+        task.result_items = 0
+        task.finished_at = now
+        _set_task(task, TaskStatus.COMPLETED, changes)
+        _release_downstream(state, step.name, now, changes)
+
+
+def _finish_if_done(state: RunState, now: datetime, changes: Changes) -> None:
+    if state.finished:
+        return
+    if all(task.status is TaskStatus.COMPLETED for task in state.tasks.values()):
+        state.run.finished_at = now
+        state.run.result_json, state.run.result_ref = run_result(state)
+        _set_run(state, RunStatus.COMPLETED, changes)
+
+
+def step_result(state: RunState, step: str) -> tuple[str | None, str | None]:
+    """A completed step's result as (json, blob-structure): a fan-out collects its items."""
+    task = state.task(step)
+    if task.map_count is None:
+        if task.result_ref is not None:
+            return None, json.dumps({"blob": task.result_ref})
+        return task.result_json, None
+    items = state.items(step)
+    if all(item.result_ref is None for item in items):
+        return "[" + ",".join(item.result_json or "null" for item in items) + "]", None
+    parts = [_ref_of(item) for item in items]
+    return None, json.dumps({"list": parts})
+
+
+def _ref_of(task: TaskRecord) -> dict[str, str]:
+    if task.result_ref is not None:
+        return {"blob": task.result_ref}
+    return {"json": task.result_json or "null"}
+
+
+def run_result(state: RunState) -> tuple[str | None, str | None]:
+    """The run's result: its single sink's result, or {sink: result} for several sinks."""
+    sinks = state.schema.sinks()
+    if len(sinks) == 1:
+        return step_result(state, sinks[0])
+    results = {name: step_result(state, name) for name in sinks}
+    if all(ref is None for _, ref in results.values()):
+        body = ",".join(f"{json.dumps(name)}:{text or 'null'}" for name, (text, _) in results.items())
+        return "{" + body + "}", None
+    parts = {
+        name: ({"json": text or "null"} if ref is None else json.loads(ref))
+        for name, (text, ref) in results.items()
+    }
+    return None, json.dumps({"dict": parts})

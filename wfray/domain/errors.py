@@ -1,0 +1,150 @@
+"""The one error tree of wfray.
+
+    WfrayError
+     +-- DefinitionError           a workflow or step is declared wrongly
+     |    +-- CycleError           the DAG has a cycle (the path is named)
+     +-- UnknownWorkflowError      no workflow of that name (or version) is known
+     +-- InputValidationError      a run input does not fit the workflow's model
+     +-- InvalidTransitionError    a status change the transition table forbids
+     +-- StaleWriteError           a compare-and-set found another status
+     +-- BacklogFullError          intake refused: retry later
+     +-- RunNotFoundError          no run with that id
+     +-- RunFailedError            the awaited run failed
+     +-- WaitTimeoutError          the awaited run did not finish in time
+     +-- StoreUnavailableError     the database cannot be reached
+     +-- SchemaOutdatedError       the database schema is not at this wfray's revision
+     +-- StepError                 raised inside steps to steer retries
+          +-- NonRetryableError    fail now, do not retry
+          +-- RetryLater           retry after a given delay
+
+The class docstring is the default message; errors that map to HTTP carry a stable `code`.
+"""
+
+from __future__ import annotations
+
+
+class WfrayError(Exception):
+    """A wfray error."""
+
+    code = "wfray_error"
+    http_status = 500
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class DefinitionError(WfrayError):
+    """The workflow definition is invalid."""
+
+    code = "invalid_definition"
+    http_status = 400
+
+
+class CycleError(DefinitionError):
+    """The workflow's steps form a cycle."""
+
+    code = "cycle"
+
+
+class UnknownWorkflowError(WfrayError):
+    """No workflow of that name is known."""
+
+    code = "unknown_workflow"
+    http_status = 404
+
+
+class InputValidationError(WfrayError):
+    """The run input does not match the workflow's input model."""
+
+    code = "invalid_input"
+    http_status = 422
+
+
+class InvalidTransitionError(WfrayError):
+    """This status change is not allowed."""
+
+    code = "invalid_transition"
+    http_status = 409
+
+
+class StaleWriteError(WfrayError):
+    """The stored status changed under us (compare-and-set failed)."""
+
+    code = "stale_write"
+    http_status = 409
+
+
+class BacklogFullError(WfrayError):
+    """The queue backlog is full: retry later."""
+
+    code = "backlog_full"
+    http_status = 429
+
+    def __init__(self, message: str | None = None, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RunNotFoundError(WfrayError):
+    """No run with that id."""
+
+    code = "run_not_found"
+    http_status = 404
+
+
+class RunFailedError(WfrayError):
+    """The run failed."""
+
+    code = "run_failed"
+
+    def __init__(self, message: str | None = None, run_id: str = "", status: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+
+
+class WaitTimeoutError(WfrayError):
+    """The run did not finish within the timeout."""
+
+    code = "wait_timeout"
+    http_status = 504
+
+
+class StoreUnavailableError(WfrayError):
+    """The database cannot be reached."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+
+class SchemaOutdatedError(WfrayError):
+    """The database schema is not at the revision this wfray expects: run `wfray db upgrade`."""
+
+    code = "schema_outdated"
+    http_status = 503
+
+
+class StepError(WfrayError):
+    """Raised by a step to steer its retry policy."""
+
+    code = "step_error"
+
+
+class NonRetryableError(StepError):
+    """The step failed in a way that retrying cannot fix."""
+
+    code = "non_retryable"
+
+
+class RetryLater(StepError):
+    """The step asks to be retried after a delay."""
+
+    code = "retry_later"
+
+    def __init__(self, message: str | None = None, delay_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s

@@ -1,0 +1,120 @@
+"""The records a run leaves behind: runs, task executions, attempts and log lines.
+
+Plain mutable values: the coordinator keeps live ones in memory as a cache and the RunStore
+persists them. Results travel as JSON text (or a blob reference), never as live objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+
+WHOLE_STEP = -1  # map_index of a step that is not fanned out (or of a fan-out's group row)
+
+TaskKey = tuple[str, int]  # (step, map_index)
+
+
+@dataclass(slots=True)
+class RunRecord:
+    run_id: str
+    workflow: str
+    version: str
+    status: RunStatus
+    input_json: str
+    created_at: datetime
+    queue: str = "default"
+    priority: int = 0
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    parent_run_id: str | None = None
+    trigger: str = "client"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result_json: str | None = None
+    result_ref: str | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    run_id: str
+    step: str
+    map_index: int
+    status: TaskStatus
+    pool: str
+    created_at: datetime
+    queue: str = "default"
+    priority: int = 0
+    seq: int = 0
+    concurrency_key: str | None = None
+    attempts: int = 0
+    failures: int = 0
+    lost: int = 0
+    map_count: int | None = None
+    ready_at: datetime | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result_json: str | None = None
+    result_ref: str | None = None
+    result_items: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+    @property
+    def key(self) -> TaskKey:
+        return (self.step, self.map_index)
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    run_id: str
+    step: str
+    map_index: int
+    attempt: int
+    status: AttemptStatus
+    executor: str
+    incarnation: str
+    queued_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    node_id: str | None = None
+    worker_id: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+    @property
+    def task_key(self) -> TaskKey:
+        return (self.step, self.map_index)
+
+
+@dataclass(slots=True)
+class LogRecord:
+    run_id: str
+    step: str
+    map_index: int
+    attempt: int
+    ts: datetime
+    level: str
+    logger: str
+    message: str
+
+
+@dataclass(slots=True)
+class WorkerIdentity:
+    node_id: str | None = None
+    worker_id: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def as_row(record: object) -> dict[str, Any]:
+    """A record's fields as a dict (enums stay enums; adapters convert)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}  # type: ignore[arg-type]
