@@ -27,7 +27,7 @@ test: venv lint typecheck
 	$(BIN)/python -m pytest
 
 demo: venv
-	$(BIN)/python jobs/example.py
+	$(BIN)/python -m jobs.example
 
 fmt: venv
 	$(BIN)/ruff format $(SRC)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from ray import exceptions as rex
 
 from wfray.adapters.blob import blob_store
-from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor
+from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor, executor_name
 from wfray.application.definition import Workflow, registered
 from wfray.application.messages import RunView, SubmitRequest, SubmitResult
 from wfray.application.queries import RunDetail
@@ -211,6 +211,15 @@ class Client:
     def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.call("stats")
         return stats
+
+    def shutdown(self) -> None:
+        """Stop wfray's actors on this cluster. Nothing is lost: runs resume on the next start."""
+        for name in (COORDINATOR_NAME, executor_name("cpu"), executor_name("io")):
+            try:
+                ray.kill(ray.get_actor(name, namespace=self.settings.namespace), no_restart=True)
+            except ValueError:
+                pass  # not running
+        self._handle = None
 
     def decode(self, view: RunView, flow: Workflow | None) -> Any:
         if view.result_json is not None:

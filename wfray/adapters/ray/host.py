@@ -28,11 +28,13 @@ from wfray.application.queries import Queries
 from wfray.application.step_runner import RunnerSettings
 from wfray.bootstrap import build_coordinator, build_store
 from wfray.config import Settings
+from wfray.domain.errors import WfrayError
 from wfray.domain.workflow import WorkflowSchema
 
 log = logging.getLogger("wfray.host")
 
 COORDINATOR_NAME = "wfray-coordinator"
+START_WAIT_S = 20.0
 
 
 def executor_name(pool: str) -> str:
@@ -95,15 +97,43 @@ class CoordinatorHost:
         self.settings = settings
         self.coordinator: Coordinator | None = None
         self.queries: Queries | None = None
-        self._starting: asyncio.Task[None] | None = None
+        self._starter: asyncio.Task[None] | None = None
+        self._started: asyncio.Event | None = None
+        self._start_error = "still starting"
         # __init__ cannot await: a call to ourselves starts recovery as soon as we are up,
         # so a restarted coordinator resumes its runs without waiting for a client
         ray.get_runtime_context().current_actor.start.remote()
 
     async def start(self) -> None:
-        if self._starting is None:
-            self._starting = asyncio.create_task(self._start())
-        await asyncio.shield(self._starting)
+        """Start (or keep trying to start) the coordinator; fail clearly if it cannot."""
+        if self._starter is None:
+            self._started = asyncio.Event()
+            self._starter = asyncio.create_task(self._keep_starting())
+        assert self._started is not None
+        if self.coordinator is None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._started.wait()), START_WAIT_S)
+            except TimeoutError:
+                raise WfrayError(
+                    f"wfray has not started yet; last error: {self._start_error}"
+                ) from None
+
+    async def _keep_starting(self) -> None:
+        # keeps trying (say, while the database is down) so a restarted coordinator
+        # resumes its runs by itself, without waiting for a client call
+        delay = 0.5
+        while True:
+            try:
+                await self._start()
+            except Exception as exc:
+                self._start_error = f"{type(exc).__name__}: {exc}"
+                log.warning("coordinator start failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            assert self._started is not None
+            self._started.set()
+            return
 
     async def _start(self) -> None:
         store = await asyncio.to_thread(build_store, self.settings)

@@ -1,0 +1,686 @@
+"""The RunStore contract, run on every adapter: memory, SQLite and PostgreSQL.
+
+The in-memory store is the reference; the SQL stores must be indistinguishable from it
+through the port. SQL-only behaviour (migrations, connection errors, bulk) is at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wfray.adapters.memory.store import InMemoryRunStore
+from wfray.application.batch import Batch
+from wfray.application.ports import RunStore
+from wfray.domain.errors import SchemaOutdatedError, StaleWriteError, StoreUnavailableError
+from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.workflow import StepSchema, WorkflowSchema
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+CEST = timezone(timedelta(hours=2))
+
+
+# -- factories ------------------------------------------------------------------------
+
+
+def sql_store(url: str, **kwargs: Any) -> RunStore:
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    return SqlRunStore(url, **kwargs)
+
+
+@pytest.fixture
+def sqlite_file_url(tmp_path: Path) -> str:
+    # A folder that does not exist yet: the store creates it.
+    return f"sqlite:///{tmp_path / 'data' / 'wfray.db'}"
+
+
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def store(request: pytest.FixtureRequest) -> Iterator[RunStore]:
+    made: RunStore
+    if request.param == "memory":
+        made = InMemoryRunStore()
+    elif request.param == "sqlite":
+        made = sql_store(request.getfixturevalue("sqlite_file_url"))
+    else:
+        made = sql_store(request.getfixturevalue("postgres_url"))
+    yield made
+    made.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sql_url(request: pytest.FixtureRequest) -> str:
+    name = "sqlite_file_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(name)
+    return url
+
+
+# -- builders -------------------------------------------------------------------------
+
+
+def make_run(run_id: str = "r1", **kw: Any) -> RunRecord:
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "workflow": "invoice",
+        "version": "v1",
+        "status": RunStatus.QUEUED,
+        "input_json": '{"customer": 7}',
+        "created_at": T0,
+    }
+    values.update(kw)
+    return RunRecord(**values)
+
+
+def make_task(run_id: str = "r1", step: str = "fetch", map_index: int = -1, **kw: Any) -> TaskRecord:
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "step": step,
+        "map_index": map_index,
+        "status": TaskStatus.PENDING,
+        "pool": "io",
+        "created_at": T0,
+    }
+    values.update(kw)
+    return TaskRecord(**values)
+
+
+def make_attempt(run_id: str = "r1", step: str = "fetch", attempt: int = 1, **kw: Any) -> AttemptRecord:
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "step": step,
+        "map_index": -1,
+        "attempt": attempt,
+        "status": AttemptStatus.RUNNING,
+        "executor": "io-0",
+        "incarnation": "inc-1",
+        "queued_at": T0,
+    }
+    values.update(kw)
+    return AttemptRecord(**values)
+
+
+def make_log(run_id: str = "r1", step: str = "fetch", message: str = "hello", **kw: Any) -> LogRecord:
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "step": step,
+        "map_index": -1,
+        "attempt": 1,
+        "ts": T0,
+        "level": "INFO",
+        "logger": "wfray.step",
+        "message": message,
+    }
+    values.update(kw)
+    return LogRecord(**values)
+
+
+def workflow(name: str = "invoice", fn: str = "jobs.invoice:fetch") -> WorkflowSchema:
+    return WorkflowSchema.build(name, [StepSchema(name="fetch", fn=fn, pool="io")])
+
+
+def commit(store: RunStore, *items: Any, logs: list[LogRecord] | None = None) -> Batch:
+    batch = Batch()
+    for item in items:
+        if isinstance(item, RunRecord):
+            batch.insert_run(item)
+        elif isinstance(item, TaskRecord):
+            batch.insert_task(item)
+        elif isinstance(item, AttemptRecord):
+            batch.insert_attempt(item)
+        else:
+            batch.workflows.append(item)
+    batch.logs.extend(logs or [])
+    store.commit(batch)
+    return batch
+
+
+def snapshot(store: RunStore, run_ids: list[str]) -> tuple[Any, ...]:
+    return (
+        store.find_runs(run_ids),
+        store.get_tasks(run_ids),
+        [store.get_attempts(rid) for rid in run_ids],
+        [store.get_logs(rid) for rid in run_ids],
+    )
+
+
+# -- the contract ---------------------------------------------------------------------
+
+
+def test_one_commit_round_trips_every_field(store: RunStore) -> None:
+    run = make_run(
+        status=RunStatus.RUNNING,
+        created_at=datetime(2025, 3, 1, 14, 0, 0, 654321, tzinfo=CEST),
+        queue="billing",
+        priority=5,
+        idempotency_key="key-1",
+        concurrency_key="customer-7",
+        parent_run_id="parent",
+        trigger="schedule",
+        started_at=T0 + timedelta(seconds=1),
+        finished_at=None,
+        result_json='{"ok": true}',
+        result_ref="file:///blobs/r1",
+        error="boom",
+    )
+    task = make_task(
+        status=TaskStatus.RUNNING,
+        queue="billing",
+        priority=5,
+        seq=42,
+        concurrency_key="customer-7",
+        attempts=2,
+        failures=1,
+        lost=1,
+        map_count=3,
+        ready_at=T0,
+        queued_at=T0 + timedelta(microseconds=1),
+        started_at=T0 + timedelta(seconds=2),
+        finished_at=T0 + timedelta(seconds=3),
+        result_json="[1, 2, 3]",
+        result_ref="s3://bucket/key",
+        result_items=3,
+        error_type="ValueError",
+        error_message="bad",
+    )
+    attempt = make_attempt(
+        started_at=T0 + timedelta(seconds=2),
+        finished_at=T0 + timedelta(seconds=3),
+        node_id="node",
+        worker_id="worker",
+        host="host-1",
+        pid=1234,
+        error_type="KeyError",
+        error_message="missing",
+        traceback="Traceback (most recent call last): ...",
+    )
+    line = make_log(ts=datetime(2025, 3, 1, 14, 0, 1, tzinfo=CEST), message="x" * 10_000)
+    commit(store, run, task, attempt, logs=[line])
+
+    got_run = store.find_runs(["r1"])["r1"]
+    assert got_run == run
+    assert isinstance(got_run.status, RunStatus)
+    assert got_run.created_at.tzinfo is not None
+    assert got_run.created_at.utcoffset() is not None
+    assert store.get_tasks(["r1"]) == [task]
+    assert isinstance(store.get_tasks(["r1"])[0].status, TaskStatus)
+    got_attempt = store.get_attempts("r1")
+    assert got_attempt == [attempt]
+    assert isinstance(got_attempt[0].status, AttemptStatus)
+    got_logs = store.get_logs("r1")
+    assert got_logs == [line]
+    assert got_logs[0].ts.tzinfo is not None
+
+
+def test_stored_records_are_copies(store: RunStore) -> None:
+    run = make_run()
+    commit(store, run)
+    run.status = RunStatus.FAILED
+    assert store.find_runs(["r1"])["r1"].status is RunStatus.QUEUED
+
+
+def test_replaying_a_batch_changes_nothing(store: RunStore) -> None:
+    run, task = make_run(), make_task()
+    lines = [make_log(message="same"), make_log(message="same"), make_log(message="other")]
+    batch = commit(store, workflow(), run, task, make_attempt(), logs=lines)
+    before = snapshot(store, ["r1"])
+    store.commit(batch)
+    assert snapshot(store, ["r1"]) == before
+    assert [line.message for line in store.get_logs("r1")] == ["same", "same", "other"]
+
+    update = Batch()
+    update.update_run(replace(run, status=RunStatus.RUNNING), RunStatus.QUEUED)
+    update.update_task(replace(task, status=TaskStatus.QUEUED, seq=3), TaskStatus.PENDING)
+    update.logs.append(make_log(message="later"))
+    store.commit(update)
+    after = snapshot(store, ["r1"])
+    store.commit(update)  # a replay finds the new status and rewrites the same values
+    assert snapshot(store, ["r1"]) == after
+    assert len(store.get_logs("r1")) == 4
+    assert len(store.list_workflows()) == 1
+
+
+def test_empty_batch_is_fine(store: RunStore) -> None:
+    store.commit(Batch())
+    assert store.list_runs() == []
+
+
+@pytest.mark.parametrize("kind", ["run", "task", "attempt"])
+def test_compare_and_set_update(store: RunStore, kind: str) -> None:
+    run, task, attempt = make_run(), make_task(), make_attempt()
+    commit(store, run, task, attempt)
+
+    batch = Batch()
+    if kind == "run":
+        batch.update_run(replace(run, status=RunStatus.RUNNING, started_at=T0), RunStatus.QUEUED)
+    elif kind == "task":
+        batch.update_task(replace(task, status=TaskStatus.QUEUED, seq=9), TaskStatus.PENDING)
+    else:
+        changed = replace(attempt, status=AttemptStatus.SUCCEEDED, finished_at=T0, pid=9)
+        batch.update_attempt(changed, AttemptStatus.RUNNING)
+    store.commit(batch)
+
+    if kind == "run":
+        assert store.find_runs(["r1"])["r1"] == replace(run, status=RunStatus.RUNNING, started_at=T0)
+    elif kind == "task":
+        assert store.get_tasks(["r1"]) == [replace(task, status=TaskStatus.QUEUED, seq=9)]
+    else:
+        assert store.get_attempts("r1")[0].status is AttemptStatus.SUCCEEDED
+        assert store.get_attempts("r1")[0].pid == 9
+
+
+@pytest.mark.parametrize("kind", ["run", "task", "attempt", "missing"])
+def test_stale_update_raises_and_commits_nothing_of_the_batch(store: RunStore, kind: str) -> None:
+    run, task, attempt = make_run(), make_task(), make_attempt()
+    commit(store, run, task, attempt)
+    before = snapshot(store, ["r1", "r2"])
+
+    batch = Batch()
+    # Valid changes that must be rolled back with the stale one.
+    batch.insert_run(make_run("r2"))
+    batch.insert_task(make_task("r2"))
+    batch.logs.append(make_log("r1", message="rolled back"))
+    batch.workflows.append(workflow())
+    if kind == "run":
+        batch.update_run(replace(run, status=RunStatus.COMPLETED), RunStatus.RUNNING)
+        batch.update_task(replace(task, status=TaskStatus.QUEUED), TaskStatus.PENDING)
+    elif kind == "task":
+        batch.update_run(replace(run, status=RunStatus.RUNNING), RunStatus.QUEUED)
+        batch.update_task(replace(task, status=TaskStatus.COMPLETED), TaskStatus.RUNNING)
+    elif kind == "attempt":
+        batch.update_run(replace(run, status=RunStatus.RUNNING), RunStatus.QUEUED)
+        batch.update_attempt(replace(attempt, status=AttemptStatus.LOST), AttemptStatus.FAILED)
+    else:
+        batch.update_run(replace(run, status=RunStatus.RUNNING), RunStatus.QUEUED)
+        batch.update_task(make_task(step="nope", status=TaskStatus.QUEUED), TaskStatus.PENDING)
+
+    with pytest.raises(StaleWriteError) as caught:
+        store.commit(batch)
+    expected_name = {"run": "r1", "task": "fetch", "attempt": "fetch", "missing": "nope"}[kind]
+    assert kind in str(caught.value) or kind == "missing"
+    assert expected_name in str(caught.value)
+    assert snapshot(store, ["r1", "r2"]) == before
+    assert store.list_workflows() == []
+
+
+def test_several_updates_of_each_kind_in_one_batch(store: RunStore) -> None:
+    runs = [make_run(f"r{i}") for i in range(5)]
+    tasks = [make_task(f"r{i}", seq=i) for i in range(5)]
+    attempts = [make_attempt(f"r{i}") for i in range(5)]
+    commit(store, *runs, *tasks, *attempts)
+
+    batch = Batch()
+    for run, task, attempt in zip(runs, tasks, attempts, strict=True):
+        batch.update_run(replace(run, status=RunStatus.RUNNING), RunStatus.QUEUED)
+        batch.update_task(replace(task, status=TaskStatus.QUEUED), TaskStatus.PENDING)
+        batch.update_attempt(replace(attempt, status=AttemptStatus.FAILED), AttemptStatus.RUNNING)
+    store.commit(batch)
+    ids = [run.run_id for run in runs]
+    assert {r.status for r in store.find_runs(ids).values()} == {RunStatus.RUNNING}
+    assert {t.status for t in store.get_tasks(ids)} == {TaskStatus.QUEUED}
+    assert {a.status for rid in ids for a in store.get_attempts(rid)} == {AttemptStatus.FAILED}
+
+    # One stale row among several fails the whole batch and names that row.
+    again = Batch()
+    for i, run in enumerate(runs):
+        expected = RunStatus.QUEUED if i == 3 else RunStatus.RUNNING
+        again.update_run(replace(run, status=RunStatus.COMPLETED), expected)
+    with pytest.raises(StaleWriteError, match="r3"):
+        store.commit(again)
+    assert {r.status for r in store.find_runs(ids).values()} == {RunStatus.RUNNING}
+
+
+def test_coalesced_batch_writes_the_final_state(store: RunStore) -> None:
+    commit(store, make_run("r0"))
+    batch = Batch()
+    run = make_run()
+    batch.insert_run(run)
+    run.status = RunStatus.RUNNING
+    batch.update_run(run, RunStatus.QUEUED)  # coalesced into the insert
+    task = make_task()
+    batch.insert_task(task)
+    task.status = TaskStatus.QUEUED
+    task.seq = 7
+    batch.update_task(task, TaskStatus.PENDING)
+    other = make_run("r0", status=RunStatus.RUNNING)
+    batch.update_run(other, RunStatus.QUEUED)
+    other.status = RunStatus.COMPLETED
+    batch.update_run(other, RunStatus.RUNNING)  # coalesced: queued -> completed in one write
+    assert len(batch.run_updates) == 1
+    store.commit(batch)
+
+    assert store.find_runs(["r1"])["r1"].status is RunStatus.RUNNING
+    assert store.get_tasks(["r1"])[0].status is TaskStatus.QUEUED
+    assert store.get_tasks(["r1"])[0].seq == 7
+    assert store.find_runs(["r0"])["r0"].status is RunStatus.COMPLETED
+
+
+def test_idempotency_keys(store: RunStore) -> None:
+    commit(store, make_run("r1", idempotency_key="k1"), make_run("r2"), make_run("r3"))
+    assert store.find_idempotency_keys(["k1", "k2"]) == {"k1": "r1"}
+    assert store.find_idempotency_keys([]) == {}
+
+    commit(store, make_run("r1", idempotency_key="k1"))  # the same run again: a no-op
+    with pytest.raises(StaleWriteError, match="k1|idempotency"):
+        commit(store, make_run("r4", idempotency_key="k1"), make_task("r4"))
+    assert store.find_runs(["r4"]) == {}
+    assert store.get_tasks(["r4"]) == []
+    with pytest.raises(StaleWriteError):
+        commit(store, make_run("r5", idempotency_key="k5"), make_run("r6", idempotency_key="k5"))
+    assert store.find_runs(["r5", "r6"]) == {}
+    assert store.find_idempotency_keys(["k1", "k5"]) == {"k1": "r1"}
+
+
+def test_tasks_and_attempts_need_their_parents(store: RunStore) -> None:
+    with pytest.raises(StaleWriteError):
+        commit(store, make_task("ghost"))
+    commit(store, make_run())
+    with pytest.raises(StaleWriteError):
+        commit(store, make_attempt(step="ghost"))
+    assert store.get_tasks(["ghost", "r1"]) == []
+    assert store.get_attempts("r1") == []
+
+
+def test_find_runs_and_get_tasks(store: RunStore) -> None:
+    commit(store, make_run("a"), make_run("b"), make_task("a", "s2"), make_task("a", "s1"))
+    commit(store, make_task("b", "s1", 1), make_task("b", "s1", 0))
+    assert sorted(store.find_runs(["b", "a", "zz"])) == ["a", "b"]
+    assert store.find_runs([]) == {}
+    got = [(t.run_id, t.step, t.map_index) for t in store.get_tasks(["b", "a"])]
+    assert got == [("a", "s1", -1), ("a", "s2", -1), ("b", "s1", 0), ("b", "s1", 1)]
+    assert store.get_tasks([]) == []
+
+
+def test_list_runs_filters_order_and_limit(store: RunStore) -> None:
+    records = [
+        make_run("a1", workflow="a", created_at=T0 + timedelta(seconds=1)),
+        make_run("a2", workflow="a", created_at=T0 + timedelta(seconds=3), status=RunStatus.RUNNING),
+        make_run("b1", workflow="b", created_at=T0 + timedelta(seconds=2), status=RunStatus.RUNNING),
+        make_run("a3", workflow="a", created_at=T0 + timedelta(seconds=3)),  # tie: by run_id
+    ]
+    commit(store, *records)
+    assert [r.run_id for r in store.list_runs()] == ["a3", "a2", "b1", "a1"]
+    assert [r.run_id for r in store.list_runs(workflow="a")] == ["a3", "a2", "a1"]
+    assert [r.run_id for r in store.list_runs(status=RunStatus.RUNNING)] == ["a2", "b1"]
+    assert [r.run_id for r in store.list_runs("a", RunStatus.RUNNING)] == ["a2"]
+    assert [r.run_id for r in store.list_runs(limit=2)] == ["a3", "a2"]
+    assert store.list_runs(workflow="nope") == []
+
+
+def test_workflows_latest_by_version_and_list(store: RunStore) -> None:
+    v1 = workflow("invoice", "jobs.invoice:fetch")
+    v2 = workflow("invoice", "jobs.invoice:fetch_v2")
+    other = workflow("alpha")
+    assert v1.version != v2.version
+    store.save_workflow(v1)
+    store.save_workflow(v2)
+    store.save_workflow(v1)  # saving an old version again does not make it the latest
+    commit(store, other)
+    assert store.get_workflow("invoice") == v2
+    assert store.get_workflow("invoice", v1.version) == v1
+    assert store.get_workflow("invoice", "nope") is None
+    assert store.get_workflow("nope") is None
+    assert store.list_workflows() == [other, v2]
+
+
+def test_load_active(store: RunStore) -> None:
+    commit(
+        store,
+        make_run("run", status=RunStatus.RUNNING),
+        make_run("que"),
+        make_run("done", status=RunStatus.COMPLETED),
+        make_task("run", "a", status=TaskStatus.COMPLETED),
+        make_task("run", "b", status=TaskStatus.RUNNING),
+        make_task("que", "a"),
+        make_task("done", "a", status=TaskStatus.COMPLETED),
+        make_attempt("run", "a", status=AttemptStatus.SUCCEEDED),
+        make_attempt("run", "b", 1, status=AttemptStatus.LOST),
+        make_attempt("run", "b", 2),
+        make_attempt("done", "a", status=AttemptStatus.SUCCEEDED),
+    )
+    runs, tasks, attempts = store.load_active()
+    assert [r.run_id for r in runs] == ["run"]
+    assert sorted((t.run_id, t.step) for t in tasks) == [("run", "a"), ("run", "b")]
+    assert [(a.run_id, a.step, a.attempt) for a in attempts] == [("run", "b", 2)]
+
+
+def test_page_queued_orders_by_priority_then_seq(store: RunStore) -> None:
+    commit(store, make_run())
+    specs = [(0, 5), (2, 9), (0, 1), (2, 3), (1, 7), (0, 2), (2, 4)]
+    tasks = [
+        make_task(step=f"s{seq}", status=TaskStatus.QUEUED, priority=p, seq=seq)
+        for p, seq in specs
+    ]
+    tasks.append(make_task(step="other", status=TaskStatus.QUEUED, queue="other", seq=8))
+    tasks.append(make_task(step="pending", status=TaskStatus.PENDING, priority=9, seq=6))
+    commit(store, *tasks)
+    expected = [(2, 3), (2, 4), (2, 9), (1, 7), (0, 1), (0, 2), (0, 5)]
+
+    assert [(t.priority, t.seq) for t in store.page_queued("default", None, 100)] == expected
+    pages: list[list[tuple[int, int]]] = []
+    cursor: tuple[int, int] | None = None
+    while True:
+        page = store.page_queued("default", cursor, 3)
+        if not page:
+            break
+        pages.append([(t.priority, t.seq) for t in page])
+        cursor = (page[-1].priority, page[-1].seq)
+    assert pages == [expected[:3], expected[3:6], expected[6:]]
+    assert [t.step for t in store.page_queued("other", None, 10)] == ["other"]
+    assert store.page_queued("nope", None, 10) == []
+    assert store.count_queued() == 8
+    assert store.max_task_seq() == 9
+
+
+def test_counters_on_an_empty_store(store: RunStore) -> None:
+    assert store.count_queued() == 0
+    assert store.max_task_seq() == 0
+    assert store.load_active() == ([], [], [])
+
+
+def test_get_logs_by_step(store: RunStore) -> None:
+    commit(store, make_run(), make_run("r2"))
+    lines = [make_log(step="a", message="1"), make_log(step="b", message="2")]
+    commit(store, logs=lines)
+    commit(store, logs=[make_log(step="a", message="3"), make_log("r2", step="a", message="x")])
+    assert [line.message for line in store.get_logs("r1")] == ["1", "2", "3"]
+    assert [line.message for line in store.get_logs("r1", "a")] == ["1", "3"]
+    assert store.get_logs("r1", "zz") == []
+    assert [line.message for line in store.get_logs("r2")] == ["x"]
+
+
+# -- SQL only -------------------------------------------------------------------------
+
+
+def test_migrations_create_the_schema_of_tables_py(sql_url: str) -> None:
+    import sqlalchemy as sa
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from wfray.adapters.sqlalchemy import migrate, rows, tables
+    from wfray.adapters.sqlalchemy.engine import create_engine
+
+    migrate.upgrade(sql_url)
+    migrate.upgrade(sql_url)  # already at head: nothing to do
+    engine = create_engine(sql_url)
+    try:
+        migrate.check_current(engine)
+        assert migrate.current_revisions(engine) == migrate.head_revisions()
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"version_table": migrate.VERSION_TABLE, "compare_type": True}
+            )
+            diff = compare_metadata(context, tables.metadata)
+            names = set(sa.inspect(conn).get_table_names())
+        assert diff == []
+        assert {"workflows", "runs", "tasks", "attempts", "logs", "meta"} <= names
+    finally:
+        engine.dispose()
+    for table, fields in [
+        (tables.runs, rows.RUN_FIELDS),
+        (tables.tasks, rows.TASK_FIELDS),
+        (tables.attempts, rows.ATTEMPT_FIELDS),
+        (tables.logs, rows.LOG_FIELDS),
+    ]:
+        assert set(fields) <= set(table.c.keys()), table.name
+
+
+def test_concurrent_upgrades_migrate_once(sql_url: str) -> None:
+    from wfray.adapters.sqlalchemy import migrate
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            migrate.upgrade(sql_url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    store = sql_store(sql_url, create=False)
+    store.close()
+
+
+def test_an_empty_database_fails_the_schema_check(sql_url: str) -> None:
+    from wfray.adapters.sqlalchemy import migrate
+    from wfray.adapters.sqlalchemy.engine import create_engine
+
+    engine = create_engine(sql_url)
+    try:
+        with pytest.raises(SchemaOutdatedError, match="no wfray schema.*wfray db upgrade"):
+            migrate.check_current(engine)
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutdatedError):
+        sql_store(sql_url, create=False)
+
+
+@pytest.mark.parametrize("stamp", ["0000", "base"])
+def test_a_database_at_another_revision_fails_the_schema_check(sql_url: str, stamp: str) -> None:
+    import sqlalchemy as sa
+
+    from wfray.adapters.sqlalchemy import migrate
+    from wfray.adapters.sqlalchemy.engine import create_engine
+
+    migrate.upgrade(sql_url)
+    engine = create_engine(sql_url)
+    try:
+        with engine.begin() as conn:
+            table = migrate.VERSION_TABLE
+            if stamp == "base":
+                conn.execute(sa.text(f"DELETE FROM {table}"))
+            else:
+                conn.execute(sa.text(f"UPDATE {table} SET version_num = :v"), {"v": stamp})
+        with pytest.raises(SchemaOutdatedError) as caught:
+            migrate.check_current(engine)
+    finally:
+        engine.dispose()
+    message = str(caught.value)
+    if stamp == "base":
+        assert "no wfray schema" in message
+    else:
+        assert "0000" in message
+        assert "does not know" in message
+    with pytest.raises(SchemaOutdatedError):
+        sql_store(sql_url, create=False)
+
+
+def test_an_unreachable_postgres_names_the_url_without_its_password() -> None:
+    url = "postgresql+psycopg://wfray:s3cr3t-pw@127.0.0.1:1/wfray"
+    with pytest.raises(StoreUnavailableError) as caught:
+        sql_store(url)
+    message = str(caught.value)
+    assert "s3cr3t-pw" not in message
+    assert "wfray:***@127.0.0.1:1/wfray" in message
+    assert "expected a PostgreSQL server accepting connections at 127.0.0.1:1" in message
+    assert caught.value.__cause__ is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("not a url at all", "cannot parse"),
+        ("postgresql+nodriver://u:s3cr3t-pw@h/db", "no database driver"),
+        ("mysql://u:s3cr3t-pw@h/db", "unsupported database"),
+        ("sqlite+pysqlcipher://u:s3cr3t-pw@/x.db", "no database driver"),
+    ],
+)
+def test_a_bad_url_is_a_clear_error(url: str, match: str) -> None:
+    with pytest.raises(StoreUnavailableError, match=match) as caught:
+        sql_store(url)
+    assert "s3cr3t-pw" not in str(caught.value)
+
+
+def test_a_sqlite_file_that_cannot_be_opened_is_store_unavailable(tmp_path: Path) -> None:
+    folder = tmp_path / "is-a-folder.db"
+    folder.mkdir()
+    with pytest.raises(StoreUnavailableError, match="SQLite database file") as caught:
+        sql_store(f"sqlite:///{folder}")
+    assert str(folder) in str(caught.value)
+
+
+def test_sqlite_connections_get_the_pragmas(sqlite_file_url: str) -> None:
+    import sqlalchemy as sa
+
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    store = SqlRunStore(sqlite_file_url, sqlite_synchronous="normal")
+    try:
+        with store.engine.connect() as conn:
+            pragma = {
+                name: conn.execute(sa.text(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            }
+    finally:
+        store.close()
+    assert pragma == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 10000, "foreign_keys": 1}
+    with pytest.raises(StoreUnavailableError, match="sqlite_synchronous"):
+        SqlRunStore(sqlite_file_url, sqlite_synchronous="sometimes")
+
+
+def test_a_bulk_commit_uses_executemany(sql_url: str) -> None:
+    import sqlalchemy as sa
+
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    store = SqlRunStore(sql_url)
+    statements: list[tuple[str, bool]] = []
+
+    def record(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        statements.append((sql.split("(")[0].strip(), many))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        count = 2_000
+        tasks = [make_task(step=f"s{i}", seq=i, status=TaskStatus.QUEUED) for i in range(count)]
+        logs = [make_log(step=f"s{i}", message=f"line {i}") for i in range(count)]
+        commit(store, make_run(), *tasks, logs=logs)
+        batch = Batch()
+        for task in tasks:
+            batch.update_task(replace(task, status=TaskStatus.RUNNING), TaskStatus.QUEUED)
+        store.commit(batch)
+        store.commit(batch)  # replayed
+        assert store.count_queued() == 0
+        assert len(store.get_tasks(["r1"])) == count
+        assert len(store.get_logs("r1")) == count
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+        store.close()
+    writes = [(sql, many) for sql, many in statements if sql.startswith(("INSERT", "UPDATE"))]
+    task_writes = [(sql, many) for sql, many in writes if "tasks" in sql]
+    # One executemany per kind of change (a driver may split it into a few round trips).
+    assert 3 <= len(task_writes) <= 12, task_writes
+    assert all(many for _, many in task_writes), task_writes

@@ -1,0 +1,79 @@
+"""wfray: durable workflows and task queues on Ray.
+
+    import wfray
+
+    flow = wfray.Workflow("orders")
+
+    @flow.step(pool="io")
+    def fetch() -> list[int]: ...
+
+    client = wfray.connect()            # starts or finds the coordinator on this Ray cluster
+    print(client.submit(flow).result(timeout_s=60))
+
+Ray is imported only when a client is needed, so declaring workflows stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from wfray.application.context import StepContext
+from wfray.application.definition import Workflow, task
+from wfray.config import Settings, load_settings
+from wfray.domain.errors import (
+    BacklogFullError,
+    CycleError,
+    DefinitionError,
+    InputValidationError,
+    NonRetryableError,
+    RetryLater,
+    RunFailedError,
+    RunNotFoundError,
+    StoreUnavailableError,
+    UnknownWorkflowError,
+    WaitTimeoutError,
+    WfrayError,
+)
+from wfray.domain.policy import RetryPolicy
+from wfray.domain.queueing import QueueConfig
+from wfray.domain.status import RunStatus, TaskStatus
+
+if TYPE_CHECKING:
+    from wfray.adapters.ray.client import Client, RunHandle, connect
+
+__all__ = [
+    "BacklogFullError",
+    "Client",
+    "CycleError",
+    "DefinitionError",
+    "InputValidationError",
+    "NonRetryableError",
+    "QueueConfig",
+    "RetryLater",
+    "RetryPolicy",
+    "RunFailedError",
+    "RunHandle",
+    "RunNotFoundError",
+    "RunStatus",
+    "Settings",
+    "StepContext",
+    "StoreUnavailableError",
+    "TaskStatus",
+    "UnknownWorkflowError",
+    "WaitTimeoutError",
+    "WfrayError",
+    "Workflow",
+    "connect",
+    "load_settings",
+    "task",
+]
+
+_LAZY = {"Client", "RunHandle", "connect"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from wfray.adapters.ray import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'wfray' has no attribute {name!r}")
