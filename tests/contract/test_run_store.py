@@ -42,9 +42,7 @@ def sqlite_file_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'data' / 'wfray.db'}"
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest) -> Iterator[RunStore]:
     made: RunStore
     if request.param == "memory":
@@ -80,7 +78,9 @@ def make_run(run_id: str = "r1", **kw: Any) -> RunRecord:
     return RunRecord(**values)
 
 
-def make_task(run_id: str = "r1", step: str = "fetch", map_index: int = -1, **kw: Any) -> TaskRecord:
+def make_task(
+    run_id: str = "r1", step: str = "fetch", map_index: int = -1, **kw: Any
+) -> TaskRecord:
     values: dict[str, Any] = {
         "run_id": run_id,
         "step": step,
@@ -93,7 +93,9 @@ def make_task(run_id: str = "r1", step: str = "fetch", map_index: int = -1, **kw
     return TaskRecord(**values)
 
 
-def make_attempt(run_id: str = "r1", step: str = "fetch", attempt: int = 1, **kw: Any) -> AttemptRecord:
+def make_attempt(
+    run_id: str = "r1", step: str = "fetch", attempt: int = 1, **kw: Any
+) -> AttemptRecord:
     values: dict[str, Any] = {
         "run_id": run_id,
         "step": step,
@@ -108,7 +110,9 @@ def make_attempt(run_id: str = "r1", step: str = "fetch", attempt: int = 1, **kw
     return AttemptRecord(**values)
 
 
-def make_log(run_id: str = "r1", step: str = "fetch", message: str = "hello", **kw: Any) -> LogRecord:
+def make_log(
+    run_id: str = "r1", step: str = "fetch", message: str = "hello", **kw: Any
+) -> LogRecord:
     values: dict[str, Any] = {
         "run_id": run_id,
         "step": step,
@@ -269,7 +273,9 @@ def test_compare_and_set_update(store: RunStore, kind: str) -> None:
     store.commit(batch)
 
     if kind == "run":
-        assert store.find_runs(["r1"])["r1"] == replace(run, status=RunStatus.RUNNING, started_at=T0)
+        assert store.find_runs(["r1"])["r1"] == replace(
+            run, status=RunStatus.RUNNING, started_at=T0
+        )
     elif kind == "task":
         assert store.get_tasks(["r1"]) == [replace(task, status=TaskStatus.QUEUED, seq=9)]
     else:
@@ -369,7 +375,7 @@ def test_idempotency_keys(store: RunStore) -> None:
     assert store.find_idempotency_keys([]) == {}
 
     commit(store, make_run("r1", idempotency_key="k1"))  # the same run again: a no-op
-    with pytest.raises(StaleWriteError, match="k1|idempotency"):
+    with pytest.raises(StaleWriteError, match=r"k1|idempotency"):
         commit(store, make_run("r4", idempotency_key="k1"), make_task("r4"))
     assert store.find_runs(["r4"]) == {}
     assert store.get_tasks(["r4"]) == []
@@ -402,8 +408,12 @@ def test_find_runs_and_get_tasks(store: RunStore) -> None:
 def test_list_runs_filters_order_and_limit(store: RunStore) -> None:
     records = [
         make_run("a1", workflow="a", created_at=T0 + timedelta(seconds=1)),
-        make_run("a2", workflow="a", created_at=T0 + timedelta(seconds=3), status=RunStatus.RUNNING),
-        make_run("b1", workflow="b", created_at=T0 + timedelta(seconds=2), status=RunStatus.RUNNING),
+        make_run(
+            "a2", workflow="a", created_at=T0 + timedelta(seconds=3), status=RunStatus.RUNNING
+        ),
+        make_run(
+            "b1", workflow="b", created_at=T0 + timedelta(seconds=2), status=RunStatus.RUNNING
+        ),
         make_run("a3", workflow="a", created_at=T0 + timedelta(seconds=3)),  # tie: by run_id
     ]
     commit(store, *records)
@@ -456,8 +466,7 @@ def test_page_queued_orders_by_priority_then_seq(store: RunStore) -> None:
     commit(store, make_run())
     specs = [(0, 5), (2, 9), (0, 1), (2, 3), (1, 7), (0, 2), (2, 4)]
     tasks = [
-        make_task(step=f"s{seq}", status=TaskStatus.QUEUED, priority=p, seq=seq)
-        for p, seq in specs
+        make_task(step=f"s{seq}", status=TaskStatus.QUEUED, priority=p, seq=seq) for p, seq in specs
     ]
     tasks.append(make_task(step="other", status=TaskStatus.QUEUED, queue="other", seq=8))
     tasks.append(make_task(step="pending", status=TaskStatus.PENDING, priority=9, seq=6))
@@ -477,11 +486,13 @@ def test_page_queued_orders_by_priority_then_seq(store: RunStore) -> None:
     assert [t.step for t in store.page_queued("other", None, 10)] == ["other"]
     assert store.page_queued("nope", None, 10) == []
     assert store.count_queued() == 8
+    assert store.queued_queues() == ["default", "other"]
     assert store.max_task_seq() == 9
 
 
 def test_counters_on_an_empty_store(store: RunStore) -> None:
     assert store.count_queued() == 0
+    assert store.queued_queues() == []
     assert store.max_task_seq() == 0
     assert store.load_active() == ([], [], [])
 
@@ -560,7 +571,7 @@ def test_an_empty_database_fails_the_schema_check(sql_url: str) -> None:
 
     engine = create_engine(sql_url)
     try:
-        with pytest.raises(SchemaOutdatedError, match="no wfray schema.*wfray db upgrade"):
+        with pytest.raises(SchemaOutdatedError, match=r"no wfray schema.*wfray db upgrade"):
             migrate.check_current(engine)
     finally:
         engine.dispose()
@@ -646,7 +657,12 @@ def test_sqlite_connections_get_the_pragmas(sqlite_file_url: str) -> None:
             }
     finally:
         store.close()
-    assert pragma == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 10000, "foreign_keys": 1}
+    assert pragma == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "busy_timeout": 10000,
+        "foreign_keys": 1,
+    }
     with pytest.raises(StoreUnavailableError, match="sqlite_synchronous"):
         SqlRunStore(sqlite_file_url, sqlite_synchronous="sometimes")
 
@@ -684,3 +700,59 @@ def test_a_bulk_commit_uses_executemany(sql_url: str) -> None:
     # One executemany per kind of change (a driver may split it into a few round trips).
     assert 3 <= len(task_writes) <= 12, task_writes
     assert all(many for _, many in task_writes), task_writes
+
+
+def test_without_sane_rowcounts_a_select_checks_the_updates(sql_url: str) -> None:
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    store = SqlRunStore(sql_url)
+    store._sane_multi_rowcount = False  # as on a driver that cannot count executemany rows
+    try:
+        runs = [make_run(f"r{i}") for i in range(3)]
+        commit(store, *runs)
+        good = Batch()
+        for run in runs:
+            good.update_run(replace(run, status=RunStatus.RUNNING), RunStatus.QUEUED)
+        store.commit(good)
+        store.commit(good)
+        stale = Batch()
+        for run in runs:
+            stale.update_run(replace(run, status=RunStatus.COMPLETED), RunStatus.QUEUED)
+        with pytest.raises(StaleWriteError, match="r0: expected queued, found running"):
+            store.commit(stale)
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_commit_cut_off_by_the_server_is_unavailable_then_replays(postgres_url: str) -> None:
+    import sqlalchemy as sa
+
+    from wfray.adapters.sqlalchemy.engine import create_engine
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    store = SqlRunStore(postgres_url)
+    admin = create_engine(postgres_url)
+    fired: list[int] = []
+
+    def kill_own_backend(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if sql.startswith("INSERT INTO tasks") and not fired:
+            fired.append(conn.connection.dbapi_connection.info.backend_pid)
+            with admin.begin() as other:
+                other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": fired[0]})
+
+    try:
+        batch = Batch()
+        batch.insert_run(make_run())
+        batch.insert_task(make_task())
+        sa.event.listen(store.engine, "before_cursor_execute", kill_own_backend)
+        with pytest.raises(StoreUnavailableError, match="unavailable") as caught:
+            store.commit(batch)
+        assert "expected a PostgreSQL server" in str(caught.value)
+        assert fired
+        assert store.find_runs(["r1"]) == {}  # rolled back with the connection
+        store.commit(batch)  # the replay; the pool hands out a fresh connection
+        assert [t.step for t in store.get_tasks(["r1"])] == ["fetch"]
+    finally:
+        admin.dispose()
+        store.close()

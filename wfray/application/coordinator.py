@@ -382,7 +382,9 @@ class Coordinator:
 
     async def _page_in(self) -> None:
         for queue, boundary, room in self.queues.needs_page():
-            tasks = await asyncio.to_thread(self.store.page_queued, queue, boundary, room)
+            # the store pages strictly after (priority, seq); the boundary is inclusive
+            after = None if boundary is None else (-boundary[0], boundary[1] - 1)
+            tasks = await asyncio.to_thread(self.store.page_queued, queue, after, room)
             await self.load_runs({t.run_id for t in tasks if t.run_id not in self.runs})
             fresh = []
             for task in tasks:

@@ -200,8 +200,12 @@ def _check_map_sources(workflow: str, steps: dict[str, _StepDef]) -> None:
         source = definition.options["map"]
         if source is None or source not in steps:
             continue
-        annotation = inspect.signature(steps[source].fn, eval_str=False).return_annotation
-        if annotation is inspect.Signature.empty or isinstance(annotation, str):
+        try:
+            # resolves string annotations too (`from __future__ import annotations`)
+            annotation = typing.get_type_hints(steps[source].fn).get("return")
+        except Exception:  # an unresolvable forward reference: left to run time
+            continue
+        if annotation is None:
             continue
         origin = get_origin(annotation) or annotation
         if inspect.isclass(origin) and not issubclass(origin, (list, tuple)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -82,7 +83,11 @@ class RetryPolicy(BaseModel):
 
     def delay_s(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         """The backoff before the next attempt, after `failed_attempts` failures (>= 1)."""
-        base = min(self.max_delay_s, self.initial_delay_s * self.backoff ** (failed_attempts - 1))
+        try:
+            raw = self.initial_delay_s * self.backoff ** (failed_attempts - 1)
+        except OverflowError:  # a long "retry forever" policy: the growth passed any cap
+            raw = math.inf if self.initial_delay_s else 0.0
+        base = min(self.max_delay_s, raw)
         if self.jitter and base:
             spread = base * self.jitter
             base = base - spread + (rng or random).random() * spread

@@ -58,14 +58,16 @@ class InMemoryRunStore:
             stored = self._runs.get(run.run_id)
             if stored is None or stored.status not in (expected, run.status):
                 raise StaleWriteError(f"run {run.run_id}: expected {expected}, found {_st(stored)}")
-        for key, (task, expected) in batch.task_updates.items():
+        for key, (task, task_expected) in batch.task_updates.items():
             found = self._tasks.get(key)
-            if found is None or found.status not in (expected, task.status):
-                raise StaleWriteError(f"task {key}: expected {expected}, found {_st(found)}")
-        for akey, (attempt, expected) in batch.attempt_updates.items():
+            if found is None or found.status not in (task_expected, task.status):
+                raise StaleWriteError(f"task {key}: expected {task_expected}, found {_st(found)}")
+        for akey, (attempt, attempt_expected) in batch.attempt_updates.items():
             had = self._attempts.get(akey)
-            if had is None or had.status not in (expected, attempt.status):
-                raise StaleWriteError(f"attempt {akey}: expected {expected}, found {_st(had)}")
+            if had is None or had.status not in (attempt_expected, attempt.status):
+                raise StaleWriteError(
+                    f"attempt {akey}: expected {attempt_expected}, found {_st(had)}"
+                )
         self._check_inserts(batch)
 
     def _check_inserts(self, batch: Batch) -> None:
@@ -169,9 +171,7 @@ class InMemoryRunStore:
             ids = {r.run_id for r in runs}
             tasks = [copy.copy(t) for t in self._tasks.values() if t.run_id in ids]
             attempts = [
-                copy.copy(a)
-                for a in self._attempts.values()
-                if a.status == AttemptStatus.RUNNING
+                copy.copy(a) for a in self._attempts.values() if a.status == AttemptStatus.RUNNING
             ]
         return runs, tasks, attempts
 
@@ -210,10 +210,12 @@ def _log_keys(lines: list[LogRecord]) -> list[tuple[tuple[object, ...], LogRecor
     """Each line with its identity: its fields plus its occurrence among identical lines of
     the batch (the SQL store hashes the same into its `line_key`)."""
     seen: dict[tuple[object, ...], int] = {}
-    keyed = []
+    keyed: list[tuple[tuple[object, ...], LogRecord]] = []
     for line in lines:
-        fields = (line.run_id, line.step, line.map_index, line.attempt, line.ts, line.level,
-                  line.logger, line.message)
+        fields: tuple[object, ...] = (
+            *(line.run_id, line.step, line.map_index, line.attempt),
+            *(line.ts, line.level, line.logger, line.message),
+        )
         occurrence = seen.get(fields, 0)
         seen[fields] = occurrence + 1
         keyed.append(((*fields, occurrence), line))

@@ -139,6 +139,6 @@ def unavailable_as_store_error(url: sa.URL) -> Iterator[None]:
 
 def _describe(url: sa.URL, exc: sa.exc.DBAPIError) -> str:
     detail = " ".join(str(exc.orig).split())  # one line; libpq's hints span several
-    if url.password:
+    if url.password and len(str(url.password)) >= 4:  # shorter would garble, not protect
         detail = detail.replace(str(url.password), "***")
     return f"database {mask_url(url)} is unavailable ({detail}); expected {expectation(url)}"

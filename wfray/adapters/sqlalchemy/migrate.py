@@ -53,11 +53,12 @@ def upgrade(engine_or_url: sa.Engine | str, revision: str = "heads") -> None:
     """
     engine = _engine(engine_or_url)
     try:
-        with unavailable_as_store_error(engine.url):
-            with engine.execution_options(**{WRITE: True}).begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
-                command.upgrade(alembic_config(conn), revision)
+        writer = engine.execution_options(**{WRITE: True})
+        with unavailable_as_store_error(engine.url), writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                lock = sa.text("SELECT pg_advisory_xact_lock(:key)")
+                conn.execute(lock, {"key": PG_LOCK_KEY})
+            command.upgrade(alembic_config(conn), revision)
     finally:
         if engine is not engine_or_url:
             engine.dispose()

@@ -31,8 +31,6 @@ ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
 LOG_FIELDS = tuple(f.name for f in fields(LogRecord))
 
 
-
-
 def to_utc(value: datetime) -> datetime:
     """An aware UTC datetime; a naive one is taken to be UTC already."""
     if value.tzinfo is None:
@@ -97,29 +95,29 @@ def log_params(lines: Iterable[LogRecord]) -> list[dict[str, Any]]:
     return rows
 
 
-def _values(row: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+def _values(row: Mapping[Any, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {name: row[name] for name in names}
 
 
-def to_run(row: Mapping[str, Any]) -> RunRecord:
+def to_run(row: Mapping[Any, Any]) -> RunRecord:
     values = _values(row, RUN_FIELDS)
     values["status"] = RunStatus(values["status"])
     return RunRecord(**values)
 
 
-def to_task(row: Mapping[str, Any]) -> TaskRecord:
+def to_task(row: Mapping[Any, Any]) -> TaskRecord:
     values = _values(row, TASK_FIELDS)
     values["status"] = TaskStatus(values["status"])
     return TaskRecord(**values)
 
 
-def to_attempt(row: Mapping[str, Any]) -> AttemptRecord:
+def to_attempt(row: Mapping[Any, Any]) -> AttemptRecord:
     values = _values(row, ATTEMPT_FIELDS)
     values["status"] = AttemptStatus(values["status"])
     return AttemptRecord(**values)
 
 
-def to_log(row: Mapping[str, Any]) -> LogRecord:
+def to_log(row: Mapping[Any, Any]) -> LogRecord:
     return LogRecord(**_values(row, LOG_FIELDS))
 
 

@@ -8,9 +8,10 @@ changes nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -104,7 +105,7 @@ class SqlRunStore:
         conn: sa.Connection,
         table: sa.Table,
         pk: tuple[str, ...],
-        records: Any,
+        records: Iterable[RunRecord | TaskRecord | AttemptRecord],
     ) -> None:
         values = [rows.params(record) for record in records]
         if values:
@@ -116,7 +117,7 @@ class SqlRunStore:
         table: sa.Table,
         pk: tuple[str, ...],
         what: str,
-        updates: Any,
+        updates: Iterable[tuple[RunRecord | TaskRecord | AttemptRecord, StrEnum]],
     ) -> None:
         items: list[Update] = [(record, str(expected)) for record, expected in updates]
         if not items:
@@ -300,6 +301,11 @@ class SqlRunStore:
         query = sa.select(sa.func.count()).select_from(tasks).where(tasks.c.status == QUEUED)
         with self._errors(), self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def queued_queues(self) -> list[str]:
+        query = sa.select(tasks.c.queue).where(tasks.c.status == QUEUED).distinct()
+        with self._errors(), self._engine.connect() as conn:
+            return sorted(conn.execute(query).scalars())
 
     def max_task_seq(self) -> int:
         query = sa.select(sa.func.coalesce(sa.func.max(tasks.c.seq), 0))
