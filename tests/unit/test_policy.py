@@ -71,6 +71,14 @@ def test_delay_never_exceeds_the_cap_however_many_attempts(
     assert NOW <= decision.retry_at <= after(cap)
 
 
+def test_retry_forever_policy_does_not_overflow() -> None:
+    # every minute for a week: 2.0 ** 10_000 is not a float
+    policy = RetryPolicy(max_attempts=10_080, initial_delay_s=1, max_delay_s=60)
+    assert policy.delay_s(10_000) == 60
+    assert policy.decide(BOOM, 10_000, 0, NOW).retry_at == after(60)
+    assert RetryPolicy(initial_delay_s=0, max_delay_s=60).delay_s(10_000) == 0
+
+
 # -- jitter -----------------------------------------------------------------------------------------
 
 

@@ -123,10 +123,10 @@ def complete_task(
 ) -> Changes:
     """An attempt succeeded: record the result and release what waited on it."""
     changes = Changes()
+    _set_task(task, TaskStatus.COMPLETED, changes)  # first: a refused event changes nothing
     task.result_json, task.result_ref, task.result_items = result_json, result_ref, result_items
     task.finished_at = now
     task.error_type = task.error_message = None
-    _set_task(task, TaskStatus.COMPLETED, changes)
     if state.finished:
         return changes
     if task.map_index != WHOLE_STEP:
@@ -149,9 +149,9 @@ def fail_task(
 ) -> Changes:
     """An attempt failed and the policy gave up: the task and its run fail."""
     changes = Changes()
+    _set_task(task, TaskStatus.FAILED, changes)
     task.finished_at = now
     task.error_type, task.error_message = failure.error_type, failure.message
-    _set_task(task, TaskStatus.FAILED, changes)
     if task.map_index != WHOLE_STEP:
         group = state.task(task.step)
         if group.status is TaskStatus.RUNNING:
@@ -168,18 +168,18 @@ def fail_task(
 def schedule_retry(task: TaskRecord, failure: FailureInfo, retry_at: datetime) -> Changes:
     """An attempt failed and will be retried at `retry_at`."""
     changes = Changes()
+    _set_task(task, TaskStatus.RETRYING, changes)
     task.error_type, task.error_message = failure.error_type, failure.message
     task.ready_at = retry_at
-    _set_task(task, TaskStatus.RETRYING, changes)
     return changes
 
 
 def requeue(task: TaskRecord, now: datetime) -> Changes:
     """A retry timer fired."""
     changes = Changes()
+    _set_task(task, TaskStatus.QUEUED, changes)
     task.ready_at = None
     task.queued_at = now
-    _set_task(task, TaskStatus.QUEUED, changes)
     changes.ready.append(task)
     return changes
 

@@ -89,7 +89,7 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.PENDING: frozenset(
         {TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.SKIPPED,
-         TaskStatus.COMPLETED}
+         TaskStatus.COMPLETED, TaskStatus.FAILED}  # FAILED: a fan-out over a non-list
     ),
     TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED}),
     TaskStatus.RUNNING: frozenset(
