@@ -75,7 +75,8 @@ def main() -> int:
             print(f"wfray started on local Ray in {time.monotonic() - started:.1f}s")
             print(f"store: {client.settings.database_url}")
             run = client.submit(
-                orders, OrderBatch(customer="ACME GmbH", order_ids=[1, 2, 3, 4]),
+                orders,
+                OrderBatch(customer="ACME GmbH", order_ids=[1, 2, 3, 4]),
                 idempotency_key="demo-acme-1",
             )
             print(f"submitted run {run.run_id}")
@@ -105,7 +106,9 @@ def show(client: wfray.Client, run_id: str) -> None:
     print("\nlog lines:")
     for line in client.logs(run_id):
         item = f"[{line.map_index}]" if line.map_index >= 0 else ""
-        print(f"  {line.ts:%H:%M:%S.%f} {line.step}{item}#{line.attempt} {line.level}: {line.message}")
+        print(
+            f"  {line.ts:%H:%M:%S.%f} {line.step}{item}#{line.attempt} {line.level}: {line.message}"
+        )
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             try:
                 values[name] = kind(raw)
             except ValueError as exc:
-                raise DefinitionError(f"WFRAY_{name.upper()} must be an integer, got {raw!r}") from exc
+                raise DefinitionError(
+                    f"WFRAY_{name.upper()} must be an integer, got {raw!r}"
+                ) from exc
     if "WFRAY_SQLITE_SYNCHRONOUS" in env:
         values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
     if "WFRAY_QUEUES" in env:

@@ -41,7 +41,12 @@ def test_decide_retries_at_now_plus_the_backoff_until_attempts_run_out() -> None
     policy = RetryPolicy(max_attempts=4, initial_delay_s=2, backoff=3)
     decisions = [policy.decide(BOOM, n, 0, NOW) for n in range(1, 5)]
     assert [d.retry_at for d in decisions] == [after(2), after(6), after(18), None]
-    assert [d.reason for d in decisions] == ["backoff", "backoff", "backoff", "gave up after 4 attempts"]
+    assert [d.reason for d in decisions] == [
+        "backoff",
+        "backoff",
+        "backoff",
+        "gave up after 4 attempts",
+    ]
     assert [d.give_up for d in decisions] == [False, False, False, True]
 
 

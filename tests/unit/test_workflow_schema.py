@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -120,7 +122,9 @@ def test_acyclic_graphs_have_no_cycle_and_a_topological_order(edges: dict[str, t
 
 @settings(max_examples=60, deadline=None)
 @given(dags(), st.data())
-def test_a_back_edge_yields_a_real_cycle_path(edges: dict[str, tuple[str, ...]], data: st.DataObject):
+def test_a_back_edge_yields_a_real_cycle_path(
+    edges: dict[str, tuple[str, ...]], data: st.DataObject
+):
     names = list(edges)
     low = data.draw(st.integers(0, len(names) - 1))
     high = data.draw(st.integers(low, len(names) - 1))
@@ -133,7 +137,7 @@ def test_a_back_edge_yields_a_real_cycle_path(edges: dict[str, tuple[str, ...]],
     assert cycle is not None
     assert cycle[0] == cycle[-1]
     assert len(set(cycle[:-1])) == len(cycle) - 1
-    for before, after in zip(cycle, cycle[1:], strict=False):
+    for before, after in itertools.pairwise(cycle):
         assert before in edges[after]  # `after` waits for `before`: execution order
 
 

@@ -9,6 +9,7 @@ and only then answers callers and sends dispatches. Its memory is a cache of the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 from collections.abc import Sequence
@@ -92,10 +93,8 @@ class Coordinator:
         await self.reconciler.stop_drainers()
         if self._loop_task is not None:
             self._loop_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-            except asyncio.CancelledError:
-                pass
 
     @property
     def stopping(self) -> bool:
@@ -181,12 +180,10 @@ class Coordinator:
         while not self._stopping:
             timeout = self._idle_timeout()
             if timeout is None or timeout > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout)
-                except TimeoutError:
-                    pass
             self.wake.clear()
-            if self._stopping:
+            if self.stopping:
                 return
             await self._turn()
 
@@ -280,7 +277,9 @@ class Coordinator:
             changes = self._failed(state, task, outcome, now)
         self.record(state, changes, batch)
 
-    def _failed(self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime) -> Changes:
+    def _failed(
+        self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
+    ) -> Changes:
         lost = outcome.status is AttemptStatus.LOST
         failure = FailureInfo(
             error_type=outcome.error_type or "wfray.UnknownError",
@@ -405,7 +404,11 @@ class Coordinator:
         tasks = await asyncio.to_thread(self.store.get_tasks, ids)
         for run in runs.values():
             if run.run_id not in self.runs:
-                self.adopt(run, [t for t in tasks if t.run_id == run.run_id], await self.schema(run.workflow, run.version))
+                self.adopt(
+                    run,
+                    [t for t in tasks if t.run_id == run.run_id],
+                    await self.schema(run.workflow, run.version),
+                )
 
     def adopt(self, run: RunRecord, tasks: list[TaskRecord], schema: WorkflowSchema) -> RunState:
         state = RunState(run=run, schema=schema, tasks={t.key: t for t in tasks})

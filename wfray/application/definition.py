@@ -140,9 +140,7 @@ class Workflow:
         steps = []
         for step_name, definition in self._steps.items():
             opts = definition.options
-            bindings = _bindings(
-                self.name, step_name, definition.fn, names, opts["input_fields"]
-            )
+            bindings = _bindings(self.name, step_name, definition.fn, names, opts["input_fields"])
             after = list(opts["after"])
             for source in [opts["map"], *bindings.values()]:
                 if source is not None and source in names and source not in after:
@@ -234,7 +232,11 @@ def task(
     def decorate(func: F) -> F:
         flow = Workflow(name or func.__name__, input=input or signature_model(func))
         flow.step(
-            func, name=func.__name__, pool=pool, retry=retry, timeout_s=timeout_s,
+            func,
+            name=func.__name__,
+            pool=pool,
+            retry=retry,
+            timeout_s=timeout_s,
             input_fields=True,
         )
         func.__wfray_workflow__ = flow  # type: ignore[attr-defined]

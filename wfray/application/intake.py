@@ -49,7 +49,9 @@ class Intake:
         known_keys = await asyncio.to_thread(store.find_idempotency_keys, keys) if keys else {}
         answers: list[Answer] = []
         for request, future in pending:
-            answers.append((future, await self._take_one(request, existing, known_keys, batch, now, touched)))
+            answers.append(
+                (future, await self._take_one(request, existing, known_keys, batch, now, touched))
+            )
         return answers
 
     async def _take_one(

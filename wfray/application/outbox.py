@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 from wfray.application.messages import Drained, ExecutorSnapshot, Outcome
@@ -32,10 +33,8 @@ class Outbox:
         self._ack(ack)
         if self._seq <= self._sent:
             self._ready.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), wait_s)
-            except TimeoutError:
-                pass
         fresh = [o for o in self._outcomes if o.seq > self._sent]
         if fresh:
             self._sent = fresh[-1].seq

@@ -55,7 +55,9 @@ class Reconciler:
                 if task.status is TaskStatus.RUNNING and task.map_count is None:
                     c.queues.started(task)
                 elif task.status is TaskStatus.RETRYING and task.ready_at is not None:
-                    heapq.heappush(c.timers, (task.ready_at, task.run_id, task.step, task.map_index))
+                    heapq.heappush(
+                        c.timers, (task.ready_at, task.run_id, task.step, task.map_index)
+                    )
         for attempt in attempts:
             key = (attempt.run_id, attempt.step, attempt.map_index, attempt.attempt)
             c.attempts[key] = attempt
@@ -71,7 +73,9 @@ class Reconciler:
                 log.warning("executor %s not reachable at start: %s", pool, exc)
         log.info(
             "recovered %d active runs, %d running attempts, %d queued tasks",
-            len(runs), len(attempts), c.queued_count,
+            len(runs),
+            len(attempts),
+            c.queued_count,
         )
         c.wake.set()
 
@@ -100,7 +104,9 @@ class Reconciler:
 
     def start_drainers(self) -> None:
         for pool in self.c.executors:
-            self._drainers.append(asyncio.create_task(self._drain(pool), name=f"wfray-drain-{pool}"))
+            self._drainers.append(
+                asyncio.create_task(self._drain(pool), name=f"wfray-drain-{pool}")
+            )
 
     async def stop_drainers(self) -> None:
         for task in [*self._drainers, *self._senders]:

@@ -36,6 +36,9 @@ class RunnerSettings:
     log_limit: int = 1000
 
 
+DEFAULT_SETTINGS = RunnerSettings()
+
+
 class StepImportError(NonRetryableError):
     """The step's code cannot be imported on this worker."""
 
@@ -83,7 +86,9 @@ def _signature(fn: Callable[..., Any]) -> _Signature:
         for name in inspect.signature(fn).parameters
         if name != CONTEXT
     }
-    return _Signature(params, TypeAdapter(hints.get("return", Any)), inspect.iscoroutinefunction(fn))
+    return _Signature(
+        params, TypeAdapter(hints.get("return", Any)), inspect.iscoroutinefunction(fn)
+    )
 
 
 def arg_text(spec: ArgSpec, blobs: BlobStore | None) -> str:
@@ -129,7 +134,10 @@ class PreparedAttempt:
         self.settings = settings
         self.started_at = datetime.now(UTC)
         self.log = AttemptLog(
-            dispatch.run_id, dispatch.step, dispatch.map_index, dispatch.attempt,
+            dispatch.run_id,
+            dispatch.step,
+            dispatch.map_index,
+            dispatch.attempt,
             limit=settings.log_limit,
         )
         self.fn: Callable[..., Any] | None = None
@@ -182,8 +190,11 @@ class PreparedAttempt:
         else:
             result_json = data.decode()
         return self._outcome(
-            AttemptStatus.SUCCEEDED, worker,
-            result_json=result_json, result_ref=result_ref, result_items=items,
+            AttemptStatus.SUCCEEDED,
+            worker,
+            result_json=result_json,
+            result_ref=result_ref,
+            result_items=items,
         )
 
     def failure(self, exc: BaseException, worker: WorkerIdentity) -> Outcome:
@@ -224,7 +235,7 @@ def run_attempt(
     dispatch: Dispatch,
     blobs: BlobStore | None,
     worker: WorkerIdentity,
-    settings: RunnerSettings = RunnerSettings(),
+    settings: RunnerSettings = DEFAULT_SETTINGS,
 ) -> Outcome:
     """Run one attempt synchronously (async steps get their own event loop)."""
     attempt = PreparedAttempt(dispatch, blobs, settings)
@@ -252,7 +263,7 @@ async def run_attempt_async(
     dispatch: Dispatch,
     blobs: BlobStore | None,
     worker: WorkerIdentity,
-    settings: RunnerSettings = RunnerSettings(),
+    settings: RunnerSettings = DEFAULT_SETTINGS,
 ) -> Outcome:
     """Run one attempt in an event loop: coroutines directly, sync code in a thread."""
     import asyncio

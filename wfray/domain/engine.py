@@ -144,9 +144,7 @@ def complete_task(
     return changes
 
 
-def fail_task(
-    state: RunState, task: TaskRecord, failure: FailureInfo, now: datetime
-) -> Changes:
+def fail_task(state: RunState, task: TaskRecord, failure: FailureInfo, now: datetime) -> Changes:
     """An attempt failed and the policy gave up: the task and its run fail."""
     changes = Changes()
     _set_task(task, TaskStatus.FAILED, changes)
@@ -290,7 +288,9 @@ def run_result(state: RunState) -> tuple[str | None, str | None]:
         return step_result(state, sinks[0])
     results = {name: step_result(state, name) for name in sinks}
     if all(ref is None for _, ref in results.values()):
-        body = ",".join(f"{json.dumps(name)}:{text or 'null'}" for name, (text, _) in results.items())
+        body = ",".join(
+            f"{json.dumps(name)}:{text or 'null'}" for name, (text, _) in results.items()
+        )
         return "{" + body + "}", None
     parts = {
         name: ({"json": text or "null"} if ref is None else json.loads(ref))

@@ -78,7 +78,9 @@ class RetryPolicy(BaseModel):
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be between 0 and 1, got {self.jitter}")
         if self.max_lost_attempts < 0:
-            raise ValueError(f"max_lost_attempts must not be negative, got {self.max_lost_attempts}")
+            raise ValueError(
+                f"max_lost_attempts must not be negative, got {self.max_lost_attempts}"
+            )
         return self
 
     def delay_s(self, failed_attempts: int, rng: random.Random | None = None) -> float:
@@ -112,14 +114,18 @@ class RetryPolicy(BaseModel):
         """
         if failure.lost:
             if lost_attempts > self.max_lost_attempts:
-                return RetryDecision(None, f"lost {lost_attempts} times (cap {self.max_lost_attempts})")
+                return RetryDecision(
+                    None, f"lost {lost_attempts} times (cap {self.max_lost_attempts})"
+                )
             return RetryDecision(now, "attempt lost: retry at once")
         if not failure.retryable or self._is_listed(failure.error_type):
             return RetryDecision(None, f"{failure.error_type} is not retryable")
         if failed_attempts >= self.max_attempts:
             return RetryDecision(None, f"gave up after {failed_attempts} attempts")
         if failure.retry_after_s is not None:
-            return RetryDecision(now + timedelta(seconds=failure.retry_after_s), "step asked to retry later")
+            return RetryDecision(
+                now + timedelta(seconds=failure.retry_after_s), "step asked to retry later"
+            )
         return RetryDecision(now + timedelta(seconds=self.delay_s(failed_attempts, rng)), "backoff")
 
     def _is_listed(self, error_type: str) -> bool:
@@ -130,5 +136,7 @@ class RetryPolicy(BaseModel):
 def validate_policy(step: str, policy: object) -> RetryPolicy:
     """Check a policy given at definition time, naming the step when it is wrong."""
     if not isinstance(policy, RetryPolicy):
-        raise DefinitionError(f"step {step!r}: retry must be a RetryPolicy, got {type(policy).__name__}")
+        raise DefinitionError(
+            f"step {step!r}: retry must be a RetryPolicy, got {type(policy).__name__}"
+        )
     return policy

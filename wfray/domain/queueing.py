@@ -198,10 +198,13 @@ class QueueManager:
                 continue
             key_limit = config.per_key_limit
             ckey = task.concurrency_key
-            if key_limit is not None and ckey is not None:
-                if self._key_running.get(ckey, 0) >= key_limit:
-                    deferred.append(heapq.heappop(queue.heap))
-                    continue
+            if (
+                key_limit is not None
+                and ckey is not None
+                and self._key_running.get(ckey, 0) >= key_limit
+            ):
+                deferred.append(heapq.heappop(queue.heap))
+                continue
             if queue.bucket is not None and not queue.bucket.take(now):
                 break
             heapq.heappop(queue.heap)

@@ -88,8 +88,14 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.PENDING: frozenset(
-        {TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.SKIPPED,
-         TaskStatus.COMPLETED, TaskStatus.FAILED}  # FAILED: a fan-out over a non-list
+        {
+            TaskStatus.QUEUED,
+            TaskStatus.RUNNING,
+            TaskStatus.CANCELLED,
+            TaskStatus.SKIPPED,
+            TaskStatus.COMPLETED,
+            TaskStatus.FAILED,
+        }  # FAILED: a fan-out over a non-list
     ),
     TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED}),
     TaskStatus.RUNNING: frozenset(
@@ -100,9 +106,7 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.FAILED: frozenset({TaskStatus.QUEUED}),
     TaskStatus.CANCELLED: frozenset({TaskStatus.QUEUED}),
     TaskStatus.SKIPPED: frozenset(),
-    TaskStatus.COMPENSATING: frozenset(
-        {TaskStatus.COMPENSATED, TaskStatus.COMPENSATION_FAILED}
-    ),
+    TaskStatus.COMPENSATING: frozenset({TaskStatus.COMPENSATED, TaskStatus.COMPENSATION_FAILED}),
     TaskStatus.COMPENSATION_FAILED: frozenset({TaskStatus.COMPENSATING}),
     TaskStatus.COMPENSATED: frozenset(),
 }

@@ -17,13 +17,15 @@ class InlineExecutor:
     """Every attempt is a coroutine here (sync steps in threads); same contract as Ray's."""
 
     def __init__(
-        self, blobs: BlobStore | None = None, settings: RunnerSettings = RunnerSettings()
+        self, blobs: BlobStore | None = None, settings: RunnerSettings | None = None
     ) -> None:
         self.blobs = blobs
-        self.settings = settings
+        self.settings = settings or RunnerSettings()
         self.outbox = Outbox()
         self.running: dict[tuple[str, str, int, int], asyncio.Task[None]] = {}
-        self.worker = WorkerIdentity(node_id="inline", worker_id="inline", host=socket.gethostname(), pid=os.getpid())
+        self.worker = WorkerIdentity(
+            node_id="inline", worker_id="inline", host=socket.gethostname(), pid=os.getpid()
+        )
 
     async def dispatch(self, dispatches: list[Dispatch]) -> None:
         for dispatch in dispatches:

@@ -6,6 +6,7 @@ client chose, so a retried submission never creates a second run.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -215,10 +216,8 @@ class Client:
     def shutdown(self) -> None:
         """Stop wfray's actors on this cluster. Nothing is lost: runs resume on the next start."""
         for name in (COORDINATOR_NAME, executor_name("cpu"), executor_name("io")):
-            try:
+            with contextlib.suppress(ValueError):  # ValueError: it is not running
                 ray.kill(ray.get_actor(name, namespace=self.settings.namespace), no_restart=True)
-            except ValueError:
-                pass  # not running
         self._handle = None
 
     def decode(self, view: RunView, flow: Workflow | None) -> Any:

@@ -12,7 +12,7 @@ import asyncio
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +41,7 @@ LOST_ERRORS: tuple[type[BaseException], ...] = (
 @dataclass(frozen=True, slots=True)
 class ExecutorConfig:
     blob_root: str | None = None
-    runner: RunnerSettings = RunnerSettings()
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
     io_concurrency: int = 64
 
 
@@ -84,6 +84,7 @@ class CpuExecutor:
         self.outbox = Outbox()
         self.running: dict[AttemptKey, Any] = {}
         self.timed_out: set[AttemptKey] = set()
+        self.watchers: set[asyncio.Task[None]] = set()
 
     async def dispatch(self, dispatches: list[Dispatch]) -> None:
         loop = asyncio.get_running_loop()
@@ -98,7 +99,9 @@ class CpuExecutor:
             self.running[d.attempt_key] = ref
             if d.timeout_s is not None:
                 loop.call_later(d.timeout_s, self._time_out, d.attempt_key)
-            loop.create_task(self._watch(d, ref))
+            watcher = loop.create_task(self._watch(d, ref))
+            self.watchers.add(watcher)
+            watcher.add_done_callback(self.watchers.discard)
 
     def _time_out(self, key: AttemptKey) -> None:
         ref = self.running.get(key)
@@ -112,7 +115,9 @@ class CpuExecutor:
         except rex.TaskCancelledError:
             if d.attempt_key in self.timed_out:
                 outcome = _ended(
-                    d, AttemptStatus.TIMED_OUT, "wfray.AttemptTimeout",
+                    d,
+                    AttemptStatus.TIMED_OUT,
+                    "wfray.AttemptTimeout",
                     f"attempt exceeded its timeout of {d.timeout_s}s and was stopped",
                 )
             else:
@@ -178,7 +183,9 @@ class IoExecutor:
         except asyncio.CancelledError:
             if d.attempt_key in self.timed_out:
                 outcome = _ended(
-                    d, AttemptStatus.TIMED_OUT, "wfray.AttemptTimeout",
+                    d,
+                    AttemptStatus.TIMED_OUT,
+                    "wfray.AttemptTimeout",
                     f"attempt exceeded its timeout of {d.timeout_s}s and was cancelled",
                 )
             else:
