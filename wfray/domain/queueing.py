@@ -8,12 +8,15 @@ is held in memory: the rest waits in the store and is paged in as room frees.
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from wfray.domain.records import TaskRecord
+
+_EPSILON = 1e-9  # of a token
 
 OrderKey = tuple[int, int]  # (-priority, seq): smaller runs first
 FullKey = tuple[str, str, int]  # (run_id, step, map_index)
@@ -62,15 +65,16 @@ class TokenBucket:
 
     def take(self, now: datetime) -> bool:
         self._refill(now)
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= 1 - _EPSILON:  # refills at many instants add up float error
+            self.tokens = max(0.0, self.tokens - 1)
             return True
         return False
 
     def next_token_at(self, now: datetime) -> datetime:
         self._refill(now)
         missing = max(0.0, 1 - self.tokens)
-        return now + timedelta(seconds=missing / self.rate_per_s)
+        # rounded up to the microsecond: a wakeup just short of the token finds none
+        return now + timedelta(microseconds=math.ceil(missing / self.rate_per_s * 1e6))
 
     def _refill(self, now: datetime) -> None:
         if self.updated is None or self.tokens < 0:

@@ -168,13 +168,19 @@ class Client:
         results: list[SubmitResult] = []
         for start in range(0, len(requests), chunk):
             results.extend(self.call("submit", requests[start : start + chunk]))
+        handles = [RunHandle(self, r.run_id, flow) for r in results if r.error is None]
         for result in results:
             if result.error is not None:
                 error_class = ERRORS_BY_CODE.get(result.error_code or "", WfrayError)
                 if error_class is BacklogFullError:
-                    raise BacklogFullError(result.error, retry_after_s=result.retry_after_s or 1.0)
+                    refused = BacklogFullError(
+                        f"{result.error} ({len(handles)} of {len(results)} runs accepted)",
+                        retry_after_s=result.retry_after_s or 1.0,
+                    )
+                    refused.accepted = handles  # type: ignore[attr-defined]
+                    raise refused
                 raise error_class(result.error)
-        return [RunHandle(self, r.run_id, flow) for r in results]
+        return handles
 
     # -- waiting and reading -------------------------------------------------------------------
 
