@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -58,7 +59,7 @@ def test_per_key_limit_never_overlaps_attempts_of_one_key(queued: Any) -> None:
         spans[key].append((start, end))
     for key, intervals in spans.items():
         intervals.sort()
-        for (_, end), (next_start, _) in zip(intervals, intervals[1:], strict=False):
+        for (_, end), (next_start, _) in itertools.pairwise(intervals):
             assert next_start >= end, f"two attempts of {key} overlapped"
     # different keys did run side by side
     a, b = spans["cust-a"], spans["cust-b"]

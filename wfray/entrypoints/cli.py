@@ -24,6 +24,7 @@ from wfray.application.queries import Queries
 from wfray.bootstrap import build_store
 from wfray.config import load_settings
 from wfray.domain.errors import WfrayError
+from wfray.domain.records import AttemptRecord
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +80,8 @@ def _show(queries: Queries, args: argparse.Namespace, console: Console) -> int:
     table = Table("step", "status", "attempt", "outcome", "took", "worker", "error")
     for task in detail.tasks:
         name = task.step if task.map_index < 0 else f"{task.step}[{task.map_index}]"
-        attempts = detail.attempts_of(task.step, task.map_index) or [None]
+        attempts: list[AttemptRecord | None] = [*detail.attempts_of(task.step, task.map_index)]
+        attempts = attempts or [None]
         for attempt in attempts:
             took = ""
             if attempt and attempt.started_at and attempt.finished_at:

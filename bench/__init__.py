@@ -1,0 +1,1 @@
+"""Benchmarks of wfray against raw Ray (run from the repo root: `python -m bench.<name>`)."""

@@ -1,0 +1,81 @@
+"""Workflows and Ray functions the benchmarks run (importable by Ray workers as bench.workloads).
+
+The wfray workflows and the raw Ray functions do the same (no) work, so the difference
+between the two is what wfray adds: durable bookkeeping and its dispatch path.
+"""
+
+from __future__ import annotations
+
+import time
+
+import ray
+
+from wfray.application.definition import Workflow, task
+
+# -- wfray ----------------------------------------------------------------------------------
+
+
+@task
+def bench_noop() -> None:
+    """W0_step / W1: a one-step run that does nothing (cpu pool: a Ray task holding one CPU)."""
+    return None
+
+
+bench_chain5 = Workflow("bench_chain5")
+
+
+@bench_chain5.step
+def s1() -> int:
+    return 1
+
+
+@bench_chain5.step
+def s2(s1: int) -> int:
+    return s1 + 1
+
+
+@bench_chain5.step
+def s3(s2: int) -> int:
+    return s2 + 1
+
+
+@bench_chain5.step
+def s4(s3: int) -> int:
+    return s3 + 1
+
+
+@bench_chain5.step
+def s5(s4: int) -> int:
+    return s4 + 1
+
+
+@task(pool="io")
+def bench_nap(seconds: float = 0.05) -> None:
+    """backlog_memory: a brief io step, run on a queue with low concurrency."""
+    time.sleep(seconds)
+
+
+# -- raw Ray --------------------------------------------------------------------------------
+
+
+@ray.remote(num_cpus=1)
+def ray_noop() -> None:
+    return None
+
+
+@ray.remote(num_cpus=1)
+def ray_one() -> int:
+    return 1
+
+
+@ray.remote(num_cpus=1)
+def ray_inc(value: int) -> int:
+    return value + 1
+
+
+def ray_chain5() -> ray.ObjectRef:
+    """Five tasks, each receiving its predecessor's ObjectRef (resolved to 1, 2, ... by Ray)."""
+    ref = ray_one.remote()
+    for _ in range(4):
+        ref = ray_inc.remote(ref)
+    return ref
