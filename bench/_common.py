@@ -6,13 +6,9 @@ itself: nothing here attaches to, or stops, another Ray cluster on the host.
 
 from __future__ import annotations
 
-import os
-
-# Before Ray starts: no token file, no token warning, no 401s (see docs on the platform).
-os.environ["RAY_AUTH_MODE"] = "disabled"
-
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -103,7 +99,7 @@ def actor_pids(client: Any) -> dict[str, int]:
 
     pids = {"coordinator": int(client.call("pid"))}
     for pool in ("cpu", "io"):
-        handle = ray.get_actor(executor_name(pool), namespace=client.settings.namespace)
+        handle: Any = ray.get_actor(executor_name(pool), namespace=client.settings.namespace)
         pids[f"executor-{pool}"] = int(ray.get(handle.pid.remote(), timeout=GET_TIMEOUT_S))
     return pids
 
@@ -178,6 +174,7 @@ class Measurement:
     steps: int
     wall_s: float
     latencies_s: tuple[float, ...]
+    foreign_cores: float = 0.0  # CPU other processes on the host used meanwhile
 
     @property
     def steps_per_s(self) -> float:
@@ -206,3 +203,45 @@ def peak_rss(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+# -- host noise -------------------------------------------------------------------------------
+
+
+class ForeignLoad:
+    """CPU used on the host by processes outside this benchmark's process tree.
+
+    Our tree is this process and its descendants: a local `ray.init` starts the GCS and the
+    raylet as our children, and Ray's workers and actors as theirs. What else kept the
+    CPUs busy meanwhile (another Ray cluster, a test run) is reported in cores, so a
+    measurement taken on a busy shared host can be recognised as such.
+    """
+
+    def __init__(self) -> None:
+        self._start = (time.perf_counter(), _host_busy_s(), _tree_cpu_s())
+
+    def cores(self) -> float:
+        wall, host, ours = time.perf_counter(), _host_busy_s(), _tree_cpu_s()
+        elapsed = wall - self._start[0]
+        if elapsed <= 0:
+            return 0.0
+        foreign = (host - self._start[1]) - (ours - self._start[2])
+        return max(0.0, foreign / elapsed)
+
+
+def _host_busy_s() -> float:
+    times = psutil.cpu_times()
+    busy = times.user + times.system
+    for extra in ("nice", "irq", "softirq"):  # Linux; steal is the hypervisor's, not ours
+        busy += getattr(times, extra, 0.0)
+    return float(busy)
+
+
+def _tree_cpu_s() -> float:
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            cpu = proc.cpu_times()
+            total += cpu.user + cpu.system
+    return total

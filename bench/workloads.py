@@ -49,7 +49,7 @@ def s5(s4: int) -> int:
     return s4 + 1
 
 
-@task(pool="io")
+@task(pool="io")  # type: ignore[untyped-decorator]
 def bench_nap(seconds: float = 0.05) -> None:
     """backlog_memory: a brief io step, run on a queue with low concurrency."""
     time.sleep(seconds)
@@ -73,7 +73,7 @@ def ray_inc(value: int) -> int:
     return value + 1
 
 
-def ray_chain5() -> ray.ObjectRef:
+def ray_chain5() -> ray.ObjectRef[int]:
     """Five tasks, each receiving its predecessor's ObjectRef (resolved to 1, 2, ... by Ray)."""
     ref = ray_one.remote()
     for _ in range(4):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,7 +41,7 @@ BOOM = FailureInfo("builtins.RuntimeError", "boom")
 WAITING = (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RETRYING)
 
 
-# -- random workflows and what they must produce ---------------------------------------------------
+# -- random workflows and what they must produce -----------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,10 @@ def specs(draw: st.DrawFn) -> Spec:
     for i, name in enumerate(names):
         deps = draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=3)) if i else []
         listy = [dep for dep in deps if dep in lengths or dep in maps]
-        if listy and draw(st.booleans()):
+        fan_out, returns_list = draw(st.booleans()), draw(st.booleans())
+        if listy and fan_out:
             maps[name] = draw(st.sampled_from(listy))
-        elif draw(st.booleans()):
+        elif returns_list:
             lengths[name] = draw(st.integers(0, 4))
         after[name] = tuple(deps)
     return Spec(after, maps, lengths)
@@ -111,7 +113,7 @@ def result_of(spec: Spec, task: TaskRecord) -> tuple[str, int | None]:
     return json.dumps(value), len(value) if isinstance(value, list) else None
 
 
-# -- the simulated executor ------------------------------------------------------------------------------
+# -- the simulated executor --------------------------------------------------------------------
 
 
 def legal(old: Any, new: Any, table: dict[Any, frozenset[Any]]) -> bool:
@@ -203,7 +205,7 @@ class Driver:
 
     def step(self) -> None:
         """One event, chosen at random among those possible."""
-        moves = []
+        moves: list[Callable[[], object]] = []
         if self.ready:
             moves.append(self.dispatch)
         if self.running:
@@ -217,7 +219,7 @@ class Driver:
         return bool(self.ready or self.running or self.retrying)
 
 
-# -- properties --------------------------------------------------------------------------------------------
+# -- properties --------------------------------------------------------------------------------
 
 
 @settings(max_examples=80, deadline=None)
@@ -288,7 +290,7 @@ def test_a_failure_fails_the_run_and_cancels_what_waits(spec: Spec, rng: random.
     assert not any(task.status in WAITING for task in state.tasks.values())
 
 
-# -- fan-in order and fan-out edge cases -------------------------------------------------------------------
+# -- fan-in order and fan-out edge cases -------------------------------------------------------
 
 
 def fan_spec(count: int) -> Spec:
@@ -376,7 +378,7 @@ def test_several_sinks_make_a_result_object() -> None:
     assert json.loads(driver.state.run.result_json or "null") == {"b": "b", "c": "c"}
 
 
-# -- the transition tables ----------------------------------------------------------------------------------
+# -- the transition tables ---------------------------------------------------------------------
 
 
 def test_every_task_transition_outside_the_table_is_refused() -> None:

@@ -19,7 +19,7 @@ def after(seconds: float) -> datetime:
     return NOW + timedelta(seconds=seconds)
 
 
-# -- backoff --------------------------------------------------------------------------------------
+# -- backoff -----------------------------------------------------------------------------------
 
 
 def test_backoff_doubles_from_the_initial_delay() -> None:
@@ -84,7 +84,7 @@ def test_retry_forever_policy_does_not_overflow() -> None:
     assert RetryPolicy(initial_delay_s=0, max_delay_s=60).delay_s(10_000) == 0
 
 
-# -- jitter -----------------------------------------------------------------------------------------
+# -- jitter ------------------------------------------------------------------------------------
 
 
 @settings(max_examples=100, deadline=None)
@@ -127,7 +127,7 @@ def test_zero_jitter_or_zero_delay_draws_nothing() -> None:
     assert RetryPolicy(initial_delay_s=0, jitter=0.5).delay_s(1, NoRandom()) == 0
 
 
-# -- what may be retried ------------------------------------------------------------------------------
+# -- what may be retried -----------------------------------------------------------------------
 
 
 def test_non_retryable_flag_gives_up_at_once() -> None:
@@ -170,7 +170,7 @@ def test_non_retryable_wins_over_retry_later() -> None:
     assert RetryPolicy().decide(failure, 1, 0, NOW).give_up
 
 
-# -- RetryLater -----------------------------------------------------------------------------------
+# -- RetryLater --------------------------------------------------------------------------------
 
 
 def test_retry_later_delay_wins_over_backoff() -> None:
@@ -191,7 +191,7 @@ def test_retry_later_still_counts_against_max_attempts() -> None:
     assert decision == RetryDecision(None, "gave up after 2 attempts")
 
 
-# -- lost attempts --------------------------------------------------------------------------------
+# -- lost attempts -----------------------------------------------------------------------------
 
 
 def lost() -> FailureInfo:
@@ -221,7 +221,7 @@ def test_a_lost_attempt_is_retried_even_if_its_type_is_listed_non_retryable() ->
     assert policy.decide(lost(), 0, 1, NOW).retry_at == NOW
 
 
-# -- values -----------------------------------------------------------------------------------------
+# -- values ------------------------------------------------------------------------------------
 
 
 def test_policy_and_failure_are_frozen_values() -> None:

@@ -242,6 +242,8 @@ class Coordinator:
             batch.insert_task(task)
         for task, expected in changes.updated_tasks:
             batch.update_task(task, expected)
+            if expected is TaskStatus.QUEUED and task.status is TaskStatus.CANCELLED:
+                self.queued_count -= 1  # held or not, it left the backlog
         if changes.run_changed is not None:
             batch.update_run(state.run, changes.run_changed)
 
@@ -294,7 +296,7 @@ class Coordinator:
             task.failures += 1
         policy = state.schema.step(task.step).retry
         decision = policy.decide(failure, task.failures, task.lost, now)
-        if decision.retry_at is None:
+        if decision.retry_at is None or state.finished:  # no retry for a run that ended
             return engine.fail_task(state, task, failure, now)
         changes = engine.schedule_retry(task, failure, decision.retry_at)
         heapq.heappush(self.timers, (decision.retry_at, task.run_id, task.step, task.map_index))
@@ -313,8 +315,13 @@ class Coordinator:
     def _dispatch(self, batch: Batch, now: datetime, touched: set[str]) -> list[Dispatch]:
         dispatches = []
         for task in self.queues.select(now):
+            state = self.runs.get(task.run_id)
+            if state is None or task.status is not TaskStatus.QUEUED:
+                # cancelled while it waited (its run failed): free the slot for another turn
+                self.queues.finished(task)
+                self.wake.set()
+                continue
             self.queued_count -= 1
-            state = self.runs[task.run_id]
             touched.add(task.run_id)
             step = state.schema.step(task.step)
             self.record(state, engine.mark_dispatched(state, task, now), batch)

@@ -1,0 +1,439 @@
+"""The coordinator end to end without Ray: InMemoryRunStore plus InlineExecutor.
+
+Every scenario runs inside `asyncio.run` under a timeout, so a coordinator bug fails the test
+instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.fixtures import unit_flows
+from tests.fixtures.unit_flows import calls
+from wfray.adapters.memory.executor import InlineExecutor
+from wfray.adapters.memory.store import InMemoryRunStore
+from wfray.application.coordinator import Coordinator, CoordinatorSettings
+from wfray.application.definition import Workflow
+from wfray.application.messages import RunView, SubmitRequest, SubmitResult
+from wfray.domain.records import AttemptRecord
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+
+T = TypeVar("T")
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class WallClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters() -> Iterator[None]:
+    unit_flows.reset()
+    yield
+    unit_flows.reset()
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, T]], timeout_s: float = 10) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(scenario(), timeout_s)
+
+    return asyncio.run(bounded())
+
+
+def shared_pools() -> dict[str, InlineExecutor]:
+    shared = InlineExecutor()
+    return {"cpu": shared, "io": shared}
+
+
+def separate_pools() -> dict[str, InlineExecutor]:
+    return {"cpu": InlineExecutor(), "io": InlineExecutor()}
+
+
+@asynccontextmanager
+async def coordinator(
+    store: InMemoryRunStore | None = None,
+    executors: dict[str, InlineExecutor] | None = None,
+    **settings: Any,
+) -> AsyncIterator[Coordinator]:
+    c = Coordinator(
+        store or InMemoryRunStore(),
+        dict(executors or shared_pools()),
+        WallClock(),
+        CoordinatorSettings(**settings),
+    )
+    await c.start()
+    try:
+        await c.register([flow.schema for flow in unit_flows.ALL])
+        yield c
+    finally:
+        await c.stop()
+
+
+def request(run_id: str, flow: Workflow, payload: Any = None, **options: Any) -> SubmitRequest:
+    return SubmitRequest(run_id, flow.name, "", json.dumps(payload), **options)
+
+
+async def finish(c: Coordinator, *run_ids: str) -> dict[str, RunView]:
+    views = {view.run_id: view for view in await c.wait(run_ids, timeout_s=5)}
+    assert all(views[rid].status.finished for rid in run_ids), views
+    return views
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    while not predicate():
+        await asyncio.sleep(0.005)
+
+
+def attempts(store: InMemoryRunStore, run_id: str, step: str) -> list[AttemptRecord]:
+    found = [a for a in store.get_attempts(run_id) if a.step == step]
+    return sorted(found, key=lambda a: (a.map_index, a.attempt))
+
+
+def summary(found: list[AttemptRecord]) -> list[tuple[int, AttemptStatus, str | None]]:
+    return [(a.attempt, a.status, a.error_type) for a in found]
+
+
+def started(step: str, run_id: str, map_index: int = -1) -> int:
+    return calls[f"start:{step}:{run_id}:{map_index}"]
+
+
+# -- running workflows -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pools", [shared_pools, separate_pools])
+@pytest.mark.parametrize("count", [0, 1, 7])
+def test_fan_out_and_fan_in_complete_with_the_right_result(
+    pools: Callable[[], dict[str, InlineExecutor]], count: int
+) -> None:
+    async def scenario() -> tuple[SubmitResult, RunView, InMemoryRunStore]:
+        store = InMemoryRunStore()
+        async with coordinator(store, pools()) as c:
+            [submitted] = await c.submit([request("fan", unit_flows.fanout, {"count": count})])
+            return submitted, (await finish(c, "fan"))["fan"], store
+
+    submitted, view, store = run(scenario)
+    assert submitted == SubmitResult("fan", created=True)
+    assert view.status is RunStatus.COMPLETED, view.error
+    doubled = [2 * i for i in range(count)]
+    assert json.loads(view.result_json or "null") == {"gather": doubled, "total": sum(doubled)}
+    items = attempts(store, "fan", "double")
+    assert [(a.map_index, a.attempt, a.status) for a in items] == [
+        (i, 1, AttemptStatus.SUCCEEDED) for i in range(count)
+    ]
+    assert all(started("double", "fan", i) == 1 for i in range(count))
+    tasks = store.get_tasks(["fan"])
+    assert all(t.status is TaskStatus.COMPLETED for t in tasks)
+
+
+def test_a_step_failing_twice_then_succeeding_leaves_three_attempts() -> None:
+    async def scenario() -> tuple[RunView, InMemoryRunStore]:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            await c.submit([request("flaky", unit_flows.flaky)])
+            return (await finish(c, "flaky"))["flaky"], store
+
+    view, store = run(scenario)
+    assert view.status is RunStatus.COMPLETED
+    assert view.result_json == '"steady"'
+    tries = attempts(store, "flaky", "wobble")
+    assert [(a.attempt, a.status, a.error_type, a.error_message) for a in tries] == [
+        (1, AttemptStatus.FAILED, "builtins.RuntimeError", "wobble failed on attempt 1"),
+        (2, AttemptStatus.FAILED, "builtins.RuntimeError", "wobble failed on attempt 2"),
+        (3, AttemptStatus.SUCCEEDED, None, None),
+    ]
+    assert "RuntimeError: wobble failed on attempt 1" in (tries[0].traceback or "")
+    [task] = store.get_tasks(["flaky"])
+    assert (task.status, task.attempts, task.failures) == (TaskStatus.COMPLETED, 3, 2)
+
+
+def test_a_non_retryable_error_fails_the_run_at_once_naming_the_step() -> None:
+    async def scenario() -> tuple[RunView, InMemoryRunStore]:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            await c.submit([request("fatal", unit_flows.fatal)])
+            return (await finish(c, "fatal"))["fatal"], store
+
+    view, store = run(scenario)
+    assert view.status is RunStatus.FAILED
+    assert view.error == (
+        "step 'charge' failed: wfray.domain.errors.NonRetryableError: card declined for order 42"
+    )
+    assert summary(attempts(store, "fatal", "charge")) == [
+        (1, AttemptStatus.FAILED, "wfray.domain.errors.NonRetryableError")
+    ]
+    assert started("charge", "fatal") == 1
+    status = {t.step: t.status for t in store.get_tasks(["fatal"])}
+    assert status == {
+        "prepare": TaskStatus.COMPLETED,
+        "charge": TaskStatus.FAILED,
+        "receipt": TaskStatus.CANCELLED,
+    }
+
+
+def test_an_unserialisable_result_fails_without_retry_naming_the_step() -> None:
+    async def scenario() -> tuple[RunView, InMemoryRunStore]:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            await c.submit([request("opaque", unit_flows.opaque)])
+            return (await finish(c, "opaque"))["opaque"], store
+
+    view, store = run(scenario)
+    assert view.status is RunStatus.FAILED
+    [attempt] = attempts(store, "opaque", "shapeless")
+    assert attempt.error_type == "wfray.application.step_runner.ResultNotSerializableError"
+    assert (attempt.error_message or "").startswith(
+        "step 'shapeless' returned a object that cannot be serialised to JSON"
+    )
+    assert (view.error or "").startswith("step 'shapeless' failed: ")
+    assert started("shapeless", "opaque") == 1
+
+
+def test_log_lines_are_stored_with_their_attempt() -> None:
+    async def scenario() -> InMemoryRunStore:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            await c.submit([request("talk", unit_flows.chatty)])
+            await finish(c, "talk")
+        return store
+
+    store = run(scenario)
+    lines = [
+        (x.step, x.map_index, x.attempt, x.level, x.logger, x.message)
+        for x in store.get_logs("talk")
+    ]
+    logger = "wfray.step.unit_chatty.talk"
+    assert lines == [
+        ("talk", -1, 1, "INFO", logger, "talking to ninox"),
+        ("talk", -1, 1, "WARNING", logger, "careful with attempt 1"),
+    ]
+    assert store.get_logs("talk", step="other") == []
+
+
+# -- submissions -------------------------------------------------------------------------------
+
+
+def test_submitting_an_unknown_workflow_is_answered_with_an_error_code() -> None:
+    async def scenario() -> list[SubmitResult]:
+        async with coordinator() as c:
+            return await c.submit(
+                [
+                    SubmitRequest("r1", "no_such_flow", "", "null"),
+                    SubmitRequest("r2", "unit_single", "0123456789abcdef", "null"),
+                    request("r3", unit_flows.single),
+                ]
+            )
+
+    unknown, unknown_version, fine = run(scenario)
+    assert (unknown.run_id, unknown.created, unknown.error_code) == (
+        "r1",
+        False,
+        "unknown_workflow",
+    )
+    assert unknown.error == "unknown workflow 'no_such_flow'; register it before submitting"
+    assert unknown_version.error_code == "unknown_workflow"
+    assert "'unit_single' version '0123456789abcdef'" in (unknown_version.error or "")
+    assert fine == SubmitResult("r3", created=True)
+
+
+def test_the_same_run_id_twice_makes_one_run() -> None:
+    async def scenario() -> tuple[list[SubmitResult], list[SubmitResult], InMemoryRunStore]:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            same_batch = await c.submit(
+                [request("once", unit_flows.single), request("once", unit_flows.single)]
+            )
+            await finish(c, "once")
+            next_batch = await c.submit([request("once", unit_flows.single)])
+        return same_batch, next_batch, store
+
+    same_batch, next_batch, store = run(scenario)
+    assert same_batch == [SubmitResult("once", True), SubmitResult("once", False)]
+    assert next_batch == [SubmitResult("once", False)]
+    assert [r.run_id for r in store.list_runs()] == ["once"]
+    assert len(store.get_attempts("once")) == 1
+
+
+def test_one_idempotency_key_with_two_run_ids_makes_one_run() -> None:
+    async def scenario() -> tuple[list[SubmitResult], list[SubmitResult], InMemoryRunStore]:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            same_batch = await c.submit(
+                [
+                    request("first", unit_flows.single, idempotency_key="order-9"),
+                    request("second", unit_flows.single, idempotency_key="order-9"),
+                ]
+            )
+            next_batch = await c.submit(
+                [request("third", unit_flows.single, idempotency_key="order-9")]
+            )
+            await finish(c, "first")
+        return same_batch, next_batch, store
+
+    same_batch, next_batch, store = run(scenario)
+    assert same_batch == [SubmitResult("first", True), SubmitResult("first", False)]
+    assert next_batch == [SubmitResult("first", False)]
+    assert [r.run_id for r in store.list_runs()] == ["first"]
+
+
+def test_a_full_backlog_refuses_submissions_until_it_drains() -> None:
+    async def scenario() -> tuple[list[SubmitResult], list[SubmitResult]]:
+        async with coordinator(max_backlog=2) as c:
+            crowded = await c.submit([request(f"r{i}", unit_flows.single) for i in range(4)])
+            await finish(c, "r0", "r1")
+            later = await c.submit([request("r2", unit_flows.single)])
+            await finish(c, "r2")
+        return crowded, later
+
+    crowded, later = run(scenario)
+    assert [(r.run_id, r.created, r.error_code) for r in crowded] == [
+        ("r0", True, None),
+        ("r1", True, None),
+        ("r2", False, "backlog_full"),
+        ("r3", False, "backlog_full"),
+    ]
+    assert crowded[2].retry_after_s == 1.0
+    assert "limit 2" in (crowded[2].error or "")
+    assert later == [SubmitResult("r2", True)]
+
+
+# -- failures while other work waits -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("memory_cap", [10_000, 2])
+def test_a_failed_fan_out_cancels_its_waiting_items_and_the_coordinator_carries_on(
+    memory_cap: int,
+) -> None:
+    # one cpu slot: item 0 fails while items 1-5 wait for the slot, in memory or (past the
+    # memory cap) in the store only; none of them may stay counted in the backlog
+    async def scenario() -> tuple[RunView, dict[str, RunView], int, InMemoryRunStore]:
+        store = InMemoryRunStore()
+        limits: dict[str, Any] = {"pool_windows": {"cpu": 1, "io": 1}, "memory_cap": memory_cap}
+        async with coordinator(store, max_backlog=4, **limits) as c:
+            await c.submit([request("ff", unit_flows.failfast)])
+            failed = (await finish(c, "ff"))["ff"]
+            later = await c.submit([request(f"later{i}", unit_flows.single) for i in range(4)])
+            assert [r.error_code for r in later] == [None] * 4
+            views = await finish(c, *(r.run_id for r in later))
+            return failed, views, c.queued_count, store
+
+    failed, later, queued, store = run(scenario)
+    assert failed.status is RunStatus.FAILED
+    assert (failed.error or "").startswith("step 'check' failed: ")
+    assert {view.status for view in later.values()} == {RunStatus.COMPLETED}
+    assert queued == store.count_queued() == 0
+    assert [i for i in range(6) if started("check", "ff", i)] == [0]
+    items = {t.map_index: t.status for t in store.get_tasks(["ff"]) if t.step == "check"}
+    assert items == {-1: TaskStatus.FAILED, 0: TaskStatus.FAILED} | {
+        i: TaskStatus.CANCELLED for i in range(1, 6)
+    }
+
+
+def test_a_fan_out_over_a_result_that_is_not_a_list_fails_the_run() -> None:
+    async def scenario() -> tuple[RunView, RunView]:
+        async with coordinator() as c:
+            await c.submit([request("odd", unit_flows.notalist)])
+            odd = (await finish(c, "odd"))["odd"]
+            await c.submit([request("next", unit_flows.single)])
+            return odd, (await finish(c, "next"))["next"]
+
+    odd, following = run(scenario)
+    assert odd.status is RunStatus.FAILED
+    assert odd.error == "step 'per_key' maps over 'lookup', whose result is not a list"
+    assert following.status is RunStatus.COMPLETED
+
+
+def test_no_retry_is_dispatched_for_a_run_that_already_failed() -> None:
+    # item 0 fails for good and item 1 fails retryably in the same loop turn
+    async def scenario() -> tuple[RunView, InMemoryRunStore]:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            await c.submit([request("race", unit_flows.race)])
+            view = (await finish(c, "race"))["race"]
+            await asyncio.sleep(0.1)  # a wrongful retry would start by now
+            return view, store
+
+    view, store = run(scenario)
+    assert view.status is RunStatus.FAILED
+    assert (view.error or "").startswith("step 'clash' failed: ")
+    assert started("clash", "race", 0) == 1
+    assert started("clash", "race", 1) == 1
+    assert [a.attempt for a in attempts(store, "race", "clash")] == [1, 1]
+
+
+# -- restarts ----------------------------------------------------------------------------------
+
+
+def nap_requests(*seconds: float) -> list[SubmitRequest]:
+    return [request(f"nap{i}", unit_flows.slow, {"seconds": s}) for i, s in enumerate(seconds)]
+
+
+def test_after_a_crash_a_new_coordinator_retries_the_lost_attempts() -> None:
+    async def scenario() -> tuple[dict[str, RunView], InMemoryRunStore]:
+        store = InMemoryRunStore()
+        first = InlineExecutor()
+        requests = nap_requests(0.3, 0.3, 0.3)
+        ids = [r.run_id for r in requests]
+        async with coordinator(store, {"cpu": first, "io": first}) as c:
+            await c.submit(requests)
+            await until(lambda: all(started("nap", rid) == 1 for rid in ids))
+        first.crash()  # the executor dies with the attempts it ran
+        async with coordinator(store) as c:
+            return await finish(c, *ids), store
+
+    views, store = run(scenario)
+    for run_id, view in views.items():
+        assert view.status is RunStatus.COMPLETED, view.error
+        assert view.result_json == '"rested!"'
+        tries = attempts(store, run_id, "nap")
+        assert summary(tries) == [
+            (1, AttemptStatus.LOST, "wfray.AttemptLost"),
+            (2, AttemptStatus.SUCCEEDED, None),
+        ]
+        assert "attempt lost: executor 'io'" in (tries[0].error_message or "")
+        assert (started("nap", run_id), calls[f"end:nap:{run_id}:-1"]) == (2, 1)
+        assert started("wake", run_id) == 1
+        [nap] = [t for t in store.get_tasks([run_id]) if t.step == "nap"]
+        assert (nap.attempts, nap.lost, nap.failures) == (2, 1, 0)
+
+
+def test_after_a_coordinator_restart_running_attempts_are_adopted_not_rerun() -> None:
+    # the executor survives: its attempts run on and its unacknowledged outcomes (some of
+    # them already applied by the first coordinator) reach the second one
+    async def scenario() -> tuple[dict[str, RunView], InMemoryRunStore, int]:
+        store = InMemoryRunStore()
+        survivor = InlineExecutor()
+        pools = {"cpu": survivor, "io": survivor}
+        requests = nap_requests(0.0, 0.0, 0.4, 0.4)
+        ids = [r.run_id for r in requests]
+        # a long drain wait: acks reach the executor only with its next drain
+        async with coordinator(store, pools, drain_wait_s=30) as c:
+            await c.submit(requests)
+            await until(
+                lambda: (
+                    started("wake", "nap0") + started("wake", "nap1") == 2
+                    and started("nap", "nap2") + started("nap", "nap3") == 2
+                )
+            )
+            await finish(c, "nap0", "nap1")
+        unacknowledged = len(survivor.outbox)
+        async with coordinator(store, pools) as c:
+            return await finish(c, *ids), store, unacknowledged
+
+    views, store, unacknowledged = run(scenario)
+    assert unacknowledged > 0  # the replay this test is about did happen
+    for run_id, view in views.items():
+        assert view.status is RunStatus.COMPLETED, view.error
+        assert view.result_json == '"rested!"'
+        for step in ("nap", "wake"):
+            assert summary(attempts(store, run_id, step)) == [(1, AttemptStatus.SUCCEEDED, None)]
+            assert started(step, run_id) == 1
+        assert calls[f"end:nap:{run_id}:-1"] == 1
