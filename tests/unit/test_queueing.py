@@ -342,11 +342,6 @@ def test_after_recovery_a_queue_is_paged_from_its_start() -> None:
     assert seqs(manager.select(T0)) == [1, 3, 5, 2, 4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="priority inversion under the memory cap: a task that arrives while memory is "
-    "full waits in the store behind every lower-priority task already held",
-)
 def test_a_higher_priority_task_arriving_while_memory_is_full_still_goes_first() -> None:
     manager = QueueManager([QueueConfig(name="default", concurrency=1)], ROOMY, memory_cap=2)
     store = FakeStore()
@@ -373,3 +368,19 @@ def test_bad_queue_settings_are_rejected_naming_queue_and_field(
 ) -> None:
     with pytest.raises(ValidationError, match=f"queue 'mail': {message}"):
         QueueConfig(name="mail", **fields)  # type: ignore[arg-type]
+
+
+def test_the_task_pushed_out_of_memory_is_paged_back_in_order() -> None:
+    manager = QueueManager([QueueConfig(name="default", concurrency=1)], ROOMY, memory_cap=2)
+    tasks = [make(1), make(2), make(3, priority=9)]
+    for task in tasks:
+        manager.push(task)
+    assert manager.held == 2
+    assert seqs(manager.select(T0)) == [3]
+    manager.finished(tasks[2])
+    assert seqs(manager.select(T0)) == [1]
+    ((queue, boundary, room),) = manager.needs_page()
+    assert (queue, boundary) == ("default", (0, 2))  # task 2 waits in the store: page it in
+    manager.paged(queue, [tasks[1]], room)
+    manager.finished(tasks[0])
+    assert seqs(manager.select(T0)) == [2]

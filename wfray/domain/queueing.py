@@ -94,6 +94,7 @@ class _Queue:
     running: int = 0
     overflow: bool = False  # some of its queued tasks wait only in the store
     boundary: OrderKey | None = None  # every store-only task orders at or after this
+    worst: tuple[int, int, FullKey] | None = None  # the last in line among those held
 
 
 def order_key(task: TaskRecord) -> OrderKey:
@@ -142,14 +143,35 @@ class QueueManager:
         if key in self._held:
             return True
         okey = order_key(task)
-        full = len(self._held) >= self._memory_cap
-        if full or (queue.overflow and queue.boundary is not None and okey >= queue.boundary):
-            queue.overflow = True
-            queue.boundary = okey if queue.boundary is None else min(queue.boundary, okey)
+        if queue.overflow and queue.boundary is not None and okey >= queue.boundary:
+            self._store_only(queue, okey)
             return False
+        if len(self._held) >= self._memory_cap:
+            # memory is full: a task that goes before the last one held takes its place
+            if queue.worst is None or okey >= queue.worst[:2]:
+                self._store_only(queue, okey)
+                return False
+            self._evict_worst(queue)
+        entry = (okey[0], okey[1], key)
         self._held[key] = task
-        heapq.heappush(queue.heap, (okey[0], okey[1], key))
+        heapq.heappush(queue.heap, entry)
+        if queue.worst is None or entry > queue.worst:
+            queue.worst = entry
         return True
+
+    @staticmethod
+    def _store_only(queue: _Queue, okey: OrderKey) -> None:
+        queue.overflow = True
+        queue.boundary = okey if queue.boundary is None else min(queue.boundary, okey)
+
+    def _evict_worst(self, queue: _Queue) -> None:
+        assert queue.worst is not None
+        victim = queue.worst
+        queue.heap.remove(victim)
+        heapq.heapify(queue.heap)
+        del self._held[victim[2]]
+        self._store_only(queue, victim[:2])
+        queue.worst = max(queue.heap) if queue.heap else None
 
     def mark_unpaged(self, queue_name: str) -> None:
         """Tasks of this queue wait in the store (found at recovery): page them in."""
@@ -213,6 +235,8 @@ class QueueManager:
                 break
             heapq.heappop(queue.heap)
             del self._held[entry[2]]
+            if not queue.heap:
+                queue.worst = None
             self._count(task, +1)
             chosen.append(task)
         for entry in deferred:
