@@ -218,15 +218,18 @@ class ForeignLoad:
     """
 
     def __init__(self) -> None:
-        self._start = (time.perf_counter(), _host_busy_s(), _tree_cpu_s())
+        self._wall = time.perf_counter()
+        self._host = _host_busy_s()
+        self._ours = tree_cpu_s()
 
     def cores(self) -> float:
-        wall, host, ours = time.perf_counter(), _host_busy_s(), _tree_cpu_s()
-        elapsed = wall - self._start[0]
+        wall, host, ours = time.perf_counter(), _host_busy_s(), tree_cpu_s()
+        elapsed = wall - self._wall
         if elapsed <= 0:
             return 0.0
-        foreign = (host - self._start[1]) - (ours - self._start[2])
-        return max(0.0, foreign / elapsed)
+        # per process: one that exited meanwhile counts as idle (its last figures are gone)
+        used = sum(cpu - self._ours.get(pid, 0.0) for pid, cpu in ours.items())
+        return max(0.0, ((host - self._host) - used) / elapsed)
 
 
 def _host_busy_s() -> float:
@@ -237,11 +240,12 @@ def _host_busy_s() -> float:
     return float(busy)
 
 
-def _tree_cpu_s() -> float:
+def tree_cpu_s() -> dict[int, float]:
+    """CPU seconds (user+system) so far of this process and each descendant, by pid."""
     me = psutil.Process()
-    total = 0.0
+    used = {}
     for proc in [me, *me.children(recursive=True)]:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             cpu = proc.cpu_times()
-            total += cpu.user + cpu.system
-    return total
+            used[proc.pid] = cpu.user + cpu.system
+    return used

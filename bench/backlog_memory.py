@@ -6,7 +6,7 @@ For each backlog size, a fresh wfray instance (own namespace, own data dir or da
 one local Ray instance, with a small `memory_cap` (2,000 ready tasks held in memory), a
 small io dispatch window (8) and one queue "slow" limited to 4 concurrent tasks. It submits
 that many one-step runs of `bench_nap` (an io step sleeping 0.5 s) on queue "slow", in
-`submit_many` calls of 5,000, does not wait for them, and reads:
+`submit_many` calls of 5,000 (--chunk), does not wait for them, and reads:
 
     * the coordinator actor process's RSS (psutil, on the pid from `client.call("pid")`)
       before submitting, right after, and after a short settle; and its peak RSS (VmHWM)
@@ -46,7 +46,7 @@ SETTLE_S = 3.0
 NAP_S = 0.5  # 4 at a time: even the 100-run backlog is still queued when measured
 
 
-def measure(size: int, store: str) -> dict[str, Any]:
+def measure(size: int, store: str, chunk: int = SUBMIT_CHUNK) -> dict[str, Any]:
     from bench.workloads import bench_nap
 
     with wfray_instance(
@@ -57,11 +57,9 @@ def measure(size: int, store: str) -> dict[str, Any]:
         rss_idle = process.memory_info().rss
         log.info("backlog %d: submitting", size)
         started = time.perf_counter()
-        for first in range(0, size, SUBMIT_CHUNK):
-            count = min(SUBMIT_CHUNK, size - first)
-            client.submit_many(
-                bench_nap, [{"seconds": NAP_S}] * count, queue="slow", chunk=SUBMIT_CHUNK
-            )
+        for first in range(0, size, chunk):
+            count = min(chunk, size - first)
+            client.submit_many(bench_nap, [{"seconds": NAP_S}] * count, queue="slow", chunk=chunk)
         submit_s = time.perf_counter() - started
         rss_after = process.memory_info().rss
         stats_after = client.stats()
@@ -104,8 +102,8 @@ ROWS = (
 )
 
 
-def table(results: dict[int, dict[str, Any]], store: str) -> str:
-    width = 14
+def table(results: dict[int, dict[str, Any]], store: str, chunk: int) -> str:
+    width = 16
     header = f"{'':<34}" + "".join(f"{f'{size:,} queued':>{width}}" for size in results)
     lines = [header, "-" * len(header)]
     for label, key in ROWS:
@@ -114,7 +112,7 @@ def table(results: dict[int, dict[str, Any]], store: str) -> str:
     lines.append("")
     lines.append(
         f"store {store}; memory_cap={MEMORY_CAP}, io_window={IO_WINDOW}, queue {QUEUE}; "
-        f"step: io, sleeps {NAP_S} s"
+        f"step: io, sleeps {NAP_S} s; submitted {chunk:,} runs per submit_many call"
     )
     return "\n".join(lines)
 
@@ -134,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--sizes", default="100,10000,100000", help="backlog sizes, in order")
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--chunk", type=int, default=SUBMIT_CHUNK, help="runs per submit_many call")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -144,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         start_ray()
         try:
-            return {size: measure(size, args.store) for size in sizes}
+            return {size: measure(size, args.store, args.chunk) for size in sizes}
         finally:
             ray.shutdown()
 
@@ -154,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(json.dumps({str(k): v for k, v in results.items()}) + "\n")
     else:
         results = run()
-        print(table(results, args.store))
+        print(table(results, args.store, args.chunk))
     sys.stdout.flush()
     return 0
 

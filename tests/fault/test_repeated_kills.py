@@ -27,14 +27,17 @@ from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 KILLS = 20
 KILL_EVERY_S = 1.0
 HOLD_S = 0.5
-FIRST_WAVE = 150  # chains and holds each
-WAVE = 6  # chains and holds each, per background submission
+FIRST_CHAINS = 150
+FIRST_HOLDS = 400
+IO_CONCURRENCY = 8  # holds running at once: 400 of them keep the io pool busy for 25 s
+WAVE = 15  # chains and holds each, per background submission
 SUBMIT_EVERY_S = 0.5
+MID_WORK_DWELL_S = (0.3, 0.6, 0.2, 0.8, 0.5)
 
 
 @pytest.fixture(scope="module")
 def wf(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    client = start_wfray(tmp_path_factory.mktemp("repeated-kills"))
+    client = start_wfray(tmp_path_factory.mktemp("repeated-kills"), io_concurrency=IO_CONCURRENCY)
     yield client
     client.shutdown()
 
@@ -76,9 +79,12 @@ def kill_repeatedly(client: Any) -> list[int]:
     for number in range(KILLS):
         time.sleep(max(0.0, last + KILL_EVERY_S - time.monotonic()))
         if number % 2 == 0:
-            if number % 4 == 0:  # wait for the recovery to end: this kill lands mid-work
+            if number % 4 == 0:
+                # wait for the recovery to end and let it dispatch a while: this kill lands
+                # mid-work, perhaps between the commit of a dispatch and its delivery
                 stats = client.stats()
                 in_flight.append(int(stats["running_attempts"]) + int(stats["queued"]))
+                time.sleep(MID_WORK_DWELL_S[number // 4 % len(MID_WORK_DWELL_S)])
             # otherwise as soon as the new incarnation answers, likely mid-recovery
             os.kill(client.call("pid"), signal.SIGKILL)
         else:
@@ -87,7 +93,9 @@ def kill_repeatedly(client: Any) -> list[int]:
     return in_flight
 
 
-def check_attempts(run_id: str, task_keys: set[tuple[str, int]], found: list[AttemptRecord]) -> None:
+def check_attempts(
+    run_id: str, task_keys: set[tuple[str, int]], found: list[AttemptRecord]
+) -> None:
     """One success per task; every other attempt was lost before that success finished."""
     by_task: dict[tuple[str, int], list[AttemptRecord]] = defaultdict(list)
     for attempt in found:
@@ -114,7 +122,7 @@ def check_attempts(run_id: str, task_keys: set[tuple[str, int]], found: list[Att
 
 def test_twenty_coordinator_kills_lose_nothing_and_repeat_nothing(wf: Any) -> None:
     t0 = time.monotonic()
-    run_ids = submit_wave(wf, FIRST_WAVE, FIRST_WAVE)
+    run_ids = submit_wave(wf, FIRST_CHAINS, FIRST_HOLDS)
     restarts_before = restarts(wf)
     submitter = Submitter(wf)
     submitter.start()
@@ -136,7 +144,10 @@ def test_twenty_coordinator_kills_lose_nothing_and_repeat_nothing(wf: Any) -> No
     assert len(in_flight) == KILLS // 4 and min(in_flight) > 0, in_flight
     assert len(submitter.run_ids) > 0
     assert len(views) == len(run_ids)
+    assert len(set(run_ids)) == len(run_ids)
     assert Counter(v.status for v in views) == Counter({RunStatus.COMPLETED: len(run_ids)})
+    chain_results = [v.result_json for v in views if v.workflow == flows.chain.name]
+    assert len(chain_results) >= FIRST_CHAINS and set(chain_results) == {"5"}, chain_results
 
     statuses: Counter[str] = Counter()
     tasks = 0

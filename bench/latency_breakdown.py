@@ -1,0 +1,103 @@
+"""Where the unloaded latency of a one-step wfray run goes (W0_step, hop by hop).
+
+    python -m bench.latency_breakdown [--store sqlite|postgres] [--runs 200]
+
+Runs one-step no-op runs strictly one at a time (as W0_step), stamping on the client
+(wall clock) the submit call, its return and the wait's return, then reads the times
+wfray recorded itself (same host, same clock): the run's created_at and finished_at (the
+coordinator's loop turns that took it in and that applied its outcome) and the attempt's
+started_at and finished_at (inside the Ray worker). Medians of each hop:
+
+    submit -> turn        client submit call until the coordinator turn that takes it in
+    turn -> step starts   commit of that turn, dispatch to the executor actor, Ray task start
+    step runs             the attempt in the worker (argument decoding, call, result encoding)
+    step ends -> turn     result back to the executor, its outbox, the drain call, next turn
+    turn -> client        commit of that turn, waiters answered, reply to the client's wait
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from bench._common import log, percentile, setup_logging, start_ray, wfray_instance
+
+HOPS = (
+    "submit -> turn",
+    "turn -> step starts",
+    "step runs",
+    "step ends -> turn",
+    "turn -> client",
+    "total",
+    "(submit call returned)",
+)
+
+
+def measure(store: str, runs: int) -> dict[str, list[float]]:
+    from bench.workloads import bench_noop
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
+    with wfray_instance(store) as client:
+        for _ in range(5):  # warm-up
+            client.wait([client.submit(bench_noop).run_id], timeout_s=60)
+        stamps = []
+        for _ in range(runs):
+            began = time.time()
+            run_id = client.submit(bench_noop).run_id
+            submitted = time.time()
+            client.wait([run_id], timeout_s=60)
+            stamps.append((run_id, began, submitted, time.time()))
+        db = SqlRunStore(client.settings.database_url, create=False)
+        try:
+            found = db.find_runs([s[0] for s in stamps])
+            for run_id, began, submitted, done in stamps:
+                run = found[run_id]
+                attempt = db.get_attempts(run_id)[-1]
+                assert run.finished_at and attempt.started_at and attempt.finished_at
+                created = run.created_at.timestamp()
+                started = attempt.started_at.timestamp()
+                ended = attempt.finished_at.timestamp()
+                finished = run.finished_at.timestamp()
+                hops["submit -> turn"].append(created - began)
+                hops["turn -> step starts"].append(started - created)
+                hops["step runs"].append(ended - started)
+                hops["step ends -> turn"].append(finished - ended)
+                hops["turn -> client"].append(done - finished)
+                hops["total"].append(done - began)
+                hops["(submit call returned)"].append(submitted - began)
+        finally:
+            db.close()
+    return hops
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.latency_breakdown", description=__doc__)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args(argv)
+    setup_logging()
+    import ray
+
+    start_ray()
+    try:
+        hops = measure(args.store, args.runs)
+    finally:
+        ray.shutdown()
+    log.info("done")
+    print(f"W0_step latency by hop, store {args.store}, {args.runs} runs one at a time (ms)")
+    print(f"{'hop':<26}{'p50':>9}{'p90':>9}{'mean':>9}")
+    for hop in HOPS:
+        values = hops[hop]
+        mean = sum(values) / len(values)
+        print(
+            f"{hop:<26}{percentile(values, 50) * 1000:>9.2f}"
+            f"{percentile(values, 90) * 1000:>9.2f}{mean * 1000:>9.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
