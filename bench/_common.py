@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +89,22 @@ def postgres_database() -> Iterator[str]:
             log.info("dropped PostgreSQL database %s", name)
     finally:
         admin.dispose()
+
+
+def postgres_backend_pids(url: str) -> list[int]:
+    """Pids of the PostgreSQL server processes connected to the database named in `url`."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    if not url.startswith("postgresql"):
+        return []
+    engine = sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            query = sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            return [int(pid) for pid in conn.execute(query).scalars()]
+    finally:
+        engine.dispose()
 
 
 def actor_pids(client: Any) -> dict[str, int]:
@@ -212,18 +228,21 @@ class ForeignLoad:
     """CPU used on the host by processes outside this benchmark's process tree.
 
     Our tree is this process and its descendants: a local `ray.init` starts the GCS and the
-    raylet as our children, and Ray's workers and actors as theirs. What else kept the
+    raylet as our children, and Ray's workers and actors as theirs; `extra_pids` names
+    processes that work for us outside it (the PostgreSQL backends serving our database).
+    What else kept the
     CPUs busy meanwhile (another Ray cluster, a test run) is reported in cores, so a
     measurement taken on a busy shared host can be recognised as such.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, extra_pids: Callable[[], Iterable[int]] | None = None) -> None:
+        self._extra = extra_pids or (lambda: ())
         self._wall = time.perf_counter()
         self._host = _host_busy_s()
-        self._ours = tree_cpu_s()
+        self._ours = tree_cpu_s(self._extra())
 
     def cores(self) -> float:
-        wall, host, ours = time.perf_counter(), _host_busy_s(), tree_cpu_s()
+        wall, host, ours = time.perf_counter(), _host_busy_s(), tree_cpu_s(self._extra())
         elapsed = wall - self._wall
         if elapsed <= 0:
             return 0.0
@@ -240,11 +259,15 @@ def _host_busy_s() -> float:
     return float(busy)
 
 
-def tree_cpu_s() -> dict[int, float]:
-    """CPU seconds (user+system) so far of this process and each descendant, by pid."""
+def tree_cpu_s(extra_pids: Iterable[int] = ()) -> dict[int, float]:
+    """CPU seconds (user+system) so far of this process, each descendant and `extra_pids`."""
     me = psutil.Process()
     used = {}
-    for proc in [me, *me.children(recursive=True)]:
+    procs = [me, *me.children(recursive=True)]
+    for pid in extra_pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.append(psutil.Process(pid))
+    for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             cpu = proc.cpu_times()
             used[proc.pid] = cpu.user + cpu.system

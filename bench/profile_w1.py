@@ -39,6 +39,7 @@ from bench._common import (
     ForeignLoad,
     actor_pids,
     log,
+    postgres_backend_pids,
     setup_logging,
     start_ray,
     tree_cpu_s,
@@ -254,8 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(1.0)  # py-spy attaches
             known = {pid: name for name, pid in pids.items()}
             known[psutil.Process().pid] = "driver (this benchmark, client + waits)"
-            before = tree_cpu_s()
-            foreign = ForeignLoad()
+            backends = postgres_backend_pids(client.settings.database_url)
+            known.update({pid: "PostgreSQL backends of its database" for pid in backends})
+            before = tree_cpu_s(backends)
+            foreign = ForeignLoad(lambda: backends)
             began = time.perf_counter()
             stop = threading.Event()
             box: dict[str, tuple[int, float]] = {}
@@ -266,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for spy in spies.values():
                 spy.wait(timeout=args.duration + 120)
             elapsed = time.perf_counter() - began
-            after = tree_cpu_s()
+            after = tree_cpu_s(backends)
             for name in ("py-spy",):
                 known.update({spy.pid: name for spy in spies.values()})
             summary_lines.append(cpu_breakdown(before, after, known, elapsed))

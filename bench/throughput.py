@@ -65,6 +65,7 @@ from bench._common import (
     ForeignLoad,
     Measurement,
     log,
+    postgres_backend_pids,
     setup_logging,
     start_ray,
     stdout_to_stderr,
@@ -191,10 +192,13 @@ def bench_raw_ray(counts: Counts) -> dict[str, Measurement]:
     }
 
 
-def measured(system: str, what: str, run: Callable[[], Measurement]) -> Measurement:
+def measured(
+    system: str, what: str, run: Callable[[], Measurement], client: Any = None
+) -> Measurement:
     """Run one workload, noting how busy the rest of the host kept the CPUs meanwhile."""
     log.info("%s: %s", system, what)
-    load = ForeignLoad()
+    url = client.settings.database_url if client is not None else ""
+    load = ForeignLoad(lambda: postgres_backend_pids(url))
     result = replace(run(), foreign_cores=load.cores())
     log.info("%s: %s", system, summary(result))
     return result
@@ -274,21 +278,25 @@ def bench_wfray(store: str, counts: Counts) -> dict[str, Measurement]:
                 system,
                 f"W0_step ({counts.w0_steps} one-step runs, one at a time)",
                 lambda: wfray_sequential(client, bench_noop, counts.w0_steps, 1),
+                client,
             ),
             "W0_chain": measured(
                 system,
                 f"W0_chain ({counts.w0_chains} chains, one at a time)",
                 lambda: wfray_sequential(client, bench_chain5, counts.w0_chains, CHAIN_STEPS),
+                client,
             ),
             "W1": measured(
                 system,
                 f"W1 ({counts.w1_runs} one-step runs at once)",
                 lambda: wfray_batch(client, bench_noop, counts.w1_runs, 1),
+                client,
             ),
             "W2": measured(
                 system,
                 f"W2 ({counts.w2_chains} chains at once)",
                 lambda: wfray_batch(client, bench_chain5, counts.w2_chains, CHAIN_STEPS),
+                client,
             ),
         }
         log.info("%s: coordinator stats %s", system, client.stats())
@@ -366,8 +374,9 @@ def table(results: Results, counts: Counts) -> str:
     lines.append(
         "steps/s ratio = system steps/s / raw Ray steps/s; "
         "p50 ratio raw/sys = raw Ray p50 / system p50 (1 = as fast as raw Ray);\n"
-        "host: others' cores = CPU used by processes outside this benchmark meanwhile "
-        "(2 cores in all; above ~0.2 the figures are disturbed)"
+        "host: others' cores = CPU used meanwhile by processes outside this benchmark (its "
+        "Ray instance and\nthe PostgreSQL backends of its database); 2 cores in all: above "
+        "~0.2 the figures are disturbed"
     )
     return "\n".join(lines)
 

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
 from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
@@ -34,6 +35,7 @@ from wfray.domain.workflow import WorkflowSchema
 log = logging.getLogger("wfray.coordinator")
 
 AttemptKey = tuple[str, str, int, int]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,7 @@ class Coordinator:
         """Store workflow schemas (idempotent: a version is its content hash)."""
         for schema in schemas:
             if (schema.name, schema.version) not in self.schemas:
-                await asyncio.to_thread(self.store.save_workflow, schema)
+                await self.durably(self.store.save_workflow, schema)
                 self.schemas[(schema.name, schema.version)] = schema
 
     async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
@@ -144,7 +146,7 @@ class Coordinator:
 
     async def views(self, run_ids: Sequence[str]) -> list[RunView]:
         missing = [rid for rid in run_ids if rid not in self.runs]
-        stored = await asyncio.to_thread(self.store.find_runs, missing) if missing else {}
+        stored = await self.durably(self.store.find_runs, missing) if missing else {}
         views = []
         for rid in run_ids:
             if rid in self.runs:
@@ -156,7 +158,7 @@ class Coordinator:
     async def schema(self, name: str, version: str | None) -> WorkflowSchema:
         if version is not None and (name, version) in self.schemas:
             return self.schemas[(name, version)]
-        found = await asyncio.to_thread(self.store.get_workflow, name, version)
+        found = await self.durably(self.store.get_workflow, name, version)
         if found is None:
             what = f"{name!r} version {version!r}" if version else repr(name)
             raise UnknownWorkflowError(f"unknown workflow {what}; register it before submitting")
@@ -218,17 +220,23 @@ class Coordinator:
         await self._page_in()
 
     async def _commit(self, batch: Batch) -> None:
-        if not len(batch):
-            return
+        if len(batch):
+            await self.durably(self.store.commit, batch)
+
+    async def durably(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a store call in a thread, waiting out database outages (a restart, a failover).
+
+        A commit interrupted around COMMIT is replayed: the store makes that idempotent.
+        """
         delay = 0.05
         while True:
             try:
-                await asyncio.to_thread(self.store.commit, batch)
-                return
+                return await asyncio.to_thread(call, *args)
             except StoreUnavailableError as exc:
                 if self._stopping:
                     raise
-                log.warning("store unavailable, retrying the commit in %.2fs: %s", delay, exc)
+                name = getattr(call, "__name__", "call")
+                log.warning("store unavailable, retrying %s in %.2fs: %s", name, delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.commit_retry_max_s)
 
@@ -390,7 +398,7 @@ class Coordinator:
         for queue, boundary, room in self.queues.needs_page():
             # the store pages strictly after (priority, seq); the boundary is inclusive
             after = None if boundary is None else (-boundary[0], boundary[1] - 1)
-            tasks = await asyncio.to_thread(self.store.page_queued, queue, after, room)
+            tasks = await self.durably(self.store.page_queued, queue, after, room)
             await self.load_runs({t.run_id for t in tasks if t.run_id not in self.runs})
             fresh = []
             for task in tasks:
@@ -407,8 +415,8 @@ class Coordinator:
         if not run_ids:
             return
         ids = sorted(run_ids)
-        runs = await asyncio.to_thread(self.store.find_runs, ids)
-        tasks = await asyncio.to_thread(self.store.get_tasks, ids)
+        runs = await self.durably(self.store.find_runs, ids)
+        tasks = await self.durably(self.store.get_tasks, ids)
         for run in runs.values():
             if run.run_id not in self.runs:
                 self.adopt(

@@ -45,8 +45,8 @@ class Intake:
         store = self.c.store
         run_ids = [r.run_id for r, _ in pending]
         keys = [r.idempotency_key for r, _ in pending if r.idempotency_key is not None]
-        existing = await asyncio.to_thread(store.find_runs, run_ids)
-        known_keys = await asyncio.to_thread(store.find_idempotency_keys, keys) if keys else {}
+        existing = await self.c.durably(store.find_runs, run_ids)
+        known_keys = await self.c.durably(store.find_idempotency_keys, keys) if keys else {}
         answers: list[Answer] = []
         for request, future in pending:
             answers.append(

@@ -44,7 +44,7 @@ class Reconciler:
 
     async def recover(self) -> None:
         c = self.c
-        runs, tasks, attempts = await asyncio.to_thread(c.store.load_active)
+        runs, tasks, attempts = await c.durably(c.store.load_active)
         by_run: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
         for task in tasks:
             by_run[task.run_id].append(task)
@@ -62,9 +62,9 @@ class Reconciler:
             key = (attempt.run_id, attempt.step, attempt.map_index, attempt.attempt)
             c.attempts[key] = attempt
             self.delivered[key] = 0
-        c.seq = await asyncio.to_thread(c.store.max_task_seq)
-        c.queued_count = await asyncio.to_thread(c.store.count_queued)
-        for queue in await asyncio.to_thread(c.store.queued_queues):
+        c.seq = await c.durably(c.store.max_task_seq)
+        c.queued_count = await c.durably(c.store.count_queued)
+        for queue in await c.durably(c.store.queued_queues):
             c.queues.mark_unpaged(queue)
         for pool in c.executors:
             try:

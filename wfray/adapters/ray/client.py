@@ -65,6 +65,10 @@ class Client:
             try:
                 ref = getattr(self.handle, method).remote(*args)
                 return ray.get(ref, timeout=max(0.1, left))
+            except rex.RayTaskError as exc:
+                if isinstance(exc.cause, WfrayError):
+                    raise exc.cause from None  # the coordinator's own error, without Ray's frames
+                raise
             except RETRYABLE as exc:
                 if time.monotonic() + delay >= deadline:
                     raise WaitTimeoutError(
@@ -328,5 +332,9 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Client:
         ray.init(namespace=settings.namespace)
     handle = coordinator_actor(settings)
     client = Client(settings, handle)
-    client.call("start", timeout_s=120)
+    try:
+        client.call("start", timeout_s=120)
+    except WfrayError:
+        client.shutdown()  # do not leave a coordinator retrying a start that cannot succeed
+        raise
     return client

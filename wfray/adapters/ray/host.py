@@ -99,7 +99,7 @@ class CoordinatorHost:
         self.queries: Queries | None = None
         self._starter: asyncio.Task[None] | None = None
         self._started: asyncio.Event | None = None
-        self._start_error = "still starting"
+        self._start_error: Exception | None = None
         # __init__ cannot await: a call to ourselves starts recovery as soon as we are up,
         # so a restarted coordinator resumes its runs without waiting for a client
         ray.get_runtime_context().current_actor.start.remote()
@@ -114,8 +114,12 @@ class CoordinatorHost:
             try:
                 await asyncio.wait_for(asyncio.shield(self._started.wait()), START_WAIT_S)
             except TimeoutError:
-                raise WfrayError(
-                    f"wfray has not started yet; last error: {self._start_error}"
+                kind = type(self._start_error) if self._start_error else WfrayError
+                if not issubclass(kind, WfrayError):
+                    kind = WfrayError
+                raise kind(
+                    f"wfray could not start within {START_WAIT_S:.0f}s: "
+                    f"{self._start_error or 'still starting'}"
                 ) from None
 
     async def _keep_starting(self) -> None:
@@ -126,7 +130,7 @@ class CoordinatorHost:
             try:
                 await self._start()
             except Exception as exc:
-                self._start_error = f"{type(exc).__name__}: {exc}"
+                self._start_error = exc
                 log.warning("coordinator start failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
