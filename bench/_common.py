@@ -34,7 +34,8 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def start_ray() -> None:
+def start_ray(settle_s: float = 30.0) -> None:
+    """Start the local Ray instance, then wait until its start-up work has died down."""
     import ray
 
     ray.init(
@@ -44,6 +45,17 @@ def start_ray() -> None:
         include_dashboard=False,
         log_to_driver=False,
     )
+    # Ray's agents and prestarted workers keep a CPU busy for a few seconds after init
+    deadline = time.perf_counter() + settle_s
+    busy = float("nan")
+    while time.perf_counter() < deadline:
+        before = tree_cpu_s()
+        time.sleep(1.0)
+        after = tree_cpu_s()
+        busy = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+        if busy < 0.1:
+            break
+    log.info("Ray instance settled (%.2f cores busy over the last second)", busy)
 
 
 @contextlib.contextmanager
@@ -254,7 +266,8 @@ class ForeignLoad:
 def _host_busy_s() -> float:
     times = psutil.cpu_times()
     busy = times.user + times.system
-    for extra in ("nice", "irq", "softirq"):  # Linux; steal is the hypervisor's, not ours
+    # Linux; steal: time the hypervisor gave to other guests, lost to us all the same
+    for extra in ("nice", "irq", "softirq", "steal"):
         busy += getattr(times, extra, 0.0)
     return float(busy)
 

@@ -42,8 +42,17 @@ How completion times are taken without distorting throughput:
       delay that dominates these latencies. Its cost is 100 calls to the coordinator per
       workload against the several thousand it serves for the steps. All runs share one
       submit time: the start of the `submit_many` call (input validation included).
+      Checked on this 2-core host: W1 with one waiter for all 2,000 runs and with 100
+      waiters, 4 alternating rounds each, gave 300 and 286 steps/s on average, inside the
+      run-to-run spread (240-380).
 Every system is warmed up first (a few runs of each shape) so worker start-up, first
-imports and schema registration are not measured.
+imports and schema registration are not measured; after `ray.init` it waits until Ray's
+own start-up work has died down.
+
+The human table adds "host: others' cores": CPU used meanwhile by processes outside this
+benchmark (its Ray instance, and the PostgreSQL backends serving its database, count as
+its own), hypervisor steal included. On a 2-core host, figures measured while others used
+more than ~0.2 cores are disturbed; rerun them.
 """
 
 from __future__ import annotations

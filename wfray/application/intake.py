@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from wfray.application.batch import Batch
 from wfray.application.messages import SubmitRequest, SubmitResult
+from wfray.application.ports import RunStore
 from wfray.domain import engine
 from wfray.domain.engine import RunState
 from wfray.domain.errors import BacklogFullError, WfrayError
@@ -45,8 +46,7 @@ class Intake:
         store = self.c.store
         run_ids = [r.run_id for r, _ in pending]
         keys = [r.idempotency_key for r, _ in pending if r.idempotency_key is not None]
-        existing = await self.c.durably(store.find_runs, run_ids)
-        known_keys = await self.c.durably(store.find_idempotency_keys, keys) if keys else {}
+        existing, known_keys = await self.c.durably(_lookup, store, run_ids, keys)
         answers: list[Answer] = []
         for request, future in pending:
             answers.append(
@@ -106,3 +106,10 @@ class Intake:
         for future, result in answers:
             if not future.done():
                 future.set_result(result)
+
+
+def _lookup(
+    store: RunStore, run_ids: list[str], keys: list[str]
+) -> tuple[dict[str, RunRecord], dict[str, str]]:
+    """Both dedupe lookups in one trip to the store's thread."""
+    return store.find_runs(run_ids), (store.find_idempotency_keys(keys) if keys else {})
