@@ -73,6 +73,7 @@ class _Signature:
     params: dict[str, TypeAdapter[Any]]
     result: TypeAdapter[Any]
     is_async: bool
+    wants_ctx: bool
 
 
 @functools.cache
@@ -81,13 +82,13 @@ def _signature(fn: Callable[..., Any]) -> _Signature:
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolvable annotations: fall back to plain JSON values
         hints = {}
-    params = {
-        name: TypeAdapter(hints.get(name, Any))
-        for name in inspect.signature(fn).parameters
-        if name != CONTEXT
-    }
+    names = inspect.signature(fn).parameters
+    params = {name: TypeAdapter(hints.get(name, Any)) for name in names if name != CONTEXT}
     return _Signature(
-        params, TypeAdapter(hints.get("return", Any)), inspect.iscoroutinefunction(fn)
+        params,
+        TypeAdapter(hints.get("return", Any)),
+        inspect.iscoroutinefunction(fn),
+        CONTEXT in names,
     )
 
 
@@ -153,7 +154,7 @@ class PreparedAttempt:
             adapter = signature.params.get(name)
             text = arg_text(spec, self.blobs)
             self.kwargs[name] = adapter.validate_json(text) if adapter else json.loads(text)
-        if CONTEXT in inspect.signature(self.fn).parameters:
+        if signature.wants_ctx:
             self.kwargs[CONTEXT] = StepContext(
                 run_id=d.run_id,
                 workflow=d.workflow,

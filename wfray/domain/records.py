@@ -117,4 +117,10 @@ class WorkerIdentity:
 
 def as_row(record: object) -> dict[str, Any]:
     """A record's fields as a dict (enums stay enums; adapters convert)."""
-    return {f.name: getattr(record, f.name) for f in fields(record)}  # type: ignore[arg-type]
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:
+        names = _FIELD_NAMES[type(record)] = tuple(f.name for f in fields(record))  # type: ignore[arg-type]
+    return {name: getattr(record, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}

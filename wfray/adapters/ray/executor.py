@@ -9,9 +9,11 @@ threads, many at a time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,15 +30,6 @@ from wfray.domain.status import AttemptStatus
 
 AttemptKey = tuple[str, str, int, int]
 
-LOST_ERRORS: tuple[type[BaseException], ...] = (
-    rex.WorkerCrashedError,
-    rex.NodeDiedError,
-    rex.OwnerDiedError,
-    rex.ActorDiedError,
-    rex.ObjectLostError,
-    rex.LocalRayletDiedError,
-)
-
 
 @dataclass(frozen=True, slots=True)
 class ExecutorConfig:
@@ -45,7 +38,9 @@ class ExecutorConfig:
     io_concurrency: int = 64
 
 
+@functools.cache
 def worker_identity() -> WorkerIdentity:
+    """Who runs attempts here: fixed for the life of a worker process."""
     ctx = ray.get_runtime_context()
     return WorkerIdentity(
         node_id=ctx.get_node_id(),
@@ -60,6 +55,15 @@ def run_cpu_attempt(dispatch: Dispatch, config: ExecutorConfig) -> Outcome:
     """One attempt in a Ray worker process."""
     blobs = blob_store(config.blob_root) if config.blob_root else None
     return run_attempt(dispatch, blobs, worker_identity(), config.runner)
+
+
+@functools.cache
+def _remote_for(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> Any:
+    # .options() builds a new remote function each call: one per resource shape is enough
+    options: dict[str, Any] = {"num_cpus": num_cpus}
+    if resources:
+        options["resources"] = dict(resources)
+    return run_cpu_attempt.options(**options)
 
 
 def _ended(dispatch: Dispatch, status: AttemptStatus, kind: str, message: str) -> Outcome:
@@ -77,31 +81,34 @@ def _ended(dispatch: Dispatch, status: AttemptStatus, kind: str, message: str) -
 
 
 class CpuExecutor:
-    """Owns cpu attempts as Ray tasks; watches them with one coroutine each."""
+    """Owns cpu attempts as Ray tasks.
+
+    Completions arrive as callbacks on Ray's threads; they are collected and handed to the
+    event loop in bursts, so a thousand finishing tasks cost a few loop wake-ups, not a
+    thousand coroutines.
+    """
 
     def __init__(self, config: ExecutorConfig) -> None:
         self.config = config
         self.outbox = Outbox()
         self.running: dict[AttemptKey, Any] = {}
         self.timed_out: set[AttemptKey] = set()
-        self.watchers: set[asyncio.Task[None]] = set()
+        self._finished: list[tuple[Dispatch, Future[Any]]] = []
+        self._lock = threading.Lock()
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def dispatch(self, dispatches: list[Dispatch]) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for d in dispatches:
-            options: dict[str, Any] = {
-                "num_cpus": 1 if d.num_cpus is None else d.num_cpus,
-                "name": f"wfray:{d.workflow}.{d.step}",
-            }
-            if d.resources:
-                options["resources"] = d.resources
-            ref = run_cpu_attempt.options(**options).remote(d, self.config)
+            remote = _remote_for(
+                1.0 if d.num_cpus is None else d.num_cpus, tuple(sorted(d.resources.items()))
+            )
+            ref = remote.remote(d, self.config)
             self.running[d.attempt_key] = ref
             if d.timeout_s is not None:
                 loop.call_later(d.timeout_s, self._time_out, d.attempt_key)
-            watcher = loop.create_task(self._watch(d, ref))
-            self.watchers.add(watcher)
-            watcher.add_done_callback(self.watchers.discard)
+            ref.future().add_done_callback(functools.partial(self._done, d))
 
     def _time_out(self, key: AttemptKey) -> None:
         ref = self.running.get(key)
@@ -109,27 +116,40 @@ class CpuExecutor:
             self.timed_out.add(key)
             ray.cancel(ref, force=True)  # a plain cancel does not interrupt running code
 
-    async def _watch(self, d: Dispatch, ref: Any) -> None:
+    def _done(self, d: Dispatch, future: Future[Any]) -> None:
+        """On a Ray thread: queue the completion, wake the loop once per burst."""
+        with self._lock:
+            self._finished.append((d, future))
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            finished, self._finished = self._finished, []
+            self._flush_scheduled = False
+        for d, future in finished:
+            self.outbox.put(self._outcome(d, future))
+            self.running.pop(d.attempt_key, None)
+            self.timed_out.discard(d.attempt_key)
+
+    def _outcome(self, d: Dispatch, future: Future[Any]) -> Outcome:
         try:
-            outcome: Outcome = await ref
-        except rex.TaskCancelledError:
+            outcome: Outcome = future.result()
+            return outcome
+        except (rex.TaskCancelledError, CancelledError):
             if d.attempt_key in self.timed_out:
-                outcome = _ended(
+                return _ended(
                     d,
                     AttemptStatus.TIMED_OUT,
                     "wfray.AttemptTimeout",
                     f"attempt exceeded its timeout of {d.timeout_s}s and was stopped",
                 )
-            else:
-                outcome = _ended(d, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
-        except LOST_ERRORS as exc:
-            outcome = _ended(d, AttemptStatus.LOST, f"ray.{type(exc).__name__}", str(exc)[:2000])
+            return _ended(d, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
         except Exception as exc:  # the wrapper catches user errors: this is Ray's own failure
-            outcome = _ended(d, AttemptStatus.LOST, f"ray.{type(exc).__name__}", str(exc)[:2000])
-        finally:
-            self.running.pop(d.attempt_key, None)
-            self.timed_out.discard(d.attempt_key)
-        self.outbox.put(outcome)
+            return _ended(d, AttemptStatus.LOST, f"ray.{type(exc).__name__}", str(exc)[:2000])
 
     async def drain(self, ack: int, wait_s: float) -> Drained:
         return await self.outbox.drain(ack, wait_s)

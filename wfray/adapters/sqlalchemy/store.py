@@ -50,6 +50,7 @@ class SqlRunStore:
         dialect = self._engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._sane_multi_rowcount = self._engine.dialect.supports_sane_multi_rowcount
+        self._statements: dict[tuple[str, str], Any] = {}
         self._run_id_order: Any = runs.c.run_id
         if dialect == "postgresql":
             # Byte order, like Python's sort and SQLite's BINARY, whatever the locale.
@@ -97,8 +98,7 @@ class SqlRunStore:
         self._insert_new(conn, tasks, rows.TASK_PK, batch.new_tasks.values())
         self._insert_new(conn, attempts, rows.ATTEMPT_PK, batch.new_attempts.values())
         if batch.logs:
-            stmt = self._insert(logs).on_conflict_do_nothing(index_elements=["line_key"])
-            conn.execute(stmt, rows.log_params(batch.logs))
+            conn.execute(self._insert_stmt(logs, ("line_key",)), rows.log_params(batch.logs))
 
     def _insert_new(
         self,
@@ -109,7 +109,7 @@ class SqlRunStore:
     ) -> None:
         values = [rows.params(record) for record in records]
         if values:
-            conn.execute(self._insert(table).on_conflict_do_nothing(index_elements=pk), values)
+            conn.execute(self._insert_stmt(table, pk), values)
 
     def _update(
         self,
@@ -122,14 +122,7 @@ class SqlRunStore:
         items: list[Update] = [(record, str(expected)) for record, expected in updates]
         if not items:
             return
-        stmt = (
-            table.update()
-            .where(
-                *(table.c[name] == sa.bindparam(f"k_{name}") for name in pk),
-                table.c.status.in_([sa.bindparam("k_expected"), sa.bindparam("k_new")]),
-            )
-            .values({c.name: sa.bindparam(c.name) for c in table.c if c.name not in pk})
-        )
+        stmt = self._update_stmt(table, pk)
         values = [rows.update_params(record, pk, expected) for record, expected in items]
         result = conn.execute(stmt, values)
         sane = self._sane_multi_rowcount or len(values) == 1
@@ -138,6 +131,27 @@ class SqlRunStore:
         failed = self._first_failed(conn, table, pk, items)
         if failed is not None:
             raise StaleWriteError(f"{what} {failed}")
+
+    def _insert_stmt(self, table: sa.Table, conflict: tuple[str, ...]) -> Any:
+        # statements are built once: building and cache-keying them per commit costs
+        key = ("insert", table.name)
+        if key not in self._statements:
+            stmt = self._insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+            self._statements[key] = stmt
+        return self._statements[key]
+
+    def _update_stmt(self, table: sa.Table, pk: tuple[str, ...]) -> Any:
+        key = ("update", table.name)
+        if key not in self._statements:
+            self._statements[key] = (
+                table.update()
+                .where(
+                    *(table.c[name] == sa.bindparam(f"k_{name}") for name in pk),
+                    table.c.status.in_([sa.bindparam("k_expected"), sa.bindparam("k_new")]),
+                )
+                .values({c.name: sa.bindparam(c.name) for c in table.c if c.name not in pk})
+            )
+        return self._statements[key]
 
     def _first_failed(
         self, conn: sa.Connection, table: sa.Table, pk: tuple[str, ...], items: list[Update]
