@@ -437,3 +437,24 @@ def test_after_a_coordinator_restart_running_attempts_are_adopted_not_rerun() ->
             assert summary(attempts(store, run_id, step)) == [(1, AttemptStatus.SUCCEEDED, None)]
             assert started(step, run_id) == 1
         assert calls[f"end:nap:{run_id}:-1"] == 1
+
+
+def test_a_step_still_running_when_its_run_fails_has_its_end_recorded() -> None:
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            await c.submit([request("split", unit_flows.split_fate)])
+            views = await finish(c, "split")
+            assert views["split"].status is RunStatus.FAILED
+
+            def lingering_done() -> bool:
+                return [t.status for t in store.get_tasks(["split"]) if t.step == "lingering"] == [
+                    TaskStatus.COMPLETED
+                ]
+
+            await until(lingering_done)
+            (attempt,) = attempts(store, "split", "lingering")
+            assert attempt.status is AttemptStatus.SUCCEEDED
+            assert "split" not in c.runs  # dropped from memory once nothing of it runs
+
+    run(scenario)

@@ -376,7 +376,8 @@ class Coordinator:
                 for future in self.waiters.pop(run_id, []):
                     if not future.done():
                         future.set_result(view)
-                self._evict(run_id)
+                if not _attempts_running(state):  # else stay, to record how they end
+                    self._evict(run_id)
             elif not self._live(state):
                 self._evict(run_id)
 
@@ -429,6 +430,13 @@ class Coordinator:
         state = RunState(run=run, schema=schema, tasks={t.key: t for t in tasks})
         self.runs[run.run_id] = state
         return state
+
+
+def _attempts_running(state: RunState) -> bool:
+    return any(
+        task.status is TaskStatus.RUNNING and task.map_count is None
+        for task in state.tasks.values()
+    )
 
 
 def _fill_attempt(attempt: AttemptRecord, outcome: Outcome) -> None:
