@@ -405,3 +405,15 @@ def test_retry_must_be_a_policy_naming_the_step() -> None:
     flow = Workflow("policies", register=False)
     with pytest.raises(DefinitionError, match=r"step 'count': retry must be a RetryPolicy"):
         flow.step(count, retry=3)  # type: ignore[arg-type]
+
+
+def test_a_chain_of_five_thousand_steps_validates_without_recursion_limits() -> None:
+    from wfray.domain.workflow import StepSchema, WorkflowSchema, find_cycle
+
+    steps = [StepSchema(name="s0", fn="m:f")]
+    steps += [StepSchema(name=f"s{i}", fn="m:f", after=(f"s{i - 1}",)) for i in range(1, 5000)]
+    schema = WorkflowSchema.build("long", steps)
+    assert schema.sinks() == ("s4999",)
+    edges = {f"s{i}": [f"s{i - 1}"] for i in range(1, 5000)} | {"s0": ["s4999"]}
+    cycle = find_cycle(edges)
+    assert cycle is not None and cycle[0] == cycle[-1] and len(cycle) == 5001

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -151,32 +151,33 @@ def _validate_edges(workflow: str, step: StepSchema, names: set[str]) -> None:
 
 
 def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
-    """Return one cycle as a path that ends where it starts, or None."""
+    """Return one cycle as a path that ends where it starts, or None.
+
+    Iterative depth-first search, so a chain of thousands of steps cannot exhaust the stack.
+    """
     white, grey, black = 0, 1, 2
     colour = dict.fromkeys(edges, white)
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        colour[node] = grey
-        stack.append(node)
-        for parent in edges.get(node, ()):
-            if colour.get(parent) == grey:
-                start = stack.index(parent)
-                return [*stack[start:], parent]
-            if colour.get(parent) == white:
-                found = visit(parent)
-                if found:
-                    return found
-        stack.pop()
-        colour[node] = black
-        return None
-
-    for node in edges:
-        if colour[node] == white:
-            found = visit(node)
-            if found:
+    for root in edges:
+        if colour[root] != white:
+            continue
+        path: list[str] = [root]
+        pending: list[Iterator[str]] = [iter(edges.get(root, ()))]
+        colour[root] = grey
+        while pending:
+            parent = next(pending[-1], None)
+            if parent is None:
+                colour[path.pop()] = black
+                pending.pop()
+                continue
+            state = colour.get(parent)
+            if state == grey:
+                cycle = [*path[path.index(parent) :], parent]
                 # edges point to dependencies; report the path in execution order
-                return list(reversed(found))
+                return list(reversed(cycle))
+            if state == white:
+                colour[parent] = grey
+                path.append(parent)
+                pending.append(iter(edges.get(parent, ())))
     return None
 
 
