@@ -42,13 +42,13 @@ def measure(store: str, runs: int) -> dict[str, list[float]]:
     hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
     with wfray_instance(store) as client:
         for _ in range(5):  # warm-up
-            client.wait([client.submit(bench_noop).run_id], timeout_s=60)
+            client.wait([client.submit(bench_noop).run_id], timeout=60)
         stamps = []
         for _ in range(runs):
             began = time.time()
             run_id = client.submit(bench_noop).run_id
             submitted = time.time()
-            client.wait([run_id], timeout_s=60)
+            client.wait([run_id], timeout=60)
             stamps.append((run_id, began, submitted, time.time()))
         db = SqlRunStore(client.settings.database_url, create=False)
         try:

@@ -123,7 +123,7 @@ def keep_w1_running(client: Any, runs: int, stop: threading.Event) -> tuple[int,
         client.submit_many(bench_noop, [None] * runs, run_ids=ids)
         size = math.ceil(runs / 20)
         for first in range(0, runs, size):
-            client.wait(ids[first : first + size], timeout_s=600)
+            client.wait(ids[first : first + size], timeout=600)
         steps += runs
     return steps, time.perf_counter() - started
 
@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with wfray_instance(args.store) as client:
             ids = [uuid.uuid4().hex for _ in range(100)]
             client.submit_many(bench_noop, [None] * 100, run_ids=ids)
-            client.wait(ids, timeout_s=120)
+            client.wait(ids, timeout=120)
             pids = actor_pids(client)
             targets = {"coordinator": [pids["coordinator"]], "executor-cpu": [pids["executor-cpu"]]}
             targets["task workers"] = task_workers(set(pids.values()))

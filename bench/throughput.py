@@ -235,7 +235,7 @@ def wfray_sequential(client: Any, flow: Any, count: int, steps: int) -> Measurem
     for _ in range(count):
         began = time.perf_counter()
         run_id = client.submit(flow).run_id
-        views = client.wait([run_id], timeout_s=WAIT_TIMEOUT_S)
+        views = client.wait([run_id], timeout=WAIT_TIMEOUT_S)
         latencies.append(time.perf_counter() - began)
         check_completed(views, [run_id])
     return Measurement(count * steps, time.perf_counter() - start, tuple(latencies))
@@ -250,7 +250,7 @@ def wfray_batch(client: Any, flow: Any, count: int, steps: int) -> Measurement:
 
     def waiter(chunk: list[str]) -> tuple[list[str], list[Any], float]:
         issued.release()
-        views = client.wait(chunk, timeout_s=WAIT_TIMEOUT_S)
+        views = client.wait(chunk, timeout=WAIT_TIMEOUT_S)
         return chunk, views, time.perf_counter()
 
     with ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="waiter") as pool:

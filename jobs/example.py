@@ -80,7 +80,7 @@ def main() -> int:
                 idempotency_key="demo-acme-1",
             )
             print(f"submitted run {run.run_id}")
-            result = run.result(timeout_s=120)
+            result = run.result(timeout=120)
             print(f"result: {result}")
             show(client, run.run_id)
             return 0 if result == {"orders": 4, "gross_cents": 7734} else 1

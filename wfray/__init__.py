@@ -8,7 +8,7 @@
     def fetch() -> list[int]: ...
 
     client = wfray.connect()            # starts or finds the coordinator on this Ray cluster
-    print(client.submit(flow).result(timeout_s=60))
+    print(client.submit(flow).result(timeout=60))
 
 Ray is imported only when a client is needed, so declaring workflows stays cheap.
 """

@@ -23,7 +23,8 @@ class Settings:
         blob_root: folder or pyarrow filesystem URI (s3://...) for large results.
         blob_threshold_bytes: results larger than this go to the blob store.
         namespace: the Ray namespace of wfray's named actors.
-        cpu_window: cpu attempts dispatched at once (Ray queues them for free CPUs).
+        cpu_window: cpu attempts dispatched at once (Ray queues them for free CPUs), so the
+            next attempt is already waiting in Ray when a CPU frees.
         io_window: io attempts dispatched at once.
         io_concurrency: io attempts running at once in one io executor.
         memory_cap: ready tasks held in the coordinator's memory; the rest wait in the store.
@@ -38,7 +39,7 @@ class Settings:
     blob_root: str
     blob_threshold_bytes: int = 256 * 1024
     namespace: str = "wfray"
-    cpu_window: int = 64
+    cpu_window: int = 256
     io_window: int = 256
     io_concurrency: int = 64
     memory_cap: int = 10_000

@@ -61,7 +61,7 @@ def test_coordinator_killed_with_hundreds_of_steps_in_flight(wide: Any, how: str
         os.kill(coordinator_pid(wide), signal.SIGKILL)
     else:
         ray.kill(wide.handle, no_restart=False)
-    views = wide.wait([r.run_id for r in runs], timeout_s=120)
+    views = wide.wait([r.run_id for r in runs], timeout=120)
     assert {v.status for v in views} == {RunStatus.COMPLETED}
     statuses = assert_each_step_succeeded_once(wide, [r.run_id for r in runs])
     # the running steps kept running in the executor: none was lost or run twice
@@ -74,7 +74,7 @@ def test_executor_killed_mid_step_loses_the_attempt_and_retries_it(client: Any) 
     time.sleep(1.0)
     executor = ray.get_actor(executor_name("cpu"), namespace=client.settings.namespace)
     os.kill(ray.get(executor.pid.remote(), timeout=30), signal.SIGKILL)
-    run.result(timeout_s=120)
+    run.result(timeout=120)
     attempts = run.detail().attempts
     assert [a.status for a in attempts] == [AttemptStatus.LOST, AttemptStatus.SUCCEEDED]
     assert attempts[0].error_type == "wfray.AttemptLost"
@@ -82,7 +82,7 @@ def test_executor_killed_mid_step_loses_the_attempt_and_retries_it(client: Any) 
 
 def test_worker_process_killed_mid_step_is_retried(client: Any, tmp_path: Path) -> None:
     run = client.enqueue(flows.crash_once, marker=str(tmp_path / "marker"))
-    assert run.result(timeout_s=120) == "survived"
+    assert run.result(timeout=120) == "survived"
     attempts = run.detail().attempts
     assert [a.status for a in attempts] == [AttemptStatus.LOST, AttemptStatus.SUCCEEDED]
     assert attempts[0].error_type == "ray.WorkerCrashedError"

@@ -161,7 +161,7 @@ def test_runs_complete_once_across_a_postgres_restart(wf: Any, pg_server: PgServ
     # the coordinator waited for the database instead of crashing and restarting
     assert wf.call("pid") == pid_before
 
-    views = wf.wait(run_ids, timeout_s=120)
+    views = wf.wait(run_ids, timeout=120)
     t2 = time.monotonic()
     assert len(views) == len(run_ids), pg_server.log()
     assert Counter(v.status for v in views) == Counter({RunStatus.COMPLETED: len(run_ids)})

@@ -136,7 +136,7 @@ def test_twenty_coordinator_kills_lose_nothing_and_repeat_nothing(wf: Any) -> No
     assert submitter.error is None, repr(submitter.error)
     run_ids += submitter.run_ids
 
-    views = wf.wait(run_ids, timeout_s=120)
+    views = wf.wait(run_ids, timeout=120)
     t2 = time.monotonic()
     # every kill took: Ray restarted the actor once per kill
     assert restarts(wf) - restarts_before == KILLS

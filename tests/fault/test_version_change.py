@@ -55,7 +55,7 @@ def test_a_run_in_flight_keeps_its_version_after_a_new_version_and_a_restart(wf:
     wf.register(v2.flow)
     os.kill(wf.call("pid"), signal.SIGKILL)
 
-    assert run.result(timeout_s=60) == "v1:finish"
+    assert run.result(timeout=60) == "v1:finish"
     detail = run.detail()
     assert detail.run.version == old.version
     assert steps_of(detail) == {"slow", "finish"}
@@ -68,7 +68,7 @@ def test_a_run_in_flight_keeps_its_version_after_a_new_version_and_a_restart(wf:
 
     # a caller naming only the workflow gets the latest version, v2, after the restart
     latest = submit_by_name(wf, "versioned")
-    (view,) = wf.wait([latest], timeout_s=60)
+    (view,) = wf.wait([latest], timeout=60)
     assert view.status is RunStatus.COMPLETED, view
     detail = wf.detail(latest)
     assert detail.run.version == new.version
@@ -78,4 +78,4 @@ def test_a_run_in_flight_keeps_its_version_after_a_new_version_and_a_restart(wf:
     # and a caller holding v1's definition still gets v1
     again = wf.submit(v1.flow)
     assert again.detail().run.version == old.version
-    assert again.result(timeout_s=60) == "v1:finish"
+    assert again.result(timeout=60) == "v1:finish"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from wfray.domain.status import AttemptStatus, RunStatus
 
 def test_fan_out_and_fan_in_complete_with_results_in_item_order(client: Any) -> None:
     run = client.submit(flows.numbers, {"count": 6})
-    assert run.result(timeout_s=60) == sum(i * i for i in range(6))
+    assert run.result(timeout=60) == sum(i * i for i in range(6))
     detail = run.detail()
     squares = sorted(
         (t for t in detail.tasks if t.step == "square" and t.map_index >= 0),
@@ -25,7 +26,7 @@ def test_fan_out_and_fan_in_complete_with_results_in_item_order(client: Any) -> 
 
 def test_attempts_record_worker_identity_and_logs(client: Any) -> None:
     run = client.submit(flows.numbers, {"count": 2})
-    run.result(timeout_s=60)
+    run.result(timeout=60)
     attempts = run.detail().attempts
     assert {a.status for a in attempts} == {AttemptStatus.SUCCEEDED}
     for attempt in attempts:
@@ -38,13 +39,13 @@ def test_attempts_record_worker_identity_and_logs(client: Any) -> None:
 
 
 def test_plain_tasks_on_both_pools(client: Any) -> None:
-    assert client.enqueue(flows.sleepy, seconds=0.05).result(timeout_s=60) == "slept"
-    assert client.enqueue(flows.noop).result(timeout_s=60) is None
+    assert client.enqueue(flows.sleepy, seconds=0.05).result(timeout=60) == "slept"
+    assert client.enqueue(flows.noop).result(timeout=60) is None
 
 
 def test_retries_record_every_attempt_with_its_error(client: Any) -> None:
     run = client.enqueue(flows.flaky)
-    assert run.result(timeout_s=60) == 3
+    assert run.result(timeout=60) == 3
     attempts = run.detail().attempts
     assert [a.status for a in attempts] == [
         AttemptStatus.FAILED,
@@ -58,7 +59,7 @@ def test_retries_record_every_attempt_with_its_error(client: Any) -> None:
 
 def test_batch_submit_and_wait(client: Any) -> None:
     runs = client.submit_many(flows.chain, [None] * 300)
-    views = client.wait([r.run_id for r in runs], timeout_s=120)
+    views = client.wait([r.run_id for r in runs], timeout=120)
     assert len(views) == 300
     assert {v.status for v in views} == {RunStatus.COMPLETED}
     assert {v.result_json for v in views} == {"5"}
@@ -87,14 +88,14 @@ def test_retried_submission_with_the_same_run_id_is_a_no_op(client: Any) -> None
     first = client.submit(flows.noop, {}, run_id="client-chosen-id")
     again = client.submit(flows.noop, {}, run_id="client-chosen-id")
     assert first.run_id == again.run_id == "client-chosen-id"
-    first.result(timeout_s=60)
+    first.result(timeout=60)
     assert len(client.detail("client-chosen-id").attempts) == 1
 
 
 def test_large_results_go_to_the_blob_store(client: Any) -> None:
     size = 1024 * 1024
     run = client.enqueue(flows.big_result, size=size)
-    assert run.result(timeout_s=60) == "x" * size
+    assert run.result(timeout=60) == "x" * size
     task = run.detail().tasks[0]
     assert task.result_json is None
     assert task.result_ref and task.result_ref.startswith("file://")
@@ -110,5 +111,16 @@ def test_bad_input_is_refused_before_anything_is_stored(client: Any) -> None:
 def test_unserialisable_result_fails_clearly_without_retry(client: Any) -> None:
     run = client.enqueue(flows.unserialisable)
     with pytest.raises(wfray.RunFailedError, match="cannot be serialised"):
-        run.result(timeout_s=60)
+        run.result(timeout=60)
     assert len(run.detail().attempts) == 1
+
+
+@pytest.mark.parametrize("step", [flows.hangs_once, flows.hangs_once_io], ids=["cpu", "io"])
+def test_a_hung_attempt_is_timed_out_and_retried(client: Any, step: Any) -> None:
+    started = time.monotonic()
+    run = client.enqueue(step)
+    assert run.result(timeout=60) == 2
+    assert time.monotonic() - started < 30  # the 60 s sleep was cut short
+    attempts = run.detail().attempts
+    assert [a.status for a in attempts] == [AttemptStatus.TIMED_OUT, AttemptStatus.SUCCEEDED]
+    assert attempts[0].error_type == "wfray.AttemptTimeout"

@@ -38,7 +38,7 @@ def started_times(client: Any, run_ids: list[str]) -> list[float]:
 
 def test_rate_limit_spaces_the_starts(queued: Any) -> None:
     runs = queued.submit_many(flows.stamp, [{"label": str(i)} for i in range(10)], queue="limited")
-    queued.wait([r.run_id for r in runs], timeout_s=60)
+    queued.wait([r.run_id for r in runs], timeout=60)
     starts = started_times(queued, [r.run_id for r in runs])
     first = starts[0]
     for k, start in enumerate(starts):
@@ -52,10 +52,10 @@ def test_per_key_limit_never_overlaps_attempts_of_one_key(queued: Any) -> None:
     runs = queued.submit_many(
         flows.hold, [{"seconds": 0.3}] * len(keys), queue="per-customer", concurrency_keys=keys
     )
-    queued.wait([r.run_id for r in runs], timeout_s=60)
+    queued.wait([r.run_id for r in runs], timeout=60)
     spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for run, key in zip(runs, keys, strict=True):
-        start, end = run.result(timeout_s=10)
+        start, end = run.result(timeout=10)
         spans[key].append((start, end))
     for key, intervals in spans.items():
         intervals.sort()
@@ -72,4 +72,4 @@ def test_backlog_past_the_limit_is_refused_with_retry_later(queued: Any) -> None
     accepted = refused.value.accepted  # type: ignore[attr-defined]
     assert 0 < len(accepted) <= 31
     assert refused.value.retry_after_s > 0
-    queued.wait([r.run_id for r in accepted], timeout_s=120)
+    queued.wait([r.run_id for r in accepted], timeout=120)

@@ -41,7 +41,7 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class CoordinatorSettings:
     queues: tuple[QueueConfig, ...] = ()
-    pool_windows: dict[str, int] = field(default_factory=lambda: {"cpu": 64, "io": 256})
+    pool_windows: dict[str, int] = field(default_factory=lambda: {"cpu": 256, "io": 256})
     memory_cap: int = 10_000
     max_backlog: int = 1_000_000
     drain_wait_s: float = 1.0

@@ -79,7 +79,7 @@ def after(args: argparse.Namespace) -> None:
     start_ray(args.ray_temp)
     client = connect(args)
     run_ids = json.loads(args.runs)
-    client.wait(run_ids, timeout_s=args.wait_s)
+    client.wait(run_ids, timeout=args.wait_s)
     report: dict[str, Any] = {}
     for run_id in run_ids:
         detail = client.detail(run_id)

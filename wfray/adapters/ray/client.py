@@ -188,10 +188,10 @@ class Client:
 
     # -- waiting and reading -------------------------------------------------------------------
 
-    def wait(self, run_ids: Iterable[str], timeout_s: float = 60.0) -> list[RunView]:
+    def wait(self, run_ids: Iterable[str], timeout: float = 60.0) -> list[RunView]:
         """Wait for runs to finish; returns their views (unfinished ones as they are)."""
         ids = list(run_ids)
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + timeout
         views: dict[str, RunView] = {}
         while True:
             waiting = [rid for rid in ids if rid not in views or not views[rid].status.finished]
@@ -259,15 +259,18 @@ class RunHandle:
             raise WfrayError(f"no run with id {self.run_id!r}")
         return views[0].status
 
-    def result(self, timeout_s: float = 60.0) -> Any:
-        """The run's result; raises RunFailedError if it failed, WaitTimeoutError if slow."""
-        views = self.client.wait([self.run_id], timeout_s)
+    def result(self, timeout: float = 60.0) -> Any:
+        """The run's result, waiting up to `timeout` seconds for it.
+
+        Raises RunFailedError if the run failed, WaitTimeoutError if it is still running.
+        """
+        views = self.client.wait([self.run_id], timeout)
         if not views:
             raise WfrayError(f"no run with id {self.run_id!r}")
         view = views[0]
         if not view.status.finished:
             raise WaitTimeoutError(
-                f"run {self.run_id} is still {view.status.value} after {timeout_s}s"
+                f"run {self.run_id} is still {view.status.value} after {timeout}s"
             )
         if view.status is not RunStatus.COMPLETED:
             raise RunFailedError(
