@@ -458,3 +458,47 @@ def test_a_step_still_running_when_its_run_fails_has_its_end_recorded() -> None:
             assert "split" not in c.runs  # dropped from memory once nothing of it runs
 
     run(scenario)
+
+
+def test_cancelling_a_run_stops_its_running_attempt_and_cancels_what_waits() -> None:
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            await c.submit([request("patient", unit_flows.patient)])
+            await until(lambda: started("wait_long", "patient") == 1)
+            (answer,) = await c.cancel(["patient"], "operator said stop")
+            assert (answer.cancelled, answer.status) == (True, "cancelled")
+            views = await finish(c, "patient")
+            assert views["patient"].status is RunStatus.CANCELLED
+            assert views["patient"].error == "operator said stop"
+
+            def stopped() -> bool:
+                return [a.status for a in attempts(store, "patient", "wait_long")] == [
+                    AttemptStatus.CANCELLED
+                ]
+
+            await until(stopped)
+            statuses = {t.step: t.status for t in store.get_tasks(["patient"])}
+            assert statuses == {
+                "wait_long": TaskStatus.CANCELLED,
+                "after_wait": TaskStatus.CANCELLED,
+            }
+            (again,) = await c.cancel(["patient"])
+            assert (again.cancelled, again.status) == (False, "cancelled")
+            assert "nothing to do" in again.message
+            (unknown,) = await c.cancel(["no-such-run"])
+            assert not unknown.cancelled
+
+    run(scenario)
+
+
+def test_cancelling_a_finished_run_is_a_clear_no_op() -> None:
+    async def scenario() -> None:
+        async with coordinator() as c:
+            await c.submit([request("done", unit_flows.single)])
+            await finish(c, "done")
+            (answer,) = await c.cancel(["done"])
+            assert (answer.cancelled, answer.status) == (False, "completed")
+            assert answer.message == "run already completed: nothing to do"
+
+    run(scenario)

@@ -20,7 +20,14 @@ from typing import Any, TypeVar
 from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
 from wfray.application.intake import Intake
-from wfray.application.messages import Dispatch, Outcome, RunView, SubmitRequest, SubmitResult
+from wfray.application.messages import (
+    CancelResult,
+    Dispatch,
+    Outcome,
+    RunView,
+    SubmitRequest,
+    SubmitResult,
+)
 from wfray.application.ports import Clock, RunStore, StepExecutor
 from wfray.application.reconciler import Reconciler
 from wfray.domain import engine
@@ -74,6 +81,7 @@ class Coordinator:
         self.timers: list[tuple[datetime, str, str, int]] = []
         self.outcomes: list[tuple[str, Outcome]] = []
         self.waiters: dict[str, list[asyncio.Future[RunView]]] = {}
+        self.cancels: list[tuple[str, str, asyncio.Future[CancelResult]]] = []
         self.seq = 0
         self.queued_count = 0
         self.wake = asyncio.Event()
@@ -114,6 +122,20 @@ class Coordinator:
     async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
         """Start runs; answers only after they are committed."""
         return await self.intake.submit(requests)
+
+    async def cancel(self, run_ids: Sequence[str], reason: str = "") -> list[CancelResult]:
+        """Cancel runs: waiting steps at once, running attempts through their executors.
+
+        Cancelling a run that already finished changes nothing and says so.
+        """
+        loop = asyncio.get_running_loop()
+        futures = []
+        for run_id in run_ids:
+            future: asyncio.Future[CancelResult] = loop.create_future()
+            self.cancels.append((run_id, reason or "cancelled on request", future))
+            futures.append(future)
+        self.wake.set()
+        return list(await asyncio.gather(*futures))
 
     async def wait(self, run_ids: Sequence[str], timeout_s: float) -> list[RunView]:
         """Wait until the runs finish (or the timeout passes) and return their views."""
@@ -211,10 +233,15 @@ class Coordinator:
             self._apply_outcome(outcome, batch, now, touched)
             acks[pool] = max(acks.get(pool, 0), outcome.seq)
         self._fire_timers(batch, now, touched)
+        cancelled, to_stop = await self._cancel(batch, now, touched)
         dispatches = self._dispatch(batch, now, touched)
         await self._commit(batch)
         self.intake.answer(accepted)
+        for future, answer in cancelled:
+            if not future.done():
+                future.set_result(answer)
         self.reconciler.acknowledge(acks)
+        self.reconciler.stop(to_stop)
         self.reconciler.send(dispatches)
         self._settle(touched)
         await self._page_in()
@@ -283,6 +310,8 @@ class Coordinator:
             changes = engine.complete_task(
                 state, task, outcome.result_json, outcome.result_ref, outcome.result_items, now
             )
+        elif outcome.status is AttemptStatus.CANCELLED and state.finished:
+            changes = engine.cancel_task(task, outcome.error_message or "cancelled", now)
         else:
             changes = self._failed(state, task, outcome, now)
         self.record(state, changes, batch)
@@ -319,6 +348,31 @@ class Coordinator:
                 continue
             touched.add(run_id)
             self.record(state, engine.requeue(task, now), batch)
+
+    async def _cancel(
+        self, batch: Batch, now: datetime, touched: set[str]
+    ) -> tuple[list[tuple[asyncio.Future[CancelResult], CancelResult]], list[AttemptKey]]:
+        if not self.cancels:
+            return [], []
+        cancels, self.cancels = self.cancels, []
+        await self.load_runs({run_id for run_id, _, _ in cancels if run_id not in self.runs})
+        answers = []
+        to_stop: list[AttemptKey] = []
+        for run_id, reason, future in cancels:
+            state = self.runs.get(run_id)
+            if state is None:
+                answer = CancelResult(run_id, False, "unknown", f"no run with id {run_id!r}")
+            elif state.finished:
+                status = state.run.status.value
+                answer = CancelResult(run_id, False, status, f"run already {status}: nothing to do")
+            else:
+                self.record(state, engine.cancel_run(state, reason, now), batch)
+                to_stop += [key for key in self.attempts if key[0] == run_id]
+                answer = CancelResult(run_id, True, state.run.status.value, "cancelled")
+            if state is not None:
+                touched.add(run_id)
+            answers.append((future, answer))
+        return answers, to_stop
 
     def _dispatch(self, batch: Batch, now: datetime, touched: set[str]) -> list[Dispatch]:
         dispatches = []

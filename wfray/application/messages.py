@@ -56,6 +56,16 @@ class RunView:
 
 
 @dataclass(slots=True)
+class CancelResult:
+    """The answer to a cancel: `cancelled` is False for a run that had already finished."""
+
+    run_id: str
+    cancelled: bool
+    status: str
+    message: str
+
+
+@dataclass(slots=True)
 class Dispatch:
     """One attempt of one task, sent to an executor."""
 

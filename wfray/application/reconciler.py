@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
+from wfray.application.ports import StepExecutor
 from wfray.domain.records import AttemptRecord, WorkerIdentity
 from wfray.domain.status import AttemptStatus, TaskStatus
 
@@ -154,6 +155,21 @@ class Reconciler:
             self._senders.add(task)
             task.add_done_callback(self._senders.discard)
 
+    def stop(self, keys: list[AttemptKey]) -> None:
+        """Ask the executors to cancel these running attempts (their outcomes follow)."""
+        by_pool: dict[str, list[AttemptKey]] = defaultdict(list)
+        for key in keys:
+            attempt = self.c.attempts.get(key)
+            if attempt is not None:
+                by_pool[attempt.executor].append(key)
+        for pool, group in by_pool.items():
+            executor = self.c.executors.get(pool)
+            if executor is None:
+                continue
+            task = asyncio.create_task(_cancel_quietly(pool, executor, group))
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+
     async def _send(self, pool: str, group: list[Dispatch]) -> None:
         executor = self.c.executors.get(pool)
         try:
@@ -172,6 +188,13 @@ class Reconciler:
         # delivered keys are only needed until their outcome arrives
         if len(self.delivered) > 4 * max(1, len(self.c.attempts)) + 1024:
             self.delivered = {k: v for k, v in self.delivered.items() if k in self.c.attempts}
+
+
+async def _cancel_quietly(pool: str, executor: StepExecutor, keys: list[AttemptKey]) -> None:
+    try:
+        await executor.cancel(keys)
+    except Exception as exc:  # a dead executor has nothing left to cancel
+        log.warning("cancel of %d attempts on %s failed: %s", len(keys), pool, exc)
 
 
 def lost_outcome(attempt: AttemptRecord, pool: str, restarted: bool, now: datetime) -> Outcome:

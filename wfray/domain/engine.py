@@ -183,12 +183,42 @@ def requeue(task: TaskRecord, now: datetime) -> Changes:
 
 
 def _fail_run(state: RunState, now: datetime, changes: Changes) -> None:
+    _cancel_waiting(state, now, changes)
+    state.run.finished_at = now
+    _set_run(state, RunStatus.FAILED, changes)
+
+
+def _cancel_waiting(state: RunState, now: datetime, changes: Changes) -> None:
     for task in state.tasks.values():
         if task.status in (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RETRYING):
             task.finished_at = now
             _set_task(task, TaskStatus.CANCELLED, changes)
+
+
+def cancel_run(state: RunState, reason: str, now: datetime) -> Changes:
+    """Cancel a run that has not finished: what waits is cancelled at once; what runs is
+    cancelled by its executor and recorded when its attempt ends (see `cancel_task`)."""
+    changes = Changes()
+    if state.finished:
+        return changes
+    _cancel_waiting(state, now, changes)
+    for task in state.tasks.values():
+        if task.status is TaskStatus.RUNNING and task.map_count is not None:
+            task.finished_at = now  # a fan-out's group row: its items are handled one by one
+            _set_task(task, TaskStatus.CANCELLED, changes)
+    state.run.error = reason
     state.run.finished_at = now
-    _set_run(state, RunStatus.FAILED, changes)
+    _set_run(state, RunStatus.CANCELLED, changes)
+    return changes
+
+
+def cancel_task(task: TaskRecord, message: str, now: datetime) -> Changes:
+    """A running attempt was stopped because its run was cancelled."""
+    changes = Changes()
+    _set_task(task, TaskStatus.CANCELLED, changes)
+    task.finished_at = now
+    task.error_type, task.error_message = "wfray.Cancelled", message
+    return changes
 
 
 def _release_downstream(state: RunState, step: str, now: datetime, changes: Changes) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from datetime import UTC, datetime
 
-from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
+from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
 from wfray.application.outbox import Outbox
 from wfray.application.ports import BlobStore
 from wfray.application.step_runner import RunnerSettings, run_attempt_async
 from wfray.domain.records import WorkerIdentity
+from wfray.domain.status import AttemptStatus
 
 
 class InlineExecutor:
@@ -23,6 +25,7 @@ class InlineExecutor:
         self.settings = settings or RunnerSettings()
         self.outbox = Outbox()
         self.running: dict[tuple[str, str, int, int], asyncio.Task[None]] = {}
+        self.crashing = False
         self.worker = WorkerIdentity(
             node_id="inline", worker_id="inline", host=socket.gethostname(), pid=os.getpid()
         )
@@ -35,19 +38,44 @@ class InlineExecutor:
     async def _run(self, dispatch: Dispatch) -> None:
         try:
             outcome = await run_attempt_async(dispatch, self.blobs, self.worker, self.settings)
-            self.outbox.put(outcome)
+        except asyncio.CancelledError:
+            if self.crashing:
+                raise
+            outcome = cancelled_outcome(dispatch)
         finally:
             self.running.pop(dispatch.attempt_key, None)
+        self.outbox.put(outcome)
 
     async def drain(self, ack: int, wait_s: float) -> Drained:
         return await self.outbox.drain(ack, wait_s)
+
+    async def cancel(self, attempts: list[tuple[str, str, int, int]]) -> None:
+        for key in attempts:
+            task = self.running.get(key)
+            if task is not None:
+                task.cancel()
 
     async def snapshot(self, ack: int) -> ExecutorSnapshot:
         return self.outbox.snapshot(ack, list(self.running))
 
     def crash(self) -> None:
         """Forget everything, as a killed executor process would (for failure tests)."""
+        self.crashing = True
         for task in self.running.values():
             task.cancel()
         self.running.clear()
         self.outbox = Outbox()
+
+
+def cancelled_outcome(dispatch: Dispatch) -> Outcome:
+    return Outcome(
+        run_id=dispatch.run_id,
+        step=dispatch.step,
+        map_index=dispatch.map_index,
+        attempt=dispatch.attempt,
+        status=AttemptStatus.CANCELLED,
+        started_at=None,
+        finished_at=datetime.now(UTC),
+        error_type="wfray.Cancelled",
+        error_message="cancelled: its run was cancelled",
+    )

@@ -19,7 +19,7 @@ from ray import exceptions as rex
 from wfray.adapters.blob import blob_store
 from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor, executor_name
 from wfray.application.definition import Workflow, registered
-from wfray.application.messages import RunView, SubmitRequest, SubmitResult
+from wfray.application.messages import CancelResult, RunView, SubmitRequest, SubmitResult
 from wfray.application.queries import RunDetail
 from wfray.application.step_runner import arg_text, load_function
 from wfray.config import Settings, load_settings
@@ -202,6 +202,12 @@ class Client:
                 views[view.run_id] = view
         return [views[rid] for rid in ids if rid in views]
 
+    def cancel(self, run_id: str, reason: str = "") -> CancelResult:
+        """Cancel a run. A run that already finished is left as it is (`cancelled` False)."""
+        (answer,) = self.call("cancel", [run_id], reason)
+        result: CancelResult = answer
+        return result
+
     def run(self, run_id: str) -> RunHandle:
         return RunHandle(self, run_id, None)
 
@@ -282,6 +288,9 @@ class RunHandle:
 
     def detail(self) -> RunDetail:
         return self.client.detail(self.run_id)
+
+    def cancel(self, reason: str = "") -> CancelResult:
+        return self.client.cancel(self.run_id, reason)
 
     def logs(self, step: str | None = None) -> list[LogRecord]:
         return self.client.logs(self.run_id, step)

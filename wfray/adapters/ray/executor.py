@@ -29,6 +29,7 @@ from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
 
 AttemptKey = tuple[str, str, int, int]
+CANCEL_GRACE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,21 @@ class CpuExecutor:
             self.timed_out.add(key)
             ray.cancel(ref, force=True)  # a plain cancel does not interrupt running code
 
+    async def cancel(self, attempts: list[AttemptKey]) -> None:
+        """Cancel politely, then by force after a grace second (running Python code does not
+        notice a plain cancel)."""
+        loop = asyncio.get_running_loop()
+        for key in attempts:
+            ref = self.running.get(key)
+            if ref is not None:
+                ray.cancel(ref, force=False)
+                loop.call_later(CANCEL_GRACE_S, self._force, key)
+
+    def _force(self, key: AttemptKey) -> None:
+        ref = self.running.get(key)
+        if ref is not None:
+            ray.cancel(ref, force=True)
+
     def _done(self, d: Dispatch, future: Future[Any]) -> None:
         """On a Ray thread: queue the completion, wake the loop once per burst."""
         with self._lock:
@@ -194,6 +210,14 @@ class IoExecutor:
         if task is not None:
             self.timed_out.add(key)
             task.cancel()  # sync code in a thread cannot be interrupted: its outcome is dropped
+
+    async def cancel(self, attempts: list[AttemptKey]) -> None:
+        """Coroutines stop at their next await; sync steps in threads run on to their end
+        (Python cannot interrupt a thread), and their outcome is dropped."""
+        for key in attempts:
+            task = self.running.get(key)
+            if task is not None:
+                task.cancel()
 
     async def _run(self, d: Dispatch) -> None:
         assert self.slots is not None and self.identity is not None

@@ -17,6 +17,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from wfray.adapters.ray.executor import CpuExecutor, ExecutorConfig, IoExecutor
 from wfray.application.coordinator import Coordinator
 from wfray.application.messages import (
+    CancelResult,
     Dispatch,
     Drained,
     ExecutorSnapshot,
@@ -57,6 +58,9 @@ class ActorExecutor:
     async def snapshot(self, ack: int) -> ExecutorSnapshot:
         snapshot: ExecutorSnapshot = await self.handle.snapshot.remote(ack)
         return snapshot
+
+    async def cancel(self, attempts: list[tuple[str, str, int, int]]) -> None:
+        await self.handle.cancel.remote(attempts)
 
 
 def executor_config(settings: Settings) -> ExecutorConfig:
@@ -171,6 +175,9 @@ class CoordinatorHost:
         await self._ready()
         assert self.queries is not None
         return await asyncio.to_thread(self.queries.call, name, *args, **kwargs)
+
+    async def cancel(self, run_ids: Sequence[str], reason: str = "") -> list[CancelResult]:
+        return await (await self._ready()).cancel(run_ids, reason)
 
     async def stats(self) -> dict[str, object]:
         return (await self._ready()).stats()
