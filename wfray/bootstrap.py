@@ -33,6 +33,7 @@ def coordinator_settings(settings: Settings) -> CoordinatorSettings:
         pool_windows={"cpu": settings.cpu_window, "io": settings.io_window},
         memory_cap=settings.memory_cap,
         max_backlog=settings.max_backlog,
+        default_retry=settings.default_retry,
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wfray.domain.errors import DefinitionError
+from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig
 
 
@@ -30,6 +31,7 @@ class Settings:
         memory_cap: ready tasks held in the coordinator's memory; the rest wait in the store.
         max_backlog: queued tasks past which submissions are refused (retry later).
         queues: named queues with their limits.
+        default_retry: the retry policy of steps whose workflow and step set none.
         sqlite_synchronous: SQLite's synchronous pragma (FULL: fsync on every commit).
         log_limit: log lines kept per attempt.
     """
@@ -45,6 +47,7 @@ class Settings:
     memory_cap: int = 10_000
     max_backlog: int = 1_000_000
     queues: tuple[QueueConfig, ...] = field(default_factory=tuple)
+    default_retry: RetryPolicy = field(default_factory=RetryPolicy)
     sqlite_synchronous: str = "FULL"
     log_limit: int = 1000
 
@@ -83,6 +86,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
     if "WFRAY_QUEUES" in env:
         values["queues"] = parse_queues(env["WFRAY_QUEUES"])
+    if "WFRAY_DEFAULT_RETRY" in env:
+        try:
+            values["default_retry"] = RetryPolicy.model_validate_json(env["WFRAY_DEFAULT_RETRY"])
+        except ValueError as exc:
+            raise DefinitionError(f"WFRAY_DEFAULT_RETRY is not a retry policy: {exc}") from exc
     values.update(overrides)
     if "queues" in values:
         values["queues"] = tuple(

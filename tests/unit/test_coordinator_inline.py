@@ -22,6 +22,7 @@ from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.coordinator import Coordinator, CoordinatorSettings
 from wfray.application.definition import Workflow
 from wfray.application.messages import RunView, SubmitRequest, SubmitResult
+from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import AttemptRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
@@ -500,5 +501,25 @@ def test_cancelling_a_finished_run_is_a_clear_no_op() -> None:
             (answer,) = await c.cancel(["done"])
             assert (answer.cancelled, answer.status) == (False, "completed")
             assert answer.message == "run already completed: nothing to do"
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected_attempts"),
+    [(None, 2), (RetryPolicy(max_attempts=4, initial_delay_s=0), 4)],
+    ids=["workflow-default", "submission-override"],
+)
+def test_a_retry_policy_given_at_submission_overrides_the_workflows(
+    override: RetryPolicy | None, expected_attempts: int
+) -> None:
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            retry_json = None if override is None else override.model_dump_json()
+            await c.submit([request("stub", unit_flows.stubborn, retry_json=retry_json)])
+            views = await finish(c, "stub")
+            assert views["stub"].status is RunStatus.FAILED
+            assert len(attempts(store, "stub", "refuse")) == expected_attempts
 
     run(scenario)

@@ -230,3 +230,17 @@ def test_policy_and_failure_are_frozen_values() -> None:
         policy.max_attempts = 9  # type: ignore[misc]
     assert RetryPolicy(max_attempts=4) == RetryPolicy(max_attempts=4)
     assert hash(FailureInfo("a", "b")) == hash(FailureInfo("a", "b"))
+
+
+def test_an_allowlist_of_retryable_types_gives_up_on_anything_else() -> None:
+    from datetime import UTC, datetime
+
+    from wfray.domain.policy import FailureInfo, RetryPolicy
+
+    policy = RetryPolicy(max_attempts=5, retryable=("ConnectionError", "httpx.ReadTimeout"))
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert not policy.decide(FailureInfo("builtins.ConnectionError", "x"), 1, 0, now).give_up
+    assert not policy.decide(FailureInfo("httpx.ReadTimeout", "x"), 1, 0, now).give_up
+    refused = policy.decide(FailureInfo("builtins.ValueError", "x"), 1, 0, now)
+    assert refused.give_up
+    assert "not among the retryable types" in refused.reason

@@ -417,3 +417,20 @@ def test_a_chain_of_five_thousand_steps_validates_without_recursion_limits() -> 
     edges = {f"s{i}": [f"s{i - 1}"] for i in range(1, 5000)} | {"s0": ["s4999"]}
     cycle = find_cycle(edges)
     assert cycle is not None and cycle[0] == cycle[-1] and len(cycle) == 5001
+
+
+def test_retry_precedence_is_override_then_step_then_workflow_then_global() -> None:
+    from wfray.domain.policy import RetryPolicy
+    from wfray.domain.workflow import StepSchema, WorkflowSchema
+
+    step_policy = RetryPolicy(max_attempts=2)
+    workflow_policy = RetryPolicy(max_attempts=3)
+    override = RetryPolicy(max_attempts=4)
+    fallback = RetryPolicy(max_attempts=5)
+    steps = [StepSchema(name="own", fn="m:f", retry=step_policy), StepSchema(name="bare", fn="m:f")]
+    with_default = WorkflowSchema.build("w", steps, default_retry=workflow_policy)
+    without = WorkflowSchema.build("w", steps)
+    assert with_default.retry_for("own", override, fallback) is override
+    assert with_default.retry_for("own", None, fallback) is step_policy
+    assert with_default.retry_for("bare", None, fallback) is workflow_policy
+    assert without.retry_for("bare", None, fallback) is fallback

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from wfray.application.reconciler import Reconciler
 from wfray.domain import engine
 from wfray.domain.engine import Changes, RunState
 from wfray.domain.errors import StoreUnavailableError, UnknownWorkflowError
-from wfray.domain.policy import FailureInfo
+from wfray.domain.policy import FailureInfo, RetryPolicy
 from wfray.domain.queueing import QueueConfig, QueueManager
 from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
@@ -49,6 +50,7 @@ T = TypeVar("T")
 class CoordinatorSettings:
     queues: tuple[QueueConfig, ...] = ()
     pool_windows: dict[str, int] = field(default_factory=lambda: {"cpu": 256, "io": 256})
+    default_retry: RetryPolicy = field(default_factory=RetryPolicy)
     memory_cap: int = 10_000
     max_backlog: int = 1_000_000
     drain_wait_s: float = 1.0
@@ -331,7 +333,8 @@ class Coordinator:
             task.lost += 1
         else:
             task.failures += 1
-        policy = state.schema.step(task.step).retry
+        override = _override(state.run.retry_json)
+        policy = state.schema.retry_for(task.step, override, self.settings.default_retry)
         decision = policy.decide(failure, task.failures, task.lost, now)
         if decision.retry_at is None or state.finished:  # no retry for a run that ended
             return engine.fail_task(state, task, failure, now)
@@ -484,6 +487,11 @@ class Coordinator:
         state = RunState(run=run, schema=schema, tasks={t.key: t for t in tasks})
         self.runs[run.run_id] = state
         return state
+
+
+@functools.lru_cache(maxsize=1024)
+def _override(retry_json: str | None) -> RetryPolicy | None:
+    return None if retry_json is None else RetryPolicy.model_validate_json(retry_json)
 
 
 def _attempts_running(state: RunState) -> bool:

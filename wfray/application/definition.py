@@ -66,10 +66,12 @@ class Workflow:
         name: str,
         *,
         input: type[BaseModel] | None = None,
+        retry: RetryPolicy | None = None,
         register: bool = True,
     ) -> None:
         self.name = name
         self.input_model = input
+        self.default_retry = None if retry is None else validate_policy(f"{name} (default)", retry)
         self._steps: dict[str, _StepDef] = {}
         self._schema: WorkflowSchema | None = None
         if register:
@@ -96,7 +98,8 @@ class Workflow:
             after: steps to wait for besides those named by parameters.
             map: a step whose list result is fanned out: one task per item.
             pool: "cpu" (Ray tasks, one CPU each), "io" (coroutines in io executors).
-            retry: its RetryPolicy (default: 3 attempts, exponential backoff).
+            retry: its RetryPolicy (default: the workflow's `retry`, else the global default:
+                3 attempts with exponential backoff). A submission may override it.
             timeout_s: per-attempt timeout.
             num_cpus: CPUs one attempt holds in the cpu pool.
             resources: extra Ray resources one attempt holds.
@@ -113,7 +116,7 @@ class Workflow:
                     "after": tuple(after),
                     "map": map,
                     "pool": pool,
-                    "retry": validate_policy(step_name, retry or RetryPolicy()),
+                    "retry": None if retry is None else validate_policy(step_name, retry),
                     "timeout_s": timeout_s,
                     "num_cpus": num_cpus,
                     "resources": dict(resources or {}),
@@ -163,7 +166,9 @@ class Workflow:
         input_type = None
         if self.input_model is not None:
             input_type = f"{self.input_model.__module__}:{self.input_model.__qualname__}"
-        return WorkflowSchema.build(self.name, steps, input_type=input_type)
+        return WorkflowSchema.build(
+            self.name, steps, input_type=input_type, default_retry=self.default_retry
+        )
 
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, steps={list(self._steps)})"

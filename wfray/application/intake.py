@@ -91,6 +91,7 @@ class Intake:
             concurrency_key=request.concurrency_key,
             parent_run_id=request.parent_run_id,
             trigger=request.trigger,
+            retry_json=request.retry_json,
         )
         state = RunState(run=run, schema=schema)
         self.c.runs[run.run_id] = state

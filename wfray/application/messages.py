@@ -30,6 +30,7 @@ class SubmitRequest:
     concurrency_key: str | None = None
     parent_run_id: str | None = None
     trigger: str = "client"
+    retry_json: str | None = None  # a RetryPolicy overriding the steps' own, as JSON
 
 
 @dataclass(slots=True)

@@ -54,6 +54,7 @@ class RetryPolicy(BaseModel):
         jitter: fraction of the delay drawn at random (0 to 1), to spread retry storms.
         max_lost_attempts: separate cap for attempts lost to dead workers or nodes.
         non_retryable: exception type names (qualified or bare) that must not be retried.
+        retryable: when given, only these exception types are retried.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -65,6 +66,7 @@ class RetryPolicy(BaseModel):
     jitter: float = 0.0
     max_lost_attempts: int = 5
     non_retryable: tuple[str, ...] = ()
+    retryable: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> RetryPolicy:
@@ -118,8 +120,10 @@ class RetryPolicy(BaseModel):
                     None, f"lost {lost_attempts} times (cap {self.max_lost_attempts})"
                 )
             return RetryDecision(now, "attempt lost: retry at once")
-        if not failure.retryable or self._is_listed(failure.error_type):
+        if not failure.retryable or _listed(failure.error_type, self.non_retryable):
             return RetryDecision(None, f"{failure.error_type} is not retryable")
+        if self.retryable and not _listed(failure.error_type, self.retryable):
+            return RetryDecision(None, f"{failure.error_type} is not among the retryable types")
         if failed_attempts >= self.max_attempts:
             return RetryDecision(None, f"gave up after {failed_attempts} attempts")
         if failure.retry_after_s is not None:
@@ -128,9 +132,10 @@ class RetryPolicy(BaseModel):
             )
         return RetryDecision(now + timedelta(seconds=self.delay_s(failed_attempts, rng)), "backoff")
 
-    def _is_listed(self, error_type: str) -> bool:
-        bare = error_type.rsplit(".", 1)[-1]
-        return error_type in self.non_retryable or bare in self.non_retryable
+
+def _listed(error_type: str, names: tuple[str, ...]) -> bool:
+    bare = error_type.rsplit(".", 1)[-1]
+    return error_type in names or bare in names
 
 
 def validate_policy(step: str, policy: object) -> RetryPolicy:

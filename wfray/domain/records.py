@@ -36,6 +36,7 @@ class RunRecord:
     result_json: str | None = None
     result_ref: str | None = None
     error: str | None = None
+    retry_json: str | None = None  # a retry policy given at submission, overriding the step's
 
 
 @dataclass(slots=True)

@@ -32,7 +32,7 @@ class StepSchema(BaseModel):
         map: a dependency whose result (a list) is fanned out, one task per item.
         bindings: parameter name -> source (a step name, "input" or "ctx").
         pool: the resource pool it runs in ("cpu", "io" or a custom one).
-        retry: its retry policy.
+        retry: its retry policy (None: the workflow's default, then the global default).
         timeout_s: per-attempt timeout, None for none.
         num_cpus: CPUs one attempt holds (cpu pool), None for the pool default.
         resources: extra Ray resources one attempt holds.
@@ -47,7 +47,7 @@ class StepSchema(BaseModel):
     map: str | None = None
     bindings: dict[str, str] = Field(default_factory=dict)
     pool: str = "cpu"
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy | None = None
     timeout_s: float | None = None
     num_cpus: float | None = None
     resources: dict[str, float] = Field(default_factory=dict)
@@ -62,17 +62,29 @@ class WorkflowSchema(BaseModel):
     name: str
     steps: tuple[StepSchema, ...]
     input_type: str | None = None
+    default_retry: RetryPolicy | None = None
     version: str = ""
 
     @classmethod
     def build(
-        cls, name: str, steps: Iterable[StepSchema], input_type: str | None = None
+        cls,
+        name: str,
+        steps: Iterable[StepSchema],
+        input_type: str | None = None,
+        default_retry: RetryPolicy | None = None,
     ) -> WorkflowSchema:
         """Validate the DAG and stamp the schema with its content-hash version."""
         steps = tuple(steps)
         validate_dag(name, steps)
-        draft = cls(name=name, steps=steps, input_type=input_type)
+        draft = cls(name=name, steps=steps, input_type=input_type, default_retry=default_retry)
         return draft.model_copy(update={"version": content_version(draft)})
+
+    def retry_for(
+        self, step: str, override: RetryPolicy | None, fallback: RetryPolicy
+    ) -> RetryPolicy:
+        """The policy that governs a step, highest precedence first: the run's override,
+        the step's own policy, the workflow's default, the global default."""
+        return override or self.step(step).retry or self.default_retry or fallback
 
     def step(self, name: str) -> StepSchema:
         for step in self.steps:

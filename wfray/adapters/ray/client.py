@@ -31,6 +31,7 @@ from wfray.domain.errors import (
     WaitTimeoutError,
     WfrayError,
 )
+from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.status import RunStatus
 
@@ -120,8 +121,12 @@ class Client:
         queue: str = "default",
         concurrency_key: str | None = None,
         run_id: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> RunHandle:
-        """Start one run. The same idempotency key returns the same run."""
+        """Start one run. The same idempotency key returns the same run.
+
+        `retry` overrides the retry policy of every step of this run.
+        """
         return self.submit_many(
             workflow,
             [input],
@@ -130,6 +135,7 @@ class Client:
             queue=queue,
             concurrency_keys=[concurrency_key],
             run_ids=[run_id] if run_id else None,
+            retry=retry,
         )[0]
 
     def enqueue(self, fn: Callable[..., Any], /, **kwargs: Any) -> RunHandle:
@@ -146,6 +152,7 @@ class Client:
         queue: str = "default",
         concurrency_keys: Sequence[str | None] | None = None,
         run_ids: Sequence[str] | None = None,
+        retry: RetryPolicy | None = None,
         chunk: int = 5000,
     ) -> list[RunHandle]:
         """Start many runs in few calls; each input is validated before anything is sent."""
@@ -166,6 +173,7 @@ class Client:
                 priority=priority,
                 queue=queue,
                 concurrency_key=ckeys[i],
+                retry_json=None if retry is None else retry.model_dump_json(),
             )
             for i in range(len(payloads))
         ]
