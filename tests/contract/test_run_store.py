@@ -423,6 +423,13 @@ def test_list_runs_filters_order_and_limit(store: RunStore) -> None:
     assert [r.run_id for r in store.list_runs("a", RunStatus.RUNNING)] == ["a2"]
     assert [r.run_id for r in store.list_runs(limit=2)] == ["a3", "a2"]
     assert store.list_runs(workflow="nope") == []
+    window = {
+        "created_after": T0 + timedelta(seconds=2),
+        "created_before": T0 + timedelta(seconds=3),
+    }
+    assert [r.run_id for r in store.list_runs(**window)] == ["b1"]  # after is inclusive
+    later = store.list_runs("a", created_after=T0 + timedelta(seconds=2))
+    assert [r.run_id for r in later] == ["a3", "a2"]
 
 
 def test_workflows_latest_by_version_and_list(store: RunStore) -> None:

@@ -468,7 +468,7 @@ def test_cancelling_a_run_stops_its_running_attempt_and_cancels_what_waits() -> 
             await c.submit([request("patient", unit_flows.patient)])
             await until(lambda: started("wait_long", "patient") == 1)
             (answer,) = await c.cancel(["patient"], "operator said stop")
-            assert (answer.cancelled, answer.status) == (True, "cancelled")
+            assert (answer.applied, answer.status) == (True, "cancelled")
             views = await finish(c, "patient")
             assert views["patient"].status is RunStatus.CANCELLED
             assert views["patient"].error == "operator said stop"
@@ -485,10 +485,10 @@ def test_cancelling_a_run_stops_its_running_attempt_and_cancels_what_waits() -> 
                 "after_wait": TaskStatus.CANCELLED,
             }
             (again,) = await c.cancel(["patient"])
-            assert (again.cancelled, again.status) == (False, "cancelled")
+            assert (again.applied, again.status) == (False, "cancelled")
             assert "nothing to do" in again.message
             (unknown,) = await c.cancel(["no-such-run"])
-            assert not unknown.cancelled
+            assert not unknown.applied
 
     run(scenario)
 
@@ -499,7 +499,7 @@ def test_cancelling_a_finished_run_is_a_clear_no_op() -> None:
             await c.submit([request("done", unit_flows.single)])
             await finish(c, "done")
             (answer,) = await c.cancel(["done"])
-            assert (answer.cancelled, answer.status) == (False, "completed")
+            assert (answer.applied, answer.status) == (False, "completed")
             assert answer.message == "run already completed: nothing to do"
 
     run(scenario)
@@ -523,3 +523,37 @@ def test_a_retry_policy_given_at_submission_overrides_the_workflows(
             assert len(attempts(store, "stub", "refuse")) == expected_attempts
 
     run(scenario)
+
+
+def test_a_failed_run_resumes_from_its_failed_step_continuing_the_attempt_numbers() -> None:
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        unit_flows.OUTAGE["on"] = True
+        async with coordinator(store) as c:
+            await c.submit([request(rid, unit_flows.recoverable) for rid in ("r1", "r2")])
+            views = await finish(c, "r1", "r2")
+            assert {v.status for v in views.values()} == {RunStatus.FAILED}
+            (not_yet,) = await c.resume(["no-such-run"])
+            assert not not_yet.applied
+
+            unit_flows.OUTAGE["on"] = False
+            answers = await c.resume(["r1", "r2"])
+            assert [(a.applied, a.status) for a in answers] == [(True, "running")] * 2
+            views = await finish(c, "r1", "r2")
+            assert {v.result_json for v in views.values()} == {"3"}
+
+            assert summary(attempts(store, "r1", "second")) == [
+                (1, AttemptStatus.FAILED, "builtins.ConnectionError"),
+                (2, AttemptStatus.FAILED, "builtins.ConnectionError"),
+                (3, AttemptStatus.SUCCEEDED, None),
+            ]
+            assert started("first", "r1") == 1  # completed steps did not run again
+            assert started("third", "r1") == 1
+            (again,) = await c.resume(["r1"])
+            assert (again.applied, again.status) == (False, "completed")
+            assert "only a failed or cancelled run" in again.message
+
+    try:
+        run(scenario)
+    finally:
+        unit_flows.OUTAGE["on"] = True

@@ -22,7 +22,7 @@ from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
 from wfray.application.intake import Intake
 from wfray.application.messages import (
-    CancelResult,
+    CommandResult,
     Dispatch,
     Outcome,
     RunView,
@@ -83,7 +83,8 @@ class Coordinator:
         self.timers: list[tuple[datetime, str, str, int]] = []
         self.outcomes: list[tuple[str, Outcome]] = []
         self.waiters: dict[str, list[asyncio.Future[RunView]]] = {}
-        self.cancels: list[tuple[str, str, asyncio.Future[CancelResult]]] = []
+        # operator commands, applied in the next loop turn: (kind, run id, reason, answer)
+        self.commands: list[tuple[str, str, str, asyncio.Future[CommandResult]]] = []
         self.seq = 0
         self.queued_count = 0
         self.wake = asyncio.Event()
@@ -125,16 +126,23 @@ class Coordinator:
         """Start runs; answers only after they are committed."""
         return await self.intake.submit(requests)
 
-    async def cancel(self, run_ids: Sequence[str], reason: str = "") -> list[CancelResult]:
+    async def cancel(self, run_ids: Sequence[str], reason: str = "") -> list[CommandResult]:
         """Cancel runs: waiting steps at once, running attempts through their executors.
 
         Cancelling a run that already finished changes nothing and says so.
         """
+        return await self._command("cancel", run_ids, reason or "cancelled on request")
+
+    async def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
+        """Resume failed or cancelled runs from the steps that did not complete."""
+        return await self._command("resume", run_ids, "")
+
+    async def _command(self, kind: str, run_ids: Sequence[str], reason: str) -> list[CommandResult]:
         loop = asyncio.get_running_loop()
         futures = []
         for run_id in run_ids:
-            future: asyncio.Future[CancelResult] = loop.create_future()
-            self.cancels.append((run_id, reason or "cancelled on request", future))
+            future: asyncio.Future[CommandResult] = loop.create_future()
+            self.commands.append((kind, run_id, reason, future))
             futures.append(future)
         self.wake.set()
         return list(await asyncio.gather(*futures))
@@ -235,7 +243,7 @@ class Coordinator:
             self._apply_outcome(outcome, batch, now, touched)
             acks[pool] = max(acks.get(pool, 0), outcome.seq)
         self._fire_timers(batch, now, touched)
-        cancelled, to_stop = await self._cancel(batch, now, touched)
+        cancelled, to_stop = await self._commands(batch, now, touched)
         dispatches = self._dispatch(batch, now, touched)
         await self._commit(batch)
         self.intake.answer(accepted)
@@ -352,30 +360,53 @@ class Coordinator:
             touched.add(run_id)
             self.record(state, engine.requeue(task, now), batch)
 
-    async def _cancel(
+    async def _commands(
         self, batch: Batch, now: datetime, touched: set[str]
-    ) -> tuple[list[tuple[asyncio.Future[CancelResult], CancelResult]], list[AttemptKey]]:
-        if not self.cancels:
+    ) -> tuple[list[tuple[asyncio.Future[CommandResult], CommandResult]], list[AttemptKey]]:
+        if not self.commands:
             return [], []
-        cancels, self.cancels = self.cancels, []
-        await self.load_runs({run_id for run_id, _, _ in cancels if run_id not in self.runs})
+        commands, self.commands = self.commands, []
+        await self.load_runs({run_id for _, run_id, _, _ in commands if run_id not in self.runs})
         answers = []
         to_stop: list[AttemptKey] = []
-        for run_id, reason, future in cancels:
+        for kind, run_id, reason, future in commands:
             state = self.runs.get(run_id)
             if state is None:
-                answer = CancelResult(run_id, False, "unknown", f"no run with id {run_id!r}")
-            elif state.finished:
-                status = state.run.status.value
-                answer = CancelResult(run_id, False, status, f"run already {status}: nothing to do")
+                answer = CommandResult(run_id, False, "unknown", f"no run with id {run_id!r}")
+            elif kind == "cancel":
+                answer = self._cancel_one(state, reason, now, batch, to_stop)
             else:
-                self.record(state, engine.cancel_run(state, reason, now), batch)
-                to_stop += [key for key in self.attempts if key[0] == run_id]
-                answer = CancelResult(run_id, True, state.run.status.value, "cancelled")
+                answer = self._resume_one(state, now, batch)
             if state is not None:
                 touched.add(run_id)
             answers.append((future, answer))
         return answers, to_stop
+
+    def _cancel_one(
+        self, state: RunState, reason: str, now: datetime, batch: Batch, to_stop: list[AttemptKey]
+    ) -> CommandResult:
+        run_id, status = state.run.run_id, state.run.status.value
+        if state.finished:
+            return CommandResult(run_id, False, status, f"run already {status}: nothing to do")
+        self.record(state, engine.cancel_run(state, reason, now), batch)
+        to_stop += [key for key in self.attempts if key[0] == run_id]
+        return CommandResult(run_id, True, state.run.status.value, "cancelled")
+
+    def _resume_one(self, state: RunState, now: datetime, batch: Batch) -> CommandResult:
+        run_id, status = state.run.run_id, state.run.status.value
+        if state.run.status not in engine.RESUMABLE:
+            return CommandResult(
+                run_id,
+                False,
+                status,
+                f"run is {status}: only a failed or cancelled run can be resumed",
+            )
+        if _attempts_running(state):
+            return CommandResult(
+                run_id, False, status, "attempts of the run are still ending: resume it in a moment"
+            )
+        self.record(state, engine.resume_run(state, now), batch)
+        return CommandResult(run_id, True, state.run.status.value, "resumed")
 
     def _dispatch(self, batch: Batch, now: datetime, touched: set[str]) -> list[Dispatch]:
         dispatches = []

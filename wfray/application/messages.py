@@ -57,11 +57,12 @@ class RunView:
 
 
 @dataclass(slots=True)
-class CancelResult:
-    """The answer to a cancel: `cancelled` is False for a run that had already finished."""
+class CommandResult:
+    """The answer to an operator command (cancel, resume): `applied` is False when it did
+    nothing, and `message` says why (for example: the run had already finished)."""
 
     run_id: str
-    cancelled: bool
+    applied: bool
     status: str
     message: str
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from wfray.application.ports import RunStore
@@ -46,10 +47,19 @@ class Queries:
         )
 
     def list_runs(
-        self, workflow: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[RunRecord]:
-        wanted = RunStatus(status) if status is not None else None
-        return self.store.list_runs(workflow=workflow, status=wanted, limit=limit)
+        try:
+            wanted = RunStatus(status) if status is not None else None
+        except ValueError:
+            known = ", ".join(s.value for s in RunStatus)
+            raise WfrayError(f"unknown run status {status!r}; known: {known}") from None
+        return self.store.list_runs(workflow, wanted, limit, created_after, created_before)
 
     def logs(self, run_id: str, step: str | None = None) -> list[LogRecord]:
         return self.store.get_logs(run_id, step)

@@ -212,6 +212,42 @@ def cancel_run(state: RunState, reason: str, now: datetime) -> Changes:
     return changes
 
 
+RESUMABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+def resume_run(state: RunState, now: datetime) -> Changes:
+    """Resume a failed or cancelled run from the steps that did not complete.
+
+    Completed steps keep their results and are not run again; reopened steps keep their
+    attempt count (new attempts continue the numbering) and get a fresh retry budget.
+    """
+    changes = Changes()
+    for task in state.tasks.values():
+        if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            continue
+        task.failures = task.lost = 0
+        task.error_type = task.error_message = None
+        task.finished_at = task.ready_at = None
+        if task.map_index != WHOLE_STEP:
+            task.queued_at = now
+            _set_task(task, TaskStatus.QUEUED, changes)
+            changes.ready.append(task)
+        elif task.map_count is not None:
+            _set_task(task, TaskStatus.RUNNING, changes)  # a fan-out: its items reopen
+        else:
+            _set_task(task, TaskStatus.PENDING, changes)
+    state.run.error = None
+    state.run.finished_at = None
+    _set_run(state, RunStatus.RUNNING, changes)
+    for step in state.schema.steps:
+        task = state.task(step.name)
+        ready = all(state.task(p).status is TaskStatus.COMPLETED for p in step.after)
+        if task.status is TaskStatus.PENDING and ready:
+            _make_ready(state, step, now, changes, fresh=False)
+    _finish_if_done(state, now, changes)
+    return changes
+
+
 def cancel_task(task: TaskRecord, message: str, now: datetime) -> Changes:
     """A running attempt was stopped because its run was cancelled."""
     changes = Changes()

@@ -79,7 +79,7 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
         {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPENSATING}
     ),
     RunStatus.FAILED: frozenset({RunStatus.COMPENSATING, RunStatus.RUNNING}),
-    RunStatus.CANCELLED: frozenset({RunStatus.COMPENSATING}),
+    RunStatus.CANCELLED: frozenset({RunStatus.COMPENSATING, RunStatus.RUNNING}),
     RunStatus.COMPENSATING: frozenset({RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED}),
     RunStatus.COMPENSATION_FAILED: frozenset({RunStatus.COMPENSATING}),
     RunStatus.COMPLETED: frozenset(),
@@ -103,8 +103,9 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     ),
     TaskStatus.RETRYING: frozenset({TaskStatus.QUEUED, TaskStatus.CANCELLED}),
     TaskStatus.COMPLETED: frozenset({TaskStatus.COMPENSATING}),
-    TaskStatus.FAILED: frozenset({TaskStatus.QUEUED}),
-    TaskStatus.CANCELLED: frozenset({TaskStatus.QUEUED}),
+    # a resumed run reopens what did not complete
+    TaskStatus.FAILED: frozenset({TaskStatus.QUEUED, TaskStatus.PENDING, TaskStatus.RUNNING}),
+    TaskStatus.CANCELLED: frozenset({TaskStatus.QUEUED, TaskStatus.PENDING, TaskStatus.RUNNING}),
     TaskStatus.SKIPPED: frozenset(),
     TaskStatus.COMPENSATING: frozenset({TaskStatus.COMPENSATED, TaskStatus.COMPENSATION_FAILED}),
     TaskStatus.COMPENSATION_FAILED: frozenset({TaskStatus.COMPENSATING}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 
 from wfray.application.batch import Batch
 from wfray.domain.errors import StaleWriteError
@@ -133,6 +134,8 @@ class InMemoryRunStore:
         workflow: str | None = None,
         status: RunStatus | None = None,
         limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[RunRecord]:
         with self._lock:
             runs = [
@@ -140,6 +143,8 @@ class InMemoryRunStore:
                 for run in self._runs.values()
                 if (workflow is None or run.workflow == workflow)
                 and (status is None or run.status == status)
+                and (created_after is None or run.created_at >= created_after)
+                and (created_before is None or run.created_at < created_before)
             ]
         runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return runs[:limit]

@@ -10,6 +10,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import ray
@@ -19,7 +20,7 @@ from ray import exceptions as rex
 from wfray.adapters.blob import blob_store
 from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor, executor_name
 from wfray.application.definition import Workflow, registered
-from wfray.application.messages import CancelResult, RunView, SubmitRequest, SubmitResult
+from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
 from wfray.application.queries import RunDetail
 from wfray.application.step_runner import arg_text, load_function
 from wfray.config import Settings, load_settings
@@ -210,11 +211,28 @@ class Client:
                 views[view.run_id] = view
         return [views[rid] for rid in ids if rid in views]
 
-    def cancel(self, run_id: str, reason: str = "") -> CancelResult:
-        """Cancel a run. A run that already finished is left as it is (`cancelled` False)."""
+    def cancel(self, run_id: str, reason: str = "") -> CommandResult:
+        """Cancel a run. A run that already finished is left as it is (`applied` False)."""
         (answer,) = self.call("cancel", [run_id], reason)
-        result: CancelResult = answer
+        result: CommandResult = answer
         return result
+
+    def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
+        """Resume failed or cancelled runs from the steps that did not complete: completed
+        steps are not run again, and new attempts continue the attempt numbering."""
+        answers: list[CommandResult] = self.call("resume", list(run_ids))
+        return answers
+
+    def resume_failed(
+        self,
+        workflow: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[CommandResult]:
+        """Resume, in bulk, the failed runs of a workflow created in a time range."""
+        failed = self.list_runs(workflow, "failed", limit, created_after, created_before)
+        return self.resume([run.run_id for run in failed]) if failed else []
 
     def run(self, run_id: str) -> RunHandle:
         return RunHandle(self, run_id, None)
@@ -224,9 +242,17 @@ class Client:
         return detail
 
     def list_runs(
-        self, workflow: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[RunRecord]:
-        runs: list[RunRecord] = self.call("query", "list_runs", workflow, status, limit)
+        """Runs, newest first, filtered by workflow, status and creation time."""
+        runs: list[RunRecord] = self.call(
+            "query", "list_runs", workflow, status, limit, created_after, created_before
+        )
         return runs
 
     def logs(self, run_id: str, step: str | None = None) -> list[LogRecord]:
@@ -297,8 +323,12 @@ class RunHandle:
     def detail(self) -> RunDetail:
         return self.client.detail(self.run_id)
 
-    def cancel(self, reason: str = "") -> CancelResult:
+    def cancel(self, reason: str = "") -> CommandResult:
         return self.client.cancel(self.run_id, reason)
+
+    def resume(self) -> CommandResult:
+        (answer,) = self.client.resume([self.run_id])
+        return answer
 
     def logs(self, step: str | None = None) -> list[LogRecord]:
         return self.client.logs(self.run_id, step)

@@ -17,7 +17,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from wfray.adapters.ray.executor import CpuExecutor, ExecutorConfig, IoExecutor
 from wfray.application.coordinator import Coordinator
 from wfray.application.messages import (
-    CancelResult,
+    CommandResult,
     Dispatch,
     Drained,
     ExecutorSnapshot,
@@ -176,8 +176,11 @@ class CoordinatorHost:
         assert self.queries is not None
         return await asyncio.to_thread(self.queries.call, name, *args, **kwargs)
 
-    async def cancel(self, run_ids: Sequence[str], reason: str = "") -> list[CancelResult]:
+    async def cancel(self, run_ids: Sequence[str], reason: str = "") -> list[CommandResult]:
         return await (await self._ready()).cancel(run_ids, reason)
+
+    async def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
+        return await (await self._ready()).resume(run_ids)
 
     async def stats(self) -> dict[str, object]:
         return (await self._ready()).stats()

@@ -243,8 +243,14 @@ class SqlRunStore:
         workflow: str | None = None,
         status: RunStatus | None = None,
         limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[RunRecord]:
         query = sa.select(runs)
+        if created_after is not None:
+            query = query.where(runs.c.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(runs.c.created_at < created_before)
         if workflow is not None:
             query = query.where(runs.c.workflow == workflow)
         if status is not None:
