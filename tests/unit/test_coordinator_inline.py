@@ -557,3 +557,91 @@ def test_a_failed_run_resumes_from_its_failed_step_continuing_the_attempt_number
         run(scenario)
     finally:
         unit_flows.OUTAGE["on"] = True
+
+
+def test_a_permanent_failure_in_step_4_compensates_steps_3_2_1_in_that_order() -> None:
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        unit_flows.UNDONE.clear()
+        async with coordinator(store) as c:
+            await c.submit([request("saga", unit_flows.saga_flow)])
+            views = await finish(c, "saga")
+            assert views["saga"].status is RunStatus.COMPENSATED
+            assert "payment was refused" in (views["saga"].error or "")
+            assert unit_flows.UNDONE == ["s3:3", "s2:2", "s1:1:s1"]
+            statuses = {t.step: t.status for t in store.get_tasks(["saga"])}
+            assert statuses == {
+                "s1": TaskStatus.COMPENSATED,
+                "s2": TaskStatus.COMPENSATED,
+                "s3": TaskStatus.COMPENSATED,
+                "s4": TaskStatus.FAILED,
+                "s5": TaskStatus.CANCELLED,
+            }
+            undo = [a for a in store.get_attempts("saga") if a.kind == "compensation"]
+            assert {(a.step, a.status) for a in undo} == {
+                (step, AttemptStatus.SUCCEEDED) for step in ("s1", "s2", "s3")
+            }
+            assert all(a.attempt == 2 for a in undo)  # numbering goes on from the step's own
+
+    run(scenario)
+
+
+def test_a_failed_compensation_lands_on_the_dead_letter_list_and_can_be_retried() -> None:
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        unit_flows.UNDONE.clear()
+        unit_flows.UNDO_BROKEN["s2"] = True
+        async with coordinator(store) as c:
+            await c.submit([request("dead", unit_flows.saga_flow)])
+            views = await finish(c, "dead")
+            assert views["dead"].status is RunStatus.COMPENSATION_FAILED
+            assert unit_flows.UNDONE == ["s3:3"]  # s1 waits behind the failed s2
+            dead_letter = store.list_runs(status=RunStatus.COMPENSATION_FAILED)
+            assert [r.run_id for r in dead_letter] == ["dead"]
+            tries = [a for a in attempts(store, "dead", "s2") if a.kind == "compensation"]
+            assert [a.status for a in tries] == [AttemptStatus.FAILED] * 2
+
+            unit_flows.UNDO_BROKEN["s2"] = False
+            (answer,) = await c.retry_compensation(["dead"])
+            assert (answer.applied, answer.status) == (True, "compensating")
+            views = await finish(c, "dead")
+            assert views["dead"].status is RunStatus.COMPENSATED
+            assert unit_flows.UNDONE == ["s3:3", "s2:2", "s1:1:s1"]
+            (again,) = await c.retry_compensation(["dead"])
+            assert not again.applied
+
+    try:
+        run(scenario)
+    finally:
+        unit_flows.UNDO_BROKEN["s2"] = False
+
+
+def test_independent_branches_are_undone_before_their_common_parent() -> None:
+    async def scenario() -> None:
+        unit_flows.UNDONE.clear()
+        async with coordinator() as c:
+            await c.submit([request("diamond", unit_flows.diamond)])
+            views = await finish(c, "diamond")
+            assert views["diamond"].status is RunStatus.COMPENSATED
+            assert sorted(unit_flows.UNDONE[:2]) == ["left", "right"]
+            assert unit_flows.UNDONE[2] == "root"
+
+    run(scenario)
+
+
+def test_a_cancelled_run_is_compensated_unless_asked_not_to() -> None:
+    async def scenario() -> None:
+        unit_flows.UNDONE.clear()
+        async with coordinator() as c:
+            await c.submit([request(r, unit_flows.halfway, {"who": r}) for r in ("undo", "keep")])
+            await until(lambda: started("pay", "undo") == 1 and started("pay", "keep") == 1)
+            (undo,) = await c.cancel(["undo"])
+            (keep,) = await c.cancel(["keep"], compensate=False)
+            assert (undo.applied, undo.status) == (True, "compensating")
+            assert (keep.applied, keep.status) == (True, "cancelled")
+            views = await finish(c, "undo", "keep")
+            assert views["undo"].status is RunStatus.COMPENSATED
+            assert views["keep"].status is RunStatus.CANCELLED
+            assert unit_flows.UNDONE == ["unbook:undo:seat-7"]
+
+    run(scenario)

@@ -434,3 +434,36 @@ def test_retry_precedence_is_override_then_step_then_workflow_then_global() -> N
     assert with_default.retry_for("own", None, fallback) is step_policy
     assert with_default.retry_for("bare", None, fallback) is workflow_policy
     assert without.retry_for("bare", None, fallback) is fallback
+
+
+def test_a_compensation_that_is_not_a_module_level_function_is_rejected() -> None:
+    from wfray.application.definition import Workflow
+    from wfray.domain.errors import DefinitionError
+
+    flow = Workflow("bad_undo", register=False)
+    with pytest.raises(DefinitionError, match=r"step 'charge': compensate must be a module-level"):
+
+        @flow.step(compensate="refund")  # type: ignore[arg-type]
+        def charge() -> int:
+            return 1
+
+    def local_refund(result: int) -> None: ...
+
+    with pytest.raises(DefinitionError, match=r"step 'charge': compensate must be"):
+
+        @flow.step(compensate=local_refund)
+        def charge() -> int:
+            return 1
+
+
+def test_a_compensation_with_an_unknown_parameter_is_rejected() -> None:
+    from tests.fixtures import unit_flows
+    from wfray.application.definition import Workflow
+    from wfray.domain.errors import DefinitionError
+
+    flow = Workflow("bad_undo_params", register=False)
+    with pytest.raises(DefinitionError, match=r"compensation parameter 'what' must be"):
+
+        @flow.step(compensate=unit_flows.count)  # count(what, ctx): `what` is not allowed
+        def charge() -> int:
+            return 1

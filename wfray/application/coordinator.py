@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
+from wfray.application.compensator import COMPENSATION, Compensator
 from wfray.application.intake import Intake
 from wfray.application.messages import (
     CommandResult,
@@ -31,13 +32,13 @@ from wfray.application.messages import (
 )
 from wfray.application.ports import Clock, RunStore, StepExecutor
 from wfray.application.reconciler import Reconciler
-from wfray.domain import engine
+from wfray.domain import engine, saga
 from wfray.domain.engine import Changes, RunState
 from wfray.domain.errors import StoreUnavailableError, UnknownWorkflowError
 from wfray.domain.policy import FailureInfo, RetryPolicy
 from wfray.domain.queueing import QueueConfig, QueueManager
 from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
-from wfray.domain.status import AttemptStatus, TaskStatus
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 log = logging.getLogger("wfray.coordinator")
@@ -79,6 +80,8 @@ class Coordinator:
         )
         self.args = ArgumentBuilder()
         self.intake = Intake(self)
+        self.compensator = Compensator(self)
+        self.retouch: set[str] = set()  # runs to look at in the next turn (after recovery)
         self.reconciler = Reconciler(self)
         self.timers: list[tuple[datetime, str, str, int]] = []
         self.outcomes: list[tuple[str, Outcome]] = []
@@ -126,12 +129,20 @@ class Coordinator:
         """Start runs; answers only after they are committed."""
         return await self.intake.submit(requests)
 
-    async def cancel(self, run_ids: Sequence[str], reason: str = "") -> list[CommandResult]:
-        """Cancel runs: waiting steps at once, running attempts through their executors.
+    async def cancel(
+        self, run_ids: Sequence[str], reason: str = "", compensate: bool = True
+    ) -> list[CommandResult]:
+        """Cancel runs: waiting steps at once, running attempts through their executors;
+        then what they completed is compensated, unless `compensate` is False.
 
         Cancelling a run that already finished changes nothing and says so.
         """
-        return await self._command("cancel", run_ids, reason or "cancelled on request")
+        kind = "cancel" if compensate else "cancel-only"
+        return await self._command(kind, run_ids, reason or "cancelled on request")
+
+    async def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
+        """Take runs off the dead-letter list: their failed compensations are tried again."""
+        return await self._command("retry-compensation", run_ids, "")
 
     async def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
         """Resume failed or cancelled runs from the steps that did not complete."""
@@ -244,7 +255,12 @@ class Coordinator:
             acks[pool] = max(acks.get(pool, 0), outcome.seq)
         self._fire_timers(batch, now, touched)
         cancelled, to_stop = await self._commands(batch, now, touched)
+        touched |= self.retouch
+        self.retouch = set()
         dispatches = self._dispatch(batch, now, touched)
+        dispatches += self.compensator.advance(
+            [self.runs[r] for r in touched if r in self.runs], batch, now
+        )
         await self._commit(batch)
         self.intake.answer(accepted)
         for future, answer in cancelled:
@@ -314,6 +330,10 @@ class Coordinator:
         task = state.tasks[(outcome.step, outcome.map_index)]
         touched.add(state.run.run_id)
         self.queues.finished(task)
+        if attempt.kind == COMPENSATION:
+            if task.status is TaskStatus.COMPENSATING and task.attempts == outcome.attempt:
+                self.record(state, self.compensator.outcome(state, task, outcome, now), batch)
+            return
         if task.status is not TaskStatus.RUNNING or task.attempts != outcome.attempt:
             return  # the run moved on (failed or cancelled): keep the record only
         if outcome.status is AttemptStatus.SUCCEEDED:
@@ -325,6 +345,8 @@ class Coordinator:
         else:
             changes = self._failed(state, task, outcome, now)
         self.record(state, changes, batch)
+        if state.run.status is RunStatus.FAILED:
+            self.compensator.run_ended(state, batch, now)
 
     def _failed(
         self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
@@ -355,10 +377,13 @@ class Coordinator:
             _, run_id, step, index = heapq.heappop(self.timers)
             state = self.runs.get(run_id)
             task = state.tasks.get((step, index)) if state else None
-            if state is None or task is None or task.status is not TaskStatus.RETRYING:
+            if state is None or task is None:
                 continue
-            touched.add(run_id)
-            self.record(state, engine.requeue(task, now), batch)
+            if task.status is TaskStatus.COMPENSATING:
+                touched.add(run_id)  # a compensation's retry is due: the saga phase sends it
+            elif task.status is TaskStatus.RETRYING:
+                touched.add(run_id)
+                self.record(state, engine.requeue(task, now), batch)
 
     async def _commands(
         self, batch: Batch, now: datetime, touched: set[str]
@@ -373,8 +398,13 @@ class Coordinator:
             state = self.runs.get(run_id)
             if state is None:
                 answer = CommandResult(run_id, False, "unknown", f"no run with id {run_id!r}")
-            elif kind == "cancel":
+            elif kind in ("cancel", "cancel-only"):
                 answer = self._cancel_one(state, reason, now, batch, to_stop)
+                if answer.applied and kind == "cancel":
+                    self.compensator.run_ended(state, batch, now)
+                    answer.status = state.run.status.value
+            elif kind == "retry-compensation":
+                answer = self._retry_compensation_one(state, now, batch)
             else:
                 answer = self._resume_one(state, now, batch)
             if state is not None:
@@ -391,6 +421,20 @@ class Coordinator:
         self.record(state, engine.cancel_run(state, reason, now), batch)
         to_stop += [key for key in self.attempts if key[0] == run_id]
         return CommandResult(run_id, True, state.run.status.value, "cancelled")
+
+    def _retry_compensation_one(
+        self, state: RunState, now: datetime, batch: Batch
+    ) -> CommandResult:
+        run_id, status = state.run.run_id, state.run.status.value
+        if state.run.status is not RunStatus.COMPENSATION_FAILED:
+            return CommandResult(
+                run_id,
+                False,
+                status,
+                f"run is {status}: only a run whose compensation failed can have it retried",
+            )
+        self.record(state, saga.retry(state, now), batch)
+        return CommandResult(run_id, True, state.run.status.value, "compensation retried")
 
     def _resume_one(self, state: RunState, now: datetime, batch: Batch) -> CommandResult:
         run_id, status = state.run.run_id, state.run.status.value
@@ -471,7 +515,7 @@ class Coordinator:
 
     def _live(self, state: RunState) -> bool:
         for task in state.tasks.values():
-            if task.status in (TaskStatus.RUNNING, TaskStatus.RETRYING):
+            if task.status in (TaskStatus.RUNNING, TaskStatus.RETRYING, TaskStatus.COMPENSATING):
                 return True
             if task.status is TaskStatus.QUEUED and self.queues.holds(
                 (task.run_id, task.step, task.map_index)

@@ -27,7 +27,14 @@ from pydantic import BaseModel, create_model
 
 from wfray.domain.errors import DefinitionError
 from wfray.domain.policy import RetryPolicy, validate_policy
-from wfray.domain.workflow import CONTEXT, INPUT, INPUT_FIELD, StepSchema, WorkflowSchema
+from wfray.domain.workflow import (
+    CONTEXT,
+    INPUT,
+    INPUT_FIELD,
+    RESULT,
+    StepSchema,
+    WorkflowSchema,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,6 +97,8 @@ class Workflow:
         num_cpus: float | None = None,
         resources: dict[str, float] | None = None,
         input_fields: bool = False,
+        compensate: Callable[..., Any] | None = None,
+        compensation_retry: RetryPolicy | None = None,
     ) -> Any:
         """Declare a step. Usable as `@flow.step` or `@flow.step(pool="io", ...)`.
 
@@ -104,12 +113,23 @@ class Workflow:
             num_cpus: CPUs one attempt holds in the cpu pool.
             resources: extra Ray resources one attempt holds.
             input_fields: bind each parameter to the input field of the same name.
+            compensate: a module-level function that undoes this step when its run fails
+                for good; its parameters may be `result` (this step's result), `input`
+                and `ctx`.
+            compensation_retry: the compensation's retry policy (default: the step's).
         """
 
         def decorate(func: F) -> F:
             step_name = name or func.__name__
             if step_name in self._steps:
                 raise DefinitionError(f"workflow {self.name!r}: duplicate step {step_name!r}")
+            where = f"workflow {self.name!r}, step {step_name!r}"
+            if compensate is not None and not (
+                inspect.isfunction(compensate) and "<locals>" not in compensate.__qualname__
+            ):
+                raise DefinitionError(
+                    f"{where}: compensate must be a module-level function, got {compensate!r}"
+                )
             self._steps[step_name] = _StepDef(
                 func,
                 {
@@ -121,6 +141,11 @@ class Workflow:
                     "num_cpus": num_cpus,
                     "resources": dict(resources or {}),
                     "input_fields": input_fields,
+                    "compensate": compensate,
+                    "compensation_bindings": _compensation_bindings(where, compensate),
+                    "compensation_retry": None
+                    if compensation_retry is None
+                    else validate_policy(step_name, compensation_retry),
                 },
             )
             self._schema = None
@@ -160,6 +185,7 @@ class Workflow:
                     timeout_s=opts["timeout_s"],
                     num_cpus=opts["num_cpus"],
                     resources=opts["resources"],
+                    **_compensation(self.name, step_name, opts),
                 )
             )
         _check_map_sources(self.name, self._steps)
@@ -195,6 +221,31 @@ def _bindings(
                 f"a step name ({', '.join(sorted(names))}), 'input' nor 'ctx'"
             )
     return bindings
+
+
+def _compensation_bindings(where: str, undo: Callable[..., Any] | None) -> dict[str, str]:
+    bindings: dict[str, str] = {}
+    if undo is None:
+        return bindings
+    for param in inspect.signature(undo).parameters.values():
+        if param.name in (RESULT, INPUT, CONTEXT):
+            bindings[param.name] = param.name
+        elif param.default is inspect.Parameter.empty:
+            raise DefinitionError(
+                f"{where}: compensation parameter {param.name!r} must be 'result', 'input' or 'ctx'"
+            )
+    return bindings
+
+
+def _compensation(workflow: str, step: str, opts: dict[str, Any]) -> dict[str, Any]:
+    undo = opts["compensate"]
+    if undo is None:
+        return {}
+    return {
+        "compensation": import_path(undo),
+        "compensation_bindings": opts["compensation_bindings"],
+        "compensation_retry": opts["compensation_retry"],
+    }
 
 
 def _check_map_sources(workflow: str, steps: dict[str, _StepDef]) -> None:

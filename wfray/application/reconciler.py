@@ -52,10 +52,10 @@ class Reconciler:
         for run in runs:
             schema = await c.schema(run.workflow, run.version)
             state = c.adopt(run, by_run[run.run_id], schema)
+            c.retouch.add(run.run_id)  # a compensation may be ready to go on
             for task in state.tasks.values():
-                if task.status is TaskStatus.RUNNING and task.map_count is None:
-                    c.queues.started(task)
-                elif task.status is TaskStatus.RETRYING and task.ready_at is not None:
+                waiting = task.status in (TaskStatus.RETRYING, TaskStatus.COMPENSATING)
+                if waiting and task.ready_at is not None:
                     heapq.heappush(
                         c.timers, (task.ready_at, task.run_id, task.step, task.map_index)
                     )
@@ -63,6 +63,10 @@ class Reconciler:
             key = (attempt.run_id, attempt.step, attempt.map_index, attempt.attempt)
             c.attempts[key] = attempt
             self.delivered[key] = 0
+            owner = c.runs.get(attempt.run_id)
+            held = owner.tasks.get(attempt.task_key) if owner else None
+            if held is not None and held.status in (TaskStatus.RUNNING, TaskStatus.COMPENSATING):
+                c.queues.started(held)  # its slot is taken until its outcome frees it
         c.seq = await c.durably(c.store.max_task_seq)
         c.queued_count = await c.durably(c.store.count_queued)
         for queue in await c.durably(c.store.queued_queues):

@@ -89,6 +89,7 @@ class AttemptRecord:
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    kind: str = "step"  # "step", or "compensation" for an attempt at undoing it
 
     @property
     def task_key(self) -> TaskKey:

@@ -73,6 +73,9 @@ TASK_FINISHED = frozenset(
     }
 )
 
+# runs the coordinator reloads after a restart: they have work in flight
+ACTIVE_RUNS = frozenset({RunStatus.RUNNING, RunStatus.COMPENSATING})
+
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),
     RunStatus.RUNNING: frozenset(

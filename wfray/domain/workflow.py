@@ -20,6 +20,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 INPUT = "input"  # the binding source for the run's input
 CONTEXT = "ctx"  # the binding source for the step context
 INPUT_FIELD = "input:"  # prefix: the binding source for one field of the run's input
+RESULT = "result"  # in a compensation: the binding source for the compensated step's result
 
 
 class StepSchema(BaseModel):
@@ -37,6 +38,8 @@ class StepSchema(BaseModel):
         num_cpus: CPUs one attempt holds (cpu pool), None for the pool default.
         resources: extra Ray resources one attempt holds.
         compensation: import path of the compensating callable, if any.
+        compensation_bindings: its parameter name -> source ("result", "input" or "ctx").
+        compensation_retry: the compensation's retry policy (None: the step's).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,6 +55,8 @@ class StepSchema(BaseModel):
     num_cpus: float | None = None
     resources: dict[str, float] = Field(default_factory=dict)
     compensation: str | None = None
+    compensation_bindings: dict[str, str] = Field(default_factory=dict)
+    compensation_retry: RetryPolicy | None = None
 
 
 class WorkflowSchema(BaseModel):
@@ -155,6 +160,11 @@ def _validate_edges(workflow: str, step: StepSchema, names: set[str]) -> None:
         if source not in (INPUT, CONTEXT) and source not in step.after:
             raise DefinitionError(
                 f"{where}: parameter {param!r} is bound to {source!r}, which is not a dependency"
+            )
+    for param, source in step.compensation_bindings.items():
+        if source not in (RESULT, INPUT, CONTEXT):
+            raise DefinitionError(
+                f"{where}: compensation parameter {param!r} must be 'result', 'input' or 'ctx'"
             )
     if step.timeout_s is not None and step.timeout_s <= 0:
         raise DefinitionError(f"{where}: timeout_s must be positive, got {step.timeout_s}")

@@ -10,7 +10,7 @@ from datetime import datetime
 from wfray.application.batch import Batch
 from wfray.domain.errors import StaleWriteError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
-from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 
@@ -172,7 +172,7 @@ class InMemoryRunStore:
 
     def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
         with self._lock:
-            runs = [copy.copy(r) for r in self._runs.values() if r.status == RunStatus.RUNNING]
+            runs = [copy.copy(r) for r in self._runs.values() if r.status in ACTIVE_RUNS]
             ids = {r.run_id for r in runs}
             tasks = [copy.copy(t) for t in self._tasks.values() if t.run_id in ids]
             attempts = [

@@ -211,11 +211,25 @@ class Client:
                 views[view.run_id] = view
         return [views[rid] for rid in ids if rid in views]
 
-    def cancel(self, run_id: str, reason: str = "") -> CommandResult:
-        """Cancel a run. A run that already finished is left as it is (`applied` False)."""
-        (answer,) = self.call("cancel", [run_id], reason)
+    def cancel(self, run_id: str, reason: str = "", compensate: bool = True) -> CommandResult:
+        """Cancel a run, then compensate what it completed unless `compensate` is False.
+
+        A run that already finished is left as it is (`applied` False). A cpu step stops
+        within about a second (by force if need be), an io coroutine at its next await;
+        sync code running in the io pool's threads cannot be interrupted and runs to its end.
+        """
+        (answer,) = self.call("cancel", [run_id], reason, compensate)
         result: CommandResult = answer
         return result
+
+    def dead_letter(self, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Runs whose compensation failed: they need attention (see `retry_compensation`)."""
+        return self.list_runs(workflow, "compensation_failed", limit)
+
+    def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
+        """Try the failed compensations of these runs again."""
+        answers: list[CommandResult] = self.call("retry_compensation", list(run_ids))
+        return answers
 
     def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
         """Resume failed or cancelled runs from the steps that did not complete: completed

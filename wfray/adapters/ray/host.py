@@ -176,8 +176,13 @@ class CoordinatorHost:
         assert self.queries is not None
         return await asyncio.to_thread(self.queries.call, name, *args, **kwargs)
 
-    async def cancel(self, run_ids: Sequence[str], reason: str = "") -> list[CommandResult]:
-        return await (await self._ready()).cancel(run_ids, reason)
+    async def cancel(
+        self, run_ids: Sequence[str], reason: str = "", compensate: bool = True
+    ) -> list[CommandResult]:
+        return await (await self._ready()).cancel(run_ids, reason, compensate)
+
+    async def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
+        return await (await self._ready()).retry_compensation(run_ids)
 
     async def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
         return await (await self._ready()).resume(run_ids)

@@ -23,7 +23,7 @@ from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks, workfl
 from wfray.application.batch import Batch
 from wfray.domain.errors import StaleWriteError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
-from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 CHUNK = 500  # keys per IN (...) list: far below SQLite's host-parameter limit
@@ -283,12 +283,12 @@ class SqlRunStore:
             return [rows.to_log(row._mapping) for row in conn.execute(query.order_by(logs.c.id))]
 
     def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
-        running = RunStatus.RUNNING.value
-        active_ids = sa.select(runs.c.run_id).where(runs.c.status == running)
+        active = [status.value for status in ACTIVE_RUNS]
+        active_ids = sa.select(runs.c.run_id).where(runs.c.status.in_(active))
         with self._errors(), self._engine.connect() as conn:
             found_runs = [
                 rows.to_run(row._mapping)
-                for row in conn.execute(sa.select(runs).where(runs.c.status == running))
+                for row in conn.execute(sa.select(runs).where(runs.c.status.in_(active)))
             ]
             found_tasks = [
                 rows.to_task(row._mapping)

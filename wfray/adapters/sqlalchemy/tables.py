@@ -124,6 +124,7 @@ attempts = sa.Table(
     sa.Column("error_type", sa.String, nullable=True),
     sa.Column("error_message", sa.Text, nullable=True),
     sa.Column("traceback", sa.Text, nullable=True),
+    sa.Column("kind", sa.String, nullable=False, server_default="step"),
     sa.ForeignKeyConstraint(
         ["run_id", "step", "map_index"],
         ["tasks.run_id", "tasks.step", "tasks.map_index"],

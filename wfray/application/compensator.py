@@ -1,0 +1,135 @@
+"""The coordinator's side of compensation: when to start undoing, dispatching the undo
+attempts, and applying their outcomes. The rules themselves live in `wfray.domain.saga`."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from wfray.application.arguments import task_ref
+from wfray.application.batch import Batch
+from wfray.application.messages import ArgSpec, Dispatch, Outcome
+from wfray.domain import saga
+from wfray.domain.engine import Changes, RunState
+from wfray.domain.policy import FailureInfo
+from wfray.domain.records import AttemptRecord, TaskRecord
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.workflow import INPUT, RESULT
+
+if TYPE_CHECKING:
+    from wfray.application.coordinator import Coordinator
+
+COMPENSATION = "compensation"
+
+
+class Compensator:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+        self._below: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
+
+    def below(self, state: RunState) -> dict[str, frozenset[str]]:
+        key = (state.schema.name, state.schema.version)
+        if key not in self._below:
+            self._below[key] = saga.descendants(state.schema)
+        return self._below[key]
+
+    def run_ended(self, state: RunState, batch: Batch, now: datetime) -> None:
+        """A run just failed (or was cancelled with compensation): undo what it did."""
+        changes = saga.begin(state, now)
+        if changes is not None:
+            self.c.record(state, changes, batch)
+
+    def advance(self, states: Iterable[RunState], batch: Batch, now: datetime) -> list[Dispatch]:
+        """Start the compensations that may start; end the compensation that is done."""
+        dispatches: list[Dispatch] = []
+        for state in states:
+            if state.run.status is not RunStatus.COMPENSATING or _forward_running(state):
+                continue  # undo only once every forward attempt has ended
+            for task in saga.compensable(state):
+                due = task.ready_at is not None and task.ready_at <= now
+                if task.status is TaskStatus.COMPENSATING and due and not self._running(task):
+                    dispatches.append(self._dispatch(state, task, batch, now))
+            for task in saga.ready(state, self.below(state)):
+                dispatches.append(self._dispatch(state, task, batch, now))
+            changes = saga.finish(state, self.below(state), now)
+            if changes is not None:
+                self.c.record(state, changes, batch)
+        return dispatches
+
+    def _running(self, task: TaskRecord) -> bool:
+        return (task.run_id, task.step, task.map_index, task.attempts) in self.c.attempts
+
+    def _dispatch(self, state: RunState, task: TaskRecord, batch: Batch, now: datetime) -> Dispatch:
+        self.c.record(state, saga.start(task, now), batch)
+        step = state.schema.step(task.step)
+        attempt = AttemptRecord(
+            run_id=task.run_id,
+            step=task.step,
+            map_index=task.map_index,
+            attempt=task.attempts,
+            status=AttemptStatus.RUNNING,
+            executor=task.pool,
+            incarnation=self.c.reconciler.incarnation(task.pool),
+            queued_at=now,
+            kind=COMPENSATION,
+        )
+        batch.insert_attempt(attempt)
+        self.c.attempts[(task.run_id, task.step, task.map_index, task.attempts)] = attempt
+        self.c.queues.started(task)
+        args: dict[str, ArgSpec] = {}
+        for param, source in step.compensation_bindings.items():
+            if source == RESULT:
+                args[param] = task_ref(task)
+            elif source == INPUT:
+                args[param] = {"json": state.run.input_json}
+        assert step.compensation is not None
+        return Dispatch(
+            run_id=task.run_id,
+            workflow=state.run.workflow,
+            step=task.step,
+            map_index=task.map_index,
+            attempt=task.attempts,
+            fn=step.compensation,
+            args=args,
+            pool=task.pool,
+            num_cpus=step.num_cpus,
+            resources=dict(step.resources),
+            timeout_s=step.timeout_s,
+        )
+
+    def outcome(
+        self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
+    ) -> Changes:
+        """A compensation attempt ended."""
+        if outcome.status is AttemptStatus.SUCCEEDED:
+            return saga.succeeded(task, now)
+        lost = outcome.status is AttemptStatus.LOST
+        failure = FailureInfo(
+            error_type=outcome.error_type or "wfray.UnknownError",
+            message=outcome.error_message or "",
+            retryable=outcome.retryable,
+            retry_after_s=outcome.retry_after_s,
+            lost=lost,
+        )
+        if lost:
+            task.lost += 1
+        else:
+            task.failures += 1
+        step = state.schema.step(task.step)
+        policy = step.compensation_retry or state.schema.retry_for(
+            task.step, None, self.c.settings.default_retry
+        )
+        decision = policy.decide(failure, task.failures, task.lost, now)
+        if decision.retry_at is None:
+            return saga.gave_up(task, failure)
+        heapq.heappush(self.c.timers, (decision.retry_at, task.run_id, task.step, task.map_index))
+        return saga.retry_later(task, failure, decision.retry_at)
+
+
+def _forward_running(state: RunState) -> bool:
+    return any(
+        task.status is TaskStatus.RUNNING and task.map_count is None
+        for task in state.tasks.values()
+    )

@@ -1,0 +1,153 @@
+"""Compensation (the saga): undo, in reverse dependency order, what a failed run completed.
+
+When a run fails for good (or is cancelled, unless the caller said not to), each completed
+task whose step declares a compensation is compensated once every compensable task that
+depends on it, directly or not, has been compensated. Independent branches compensate side
+by side. Each compensation runs under its own retry policy; one that fails for good blocks
+what lies upstream of it and the run ends `compensation_failed`, on the dead-letter list,
+from where it can be retried.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from wfray.domain.engine import Changes, RunState, _set_run, _set_task
+from wfray.domain.policy import FailureInfo
+from wfray.domain.records import TaskRecord
+from wfray.domain.status import RunStatus, TaskStatus
+from wfray.domain.workflow import WorkflowSchema
+
+UNDONE = frozenset(
+    {
+        TaskStatus.COMPLETED,
+        TaskStatus.COMPENSATING,
+        TaskStatus.COMPENSATED,
+        TaskStatus.COMPENSATION_FAILED,
+    }
+)
+
+
+def descendants(schema: WorkflowSchema) -> dict[str, frozenset[str]]:
+    """Step -> every step that depends on it, directly or through others."""
+    children = schema.downstream()
+    found: dict[str, frozenset[str]] = {}
+
+    def walk(step: str) -> frozenset[str]:
+        if step not in found:
+            below: set[str] = set()
+            for child in children[step]:
+                below.add(child)
+                below |= walk(child)
+            found[step] = frozenset(below)
+        return found[step]
+
+    for step in reversed(schema.step_names):  # children first: shallow recursion
+        walk(step)
+    return found
+
+
+def compensable(state: RunState) -> list[TaskRecord]:
+    """Tasks that completed (or are being undone) and whose step can be undone."""
+    return [
+        task
+        for task in state.tasks.values()
+        if task.map_count is None
+        and task.status in UNDONE
+        and state.schema.step(task.step).compensation is not None
+    ]
+
+
+def begin(state: RunState, now: datetime) -> Changes | None:
+    """A run that failed or was cancelled starts compensating, if it has anything to undo."""
+    if state.run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        return None
+    if not any(t.status is TaskStatus.COMPLETED for t in compensable(state)):
+        return None
+    changes = Changes()
+    state.run.finished_at = None
+    _set_run(state, RunStatus.COMPENSATING, changes)
+    return changes
+
+
+def ready(state: RunState, below: dict[str, frozenset[str]]) -> list[TaskRecord]:
+    """Completed tasks whose compensation may start now: all compensable tasks downstream
+    of them are compensated."""
+    tasks = compensable(state)
+    found = []
+    for task in tasks:
+        if task.status is not TaskStatus.COMPLETED:
+            continue
+        downstream = below[task.step]
+        if all(
+            other.status is TaskStatus.COMPENSATED for other in tasks if other.step in downstream
+        ):
+            found.append(task)
+    return found
+
+
+def start(task: TaskRecord, now: datetime) -> Changes:
+    """A compensation attempt is dispatched for a completed task."""
+    changes = Changes()
+    if task.status is TaskStatus.COMPLETED:
+        task.failures = task.lost = 0  # the compensation's own retry budget
+        _set_task(task, TaskStatus.COMPENSATING, changes)
+    else:
+        changes.updated_tasks.append((task, task.status))  # a retry: same status, new attempt
+    task.ready_at = None
+    task.attempts += 1
+    return changes
+
+
+def succeeded(task: TaskRecord, now: datetime) -> Changes:
+    changes = Changes()
+    task.error_type = task.error_message = None
+    _set_task(task, TaskStatus.COMPENSATED, changes)
+    return changes
+
+
+def retry_later(task: TaskRecord, failure: FailureInfo, retry_at: datetime) -> Changes:
+    """A compensation attempt failed and will be tried again at `retry_at`."""
+    changes = Changes()
+    task.error_type, task.error_message = failure.error_type, failure.message
+    task.ready_at = retry_at
+    changes.updated_tasks.append((task, task.status))
+    return changes
+
+
+def gave_up(task: TaskRecord, failure: FailureInfo) -> Changes:
+    changes = Changes()
+    task.error_type, task.error_message = failure.error_type, failure.message
+    _set_task(task, TaskStatus.COMPENSATION_FAILED, changes)
+    return changes
+
+
+def finish(state: RunState, below: dict[str, frozenset[str]], now: datetime) -> Changes | None:
+    """End the compensation when nothing is being undone and nothing more can start."""
+    if state.run.status is not RunStatus.COMPENSATING:
+        return None
+    tasks = compensable(state)
+    if any(t.status is TaskStatus.COMPENSATING for t in tasks) or ready(state, below):
+        return None
+    changes = Changes()
+    state.run.finished_at = now
+    if all(t.status is TaskStatus.COMPENSATED for t in tasks):
+        _set_run(state, RunStatus.COMPENSATED, changes)
+    else:
+        failed = [t.step for t in tasks if t.status is TaskStatus.COMPENSATION_FAILED]
+        state.run.error = (state.run.error or "") + f"; compensation failed: {', '.join(failed)}"
+        _set_run(state, RunStatus.COMPENSATION_FAILED, changes)
+    return changes
+
+
+def retry(state: RunState, now: datetime) -> Changes:
+    """Take a run off the dead-letter list: its failed compensations are tried again now."""
+    changes = Changes()
+    for task in compensable(state):
+        if task.status is TaskStatus.COMPENSATION_FAILED:
+            task.failures = task.lost = 0
+            task.ready_at = now
+            _set_task(task, TaskStatus.COMPENSATING, changes)
+    state.run.finished_at = None
+    _set_run(state, RunStatus.COMPENSATING, changes)
+    return changes
