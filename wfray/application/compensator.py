@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from wfray.application.arguments import task_ref
 from wfray.application.batch import Batch
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
-from wfray.domain import saga
+from wfray.domain import engine, saga
 from wfray.domain.engine import Changes, RunState
 from wfray.domain.policy import FailureInfo
 from wfray.domain.records import AttemptRecord, TaskRecord
@@ -45,7 +45,7 @@ class Compensator:
         """Start the compensations that may start; end the compensation that is done."""
         dispatches: list[Dispatch] = []
         for state in states:
-            if state.run.status is not RunStatus.COMPENSATING or _forward_running(state):
+            if state.run.status is not RunStatus.COMPENSATING or engine.attempts_running(state):
                 continue  # undo only once every forward attempt has ended
             for task in saga.compensable(state):
                 due = task.ready_at is not None and task.ready_at <= now
@@ -126,10 +126,3 @@ class Compensator:
             return saga.gave_up(task, failure)
         heapq.heappush(self.c.timers, (decision.retry_at, task.run_id, task.step, task.map_index))
         return saga.retry_later(task, failure, decision.retry_at)
-
-
-def _forward_running(state: RunState) -> bool:
-    return any(
-        task.status is TaskStatus.RUNNING and task.map_count is None
-        for task in state.tasks.values()
-    )

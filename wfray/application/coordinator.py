@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
+from wfray.application.commands import Commands
 from wfray.application.compensator import COMPENSATION, Compensator
 from wfray.application.intake import Intake
 from wfray.application.messages import (
@@ -32,7 +33,7 @@ from wfray.application.messages import (
 )
 from wfray.application.ports import Clock, RunStore, StepExecutor
 from wfray.application.reconciler import Reconciler
-from wfray.domain import engine, saga
+from wfray.domain import engine
 from wfray.domain.engine import Changes, RunState
 from wfray.domain.errors import StoreUnavailableError, UnknownWorkflowError
 from wfray.domain.policy import FailureInfo, RetryPolicy
@@ -86,8 +87,7 @@ class Coordinator:
         self.timers: list[tuple[datetime, str, str, int]] = []
         self.outcomes: list[tuple[str, Outcome]] = []
         self.waiters: dict[str, list[asyncio.Future[RunView]]] = {}
-        # operator commands, applied in the next loop turn: (kind, run id, reason, answer)
-        self.commands: list[tuple[str, str, str, asyncio.Future[CommandResult]]] = []
+        self.commands = Commands(self)
         self.seq = 0
         self.queued_count = 0
         self.wake = asyncio.Event()
@@ -149,14 +149,7 @@ class Coordinator:
         return await self._command("resume", run_ids, "")
 
     async def _command(self, kind: str, run_ids: Sequence[str], reason: str) -> list[CommandResult]:
-        loop = asyncio.get_running_loop()
-        futures = []
-        for run_id in run_ids:
-            future: asyncio.Future[CommandResult] = loop.create_future()
-            self.commands.append((kind, run_id, reason, future))
-            futures.append(future)
-        self.wake.set()
-        return list(await asyncio.gather(*futures))
+        return await self.commands.submit(kind, run_ids, reason)
 
     async def wait(self, run_ids: Sequence[str], timeout_s: float) -> list[RunView]:
         """Wait until the runs finish (or the timeout passes) and return their views."""
@@ -254,7 +247,7 @@ class Coordinator:
             self._apply_outcome(outcome, batch, now, touched)
             acks[pool] = max(acks.get(pool, 0), outcome.seq)
         self._fire_timers(batch, now, touched)
-        cancelled, to_stop = await self._commands(batch, now, touched)
+        cancelled, to_stop = await self.commands.take(batch, now, touched)
         touched |= self.retouch
         self.retouch = set()
         dispatches = self._dispatch(batch, now, touched)
@@ -385,73 +378,6 @@ class Coordinator:
                 touched.add(run_id)
                 self.record(state, engine.requeue(task, now), batch)
 
-    async def _commands(
-        self, batch: Batch, now: datetime, touched: set[str]
-    ) -> tuple[list[tuple[asyncio.Future[CommandResult], CommandResult]], list[AttemptKey]]:
-        if not self.commands:
-            return [], []
-        commands, self.commands = self.commands, []
-        await self.load_runs({run_id for _, run_id, _, _ in commands if run_id not in self.runs})
-        answers = []
-        to_stop: list[AttemptKey] = []
-        for kind, run_id, reason, future in commands:
-            state = self.runs.get(run_id)
-            if state is None:
-                answer = CommandResult(run_id, False, "unknown", f"no run with id {run_id!r}")
-            elif kind in ("cancel", "cancel-only"):
-                answer = self._cancel_one(state, reason, now, batch, to_stop)
-                if answer.applied and kind == "cancel":
-                    self.compensator.run_ended(state, batch, now)
-                    answer.status = state.run.status.value
-            elif kind == "retry-compensation":
-                answer = self._retry_compensation_one(state, now, batch)
-            else:
-                answer = self._resume_one(state, now, batch)
-            if state is not None:
-                touched.add(run_id)
-            answers.append((future, answer))
-        return answers, to_stop
-
-    def _cancel_one(
-        self, state: RunState, reason: str, now: datetime, batch: Batch, to_stop: list[AttemptKey]
-    ) -> CommandResult:
-        run_id, status = state.run.run_id, state.run.status.value
-        if state.finished:
-            return CommandResult(run_id, False, status, f"run already {status}: nothing to do")
-        self.record(state, engine.cancel_run(state, reason, now), batch)
-        to_stop += [key for key in self.attempts if key[0] == run_id]
-        return CommandResult(run_id, True, state.run.status.value, "cancelled")
-
-    def _retry_compensation_one(
-        self, state: RunState, now: datetime, batch: Batch
-    ) -> CommandResult:
-        run_id, status = state.run.run_id, state.run.status.value
-        if state.run.status is not RunStatus.COMPENSATION_FAILED:
-            return CommandResult(
-                run_id,
-                False,
-                status,
-                f"run is {status}: only a run whose compensation failed can have it retried",
-            )
-        self.record(state, saga.retry(state, now), batch)
-        return CommandResult(run_id, True, state.run.status.value, "compensation retried")
-
-    def _resume_one(self, state: RunState, now: datetime, batch: Batch) -> CommandResult:
-        run_id, status = state.run.run_id, state.run.status.value
-        if state.run.status not in engine.RESUMABLE:
-            return CommandResult(
-                run_id,
-                False,
-                status,
-                f"run is {status}: only a failed or cancelled run can be resumed",
-            )
-        if _attempts_running(state):
-            return CommandResult(
-                run_id, False, status, "attempts of the run are still ending: resume it in a moment"
-            )
-        self.record(state, engine.resume_run(state, now), batch)
-        return CommandResult(run_id, True, state.run.status.value, "resumed")
-
     def _dispatch(self, batch: Batch, now: datetime, touched: set[str]) -> list[Dispatch]:
         dispatches = []
         for task in self.queues.select(now):
@@ -508,7 +434,7 @@ class Coordinator:
                 for future in self.waiters.pop(run_id, []):
                     if not future.done():
                         future.set_result(view)
-                if not _attempts_running(state):  # else stay, to record how they end
+                if not engine.attempts_running(state):  # else stay, to record how they end
                     self._evict(run_id)
             elif not self._live(state):
                 self._evict(run_id)
@@ -567,13 +493,6 @@ class Coordinator:
 @functools.lru_cache(maxsize=1024)
 def _override(retry_json: str | None) -> RetryPolicy | None:
     return None if retry_json is None else RetryPolicy.model_validate_json(retry_json)
-
-
-def _attempts_running(state: RunState) -> bool:
-    return any(
-        task.status is TaskStatus.RUNNING and task.map_count is None
-        for task in state.tasks.values()
-    )
 
 
 def _fill_attempt(attempt: AttemptRecord, outcome: Outcome) -> None:

@@ -64,6 +64,14 @@ class RunState:
         return self.run.status.finished
 
 
+def attempts_running(state: RunState) -> bool:
+    """Whether an attempt of one of the run's steps is still running somewhere."""
+    return any(
+        task.status is TaskStatus.RUNNING and task.map_count is None
+        for task in state.tasks.values()
+    )
+
+
 def _set_task(task: TaskRecord, status: TaskStatus, changes: Changes) -> None:
     check_task_transition(task.status, status)
     changes.updated_tasks.append((task, task.status))

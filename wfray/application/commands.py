@@ -1,0 +1,105 @@
+"""Operator commands (cancel, resume, retry a compensation), applied in a loop turn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from wfray.application.batch import Batch
+from wfray.application.messages import CommandResult
+from wfray.domain import engine, saga
+from wfray.domain.engine import RunState
+from wfray.domain.status import RunStatus
+
+if TYPE_CHECKING:
+    from wfray.application.coordinator import AttemptKey, Coordinator
+
+Answers = list[tuple["asyncio.Future[CommandResult]", CommandResult]]
+
+
+class Commands:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+        # (kind, run id, reason, answer), applied in the next loop turn
+        self.pending: list[tuple[str, str, str, asyncio.Future[CommandResult]]] = []
+
+    async def submit(self, kind: str, run_ids: Sequence[str], reason: str) -> list[CommandResult]:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for run_id in run_ids:
+            future: asyncio.Future[CommandResult] = loop.create_future()
+            self.pending.append((kind, run_id, reason, future))
+            futures.append(future)
+        self.c.wake.set()
+        return list(await asyncio.gather(*futures))
+
+    async def take(
+        self, batch: Batch, now: datetime, touched: set[str]
+    ) -> tuple[list[tuple[asyncio.Future[CommandResult], CommandResult]], list[AttemptKey]]:
+        if not self.pending:
+            return [], []
+        commands, self.pending = self.pending, []
+        await self.c.load_runs(
+            {run_id for _, run_id, _, _ in commands if run_id not in self.c.runs}
+        )
+        answers = []
+        to_stop: list[AttemptKey] = []
+        for kind, run_id, reason, future in commands:
+            state = self.c.runs.get(run_id)
+            if state is None:
+                answer = CommandResult(run_id, False, "unknown", f"no run with id {run_id!r}")
+            elif kind in ("cancel", "cancel-only"):
+                answer = self._cancel_one(state, reason, now, batch, to_stop)
+                if answer.applied and kind == "cancel":
+                    self.c.compensator.run_ended(state, batch, now)
+                    answer.status = state.run.status.value
+            elif kind == "retry-compensation":
+                answer = self._retry_compensation_one(state, now, batch)
+            else:
+                answer = self._resume_one(state, now, batch)
+            if state is not None:
+                touched.add(run_id)
+            answers.append((future, answer))
+        return answers, to_stop
+
+    def _cancel_one(
+        self, state: RunState, reason: str, now: datetime, batch: Batch, to_stop: list[AttemptKey]
+    ) -> CommandResult:
+        run_id, status = state.run.run_id, state.run.status.value
+        if state.finished:
+            return CommandResult(run_id, False, status, f"run already {status}: nothing to do")
+        self.c.record(state, engine.cancel_run(state, reason, now), batch)
+        to_stop += [key for key in self.c.attempts if key[0] == run_id]
+        return CommandResult(run_id, True, state.run.status.value, "cancelled")
+
+    def _retry_compensation_one(
+        self, state: RunState, now: datetime, batch: Batch
+    ) -> CommandResult:
+        run_id, status = state.run.run_id, state.run.status.value
+        if state.run.status is not RunStatus.COMPENSATION_FAILED:
+            return CommandResult(
+                run_id,
+                False,
+                status,
+                f"run is {status}: only a run whose compensation failed can have it retried",
+            )
+        self.c.record(state, saga.retry(state, now), batch)
+        return CommandResult(run_id, True, state.run.status.value, "compensation retried")
+
+    def _resume_one(self, state: RunState, now: datetime, batch: Batch) -> CommandResult:
+        run_id, status = state.run.run_id, state.run.status.value
+        if state.run.status not in engine.RESUMABLE:
+            return CommandResult(
+                run_id,
+                False,
+                status,
+                f"run is {status}: only a failed or cancelled run can be resumed",
+            )
+        if engine.attempts_running(state):
+            return CommandResult(
+                run_id, False, status, "attempts of the run are still ending: resume it in a moment"
+            )
+        self.c.record(state, engine.resume_run(state, now), batch)
+        return CommandResult(run_id, True, state.run.status.value, "resumed")
