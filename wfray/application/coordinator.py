@@ -22,10 +22,10 @@ from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
 from wfray.application.commands import Commands
 from wfray.application.compensator import COMPENSATION, Compensator
+from wfray.application.dispatcher import Dispatcher
 from wfray.application.intake import Intake
 from wfray.application.messages import (
     CommandResult,
-    Dispatch,
     Outcome,
     RunView,
     SubmitRequest,
@@ -82,6 +82,7 @@ class Coordinator:
         self.args = ArgumentBuilder()
         self.intake = Intake(self)
         self.compensator = Compensator(self)
+        self.dispatcher = Dispatcher(self)
         self.retouch: set[str] = set()  # runs to look at in the next turn (after recovery)
         self.reconciler = Reconciler(self)
         self.timers: list[tuple[datetime, str, str, int]] = []
@@ -250,7 +251,7 @@ class Coordinator:
         cancelled, to_stop = await self.commands.take(batch, now, touched)
         touched |= self.retouch
         self.retouch = set()
-        dispatches = self._dispatch(batch, now, touched)
+        dispatches = self.dispatcher.dispatch(batch, now, touched)
         dispatches += self.compensator.advance(
             [self.runs[r] for r in touched if r in self.runs], batch, now
         )
@@ -263,7 +264,7 @@ class Coordinator:
         self.reconciler.stop(to_stop)
         self.reconciler.send(dispatches)
         self._settle(touched)
-        await self._page_in()
+        await self.dispatcher.page_in()
 
     async def _commit(self, batch: Batch) -> None:
         if len(batch):
@@ -378,49 +379,6 @@ class Coordinator:
                 touched.add(run_id)
                 self.record(state, engine.requeue(task, now), batch)
 
-    def _dispatch(self, batch: Batch, now: datetime, touched: set[str]) -> list[Dispatch]:
-        dispatches = []
-        for task in self.queues.select(now):
-            state = self.runs.get(task.run_id)
-            if state is None or task.status is not TaskStatus.QUEUED:
-                # cancelled while it waited (its run failed): free the slot for another turn
-                self.queues.finished(task)
-                self.wake.set()
-                continue
-            self.queued_count -= 1
-            touched.add(task.run_id)
-            step = state.schema.step(task.step)
-            self.record(state, engine.mark_dispatched(state, task, now), batch)
-            attempt = AttemptRecord(
-                run_id=task.run_id,
-                step=task.step,
-                map_index=task.map_index,
-                attempt=task.attempts,
-                status=AttemptStatus.RUNNING,
-                executor=task.pool,
-                incarnation=self.reconciler.incarnation(task.pool),
-                queued_at=now,
-            )
-            batch.insert_attempt(attempt)
-            key = (task.run_id, task.step, task.map_index, task.attempts)
-            self.attempts[key] = attempt
-            dispatches.append(
-                Dispatch(
-                    run_id=task.run_id,
-                    workflow=state.run.workflow,
-                    step=task.step,
-                    map_index=task.map_index,
-                    attempt=task.attempts,
-                    fn=step.fn,
-                    args=self.args.build(state, step, task),
-                    pool=task.pool,
-                    num_cpus=step.num_cpus,
-                    resources=dict(step.resources),
-                    timeout_s=step.timeout_s,
-                )
-            )
-        return dispatches
-
     # -- after the commit ----------------------------------------------------------------------
 
     def _settle(self, touched: set[str]) -> None:
@@ -452,22 +410,6 @@ class Coordinator:
     def _evict(self, run_id: str) -> None:
         self.runs.pop(run_id, None)
         self.args.forget(run_id)
-
-    async def _page_in(self) -> None:
-        for queue, boundary, room in self.queues.needs_page():
-            # the store pages strictly after (priority, seq); the boundary is inclusive
-            after = None if boundary is None else (-boundary[0], boundary[1] - 1)
-            tasks = await self.durably(self.store.page_queued, queue, after, room)
-            await self.load_runs({t.run_id for t in tasks if t.run_id not in self.runs})
-            fresh = []
-            for task in tasks:
-                state = self.runs.get(task.run_id)
-                live = state.tasks.get(task.key) if state else None
-                if live is not None and live.status is TaskStatus.QUEUED:
-                    fresh.append(live)
-            self.queues.paged(queue, fresh, room)
-            if fresh:
-                self.wake.set()
 
     async def load_runs(self, run_ids: set[str]) -> None:
         """Bring runs (and their tasks) from the store into memory."""

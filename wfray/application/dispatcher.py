@@ -1,0 +1,80 @@
+"""Dispatching: ready tasks become attempts on the executors, and the queued backlog waiting
+in the store is paged into memory as room frees."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from wfray.application.batch import Batch
+from wfray.application.messages import Dispatch
+from wfray.domain import engine
+from wfray.domain.records import AttemptRecord
+from wfray.domain.status import AttemptStatus, TaskStatus
+
+if TYPE_CHECKING:
+    from wfray.application.coordinator import Coordinator
+
+
+class Dispatcher:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+
+    def dispatch(self, batch: Batch, now: datetime, touched: set[str]) -> list[Dispatch]:
+        dispatches = []
+        for task in self.c.queues.select(now):
+            state = self.c.runs.get(task.run_id)
+            if state is None or task.status is not TaskStatus.QUEUED:
+                # cancelled while it waited (its run failed): free the slot for another turn
+                self.c.queues.finished(task)
+                self.c.wake.set()
+                continue
+            self.c.queued_count -= 1
+            touched.add(task.run_id)
+            step = state.schema.step(task.step)
+            self.c.record(state, engine.mark_dispatched(state, task, now), batch)
+            attempt = AttemptRecord(
+                run_id=task.run_id,
+                step=task.step,
+                map_index=task.map_index,
+                attempt=task.attempts,
+                status=AttemptStatus.RUNNING,
+                executor=task.pool,
+                incarnation=self.c.reconciler.incarnation(task.pool),
+                queued_at=now,
+            )
+            batch.insert_attempt(attempt)
+            key = (task.run_id, task.step, task.map_index, task.attempts)
+            self.c.attempts[key] = attempt
+            dispatches.append(
+                Dispatch(
+                    run_id=task.run_id,
+                    workflow=state.run.workflow,
+                    step=task.step,
+                    map_index=task.map_index,
+                    attempt=task.attempts,
+                    fn=step.fn,
+                    args=self.c.args.build(state, step, task),
+                    pool=task.pool,
+                    num_cpus=step.num_cpus,
+                    resources=dict(step.resources),
+                    timeout_s=step.timeout_s,
+                )
+            )
+        return dispatches
+
+    async def page_in(self) -> None:
+        for queue, boundary, room in self.c.queues.needs_page():
+            # the store pages strictly after (priority, seq); the boundary is inclusive
+            after = None if boundary is None else (-boundary[0], boundary[1] - 1)
+            tasks = await self.c.durably(self.c.store.page_queued, queue, after, room)
+            await self.c.load_runs({t.run_id for t in tasks if t.run_id not in self.c.runs})
+            fresh = []
+            for task in tasks:
+                state = self.c.runs.get(task.run_id)
+                live = state.tasks.get(task.key) if state else None
+                if live is not None and live.status is TaskStatus.QUEUED:
+                    fresh.append(live)
+            self.c.queues.paged(queue, fresh, room)
+            if fresh:
+                self.c.wake.set()
