@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from wfray.application.arguments import task_ref
 from wfray.application.batch import Batch
+from wfray.application.dispatcher import count_failure, launch
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
 from wfray.domain import engine, saga
 from wfray.domain.engine import Changes, RunState
-from wfray.domain.policy import FailureInfo
-from wfray.domain.records import AttemptRecord, TaskRecord
+from wfray.domain.records import TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import INPUT, RESULT
 
@@ -64,19 +64,6 @@ class Compensator:
     def _dispatch(self, state: RunState, task: TaskRecord, batch: Batch, now: datetime) -> Dispatch:
         self.c.record(state, saga.start(task, now), batch)
         step = state.schema.step(task.step)
-        attempt = AttemptRecord(
-            run_id=task.run_id,
-            step=task.step,
-            map_index=task.map_index,
-            attempt=task.attempts,
-            status=AttemptStatus.RUNNING,
-            executor=task.pool,
-            incarnation=self.c.reconciler.incarnation(task.pool),
-            queued_at=now,
-            kind=COMPENSATION,
-        )
-        batch.insert_attempt(attempt)
-        self.c.attempts[(task.run_id, task.step, task.map_index, task.attempts)] = attempt
         self.c.queues.started(task)
         args: dict[str, ArgSpec] = {}
         for param, source in step.compensation_bindings.items():
@@ -85,19 +72,7 @@ class Compensator:
             elif source == INPUT:
                 args[param] = {"json": state.run.input_json}
         assert step.compensation is not None
-        return Dispatch(
-            run_id=task.run_id,
-            workflow=state.run.workflow,
-            step=task.step,
-            map_index=task.map_index,
-            attempt=task.attempts,
-            fn=step.compensation,
-            args=args,
-            pool=task.pool,
-            num_cpus=step.num_cpus,
-            resources=dict(step.resources),
-            timeout_s=step.timeout_s,
-        )
+        return launch(self.c, state, task, step.compensation, args, batch, now, COMPENSATION)
 
     def outcome(
         self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
@@ -105,18 +80,7 @@ class Compensator:
         """A compensation attempt ended."""
         if outcome.status is AttemptStatus.SUCCEEDED:
             return saga.succeeded(task, now)
-        lost = outcome.status is AttemptStatus.LOST
-        failure = FailureInfo(
-            error_type=outcome.error_type or "wfray.UnknownError",
-            message=outcome.error_message or "",
-            retryable=outcome.retryable,
-            retry_after_s=outcome.retry_after_s,
-            lost=lost,
-        )
-        if lost:
-            task.lost += 1
-        else:
-            task.failures += 1
+        failure = count_failure(task, outcome)
         step = state.schema.step(task.step)
         policy = step.compensation_retry or state.schema.retry_for(
             task.step, None, self.c.settings.default_retry

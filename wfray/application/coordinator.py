@@ -22,7 +22,7 @@ from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
 from wfray.application.commands import Commands
 from wfray.application.compensator import COMPENSATION, Compensator
-from wfray.application.dispatcher import Dispatcher
+from wfray.application.dispatcher import Dispatcher, count_failure
 from wfray.application.intake import Intake
 from wfray.application.messages import (
     CommandResult,
@@ -36,7 +36,7 @@ from wfray.application.reconciler import Reconciler
 from wfray.domain import engine
 from wfray.domain.engine import Changes, RunState
 from wfray.domain.errors import StoreUnavailableError, UnknownWorkflowError
-from wfray.domain.policy import FailureInfo, RetryPolicy
+from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig, QueueManager
 from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
@@ -345,18 +345,7 @@ class Coordinator:
     def _failed(
         self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
     ) -> Changes:
-        lost = outcome.status is AttemptStatus.LOST
-        failure = FailureInfo(
-            error_type=outcome.error_type or "wfray.UnknownError",
-            message=outcome.error_message or "",
-            retryable=outcome.retryable,
-            retry_after_s=outcome.retry_after_s,
-            lost=lost,
-        )
-        if lost:
-            task.lost += 1
-        else:
-            task.failures += 1
+        failure = count_failure(task, outcome)
         override = _override(state.run.retry_json)
         policy = state.schema.retry_for(task.step, override, self.settings.default_retry)
         decision = policy.decide(failure, task.failures, task.lost, now)

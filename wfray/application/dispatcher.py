@@ -7,13 +7,71 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from wfray.application.batch import Batch
-from wfray.application.messages import Dispatch
+from wfray.application.messages import ArgSpec, Dispatch, Outcome
 from wfray.domain import engine
-from wfray.domain.records import AttemptRecord
+from wfray.domain.engine import RunState
+from wfray.domain.policy import FailureInfo
+from wfray.domain.records import AttemptRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
 
 if TYPE_CHECKING:
     from wfray.application.coordinator import Coordinator
+
+
+def count_failure(task: TaskRecord, outcome: Outcome) -> FailureInfo:
+    """What the retry policy needs of a failed attempt; counts it on the task."""
+    lost = outcome.status is AttemptStatus.LOST
+    if lost:
+        task.lost += 1
+    else:
+        task.failures += 1
+    return FailureInfo(
+        error_type=outcome.error_type or "wfray.UnknownError",
+        message=outcome.error_message or "",
+        retryable=outcome.retryable,
+        retry_after_s=outcome.retry_after_s,
+        lost=lost,
+    )
+
+
+def launch(
+    c: Coordinator,
+    state: RunState,
+    task: TaskRecord,
+    fn: str,
+    args: dict[str, ArgSpec],
+    batch: Batch,
+    now: datetime,
+    kind: str = "step",
+) -> Dispatch:
+    """Record a new attempt of a task (dispatched now) and build what the executor gets."""
+    attempt = AttemptRecord(
+        run_id=task.run_id,
+        step=task.step,
+        map_index=task.map_index,
+        attempt=task.attempts,
+        status=AttemptStatus.RUNNING,
+        executor=task.pool,
+        incarnation=c.reconciler.incarnation(task.pool),
+        queued_at=now,
+        kind=kind,
+    )
+    batch.insert_attempt(attempt)
+    c.attempts[(task.run_id, task.step, task.map_index, task.attempts)] = attempt
+    step = state.schema.step(task.step)
+    return Dispatch(
+        run_id=task.run_id,
+        workflow=state.run.workflow,
+        step=task.step,
+        map_index=task.map_index,
+        attempt=task.attempts,
+        fn=fn,
+        args=args,
+        pool=task.pool,
+        num_cpus=step.num_cpus,
+        resources=dict(step.resources),
+        timeout_s=step.timeout_s,
+    )
 
 
 class Dispatcher:
@@ -33,34 +91,8 @@ class Dispatcher:
             touched.add(task.run_id)
             step = state.schema.step(task.step)
             self.c.record(state, engine.mark_dispatched(state, task, now), batch)
-            attempt = AttemptRecord(
-                run_id=task.run_id,
-                step=task.step,
-                map_index=task.map_index,
-                attempt=task.attempts,
-                status=AttemptStatus.RUNNING,
-                executor=task.pool,
-                incarnation=self.c.reconciler.incarnation(task.pool),
-                queued_at=now,
-            )
-            batch.insert_attempt(attempt)
-            key = (task.run_id, task.step, task.map_index, task.attempts)
-            self.c.attempts[key] = attempt
-            dispatches.append(
-                Dispatch(
-                    run_id=task.run_id,
-                    workflow=state.run.workflow,
-                    step=task.step,
-                    map_index=task.map_index,
-                    attempt=task.attempts,
-                    fn=step.fn,
-                    args=self.c.args.build(state, step, task),
-                    pool=task.pool,
-                    num_cpus=step.num_cpus,
-                    resources=dict(step.resources),
-                    timeout_s=step.timeout_s,
-                )
-            )
+            args = self.c.args.build(state, step, task)
+            dispatches.append(launch(self.c, state, task, step.fn, args, batch, now))
         return dispatches
 
     async def page_in(self) -> None:
