@@ -432,6 +432,17 @@ def test_list_runs_filters_order_and_limit(store: RunStore) -> None:
     assert [r.run_id for r in later] == ["a3", "a2"]
 
 
+def test_pending_deadlines_are_those_of_unfinished_runs(store: RunStore) -> None:
+    due = T0 + timedelta(minutes=5)
+    commit(
+        store,
+        make_run("open", deadline_at=due),
+        make_run("done", deadline_at=due, status=RunStatus.COMPLETED),
+        make_run("free"),
+    )
+    assert store.pending_deadlines() == [("open", due)]
+
+
 def test_workflows_latest_by_version_and_list(store: RunStore) -> None:
     v1 = workflow("invoice", "jobs.invoice:fetch")
     v2 = workflow("invoice", "jobs.invoice:fetch_v2")

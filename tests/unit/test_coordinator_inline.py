@@ -645,3 +645,36 @@ def test_a_cancelled_run_is_compensated_unless_asked_not_to() -> None:
             assert unit_flows.UNDONE == ["unbook:undo:seat-7"]
 
     run(scenario)
+
+
+def test_a_run_past_its_deadline_fails_stops_its_steps_and_is_compensated() -> None:
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        unit_flows.UNDONE.clear()
+        async with coordinator(store) as c:
+            await c.submit([request("late", unit_flows.late)])
+            views = await finish(c, "late")
+            assert views["late"].status is RunStatus.COMPENSATED
+            assert "deadline exceeded" in (views["late"].error or "")
+            assert unit_flows.UNDONE == ["unprepare"]
+            (attempt,) = attempts(store, "late", "dawdle")
+            assert attempt.status is AttemptStatus.CANCELLED
+
+    run(scenario)
+
+
+def test_a_deadline_survives_a_coordinator_restart() -> None:
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        executors = shared_pools()
+        async with coordinator(store, executors) as c:
+            await c.submit([request("late2", unit_flows.late, deadline_s=0.6)])
+            await until(lambda: started("dawdle", "late2") == 1)
+        (deadline,) = [d for rid, d in store.pending_deadlines() if rid == "late2"]
+        async with coordinator(store, executors) as again:
+            views = await finish(again, "late2")
+            assert views["late2"].status is RunStatus.COMPENSATED
+            finished_at = store.find_runs(["late2"])["late2"].finished_at
+            assert finished_at is not None and finished_at >= deadline
+
+    run(scenario)

@@ -25,6 +25,11 @@ class Commands:
         # (kind, run id, reason, answer), applied in the next loop turn
         self.pending: list[tuple[str, str, str, asyncio.Future[CommandResult]]] = []
 
+    def internal(self, kind: str, run_id: str) -> None:
+        """A command the coordinator gives itself (nobody awaits its answer)."""
+        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self.pending.append((kind, run_id, "", future))
+
     async def submit(self, kind: str, run_ids: Sequence[str], reason: str) -> list[CommandResult]:
         loop = asyncio.get_running_loop()
         futures = []
@@ -55,6 +60,8 @@ class Commands:
                 if answer.applied and kind == "cancel":
                     self.c.compensator.run_ended(state, batch, now)
                     answer.status = state.run.status.value
+            elif kind == "expire":
+                answer = self._expire_one(state, now, batch, to_stop)
             elif kind == "retry-compensation":
                 answer = self._retry_compensation_one(state, now, batch)
             else:
@@ -73,6 +80,17 @@ class Commands:
         self.c.record(state, engine.cancel_run(state, reason, now), batch)
         to_stop += [key for key in self.c.attempts if key[0] == run_id]
         return CommandResult(run_id, True, state.run.status.value, "cancelled")
+
+    def _expire_one(
+        self, state: RunState, now: datetime, batch: Batch, to_stop: list[AttemptKey]
+    ) -> CommandResult:
+        run_id = state.run.run_id
+        if state.finished:
+            return CommandResult(run_id, False, state.run.status.value, "finished in time")
+        self.c.record(state, engine.expire_run(state, now), batch)
+        to_stop += [key for key in self.c.attempts if key[0] == run_id]
+        self.c.compensator.run_ended(state, batch, now)
+        return CommandResult(run_id, True, state.run.status.value, "deadline exceeded")
 
     def _retry_compensation_one(
         self, state: RunState, now: datetime, batch: Batch

@@ -38,13 +38,14 @@ from wfray.domain.engine import Changes, RunState
 from wfray.domain.errors import StoreUnavailableError, UnknownWorkflowError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig, QueueManager
-from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.records import WHOLE_STEP, AttemptRecord, RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 log = logging.getLogger("wfray.coordinator")
 
 AttemptKey = tuple[str, str, int, int]
+DEADLINE = ""  # the step name of a run's deadline in the timer heap
 T = TypeVar("T")
 
 
@@ -355,9 +356,15 @@ class Coordinator:
         heapq.heappush(self.timers, (decision.retry_at, task.run_id, task.step, task.map_index))
         return changes
 
+    def watch_deadline(self, run_id: str, deadline: datetime) -> None:
+        heapq.heappush(self.timers, (deadline, run_id, DEADLINE, WHOLE_STEP))
+
     def _fire_timers(self, batch: Batch, now: datetime, touched: set[str]) -> None:
         while self.timers and self.timers[0][0] <= now:
             _, run_id, step, index = heapq.heappop(self.timers)
+            if step == DEADLINE:
+                self.commands.internal("expire", run_id)  # the run may wait in the store only
+                continue
             state = self.runs.get(run_id)
             task = state.tasks.get((step, index)) if state else None
             if state is None or task is None:

@@ -74,10 +74,12 @@ class Workflow:
         *,
         input: type[BaseModel] | None = None,
         retry: RetryPolicy | None = None,
+        deadline_s: float | None = None,
         register: bool = True,
     ) -> None:
         self.name = name
         self.input_model = input
+        self.deadline_s = deadline_s
         self.default_retry = None if retry is None else validate_policy(f"{name} (default)", retry)
         self._steps: dict[str, _StepDef] = {}
         self._schema: WorkflowSchema | None = None
@@ -193,7 +195,11 @@ class Workflow:
         if self.input_model is not None:
             input_type = f"{self.input_model.__module__}:{self.input_model.__qualname__}"
         return WorkflowSchema.build(
-            self.name, steps, input_type=input_type, default_retry=self.default_retry
+            self.name,
+            steps,
+            input_type=input_type,
+            default_retry=self.default_retry,
+            deadline_s=self.deadline_s,
         )
 
     def __repr__(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from wfray.application.batch import Batch
@@ -93,6 +93,10 @@ class Intake:
             trigger=request.trigger,
             retry_json=request.retry_json,
         )
+        deadline_s = request.deadline_s or schema.deadline_s
+        if deadline_s is not None:
+            run.deadline_at = now + timedelta(seconds=deadline_s)
+            self.c.watch_deadline(run.run_id, run.deadline_at)
         state = RunState(run=run, schema=schema)
         self.c.runs[run.run_id] = state
         batch.insert_run(run)

@@ -31,6 +31,7 @@ class SubmitRequest:
     parent_run_id: str | None = None
     trigger: str = "client"
     retry_json: str | None = None  # a RetryPolicy overriding the steps' own, as JSON
+    deadline_s: float | None = None  # overrides the workflow's deadline
 
 
 @dataclass(slots=True)

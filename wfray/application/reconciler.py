@@ -67,6 +67,8 @@ class Reconciler:
             held = owner.tasks.get(attempt.task_key) if owner else None
             if held is not None and held.status in (TaskStatus.RUNNING, TaskStatus.COMPENSATING):
                 c.queues.started(held)  # its slot is taken until its outcome frees it
+        for run_id, deadline in await c.durably(c.store.pending_deadlines):
+            c.watch_deadline(run_id, deadline)
         c.seq = await c.durably(c.store.max_task_seq)
         c.queued_count = await c.durably(c.store.count_queued)
         for queue in await c.durably(c.store.queued_queues):

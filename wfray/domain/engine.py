@@ -206,6 +206,17 @@ def _cancel_waiting(state: RunState, now: datetime, changes: Changes) -> None:
 def cancel_run(state: RunState, reason: str, now: datetime) -> Changes:
     """Cancel a run that has not finished: what waits is cancelled at once; what runs is
     cancelled by its executor and recorded when its attempt ends (see `cancel_task`)."""
+    return _stop_run(state, RunStatus.CANCELLED, reason, now)
+
+
+def expire_run(state: RunState, now: datetime) -> Changes:
+    """The run's deadline passed: it fails, the same way a cancelled run stops."""
+    deadline = state.run.deadline_at
+    when = f" at {deadline:%Y-%m-%d %H:%M:%S} UTC" if deadline else ""
+    return _stop_run(state, RunStatus.FAILED, f"deadline exceeded{when}", now)
+
+
+def _stop_run(state: RunState, status: RunStatus, reason: str, now: datetime) -> Changes:
     changes = Changes()
     if state.finished:
         return changes
@@ -216,7 +227,7 @@ def cancel_run(state: RunState, reason: str, now: datetime) -> Changes:
             _set_task(task, TaskStatus.CANCELLED, changes)
     state.run.error = reason
     state.run.finished_at = now
-    _set_run(state, RunStatus.CANCELLED, changes)
+    _set_run(state, status, changes)
     return changes
 
 

@@ -37,6 +37,7 @@ class RunRecord:
     result_ref: str | None = None
     error: str | None = None
     retry_json: str | None = None  # a retry policy given at submission, overriding the step's
+    deadline_at: datetime | None = None  # past it, the run fails
 
 
 @dataclass(slots=True)

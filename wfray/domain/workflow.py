@@ -68,6 +68,7 @@ class WorkflowSchema(BaseModel):
     steps: tuple[StepSchema, ...]
     input_type: str | None = None
     default_retry: RetryPolicy | None = None
+    deadline_s: float | None = None
     version: str = ""
 
     @classmethod
@@ -77,11 +78,22 @@ class WorkflowSchema(BaseModel):
         steps: Iterable[StepSchema],
         input_type: str | None = None,
         default_retry: RetryPolicy | None = None,
+        deadline_s: float | None = None,
     ) -> WorkflowSchema:
         """Validate the DAG and stamp the schema with its content-hash version."""
         steps = tuple(steps)
         validate_dag(name, steps)
-        draft = cls(name=name, steps=steps, input_type=input_type, default_retry=default_retry)
+        if deadline_s is not None and deadline_s <= 0:
+            raise DefinitionError(
+                f"workflow {name!r}: deadline_s must be positive, got {deadline_s}"
+            )
+        draft = cls(
+            name=name,
+            steps=steps,
+            input_type=input_type,
+            default_retry=default_retry,
+            deadline_s=deadline_s,
+        )
         return draft.model_copy(update={"version": content_version(draft)})
 
     def retry_for(

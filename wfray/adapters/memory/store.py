@@ -195,6 +195,14 @@ class InMemoryRunStore:
             queued = [t for t in queued if (-t.priority, t.seq) > (-priority, seq)]
         return queued[:limit]
 
+    def pending_deadlines(self) -> list[tuple[str, datetime]]:
+        with self._lock:
+            return [
+                (run.run_id, run.deadline_at)
+                for run in self._runs.values()
+                if run.deadline_at is not None and not run.status.finished
+            ]
+
     def count_queued(self) -> int:
         with self._lock:
             return sum(1 for t in self._tasks.values() if t.status == TaskStatus.QUEUED)

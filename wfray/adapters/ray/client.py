@@ -123,10 +123,12 @@ class Client:
         concurrency_key: str | None = None,
         run_id: str | None = None,
         retry: RetryPolicy | None = None,
+        deadline_s: float | None = None,
     ) -> RunHandle:
         """Start one run. The same idempotency key returns the same run.
 
-        `retry` overrides the retry policy of every step of this run.
+        `retry` overrides the retry policy of every step of this run; `deadline_s` its
+        workflow's deadline (past it, the run fails and is compensated).
         """
         return self.submit_many(
             workflow,
@@ -137,6 +139,7 @@ class Client:
             concurrency_keys=[concurrency_key],
             run_ids=[run_id] if run_id else None,
             retry=retry,
+            deadline_s=deadline_s,
         )[0]
 
     def enqueue(self, fn: Callable[..., Any], /, **kwargs: Any) -> RunHandle:
@@ -154,6 +157,7 @@ class Client:
         concurrency_keys: Sequence[str | None] | None = None,
         run_ids: Sequence[str] | None = None,
         retry: RetryPolicy | None = None,
+        deadline_s: float | None = None,
         chunk: int = 5000,
     ) -> list[RunHandle]:
         """Start many runs in few calls; each input is validated before anything is sent."""
@@ -175,6 +179,7 @@ class Client:
                 queue=queue,
                 concurrency_key=ckeys[i],
                 retry_json=None if retry is None else retry.model_dump_json(),
+                deadline_s=deadline_s,
             )
             for i in range(len(payloads))
         ]

@@ -317,6 +317,14 @@ class SqlRunStore:
         with self._errors(), self._engine.connect() as conn:
             return [rows.to_task(row._mapping) for row in conn.execute(query)]
 
+    def pending_deadlines(self) -> list[tuple[str, datetime]]:
+        unfinished = [s.value for s in RunStatus if not s.finished]
+        query = sa.select(runs.c.run_id, runs.c.deadline_at).where(
+            runs.c.deadline_at.is_not(None), runs.c.status.in_(unfinished)
+        )
+        with self._errors(), self._engine.connect() as conn:
+            return [(row.run_id, row.deadline_at) for row in conn.execute(query)]
+
     def count_queued(self) -> int:
         query = sa.select(sa.func.count()).select_from(tasks).where(tasks.c.status == QUEUED)
         with self._errors(), self._engine.connect() as conn:

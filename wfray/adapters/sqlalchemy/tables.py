@@ -56,9 +56,11 @@ runs = sa.Table(
     sa.Column("result_ref", sa.Text, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("retry_json", sa.Text, nullable=True),
+    sa.Column("deadline_at", UtcDateTime, nullable=True),
     sa.Index("ix_runs_workflow_status_created_at", "workflow", "status", "created_at"),
     sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_created_at", "created_at"),
+    sa.Index("ix_runs_deadline_at", "deadline_at"),
 )
 
 tasks = sa.Table(
