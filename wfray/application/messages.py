@@ -6,7 +6,7 @@ Plain, picklable values; results travel as JSON text or blob references.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from wfray.domain.records import LogRecord, WorkerIdentity
@@ -120,6 +120,29 @@ class Outcome:
     @property
     def attempt_key(self) -> tuple[str, str, int, int]:
         return (self.run_id, self.step, self.map_index, self.attempt)
+
+    @classmethod
+    def ended(
+        cls,
+        key: tuple[str, str, int, int],
+        status: AttemptStatus,
+        error_type: str,
+        message: str,
+        started_at: datetime | None = None,
+    ) -> Outcome:
+        """An attempt that ended without a result of its own: lost, cancelled, timed out."""
+        run_id, step, map_index, attempt = key
+        return cls(
+            run_id=run_id,
+            step=step,
+            map_index=map_index,
+            attempt=attempt,
+            status=status,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            error_type=error_type,
+            error_message=message,
+        )
 
 
 @dataclass(slots=True)

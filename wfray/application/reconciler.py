@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
 from wfray.application.ports import StepExecutor
-from wfray.domain.records import AttemptRecord, WorkerIdentity
+from wfray.domain.records import AttemptRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
 
 if TYPE_CHECKING:
@@ -205,15 +205,8 @@ async def _cancel_quietly(pool: str, executor: StepExecutor, keys: list[AttemptK
 
 def lost_outcome(attempt: AttemptRecord, pool: str, restarted: bool, now: datetime) -> Outcome:
     why = "restarted" if restarted else "does not know it (it died or never received it)"
-    return Outcome(
-        run_id=attempt.run_id,
-        step=attempt.step,
-        map_index=attempt.map_index,
-        attempt=attempt.attempt,
-        status=AttemptStatus.LOST,
-        started_at=attempt.started_at,
-        finished_at=now,
-        worker=WorkerIdentity(),
-        error_type=LOST_ERROR,
-        error_message=f"attempt lost: executor {pool!r} {why}",
-    )
+    key = (attempt.run_id, attempt.step, attempt.map_index, attempt.attempt)
+    message = f"attempt lost: executor {pool!r} {why}"
+    outcome = Outcome.ended(key, AttemptStatus.LOST, LOST_ERROR, message, attempt.started_at)
+    outcome.finished_at = now
+    return outcome

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from datetime import UTC, datetime
 
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
 from wfray.application.outbox import Outbox
@@ -41,7 +40,12 @@ class InlineExecutor:
         except asyncio.CancelledError:
             if self.crashing:
                 raise
-            outcome = cancelled_outcome(dispatch)
+            outcome = Outcome.ended(
+                dispatch.attempt_key,
+                AttemptStatus.CANCELLED,
+                "wfray.Cancelled",
+                "cancelled: its run was cancelled",
+            )
         finally:
             self.running.pop(dispatch.attempt_key, None)
         self.outbox.put(outcome)
@@ -65,17 +69,3 @@ class InlineExecutor:
             task.cancel()
         self.running.clear()
         self.outbox = Outbox()
-
-
-def cancelled_outcome(dispatch: Dispatch) -> Outcome:
-    return Outcome(
-        run_id=dispatch.run_id,
-        step=dispatch.step,
-        map_index=dispatch.map_index,
-        attempt=dispatch.attempt,
-        status=AttemptStatus.CANCELLED,
-        started_at=None,
-        finished_at=datetime.now(UTC),
-        error_type="wfray.Cancelled",
-        error_message="cancelled: its run was cancelled",
-    )

@@ -15,7 +15,6 @@ import socket
 import threading
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import ray
@@ -68,17 +67,7 @@ def _remote_for(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> An
 
 
 def _ended(dispatch: Dispatch, status: AttemptStatus, kind: str, message: str) -> Outcome:
-    return Outcome(
-        run_id=dispatch.run_id,
-        step=dispatch.step,
-        map_index=dispatch.map_index,
-        attempt=dispatch.attempt,
-        status=status,
-        started_at=None,
-        finished_at=datetime.now(UTC),
-        error_type=kind,
-        error_message=message,
-    )
+    return Outcome.ended(dispatch.attempt_key, status, kind, message)
 
 
 class CpuExecutor:
