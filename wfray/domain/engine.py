@@ -47,10 +47,15 @@ class RunState:
     schema: WorkflowSchema
     tasks: dict[TaskKey, TaskRecord] = field(default_factory=dict)
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # completed items per fanned-out step: a completion need not look at every sibling
+    items_done: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.children:
             self.children = self.schema.downstream()
+        for task in self.tasks.values():
+            if task.map_index != WHOLE_STEP and task.status is TaskStatus.COMPLETED:
+                self.items_done[task.step] = self.items_done.get(task.step, 0) + 1
 
     def task(self, step: str, map_index: int = WHOLE_STEP) -> TaskRecord:
         return self.tasks[(step, map_index)]
@@ -135,13 +140,13 @@ def complete_task(
     task.result_json, task.result_ref, task.result_items = result_json, result_ref, result_items
     task.finished_at = now
     task.error_type = task.error_message = None
+    if task.map_index != WHOLE_STEP:  # counted even for a finished run: it may be resumed
+        state.items_done[task.step] = state.items_done.get(task.step, 0) + 1
     if state.finished:
         return changes
     if task.map_index != WHOLE_STEP:
         group = state.task(task.step)
-        if group.status is TaskStatus.RUNNING and all(
-            item.status is TaskStatus.COMPLETED for item in state.items(task.step)
-        ):
+        if group.status is TaskStatus.RUNNING and state.items_done[task.step] == group.map_count:
             group.finished_at = now
             group.result_items = group.map_count
             _set_task(group, TaskStatus.COMPLETED, changes)
