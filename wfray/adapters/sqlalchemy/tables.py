@@ -57,10 +57,13 @@ runs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("retry_json", sa.Text, nullable=True),
     sa.Column("deadline_at", UtcDateTime, nullable=True),
+    # What started the run beyond its kind (`trigger`): an event id, a schedule tick.
+    sa.Column("trigger_id", sa.String, nullable=True),
     sa.Index("ix_runs_workflow_status_created_at", "workflow", "status", "created_at"),
     sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_created_at", "created_at"),
     sa.Index("ix_runs_deadline_at", "deadline_at"),
+    sa.Index("ix_runs_parent_run_id", "parent_run_id"),
 )
 
 tasks = sa.Table(
@@ -94,6 +97,9 @@ tasks = sa.Table(
     sa.Column("result_items", sa.Integer, nullable=True),
     sa.Column("error_type", sa.String, nullable=True),
     sa.Column("error_message", sa.Text, nullable=True),
+    # The last progress a running step reported with its heartbeat, and when.
+    sa.Column("progress_json", sa.Text, nullable=True),
+    sa.Column("heartbeat_at", UtcDateTime, nullable=True),
 )
 # Paging the queued backlog: WHERE status, queue ORDER BY priority DESC, seq ASC.
 sa.Index(
@@ -127,6 +133,8 @@ attempts = sa.Table(
     sa.Column("error_message", sa.Text, nullable=True),
     sa.Column("traceback", sa.Text, nullable=True),
     sa.Column("kind", sa.String, nullable=False, server_default="step"),
+    # What the attempt held while it ran ({"CPU": 1, "io": 1}): resource-seconds = this x wall time.
+    sa.Column("resources_json", sa.Text, nullable=True),
     sa.ForeignKeyConstraint(
         ["run_id", "step", "map_index"],
         ["tasks.run_id", "tasks.step", "tasks.map_index"],
@@ -159,4 +167,13 @@ meta = sa.Table(
     metadata,
     sa.Column("key", sa.String, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+
+# Named monotonic counters (invoice numbers): values are never handed out twice; gaps allowed.
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
 )
