@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+from pydantic import TypeAdapter
+
+from wfray.application.runtime import (
+    ChildRuns,
+    OnChildFailure,
+    StepServices,
+    child_run_id,
+    gather_children,
+)
+from wfray.domain.errors import WfrayError
 from wfray.domain.records import LogRecord
 
 _current: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
@@ -108,6 +121,10 @@ class StepContext:
         attempt: 1 for the first attempt, then 2, 3, ...
         idempotency_key: stable across attempts; pass it to external systems.
         logger: records logged here are stored with the attempt.
+
+    Methods: `heartbeat(progress)` (a step with `heartbeat_timeout_s` must call it that
+    often), `publish(name, payload, id=...)` (start the workflows subscribed to an event),
+    `run_children(workflow, inputs)` (one child run per input, waited for).
     """
 
     run_id: str
@@ -117,3 +134,75 @@ class StepContext:
     attempt: int
     idempotency_key: str
     logger: logging.Logger
+    services: StepServices | None = None
+    heartbeat_every_s: float = 0.5
+    # calls made so far in this attempt: [publish, run_children, last heartbeat time]
+    _calls: list[float] = field(default_factory=lambda: [0, 0, 0.0])
+    _held_beat: list[str | None] = field(default_factory=list)  # a throttled progress
+
+    @property
+    def attempt_key(self) -> tuple[str, str, int, int]:
+        return (self.run_id, self.step, self.map_index, self.attempt)
+
+    def _services(self, what: str) -> StepServices:
+        if self.services is None:
+            raise WfrayError(f"ctx.{what} needs a running wfray (this step runs outside one)")
+        return self.services
+
+    def heartbeat(self, progress: Any = None) -> None:
+        """Say the step is alive; `progress` (JSON-able) is stored on the task.
+
+        Cheap to call often: beats closer together than `heartbeat_every_s` are dropped.
+        """
+        services = self._services("heartbeat")
+        text = None if progress is None else TypeAdapter(Any).dump_json(progress).decode()
+        now = time.monotonic()
+        if now - self._calls[2] < self.heartbeat_every_s:
+            self._held_beat[:] = [text]  # sent with the attempt's end if nothing follows
+            return
+        self._calls[2] = now
+        self._held_beat.clear()
+        services.heartbeat(self.attempt_key, text)
+
+    def flush(self) -> None:
+        """Send the last progress that throttling held back (at the end of the attempt)."""
+        if self._held_beat and self.services is not None:
+            self.services.heartbeat(self.attempt_key, self._held_beat.pop())
+
+    def publish(self, name: str, payload: Any = None, *, id: str | None = None) -> list[str]:
+        """Publish an internal event; returns the ids of the runs it started.
+
+        Without an `id`, one derived from this step and the call's order is used, so a
+        retried attempt publishing the same events starts nothing twice.
+        """
+        self._calls[0] += 1
+        event_id = id or f"{self.idempotency_key}:{int(self._calls[0])}"
+        return self._services("publish").publish(name, payload, event_id)
+
+    def run_children(
+        self,
+        workflow: Any,
+        inputs: Sequence[Any],
+        *,
+        on_failure: OnChildFailure = "fail",
+        timeout_s: float = 3600.0,
+    ) -> ChildRuns:
+        """Start one run of `workflow` per input as children of this run and wait for them.
+
+        Each child has its own retries and compensation. `on_failure="fail"` (default)
+        fails this step for good if a child did not succeed (the parent is then
+        compensated); "continue" returns every child, the failed ones listed with their
+        errors. A retry of this step finds the same children instead of starting new ones.
+        """
+        services = self._services("run_children")
+        self._calls[1] += 1
+        call = int(self._calls[1])
+        name = str(getattr(workflow, "name", None) or getattr(workflow, "__name__", workflow))
+        run_ids = [child_run_id(self.attempt_key, call, name, i) for i in range(len(inputs))]
+        services.start_runs(workflow, list(inputs), run_ids, self.run_id, self._child_tag(call))
+        statuses = services.wait_runs(run_ids, timeout_s)
+        return gather_children(name, run_ids, statuses, on_failure)
+
+    def _child_tag(self, call: int) -> str:
+        where = self.step if self.map_index < 0 else f"{self.step}[{self.map_index}]"
+        return f"{where}#{call}"

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from wfray.application import events
 from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
 from wfray.application.commands import Commands
 from wfray.application.compensator import COMPENSATION, Compensator
 from wfray.application.dispatcher import Dispatcher, count_failure
+from wfray.application.heartbeats import HeartbeatWatch
 from wfray.application.intake import Intake
 from wfray.application.messages import (
     CommandResult,
@@ -86,6 +88,7 @@ class Coordinator:
         self.dispatcher = Dispatcher(self)
         self.retouch: set[str] = set()  # runs to look at in the next turn (after recovery)
         self.reconciler = Reconciler(self)
+        self.heartbeats = HeartbeatWatch(self)
         self.timers: list[tuple[datetime, str, str, int]] = []
         self.outcomes: list[tuple[str, Outcome]] = []
         self.waiters: dict[str, list[asyncio.Future[RunView]]] = {}
@@ -127,6 +130,13 @@ class Coordinator:
                 await self.durably(self.store.save_workflow, schema)
                 self.schemas[(schema.name, schema.version)] = schema
 
+    def heartbeat(self, beats: Sequence[tuple[AttemptKey, str | None]]) -> None:
+        """Running attempts report they are alive, with their progress (JSON) if any."""
+        now = self.clock.now()
+        for key, progress_json in beats:
+            self.heartbeats.beat(tuple(key), progress_json, now)  # type: ignore[arg-type]
+        self.wake.set()
+
     async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
         """Start runs; answers only after they are committed."""
         return await self.intake.submit(requests)
@@ -140,7 +150,19 @@ class Coordinator:
         Cancelling a run that already finished changes nothing and says so.
         """
         kind = "cancel" if compensate else "cancel-only"
-        return await self._command(kind, run_ids, reason or "cancelled on request")
+        answers = await self._command(kind, run_ids, reason or "cancelled on request")
+        applied = [a.run_id for a in answers if a.applied]
+        children = await self.durably(self.store.child_runs, applied) if applied else []
+        active = [run.run_id for run in children if not run.status.finished]
+        if active:  # cancelling a parent cancels its children (and theirs)
+            await self.cancel(active, f"parent run cancelled: {reason}".rstrip(": "), compensate)
+        return answers
+
+    async def publish(
+        self, name: str, payload_json: str, event_id: str, source: str = "client"
+    ) -> list[str]:
+        """Start every workflow subscribed to event `name`, once per event id."""
+        return await events.publish(self, name, payload_json, event_id, source)
 
     async def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
         """Take runs off the dead-letter list: their failed compensations are tried again."""
@@ -230,6 +252,9 @@ class Coordinator:
     def _idle_timeout(self) -> float | None:
         now = self.clock.now()
         deadlines = [self.timers[0][0]] if self.timers else []
+        beat_due = self.heartbeats.next_due()
+        if beat_due is not None:
+            deadlines.append(beat_due)
         token = self.queues.next_wakeup(now)
         if token is not None:
             deadlines.append(token)
@@ -245,9 +270,12 @@ class Coordinator:
         accepted = await self.intake.take(batch, now, touched)
         outcomes, self.outcomes = self.outcomes, []
         acks: dict[str, int] = {}
+        self.heartbeats.apply(batch)
         for pool, outcome in outcomes:
             self._apply_outcome(outcome, batch, now, touched)
             acks[pool] = max(acks.get(pool, 0), outcome.seq)
+        for outcome in self.heartbeats.expire(now):
+            self._apply_outcome(outcome, batch, now, touched)
         self._fire_timers(batch, now, touched)
         cancelled, to_stop = await self.commands.take(batch, now, touched)
         touched |= self.retouch

@@ -23,9 +23,9 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, get_origin
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 
-from wfray.domain.errors import DefinitionError
+from wfray.domain.errors import DefinitionError, InputValidationError
 from wfray.domain.policy import RetryPolicy, validate_policy
 from wfray.domain.workflow import (
     CONTEXT,
@@ -75,11 +75,13 @@ class Workflow:
         input: type[BaseModel] | None = None,
         retry: RetryPolicy | None = None,
         deadline_s: float | None = None,
+        events: Iterable[str] = (),
         register: bool = True,
     ) -> None:
         self.name = name
         self.input_model = input
         self.deadline_s = deadline_s
+        self.events = tuple(events)
         self.default_retry = None if retry is None else validate_policy(f"{name} (default)", retry)
         self._steps: dict[str, _StepDef] = {}
         self._schema: WorkflowSchema | None = None
@@ -101,6 +103,7 @@ class Workflow:
         input_fields: bool = False,
         compensate: Callable[..., Any] | None = None,
         compensation_retry: RetryPolicy | None = None,
+        heartbeat_timeout_s: float | None = None,
     ) -> Any:
         """Declare a step. Usable as `@flow.step` or `@flow.step(pool="io", ...)`.
 
@@ -119,6 +122,8 @@ class Workflow:
                 for good; its parameters may be `result` (this step's result), `input`
                 and `ctx`.
             compensation_retry: the compensation's retry policy (default: the step's).
+            heartbeat_timeout_s: the step must call `ctx.heartbeat()` at least this often;
+                an attempt silent for longer is treated as lost and retried.
         """
 
         def decorate(func: F) -> F:
@@ -148,6 +153,7 @@ class Workflow:
                     "compensation_retry": None
                     if compensation_retry is None
                     else validate_policy(step_name, compensation_retry),
+                    "heartbeat_timeout_s": heartbeat_timeout_s,
                 },
             )
             self._schema = None
@@ -187,6 +193,7 @@ class Workflow:
                     timeout_s=opts["timeout_s"],
                     num_cpus=opts["num_cpus"],
                     resources=opts["resources"],
+                    heartbeat_timeout_s=opts["heartbeat_timeout_s"],
                     **_compensation(self.name, step_name, opts),
                 )
             )
@@ -200,6 +207,7 @@ class Workflow:
             input_type=input_type,
             default_retry=self.default_retry,
             deadline_s=self.deadline_s,
+            events=self.events,
         )
 
     def __repr__(self) -> str:
@@ -280,6 +288,11 @@ def registered(name: str) -> Workflow | None:
     return _registry.get(name)
 
 
+def subscribers(event: str) -> list[Workflow]:
+    """The workflows declared in this process that an event starts."""
+    return [flow for flow in _registry.values() if event in flow.events]
+
+
 def task(
     fn: Callable[..., Any] | None = None,
     *,
@@ -319,3 +332,28 @@ def signature_model(fn: Callable[..., Any]) -> type[BaseModel]:
         fields[param.name] = (annotation, default)
     model: type[BaseModel] = create_model(f"{fn.__name__}_input", **fields)
     return model
+
+
+def encode_input(flow: Workflow, value: Any) -> str:
+    """Validate a run input against the workflow's model and encode it as JSON."""
+    model = flow.input_model
+    try:
+        if model is None:
+            return TypeAdapter(Any).dump_json(value).decode()
+        if isinstance(value, BaseModel) and not isinstance(value, model):
+            value = value.model_dump()
+        validated = value if isinstance(value, model) else model.model_validate(value or {})
+        return validated.model_dump_json()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise InputValidationError(
+            f"input of workflow {flow.name!r} does not match {model.__name__ if model else 'Any'}: "
+            f"{problems}"
+        ) from exc
+    except Exception as exc:
+        raise InputValidationError(
+            f"input of workflow {flow.name!r} cannot be serialised to JSON: {exc}"
+        ) from exc

@@ -3,6 +3,8 @@ in the store is paged into memory as room frees."""
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -34,6 +36,17 @@ def count_failure(task: TaskRecord, outcome: Outcome) -> FailureInfo:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def held_resources(
+    pool: str, num_cpus: float | None, resources: tuple[tuple[str, float], ...]
+) -> str:
+    """What one attempt holds while it runs, for cost accounting (resource-seconds)."""
+    held = dict(resources)
+    if pool == "cpu":
+        held["CPU"] = 1.0 if num_cpus is None else num_cpus
+    return json.dumps(held, sort_keys=True)
+
+
 def launch(
     c: Coordinator,
     state: RunState,
@@ -56,9 +69,13 @@ def launch(
         queued_at=now,
         kind=kind,
     )
-    batch.insert_attempt(attempt)
-    c.attempts[(task.run_id, task.step, task.map_index, task.attempts)] = attempt
     step = state.schema.step(task.step)
+    attempt.resources_json = held_resources(task.pool, step.num_cpus, tuple(step.resources.items()))
+    batch.insert_attempt(attempt)
+    key = (task.run_id, task.step, task.map_index, task.attempts)
+    c.attempts[key] = attempt
+    if kind == "step" and step.heartbeat_timeout_s is not None:
+        c.heartbeats.watch(key, step.heartbeat_timeout_s, now)
     return Dispatch(
         run_id=task.run_id,
         workflow=state.run.workflow,
@@ -71,6 +88,7 @@ def launch(
         num_cpus=step.num_cpus,
         resources=dict(step.resources),
         timeout_s=step.timeout_s,
+        heartbeat_timeout_s=step.heartbeat_timeout_s,
     )
 
 

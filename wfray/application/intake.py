@@ -91,6 +91,7 @@ class Intake:
             concurrency_key=request.concurrency_key,
             parent_run_id=request.parent_run_id,
             trigger=request.trigger,
+            trigger_id=request.trigger_id,
             retry_json=request.retry_json,
         )
         deadline_s = request.deadline_s or schema.deadline_s

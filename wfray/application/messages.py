@@ -30,6 +30,7 @@ class SubmitRequest:
     concurrency_key: str | None = None
     parent_run_id: str | None = None
     trigger: str = "client"
+    trigger_id: str | None = None
     retry_json: str | None = None  # a RetryPolicy overriding the steps' own, as JSON
     deadline_s: float | None = None  # overrides the workflow's deadline
 
@@ -83,6 +84,7 @@ class Dispatch:
     num_cpus: float | None = None
     resources: dict[str, float] = field(default_factory=dict)
     timeout_s: float | None = None
+    heartbeat_timeout_s: float | None = None
 
     @property
     def attempt_key(self) -> tuple[str, str, int, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ class RunDetail:
     run: RunRecord
     tasks: list[TaskRecord]
     attempts: list[AttemptRecord]
+    children: list[RunRecord] = field(default_factory=list)  # runs its steps started
 
     def attempts_of(self, step: str, map_index: int = -1) -> list[AttemptRecord]:
         return [a for a in self.attempts if a.step == step and a.map_index == map_index]
@@ -44,6 +45,7 @@ class Queries:
             run=runs[run_id],
             tasks=self.store.get_tasks([run_id]),
             attempts=self.store.get_attempts(run_id),
+            children=self.store.child_runs([run_id]),
         )
 
     def list_runs(

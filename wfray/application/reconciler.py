@@ -43,6 +43,14 @@ class Reconciler:
 
     # -- recovery ------------------------------------------------------------------------------
 
+    def _rewatch(self, key: AttemptKey, attempt: AttemptRecord) -> None:
+        """Watch a recovered attempt's heartbeats again, with a fresh window: the silence
+        may have been the coordinator's own downtime."""
+        owner = self.c.runs[attempt.run_id]
+        timeout = owner.schema.step(attempt.step).heartbeat_timeout_s
+        if timeout is not None and attempt.kind == "step":
+            self.c.heartbeats.watch(key, timeout, self.c.clock.now())
+
     async def recover(self) -> None:
         c = self.c
         runs, tasks, attempts = await c.durably(c.store.load_active)
@@ -67,6 +75,7 @@ class Reconciler:
             held = owner.tasks.get(attempt.task_key) if owner else None
             if held is not None and held.status in (TaskStatus.RUNNING, TaskStatus.COMPENSATING):
                 c.queues.started(held)  # its slot is taken until its outcome frees it
+                self._rewatch(key, attempt)
         for run_id, deadline in await c.durably(c.store.pending_deadlines):
             c.watch_deadline(run_id, deadline)
         c.seq = await c.durably(c.store.max_task_seq)
@@ -169,12 +178,15 @@ class Reconciler:
             if attempt is not None:
                 by_pool[attempt.executor].append(key)
         for pool, group in by_pool.items():
-            executor = self.c.executors.get(pool)
-            if executor is None:
-                continue
-            task = asyncio.create_task(_cancel_quietly(pool, executor, group))
-            self._senders.add(task)
-            task.add_done_callback(self._senders.discard)
+            self.cancel_in(pool, group)
+
+    def cancel_in(self, pool: str, keys: list[AttemptKey]) -> None:
+        executor = self.c.executors.get(pool)
+        if executor is None:
+            return
+        task = asyncio.create_task(_cancel_quietly(pool, executor, keys))
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
 
     async def _send(self, pool: str, group: list[Dispatch]) -> None:
         executor = self.c.executors.get(pool)

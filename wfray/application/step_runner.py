@@ -24,6 +24,7 @@ from pydantic import TypeAdapter
 from wfray.application.context import AttemptLog, StepContext, bind, unbind
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
 from wfray.application.ports import BlobStore
+from wfray.application.runtime import StepServices
 from wfray.domain.errors import NonRetryableError, RetryLater
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
@@ -128,9 +129,14 @@ class PreparedAttempt:
     """The call of one attempt, split so sync and async callers share everything else."""
 
     def __init__(
-        self, dispatch: Dispatch, blobs: BlobStore | None, settings: RunnerSettings
+        self,
+        dispatch: Dispatch,
+        blobs: BlobStore | None,
+        settings: RunnerSettings,
+        services: StepServices | None = None,
     ) -> None:
         self.dispatch = dispatch
+        self.services = services
         self.blobs = blobs
         self.settings = settings
         self.started_at = datetime.now(UTC)
@@ -163,14 +169,22 @@ class PreparedAttempt:
                 attempt=d.attempt,
                 idempotency_key=d.idempotency_key,
                 logger=logging.getLogger(f"{STEP_LOGGER}.{d.workflow}.{d.step}"),
+                services=self.services,
+                heartbeat_every_s=_beat_interval(d.heartbeat_timeout_s),
             )
 
     @property
     def is_async(self) -> bool:
         return self.fn is not None and _signature(self.fn).is_async
 
+    def flush_heartbeat(self) -> None:
+        ctx = self.kwargs.get(CONTEXT)
+        if isinstance(ctx, StepContext):
+            ctx.flush()
+
     def success(self, value: Any, worker: WorkerIdentity) -> Outcome:
         assert self.fn is not None
+        self.flush_heartbeat()
         d = self.dispatch
         try:
             data = _signature(self.fn).result.dump_json(value)
@@ -227,6 +241,11 @@ class PreparedAttempt:
         )
 
 
+def _beat_interval(timeout_s: float | None) -> float:
+    """Beat a few times per timeout window, never more than twice a second."""
+    return 0.5 if timeout_s is None else max(0.05, min(0.5, timeout_s / 4))
+
+
 STEP_LOGGER = "wfray.step"
 # steps log at INFO and up whatever the worker's root level is, so their lines are captured
 logging.getLogger(STEP_LOGGER).setLevel(logging.INFO)
@@ -237,9 +256,10 @@ def run_attempt(
     blobs: BlobStore | None,
     worker: WorkerIdentity,
     settings: RunnerSettings = DEFAULT_SETTINGS,
+    services: StepServices | None = None,
 ) -> Outcome:
     """Run one attempt synchronously (async steps get their own event loop)."""
-    attempt = PreparedAttempt(dispatch, blobs, settings)
+    attempt = PreparedAttempt(dispatch, blobs, settings, services)
     token = bind(attempt.log)
     try:
         attempt.prepare()
@@ -265,11 +285,12 @@ async def run_attempt_async(
     blobs: BlobStore | None,
     worker: WorkerIdentity,
     settings: RunnerSettings = DEFAULT_SETTINGS,
+    services: StepServices | None = None,
 ) -> Outcome:
     """Run one attempt in an event loop: coroutines directly, sync code in a thread."""
     import asyncio
 
-    attempt = PreparedAttempt(dispatch, blobs, settings)
+    attempt = PreparedAttempt(dispatch, blobs, settings, services)
     token = bind(attempt.log)
     try:
         attempt.prepare()

@@ -30,7 +30,8 @@ class RunRecord:
     idempotency_key: str | None = None
     concurrency_key: str | None = None
     parent_run_id: str | None = None
-    trigger: str = "client"
+    trigger: str = "client"  # client | http | schedule | event | parent
+    trigger_id: str | None = None  # the event id, the schedule tick, the parent's step
     started_at: datetime | None = None
     finished_at: datetime | None = None
     result_json: str | None = None
@@ -65,6 +66,8 @@ class TaskRecord:
     result_items: int | None = None
     error_type: str | None = None
     error_message: str | None = None
+    progress_json: str | None = None  # the last progress reported by a heartbeat
+    heartbeat_at: datetime | None = None
 
     @property
     def key(self) -> TaskKey:
@@ -91,6 +94,7 @@ class AttemptRecord:
     error_message: str | None = None
     traceback: str | None = None
     kind: str = "step"  # "step", or "compensation" for an attempt at undoing it
+    resources_json: str | None = None  # what it held while it ran: {"CPU": 1.0}
 
     @property
     def task_key(self) -> TaskKey:

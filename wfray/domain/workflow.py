@@ -40,6 +40,7 @@ class StepSchema(BaseModel):
         compensation: import path of the compensating callable, if any.
         compensation_bindings: its parameter name -> source ("result", "input" or "ctx").
         compensation_retry: the compensation's retry policy (None: the step's).
+        heartbeat_timeout_s: an attempt silent for longer (no `ctx.heartbeat`) is lost.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -57,6 +58,7 @@ class StepSchema(BaseModel):
     compensation: str | None = None
     compensation_bindings: dict[str, str] = Field(default_factory=dict)
     compensation_retry: RetryPolicy | None = None
+    heartbeat_timeout_s: float | None = None
 
 
 class WorkflowSchema(BaseModel):
@@ -69,6 +71,7 @@ class WorkflowSchema(BaseModel):
     input_type: str | None = None
     default_retry: RetryPolicy | None = None
     deadline_s: float | None = None
+    events: tuple[str, ...] = ()  # event names that start a run of this workflow
     version: str = ""
 
     @classmethod
@@ -79,6 +82,7 @@ class WorkflowSchema(BaseModel):
         input_type: str | None = None,
         default_retry: RetryPolicy | None = None,
         deadline_s: float | None = None,
+        events: Iterable[str] = (),
     ) -> WorkflowSchema:
         """Validate the DAG and stamp the schema with its content-hash version."""
         steps = tuple(steps)
@@ -87,12 +91,25 @@ class WorkflowSchema(BaseModel):
             raise DefinitionError(
                 f"workflow {name!r}: deadline_s must be positive, got {deadline_s}"
             )
+        events = tuple(events)
+        for event in events:
+            if not isinstance(event, str) or not event.strip():
+                raise DefinitionError(
+                    f"workflow {name!r}: events must be non-empty names, got {event!r}"
+                )
+        for step in steps:
+            if step.heartbeat_timeout_s is not None and step.heartbeat_timeout_s <= 0:
+                raise DefinitionError(
+                    f"workflow {name!r}, step {step.name!r}: heartbeat_timeout_s must be "
+                    f"positive, got {step.heartbeat_timeout_s}"
+                )
         draft = cls(
             name=name,
             steps=steps,
             input_type=input_type,
             default_retry=default_retry,
             deadline_s=deadline_s,
+            events=events,
         )
         return draft.model_copy(update={"version": content_version(draft)})
 

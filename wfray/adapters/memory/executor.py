@@ -9,6 +9,7 @@ import socket
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
 from wfray.application.outbox import Outbox
 from wfray.application.ports import BlobStore
+from wfray.application.runtime import StepServices
 from wfray.application.step_runner import RunnerSettings, run_attempt_async
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
@@ -18,9 +19,13 @@ class InlineExecutor:
     """Every attempt is a coroutine here (sync steps in threads); same contract as Ray's."""
 
     def __init__(
-        self, blobs: BlobStore | None = None, settings: RunnerSettings | None = None
+        self,
+        blobs: BlobStore | None = None,
+        settings: RunnerSettings | None = None,
+        services: StepServices | None = None,
     ) -> None:
         self.blobs = blobs
+        self.services = services
         self.settings = settings or RunnerSettings()
         self.outbox = Outbox()
         self.running: dict[tuple[str, str, int, int], asyncio.Task[None]] = {}
@@ -36,7 +41,9 @@ class InlineExecutor:
 
     async def _run(self, dispatch: Dispatch) -> None:
         try:
-            outcome = await run_attempt_async(dispatch, self.blobs, self.worker, self.settings)
+            outcome = await run_attempt_async(
+                dispatch, self.blobs, self.worker, self.settings, self.services
+            )
         except asyncio.CancelledError:
             if self.crashing:
                 raise

@@ -149,6 +149,13 @@ class InMemoryRunStore:
         runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return runs[:limit]
 
+    def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
+        wanted = set(parent_run_ids)
+        with self._lock:
+            found = [copy.copy(r) for r in self._runs.values() if r.parent_run_id in wanted]
+        found.sort(key=lambda r: (r.created_at, r.run_id))
+        return found
+
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
         wanted = set(run_ids)
         with self._lock:

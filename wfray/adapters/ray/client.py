@@ -14,19 +14,18 @@ from datetime import datetime
 from typing import Any
 
 import ray
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from ray import exceptions as rex
 
 from wfray.adapters.blob import blob_store
 from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor, executor_name
-from wfray.application.definition import Workflow, registered
+from wfray.application.definition import Workflow, encode_input, registered
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
 from wfray.application.queries import RunDetail
 from wfray.application.step_runner import arg_text, load_function
 from wfray.config import Settings, load_settings
 from wfray.domain.errors import (
     BacklogFullError,
-    InputValidationError,
     RunFailedError,
     UnknownWorkflowError,
     WaitTimeoutError,
@@ -159,6 +158,9 @@ class Client:
         retry: RetryPolicy | None = None,
         deadline_s: float | None = None,
         chunk: int = 5000,
+        parent_run_id: str | None = None,
+        trigger: str = "client",
+        trigger_id: str | None = None,
     ) -> list[RunHandle]:
         """Start many runs in few calls; each input is validated before anything is sent."""
         flow = self.workflow(workflow)
@@ -180,6 +182,9 @@ class Client:
                 concurrency_key=ckeys[i],
                 retry_json=None if retry is None else retry.model_dump_json(),
                 deadline_s=deadline_s,
+                parent_run_id=parent_run_id,
+                trigger=trigger,
+                trigger_id=trigger_id,
             )
             for i in range(len(payloads))
         ]
@@ -226,6 +231,21 @@ class Client:
         (answer,) = self.call("cancel", [run_id], reason, compensate)
         result: CommandResult = answer
         return result
+
+    def publish(
+        self, name: str, payload: Any = None, *, id: str, source: str = "client"
+    ) -> list[str]:
+        """Publish an internal event: every workflow subscribed to `name` starts once per
+        event `id` (publishing the same id again starts nothing). Returns the run ids."""
+        self.register(*self._local_subscribers(name))  # ours are known to wfray before it
+        payload_json = TypeAdapter(Any).dump_json(payload).decode()
+        run_ids: list[str] = self.call("publish", name, payload_json, id, source)
+        return run_ids
+
+    def _local_subscribers(self, name: str) -> list[Workflow]:
+        from wfray.application.definition import subscribers
+
+        return subscribers(name)
 
     def dead_letter(self, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs whose compensation failed: they need attention (see `retry_compensation`)."""
@@ -351,31 +371,6 @@ class RunHandle:
 
     def logs(self, step: str | None = None) -> list[LogRecord]:
         return self.client.logs(self.run_id, step)
-
-
-def encode_input(flow: Workflow, value: Any) -> str:
-    """Validate a run input against the workflow's model and encode it as JSON."""
-    model = flow.input_model
-    try:
-        if model is None:
-            return TypeAdapter(Any).dump_json(value).decode()
-        if isinstance(value, BaseModel) and not isinstance(value, model):
-            value = value.model_dump()
-        validated = value if isinstance(value, model) else model.model_validate(value or {})
-        return validated.model_dump_json()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise InputValidationError(
-            f"input of workflow {flow.name!r} does not match {model.__name__ if model else 'Any'}: "
-            f"{problems}"
-        ) from exc
-    except Exception as exc:
-        raise InputValidationError(
-            f"input of workflow {flow.name!r} cannot be serialised to JSON: {exc}"
-        ) from exc
 
 
 def result_adapter(flow: Workflow | None) -> TypeAdapter[Any]:

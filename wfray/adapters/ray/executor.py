@@ -23,6 +23,7 @@ from ray import exceptions as rex
 from wfray.adapters.blob import blob_store
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
 from wfray.application.outbox import Outbox
+from wfray.application.runtime import StepServices
 from wfray.application.step_runner import RunnerSettings, run_attempt, run_attempt_async
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
@@ -36,6 +37,15 @@ class ExecutorConfig:
     blob_root: str | None = None
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     io_concurrency: int = 64
+    namespace: str = "wfray"
+
+
+@functools.cache
+def step_services(namespace: str, blob_root: str | None) -> StepServices:
+    """What steps in this process may ask of wfray (heartbeats, events, child runs)."""
+    from wfray.adapters.ray.services import RayStepServices  # it needs the client: no cycle
+
+    return RayStepServices(namespace, blob_root)
 
 
 @functools.cache
@@ -54,7 +64,8 @@ def worker_identity() -> WorkerIdentity:
 def run_cpu_attempt(dispatch: Dispatch, config: ExecutorConfig) -> Outcome:
     """One attempt in a Ray worker process."""
     blobs = blob_store(config.blob_root) if config.blob_root else None
-    return run_attempt(dispatch, blobs, worker_identity(), config.runner)
+    services = step_services(config.namespace, config.blob_root)
+    return run_attempt(dispatch, blobs, worker_identity(), config.runner, services)
 
 
 @functools.cache
@@ -212,7 +223,13 @@ class IoExecutor:
         assert self.slots is not None and self.identity is not None
         try:
             async with self.slots:
-                outcome = await run_attempt_async(d, self.blobs, self.identity, self.config.runner)
+                outcome = await run_attempt_async(
+                    d,
+                    self.blobs,
+                    self.identity,
+                    self.config.runner,
+                    step_services(self.config.namespace, self.config.blob_root),
+                )
         except asyncio.CancelledError:
             if d.attempt_key in self.timed_out:
                 outcome = _ended(

@@ -70,6 +70,7 @@ def executor_config(settings: Settings) -> ExecutorConfig:
             blob_threshold_bytes=settings.blob_threshold_bytes, log_limit=settings.log_limit
         ),
         io_concurrency=settings.io_concurrency,
+        namespace=settings.namespace,
     )
 
 
@@ -183,6 +184,16 @@ class CoordinatorHost:
 
     async def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
         return await (await self._ready()).retry_compensation(run_ids)
+
+    async def publish(
+        self, name: str, payload_json: str, event_id: str, source: str = "client"
+    ) -> list[str]:
+        return await (await self._ready()).publish(name, payload_json, event_id, source)
+
+    async def heartbeat(
+        self, beats: Sequence[tuple[tuple[str, str, int, int], str | None]]
+    ) -> None:
+        (await self._ready()).heartbeat(beats)
 
     async def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
         return await (await self._ready()).resume(run_ids)

@@ -259,6 +259,16 @@ class SqlRunStore:
         with self._errors(), self._engine.connect() as conn:
             return [rows.to_run(row._mapping) for row in conn.execute(query)]
 
+    def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
+        """The runs started by steps of these runs, oldest first."""
+        found: list[RunRecord] = []
+        with self._errors(), self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(parent_run_ids))):
+                query = sa.select(runs).where(runs.c.parent_run_id.in_(chunk))
+                found.extend(rows.to_run(row._mapping) for row in conn.execute(query))
+        found.sort(key=lambda r: (r.created_at, r.run_id))
+        return found
+
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
         found: list[TaskRecord] = []
         with self._errors(), self._engine.connect() as conn:

@@ -1,0 +1,169 @@
+"""Heartbeats, internal events and child runs, end to end in one process (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.fixtures import unit_flows
+from tests.unit.test_coordinator_inline import coordinator, finish, request, run
+from wfray.adapters.memory.executor import InlineExecutor
+from wfray.adapters.memory.services import InlineStepServices
+from wfray.adapters.memory.store import InMemoryRunStore
+from wfray.application.heartbeats import HEARTBEAT_LOST
+from wfray.application.runtime import event_run_id
+from wfray.domain.status import AttemptStatus, RunStatus
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def pools(services: InlineStepServices) -> dict[str, InlineExecutor]:
+    shared = InlineExecutor(services=services)
+    return {"cpu": shared, "io": shared}
+
+
+def test_heartbeats_store_the_last_progress() -> None:
+    async def scenario() -> None:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        async with coordinator(store, pools(services)) as c:
+            services.bind(c)
+            await c.submit([request("beats", unit_flows.beating, {"count": 6, "gap_s": 0.05})])
+            views = await finish(c, "beats")
+            assert views["beats"].status is RunStatus.COMPLETED
+        (task,) = store.get_tasks(["beats"])
+        assert json.loads(task.progress_json or "null") == {"done": 6, "of": 6}
+        assert task.heartbeat_at is not None
+        assert [a.status for a in store.get_attempts("beats")] == [AttemptStatus.SUCCEEDED]
+
+    run(scenario)
+
+
+def test_a_step_that_stops_heartbeating_is_lost_and_retried() -> None:
+    async def scenario() -> None:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        async with coordinator(store, pools(services)) as c:
+            services.bind(c)
+            await c.submit([request("silent", unit_flows.beating, {"count": 2, "gap_s": 0.8})])
+            views = await finish(c, "silent")
+            assert views["silent"].status is RunStatus.COMPLETED
+        first, second = store.get_attempts("silent")
+        assert first.status is AttemptStatus.LOST
+        assert first.error_type == HEARTBEAT_LOST
+        assert "no heartbeat for 0.3s" in (first.error_message or "")
+        assert second.status is AttemptStatus.SUCCEEDED
+        (task,) = store.get_tasks(["silent"])
+        assert task.lost == 1
+        # the silent attempt's late beats do not overwrite the successful attempt's progress
+        assert json.loads(task.progress_json or "null") == {"done": 2, "of": 2}
+
+    run(scenario, timeout_s=20)
+
+
+def test_an_event_starts_each_subscribed_workflow_once_per_event_id() -> None:
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            first = await c.publish("order.delivered", '{"order": 7}', "evt-1")
+            again = await c.publish("order.delivered", '{"order": 7}', "evt-1")
+            other = await c.publish("order.delivered", '{"order": 8}', "evt-2")
+            assert sorted(first) == sorted(again)  # the same event id starts nothing new
+            assert len(first) == 2 and len(set(first) | set(other)) == 4
+            assert await c.publish("nobody.listens", "{}", "evt-3") == []
+            views = await finish(c, *first, *other)
+        results = sorted(json.loads(v.result_json or "null") for v in views.values())
+        assert results == ["a:7", "a:8", "b:7", "b:8"]
+        run_a = store.find_runs([event_run_id("unit_on_delivered_a", "order.delivered", "evt-1")])
+        (record,) = run_a.values()
+        assert (record.trigger, record.trigger_id) == ("event", "order.delivered:evt-1")
+
+    run(scenario)
+
+
+def test_a_step_publishes_events_once_even_when_run_twice() -> None:
+    async def scenario() -> None:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        async with coordinator(store, pools(services)) as c:
+            services.bind(c)
+            await c.submit([request("pub", unit_flows.publisher, {"order": 3})])
+            views = await finish(c, "pub")
+            started_ids = json.loads(views["pub"].result_json or "[]")
+            assert len(started_ids) == 2
+            await finish(c, *started_ids)
+            # a second publication from the same step (a retried attempt) is a no-op
+            again = await asyncio.to_thread(
+                services.publish, "order.delivered", {"order": 3}, "pub:announce:-1:1"
+            )
+            assert sorted(again) == sorted(started_ids)
+        subscribed = [r for r in store.list_runs(limit=50) if r.trigger == "event"]
+        assert len(subscribed) == 2
+
+    run(scenario)
+
+
+def test_one_failing_child_is_compensated_while_the_others_complete() -> None:
+    unit_flows.undone.clear()
+
+    async def scenario() -> None:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        async with coordinator(store, pools(services)) as c:
+            services.bind(c)
+            names = ["ada", "bob", "cy", "dee", "eve"]
+            payload = {"names": names, "failing": ["cy"], "on_failure": "continue"}
+            await c.submit([request("bill", unit_flows.billing, payload)])
+            views = await finish(c, "bill")
+            assert views["bill"].status is RunStatus.COMPLETED
+            result = json.loads(views["bill"].result_json or "{}")
+            assert result["sent"] == [f"sent:invoice:{n}" for n in names if n != "cy"]
+            assert result["failed"] == ["2:compensated"]
+        children = store.child_runs(["bill"])
+        assert len(children) == 5
+        assert all(ch.parent_run_id == "bill" and ch.trigger == "parent" for ch in children)
+        statuses = sorted(ch.status.value for ch in children)
+        assert statuses == ["compensated"] + ["completed"] * 4
+        assert unit_flows.undone == ["invoice:cy"]  # only the failed child was undone
+
+    run(scenario, timeout_s=30)
+
+
+def test_a_failing_child_fails_the_parent_when_its_policy_says_so() -> None:
+    async def scenario() -> None:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        async with coordinator(store, pools(services)) as c:
+            services.bind(c)
+            payload = {"names": ["ada", "bob"], "failing": ["bob"], "on_failure": "fail"}
+            await c.submit([request("strict", unit_flows.billing, payload)])
+            views = await finish(c, "strict")
+            assert views["strict"].status is RunStatus.FAILED
+            assert "1 of 2 child runs of 'unit_invoice_child' did not succeed" in (
+                views["strict"].error or ""
+            )
+
+    run(scenario, timeout_s=30)
+
+
+def test_cancelling_a_parent_cancels_its_children() -> None:
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            who = {"who": "x"}
+            await c.submit([request("parent", unit_flows.halfway, who)])
+            await c.submit(
+                [
+                    request("kid", unit_flows.halfway, who, parent_run_id="parent"),
+                    request("grandkid", unit_flows.halfway, who, parent_run_id="kid"),
+                ]
+            )
+            (answer,) = await c.cancel(["parent"], "operator said so")
+            assert answer.applied
+            views = await finish(c, "parent", "kid", "grandkid")
+        assert all(v.status.finished for v in views.values())
+        assert {v.status for v in views.values()} <= {RunStatus.CANCELLED, RunStatus.COMPENSATED}
+
+    run(scenario, timeout_s=20)

@@ -1,0 +1,91 @@
+"""StepServices for an in-process Coordinator (tests without Ray).
+
+Sync steps run in threads: each call is handed to the coordinator's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter
+
+from wfray.application.definition import Workflow, encode_input, registered
+from wfray.application.messages import SubmitRequest
+from wfray.application.runtime import AttemptKey, ChildStatus
+
+if TYPE_CHECKING:
+    from wfray.application.coordinator import Coordinator
+
+CALL_TIMEOUT_S = 30.0
+
+
+class InlineStepServices:
+    def __init__(self) -> None:
+        self.coordinator: Coordinator | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+        self.loop = asyncio.get_running_loop()
+
+    def _c(self) -> tuple[Coordinator, asyncio.AbstractEventLoop]:
+        if self.coordinator is None or self.loop is None:
+            raise RuntimeError("InlineStepServices is not bound to a coordinator")
+        return self.coordinator, self.loop
+
+    def _call(self, coroutine: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
+        _, loop = self._c()
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout_s)
+
+    def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None:
+        c, loop = self._c()
+        loop.call_soon_threadsafe(c.heartbeat, [(key, progress_json)])
+
+    def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
+        c, _ = self._c()
+        payload_json = TypeAdapter(Any).dump_json(payload).decode()
+        ids: list[str] = self._call(c.publish(name, payload_json, event_id))
+        return ids
+
+    def start_runs(
+        self,
+        workflow: Any,
+        inputs: Sequence[Any],
+        run_ids: Sequence[str],
+        parent_run_id: str,
+        trigger_id: str,
+    ) -> None:
+        c, _ = self._c()
+        flow = workflow if isinstance(workflow, Workflow) else registered(str(workflow))
+        if flow is None:
+            raise LookupError(f"no workflow {workflow!r} declared in this process")
+        requests = [
+            SubmitRequest(
+                run_id=run_id or uuid.uuid4().hex,
+                workflow=flow.name,
+                version=flow.schema.version,
+                input_json=encode_input(flow, value),
+                parent_run_id=parent_run_id,
+                trigger="parent",
+                trigger_id=trigger_id,
+            )
+            for run_id, value in zip(run_ids, inputs, strict=True)
+        ]
+        self._call(c.register([flow.schema]))
+        self._call(c.submit(requests))
+
+    def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]:
+        c, _ = self._c()
+        views = self._call(c.wait(list(run_ids), timeout_s), timeout_s + CALL_TIMEOUT_S)
+        return [
+            ChildStatus(
+                v.run_id,
+                v.status.value,
+                None if v.result_json is None else TypeAdapter(Any).validate_json(v.result_json),
+                v.error,
+            )
+            for v in views
+        ]

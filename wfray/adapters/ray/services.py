@@ -1,0 +1,68 @@
+"""StepServices on Ray: a running step talks to the coordinator actor by name."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+
+from wfray.application.runtime import AttemptKey, ChildStatus
+from wfray.config import load_settings
+
+log = logging.getLogger("wfray.step")
+
+
+class RayStepServices:
+    def __init__(self, namespace: str, blob_root: str | None) -> None:
+        self.namespace = namespace
+        self.blob_root = blob_root
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from wfray.adapters.ray.client import Client
+
+            self._client = Client(load_settings(namespace=self.namespace, blob_root=self.blob_root))
+        return self._client
+
+    def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None:
+        # Fire and forget: a heartbeat lost to a coordinator restart is followed by the
+        # next one, and the watch restarts with a full window after a restart anyway.
+        try:
+            self.client.handle.heartbeat.remote([(key, progress_json)])
+        except (ValueError, ray.exceptions.RayError) as exc:
+            self.client._handle = None  # look the coordinator up again next time
+            log.warning("heartbeat not delivered: %s", exc)
+
+    def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
+        ids: list[str] = self.client.publish(name, payload, id=event_id)
+        return ids
+
+    def start_runs(
+        self,
+        workflow: Any,
+        inputs: Sequence[Any],
+        run_ids: Sequence[str],
+        parent_run_id: str,
+        trigger_id: str,
+    ) -> None:
+        if inputs:
+            self.client.submit_many(
+                workflow,
+                inputs,
+                run_ids=run_ids,
+                parent_run_id=parent_run_id,
+                trigger="parent",
+                trigger_id=trigger_id,
+            )
+
+    def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]:
+        views = self.client.wait(run_ids, timeout=timeout_s)
+        statuses = []
+        for view in views:
+            result = self.client.decode(view, None) if view.status.value == "completed" else None
+            statuses.append(ChildStatus(view.run_id, view.status.value, result, view.error))
+        return statuses

@@ -1,0 +1,92 @@
+"""Heartbeats: a long step reports progress; a step that falls silent is declared lost.
+
+A step with `heartbeat_timeout_s` must call `ctx.heartbeat()` at least that often. The
+watch starts when the attempt is dispatched (and again, with a full window, after a
+coordinator restart). A silent attempt is recorded as lost, its Ray task cancelled, and the
+task retried under its policy. The last progress is stored on the task.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from wfray.application.batch import Batch
+from wfray.application.messages import Outcome
+from wfray.domain.records import TaskRecord
+from wfray.domain.status import AttemptStatus, TaskStatus
+
+if TYPE_CHECKING:
+    from wfray.application.coordinator import AttemptKey, Coordinator
+
+HEARTBEAT_LOST = "wfray.HeartbeatTimeout"
+
+
+class HeartbeatWatch:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+        self._due: list[tuple[datetime, AttemptKey, float]] = []
+        self._beats: dict[AttemptKey, tuple[datetime, str | None]] = {}
+
+    def watch(self, key: AttemptKey, timeout_s: float, now: datetime) -> None:
+        heapq.heappush(self._due, (now + timedelta(seconds=timeout_s), key, timeout_s))
+
+    def next_due(self) -> datetime | None:
+        return self._due[0][0] if self._due else None
+
+    def beat(self, key: AttemptKey, progress_json: str | None, now: datetime) -> None:
+        """A heartbeat arrived; it is applied (and stored) in the next loop turn."""
+        self._beats[key] = (now, progress_json)
+
+    def apply(self, batch: Batch) -> None:
+        """Store the heartbeats that arrived (before the outcomes of the same turn)."""
+        beats, self._beats = self._beats, {}
+        for key, (at, progress) in beats.items():
+            task = self._running_task(key)
+            if task is None:
+                continue  # it ended meanwhile: a late beat changes nothing
+            task.heartbeat_at = at
+            if progress is not None:
+                task.progress_json = progress
+            batch.update_task(task, TaskStatus.RUNNING)
+
+    def expire(self, now: datetime) -> list[Outcome]:
+        """Outcomes for the attempts gone silent; their executors are asked to stop them."""
+        lost: list[Outcome] = []
+        stop: dict[str, list[AttemptKey]] = defaultdict(list)
+        while self._due and self._due[0][0] <= now:
+            _, key, timeout_s = heapq.heappop(self._due)
+            task = self._running_task(key)
+            if task is None:
+                continue
+            last = task.heartbeat_at
+            if last is not None and last + timedelta(seconds=timeout_s) > now:
+                self.watch(key, timeout_s, last)  # it beat in time: look again later
+                continue
+            attempt = self.c.attempts[key]
+            stop[attempt.executor].append(key)
+            lost.append(
+                Outcome.ended(
+                    key,
+                    AttemptStatus.LOST,
+                    HEARTBEAT_LOST,
+                    f"no heartbeat for {timeout_s:g}s (last: "
+                    f"{'never' if last is None else last.isoformat()}); retried as lost",
+                    attempt.started_at,
+                )
+            )
+        for pool, keys in stop.items():
+            self.c.reconciler.cancel_in(pool, keys)
+        return lost
+
+    def _running_task(self, key: AttemptKey) -> TaskRecord | None:
+        if key not in self.c.attempts:
+            return None
+        run_id, step, map_index, attempt = key
+        state = self.c.runs.get(run_id)
+        task = state.tasks.get((step, map_index)) if state else None
+        if task is None or task.status is not TaskStatus.RUNNING or task.attempts != attempt:
+            return None
+        return task

@@ -1,0 +1,132 @@
+"""What a running step may ask of wfray: heartbeats, events, child runs.
+
+`StepServices` is the port; the Ray adapter implements it with calls to the coordinator
+actor, the in-process tests with calls to an in-process Coordinator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
+
+from wfray.domain.errors import NonRetryableError, RetryLater
+from wfray.domain.status import RunStatus
+
+AttemptKey = tuple[str, str, int, int]
+COMPLETED = RunStatus.COMPLETED.value
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStatus:
+    run_id: str
+    status: str  # a RunStatus value; "unknown" if the run was not found in time
+    result: Any = None
+    error: str | None = None
+
+
+class StepServices(Protocol):
+    def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None: ...
+
+    def publish(self, name: str, payload: Any, event_id: str) -> list[str]: ...
+
+    def start_runs(
+        self,
+        workflow: Any,
+        inputs: Sequence[Any],
+        run_ids: Sequence[str],
+        parent_run_id: str,
+        trigger_id: str,
+    ) -> None: ...
+
+    def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]: ...
+
+
+class ChildRun(BaseModel):
+    index: int
+    run_id: str
+    status: str
+    result: Any = None
+    error: str | None = None
+
+
+class ChildRuns(BaseModel):
+    """What a step gets back from `ctx.run_children`: every child, in input order."""
+
+    workflow: str
+    children: list[ChildRun]
+
+    @property
+    def succeeded(self) -> list[ChildRun]:
+        return [c for c in self.children if c.status == COMPLETED]
+
+    @property
+    def failed(self) -> list[ChildRun]:
+        return [c for c in self.children if c.status != COMPLETED]
+
+    @property
+    def results(self) -> list[Any]:
+        """The results of the children that succeeded, in input order."""
+        return [c.result for c in self.succeeded]
+
+
+class ChildRunsFailedError(NonRetryableError):
+    """Child runs failed and the parent step's policy is to fail with them."""
+
+    code = "child_runs_failed"
+
+
+OnChildFailure = Literal["fail", "continue"]
+_FINISHED = frozenset(s.value for s in RunStatus if s.finished)
+
+
+def child_run_id(parent_key: AttemptKey, call: int, workflow: str, index: int) -> str:
+    """The same child for every attempt of the parent's step: a retried parent step finds
+    the children it started before instead of starting them twice."""
+    run_id, step, map_index, _ = parent_key
+    text = f"{run_id}\0{step}\0{map_index}\0{call}\0{workflow}\0{index}"
+    return "child-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def event_run_id(workflow: str, name: str, event_id: str) -> str:
+    """One run per workflow and event id, however often the event is published."""
+    text = f"{workflow}\0{name}\0{event_id}"
+    return "evt-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def gather_children(
+    workflow: str, run_ids: list[str], statuses: list[ChildStatus], on_failure: OnChildFailure
+) -> ChildRuns:
+    by_id = {s.run_id: s for s in statuses}
+    children = []
+    for index, run_id in enumerate(run_ids):
+        found = by_id.get(run_id, ChildStatus(run_id, "unknown", error="not finished in time"))
+        children.append(
+            ChildRun(
+                index=index,
+                run_id=run_id,
+                status=found.status,
+                result=found.result,
+                error=found.error,
+            )
+        )
+    outcome = ChildRuns(workflow=workflow, children=children)
+    unfinished = [c for c in children if c.status not in _FINISHED]
+    if unfinished:
+        # they run on; a retry of this step finds the same children (ids are stable)
+        raise RetryLater(
+            f"{len(unfinished)} of {len(children)} child runs of {workflow!r} still running",
+            delay_s=5.0,
+        )
+    failed = outcome.failed
+    if failed and on_failure == "fail":
+        listed = ", ".join(f"#{c.index} {c.run_id} ({c.status}: {c.error})" for c in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        raise ChildRunsFailedError(
+            f"{len(failed)} of {len(children)} child runs of {workflow!r} did not succeed: "
+            f"{listed}{more}"
+        )
+    return outcome
