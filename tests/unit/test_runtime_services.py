@@ -14,6 +14,7 @@ from wfray.adapters.memory.services import InlineStepServices
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.heartbeats import HEARTBEAT_LOST
 from wfray.application.runtime import event_run_id
+from wfray.application.step_runner import RunnerSettings
 from wfray.domain.status import AttemptStatus, RunStatus
 
 pytestmark = pytest.mark.timeout(60)
@@ -165,5 +166,28 @@ def test_cancelling_a_parent_cancels_its_children() -> None:
             views = await finish(c, "parent", "kid", "grandkid")
         assert all(v.status.finished for v in views.values())
         assert {v.status for v in views.values()} <= {RunStatus.CANCELLED, RunStatus.COMPENSATED}
+
+    run(scenario, timeout_s=20)
+
+
+def test_a_running_step_streams_its_log_lines_before_it_ends() -> None:
+    async def scenario() -> None:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        shared = InlineExecutor(
+            services=services, settings=RunnerSettings(log_flush_interval_s=0.1)
+        )
+        async with coordinator(store, {"cpu": shared, "io": shared}) as c:
+            services.bind(c)
+            await c.submit([request("story", unit_flows.streaming, None)])
+            while len(store.get_logs("story")) < 3:
+                await asyncio.sleep(0.05)
+            (task,) = store.get_tasks(["story"])
+            assert task.status.value == "running"  # the lines arrived while it runs
+            unit_flows.release("narrated")
+            views = await finish(c, "story")
+            assert views["story"].status is RunStatus.COMPLETED
+        messages = [line.message for line in store.get_logs("story")]
+        assert messages == ["chapter 0", "chapter 1", "chapter 2"]  # each exactly once
 
     run(scenario, timeout_s=20)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,11 +39,28 @@ class AttemptLog:
     limit: int = 1000
     lines: list[LogRecord] = field(default_factory=list)
     dropped: int = 0
+    kept: int = 0  # lines accepted so far, streamed or not: the limit counts them all
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self) -> list[LogRecord]:
+        """The lines logged since the last take (for streaming while the attempt runs)."""
+        with self._lock:
+            taken, self.lines = self.lines, []
+            return taken
+
+    def put_back(self, lines: list[LogRecord]) -> None:
+        with self._lock:
+            self.lines[:0] = lines
 
     def add(self, record: logging.LogRecord) -> None:
-        if len(self.lines) >= self.limit:
-            self.dropped += 1
-            return
+        with self._lock:
+            if self.kept >= self.limit:
+                self.dropped += 1
+                return
+            self.kept += 1
+            self._append(record)
+
+    def _append(self, record: logging.LogRecord) -> None:
         self.lines.append(
             LogRecord(
                 run_id=self.run_id,
@@ -57,6 +75,10 @@ class AttemptLog:
         )
 
     def finish(self) -> list[LogRecord]:
+        with self._lock:
+            return self._finish()
+
+    def _finish(self) -> list[LogRecord]:
         if self.dropped:
             self.lines.append(
                 LogRecord(

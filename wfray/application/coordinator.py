@@ -40,7 +40,7 @@ from wfray.domain.engine import Changes, RunState
 from wfray.domain.errors import StoreUnavailableError, UnknownWorkflowError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig, QueueManager
-from wfray.domain.records import WHOLE_STEP, AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.records import WHOLE_STEP, AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
@@ -89,6 +89,7 @@ class Coordinator:
         self.retouch: set[str] = set()  # runs to look at in the next turn (after recovery)
         self.reconciler = Reconciler(self)
         self.heartbeats = HeartbeatWatch(self)
+        self.streamed_logs: list[LogRecord] = []
         self.timers: list[tuple[datetime, str, str, int]] = []
         self.outcomes: list[tuple[str, Outcome]] = []
         self.waiters: dict[str, list[asyncio.Future[RunView]]] = {}
@@ -135,6 +136,11 @@ class Coordinator:
         now = self.clock.now()
         for key, progress_json in beats:
             self.heartbeats.beat(tuple(key), progress_json, now)  # type: ignore[arg-type]
+        self.wake.set()
+
+    def append_logs(self, lines: Sequence[LogRecord]) -> None:
+        """Log lines of running attempts, stored with the next commit."""
+        self.streamed_logs.extend(lines)
         self.wake.set()
 
     async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
@@ -271,6 +277,9 @@ class Coordinator:
         outcomes, self.outcomes = self.outcomes, []
         acks: dict[str, int] = {}
         self.heartbeats.apply(batch)
+        if self.streamed_logs:
+            batch.logs.extend(self.streamed_logs)
+            self.streamed_logs = []
         for pool, outcome in outcomes:
             self._apply_outcome(outcome, batch, now, touched)
             acks[pool] = max(acks.get(pool, 0), outcome.seq)

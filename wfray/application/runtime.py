@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel
 
 from wfray.domain.errors import NonRetryableError, RetryLater
+from wfray.domain.records import LogRecord
 from wfray.domain.status import RunStatus
 
 AttemptKey = tuple[str, str, int, int]
@@ -30,6 +31,10 @@ class ChildStatus:
 
 class StepServices(Protocol):
     def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None: ...
+
+    def logs(self, lines: list[LogRecord]) -> bool:
+        """Deliver log lines of a running attempt; False if they did not arrive."""
+        ...
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]: ...
 

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from wfray.application.context import AttemptLog, StepContext, bind, unbind
+from wfray.application.log_stream import streamer_for
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
 from wfray.application.ports import BlobStore
 from wfray.application.runtime import StepServices
@@ -35,6 +36,7 @@ from wfray.domain.workflow import CONTEXT
 class RunnerSettings:
     blob_threshold_bytes: int = 256 * 1024
     log_limit: int = 1000
+    log_flush_interval_s: float = 2.0  # running attempts send their lines this often
 
 
 DEFAULT_SETTINGS = RunnerSettings()
@@ -225,7 +227,13 @@ class PreparedAttempt:
             retry_after_s=retry_after,
         )
 
+    def stream_logs(self) -> None:
+        if self.services is not None and self.settings.log_flush_interval_s > 0:
+            streamer_for(self.services, self.settings.log_flush_interval_s).track(self.log)
+
     def _outcome(self, status: AttemptStatus, worker: WorkerIdentity, **fields: Any) -> Outcome:
+        if self.services is not None:
+            streamer_for(self.services, self.settings.log_flush_interval_s).untrack(self.log)
         d = self.dispatch
         return Outcome(
             run_id=d.run_id,
@@ -261,6 +269,7 @@ def run_attempt(
     """Run one attempt synchronously (async steps get their own event loop)."""
     attempt = PreparedAttempt(dispatch, blobs, settings, services)
     token = bind(attempt.log)
+    attempt.stream_logs()
     try:
         attempt.prepare()
         assert attempt.fn is not None
@@ -292,6 +301,7 @@ async def run_attempt_async(
 
     attempt = PreparedAttempt(dispatch, blobs, settings, services)
     token = bind(attempt.log)
+    attempt.stream_logs()
     try:
         attempt.prepare()
         assert attempt.fn is not None

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 from wfray.application.definition import Workflow, encode_input, registered
 from wfray.application.messages import SubmitRequest
 from wfray.application.runtime import AttemptKey, ChildStatus
+from wfray.domain.records import LogRecord
 
 if TYPE_CHECKING:
     from wfray.application.coordinator import Coordinator
@@ -43,6 +44,11 @@ class InlineStepServices:
     def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None:
         c, loop = self._c()
         loop.call_soon_threadsafe(c.heartbeat, [(key, progress_json)])
+
+    def logs(self, lines: list[LogRecord]) -> bool:
+        c, loop = self._c()
+        loop.call_soon_threadsafe(c.append_logs, lines)
+        return True
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         c, _ = self._c()

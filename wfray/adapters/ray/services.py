@@ -10,6 +10,7 @@ import ray
 
 from wfray.application.runtime import AttemptKey, ChildStatus
 from wfray.config import load_settings
+from wfray.domain.records import LogRecord
 
 log = logging.getLogger("wfray.step")
 
@@ -36,6 +37,15 @@ class RayStepServices:
         except (ValueError, ray.exceptions.RayError) as exc:
             self.client._handle = None  # look the coordinator up again next time
             log.warning("heartbeat not delivered: %s", exc)
+
+    def logs(self, lines: list[LogRecord]) -> bool:
+        try:
+            ray.get(self.client.handle.append_logs.remote(lines), timeout=10)
+            return True
+        except (ValueError, ray.exceptions.RayError) as exc:
+            self.client._handle = None
+            log.warning("%d log lines not delivered yet: %s", len(lines), exc)
+            return False
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         ids: list[str] = self.client.publish(name, payload, id=event_id)
