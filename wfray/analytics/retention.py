@@ -1,0 +1,171 @@
+"""Retention: delete (and optionally archive to Parquet) finished runs past a given age.
+
+Runs go in batches, each in its own short write transaction (`BEGIN IMMEDIATE` on SQLite;
+the chosen runs locked `FOR UPDATE` on PostgreSQL), so the coordinator is never blocked
+for long and a resumed run cannot be deleted under it. A run is kept while it, its parent
+or any of its children is still active. With an archive folder, each batch's rows are
+written to Parquet (one file per table and batch, under a timestamped name) and fsynced
+before the delete commits; the file gets its final name after the commit, so an archive
+never holds rows that are still in the store under a final name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from wfray.adapters.sqlalchemy.engine import WRITE, unavailable_as_store_error
+from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks
+from wfray.analytics.arrow import SCHEMAS, open_engine, stream_batches
+from wfray.analytics.export import write_parquet
+from wfray.domain.status import RUN_FINISHED
+
+FINISHED = sorted(status.value for status in RUN_FINISHED)
+# Children before parents: attempts reference tasks, tasks reference runs.
+DELETE_ORDER = (logs, attempts, tasks, runs)
+ARCHIVE_ORDER = (runs, tasks, attempts, logs)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """What `apply_retention` removed.
+
+    Attributes:
+        cutoff: runs that finished before this instant were eligible.
+        runs, tasks, attempts, logs: rows deleted per table.
+        batches: transactions committed.
+        archive_files: Parquet files written, in order (empty without an archive folder).
+    """
+
+    cutoff: datetime
+    runs: int = 0
+    tasks: int = 0
+    attempts: int = 0
+    logs: int = 0
+    batches: int = 0
+    archive_files: tuple[Path, ...] = field(default_factory=tuple)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "runs": self.runs,
+            "tasks": self.tasks,
+            "attempts": self.attempts,
+            "logs": self.logs,
+        }
+
+
+def apply_retention(
+    store_url: str,
+    older_than: timedelta,
+    archive_dir: Path | None = None,
+    *,
+    now: datetime | None = None,
+    batch: int = 500,
+) -> RetentionReport:
+    """Delete finished runs that finished more than `older_than` ago, with their rows.
+
+    Args:
+        store_url: the wfray store (SQLite or PostgreSQL).
+        older_than: the age past which a finished run goes (e.g. `timedelta(days=30)`).
+        archive_dir: when given, every deleted row is first written there as Parquet
+            (`<table>-<UTC timestamp>-<batch>.parquet`); appending runs never overwrite.
+        now: the present, for tests; the current time by default.
+        batch: runs per transaction.
+    """
+    if older_than < timedelta(0):
+        raise ValueError(f"older_than must not be negative, got {older_than}")
+    if batch < 1:
+        raise ValueError(f"batch must be a positive number of runs, got {batch}")
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError(f"now must be an aware datetime (with a time zone), got {now!r}")
+    cutoff = (now - older_than).astimezone(UTC)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    if archive_dir is not None:
+        Path(archive_dir).mkdir(parents=True, exist_ok=True)
+    totals = dict.fromkeys(("runs", "tasks", "attempts", "logs"), 0)
+    files: list[Path] = []
+    batches = 0
+    engine = open_engine(store_url)
+    writer = engine.execution_options(**{WRITE: True})
+    try:
+        while True:
+            partial: list[tuple[Path, Path]] = []
+            try:
+                with unavailable_as_store_error(engine.url), writer.begin() as conn:
+                    run_ids = _eligible(conn, cutoff, batch)
+                    if not run_ids:
+                        break
+                    if archive_dir is not None:
+                        name = f"{stamp}-{batches:06d}.parquet"
+                        partial = _archive(conn, run_ids, Path(archive_dir), name)
+                    for table in DELETE_ORDER:
+                        deleted = conn.execute(sa.delete(table).where(table.c.run_id.in_(run_ids)))
+                        totals[table.name] += deleted.rowcount
+            except BaseException:
+                for written, _ in partial:  # the delete did not commit: its archive is void
+                    written.unlink(missing_ok=True)
+                raise
+            # committed: the archive files may now take their final names
+            for written, final in partial:
+                os.replace(written, final)
+                files.append(final)
+            batches += 1
+    finally:
+        engine.dispose()
+    return RetentionReport(cutoff=cutoff, batches=batches, archive_files=tuple(files), **totals)
+
+
+def _eligible(conn: sa.Connection, cutoff: datetime, batch: int) -> list[str]:
+    related = runs.alias("related")
+    active_relative = sa.exists().where(
+        sa.or_(
+            related.c.parent_run_id == runs.c.run_id,
+            related.c.run_id == runs.c.parent_run_id,
+        ),
+        related.c.status.not_in(FINISHED),
+    )
+    query = (
+        sa.select(runs.c.run_id)
+        .where(
+            runs.c.status.in_(FINISHED),
+            runs.c.finished_at < cutoff,
+            ~active_relative,
+        )
+        .order_by(runs.c.finished_at, runs.c.run_id)
+        .limit(batch)
+    )
+    if conn.dialect.name == "postgresql":
+        # Lock the chosen runs so the coordinator cannot resume one before it is deleted.
+        query = query.with_for_update(of=runs, skip_locked=True)
+    return list(conn.execute(query).scalars())
+
+
+def _archive(
+    conn: sa.Connection, run_ids: list[str], folder: Path, name: str
+) -> list[tuple[Path, Path]]:
+    """Write the rows of `run_ids` to hidden files; (hidden, final) path pairs."""
+    pairs: list[tuple[Path, Path]] = []
+    for table in ARCHIVE_ORDER:
+        final = folder / f"{table.name}-{name}"
+        hidden = folder / f".{final.name}.pending"
+        batches = stream_batches(conn, table, [table.c.run_id.in_(run_ids)])
+        reader = pa.RecordBatchReader.from_batches(SCHEMAS[table.name], batches)
+        write_parquet(reader, hidden)
+        _fsync(hidden)
+        pairs.append((hidden, final))
+    return pairs
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
