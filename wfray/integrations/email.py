@@ -1,0 +1,335 @@
+"""The built-in `send_email` task: one message over SMTP (stdlib smtplib), attachments included.
+
+    client.submit("send_email", {"message": {"sender": "billing@shop.example",
+                                             "to": ["anna@example.org"], "subject": "Hello",
+                                             "text": "..."}})
+
+The server comes from the task input (`smtp`), field by field falling back to the
+environment (WFRAY_SMTP_HOST, _PORT, _USERNAME, _PASSWORD, _STARTTLS, _SSL, _TIMEOUT_S) read
+on the worker, so passwords need not travel in run inputs. SMTP is at-least-once: a retried
+send may deliver twice, so every message carries a deterministic Message-ID (given by the
+caller, else derived from the run's idempotency key) that lets receivers spot duplicates.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import smtplib
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from wfray.application.context import StepContext
+from wfray.application.definition import task
+from wfray.domain.errors import NonRetryableError, RetryLater, StepError
+
+# 4xx replies are often greylisting, which typically clears after a few minutes.
+TRANSIENT_REPLY_DELAY_S = 120.0
+CONNECTION_RETRY_DELAY_S = 15.0
+MESSAGE_ID_DOMAIN = "wfray.invalid"
+# Headers the message model sets itself; `headers` may not override them.
+_RESERVED_HEADERS = frozenset(
+    {"from", "to", "cc", "bcc", "subject", "message-id", "date", "mime-version"}
+    | {"content-type", "content-transfer-encoding", "content-disposition"}
+)
+
+
+class Attachment(BaseModel):
+    """A file attached to a message; its bytes travel base64-encoded so inputs stay JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    filename: str = Field(min_length=1)
+    content_type: str = "application/octet-stream"
+    content_base64: str
+
+    @classmethod
+    def from_bytes(
+        cls, filename: str, content: bytes, content_type: str = "application/octet-stream"
+    ) -> Attachment:
+        return cls(
+            filename=filename,
+            content_type=content_type,
+            content_base64=base64.b64encode(content).decode("ascii"),
+        )
+
+    @field_validator("content_type")
+    @classmethod
+    def _check_type(cls, value: str) -> str:
+        main, slash, sub = value.partition("/")
+        if not (main and slash and sub) or any(c.isspace() for c in value):
+            raise ValueError(f"expected a MIME type like 'application/pdf', got {value!r}")
+        return value.lower()
+
+    @field_validator("content_base64")
+    @classmethod
+    def _check_base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"content_base64 is not valid base64 ({exc})") from exc
+        return value
+
+    def content(self) -> bytes:
+        return base64.b64decode(self.content_base64)
+
+
+class OutgoingEmail(BaseModel):
+    """One e-mail message. Addresses may carry a display name: 'Anna <anna@example.org>'.
+
+    Attributes:
+        message_id: a stable Message-ID such as '<RE-2025-0001@billing.example>' (angle
+            brackets added when missing); the same message must always get the same id.
+        headers: extra headers (X-Invoice-No, Reply-To, ...), not the ones set from fields.
+    """
+
+    sender: str
+    to: list[str] = Field(min_length=1)
+    cc: list[str] = Field(default_factory=list)
+    bcc: list[str] = Field(default_factory=list)
+    subject: str
+    text: str
+    html: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    message_id: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("sender")
+    @classmethod
+    def _check_sender(cls, value: str) -> str:
+        _check_address(value)
+        return value
+
+    @field_validator("to", "cc", "bcc")
+    @classmethod
+    def _check_recipients(cls, value: list[str]) -> list[str]:
+        for address in value:
+            _check_address(address)
+        return value
+
+    @field_validator("message_id")
+    @classmethod
+    def _check_message_id(cls, value: str | None) -> str | None:
+        return None if value is None else normal_message_id(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"header {name!r} is set from the message fields, not headers")
+            if not name or any(c.isspace() or c == ":" for c in name) or "\n" in text:
+                raise ValueError(
+                    f"header {name!r}: expected a name without spaces or ':' "
+                    "and a single-line value"
+                )
+        return value
+
+    def recipients(self) -> list[str]:
+        return [parseaddr(a)[1] for a in [*self.to, *self.cc, *self.bcc]]
+
+
+def normal_message_id(value: str) -> str:
+    """'<id@domain>' from 'id@domain' or '<id@domain>'; ValueError for anything else."""
+    bare = value.strip().removeprefix("<").removesuffix(">")
+    left, at, right = bare.partition("@")
+    if not (left and at and right) or any(c.isspace() or c in "<>" for c in bare):
+        raise ValueError(f"expected a Message-ID like '<id@domain>', got {value!r}")
+    return f"<{bare}>"
+
+
+def _check_address(value: str) -> None:
+    address = parseaddr(value)[1]
+    local, at, domain = address.rpartition("@")
+    if not (local and at and domain) or "\n" in value:
+        raise ValueError(f"expected an e-mail address like 'name@example.org', got {value!r}")
+
+
+class SmtpSettings(BaseModel):
+    """Where and how to send. `from_env` fills it from WFRAY_SMTP_* variables."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "localhost"
+    port: int = Field(default=25, gt=0, lt=65536)
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    starttls: bool = False
+    ssl: bool = False
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **explicit: object) -> SmtpSettings:
+        """Settings from WFRAY_SMTP_* variables, with explicit values (not None) on top."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = env.get(f"WFRAY_SMTP_{name.upper()}")
+            if raw is not None and raw != "":
+                values[name] = raw
+        values.update({k: v for k, v in explicit.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValueError as exc:
+            raise NonRetryableError(
+                f"SMTP settings (task input `smtp`, else WFRAY_SMTP_* variables) are invalid: {exc}"
+            ) from exc
+
+
+class SmtpOverrides(BaseModel):
+    """The task input's SMTP settings; what is left out comes from WFRAY_SMTP_* variables."""
+
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    starttls: bool | None = None
+    ssl: bool | None = None
+    timeout_s: float | None = None
+
+
+class EmailReceipt(BaseModel):
+    """What the server accepted. `refused` maps recipients it refused to its reply."""
+
+    message_id: str
+    accepted: list[str]
+    refused: dict[str, str]
+
+
+def build_message(message: OutgoingEmail, message_id: str) -> EmailMessage:
+    """The MIME message: text (and HTML alternative), attachments, the given Message-ID."""
+    mime = EmailMessage()
+    mime["From"] = message.sender
+    mime["To"] = ", ".join(message.to)
+    if message.cc:
+        mime["Cc"] = ", ".join(message.cc)
+    if message.bcc:
+        mime["Bcc"] = ", ".join(message.bcc)  # smtplib strips it before sending
+    mime["Subject"] = message.subject
+    mime["Date"] = formatdate(usegmt=True)
+    mime["Message-ID"] = message_id
+    for name, value in message.headers.items():
+        mime[name] = value
+    mime.set_content(message.text)
+    if message.html is not None:
+        mime.add_alternative(message.html, subtype="html")
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        mime.add_attachment(
+            attachment.content(), maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
+    return mime
+
+
+def send_message(
+    settings: SmtpSettings, message: OutgoingEmail, message_id: str | None = None
+) -> EmailReceipt:
+    """Send one message; SMTP failures become RetryLater (transient) or NonRetryableError.
+
+    Args:
+        settings: the server.
+        message: the message; its `message_id` wins over the `message_id` argument.
+        message_id: the Message-ID to use when the message has none.
+    """
+    chosen = message.message_id or message_id
+    if chosen is None:
+        raise NonRetryableError(
+            "the message needs a deterministic message_id (for example "
+            "'<RE-2025-0001@billing.example>') so a repeated send can be recognised"
+        )
+    try:
+        chosen = normal_message_id(chosen)
+        mime = build_message(message, chosen)
+    except ValueError as exc:  # the email package refuses e.g. line breaks in headers
+        raise NonRetryableError(f"message {chosen} cannot be built: {exc}") from exc
+    where = f"SMTP {settings.host}:{settings.port}"
+    try:
+        refused = _deliver(settings, mime)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise _classify(where, chosen, exc) from exc
+    recipients = message.recipients()
+    return EmailReceipt(
+        message_id=chosen,
+        accepted=[r for r in recipients if r not in refused],
+        refused={
+            r: f"{code} {reply.decode(errors='replace')}" for r, (code, reply) in refused.items()
+        },
+    )
+
+
+def _deliver(settings: SmtpSettings, mime: EmailMessage) -> dict[str, tuple[int, bytes]]:
+    smtp_class = smtplib.SMTP_SSL if settings.ssl else smtplib.SMTP
+    with smtp_class(settings.host, settings.port, timeout=settings.timeout_s) as smtp:
+        if settings.starttls and not settings.ssl:
+            smtp.starttls()
+        if settings.username:
+            smtp.login(settings.username, settings.password or "")
+        return smtp.send_message(mime)
+
+
+def _classify(where: str, message_id: str, exc: BaseException) -> StepError:
+    code = _reply_code(exc)
+    detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, smtplib.SMTPNotSupportedError):  # e.g. STARTTLS asked, not offered
+        return NonRetryableError(f"{where} cannot send message {message_id} ({detail})")
+    if code is None:
+        # no reply at all: refused, reset, timed out or dropped connection
+        return RetryLater(
+            f"{where} could not take message {message_id} ({detail}); retrying in "
+            f"{CONNECTION_RETRY_DELAY_S:g} s",
+            delay_s=CONNECTION_RETRY_DELAY_S,
+        )
+    if 400 <= code < 500:
+        return RetryLater(
+            f"{where} answered {code} (transient) for message {message_id} ({detail}); "
+            f"retrying in {TRANSIENT_REPLY_DELAY_S:g} s",
+            delay_s=TRANSIENT_REPLY_DELAY_S,
+        )
+    return NonRetryableError(
+        f"{where} answered {code} (permanent) for message {message_id} ({detail})"
+    )
+
+
+def _reply_code(exc: BaseException) -> int | None:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        # one permanent refusal makes the whole send permanent; all transient means retry
+        return max(codes) if codes else None
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return int(exc.smtp_code)
+    return None
+
+
+def derived_message_id(idempotency_key: str, domain: str = MESSAGE_ID_DOMAIN) -> str:
+    """A Message-ID that is the same for every attempt of the same run step."""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+def send_email(
+    message: OutgoingEmail,
+    smtp: SmtpOverrides | None = None,
+    ctx: StepContext | None = None,
+) -> EmailReceipt:
+    """Send `message` over SMTP; settings left out of `smtp` come from WFRAY_SMTP_*."""
+    overrides = smtp.model_dump() if smtp is not None else {}
+    settings = SmtpSettings.from_env(**overrides)
+    fallback = derived_message_id(ctx.idempotency_key) if ctx is not None else None
+    receipt = send_message(settings, message, fallback)
+    if ctx is not None:
+        ctx.logger.info(
+            "sent %s to %d recipients (%d refused)",
+            receipt.message_id,
+            len(receipt.accepted),
+            len(receipt.refused),
+        )
+    return receipt
+
+
+# Declared after the definition, not as a decorator, so the function keeps its static type.
+task(send_email, pool="io")

@@ -1,0 +1,255 @@
+"""The built-in `http_request` task: one HTTP call, its response stored as the result.
+
+    client.submit("http_request", {"url": "https://api.example/orders", "method": "GET"})
+
+429 and 5xx answers, timeouts and connection errors ask to be retried later (honouring
+`Retry-After`); any other 4xx fails for good. The classification is a pair of pure functions,
+`classify_response` and `parse_retry_after`, so a user's own steps can reuse it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+from pydantic import BaseModel
+
+from wfray.application.context import StepContext
+from wfray.application.definition import task
+from wfray.domain.errors import NonRetryableError, RetryLater, StepError
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Used when a retryable answer carries no Retry-After: doubles per attempt up to the cap.
+BACKOFF_INITIAL_S = 1.0
+BACKOFF_MAX_S = 300.0
+_MASK = "***"
+_RETRYABLE_TRANSPORT_ERRORS = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+_SECRET_QUERY_KEYS = frozenset(
+    {"access_token", "api_key", "apikey", "key", "password", "secret", "token", "sig"}
+)
+
+
+class HttpResponse(BaseModel):
+    """The stored result of an HTTP request.
+
+    Attributes:
+        status: the HTTP status code.
+        url: the final URL (after redirects), credentials masked.
+        headers: response headers, names lower-cased, repeated headers joined by ", ".
+        body: the body as text, at most `max_body_bytes` of it.
+        truncated: True when the body was longer than `max_body_bytes` and was cut.
+        elapsed_ms: time from sending the request to reading the (possibly cut) body.
+    """
+
+    status: int
+    url: str
+    headers: dict[str, str]
+    body: str
+    truncated: bool
+    elapsed_ms: float
+
+
+def mask_url(url: str | httpx.URL) -> str:
+    """The URL with its password and secret-looking query values replaced by ***."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "<invalid URL>"
+    if parsed.password:
+        parsed = parsed.copy_with(username=parsed.username, password=_MASK)
+    parts = urlsplit(str(parsed))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
+        return str(parsed)
+    masked = [(key, _MASK if key.lower() in _SECRET_QUERY_KEYS else value) for key, value in pairs]
+    return urlunsplit(parts._replace(query=urlencode(masked, safe="*")))
+
+
+def backoff_s(attempt: int) -> float:
+    """The delay before retrying after failed attempt number `attempt` (1-based)."""
+    return min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2.0 ** max(0, attempt - 1))
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait according to a Retry-After header (delay-seconds or HTTP-date).
+
+    Returns None when the header is absent or unreadable; a date in the past gives 0.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; obsolete forms may lack the zone
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def classify_response(
+    method: str,
+    url: str,
+    status: int,
+    retry_after: str | None,
+    now: datetime,
+    attempt: int = 1,
+) -> StepError | None:
+    """The error a response stands for, or None when it is a success (1xx-3xx).
+
+    429 and 5xx give RetryLater after the Retry-After delay (or the default backoff for
+    `attempt`); any other 4xx gives NonRetryableError. The URL in messages is masked.
+    """
+    if status < 400:
+        return None
+    where = f"{method.upper()} {mask_url(url)}"
+    if status == 429 or status >= 500:
+        delay = parse_retry_after(retry_after, now)
+        source = "Retry-After" if delay is not None else "default backoff"
+        if delay is None:
+            delay = backoff_s(attempt)
+        return RetryLater(
+            f"{where} answered {status}; retrying in {delay:g} s ({source})", delay_s=delay
+        )
+    return NonRetryableError(f"{where} answered {status}: a client error that retrying cannot fix")
+
+
+def _transport_error(method: str, url: str, exc: Exception, attempt: int) -> StepError:
+    where = f"{method} {mask_url(url)}"
+    # httpx error messages may quote the URL: never let its credentials into the store
+    detail = f"{type(exc).__name__}: {str(exc).replace(url, mask_url(url))}"
+    if isinstance(exc, _RETRYABLE_TRANSPORT_ERRORS):
+        delay = backoff_s(attempt)
+        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        return RetryLater(
+            f"{where} {kind} ({detail}); retrying in {delay:g} s",
+            delay_s=delay,
+        )
+    return NonRetryableError(f"{where} cannot be sent ({detail})")
+
+
+def _read_body(response: httpx.Response, limit: int) -> tuple[str, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    truncated = False
+    for chunk in response.iter_bytes():
+        if size + len(chunk) > limit:
+            chunks.append(chunk[: limit - size])
+            truncated = True
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    encoding = response.charset_encoding or "utf-8"
+    try:
+        return b"".join(chunks).decode(encoding, errors="replace"), truncated
+    except LookupError:  # a charset Python does not know
+        return b"".join(chunks).decode("utf-8", errors="replace"), truncated
+
+
+def _headers(response: httpx.Response) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for name, value in response.headers.multi_items():
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged else value
+    return merged
+
+
+def http_request(
+    url: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    json_body: Any = None,
+    text_body: str | None = None,
+    timeout_s: float = 30.0,
+    follow_redirects: bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    idempotency_header: str | None = None,
+    ctx: StepContext | None = None,
+) -> HttpResponse:
+    """Send one HTTP request and return its response.
+
+    Args:
+        url: absolute http(s) URL.
+        method: GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
+        headers: request headers.
+        params: query parameters, added to those already in the URL.
+        json_body: a JSON body (sent with Content-Type application/json).
+        text_body: a text body (UTF-8); at most one of json_body and text_body.
+        timeout_s: timeout for connecting and for each read or write.
+        follow_redirects: follow 3xx answers.
+        max_body_bytes: keep at most this much of the response body.
+        idempotency_header: when set, the run's stable idempotency key is sent in this
+            header (for example "Idempotency-Key"), so the server can drop a retried call.
+    """
+    verb = method.upper()
+    if verb not in METHODS:
+        raise NonRetryableError(
+            f"method must be one of {', '.join(sorted(METHODS))}, got {method!r}"
+        )
+    if json_body is not None and text_body is not None:
+        raise NonRetryableError("give json_body or text_body, not both")
+    if timeout_s <= 0 or max_body_bytes < 0:
+        raise NonRetryableError(
+            f"timeout_s must be positive and max_body_bytes not negative, "
+            f"got {timeout_s} and {max_body_bytes}"
+        )
+    attempt = ctx.attempt if ctx is not None else 1
+    request_headers = dict(headers or {})
+    if idempotency_header and ctx is not None:
+        request_headers[idempotency_header] = ctx.idempotency_key
+    started = time.perf_counter()
+    try:
+        target = httpx.URL(url)
+        if params:
+            target = target.copy_merge_params(params)
+        with (
+            httpx.Client(timeout=timeout_s, follow_redirects=follow_redirects) as client,
+            client.stream(
+                verb,
+                target,
+                headers=request_headers,
+                json=json_body,
+                content=None if text_body is None else text_body.encode(),
+            ) as response,
+        ):
+            body, truncated = _read_body(response, max_body_bytes)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise _transport_error(verb, url, exc, attempt) from exc
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    error = classify_response(
+        verb, url, response.status_code, response.headers.get("retry-after"), _now(), attempt
+    )
+    if ctx is not None:
+        ctx.logger.info("%s %s -> %d", verb, mask_url(url), response.status_code)
+    if error is not None:
+        raise error
+    return HttpResponse(
+        status=response.status_code,
+        url=mask_url(response.url),
+        headers=_headers(response),
+        body=body,
+        truncated=truncated,
+        elapsed_ms=round(elapsed_ms, 3),
+    )
+
+
+# Declared after the definition, not as a decorator, so the function keeps its static type.
+task(http_request, pool="io")
+
+
+def _now() -> datetime:
+    # The task is the outermost loop here: Retry-After dates are relative to the wall clock.
+    return datetime.now(UTC)
