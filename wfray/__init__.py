@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from wfray.application.context import StepContext
 from wfray.application.definition import Workflow, task
+from wfray.application.schedules import Schedule, schedule
 from wfray.config import Settings, load_settings
 from wfray.domain.errors import (
     BacklogFullError,
@@ -55,6 +56,7 @@ __all__ = [
     "RunHandle",
     "RunNotFoundError",
     "RunStatus",
+    "Schedule",
     "Settings",
     "StepContext",
     "StoreUnavailableError",
@@ -65,6 +67,7 @@ __all__ = [
     "Workflow",
     "connect",
     "load_settings",
+    "schedule",
     "task",
 ]
 

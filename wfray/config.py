@@ -34,6 +34,17 @@ class Settings:
         default_retry: the retry policy of steps whose workflow and step set none.
         sqlite_synchronous: SQLite's synchronous pragma (FULL: fsync on every commit).
         log_limit: log lines kept per attempt.
+        modules: modules to import where runs are submitted by name (the HTTP API).
+        api_host: the address the HTTP API listens on.
+        api_port: the HTTP API's port.
+        api_route_prefix: where the HTTP API is mounted (its routes live under it, in /v1).
+        api_token: the bearer token every /v1 route requires (None: no authentication;
+            then the API listens on loopback only).
+        api_max_body_bytes: request bodies larger than this are refused (413).
+        autoscale_max_cpu_bundles: at most this many cpu attempt bundles are requested from
+            the Ray autoscaler for the cpu backlog (0: no request).
+        autoscale_max_io_bundles: the same for the io pool, in `io` slots (0: no request).
+        autoscale_interval_s: how often the backlog is turned into a resource request.
     """
 
     data_dir: str
@@ -50,6 +61,15 @@ class Settings:
     default_retry: RetryPolicy = field(default_factory=RetryPolicy)
     sqlite_synchronous: str = "FULL"
     log_limit: int = 1000
+    modules: tuple[str, ...] = ()
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_route_prefix: str = "/"
+    api_token: str | None = field(default=None, repr=False)
+    api_max_body_bytes: int = 1024 * 1024
+    autoscale_max_cpu_bundles: int = 0
+    autoscale_max_io_bundles: int = 0
+    autoscale_interval_s: float = 2.0
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -73,6 +93,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ("memory_cap", int),
         ("max_backlog", int),
         ("log_limit", int),
+        ("api_port", int),
+        ("api_max_body_bytes", int),
+        ("autoscale_max_cpu_bundles", int),
+        ("autoscale_max_io_bundles", int),
     ):
         raw = env.get(f"WFRAY_{name.upper()}")
         if raw is not None:
@@ -82,6 +106,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                 raise DefinitionError(
                     f"WFRAY_{name.upper()} must be an integer, got {raw!r}"
                 ) from exc
+    values.update(_api_values(env))
     if "WFRAY_SQLITE_SYNCHRONOUS" in env:
         values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
     if "WFRAY_QUEUES" in env:
@@ -97,6 +122,19 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             q if isinstance(q, QueueConfig) else QueueConfig(**q) for q in values["queues"]
         )
     return Settings(**values)
+
+
+def _api_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """The HTTP API's text settings: WFRAY_API_HOST, _ROUTE_PREFIX, _TOKEN, WFRAY_MODULES."""
+    values: dict[str, Any] = {}
+    for name in ("api_host", "api_route_prefix"):
+        if f"WFRAY_{name.upper()}" in env:
+            values[name] = env[f"WFRAY_{name.upper()}"]
+    if "WFRAY_API_TOKEN" in env:
+        values["api_token"] = env["WFRAY_API_TOKEN"] or None  # empty: no authentication
+    if "WFRAY_MODULES" in env:  # comma-separated: "shop.flows,shop.tasks"
+        values["modules"] = tuple(m.strip() for m in env["WFRAY_MODULES"].split(",") if m.strip())
+    return values
 
 
 def parse_queues(text: str) -> tuple[QueueConfig, ...]:

@@ -22,6 +22,8 @@ from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor, executo
 from wfray.application.definition import Workflow, encode_input, registered
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
 from wfray.application.queries import RunDetail
+from wfray.application.scheduler import ScheduleInfo
+from wfray.application.schedules import build_spec, declared
 from wfray.application.step_runner import arg_text, load_function
 from wfray.config import Settings, load_settings
 from wfray.domain.errors import (
@@ -33,6 +35,7 @@ from wfray.domain.errors import (
 )
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import LogRecord, RunRecord
+from wfray.domain.schedule import ScheduleSpec
 from wfray.domain.status import RunStatus
 
 RETRYABLE = (rex.ActorUnavailableError, rex.ActorDiedError, rex.GetTimeoutError)
@@ -48,6 +51,7 @@ class Client:
         self.settings = settings
         self._handle = handle
         self._registered: set[tuple[str, str]] = set()
+        self._declared: set[ScheduleSpec] = set()  # code-declared schedules already upserted
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -108,6 +112,15 @@ class Client:
         if schemas:
             self.call("register", schemas)
             self._registered.update((s.name, s.version) for s in schemas)
+        specs = [
+            spec
+            for ref in workflows
+            for spec in declared(self.workflow(ref).name)
+            if spec not in self._declared
+        ]
+        if specs:
+            self.call("declare_schedules", specs)
+            self._declared.update(specs)
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -308,6 +321,47 @@ class Client:
             with contextlib.suppress(ValueError):  # ValueError: it is not running
                 ray.kill(ray.get_actor(name, namespace=self.settings.namespace), no_restart=True)
         self._handle = None
+
+    # -- schedules -----------------------------------------------------------------------------
+
+    def create_schedule(
+        self, schedule: ScheduleSpec | WorkflowRef, /, **options: Any
+    ) -> ScheduleSpec:
+        """Create or update a cron schedule: a `wfray.Schedule`, or a workflow and the
+        keyword arguments of `wfray.schedule` (name, cron, tz, input, misfire, overlap...).
+        Its ticks start runs from now on; an update keeps how far it fired."""
+        if isinstance(schedule, ScheduleSpec):
+            if options:
+                raise TypeError("pass either a Schedule or a workflow with options, not both")
+            spec = schedule
+        else:
+            spec = build_spec(schedule, **options)
+            self.register(schedule)
+        self.call("upsert_schedule", spec)
+        return spec
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; its runs stay. ScheduleNotFoundError if there is none."""
+        self.call("delete_schedule", name)
+
+    def pause_schedule(self, name: str) -> None:
+        """Stop firing until resumed; ticks that fall while paused never fire."""
+        self.call("pause_schedule", name)
+
+    def resume_schedule(self, name: str) -> None:
+        self.call("resume_schedule", name)
+
+    def trigger_schedule(self, name: str) -> RunHandle:
+        """Start a run of the schedule now, outside its cron."""
+        result: SubmitResult = self.call("trigger_schedule", name)
+        if result.error is not None:
+            raise ERRORS_BY_CODE.get(result.error_code or "", WfrayError)(result.error)
+        return RunHandle(self, result.run_id, None)
+
+    def list_schedules(self, next_count: int = 3) -> list[ScheduleInfo]:
+        """Every schedule with its next `next_count` fire times (none while paused)."""
+        schedules: list[ScheduleInfo] = self.call("list_schedules", next_count)
+        return schedules
 
     def decode(self, view: RunView, flow: Workflow | None) -> Any:
         if view.result_json is not None:

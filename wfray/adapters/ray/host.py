@@ -14,6 +14,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from wfray.adapters.ray.autoscale import start_autoscaling
 from wfray.adapters.ray.executor import CpuExecutor, ExecutorConfig, IoExecutor
 from wfray.application.coordinator import Coordinator
 from wfray.application.messages import (
@@ -25,17 +26,23 @@ from wfray.application.messages import (
     SubmitRequest,
     SubmitResult,
 )
+from wfray.application.ports import RunStore
 from wfray.application.queries import Queries
+from wfray.application.schedule_ports import ScheduleStore
+from wfray.application.scheduler import ScheduleInfo, Scheduler
 from wfray.application.step_runner import RunnerSettings
-from wfray.bootstrap import build_coordinator, build_store
+from wfray.bootstrap import MEMORY_URL, SystemClock, build_coordinator, build_store
 from wfray.config import Settings
 from wfray.domain.errors import WfrayError
+from wfray.domain.records import LogRecord
+from wfray.domain.schedule import ScheduleSpec
 from wfray.domain.workflow import WorkflowSchema
 
 log = logging.getLogger("wfray.host")
 
 COORDINATOR_NAME = "wfray-coordinator"
 START_WAIT_S = 20.0
+SCHEDULER_TICK_S = 1.0  # the default; Settings.scheduler_tick_s overrides it when present
 
 
 def executor_name(pool: str) -> str:
@@ -105,6 +112,9 @@ class CoordinatorHost:
         self._starter: asyncio.Task[None] | None = None
         self._started: asyncio.Event | None = None
         self._start_error: Exception | None = None
+        self._autoscale_loop: asyncio.Task[None] | None = None
+        self.scheduler: Scheduler | None = None
+        self._scheduler_loop: asyncio.Task[None] | None = None
         # __init__ cannot await: a call to ourselves starts recovery as soon as we are up,
         # so a restarted coordinator resumes its runs without waiting for a client
         ray.get_runtime_context().current_actor.start.remote()
@@ -153,6 +163,14 @@ class CoordinatorHost:
         assert coordinator._loop_task is not None
         coordinator._loop_task.add_done_callback(_crash_on_failure)
         self.queries = Queries(store)
+        self.scheduler = Scheduler(
+            build_schedule_store(self.settings, store), coordinator, SystemClock()
+        )
+        tick_s = float(getattr(self.settings, "scheduler_tick_s", SCHEDULER_TICK_S))
+        self._scheduler_loop = asyncio.create_task(
+            self.scheduler.run_forever(tick_s), name="wfray-scheduler-loop"
+        )
+        self._autoscale_loop = start_autoscaling(self.settings, coordinator)
         self.coordinator = coordinator
 
     async def _ready(self) -> Coordinator:
@@ -190,6 +208,9 @@ class CoordinatorHost:
     ) -> list[str]:
         return await (await self._ready()).publish(name, payload_json, event_id, source)
 
+    async def append_logs(self, lines: Sequence[LogRecord]) -> None:
+        (await self._ready()).append_logs(lines)
+
     async def heartbeat(
         self, beats: Sequence[tuple[tuple[str, str, int, int], str | None]]
     ) -> None:
@@ -203,6 +224,48 @@ class CoordinatorHost:
 
     async def pid(self) -> int:
         return os.getpid()
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    async def _ready_scheduler(self) -> Scheduler:
+        await self._ready()
+        assert self.scheduler is not None
+        return self.scheduler
+
+    async def upsert_schedule(self, spec: ScheduleSpec) -> bool:
+        return await (await self._ready_scheduler()).upsert(spec)
+
+    async def declare_schedules(self, specs: Sequence[ScheduleSpec]) -> None:
+        await (await self._ready_scheduler()).declare(specs)
+
+    async def delete_schedule(self, name: str) -> None:
+        await (await self._ready_scheduler()).delete(name)
+
+    async def pause_schedule(self, name: str) -> None:
+        await (await self._ready_scheduler()).pause(name)
+
+    async def resume_schedule(self, name: str) -> None:
+        await (await self._ready_scheduler()).resume(name)
+
+    async def trigger_schedule(self, name: str) -> SubmitResult:
+        return await (await self._ready_scheduler()).trigger(name)
+
+    async def list_schedules(self, count: int = 3) -> list[ScheduleInfo]:
+        return await (await self._ready_scheduler()).list_schedules(count)
+
+
+def build_schedule_store(settings: Settings, runs: RunStore) -> ScheduleStore:
+    """The schedule store beside the run store: the same database (and engine) or memory."""
+    if settings.database_url == MEMORY_URL:
+        from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
+
+        return InMemoryScheduleStore()
+    from wfray.adapters.sqlalchemy.schedule_store import SqlScheduleStore
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    if isinstance(runs, SqlRunStore):
+        return SqlScheduleStore(runs.engine)
+    return SqlScheduleStore(settings.database_url)
 
 
 def _crash_on_failure(task: asyncio.Task[None]) -> None:

@@ -177,3 +177,29 @@ counters = sa.Table(
     sa.Column("name", sa.String, primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
+
+
+# Cron schedules (domain/schedule.py): the spec's fields, then how far the schedule fired.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("workflow", sa.String, nullable=False),
+    sa.Column("cron", sa.String, nullable=False),
+    sa.Column("tz", sa.String, nullable=False),
+    sa.Column("input_json", sa.Text, nullable=False),
+    sa.Column("queue", sa.String, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("misfire", sa.String, nullable=False),
+    sa.Column("catchup_window_s", sa.Float, nullable=True),
+    sa.Column("grace_s", sa.Float, nullable=False),
+    sa.Column("overlap", sa.String, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    # The latest tick handled; compare-and-set guards it against a racing scheduler.
+    sa.Column("last_fired", UtcDateTime, nullable=False),
+    sa.Column("last_run_id", sa.String, nullable=True),
+    sa.Column("buffered_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_schedules_workflow", "workflow"),
+)

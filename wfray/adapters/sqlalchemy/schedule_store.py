@@ -1,0 +1,138 @@
+"""SqlScheduleStore: the ScheduleStore port on SQLite or PostgreSQL, in SQLAlchemy Core.
+
+It shares the run store's engine when given one (one pool, one migration check); a URL gets
+an engine of its own. Every write is one short transaction; `advance` is a compare-and-set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from wfray.adapters.sqlalchemy import migrate
+from wfray.adapters.sqlalchemy.engine import WRITE, create_engine, unavailable_as_store_error
+from wfray.adapters.sqlalchemy.rows import UtcDateTime
+from wfray.adapters.sqlalchemy.tables import schedules
+from wfray.domain.schedule import ScheduleRecord, ScheduleSpec
+
+SPEC_FIELDS = tuple(f.name for f in fields(ScheduleSpec))
+STATE_FIELDS = ("last_fired", "last_run_id", "buffered_at", "created_at", "updated_at")
+
+
+class SqlScheduleStore:
+    """Schedules in a SQL database.
+
+    Args:
+        engine_or_url: the run store's engine (shared, not disposed by `close`), or a URL.
+        create: with a URL, migrate the schema on start; otherwise only check it is current.
+    """
+
+    def __init__(self, engine_or_url: sa.Engine | str, *, create: bool = True) -> None:
+        self._owns_engine = not isinstance(engine_or_url, sa.Engine)
+        self._engine = (
+            engine_or_url if isinstance(engine_or_url, sa.Engine) else create_engine(engine_or_url)
+        )
+        self._writer = self._engine.execution_options(**{WRITE: True})
+        self._insert: Callable[[sa.Table], Any] = (
+            postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        )
+        if self._owns_engine:
+            try:
+                if create:
+                    migrate.upgrade(self._engine)
+                else:
+                    migrate.check_current(self._engine)
+            except BaseException:
+                self._engine.dispose()
+                raise
+
+    def __repr__(self) -> str:
+        return f"SqlScheduleStore({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    def upsert(self, spec: ScheduleSpec, now: datetime, *, keep_paused: bool = False) -> bool:
+        values = spec.as_dict()
+        insert = self._insert(schedules).values(
+            **values, last_fired=now, created_at=now, updated_at=now
+        )
+        changes = {k: v for k, v in values.items() if k != "name"}
+        if keep_paused:
+            changes.pop("paused")
+        update = (
+            schedules.update()
+            .where(schedules.c.name == spec.name)
+            .values(**changes, updated_at=now)
+        )
+        with self._errors(), self._writer.begin() as conn:
+            # RETURNING, not rowcount: on PostgreSQL rowcount comes back -1 for this insert
+            insert = insert.on_conflict_do_nothing(index_elements=["name"])
+            if conn.execute(insert.returning(schedules.c.name)).first() is not None:
+                return True
+            conn.execute(update)
+            return False
+
+    def get(self, name: str) -> ScheduleRecord | None:
+        query = sa.select(schedules).where(schedules.c.name == name)
+        with self._errors(), self._engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _record(row)
+
+    def load_all(self) -> list[ScheduleRecord]:
+        query = sa.select(schedules).order_by(schedules.c.name)
+        with self._errors(), self._engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query).mappings()]
+
+    def delete(self, name: str) -> bool:
+        with self._errors(), self._writer.begin() as conn:
+            result = conn.execute(schedules.delete().where(schedules.c.name == name))
+            return result.rowcount == 1
+
+    def set_paused(self, name: str, paused: bool, now: datetime) -> bool:
+        changes: dict[str, Any] = {"paused": paused, "updated_at": now}
+        if not paused:
+            at = sa.bindparam("resumed_at", now, type_=UtcDateTime())
+            column = schedules.c.last_fired
+            changes["last_fired"] = sa.case((column < at, at), else_=column)
+            changes["buffered_at"] = None
+        stmt = schedules.update().where(schedules.c.name == name).values(**changes)
+        with self._errors(), self._writer.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def advance(
+        self,
+        name: str,
+        expected_last_fired: datetime,
+        last_fired: datetime,
+        last_run_id: str | None,
+        buffered_at: datetime | None,
+        now: datetime,
+    ) -> bool:
+        stmt = (
+            schedules.update()
+            .where(schedules.c.name == name, schedules.c.last_fired == expected_last_fired)
+            .values(
+                last_fired=last_fired,
+                last_run_id=last_run_id,
+                buffered_at=buffered_at,
+                updated_at=now,
+            )
+        )
+        with self._errors(), self._writer.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def _errors(self) -> AbstractContextManager[None]:
+        return unavailable_as_store_error(self._engine.url)
+
+
+def _record(row: sa.RowMapping) -> ScheduleRecord:
+    spec = ScheduleSpec(**{name: row[name] for name in SPEC_FIELDS})
+    return ScheduleRecord(spec=spec, **{name: row[name] for name in STATE_FIELDS})
