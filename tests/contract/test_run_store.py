@@ -774,3 +774,28 @@ def test_a_commit_cut_off_by_the_server_is_unavailable_then_replays(postgres_url
     finally:
         admin.dispose()
         store.close()
+
+
+def test_counters_never_hand_out_a_value_twice(store: Any) -> None:
+    import threading
+
+    assert store.next_value("invoice") == 1
+    assert store.next_value("invoice", 5) == 6
+    assert store.next_value("other") == 1
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        for _ in range(25):
+            value = store.next_value("invoice")
+            with lock:
+                taken.append(value)
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(taken) == list(range(7, 107))
+    with pytest.raises(ValueError, match="at least 1"):
+        store.next_value("invoice", 0)

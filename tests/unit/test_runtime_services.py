@@ -191,3 +191,17 @@ def test_a_running_step_streams_its_log_lines_before_it_ends() -> None:
         assert messages == ["chapter 0", "chapter 1", "chapter 2"]  # each exactly once
 
     run(scenario, timeout_s=20)
+
+
+def test_steps_take_numbers_from_a_counter_owned_by_the_store() -> None:
+    async def scenario() -> None:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        async with coordinator(store, pools(services)) as c:
+            services.bind(c)
+            await c.submit([request(f"n{i}", unit_flows.numbered, {"count": 3}) for i in range(4)])
+            views = await finish(c, *[f"n{i}" for i in range(4)])
+        numbers = [n for v in views.values() for n in json.loads(v.result_json or "[]")]
+        assert sorted(numbers) == list(range(1, 13))  # 4 runs x 3 numbers, none twice
+
+    run(scenario)

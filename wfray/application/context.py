@@ -191,6 +191,14 @@ class StepContext:
         if self._held_beat and self.services is not None:
             self.services.heartbeat(self.attempt_key, self._held_beat.pop())
 
+    def next_number(self, counter: str) -> int:
+        """The next value of a counter owned by wfray's store (e.g. invoice numbers).
+
+        Never the same value twice, across runs, attempts and coordinators; a value taken
+        by an attempt that then failed is not reused (gaps are allowed, repeats are not).
+        """
+        return self._services("next_number").next_value(counter)
+
     def publish(self, name: str, payload: Any = None, *, id: str | None = None) -> list[str]:
         """Publish an internal event; returns the ids of the runs it started.
 

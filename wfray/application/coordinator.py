@@ -164,6 +164,11 @@ class Coordinator:
             await self.cancel(active, f"parent run cancelled: {reason}".rstrip(": "), compensate)
         return answers
 
+    async def next_value(self, counter: str, count: int = 1) -> int:
+        """Advance a named counter in the store (invoice numbers): never the same value
+        twice, gaps allowed."""
+        return await self.durably(self.store.next_value, counter, count)
+
     async def publish(
         self, name: str, payload_json: str, event_id: str, source: str = "client"
     ) -> list[str]:

@@ -38,6 +38,8 @@ class StepServices(Protocol):
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]: ...
 
+    def next_value(self, counter: str) -> int: ...
+
     def start_runs(
         self,
         workflow: Any,

@@ -50,6 +50,11 @@ class InlineStepServices:
         loop.call_soon_threadsafe(c.append_logs, lines)
         return True
 
+    def next_value(self, counter: str) -> int:
+        c, _ = self._c()
+        value: int = self._call(c.next_value(counter))
+        return value
+
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         c, _ = self._c()
         payload_json = TypeAdapter(Any).dump_json(payload).decode()

@@ -19,6 +19,7 @@ class InMemoryRunStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._counters: dict[str, int] = {}
         self._workflows: dict[tuple[str, str], WorkflowSchema] = {}
         self._workflow_order: list[tuple[str, str]] = []
         self._runs: dict[str, RunRecord] = {}
@@ -217,6 +218,13 @@ class InMemoryRunStore:
     def queued_queues(self) -> list[str]:
         with self._lock:
             return sorted({t.queue for t in self._tasks.values() if t.status == TaskStatus.QUEUED})
+
+    def next_value(self, counter: str, count: int = 1) -> int:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        with self._lock:
+            self._counters[counter] = self._counters.get(counter, 0) + count
+            return self._counters[counter]
 
     def max_task_seq(self) -> int:
         with self._lock:

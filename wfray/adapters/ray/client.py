@@ -260,6 +260,11 @@ class Client:
 
         return subscribers(name)
 
+    def next_value(self, counter: str, count: int = 1) -> int:
+        """Advance a counter owned by wfray's store; values are never handed out twice."""
+        value: int = self.call("next_value", counter, count)
+        return value
+
     def dead_letter(self, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs whose compensation failed: they need attention (see `retry_compensation`)."""
         return self.list_runs(workflow, "compensation_failed", limit)

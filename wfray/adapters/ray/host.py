@@ -208,6 +208,9 @@ class CoordinatorHost:
     ) -> list[str]:
         return await (await self._ready()).publish(name, payload_json, event_id, source)
 
+    async def next_value(self, counter: str, count: int = 1) -> int:
+        return await (await self._ready()).next_value(counter, count)
+
     async def append_logs(self, lines: Sequence[LogRecord]) -> None:
         (await self._ready()).append_logs(lines)
 

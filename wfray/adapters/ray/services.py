@@ -47,6 +47,10 @@ class RayStepServices:
             log.warning("%d log lines not delivered yet: %s", len(lines), exc)
             return False
 
+    def next_value(self, counter: str) -> int:
+        value: int = self.client.next_value(counter)
+        return value
+
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         ids: list[str] = self.client.publish(name, payload, id=event_id)
         return ids

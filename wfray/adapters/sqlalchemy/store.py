@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from wfray.adapters.sqlalchemy import migrate, rows
 from wfray.adapters.sqlalchemy.engine import WRITE, create_engine, unavailable_as_store_error
-from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks, workflows
+from wfray.adapters.sqlalchemy.tables import attempts, counters, logs, runs, tasks, workflows
 from wfray.application.batch import Batch
 from wfray.domain.errors import StaleWriteError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
@@ -344,6 +344,25 @@ class SqlRunStore:
         query = sa.select(tasks.c.queue).where(tasks.c.status == QUEUED).distinct()
         with self._errors(), self._engine.connect() as conn:
             return sorted(conn.execute(query).scalars())
+
+    def next_value(self, counter: str, count: int = 1) -> int:
+        """Advance a named counter by `count`; returns the last value handed out.
+
+        One atomic upsert: concurrent callers (several coordinators, two threads) never get
+        the same value. A value handed out in a transaction that did not commit is skipped.
+        """
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        upsert = (
+            self._insert(counters)
+            .values(name=counter, value=count)
+            .on_conflict_do_update(
+                index_elements=["name"], set_={"value": counters.c.value + count}
+            )
+            .returning(counters.c.value)
+        )
+        with self._errors(), self._writer.begin() as conn:
+            return int(conn.execute(upsert).scalar_one())
 
     def max_task_seq(self) -> int:
         query = sa.select(sa.func.coalesce(sa.func.max(tasks.c.seq), 0))
