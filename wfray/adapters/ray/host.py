@@ -160,6 +160,7 @@ class CoordinatorHost:
         executors = {pool: ActorExecutor(h) for pool, h in handles.items()}
         coordinator = build_coordinator(self.settings, store, dict(executors))
         await coordinator.start()
+        await coordinator.register(builtin_schemas())  # enqueue-able by name by anyone
         assert coordinator._loop_task is not None
         coordinator._loop_task.add_done_callback(_crash_on_failure)
         self.queries = Queries(store)
@@ -269,6 +270,12 @@ def build_schedule_store(settings: Settings, runs: RunStore) -> ScheduleStore:
     if isinstance(runs, SqlRunStore):
         return SqlScheduleStore(runs.engine)
     return SqlScheduleStore(settings.database_url)
+
+
+def builtin_schemas() -> list[WorkflowSchema]:
+    from wfray.integrations import BUILTIN_TASKS
+
+    return [fn.__wfray_workflow__.schema for fn in BUILTIN_TASKS]  # type: ignore[attr-defined]
 
 
 def _crash_on_failure(task: asyncio.Task[None]) -> None:

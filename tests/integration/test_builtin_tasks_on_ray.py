@@ -1,0 +1,25 @@
+"""The built-in tasks are registered when wfray starts and can be enqueued by name."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from pypdf import PdfReader
+
+import wfray.integrations  # noqa: F401  (declares the built-in tasks in this process)
+from wfray.domain.status import RunStatus
+
+
+def test_a_builtin_task_is_known_to_wfray_and_runs_by_name(client: Any) -> None:
+    names = {schema.name for schema in client.call("query", "workflows")}
+    assert {"http_request", "send_email", "render_pdf"} <= names
+    data = {"title": "Stock", "rows": [["bolts", "12"], ["nuts", "30"]], "columns": ["item", "n"]}
+    run = client.submit("render_pdf", {"template": "table", "data": data, "title": "Stock"})
+    (view,) = client.wait([run.run_id], timeout=60)
+    assert view.status is RunStatus.COMPLETED, view.error
+    document = run.result(timeout=10)
+    pdf = base64.b64decode(document.content_base64)
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert "Stock" in text and "bolts" in text and "nuts" in text
