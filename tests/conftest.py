@@ -38,6 +38,18 @@ def service_unavailable(service: str, reason: str) -> NoReturn:
     pytest.skip(f"!!! {service} UNAVAILABLE - test not run: {reason}")
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# Where the shared Ray instance serves its metrics (Prometheus text), once it runs.
+RAY_METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     import ray
@@ -52,6 +64,9 @@ def ray_session() -> Iterator[None]:
             log_to_driver=False,
             namespace="wfray-test",
             object_store_memory=200 * 1024**2,
+            _metrics_export_port=RAY_METRICS_PORT,
+            # export every second, not every ten: the metrics tests wait for the figures
+            _system_config={"metrics_report_interval_ms": 1000},
         )
     except Exception as exc:
         ray.shutdown()  # a half-started local cluster must not outlive the session

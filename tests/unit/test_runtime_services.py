@@ -205,3 +205,26 @@ def test_steps_take_numbers_from_a_counter_owned_by_the_store() -> None:
         assert sorted(numbers) == list(range(1, 13))  # 4 runs x 3 numbers, none twice
 
     run(scenario)
+
+
+def test_the_coordinator_counts_runs_attempts_and_retries() -> None:
+    async def scenario() -> dict[str, list[tuple[dict[str, str], float]]]:
+        async with coordinator() as c:
+            await c.submit([request(f"w{i}", unit_flows.flaky) for i in range(2)])
+            await finish(c, "w0", "w1")
+            stats = c.stats()
+        metrics = stats["metrics"]
+        assert isinstance(metrics, dict)
+        return metrics
+
+    metrics = run(scenario)
+
+    def total(name: str, **tags: str) -> float:
+        return sum(
+            v for t, v in metrics.get(name, []) if all(t.get(k) == w for k, w in tags.items())
+        )
+
+    assert total("runs_total", workflow="unit_flaky", status="completed") == 2
+    assert total("attempts_total", step="wobble", status="failed") == 4
+    assert total("attempts_total", step="wobble", status="succeeded") == 2
+    assert total("retries_total", workflow="unit_flaky", step="wobble") == 4

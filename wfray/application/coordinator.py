@@ -33,6 +33,7 @@ from wfray.application.messages import (
     SubmitRequest,
     SubmitResult,
 )
+from wfray.application.metrics import Metrics, MetricsBuffer
 from wfray.application.ports import Clock, RunStore, StepExecutor
 from wfray.application.reconciler import Reconciler
 from wfray.domain import engine
@@ -90,6 +91,7 @@ class Coordinator:
         self.reconciler = Reconciler(self)
         self.heartbeats = HeartbeatWatch(self)
         self.streamed_logs: list[LogRecord] = []
+        self.metrics: Metrics = MetricsBuffer()
         self.timers: list[tuple[datetime, str, str, int]] = []
         self.outcomes: list[tuple[str, Outcome]] = []
         self.waiters: dict[str, list[asyncio.Future[RunView]]] = {}
@@ -245,6 +247,7 @@ class Coordinator:
             "timers": len(self.timers),
             "turns": self.turns,
             "queues": self.queues.depth(),
+            "metrics": self.metrics.snapshot() if isinstance(self.metrics, MetricsBuffer) else {},
         }
 
     # -- the loop ---------------------------------------------------------------------------
@@ -344,6 +347,8 @@ class Coordinator:
                 self.queued_count -= 1  # held or not, it left the backlog
         if changes.run_changed is not None:
             batch.update_run(state.run, changes.run_changed)
+            if state.run.status.finished:
+                self.metrics.run_finished(state.run.workflow, state.run.status.value)
 
     def _enqueue(self, task: TaskRecord) -> None:
         self.seq += 1
@@ -359,6 +364,7 @@ class Coordinator:
             return  # already applied (an outcome replayed after a restart)
         _fill_attempt(attempt, outcome)
         batch.update_attempt(attempt, AttemptStatus.RUNNING)
+        self._count_attempt(attempt)
         batch.logs.extend(outcome.logs)
         state = self.runs.get(outcome.run_id)
         if state is None:
@@ -385,6 +391,19 @@ class Coordinator:
         if state.run.status is RunStatus.FAILED:
             self.compensator.run_ended(state, batch, now)
 
+    def _count_attempt(self, attempt: AttemptRecord) -> None:
+        state = self.runs.get(attempt.run_id)
+        duration = None
+        if attempt.started_at is not None and attempt.finished_at is not None:
+            duration = (attempt.finished_at - attempt.started_at).total_seconds()
+        self.metrics.attempt_finished(
+            state.run.workflow if state else "?",
+            attempt.step,
+            attempt.kind,
+            attempt.status.value,
+            duration,
+        )
+
     def _failed(
         self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
     ) -> Changes:
@@ -395,6 +414,7 @@ class Coordinator:
         if decision.retry_at is None or state.finished:  # no retry for a run that ended
             return engine.fail_task(state, task, failure, now)
         changes = engine.schedule_retry(task, failure, decision.retry_at)
+        self.metrics.retry_scheduled(state.run.workflow, task.step)
         heapq.heappush(self.timers, (decision.retry_at, task.run_id, task.step, task.map_index))
         return changes
 

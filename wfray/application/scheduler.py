@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from wfray.application.messages import RunView, SubmitRequest, SubmitResult
+from wfray.application.metrics import Metrics
 from wfray.application.ports import Clock
 from wfray.application.schedule_ports import RunStarter, ScheduleStore
 from wfray.domain.errors import StoreUnavailableError
@@ -59,6 +60,7 @@ class _Plan:
 
     record: ScheduleRecord
     submit: list[SubmitRequest] = field(default_factory=list)
+    ticks: list[datetime] = field(default_factory=list)  # the tick of each submission
     cancel: list[str] = field(default_factory=list)
     last_run_id: str | None = None
     buffered_at: datetime | None = None
@@ -116,6 +118,7 @@ class Scheduler:
             self._note_error(record.name, failed[0])
             return []  # last_fired stays: the same ticks (same run ids) are tried next time
         self.errors.pop(record.name, None)
+        self._measure_lag(record.name, plan, results, now)
         moved = await asyncio.to_thread(
             self.store.advance,
             record.name,
@@ -128,6 +131,16 @@ class Scheduler:
         if not moved:
             log.info("schedule %r: another scheduler handled these ticks first", record.name)
         return [r.run_id for r in results if r.created]
+
+    def _measure_lag(
+        self, name: str, plan: _Plan, results: Sequence[SubmitResult], now: datetime
+    ) -> None:
+        metrics: Metrics | None = getattr(self.runs, "metrics", None)
+        if metrics is None:
+            return
+        for tick, result in zip(plan.ticks, results, strict=True):
+            if result.created:
+                metrics.schedule_lag(name, max(0.0, (now - tick).total_seconds()))
 
     def _note_error(self, name: str, result: SubmitResult) -> None:
         message = f"run {result.run_id} refused: {result.error}"
@@ -207,6 +220,7 @@ def _plan(record: ScheduleRecord, ticks: Sequence[datetime], previous_active: bo
         if action is OverlapAction.CANCEL_PREVIOUS:
             if plan.submit and plan.submit[-1].run_id == plan.last_run_id:
                 plan.submit.pop()  # started in this same tick: never start it at all
+                plan.ticks.pop()
             elif plan.last_run_id is not None:
                 plan.cancel.append(plan.last_run_id)
             _start(plan, tick)
@@ -221,6 +235,7 @@ def _plan(record: ScheduleRecord, ticks: Sequence[datetime], previous_active: bo
 def _start(plan: _Plan, tick: datetime) -> None:
     request = _request(plan.record.spec, tick_run_id(plan.record.name, tick), tick)
     plan.submit.append(request)
+    plan.ticks.append(tick)
     plan.last_run_id = request.run_id
 
 

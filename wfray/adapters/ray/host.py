@@ -16,6 +16,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from wfray.adapters.ray.autoscale import start_autoscaling
 from wfray.adapters.ray.executor import CpuExecutor, ExecutorConfig, IoExecutor
+from wfray.adapters.ray.metrics import export_forever
 from wfray.application.coordinator import Coordinator
 from wfray.application.messages import (
     CommandResult,
@@ -172,6 +173,9 @@ class CoordinatorHost:
             self.scheduler.run_forever(tick_s), name="wfray-scheduler-loop"
         )
         self._autoscale_loop = start_autoscaling(self.settings, coordinator)
+        self._metrics_loop = asyncio.create_task(
+            export_forever(coordinator), name="wfray-metrics-export"
+        )
         self.coordinator = coordinator
 
     async def _ready(self) -> Coordinator:
