@@ -1,0 +1,182 @@
+"""Ray clusters of the tests' own: a `ray start --head` and scripts with their own Ray.
+
+Never `ray stop` (it kills every Ray process on the host, other engineers' included): each
+process we start carries a marker in its environment, which Ray's daemons and workers
+inherit, so what is left at the end is found and killed by pid, and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import service_unavailable
+from tests.integration.conftest import client, start_wfray  # noqa: F401  (shared fixtures)
+
+ROOT = Path(__file__).resolve().parents[2]
+MARK = "WFRAY_CLUSTER_MARK"
+HEAD_START_TIMEOUT_S = 90.0
+FIXED_PORT_OPTIONS = (
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+    "metrics-export-port",
+    "ray-client-server-port",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def marked(mark: str) -> list[psutil.Process]:
+    """Live processes whose environment carries our marker."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(MARK) == mark:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def kill_marked(mark: str, grace_s: float = 0.0) -> list[str]:
+    """Terminate what still carries the marker (after `grace_s` to exit by itself)."""
+    deadline = time.monotonic() + grace_s
+    while marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    procs = marked(mark)
+    found = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            found.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+            proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=10)
+    return found
+
+
+def marked_env(mark: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            MARK: mark,
+            # the head and every client agree: no token (as the test session itself)
+            "RAY_AUTH_MODE": "disabled",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        }
+    )
+    env.pop("RAY_ADDRESS", None)  # never attach to someone else's cluster
+    return env
+
+
+@dataclass(frozen=True)
+class Head:
+    mark: str
+    gcs_address: str
+    dashboard_url: str
+    temp_dir: str
+
+
+def _wait_for_dashboard(url: str, deadline: float) -> None:
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the dashboard at {url} did not answer")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[Head]:
+    """A `ray start --head` of our own, on free ports (6379 is Redis's here)."""
+    mark = uuid.uuid4().hex
+    temp_dir = tempfile.mkdtemp(prefix="wfh-", dir="/tmp")  # Ray's socket paths stay short
+    port, dashboard_port = free_port(), free_port()
+    command = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
+        "--dashboard-host=127.0.0.1",
+        "--include-dashboard=true",
+        "--num-cpus=2",
+        '--resources={"io": 4}',
+        "--object-store-memory=200000000",
+        "--disable-usage-stats",
+        f"--temp-dir={temp_dir}",
+        # Ray's fixed default ports may belong to another cluster on this host
+        *(f"--{name}={free_port()}" for name in FIXED_PORT_OPTIONS),
+    ]
+    url = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        try:
+            started = subprocess.run(
+                command,
+                env=marked_env(mark),
+                cwd=temp_dir,
+                capture_output=True,
+                text=True,
+                timeout=HEAD_START_TIMEOUT_S,
+            )
+            if started.returncode != 0:
+                raise RuntimeError(f"ray start exited {started.returncode}: {started.stderr}")
+            _wait_for_dashboard(url, time.monotonic() + HEAD_START_TIMEOUT_S)
+        except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
+            kill_marked(mark)
+            service_unavailable("Ray head", repr(exc)[-2000:])
+        yield Head(mark, f"127.0.0.1:{port}", url, temp_dir)
+    finally:
+        kill_marked(mark)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not marked(mark), "processes of our Ray head survived the teardown"
+
+
+def run_script(mark: str, script: Path, *args: str, timeout_s: float) -> Any:
+    """Run a scenario script with a Ray of its own; its last stdout line is a JSON answer."""
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script), *args],
+            cwd=ROOT,
+            env=marked_env(mark),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired as exc:
+        left = kill_marked(mark)
+        pytest.fail(f"{script.name} did not finish in {timeout_s:.0f}s; killed {left}: {exc}")
+    left = kill_marked(mark, grace_s=20.0)
+    if done.returncode != 0 and "RAY UNAVAILABLE" in done.stdout:
+        service_unavailable("Ray", done.stdout.strip().splitlines()[-1])
+    assert done.returncode == 0, f"{script.name} failed ({done.returncode}):\n{done.stderr[-4000:]}"
+    assert not left, f"{script.name} left Ray processes behind (killed now): {left}"
+    lines = done.stdout.strip().splitlines()
+    assert lines, f"{script.name} printed nothing:\n{done.stderr[-4000:]}"
+    return json.loads(lines[-1])

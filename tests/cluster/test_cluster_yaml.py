@@ -1,0 +1,78 @@
+"""cluster.yaml: a valid Ray autoscaler config whose node types provide every pool wfray uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import ray
+import yaml
+
+from wfray.adapters.ray.autoscale import max_bundles
+from wfray.application.coordinator import CoordinatorSettings
+from wfray.application.scaling import attempt_shape
+from wfray.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cluster() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    return loaded
+
+
+def worker_types() -> dict[str, dict[str, Any]]:
+    config = cluster()
+    return {
+        name: node
+        for name, node in config["available_node_types"].items()
+        if name != config["head_node_type"]
+    }
+
+
+def test_it_validates_against_the_schema_of_the_installed_ray() -> None:
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    jsonschema.validate(cluster(), schema)  # raises with the offending path if it does not
+
+
+def test_every_pool_the_code_dispatches_to_is_provided_by_some_worker_type() -> None:
+    # the pools come from the code: the coordinator's dispatch windows and the scaling caps
+    pools = set(CoordinatorSettings().pool_windows) | set(max_bundles(load_settings(env={})))
+    assert {"cpu", "io"} <= pools
+    shapes = {pool: dict(attempt_shape(pool, None, {})) for pool in pools}
+    # the io executor actor itself holds one io slot on an io node (wfray.adapters.ray.host)
+    shapes["io executor"] = {"io": 1.0}
+    for pool, shape in shapes.items():
+        assert shape, pool
+        hosts = [
+            name
+            for name, node in worker_types().items()
+            if all(node["resources"].get(res, 0) >= amount for res, amount in shape.items())
+        ]
+        assert hosts, f"no worker node type provides {shape} for the {pool} pool"
+
+
+def test_the_head_runs_no_steps_and_workers_scale_between_limits() -> None:
+    config = cluster()
+    assert config["available_node_types"][config["head_node_type"]]["resources"]["CPU"] == 0
+    assert config["idle_timeout_minutes"] > 0
+    for name, node in worker_types().items():
+        assert 0 <= node["min_workers"] < node["max_workers"] <= config["max_workers"], name
+
+
+def test_token_auth_stays_on_and_nothing_listens_on_every_interface() -> None:
+    text = (ROOT / "cluster.yaml").read_text()
+    config = cluster()
+    commands = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
+    assert "RAY_AUTH_MODE=disabled" not in text
+    assert "0.0.0.0" not in text
+    assert "--dashboard-host=127.0.0.1" in commands
+
+
+def test_the_setup_commands_install_wfray_on_every_node() -> None:
+    config = cluster()
+    mounted = {remote for remote, local in config["file_mounts"].items() if local == "./"}
+    installs = [c for c in config["setup_commands"] if c.startswith("pip install")]
+    assert any(any(path in c for path in mounted) for c in installs), config["setup_commands"]

@@ -1,0 +1,149 @@
+"""Horizontal scaling on one machine with `ray.cluster_utils.Cluster`.
+
+A head with one CPU runs a backlog of sleep-bound steps (the machine has two cores: only
+steps that wait can speed up here). Two worker nodes join during the run: their node ids
+appear in the attempts and throughput rises. One of them is then killed in the middle of its
+steps: those attempts are recorded as lost and retried on the other nodes, and every run
+completes with exactly one successful attempt.
+
+`Cluster` needs a driver of its own (the test session already called ray.init), so the
+scenario runs in a subprocess: this file run as a module with `--scenario`. Ray's fake
+multi-node autoscaler is not used: it needs its head on port 6379, which Redis holds here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.conftest import run_script
+
+STEPS = 90
+NAP_S = 0.5
+SCENARIO_TIMEOUT_S = 200.0
+
+
+def test_added_nodes_take_steps_and_a_killed_node_loses_nothing(tmp_path: Path) -> None:
+    mark = uuid.uuid4().hex
+    report = run_script(
+        mark,
+        Path(__file__),
+        "--scenario",
+        "--data-dir",
+        str(tmp_path / "wfray"),
+        timeout_s=SCENARIO_TIMEOUT_S,
+    )
+    head, added, killed = report["head"], report["added"], report["killed"]
+    attempts = report["attempts"]
+    by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for attempt in attempts:
+        by_run[attempt["run_id"]].append(attempt)
+
+    # every run completed, each with exactly one successful attempt
+    assert report["statuses"] == {"completed": STEPS}, report["statuses"]
+    assert len(by_run) == STEPS
+    for run_id, tries in by_run.items():
+        assert [a["status"] for a in tries].count("succeeded") == 1, (run_id, tries)
+
+    # the nodes that joined mid-run took steps
+    nodes_used = {a["node_id"] for a in attempts if a["status"] == "succeeded"}
+    assert head in nodes_used
+    assert set(added) <= nodes_used | {killed}, (added, nodes_used)
+    assert any(a["node_id"] == added[0] for a in attempts if a["status"] == "succeeded")
+
+    # the steps running on the killed node were lost and retried elsewhere
+    lost = [a for a in attempts if a["status"] == "lost"]
+    assert lost, "no attempt was in flight on the killed node"
+    for attempt in lost:
+        retry = next(a for a in by_run[attempt["run_id"]] if a["status"] == "succeeded")
+        assert retry["attempt"] > attempt["attempt"] and retry["node_id"] != killed, by_run
+
+    # throughput rose once the nodes had joined
+    before, after = report["rate_before"], report["rate_after"]
+    assert after > 1.8 * before, f"steps/s: {before:.2f} on the head alone, {after:.2f} after"
+    print(f"steps/s: {before:.2f} -> {after:.2f}; {len(lost)} lost and retried")
+
+
+# -- the scenario, in its own process ------------------------------------------------------
+
+
+def rate(finished: list[float], start: float, end: float) -> float:
+    return sum(1 for t in finished if start <= t < end) / (end - start)
+
+
+def scenario(data_dir: str) -> dict[str, Any]:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    import wfray
+    from tests.fixtures import cluster_flows
+
+    try:
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 1, "resources": {"io": 2}, "include_dashboard": False},
+        )
+    except Exception as exc:
+        print(f"RAY UNAVAILABLE: Cluster failed to start: {exc!r}")
+        raise SystemExit(1) from exc
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        head = ray.get_runtime_context().get_node_id()
+        client = wfray.connect(wfray.load_settings(data_dir=data_dir, namespace="wfray-scale"))
+        runs = client.submit_many(cluster_flows.nap, [{"seconds": NAP_S}] * STEPS)
+        t0 = time.time()
+        time.sleep(5.0)  # the head alone: one step at a time
+        t_add = time.time()
+        nodes = [cluster.add_node(num_cpus=2, wait=False) for _ in range(2)]
+        cluster.wait_for_nodes(timeout=60)
+        t_joined = time.time()
+        time.sleep(4.0)  # all three nodes at work
+        t_kill = time.time()
+        cluster.remove_node(nodes[1], allow_graceful=False)
+        views = client.wait([r.run_id for r in runs], timeout=150)
+        statuses: dict[str, int] = defaultdict(int)
+        for view in views:
+            statuses[view.status.value] += 1
+        attempts = [
+            {
+                "run_id": a.run_id,
+                "attempt": a.attempt,
+                "status": a.status.value,
+                "node_id": a.node_id,
+                "finished": a.finished_at.timestamp() if a.finished_at else None,
+            }
+            for run in runs
+            for a in client.detail(run.run_id).attempts
+        ]
+        finished = [a["finished"] for a in attempts if a["status"] == "succeeded"]
+        client.shutdown()
+        return {
+            "head": head,
+            "added": [n.node_id for n in nodes],
+            "killed": nodes[1].node_id,
+            "statuses": dict(statuses),
+            "attempts": attempts,
+            "rate_before": rate(finished, t0 + 1.0, t_add),
+            "rate_after": rate(finished, t_joined + 1.0, t_kill),
+        }
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scenario", action="store_true")
+    parser.add_argument("--data-dir", required=True)
+    args = parser.parse_args()
+    answer = scenario(args.data_dir)
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()

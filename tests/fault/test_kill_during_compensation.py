@@ -1,0 +1,54 @@
+"""Kill the coordinator while runs compensate: every undo runs once, in order, and ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures import flows
+from wfray.domain.status import AttemptStatus, RunStatus
+
+
+def describe(client: Any, run_id: str) -> str:
+    detail = client.detail(run_id)
+    lines = [f"{detail.run.run_id} {detail.run.status}"]
+    lines += [
+        f"  task {t.step} {t.status} attempts={t.attempts} ready={t.ready_at}" for t in detail.tasks
+    ]
+    lines += [
+        f"  attempt {a.step}#{a.attempt} {a.kind} {a.status} {a.error_type}: {a.error_message}"
+        for a in detail.attempts
+    ]
+    return "\n".join(lines) + f"\nstats: {client.stats()}"
+
+
+UNDO = ["recall parcel-1", "refund payment-1", "release stock-1"]
+
+
+def test_coordinator_killed_mid_compensation_loses_and_repeats_nothing(
+    client: Any, tmp_path: Path
+) -> None:
+    journals = [tmp_path / f"journal-{i}" for i in range(12)]
+    runs = client.submit_many(flows.saga5, [{"journal": str(j), "undo_s": 1.0} for j in journals])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill once undos are under way, not before
+        undone = sum(1 for j in journals if j.exists() and "recall" in j.read_text())
+        if undone >= 3:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("no compensation started")
+    os.kill(client.call("pid"), signal.SIGKILL)
+
+    views = client.wait([r.run_id for r in runs], timeout=120)
+    for view in views:
+        assert view.status is RunStatus.COMPENSATED, describe(client, view.run_id)
+    for run, journal in zip(runs, journals, strict=True):
+        lines = journal.read_text().splitlines()
+        assert lines == ["reserve", "charge", "ship", *UNDO], (run.run_id, lines)
+        undo = [a for a in client.detail(run.run_id).attempts if a.kind == "compensation"]
+        succeeded = [a.step for a in undo if a.status is AttemptStatus.SUCCEEDED]
+        assert sorted(succeeded) == ["charge", "reserve", "ship"], (run.run_id, undo)
