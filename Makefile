@@ -27,7 +27,7 @@ test: venv lint typecheck
 	$(BIN)/python -m pytest
 
 demo: venv
-	$(BIN)/python -m jobs.example
+	$(BIN)/python -m jobs.demo
 
 fmt: venv
 	$(BIN)/ruff format $(SRC)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 # Tests in these folders under tests/ run against the shared Ray instance.
-_RAY_TIERS = frozenset({"integration", "fault"})
+_RAY_TIERS = frozenset({"integration", "fault", "cluster"})
 
 
 def in_ci() -> bool:
