@@ -31,7 +31,7 @@ UNDO = ["recall parcel-1", "refund payment-1", "release stock-1"]
 def test_coordinator_killed_mid_compensation_loses_and_repeats_nothing(
     client: Any, tmp_path: Path
 ) -> None:
-    journals = [tmp_path / f"journal-{i}" for i in range(12)]
+    journals = [tmp_path / f"journal-{i}" for i in range(8)]
     runs = client.submit_many(flows.saga5, [{"journal": str(j), "undo_s": 1.0} for j in journals])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # kill once undos are under way, not before
