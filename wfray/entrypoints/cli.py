@@ -1,141 +1,180 @@
-"""The `wfray` command: operate the store and read the history from a terminal.
+"""The `wfray` command: start and stop wfray, submit and steer runs, read the history.
 
-    wfray db upgrade                 apply the schema migrations (under a lock)
-    wfray runs [--workflow W] [--status S] [--limit N] [--json]
-    wfray show RUN_ID [--json]       a run with its tasks and attempts
-    wfray logs RUN_ID [--step S]     its log lines
-
-Reads go straight to the store named by WFRAY_DATABASE_URL (no Ray needed).
+Read commands (runs, show, logs, watch, dead-letter, workflows, export) go straight to the
+store named by WFRAY_DATABASE_URL: no Ray needed. Commands that act (start, stop, submit,
+cancel, retry, publish, queues) go through the coordinator on Ray. Every read command takes
+`--json` for scripts; the exit codes are listed in `wfray --help`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
-from rich.table import Table
 
-from wfray.application.queries import Queries
-from wfray.bootstrap import build_store
 from wfray.config import load_settings
 from wfray.domain.errors import WfrayError
-from wfray.domain.records import AttemptRecord
+from wfray.entrypoints import cli_act, cli_instance, cli_read
+from wfray.entrypoints.cli_support import CliContext, CliError, Exit, exit_code_of
+
+Command = Callable[[CliContext, argparse.Namespace], int]
+
+EPILOG = """\
+exit codes:
+  0  ok
+  1  the run failed or was cancelled (submit --wait, watch), or the command failed
+  2  usage error: bad arguments, bad JSON input, an input the workflow refuses
+  3  not found: no such run or workflow
+  4  wfray not reachable: not started, Ray or the database unreachable
+
+environment: WFRAY_DATA_DIR (where `start` records what it started), WFRAY_DATABASE_URL,
+WFRAY_NAMESPACE, WFRAY_MODULES, RAY_ADDRESS (an existing cluster), and the other WFRAY_*.
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    console = Console()
+    args = parser().parse_args(argv)
+    errors = Console(stderr=True, soft_wrap=True)
+    context: CliContext | None = None
     try:
-        settings = load_settings()
-        store = build_store(settings)
+        context = CliContext(load_settings(), Console())
+        command: Command = args.handler
+        return int(command(context, args))
+    except CliError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        return int(exc.code)
     except WfrayError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
-    try:
-        if args.command == "db":
-            console.print(f"schema is current: {settings.database_url}")
-            return 0
-        queries = Queries(store)
-        return int(COMMANDS[args.command](queries, args, console))
-    except WfrayError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 1
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        return int(exit_code_of(exc))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `wfray runs --json | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(Exit.OK)
     finally:
-        store.close()
+        if context is not None:
+            context.close()
 
 
-def _runs(queries: Queries, args: argparse.Namespace, console: Console) -> int:
-    runs = queries.list_runs(args.workflow, args.status, args.limit)
-    if args.json:
-        print(json.dumps([_plain(r) for r in runs], default=str))
-        return 0
-    table = Table("run", "workflow", "status", "created", "finished", "error")
-    for run in runs:
-        table.add_row(
-            run.run_id,
-            run.workflow,
-            run.status.value,
-            f"{run.created_at:%Y-%m-%d %H:%M:%S}",
-            f"{run.finished_at:%H:%M:%S}" if run.finished_at else "",
-            (run.error or "")[:60],
-        )
-    console.print(table)
-    return 0
+def db(context: CliContext, args: argparse.Namespace) -> int:
+    context.queries  # opening the store applies the migrations, under a lock  # noqa: B018
+    context.console.print(f"schema is current: {context.settings.database_url}")
+    return Exit.OK
 
 
-def _show(queries: Queries, args: argparse.Namespace, console: Console) -> int:
-    detail = queries.run_detail(args.run_id)
-    if args.json:
-        print(json.dumps(_plain(detail), default=str))
-        return 0
-    run = detail.run
-    console.print(f"[bold]{run.run_id}[/bold] {run.workflow}@{run.version}: {run.status.value}")
-    if run.error:
-        console.print(f"  [red]{run.error}[/red]")
-    table = Table("step", "status", "attempt", "outcome", "took", "worker", "error")
-    for task in detail.tasks:
-        name = task.step if task.map_index < 0 else f"{task.step}[{task.map_index}]"
-        attempts: list[AttemptRecord | None] = [*detail.attempts_of(task.step, task.map_index)]
-        attempts = attempts or [None]
-        for attempt in attempts:
-            took = ""
-            if attempt and attempt.started_at and attempt.finished_at:
-                took = f"{(attempt.finished_at - attempt.started_at).total_seconds():.3f}s"
-            table.add_row(
-                name,
-                task.status.value,
-                str(attempt.attempt) if attempt else "",
-                attempt.status.value if attempt else "",
-                took,
-                f"{(attempt.node_id or '')[:8]}:{attempt.pid}" if attempt else "",
-                (attempt.error_message or "")[:60] if attempt else "",
-            )
-    console.print(table)
-    return 0 if run.status.value == "completed" or not run.status.finished else 3
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="wfray",
+        description="durable workflows on Ray",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, handler: Command, help: str, json: bool = True
+    ) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help, description=help)
+        cmd.set_defaults(handler=handler)
+        if json:
+            cmd.add_argument("--json", action="store_true", help="machine-readable output")
+        return cmd
+
+    _instance_commands(command)
+    _act_commands(command)
+    _read_commands(command)
+    dbc = command("db", db, "database schema", json=False)
+    dbc.add_argument("action", choices=["upgrade"])
+    return root
 
 
-def _logs(queries: Queries, args: argparse.Namespace, console: Console) -> int:
-    for line in queries.logs(args.run_id, args.step):
-        item = f"[{line.map_index}]" if line.map_index >= 0 else ""
-        console.print(
-            f"{line.ts:%H:%M:%S.%f} {line.step}{item}#{line.attempt} {line.level} {line.message}",
-            markup=False,
-            highlight=False,
-        )
-    return 0
+def _instance_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    start = command("start", cli_instance.start, "start wfray (and a local Ray)", json=False)
+    where = start.add_mutually_exclusive_group()
+    where.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS)")
+    where.add_argument("--local", action="store_true", help="a new local Ray instance")
+    start.add_argument(
+        "--module", action="append", default=[], help="workflow module to import (repeatable)"
+    )
+    start.add_argument("--api", action="store_true", help="also start the HTTP API")
+    start.add_argument("--api-host", help="the HTTP API's address (default: WFRAY_API_HOST)")
+    start.add_argument("--api-port", type=int, help="the HTTP API's port")
+    start.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
+    start.add_argument("--object-store-mb", type=int, help="object store of the local instance")
+    start.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for it")
+    command("stop", cli_instance.stop, "stop what `wfray start` started", json=False)
 
 
-COMMANDS = {"runs": _runs, "show": _show, "logs": _logs}
+def _act_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    submit = command("submit", cli_act.submit, "start a run of a workflow")
+    submit.add_argument("workflow")
+    submit.add_argument("--input", help="JSON input, or @file (@- for standard input)")
+    submit.add_argument("--idempotency-key")
+    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--queue", default="default")
+    submit.add_argument("--module", action="append", default=[], help="module declaring it")
+    submit.add_argument("--wait", action="store_true", help="wait for the run to end")
+    submit.add_argument("--timeout", type=float, default=600.0, help="seconds to --wait")
+
+    cancel = command("cancel", cli_act.cancel, "cancel runs, then compensate them")
+    cancel.add_argument("runs", nargs="+", metavar="RUN")
+    cancel.add_argument("--no-compensate", action="store_true", help="skip compensation")
+    cancel.add_argument("--reason", default="cancelled from the CLI")
+
+    retry = command("retry", cli_act.retry, "resume failed or cancelled runs")
+    retry.add_argument("runs", nargs="*", metavar="RUN")
+    retry.add_argument("--failed", action="store_true", help="every failed run (bulk)")
+    retry.add_argument("--workflow", help="with --failed: of this workflow")
+    retry.add_argument("--since", help="with --failed: created after (ISO time or 2h, 7d)")
+    retry.add_argument("--until", help="with --failed: created before")
+    retry.add_argument("--limit", type=int, default=1000)
+    retry.add_argument(
+        "--compensation", action="store_true", help="retry the failed compensations instead"
+    )
+
+    publish = command("publish", cli_act.publish, "publish an event")
+    publish.add_argument("event")
+    publish.add_argument("--payload", default="{}", help="JSON payload, or @file")
+    publish.add_argument("--id", required=True, help="event id (deduplicates)")
+
+    command("queues", cli_act.queues, "queues: waiting, running, limits")
 
 
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
-    return value
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wfray", description="durable workflows on Ray")
-    sub = parser.add_subparsers(dest="command", required=True)
-    db = sub.add_parser("db", help="database schema")
-    db.add_argument("action", choices=["upgrade"])
-    runs = sub.add_parser("runs", help="list runs, newest first")
+def _read_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    runs = command("runs", cli_read.runs, "list runs, newest first")
     runs.add_argument("--workflow")
     runs.add_argument("--status")
+    runs.add_argument("--since", help="created after: ISO time, or a duration back (2h, 7d)")
+    runs.add_argument("--until", help="created before: ISO time, or a duration back")
     runs.add_argument("--limit", type=int, default=50)
-    runs.add_argument("--json", action="store_true")
-    show = sub.add_parser("show", help="one run with its tasks and attempts")
-    show.add_argument("run_id")
-    show.add_argument("--json", action="store_true")
-    logs = sub.add_parser("logs", help="a run's log lines")
-    logs.add_argument("run_id")
+
+    show = command("show", cli_read.show, "a run as a tree of its steps and attempts")
+    show.add_argument("run_id", metavar="RUN")
+
+    logs = command("logs", cli_read.logs, "a run's log lines")
+    logs.add_argument("run_id", metavar="RUN")
     logs.add_argument("--step")
-    return parser
+    logs.add_argument("-f", "--follow", action="store_true", help="until the run ends")
+
+    watch = command("watch", cli_read.watch, "a live progress bar until the run ends")
+    watch.add_argument("run_id", metavar="RUN")
+    watch.add_argument("--timeout", type=float, help="give up after this many seconds")
+
+    dead = command("dead-letter", cli_read.dead_letter, "runs whose compensation failed")
+    dead.add_argument("--workflow")
+    dead.add_argument("--limit", type=int, default=100)
+
+    command("workflows", cli_read.workflows, "registered workflows and their steps")
+
+    export = command("export", cli_read.export, "export the history as Parquet")
+    export.add_argument("--parquet", required=True, metavar="DIR")
+
+    retention = command("retention", cli_read.retention, "delete (or archive) old runs")
+    retention.add_argument("--older-than", required=True, help="e.g. 30d")
+    retention.add_argument("--archive", metavar="DIR", help="archive as Parquet first")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,284 @@
+"""The read commands: they go straight to the store (no Ray needed, so they are fast)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+from rich.tree import Tree
+
+from wfray.application.queries import Queries, RunDetail
+from wfray.domain.records import WHOLE_STEP, LogRecord, RunRecord, TaskRecord
+from wfray.domain.status import RunStatus
+from wfray.entrypoints.cli_support import (
+    CliContext,
+    CliError,
+    Exit,
+    parse_duration,
+    parse_time,
+    print_json,
+    short_duration,
+)
+
+POLL_S = 0.5
+STATUS_STYLE = {
+    "completed": "green",
+    "succeeded": "green",
+    "running": "cyan",
+    "queued": "blue",
+    "pending": "dim",
+    "retrying": "yellow",
+    "failed": "red",
+    "timed_out": "red",
+    "lost": "red",
+    "cancelled": "magenta",
+    "compensating": "yellow",
+    "compensated": "magenta",
+    "compensation_failed": "bold red",
+    "skipped": "dim",
+}
+
+
+def styled(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def run_or_exit(queries: Queries, run_id: str) -> RunRecord:
+    run = queries.store.find_runs([run_id]).get(run_id)
+    if run is None:
+        raise CliError(f"no run with id {run_id!r}", Exit.NOT_FOUND)
+    return run
+
+
+def runs(ctx: CliContext, args: argparse.Namespace) -> int:
+    queries, console = ctx.queries, ctx.console
+    now = datetime.now(UTC)
+    found = queries.list_runs(
+        args.workflow,
+        args.status,
+        args.limit,
+        parse_time(args.since, "--since", now),
+        parse_time(args.until, "--until", now),
+    )
+    return print_runs(found, args.json, console)
+
+
+def print_runs(found: list[RunRecord], as_json: bool, console: Console) -> int:
+    if as_json:
+        print_json(found)
+        return Exit.OK
+    table = Table("workflow", "status", "trigger", "created", "took", "error")
+    table.columns.insert(0, Column("run", no_wrap=True))
+    for run in found:
+        table.add_row(
+            run.run_id,
+            run.workflow,
+            styled(run.status.value),
+            run.trigger,
+            f"{run.created_at:%Y-%m-%d %H:%M:%S}",
+            short_duration(run.started_at or run.created_at, run.finished_at),
+            escape((run.error or "")[:60]),
+        )
+    console.print(table)
+    return Exit.OK
+
+
+def dead_letter(ctx: CliContext, args: argparse.Namespace) -> int:
+    queries, console = ctx.queries, ctx.console
+    found = queries.list_runs(args.workflow, RunStatus.COMPENSATION_FAILED.value, args.limit)
+    return print_runs(found, args.json, console)
+
+
+def show(ctx: CliContext, args: argparse.Namespace) -> int:
+    queries, console = ctx.queries, ctx.console
+    detail = queries.run_detail(args.run_id)
+    if args.json:
+        print_json(detail)
+        return Exit.OK
+    console.print(run_tree(queries, detail))
+    return Exit.OK
+
+
+def run_tree(queries: Queries, detail: RunDetail) -> Tree:
+    """The run as a tree: its steps in DAG order (with what each waits for), a fanned-out
+    step's items under it, and every attempt under the task it tried."""
+    run = detail.run
+    label = (
+        f"[bold]{escape(run.run_id)}[/] {escape(run.workflow)}@{run.version[:12]} "
+        f"{styled(run.status.value)}"
+        f" {short_duration(run.started_at or run.created_at, run.finished_at)}"
+    )
+    if run.error:
+        label += f"\n[red]{escape(run.error)}[/]"
+    tree = Tree(label)
+    schema = queries.store.get_workflow(run.workflow, run.version)
+    after = {step.name: step.after for step in schema.steps} if schema else {}
+    order = {name: i for i, name in enumerate(after)}
+    groups = sorted(
+        (t for t in detail.tasks if t.map_index == WHOLE_STEP),
+        key=lambda t: (order.get(t.step, len(order)), t.seq),
+    )
+    for group in groups:
+        waits = f" [dim]<- {', '.join(after[group.step])}[/]" if after.get(group.step) else ""
+        items = f" [dim]x{group.map_count}[/]" if group.map_count is not None else ""
+        node = tree.add(f"[bold]{escape(group.step)}[/]{items} {_task_label(group)}{waits}")
+        _add_attempts(node, detail, group)
+        for item in sorted(
+            (t for t in detail.tasks if t.step == group.step and t.map_index >= 0),
+            key=lambda t: t.map_index,
+        ):
+            label = escape(f"{item.step}[{item.map_index}]")
+            _add_attempts(node.add(f"{label} {_task_label(item)}"), detail, item)
+    return tree
+
+
+def _task_label(task: TaskRecord) -> str:
+    label = f"{styled(task.status.value)} {short_duration(task.started_at, task.finished_at)}"
+    if task.attempts > 1:
+        label += f" attempts={task.attempts}"
+    if task.error_message:
+        label += f" [red]{escape(f'{task.error_type}: {task.error_message[:80]}')}[/]"
+    return label
+
+
+def _add_attempts(node: Tree, detail: RunDetail, task: TaskRecord) -> None:
+    for attempt in detail.attempts_of(task.step, task.map_index):
+        kind = "undo " if attempt.kind == "compensation" else ""
+        worker = f"{(attempt.node_id or '')[:8]}:{attempt.pid}" if attempt.pid else ""
+        message = (attempt.error_message or "")[:80]
+        error = f" [red]{escape(f'{attempt.error_type}: {message}')}[/]"
+        node.add(
+            f"{kind}#{attempt.attempt} {styled(attempt.status.value)} "
+            f"{short_duration(attempt.started_at, attempt.finished_at)} [dim]{worker}[/]"
+            + (error if attempt.error_type else "")
+        )
+
+
+def logs(ctx: CliContext, args: argparse.Namespace) -> int:
+    queries, console = ctx.queries, ctx.console
+    run = run_or_exit(queries, args.run_id)
+    shown = 0
+    while True:
+        finished = run.status.finished
+        lines = queries.logs(args.run_id, args.step)
+        for line in lines[shown:]:
+            _print_log(line, args.json, console)
+        shown = len(lines)
+        if not args.follow or finished:
+            return Exit.OK
+        time.sleep(POLL_S)
+        run = run_or_exit(queries, args.run_id)
+
+
+def _print_log(line: LogRecord, as_json: bool, console: Console) -> None:
+    if as_json:
+        print_json(line)
+        return
+    item = f"[{line.map_index}]" if line.map_index >= 0 else ""
+    console.print(
+        f"{line.ts:%H:%M:%S.%f} {line.step}{item}#{line.attempt} {line.level} {line.message}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def progress_of(tasks: list[TaskRecord]) -> tuple[int, int]:
+    """(done, total) units of work: one per step, or one per item of a fanned-out step."""
+    done = total = 0
+    items: dict[str, list[TaskRecord]] = {}
+    for task in tasks:
+        if task.map_index >= 0:
+            items.setdefault(task.step, []).append(task)
+    for task in tasks:
+        if task.map_index != WHOLE_STEP:
+            continue
+        if task.map_count:
+            total += task.map_count
+            done += sum(1 for item in items.get(task.step, []) if item.status.finished)
+        else:
+            total += 1
+            done += int(task.status.finished)
+    return done, total
+
+
+def watch(ctx: CliContext, args: argparse.Namespace) -> int:
+    queries, console = ctx.queries, ctx.console
+    """A live progress bar until the run ends; non-zero when it did not complete."""
+    run = run_or_exit(queries, args.run_id)
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=console, disable=args.json) as bar:
+        task_id = bar.add_task(f"{run.run_id} {run.status.value}", total=None)
+        while True:
+            done, total = progress_of(queries.store.get_tasks([run.run_id]))
+            bar.update(task_id, completed=done, total=total or None)
+            bar.update(task_id, description=f"{run.run_id} {run.status.value}")
+            if run.status.finished:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise CliError(
+                    f"run {run.run_id} is still {run.status.value} after {args.timeout}s",
+                    Exit.RUN_FAILED,
+                )
+            time.sleep(POLL_S)
+            run = run_or_exit(queries, run.run_id)
+    if args.json:
+        print_json({"run_id": run.run_id, "status": run.status.value, "error": run.error})
+    else:
+        console.print(f"{run.run_id}: {styled(run.status.value)} {run.error or ''}")
+    return Exit.OK if run.status is RunStatus.COMPLETED else Exit.RUN_FAILED
+
+
+def workflows(ctx: CliContext, args: argparse.Namespace) -> int:
+    queries, console = ctx.queries, ctx.console
+    schemas = queries.workflows()
+    if args.json:
+        print_json(schemas)
+        return Exit.OK
+    table = Table("workflow", "version", "steps", "input", "events")
+    for schema in schemas:
+        steps = " -> ".join(step.name for step in schema.steps)
+        events = ", ".join(getattr(schema, "events", ()) or ())
+        table.add_row(schema.name, schema.version[:12], steps, schema.input_type or "", events)
+    console.print(table)
+    return Exit.OK
+
+
+def export(ctx: CliContext, args: argparse.Namespace) -> int:
+    console = ctx.console
+    try:
+        from wfray.analytics.export import export_parquet
+    except ImportError as exc:
+        raise CliError(f"export is not available in this wfray: {exc}", Exit.RUN_FAILED) from None
+    counts = export_parquet(ctx.settings.database_url, Path(args.parquet))
+    if args.json:
+        print_json(counts)
+    else:
+        for table, rows in counts.items():
+            console.print(f"{table}: {rows} rows -> {args.parquet}")
+    return Exit.OK
+
+
+def retention(ctx: CliContext, args: argparse.Namespace) -> int:
+    console = ctx.console
+    try:
+        from wfray.analytics.retention import apply_retention
+    except ImportError as exc:
+        raise CliError(
+            f"retention is not available in this wfray: {exc}", Exit.RUN_FAILED
+        ) from None
+    older_than = parse_duration(args.older_than, "--older-than")
+    archive = Path(args.archive) if args.archive else None
+    report = apply_retention(ctx.settings.database_url, older_than, archive)
+    if args.json:
+        print_json(report)
+    else:
+        console.print(report)
+    return Exit.OK

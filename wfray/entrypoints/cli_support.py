@@ -1,0 +1,181 @@
+"""What every `wfray` command shares: exit codes, errors, JSON output, argument parsing."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+
+from wfray.application.definition import Workflow
+from wfray.application.queries import Queries
+from wfray.bootstrap import build_store
+from wfray.config import Settings
+from wfray.domain.errors import (
+    DefinitionError,
+    InputValidationError,
+    RunNotFoundError,
+    SchemaOutdatedError,
+    StoreUnavailableError,
+    UnknownWorkflowError,
+    WfrayError,
+)
+
+
+class Exit(IntEnum):
+    """The exit codes scripts can rely on (listed in `wfray --help`)."""
+
+    OK = 0
+    RUN_FAILED = 1  # the run failed or was cancelled (submit --wait, watch), or a command failed
+    USAGE = 2  # bad arguments or input
+    NOT_FOUND = 3  # no such run or workflow
+    UNREACHABLE = 4  # wfray (Ray, the coordinator or the store) cannot be reached
+
+
+@dataclass
+class CliContext:
+    """What a command works with; the store opens on first use (read commands need no Ray)."""
+
+    settings: Settings
+    console: Console
+    _queries: Queries | None = None
+
+    @property
+    def queries(self) -> Queries:
+        if self._queries is None:
+            self._queries = Queries(build_store(self.settings))
+        return self._queries
+
+    def close(self) -> None:
+        if self._queries is not None:
+            self._queries.store.close()
+
+
+class CliError(Exception):
+    """An error the CLI reports in one line, with the exit code it maps to."""
+
+    def __init__(self, message: str, code: Exit) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def exit_code_of(error: WfrayError) -> Exit:
+    if isinstance(error, RunNotFoundError | UnknownWorkflowError):
+        return Exit.NOT_FOUND
+    if isinstance(error, InputValidationError | DefinitionError):
+        return Exit.USAGE
+    if isinstance(error, StoreUnavailableError | SchemaOutdatedError):
+        return Exit.UNREACHABLE
+    return Exit.RUN_FAILED
+
+
+def plain(value: Any) -> Any:
+    """A value as JSON-ready data: dataclasses and pydantic models become dicts."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(plain(value), default=str))
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """'90s', '30m', '2h', '30d', '1w' as a timedelta."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise CliError(
+            f"{option}: expected a duration such as 90s, 30m, 2h, 30d or 1w, got {text!r}",
+            Exit.USAGE,
+        )
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def parse_time(text: str | None, option: str, now: datetime) -> datetime | None:
+    """An ISO timestamp (UTC when it names no zone) or a duration back from `now` ('2h')."""
+    if text is None:
+        return None
+    if _DURATION.match(text.strip()):
+        return now - parse_duration(text, option)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(
+            f"{option}: expected an ISO time (2024-05-01T12:00) or a duration back from now "
+            f"(30m, 2h, 7d), got {text!r}",
+            Exit.USAGE,
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_json_argument(text: str, option: str) -> Any:
+    """Inline JSON, or `@path` for JSON read from a file (`@-` for standard input)."""
+    where = "inline"
+    if text.startswith("@"):
+        where = text[1:]
+        try:
+            text = sys.stdin.read() if where == "-" else Path(where).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"{option}: cannot read {where!r}: {exc.strerror}", Exit.USAGE) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"{option}: not valid JSON ({where}): {exc.msg} at line {exc.lineno} "
+            f"column {exc.colno}",
+            Exit.USAGE,
+        ) from None
+
+
+def load_workflows(modules: Iterable[str]) -> list[Workflow]:
+    """Import the user's workflow modules and collect the workflows and tasks they declare.
+
+    The current directory goes on the path first, as with `python -m`, so a project's own
+    packages import without being installed.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    found: dict[int, Workflow] = {}
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            raise CliError(
+                f"cannot import workflow module {name!r}: {type(exc).__name__}: {exc}",
+                Exit.USAGE,
+            ) from None
+        for value in vars(module).values():
+            flow = value if isinstance(value, Workflow) else getattr(value, "__wfray_workflow__", 0)
+            if isinstance(flow, Workflow):
+                found[id(flow)] = flow
+    return list(found.values())
+
+
+def short_duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    seconds = (end - start).total_seconds()
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.2f}s"

@@ -1,0 +1,332 @@
+"""What the HTTP API reads and writes: pydantic models, and the opaque page cursor.
+
+Requests are strict (unknown fields are refused) and bounded, so that a malformed request
+is a 422 naming its field, never a 500 from deeper down.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from wfray.application.definition import Workflow
+from wfray.application.messages import CommandResult
+from wfray.application.queries import RunDetail
+from wfray.domain.queueing import QueueConfig
+from wfray.domain.records import LogRecord, RunRecord, TaskRecord
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.workflow import WorkflowSchema
+
+NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$"  # workflow and queue names, as the domain has them
+RUN_ID = r"^[^\x00-\x1f\x7f]{1,200}$"  # any printable id: clients may choose their own
+MAX_PRIORITY = 1_000_000  # far inside the store's 32-bit integer column
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+class SubmitBody(Strict):
+    """A run to start: a workflow (or a plain task) by name and its input."""
+
+    workflow: str = Field(pattern=NAME, description="the workflow's or the task's name")
+    input: Any = Field(default=None, description="validated against the workflow's model")
+    priority: int = Field(default=0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
+    queue: str = Field(default="default", pattern=NAME)
+    concurrency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    deadline_s: float | None = Field(
+        default=None, gt=0, le=366 * 24 * 3600, description="past it, the run fails"
+    )
+
+
+class CancelBody(Strict):
+    reason: str = Field(default="", max_length=1000)
+    compensate: bool = Field(default=True, description="undo the steps that completed")
+
+
+class EventBody(Strict):
+    name: str = Field(pattern=NAME)
+    payload: Any = None
+    id: str | None = Field(
+        default=None, pattern=RUN_ID, description="deduplicates: one start per event id"
+    )
+
+
+# -- responses -----------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class SubmitAccepted(BaseModel):
+    run_id: str
+    workflow: str
+    link: str
+
+
+class RunOut(BaseModel):
+    run_id: str
+    workflow: str
+    version: str
+    status: RunStatus
+    queue: str
+    priority: int
+    trigger: str
+    idempotency_key: str | None
+    parent_run_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    deadline_at: datetime | None
+    error: str | None
+    result: Any = None
+    result_ref: str | None
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunOut:
+        result = None if run.result_json is None else json.loads(run.result_json)
+        return cls(
+            run_id=run.run_id,
+            workflow=run.workflow,
+            version=run.version,
+            status=run.status,
+            queue=run.queue,
+            priority=run.priority,
+            trigger=run.trigger,
+            idempotency_key=run.idempotency_key,
+            parent_run_id=run.parent_run_id,
+            created_at=run.created_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            deadline_at=run.deadline_at,
+            error=run.error,
+            result=result,
+            result_ref=run.result_ref,
+        )
+
+
+class RunPage(BaseModel):
+    runs: list[RunOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class TaskOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    step: str
+    map_index: int = Field(description="-1 for a step that is not fanned out")
+    status: TaskStatus
+    pool: str
+    queue: str
+    attempts: int
+    failures: int
+    lost: int
+    retries: int
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error_type: str | None
+    error_message: str | None
+
+    @classmethod
+    def of(cls, task: TaskRecord) -> TaskOut:
+        values = {name: getattr(task, name) for name in cls.model_fields if name != "retries"}
+        return cls(retries=max(0, task.attempts - 1), **values)
+
+
+class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    step: str
+    map_index: int
+    attempt: int
+    kind: str = Field(description="step, or compensation")
+    status: AttemptStatus
+    executor: str
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    node_id: str | None
+    worker_id: str | None
+    host: str | None
+    pid: int | None
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+
+
+class RunDetailOut(BaseModel):
+    run: RunOut
+    tasks: list[TaskOut]
+    attempts: list[AttemptOut]
+
+    @classmethod
+    def of(cls, detail: RunDetail) -> RunDetailOut:
+        return cls(
+            run=RunOut.of(detail.run),
+            tasks=[TaskOut.of(t) for t in detail.tasks],
+            attempts=[AttemptOut.model_validate(a) for a in detail.attempts],
+        )
+
+
+class LogLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    step: str
+    map_index: int
+    attempt: int
+    ts: datetime
+    level: str
+    logger: str
+    message: str
+
+    @classmethod
+    def of(cls, line: LogRecord) -> LogLineOut:
+        return cls.model_validate(line)
+
+
+class CommandOut(BaseModel):
+    run_id: str
+    applied: bool
+    status: str
+    message: str
+
+    @classmethod
+    def of(cls, result: CommandResult) -> CommandOut:
+        return cls(
+            run_id=result.run_id,
+            applied=result.applied,
+            status=result.status,
+            message=result.message,
+        )
+
+
+class WorkflowOut(BaseModel):
+    name: str
+    version: str
+    submittable: bool = Field(description="its module is imported here: it can be submitted")
+    input_schema: dict[str, Any] | None = Field(description="JSON schema of its input")
+    dag: WorkflowSchema
+
+    @classmethod
+    def listing(
+        cls, loaded: Iterable[Workflow], stored: Iterable[WorkflowSchema]
+    ) -> list[WorkflowOut]:
+        """The loaded workflows (submittable), then stored versions that are not loaded."""
+        by_version = {(flow.schema.name, flow.schema.version): flow for flow in loaded}
+        out = [
+            cls(
+                name=flow.name,
+                version=flow.schema.version,
+                submittable=True,
+                input_schema=None
+                if flow.input_model is None
+                else flow.input_model.model_json_schema(),
+                dag=flow.schema,
+            )
+            for flow in by_version.values()
+        ]
+        out += [
+            cls(name=s.name, version=s.version, submittable=False, input_schema=None, dag=s)
+            for s in stored
+            if (s.name, s.version) not in by_version
+        ]
+        return sorted(out, key=lambda w: (w.name, not w.submittable, w.version))
+
+
+class QueueOut(BaseModel):
+    name: str
+    depth: int = Field(description="ready tasks held for dispatch")
+    running: int
+    concurrency: int | None
+    rate_per_s: float | None
+    burst: int
+    per_key_limit: int | None
+    precedence: int
+
+
+class QueuesOut(BaseModel):
+    queues: list[QueueOut]
+    queued: int = Field(description="queued tasks in the whole backlog")
+    max_backlog: int = Field(description="past it, submissions are refused (429)")
+
+    @classmethod
+    def of(
+        cls, configs: Iterable[QueueConfig], max_backlog: int, stats: Mapping[str, Any]
+    ) -> QueuesOut:
+        """Queues from the coordinator's stats ({name: (held, running)}) and their limits."""
+        held: Mapping[str, tuple[int, int]] = stats.get("queues", {})
+        by_name = {q.name: q for q in configs}
+        queues = []
+        for name in sorted({"default", *held, *by_name}):
+            config = by_name.get(name) or QueueConfig(name=name)
+            depth, running = held.get(name, (0, 0))
+            queues.append(
+                QueueOut(
+                    name=name,
+                    depth=depth,
+                    running=running,
+                    concurrency=config.concurrency,
+                    rate_per_s=config.rate_per_s,
+                    burst=config.burst,
+                    per_key_limit=config.per_key_limit,
+                    precedence=config.precedence,
+                )
+            )
+        return cls(queues=queues, queued=int(stats.get("queued", 0)), max_backlog=max_backlog)
+
+
+class HealthOut(BaseModel):
+    status: str
+    coordinator: str
+    store: str
+
+
+class EventAccepted(BaseModel):
+    name: str
+    id: str | None
+    runs: list[str]
+
+
+def _json_schema(model: type[BaseModel] | None) -> dict[str, Any] | None:
+    return None if model is None else model.model_json_schema()
+
+
+# -- the page cursor -----------------------------------------------------------------------------
+
+
+class CursorError(ValueError):
+    pass
+
+
+def encode_cursor(run: RunRecord) -> str:
+    """The position after `run` in the order (created_at desc, run_id desc), opaque."""
+    raw = json.dumps([run.created_at.isoformat(), run.run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, run_id = json.loads(raw)
+        at = datetime.fromisoformat(created)
+        if not isinstance(run_id, str) or at.tzinfo is None:
+            raise TypeError(run_id)
+        return at, run_id
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise CursorError(f"cursor {cursor!r} is not one this API handed out") from exc
