@@ -117,8 +117,7 @@ def test_domain_imports_only_stdlib_and_pydantic() -> None:
     violations = layer_violations(REPO_ROOT, "wfray.domain", domain_rule)
     assert not violations, (
         "wfray/domain may import only the stdlib, pydantic, typing_extensions, croniter and "
-        "wfray.domain:\n"
-        + "\n".join(violations)
+        "wfray.domain:\n" + "\n".join(violations)
     )
 
 

@@ -41,6 +41,9 @@ class AttemptLog:
     dropped: int = 0
     kept: int = 0  # lines accepted so far, streamed or not: the limit counts them all
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # held while streamed lines are on their way: the outcome waits for them (lines before
+    # the outcome are stored no later than the outcome itself)
+    delivery: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self) -> list[LogRecord]:
         """The lines logged since the last take (for streaming while the attempt runs)."""

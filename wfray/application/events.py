@@ -20,6 +20,7 @@ class EventError(WfrayError):
     """The event cannot be published."""
 
     code = "bad_event"
+    http_status = 400
 
 
 async def publish(

@@ -36,6 +36,8 @@ class LogStreamer:
     def untrack(self, attempt_log: AttemptLog) -> None:
         with self._lock:
             self._active.pop(id(attempt_log), None)
+        with attempt_log.delivery:
+            pass  # a delivery in flight ends before the outcome leaves
 
     def _run(self) -> None:
         stop = threading.Event()
@@ -46,16 +48,20 @@ class LogStreamer:
         with self._lock:
             logs = list(self._active.values())
         for attempt_log in logs:
-            lines = attempt_log.take()
-            if not lines:
-                continue
-            try:
-                delivered = self.services.logs(lines)
-            except Exception as exc:  # never let streaming break the step
-                log.warning("streaming %d log lines failed: %s", len(lines), exc)
-                delivered = False
-            if not delivered:
-                attempt_log.put_back(lines)
+            with attempt_log.delivery:
+                self._deliver(attempt_log)
+
+    def _deliver(self, attempt_log: AttemptLog) -> None:
+        lines = attempt_log.take()
+        if not lines:
+            return
+        try:
+            delivered = self.services.logs(lines)
+        except Exception as exc:  # never let streaming break the step
+            log.warning("streaming %d log lines failed: %s", len(lines), exc)
+            delivered = False
+        if not delivered:
+            attempt_log.put_back(lines)
 
 
 _streamers: dict[tuple[int, float], LogStreamer] = {}
