@@ -25,7 +25,7 @@ from typing import Any, TypeVar, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 
-from wfray.domain.errors import DefinitionError, InputValidationError
+from wfray.domain.errors import DefinitionError, InputValidationError, UnknownWorkflowError
 from wfray.domain.policy import RetryPolicy, validate_policy
 from wfray.domain.workflow import (
     CONTEXT,
@@ -286,6 +286,26 @@ def _check_map_sources(workflow: str, steps: dict[str, _StepDef]) -> None:
 def registered(name: str) -> Workflow | None:
     """A workflow declared in this process, by name."""
     return _registry.get(name)
+
+
+WorkflowRef = Workflow | str | Callable[..., Any]
+
+
+def resolve_workflow(ref: WorkflowRef) -> Workflow:
+    """A Workflow, a declared workflow's name, or a @wfray.task function, as a Workflow."""
+    if isinstance(ref, Workflow):
+        return ref
+    if isinstance(ref, str):
+        found = registered(ref)
+        if found is None:
+            raise UnknownWorkflowError(
+                f"unknown workflow {ref!r}: import the module that declares it"
+            )
+        return found
+    flow = getattr(ref, "__wfray_workflow__", None)
+    if not isinstance(flow, Workflow):
+        raise UnknownWorkflowError(f"{ref!r} is not a workflow or a @wfray.task function")
+    return flow
 
 
 def subscribers(event: str) -> list[Workflow]:

@@ -9,20 +9,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from wfray.application.definition import Workflow, encode_input, registered
-from wfray.domain.errors import DefinitionError, UnknownWorkflowError, WfrayError
+from wfray.application.definition import WorkflowRef, encode_input, resolve_workflow
+from wfray.domain.errors import DefinitionError, WfrayError
 from wfray.domain.schedule import ScheduleSpec
 
 Schedule = ScheduleSpec  # the public name
 
 # workflow name -> schedule name -> spec, filled at import time of the user's modules
 _declared: dict[str, dict[str, ScheduleSpec]] = {}
-
-WorkflowRef = Workflow | str | Callable[..., Any]
 
 
 def schedule(
@@ -88,7 +85,7 @@ def build_spec(
     workflow: WorkflowRef, *, name: str, input: Any = None, **options: Any
 ) -> ScheduleSpec:
     """A validated ScheduleSpec (not declared anywhere), as `schedule` takes its arguments."""
-    flow = resolve(workflow)
+    flow = resolve_workflow(workflow)
     try:
         input_json = encode_input(flow, input)
     except WfrayError as exc:
@@ -111,19 +108,3 @@ def declared(workflow: str) -> list[ScheduleSpec]:
 def forget(workflow: str) -> None:
     """Drop a workflow's declared schedules (for tests that declare throwaway ones)."""
     _declared.pop(workflow, None)
-
-
-def resolve(ref: WorkflowRef) -> Workflow:
-    if isinstance(ref, Workflow):
-        return ref
-    if isinstance(ref, str):
-        found = registered(ref)
-        if found is None:
-            raise UnknownWorkflowError(
-                f"unknown workflow {ref!r}: import the module that declares it"
-            )
-        return found
-    flow = getattr(ref, "__wfray_workflow__", None)
-    if not isinstance(flow, Workflow):
-        raise UnknownWorkflowError(f"{ref!r} is not a workflow or a @wfray.task function")
-    return flow

@@ -19,7 +19,12 @@ from ray import exceptions as rex
 
 from wfray.adapters.blob import blob_store
 from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor, executor_name
-from wfray.application.definition import Workflow, encode_input, registered
+from wfray.application.definition import (
+    Workflow,
+    WorkflowRef,
+    encode_input,
+    resolve_workflow,
+)
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
 from wfray.application.queries import RunDetail
 from wfray.application.scheduler import ScheduleInfo
@@ -40,8 +45,6 @@ from wfray.domain.status import RunStatus
 
 RETRYABLE = (rex.ActorUnavailableError, rex.ActorDiedError, rex.GetTimeoutError)
 ERRORS_BY_CODE = {cls.code: cls for cls in (BacklogFullError, UnknownWorkflowError)}
-
-WorkflowRef = Workflow | str | Callable[..., Any]
 
 
 class Client:
@@ -89,19 +92,7 @@ class Client:
     # -- workflows -----------------------------------------------------------------------------
 
     def workflow(self, ref: WorkflowRef) -> Workflow:
-        if isinstance(ref, Workflow):
-            return ref
-        if isinstance(ref, str):
-            found = registered(ref)
-            if found is None:
-                raise UnknownWorkflowError(
-                    f"unknown workflow {ref!r}: import the module that declares it"
-                )
-            return found
-        flow = getattr(ref, "__wfray_workflow__", None)
-        if not isinstance(flow, Workflow):
-            raise UnknownWorkflowError(f"{ref!r} is not a workflow or a @wfray.task function")
-        return flow
+        return resolve_workflow(ref)
 
     def register(self, *workflows: WorkflowRef) -> None:
         schemas = []
