@@ -163,7 +163,7 @@ class StepContext:
     heartbeat_every_s: float = 0.5
     # calls made so far in this attempt: [publish, run_children, last heartbeat time]
     _calls: list[float] = field(default_factory=lambda: [0, 0, 0.0])
-    _held_beat: list[str | None] = field(default_factory=list)  # a throttled progress
+    _progress: list[str] = field(default_factory=list)  # the last progress, as JSON
 
     @property
     def attempt_key(self) -> tuple[str, str, int, int]:
@@ -181,18 +181,17 @@ class StepContext:
         """
         services = self._services("heartbeat")
         text = None if progress is None else TypeAdapter(Any).dump_json(progress).decode()
+        if text is not None:
+            self._progress[:] = [text]  # the outcome carries the last one, whatever happens
         now = time.monotonic()
         if now - self._calls[2] < self.heartbeat_every_s:
-            self._held_beat[:] = [text]  # sent with the attempt's end if nothing follows
             return
         self._calls[2] = now
-        self._held_beat.clear()
         services.heartbeat(self.attempt_key, text)
 
-    def flush(self) -> None:
-        """Send the last progress that throttling held back (at the end of the attempt)."""
-        if self._held_beat and self.services is not None:
-            self.services.heartbeat(self.attempt_key, self._held_beat.pop())
+    @property
+    def last_progress(self) -> str | None:
+        return self._progress[0] if self._progress else None
 
     def next_number(self, counter: str) -> int:
         """The next value of a counter owned by wfray's store (e.g. invoice numbers).

@@ -372,6 +372,8 @@ class Coordinator:
             return
         task = state.tasks[(outcome.step, outcome.map_index)]
         touched.add(state.run.run_id)
+        if outcome.progress_json is not None and task.attempts == outcome.attempt:
+            task.progress_json = outcome.progress_json  # stored with the task's update
         self.queues.finished(task)
         if attempt.kind == COMPENSATION:
             if task.status is TaskStatus.COMPENSATING and task.attempts == outcome.attempt:

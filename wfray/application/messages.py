@@ -117,6 +117,7 @@ class Outcome:
     retryable: bool = True
     retry_after_s: float | None = None
     logs: list[LogRecord] = field(default_factory=list)
+    progress_json: str | None = None  # the last progress the step reported, if any
     seq: int = 0
 
     @property

@@ -179,14 +179,8 @@ class PreparedAttempt:
     def is_async(self) -> bool:
         return self.fn is not None and _signature(self.fn).is_async
 
-    def flush_heartbeat(self) -> None:
-        ctx = self.kwargs.get(CONTEXT)
-        if isinstance(ctx, StepContext):
-            ctx.flush()
-
     def success(self, value: Any, worker: WorkerIdentity) -> Outcome:
         assert self.fn is not None
-        self.flush_heartbeat()
         d = self.dispatch
         try:
             data = _signature(self.fn).result.dump_json(value)
@@ -227,6 +221,10 @@ class PreparedAttempt:
             retry_after_s=retry_after,
         )
 
+    def _progress(self) -> str | None:
+        ctx = self.kwargs.get(CONTEXT)
+        return ctx.last_progress if isinstance(ctx, StepContext) else None
+
     def stream_logs(self) -> None:
         if self.services is not None and self.settings.log_flush_interval_s > 0:
             streamer_for(self.services, self.settings.log_flush_interval_s).track(self.log)
@@ -245,6 +243,7 @@ class PreparedAttempt:
             finished_at=datetime.now(UTC),
             worker=worker,
             logs=self.log.finish(),
+            progress_json=self._progress(),
             **fields,
         )
 
