@@ -363,6 +363,24 @@ def test_metrics_are_prometheus_text_with_queue_gauges_and_request_counts(api: A
     assert 'wfray_http_requests_total{method="GET",route="/v1/queues",status="200"}' in text
 
 
+def test_metrics_count_the_runs_that_completed(api: Api) -> None:
+    answer = submit(api, "numbers", {"count": 2})
+    assert answer.status_code == 202, answer.text
+    assert wait_finished(api.http, answer.json()["run_id"])["run"]["status"] == "completed"
+
+    text = api.http.get("/metrics").text
+
+    completed = [
+        line
+        for line in text.splitlines()
+        if line.startswith("wfray_runs_total{")
+        and 'workflow="numbers"' in line
+        and 'status="completed"' in line
+    ]
+    assert completed and float(completed[0].rsplit(" ", 1)[1]) >= 1, text
+    assert "# TYPE wfray_attempts_total counter" in text
+
+
 def test_healthz_is_503_with_the_reason_when_the_coordinator_is_not_there(api: Api) -> None:
     from wfray.entrypoints.http.serve import stop_api
 

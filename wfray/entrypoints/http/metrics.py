@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -48,6 +48,7 @@ class StatsCollector(Collector):
             running.add_metric([name], float(active))
         yield depth
         yield running
+        yield from _coordinator_metrics(stats.get("metrics", {}))
         # Counting runs by status is a store query the coordinator may offer in its stats.
         by_status = stats.get("runs_by_status")
         if isinstance(by_status, Mapping):
@@ -55,6 +56,22 @@ class StatsCollector(Collector):
             for status, count in sorted(by_status.items()):
                 runs.add_metric([str(status)], float(count))
             yield runs
+
+
+def _coordinator_metrics(snapshot: Mapping[str, Any]) -> Iterable[Metric]:
+    """The coordinator's own counters (the figures Ray exports too), since it started."""
+    for name, samples in sorted(snapshot.items()):
+        if name.startswith("queue_") or not samples:
+            continue  # queue levels come from the stats above
+        labels = sorted({key for tags, _ in samples for key in tags})
+        family: Any
+        if name.endswith("_total"):
+            family = CounterMetricFamily(f"wfray_{name[: -len('_total')]}", name, labels=labels)
+        else:
+            family = GaugeMetricFamily(f"wfray_{name}", name, labels=labels)
+        for tags, value in samples:
+            family.add_metric([str(tags.get(key, "")) for key in labels], float(value))
+        yield family
 
 
 class ApiMetrics:
