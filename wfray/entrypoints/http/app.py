@@ -63,6 +63,7 @@ from wfray.entrypoints.http.models import (
     decode_cursor,
     encode_cursor,
 )
+from wfray.entrypoints.http.schedules import schedule_routes
 
 HEALTH_TIMEOUT_S = 3.0
 
@@ -121,6 +122,7 @@ def v1_router(settings: Settings, client: Client, flows: dict[str, Workflow]) ->
     router = APIRouter(prefix="/v1", responses=ERRORS)
     _run_routes(router, client)
     _catalog_routes(router, settings, client, flows)
+    schedule_routes(router, client)
     return router
 
 

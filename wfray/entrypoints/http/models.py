@@ -87,6 +87,7 @@ class RunOut(BaseModel):
     queue: str
     priority: int
     trigger: str
+    trigger_id: str | None = Field(description="the event id, the schedule tick, the parent step")
     idempotency_key: str | None
     parent_run_id: str | None
     created_at: datetime
@@ -108,6 +109,7 @@ class RunOut(BaseModel):
             queue=run.queue,
             priority=run.priority,
             trigger=run.trigger,
+            trigger_id=run.trigger_id,
             idempotency_key=run.idempotency_key,
             parent_run_id=run.parent_run_id,
             created_at=run.created_at,

@@ -1,0 +1,135 @@
+"""The `/v1/schedules` routes: cron schedules created, paused, resumed, triggered, deleted
+and listed with their next fire times, through the same Client as the rest of the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from wfray.adapters.ray.client import Client
+from wfray.application.scheduler import ScheduleInfo
+from wfray.domain.schedule import ScheduleNotFoundError
+from wfray.entrypoints.http.models import MAX_PRIORITY, NAME, Strict
+
+ScheduleName = Annotated[str, Path(pattern=NAME, description="the schedule's name")]
+
+
+class ScheduleBody(Strict):
+    """A schedule of a workflow: its cron, time zone, input and policies."""
+
+    workflow: str = Field(pattern=NAME)
+    cron: str = Field(min_length=1, max_length=200, description="5 fields, or 6 with seconds")
+    tz: str = Field(default="UTC", min_length=1, max_length=64, description="IANA time zone")
+    input: Any = Field(default=None, description="validated against the workflow's model")
+    misfire: Literal["skip", "latest", "all_within"] = "skip"
+    catchup_window_s: float | None = Field(default=None, gt=0, le=366 * 24 * 3600)
+    grace_s: float = Field(default=10.0, ge=0, le=24 * 3600)
+    overlap: Literal["skip", "allow", "buffer_one", "cancel_previous"] = "skip"
+    queue: str = Field(default="default", pattern=NAME)
+    priority: int = Field(default=0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
+    paused: bool = False
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    workflow: str
+    cron: str
+    tz: str
+    misfire: str
+    overlap: str
+    paused: bool
+    last_fired: datetime
+    last_run_id: str | None
+    next_fire_times: list[datetime]
+    last_error: str | None
+
+    @classmethod
+    def of(cls, info: ScheduleInfo) -> ScheduleOut:
+        spec = info.spec
+        return cls(
+            name=spec.name,
+            workflow=spec.workflow,
+            cron=spec.cron,
+            tz=spec.tz,
+            misfire=spec.misfire,
+            overlap=spec.overlap,
+            paused=spec.paused,
+            last_fired=info.last_fired,
+            last_run_id=info.last_run_id,
+            next_fire_times=info.next_fire_times,
+            last_error=info.last_error,
+        )
+
+
+class TriggerAccepted(BaseModel):
+    schedule: str
+    run_id: str
+    link: str
+
+
+def schedule_routes(router: APIRouter, client: Client) -> None:
+    def one(name: str, count: int = 3) -> ScheduleOut:
+        for info in client.list_schedules(count):
+            if info.name == name:
+                return ScheduleOut.of(info)
+        raise ScheduleNotFoundError(f"no schedule named {name!r}")
+
+    @router.get("/schedules", response_model=list[ScheduleOut], tags=["schedules"])
+    def list_schedules(
+        next: Annotated[int, Query(ge=0, le=50, description="next fire times to show")] = 3,
+    ) -> list[ScheduleOut]:
+        """Every schedule, with how far it fired and its next fire times."""
+        return [ScheduleOut.of(info) for info in client.list_schedules(next)]
+
+    @router.put("/schedules/{name}", response_model=ScheduleOut, tags=["schedules"])
+    def put_schedule(name: ScheduleName, body: ScheduleBody) -> ScheduleOut:
+        """Create a schedule, or replace its definition (it keeps how far it fired)."""
+        flow = client.workflow(body.workflow)
+        client.create_schedule(
+            flow,
+            name=name,
+            cron=body.cron,
+            tz=body.tz,
+            input=body.input,
+            misfire=body.misfire,
+            catchup_window=body.catchup_window_s,
+            grace=body.grace_s,
+            overlap=body.overlap,
+            queue=body.queue,
+            priority=body.priority,
+            paused=body.paused,
+        )
+        return one(name)
+
+    @router.post("/schedules/{name}/pause", response_model=ScheduleOut, tags=["schedules"])
+    def pause(name: ScheduleName) -> ScheduleOut:
+        """Fire nothing until resumed; ticks that fall meanwhile never fire."""
+        client.pause_schedule(name)
+        return one(name)
+
+    @router.post("/schedules/{name}/resume", response_model=ScheduleOut, tags=["schedules"])
+    def resume(name: ScheduleName) -> ScheduleOut:
+        client.resume_schedule(name)
+        return one(name)
+
+    @router.post(
+        "/schedules/{name}/trigger",
+        status_code=202,
+        response_model=TriggerAccepted,
+        tags=["schedules"],
+    )
+    def trigger(name: ScheduleName, request: Request, response: Response) -> TriggerAccepted:
+        """Start a run of the schedule now, outside its cron."""
+        handle = client.trigger_schedule(name)
+        link = str(request.url_for("get_run", run_id=handle.run_id))
+        response.headers["Location"] = link
+        return TriggerAccepted(schedule=name, run_id=handle.run_id, link=link)
+
+    @router.delete("/schedules/{name}", status_code=204, tags=["schedules"])
+    def delete(name: ScheduleName) -> Response:
+        """Delete the schedule; the runs it started stay."""
+        client.delete_schedule(name)
+        return Response(status_code=204)
