@@ -13,8 +13,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psutil
 import pytest
@@ -130,6 +132,32 @@ def test_start_submit_show_logs_cancel_retry_stop(cli: Cli, tmp_path: Path) -> N
         "event",
         "parcel.shipped:e-1",
     )
+
+    # a schedule: created with its next fire times, triggered, paused, deleted
+    made = cli.json(
+        "schedule-create",
+        "nightly",
+        "--workflow",
+        "numbers",
+        "--cron",
+        "0 3 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--input",
+        '{"count": 2}',
+        "--module",
+        "tests.fixtures.flows",
+    )
+    assert made["paused"] is False and len(made["next_fire_times"]) == 3
+    berlin = ZoneInfo("Europe/Berlin")
+    local = [datetime.fromisoformat(t).astimezone(berlin) for t in made["next_fire_times"]]
+    assert [(t.hour, t.minute) for t in local] == [(3, 0)] * 3, made
+    assert [s["name"] for s in cli.json("schedules")] == ["nightly"]
+    fired = cli.json("schedule-trigger", "nightly")
+    assert cli("watch", str(fired["run_id"]), "--timeout", "60").returncode == 0
+    assert cli.json("schedule-pause", "nightly")["next_fire_times"] == []
+    assert cli.json("schedule-delete", "nightly")["deleted"] is True
+    assert cli("schedule-pause", "nightly").returncode == 3
 
     queues = cli.json("queues")
     assert "default" in {q["name"] for q in queues["queues"]}

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from wfray.config import load_settings
 from wfray.domain.errors import WfrayError
-from wfray.entrypoints import cli_act, cli_instance, cli_read
+from wfray.entrypoints import cli_act, cli_instance, cli_read, cli_schedules
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, exit_code_of
 
 Command = Callable[[CliContext, argparse.Namespace], int]
@@ -86,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     _instance_commands(command)
     _act_commands(command)
     _read_commands(command)
+    cli_schedules.add_commands(command)
     dbc = command("db", db, "database schema", json=False)
     dbc.add_argument("action", choices=["upgrade"])
     return root

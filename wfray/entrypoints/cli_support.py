@@ -71,7 +71,7 @@ class CliError(Exception):
 
 
 def exit_code_of(error: WfrayError) -> Exit:
-    if isinstance(error, RunNotFoundError | UnknownWorkflowError):
+    if isinstance(error, RunNotFoundError | UnknownWorkflowError) or error.http_status == 404:
         return Exit.NOT_FOUND
     if isinstance(error, InputValidationError | DefinitionError):
         return Exit.USAGE
