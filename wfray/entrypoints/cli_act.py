@@ -29,7 +29,8 @@ def submit(ctx: CliContext, args: argparse.Namespace) -> int:
     payload = parse_json_argument(args.input, "--input") if args.input is not None else None
     instance = read_instance(ctx.settings)
     # the workflow's own declaration validates the input here, before anything is sent
-    load_workflows([*ctx.settings.modules, *(instance.modules if instance else []), *args.module])
+    modules = [*ctx.settings.modules, *(instance.modules if instance else []), *args.module]
+    load_workflows(["wfray.integrations", *modules])  # the built-in tasks, by name too
     client = connect_client(ctx.settings)
     try:
         handle = client.submit(

@@ -74,7 +74,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     Imports `settings.modules` first, so that their workflows can be submitted by name.
     """
     client = client or Client(settings)
-    flows = import_workflows(settings.modules)
+    # the built-in tasks first: anyone may enqueue them by name
+    flows = import_workflows(("wfray.integrations", *settings.modules))
     app = FastAPI(
         title="wfray",
         summary="Durable workflows and task queues on Ray",
