@@ -393,7 +393,8 @@ def test_healthz_is_503_with_the_reason_when_the_coordinator_is_not_there(api: A
     assert answer.status_code == 503
     body = answer.json()
     assert body["status"] == "unavailable"
-    assert body["coordinator"].startswith("unreachable")
+    assert body["coordinator"].startswith("unreachable: CoordinatorUnavailableError")
+    assert "wfray-nowhere" in body["coordinator"]
 
 
 def test_openapi_documents_every_v1_route_and_docs_are_served(api: Api, secured: Api) -> None:

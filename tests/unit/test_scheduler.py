@@ -105,6 +105,13 @@ def tick_id(hours: int) -> str:
 async def settle(c: Coordinator, run_ids: list[str]) -> None:
     views = await c.wait(run_ids, timeout_s=10)
     assert all(v.status.finished for v in views), views
+    # and stored: what the test reads next is the store, after the coordinator stopped
+    for _ in range(500):
+        stored = await asyncio.to_thread(c.store.find_runs, run_ids)
+        if all(r.status.finished for r in stored.values()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"finished in memory, not in the store: {stored}")
 
 
 # -- firing ----------------------------------------------------------------------------------
@@ -150,7 +157,13 @@ def test_two_racing_schedulers_start_one_run_per_tick() -> None:
     created, runs = run(scenario)
     assert [len(ids) for ids in created] == [1, 1, 1]  # each tick created by exactly one
     assert ticks_of(runs) == [tick_id(1), tick_id(2), tick_id(3)]
-    assert all(r.status is RunStatus.COMPLETED for r in scheduled_runs(runs))
+    finished = [(r.run_id, r.status, r.error) for r in scheduled_runs(runs)]
+    detail = [
+        (t.step, t.status, t.attempts, [(a.attempt, a.status) for a in runs.get_attempts(rid)])
+        for rid, _, _ in finished
+        for t in runs.get_tasks([rid])
+    ]
+    assert all(status is RunStatus.COMPLETED for _, status, _ in finished), (finished, detail)
 
 
 class CrashingAdvance(InMemoryScheduleStore):

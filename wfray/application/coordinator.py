@@ -101,6 +101,7 @@ class Coordinator:
         self.wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._committing: asyncio.Future[None] | None = None
         self.turns = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -218,6 +219,10 @@ class Coordinator:
         return [done[rid] for rid in run_ids if rid in done]
 
     async def views(self, run_ids: Sequence[str]) -> list[RunView]:
+        # Memory runs ahead of the store while a turn commits: never report a state that
+        # is not durable yet (a crash now would take it back).
+        if self._committing is not None:
+            await asyncio.shield(self._committing)
         missing = [rid for rid in run_ids if rid not in self.runs]
         stored = await self.durably(self.store.find_runs, missing) if missing else {}
         views = []
@@ -313,8 +318,15 @@ class Coordinator:
         await self.dispatcher.page_in()
 
     async def _commit(self, batch: Batch) -> None:
-        if len(batch):
+        if not len(batch):
+            return
+        self._committing = asyncio.get_running_loop().create_future()
+        try:
             await self.durably(self.store.commit, batch)
+        finally:
+            if not self._committing.done():
+                self._committing.set_result(None)
+            self._committing = None
 
     async def durably(self, call: Callable[..., T], *args: Any) -> T:
         """Run a store call in a thread, waiting out database outages (a restart, a failover).

@@ -114,6 +114,13 @@ class WaitTimeoutError(WfrayError):
     http_status = 504
 
 
+class CoordinatorUnavailableError(WfrayError):
+    """wfray's coordinator is not running: start it (`wfray start`, `wfray.connect()`)."""
+
+    code = "coordinator_unavailable"
+    http_status = 503
+
+
 class StoreUnavailableError(WfrayError):
     """The database cannot be reached."""
 

@@ -75,7 +75,7 @@ def exit_code_of(error: WfrayError) -> Exit:
         return Exit.NOT_FOUND
     if isinstance(error, InputValidationError | DefinitionError):
         return Exit.USAGE
-    if isinstance(error, StoreUnavailableError | SchemaOutdatedError):
+    if isinstance(error, StoreUnavailableError | SchemaOutdatedError) or error.http_status == 503:
         return Exit.UNREACHABLE
     return Exit.RUN_FAILED
 

@@ -33,6 +33,7 @@ from wfray.application.step_runner import arg_text, load_function
 from wfray.config import Settings, load_settings
 from wfray.domain.errors import (
     BacklogFullError,
+    CoordinatorUnavailableError,
     RunFailedError,
     UnknownWorkflowError,
     WaitTimeoutError,
@@ -82,9 +83,13 @@ class Client:
                     raise WaitTimeoutError(
                         f"the coordinator did not answer {method!r} within {timeout_s}s: {exc}"
                     ) from exc
-            except ValueError:  # the named actor is gone for good: look it up again
+            except ValueError as exc:  # the named actor is gone: look it up again
                 if time.monotonic() + delay >= deadline:
-                    raise
+                    raise CoordinatorUnavailableError(
+                        f"no wfray coordinator in Ray namespace {self.settings.namespace!r} "
+                        f"answered {method!r} within {timeout_s}s ({exc}); start it with "
+                        "`wfray start` or `wfray.connect()`"
+                    ) from None
                 self._handle = None
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
