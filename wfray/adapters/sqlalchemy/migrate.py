@@ -64,6 +64,18 @@ def upgrade(engine_or_url: sa.Engine | str, revision: str = "heads") -> None:
             engine.dispose()
 
 
+def prepare(engine: sa.Engine, create: bool) -> None:
+    """Bring the schema up to date (`create`) or check it is; a failure disposes the engine."""
+    try:
+        if create:
+            upgrade(engine)
+        else:
+            check_current(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+
+
 def current_revisions(engine: sa.Engine) -> tuple[str, ...]:
     """The revisions the database is stamped with (empty for an empty database)."""
     with unavailable_as_store_error(engine.url), engine.connect() as conn:

@@ -43,14 +43,7 @@ class SqlScheduleStore:
             postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
         )
         if self._owns_engine:
-            try:
-                if create:
-                    migrate.upgrade(self._engine)
-                else:
-                    migrate.check_current(self._engine)
-            except BaseException:
-                self._engine.dispose()
-                raise
+            migrate.prepare(self._engine, create)
 
     def __repr__(self) -> str:
         return f"SqlScheduleStore({self._engine.url.render_as_string(hide_password=True)!r})"

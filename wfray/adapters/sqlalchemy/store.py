@@ -55,14 +55,7 @@ class SqlRunStore:
         if dialect == "postgresql":
             # Byte order, like Python's sort and SQLite's BINARY, whatever the locale.
             self._run_id_order = runs.c.run_id.collate("C")
-        try:
-            if create:
-                migrate.upgrade(self._engine)
-            else:
-                migrate.check_current(self._engine)
-        except BaseException:
-            self._engine.dispose()
-            raise
+        migrate.prepare(self._engine, create)
 
     def __repr__(self) -> str:
         return f"SqlRunStore({self._url.render_as_string(hide_password=True)!r})"
