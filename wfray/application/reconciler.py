@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("wfray.coordinator")
 
 LOST_ERROR = "wfray.AttemptLost"
+# A safety net: even with no sign of trouble, compare with each executor this often, so an
+# attempt whose dispatch vanished without an error cannot stay "running" for ever.
+RECONCILE_EVERY_S = 20.0
 
 
 class Reconciler:
@@ -37,6 +40,7 @@ class Reconciler:
         self.deliveries = 0
         self._drainers: list[asyncio.Task[None]] = []
         self._senders: set[asyncio.Task[None]] = set()
+        self._suspect: set[str] = set()  # pools a dispatch may not have reached
 
     def incarnation(self, pool: str) -> str:
         return self.incarnations.get(pool, "")
@@ -133,11 +137,16 @@ class Reconciler:
     async def _drain(self, pool: str) -> None:
         executor = self.c.executors[pool]
         delay = 0.1
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         while not self.c.stopping:
             try:
                 drained = await executor.drain(self.acks[pool], self.c.settings.drain_wait_s)
-                if drained.incarnation != self.incarnations.get(pool):
-                    await self.reconcile(pool)
+                due = loop.time() - checked > RECONCILE_EVERY_S or pool in self._suspect
+                if drained.incarnation != self.incarnations.get(pool) or due:
+                    self._suspect.discard(pool)
+                    checked = loop.time()
+                    await self.reconcile(pool)  # its snapshot holds these outcomes too
                     continue
                 delay = 0.1
             except asyncio.CancelledError:
@@ -198,6 +207,7 @@ class Reconciler:
             raise
         except Exception as exc:
             log.warning("dispatch of %d attempts to %s failed: %s", len(group), pool, exc)
+            self._suspect.add(pool)  # the next drain compares: what did not arrive is lost
         finally:
             self.deliveries += 1
             for dispatch in group:
