@@ -3,7 +3,6 @@ start), on the session's shared Ray instance, served on a free loopback port."""
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.conftest import free_port
 
 API_MODULES = ("tests.fixtures.flows", "tests.api")
 MAX_BODY_BYTES = 64 * 1024
@@ -26,13 +27,6 @@ class Api:
     settings: Any
     client: Any
     http: httpx.Client
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until_served(url: str, timeout_s: float = 60.0) -> None:

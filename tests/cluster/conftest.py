@@ -7,12 +7,9 @@ inherit, so what is left at the end is found and killed by pid, and nothing else
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from tests.conftest import service_unavailable
+from tests.conftest import free_port, service_unavailable
+from tests.fixtures.processes import MARK, kill_marked, marked
 from tests.integration.conftest import client, start_wfray  # noqa: F401  (shared fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
-MARK = "WFRAY_CLUSTER_MARK"
 HEAD_START_TIMEOUT_S = 90.0
 FIXED_PORT_OPTIONS = (
     "dashboard-agent-listen-port",
@@ -40,40 +36,6 @@ FIXED_PORT_OPTIONS = (
     "metrics-export-port",
     "ray-client-server-port",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def marked(mark: str) -> list[psutil.Process]:
-    """Live processes whose environment carries our marker."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid != os.getpid() and proc.environ().get(MARK) == mark:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-def kill_marked(mark: str, grace_s: float = 0.0) -> list[str]:
-    """Terminate what still carries the marker (after `grace_s` to exit by itself)."""
-    deadline = time.monotonic() + grace_s
-    while marked(mark) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    procs = marked(mark)
-    found = []
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            found.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
-            proc.send_signal(signal.SIGKILL)
-    psutil.wait_procs(procs, timeout=10)
-    return found
 
 
 def marked_env(mark: str) -> dict[str, str]:

@@ -9,11 +9,9 @@ leftovers are found (and killed by pid) without touching anyone else's Ray.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,49 +22,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
+
+from tests.fixtures.processes import MARK, kill_marked, marked
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "cluster_restart.py"
-MARK = "WFRAY_FAULT_MARK"
 HOLDS = 16
 HOLD_S = 2.0
 CHAINS = 4
 PHASE_TIMEOUT_S = 150
-
-
-def marked(mark: str) -> list[psutil.Process]:
-    """Live processes whose environment carries our marker (Ray's children inherit it)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid != os.getpid() and proc.environ().get(MARK) == mark:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-def describe(procs: list[psutil.Process]) -> list[str]:
-    out = []
-    for proc in procs:
-        try:
-            out.append(f"{proc.pid} {' '.join(proc.cmdline())[:160]}")
-        except psutil.Error:
-            out.append(f"{proc.pid} (gone)")
-    return out
-
-
-def kill_marked(mark: str) -> list[str]:
-    """Kill (by pid) what is still marked; returns what was found."""
-    procs = marked(mark)
-    found = describe(procs)
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.send_signal(signal.SIGKILL)
-    psutil.wait_procs(procs, timeout=10)
-    return found
 
 
 def wait_gone(mark: str, timeout_s: float = 20.0) -> list[str]:

@@ -10,7 +10,6 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import service_unavailable
+from tests.conftest import free_port, service_unavailable
 from tests.fixtures import flows
 from tests.integration.conftest import start_wfray
 from wfray.domain.status import AttemptStatus, RunStatus
@@ -73,13 +72,6 @@ class PgServer:
         with contextlib.suppress(OSError):
             return (self.root / "log").read_text()[-3000:]
         return ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def find_bin_dir() -> Path | None:

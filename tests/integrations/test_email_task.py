@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import policy
@@ -14,6 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
+from tests.conftest import free_port
 from tests.integrations import run_inline
 from wfray.application.definition import registered
 from wfray.domain.errors import NonRetryableError, RetryLater
@@ -64,13 +64,6 @@ class RecordingHandler:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    # aiosmtpd cannot take port=0: its ready-probe connects to the port it was given
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _check_login(
     server: Any, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
 ) -> AuthResult:
@@ -91,7 +84,7 @@ class SmtpServer:
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     handler = RecordingHandler()
-    port = _free_port()
+    port = free_port()
     controller = Controller(
         handler,
         hostname="127.0.0.1",
@@ -233,7 +226,7 @@ def test_partly_refused_message_reports_who_did_not_get_it(smtp_server: SmtpServ
 
 
 def test_no_server_listening_asks_for_a_retry() -> None:
-    settings = SmtpSettings(host="127.0.0.1", port=_free_port(), timeout_s=2)
+    settings = SmtpSettings(host="127.0.0.1", port=free_port(), timeout_s=2)
     with pytest.raises(RetryLater, match="ConnectionRefusedError"):
         send_message(settings, _invoice_mail())
 

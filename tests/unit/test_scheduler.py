@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.fixtures import unit_flows
+from tests.unit import test_coordinator_inline as inline
+from tests.unit.test_coordinator_inline import WallClock, _fresh_counters  # noqa: F401
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
 from wfray.adapters.memory.store import InMemoryRunStore
@@ -48,23 +50,8 @@ class FakeClock:
         return self.value
 
 
-class WallClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counters() -> Iterator[None]:
-    unit_flows.reset()
-    yield
-    unit_flows.reset()
-
-
 def run(scenario: Callable[[], Coroutine[Any, Any, T]], timeout_s: float = 20) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(scenario(), timeout_s)
-
-    return asyncio.run(bounded())
+    return inline.run(scenario, timeout_s)
 
 
 @asynccontextmanager
