@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import logging
 from collections.abc import Callable, Sequence
@@ -22,8 +21,8 @@ from wfray.application import events
 from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
 from wfray.application.commands import Commands
-from wfray.application.compensator import COMPENSATION, Compensator
-from wfray.application.dispatcher import Dispatcher, count_failure
+from wfray.application.compensator import Compensator
+from wfray.application.dispatcher import Dispatcher
 from wfray.application.heartbeats import HeartbeatWatch
 from wfray.application.intake import Intake
 from wfray.application.messages import (
@@ -34,6 +33,7 @@ from wfray.application.messages import (
     SubmitResult,
 )
 from wfray.application.metrics import Metrics, MetricsBuffer
+from wfray.application.outcomes import apply as apply_outcome
 from wfray.application.ports import Clock, RunStore, StepExecutor
 from wfray.application.reconciler import Reconciler
 from wfray.domain import engine
@@ -42,7 +42,7 @@ from wfray.domain.errors import StoreUnavailableError, UnknownWorkflowError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig, QueueManager
 from wfray.domain.records import WHOLE_STEP, AttemptRecord, LogRecord, RunRecord, TaskRecord
-from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 log = logging.getLogger("wfray.coordinator")
@@ -294,10 +294,10 @@ class Coordinator:
             batch.logs.extend(self.streamed_logs)
             self.streamed_logs = []
         for pool, outcome in outcomes:
-            self._apply_outcome(outcome, batch, now, touched)
+            apply_outcome(self, outcome, batch, now, touched)
             acks[pool] = max(acks.get(pool, 0), outcome.seq)
         for outcome in self.heartbeats.expire(now):
-            self._apply_outcome(outcome, batch, now, touched)
+            apply_outcome(self, outcome, batch, now, touched)
         self._fire_timers(batch, now, touched)
         cancelled, to_stop = await self.commands.take(batch, now, touched)
         touched |= self.retouch
@@ -367,70 +367,6 @@ class Coordinator:
         task.seq = self.seq
         self.queued_count += 1
         self.queues.push(task)
-
-    def _apply_outcome(
-        self, outcome: Outcome, batch: Batch, now: datetime, touched: set[str]
-    ) -> None:
-        attempt = self.attempts.pop(outcome.attempt_key, None)
-        if attempt is None:
-            return  # already applied (an outcome replayed after a restart)
-        _fill_attempt(attempt, outcome)
-        batch.update_attempt(attempt, AttemptStatus.RUNNING)
-        self._count_attempt(attempt)
-        batch.logs.extend(outcome.logs)
-        state = self.runs.get(outcome.run_id)
-        if state is None:
-            log.warning("outcome for run %s, which is not active: recorded only", outcome.run_id)
-            return
-        task = state.tasks[(outcome.step, outcome.map_index)]
-        touched.add(state.run.run_id)
-        if outcome.progress_json is not None and task.attempts == outcome.attempt:
-            task.progress_json = outcome.progress_json  # stored with the task's update
-        self.queues.finished(task)
-        if attempt.kind == COMPENSATION:
-            if task.status is TaskStatus.COMPENSATING and task.attempts == outcome.attempt:
-                self.record(state, self.compensator.outcome(state, task, outcome, now), batch)
-            return
-        if task.status is not TaskStatus.RUNNING or task.attempts != outcome.attempt:
-            return  # the run moved on (failed or cancelled): keep the record only
-        if outcome.status is AttemptStatus.SUCCEEDED:
-            changes = engine.complete_task(
-                state, task, outcome.result_json, outcome.result_ref, outcome.result_items, now
-            )
-        elif outcome.status is AttemptStatus.CANCELLED and state.finished:
-            changes = engine.cancel_task(task, outcome.error_message or "cancelled", now)
-        else:
-            changes = self._failed(state, task, outcome, now)
-        self.record(state, changes, batch)
-        if state.run.status is RunStatus.FAILED:
-            self.compensator.run_ended(state, batch, now)
-
-    def _count_attempt(self, attempt: AttemptRecord) -> None:
-        state = self.runs.get(attempt.run_id)
-        duration = None
-        if attempt.started_at is not None and attempt.finished_at is not None:
-            duration = (attempt.finished_at - attempt.started_at).total_seconds()
-        self.metrics.attempt_finished(
-            state.run.workflow if state else "?",
-            attempt.step,
-            attempt.kind,
-            attempt.status.value,
-            duration,
-        )
-
-    def _failed(
-        self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
-    ) -> Changes:
-        failure = count_failure(task, outcome)
-        override = _override(state.run.retry_json)
-        policy = state.schema.retry_for(task.step, override, self.settings.default_retry)
-        decision = policy.decide(failure, task.failures, task.lost, now)
-        if decision.retry_at is None or state.finished:  # no retry for a run that ended
-            return engine.fail_task(state, task, failure, now)
-        changes = engine.schedule_retry(task, failure, decision.retry_at)
-        self.metrics.retry_scheduled(state.run.workflow, task.step)
-        heapq.heappush(self.timers, (decision.retry_at, task.run_id, task.step, task.map_index))
-        return changes
 
     def watch_deadline(self, run_id: str, deadline: datetime) -> None:
         heapq.heappush(self.timers, (deadline, run_id, DEADLINE, WHOLE_STEP))
@@ -502,24 +438,6 @@ class Coordinator:
         state = RunState(run=run, schema=schema, tasks={t.key: t for t in tasks})
         self.runs[run.run_id] = state
         return state
-
-
-@functools.lru_cache(maxsize=1024)
-def _override(retry_json: str | None) -> RetryPolicy | None:
-    return None if retry_json is None else RetryPolicy.model_validate_json(retry_json)
-
-
-def _fill_attempt(attempt: AttemptRecord, outcome: Outcome) -> None:
-    attempt.status = outcome.status
-    attempt.started_at = outcome.started_at
-    attempt.finished_at = outcome.finished_at
-    attempt.node_id = outcome.worker.node_id
-    attempt.worker_id = outcome.worker.worker_id
-    attempt.host = outcome.worker.host
-    attempt.pid = outcome.worker.pid
-    attempt.error_type = outcome.error_type
-    attempt.error_message = outcome.error_message
-    attempt.traceback = outcome.traceback
 
 
 def view_of(run: RunRecord) -> RunView:

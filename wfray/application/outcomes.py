@@ -1,0 +1,109 @@
+"""Applying outcomes: how an attempt ended becomes the next decision of the engine, a
+retry timer, or a step of the saga; every ended attempt is counted for the metrics."""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from wfray.application.batch import Batch
+from wfray.application.compensator import COMPENSATION
+from wfray.application.dispatcher import count_failure
+from wfray.application.messages import Outcome
+from wfray.domain import engine
+from wfray.domain.engine import Changes, RunState
+from wfray.domain.policy import RetryPolicy
+from wfray.domain.records import AttemptRecord, TaskRecord
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+
+if TYPE_CHECKING:
+    from wfray.application.coordinator import Coordinator
+
+log = logging.getLogger("wfray.coordinator")
+
+
+def apply(c: Coordinator, outcome: Outcome, batch: Batch, now: datetime, touched: set[str]) -> None:
+    """How an attempt ended: record it, then let the engine (or the saga) decide what follows."""
+    attempt = c.attempts.pop(outcome.attempt_key, None)
+    if attempt is None:
+        return  # already applied (an outcome replayed after a restart)
+    _fill_attempt(attempt, outcome)
+    batch.update_attempt(attempt, AttemptStatus.RUNNING)
+    _count_attempt(c, attempt)
+    batch.logs.extend(outcome.logs)
+    state = c.runs.get(outcome.run_id)
+    if state is None:
+        log.warning("outcome for run %s, which is not active: recorded only", outcome.run_id)
+        return
+    task = state.tasks[(outcome.step, outcome.map_index)]
+    touched.add(state.run.run_id)
+    if outcome.progress_json is not None and task.attempts == outcome.attempt:
+        task.progress_json = outcome.progress_json  # stored with the task's update
+    c.queues.finished(task)
+    if attempt.kind == COMPENSATION:
+        if task.status is TaskStatus.COMPENSATING and task.attempts == outcome.attempt:
+            c.record(state, c.compensator.outcome(state, task, outcome, now), batch)
+        return
+    if task.status is not TaskStatus.RUNNING or task.attempts != outcome.attempt:
+        return  # the run moved on (failed or cancelled): keep the record only
+    if outcome.status is AttemptStatus.SUCCEEDED:
+        changes = engine.complete_task(
+            state, task, outcome.result_json, outcome.result_ref, outcome.result_items, now
+        )
+    elif outcome.status is AttemptStatus.CANCELLED and state.finished:
+        changes = engine.cancel_task(task, outcome.error_message or "cancelled", now)
+    else:
+        changes = _failed(c, state, task, outcome, now)
+    c.record(state, changes, batch)
+    if state.run.status is RunStatus.FAILED:
+        c.compensator.run_ended(state, batch, now)
+
+
+def _count_attempt(c: Coordinator, attempt: AttemptRecord) -> None:
+    state = c.runs.get(attempt.run_id)
+    duration = None
+    if attempt.started_at is not None and attempt.finished_at is not None:
+        duration = (attempt.finished_at - attempt.started_at).total_seconds()
+    c.metrics.attempt_finished(
+        state.run.workflow if state else "?",
+        attempt.step,
+        attempt.kind,
+        attempt.status.value,
+        duration,
+    )
+
+
+def _failed(
+    c: Coordinator, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
+) -> Changes:
+    failure = count_failure(task, outcome)
+    override = _override(state.run.retry_json)
+    policy = state.schema.retry_for(task.step, override, c.settings.default_retry)
+    decision = policy.decide(failure, task.failures, task.lost, now)
+    if decision.retry_at is None or state.finished:  # no retry for a run that ended
+        return engine.fail_task(state, task, failure, now)
+    changes = engine.schedule_retry(task, failure, decision.retry_at)
+    c.metrics.retry_scheduled(state.run.workflow, task.step)
+    heapq.heappush(c.timers, (decision.retry_at, task.run_id, task.step, task.map_index))
+    return changes
+
+
+@functools.lru_cache(maxsize=1024)
+def _override(retry_json: str | None) -> RetryPolicy | None:
+    return None if retry_json is None else RetryPolicy.model_validate_json(retry_json)
+
+
+def _fill_attempt(attempt: AttemptRecord, outcome: Outcome) -> None:
+    attempt.status = outcome.status
+    attempt.started_at = outcome.started_at
+    attempt.finished_at = outcome.finished_at
+    attempt.node_id = outcome.worker.node_id
+    attempt.worker_id = outcome.worker.worker_id
+    attempt.host = outcome.worker.host
+    attempt.pid = outcome.worker.pid
+    attempt.error_type = outcome.error_type
+    attempt.error_message = outcome.error_message
+    attempt.traceback = outcome.traceback
