@@ -14,6 +14,7 @@ multi-node autoscaler is not used: it needs its head on port 6379, which Redis h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -79,6 +80,19 @@ def rate(finished: list[float], start: float, end: float) -> float:
     return sum(1 for t in finished if start <= t < end) / (end - start)
 
 
+def wait_for_steps_on(marks: str, node_id: str, timeout_s: float = 20.0) -> None:
+    """Until a step runs on the node, started moments ago: a kill now finds it mid-way."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        for name in os.listdir(marks):
+            with contextlib.suppress(FileNotFoundError):  # that step just ended
+                fresh = time.time() - os.path.getmtime(os.path.join(marks, name)) < NAP_S / 3
+                if name.startswith(node_id) and fresh:
+                    return
+        time.sleep(0.01)
+    raise AssertionError(f"no step started on node {node_id} within {timeout_s}s")
+
+
 def kill_node(cluster: Any, node: Any) -> None:
     """A node lost at once: its worker processes (the running steps) die with its raylet.
 
@@ -113,7 +127,11 @@ def scenario(data_dir: str) -> dict[str, Any]:
         ray.init(address=cluster.address, log_to_driver=False)
         head = ray.get_runtime_context().get_node_id()
         client = wfray.connect(wfray.load_settings(data_dir=data_dir, namespace="wfray-scale"))
-        runs = client.submit_many(cluster_flows.nap, [{"seconds": NAP_S}] * STEPS)
+        marks = os.path.join(data_dir, "running")
+        os.makedirs(marks, exist_ok=True)
+        runs = client.submit_many(
+            cluster_flows.nap_marked, [{"seconds": NAP_S, "marks": marks}] * STEPS
+        )
         t0 = time.time()
         time.sleep(5.0)  # the head alone: one step at a time
         t_add = time.time()
@@ -121,6 +139,7 @@ def scenario(data_dir: str) -> dict[str, Any]:
         cluster.wait_for_nodes(timeout=60)
         t_joined = time.time()
         time.sleep(4.0)  # all three nodes at work
+        wait_for_steps_on(marks, nodes[1].node_id)
         t_kill = time.time()
         kill_node(cluster, nodes[1])
         views = client.wait([r.run_id for r in runs], timeout=150)
