@@ -26,7 +26,8 @@ The human table also shows raw Ray's p50 / the system's p50 ("p50 ratio").
 
 How completion times are taken without distorting throughput:
     * W0: each run's latency is the time from the submit call to the return of the wait
-      for it (raw Ray: `ray.get` of the task's ref).
+      for it: `client.execute(flow)`, which submits and waits in one coordinator call and
+      decodes the result (raw Ray: `ray.get(f.remote())`).
     * raw Ray W1/W2: a done-callback on each ref's future (`ref.future()`), attached right
       after its `.remote()`, stamps the completion. Event-driven: nothing polls, and the
       submit time is taken per task.
@@ -229,15 +230,15 @@ def check_completed(views: Sequence[Any], run_ids: Sequence[str]) -> None:
         raise RuntimeError(f"{len(bad)} of {len(run_ids)} wfray runs did not complete: {bad[:5]}")
 
 
-def wfray_sequential(client: Any, flow: Any, count: int, steps: int) -> Measurement:
+def wfray_sequential(client: Any, flow: Any, count: int, steps: int, expect: Any) -> Measurement:
     latencies = []
     start = time.perf_counter()
     for _ in range(count):
         began = time.perf_counter()
-        run_id = client.submit(flow).run_id
-        views = client.wait([run_id], timeout=WAIT_TIMEOUT_S)
+        value = client.execute(flow, timeout=WAIT_TIMEOUT_S)  # raises unless it completed
         latencies.append(time.perf_counter() - began)
-        check_completed(views, [run_id])
+        if value != expect:
+            raise RuntimeError(f"wfray returned {value!r}, expected {expect!r}")
     return Measurement(count * steps, time.perf_counter() - start, tuple(latencies))
 
 
@@ -277,8 +278,8 @@ def bench_wfray(store: str, counts: Counts) -> dict[str, Measurement]:
 
     with wfray_instance(store) as client:
         log.info("wfray_%s: warming up", store)
-        wfray_sequential(client, bench_noop, 5, 1)
-        wfray_sequential(client, bench_chain5, 3, CHAIN_STEPS)
+        wfray_sequential(client, bench_noop, 5, 1, None)
+        wfray_sequential(client, bench_chain5, 3, CHAIN_STEPS, CHAIN_STEPS)
         wfray_batch(client, bench_noop, 50, 1)
         wfray_batch(client, bench_chain5, 10, CHAIN_STEPS)
         system = f"wfray_{store}"
@@ -286,13 +287,15 @@ def bench_wfray(store: str, counts: Counts) -> dict[str, Measurement]:
             "W0_step": measured(
                 system,
                 f"W0_step ({counts.w0_steps} one-step runs, one at a time)",
-                lambda: wfray_sequential(client, bench_noop, counts.w0_steps, 1),
+                lambda: wfray_sequential(client, bench_noop, counts.w0_steps, 1, None),
                 client,
             ),
             "W0_chain": measured(
                 system,
                 f"W0_chain ({counts.w0_chains} chains, one at a time)",
-                lambda: wfray_sequential(client, bench_chain5, counts.w0_chains, CHAIN_STEPS),
+                lambda: wfray_sequential(
+                    client, bench_chain5, counts.w0_chains, CHAIN_STEPS, CHAIN_STEPS
+                ),
                 client,
             ),
             "W1": measured(

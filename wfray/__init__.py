@@ -40,7 +40,8 @@ from wfray.domain.queueing import QueueConfig
 from wfray.domain.status import RunStatus, TaskStatus
 
 if TYPE_CHECKING:
-    from wfray.adapters.ray.client import Client, RunHandle, connect
+    from wfray.adapters.ray.client import Client, connect
+    from wfray.adapters.ray.handle import RunHandle
 
 __all__ = [
     "BacklogFullError",

@@ -141,6 +141,12 @@ class Coordinator:
             self.heartbeats.beat(tuple(key), progress_json, now)  # type: ignore[arg-type]
         self.wake.set()
 
+    def report(self, pool: str, outcome: Outcome) -> None:
+        """An outcome straight from the worker (Dispatch.report_directly). The executor
+        delivers it too; whichever comes first is applied, the other is ignored."""
+        self.outcomes.append((pool, outcome))
+        self.wake.set()
+
     def append_logs(self, lines: Sequence[LogRecord]) -> None:
         """Log lines of running attempts, stored with the next commit."""
         self.streamed_logs.extend(lines)
@@ -149,6 +155,15 @@ class Coordinator:
     async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
         """Start runs; answers only after they are committed."""
         return await self.intake.submit(requests)
+
+    async def submit_and_wait(
+        self, requests: Sequence[SubmitRequest], timeout_s: float
+    ) -> tuple[list[SubmitResult], list[RunView]]:
+        """Start runs and wait until they finish (or the timeout passes): one call where a
+        caller would make two."""
+        results = await self.submit(requests)
+        views = await self.wait([r.run_id for r in results if r.error is None], timeout_s)
+        return results, views
 
     async def cancel(
         self, run_ids: Sequence[str], reason: str = "", compensate: bool = True

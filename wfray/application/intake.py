@@ -43,10 +43,12 @@ class Intake:
         if not self.pending:
             return []
         pending, self.pending = self.pending, []
-        store = self.c.store
-        run_ids = [r.run_id for r, _ in pending]
+        run_ids = [r.run_id for r, _ in pending if not r.fresh_id]
         keys = [r.idempotency_key for r, _ in pending if r.idempotency_key is not None]
-        existing, known_keys = await self.c.durably(_lookup, store, run_ids, keys)
+        existing: dict[str, RunRecord] = {}
+        known_keys: dict[str, str] = {}
+        if run_ids or keys:  # a fresh id needs no lookup: a trip to the store saved
+            existing, known_keys = await self.c.durably(_lookup, self.c.store, run_ids, keys)
         answers: list[Answer] = []
         for request, future in pending:
             answers.append(
@@ -63,8 +65,9 @@ class Intake:
         now: datetime,
         touched: set[str],
     ) -> SubmitResult:
-        if request.run_id in existing or request.run_id in batch.new_runs:
-            return SubmitResult(request.run_id, created=False)
+        run_id = request.run_id
+        if run_id in existing or run_id in batch.new_runs or run_id in self.c.runs:
+            return SubmitResult(run_id, created=False)
         if request.idempotency_key is not None and request.idempotency_key in known_keys:
             return SubmitResult(known_keys[request.idempotency_key], created=False)
         backlog = self.c.settings.max_backlog
@@ -118,4 +121,5 @@ def _lookup(
     store: RunStore, run_ids: list[str], keys: list[str]
 ) -> tuple[dict[str, RunRecord], dict[str, str]]:
     """Both dedupe lookups in one trip to the store's thread."""
-    return store.find_runs(run_ids), (store.find_idempotency_keys(keys) if keys else {})
+    found = store.find_runs(run_ids) if run_ids else {}
+    return found, (store.find_idempotency_keys(keys) if keys else {})

@@ -33,6 +33,10 @@ class SubmitRequest:
     trigger_id: str | None = None
     retry_json: str | None = None  # a RetryPolicy overriding the steps' own, as JSON
     deadline_s: float | None = None  # overrides the workflow's deadline
+    # The client made `run_id` up for this request (a random UUID) and sends it for the
+    # first time: no run can hold it yet, so intake need not look it up in the store.
+    # A resend after a lost answer clears it.
+    fresh_id: bool = False
 
 
 @dataclass(slots=True)
@@ -85,6 +89,9 @@ class Dispatch:
     resources: dict[str, float] = field(default_factory=dict)
     timeout_s: float | None = None
     heartbeat_timeout_s: float | None = None
+    # Under light load the worker also hands its outcome straight to the coordinator, a
+    # hop shorter than through its executor (whose copy stays the durable one).
+    report_directly: bool = False
 
     @property
     def attempt_key(self) -> tuple[str, str, int, int]:

@@ -19,11 +19,15 @@ class Outbox:
         self._sent = 0
         self._ready = asyncio.Event()
 
-    def put(self, outcome: Outcome) -> None:
+    def put(self, outcome: Outcome, *, wake: bool = True) -> None:
+        """Keep an outcome until acknowledged. With `wake` False (the worker reported it to
+        the coordinator itself) it does not end a waiting drain: it rides along with the
+        next one, so a report that got lost is still delivered, one drain period late."""
         self._seq += 1
         outcome.seq = self._seq
         self._outcomes.append(outcome)
-        self._ready.set()
+        if wake:
+            self._ready.set()
 
     def _ack(self, ack: int) -> None:
         if self._outcomes and self._outcomes[0].seq <= ack:
@@ -31,10 +35,10 @@ class Outbox:
 
     async def drain(self, ack: int, wait_s: float) -> Drained:
         self._ack(ack)
-        if self._seq <= self._sent:
-            self._ready.clear()
+        if not self._ready.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), wait_s)
+        self._ready.clear()
         fresh = [o for o in self._outcomes if o.seq > self._sent]
         if fresh:
             self._sent = fresh[-1].seq

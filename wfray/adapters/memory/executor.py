@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable
 
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
 from wfray.application.outbox import Outbox
@@ -23,9 +24,11 @@ class InlineExecutor:
         blobs: BlobStore | None = None,
         settings: RunnerSettings | None = None,
         services: StepServices | None = None,
+        reporter: Callable[[str, Outcome], None] | None = None,
     ) -> None:
         self.blobs = blobs
         self.services = services
+        self.reporter = reporter  # where a dispatch's report_directly outcome also goes
         self.settings = settings or RunnerSettings()
         self.outbox = Outbox()
         self.running: dict[tuple[str, str, int, int], asyncio.Task[None]] = {}
@@ -40,10 +43,14 @@ class InlineExecutor:
             self.running[key] = asyncio.create_task(self._run(dispatch))
 
     async def _run(self, dispatch: Dispatch) -> None:
+        reported = False
         try:
             outcome = await run_attempt_async(
                 dispatch, self.blobs, self.worker, self.settings, self.services
             )
+            if dispatch.report_directly and self.reporter is not None:
+                self.reporter(dispatch.pool, outcome)  # as a Ray worker does
+                reported = True
         except asyncio.CancelledError:
             if self.crashing:
                 raise
@@ -55,7 +62,7 @@ class InlineExecutor:
             )
         finally:
             self.running.pop(dispatch.attempt_key, None)
-        self.outbox.put(outcome)
+        self.outbox.put(outcome, wake=not reported)
 
     async def drain(self, ack: int, wait_s: float) -> Drained:
         return await self.outbox.drain(ack, wait_s)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,35 +16,21 @@ import ray
 from pydantic import TypeAdapter
 from ray import exceptions as rex
 
-from wfray.adapters.blob import blob_store
+from wfray.adapters.ray.handle import RunHandle, decode_result, settled
 from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor, executor_name
-from wfray.application.definition import (
-    Workflow,
-    WorkflowRef,
-    encode_input,
-    resolve_workflow,
-)
-from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
+from wfray.adapters.ray.submission import build_requests, not_fresh, raise_refusal
+from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
+from wfray.application.messages import CommandResult, RunView, SubmitResult
 from wfray.application.queries import RunDetail
 from wfray.application.scheduler import ScheduleInfo
 from wfray.application.schedules import build_spec, declared
-from wfray.application.step_runner import arg_text, load_function
 from wfray.config import Settings, load_settings
-from wfray.domain.errors import (
-    BacklogFullError,
-    CoordinatorUnavailableError,
-    RunFailedError,
-    UnknownWorkflowError,
-    WaitTimeoutError,
-    WfrayError,
-)
+from wfray.domain.errors import CoordinatorUnavailableError, WaitTimeoutError, WfrayError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
-from wfray.domain.status import RunStatus
 
 RETRYABLE = (rex.ActorUnavailableError, rex.ActorDiedError, rex.GetTimeoutError)
-ERRORS_BY_CODE = {cls.code: cls for cls in (BacklogFullError, UnknownWorkflowError)}
 
 
 class Client:
@@ -65,13 +50,27 @@ class Client:
             self._handle = ray.get_actor(COORDINATOR_NAME, namespace=self.settings.namespace)
         return self._handle
 
-    def call(self, method: str, *args: Any, timeout_s: float = 60.0) -> Any:
-        """Call the coordinator, riding out its restarts until `timeout_s` has passed."""
+    def call(
+        self,
+        method: str,
+        *args: Any,
+        timeout_s: float = 60.0,
+        before_resend: Callable[[], None] | None = None,
+    ) -> Any:
+        """Call the coordinator, riding out its restarts until `timeout_s` has passed.
+
+        `before_resend` runs before the call is sent again (the first send may have been
+        carried out even though its answer was lost).
+        """
         deadline = time.monotonic() + timeout_s
         delay = 0.05
+        sent = False
         while True:
             left = deadline - time.monotonic()
             try:
+                if sent and before_resend is not None:
+                    before_resend()
+                sent = True
                 ref = getattr(self.handle, method).remote(*args)
                 return ray.get(ref, timeout=max(0.1, left))
             except rex.RayTaskError as exc:
@@ -174,45 +173,72 @@ class Client:
         """Start many runs in few calls; each input is validated before anything is sent."""
         flow = self.workflow(workflow)
         self.register(flow)
-        schema = flow.schema
-        payloads = [encode_input(flow, value) for value in inputs]
-        keys = list(idempotency_keys or [None] * len(payloads))
-        ckeys = list(concurrency_keys or [None] * len(payloads))
-        ids = list(run_ids or [uuid.uuid4().hex for _ in payloads])
-        requests = [
-            SubmitRequest(
-                run_id=ids[i],
-                workflow=schema.name,
-                version=schema.version,
-                input_json=payloads[i],
-                idempotency_key=keys[i],
-                priority=priority,
-                queue=queue,
-                concurrency_key=ckeys[i],
-                retry_json=None if retry is None else retry.model_dump_json(),
-                deadline_s=deadline_s,
-                parent_run_id=parent_run_id,
-                trigger=trigger,
-                trigger_id=trigger_id,
-            )
-            for i in range(len(payloads))
-        ]
+        requests = build_requests(
+            flow,
+            inputs,
+            idempotency_keys=idempotency_keys,
+            priority=priority,
+            queue=queue,
+            concurrency_keys=concurrency_keys,
+            run_ids=run_ids,
+            retry=retry,
+            deadline_s=deadline_s,
+            parent_run_id=parent_run_id,
+            trigger=trigger,
+            trigger_id=trigger_id,
+        )
         results: list[SubmitResult] = []
         for start in range(0, len(requests), chunk):
-            results.extend(self.call("submit", requests[start : start + chunk]))
+            part = requests[start : start + chunk]
+            results.extend(self.call("submit", part, before_resend=not_fresh(part)))
         handles = [RunHandle(self, r.run_id, flow) for r in results if r.error is None]
-        for result in results:
-            if result.error is not None:
-                error_class = ERRORS_BY_CODE.get(result.error_code or "", WfrayError)
-                if error_class is BacklogFullError:
-                    refused = BacklogFullError(
-                        f"{result.error} ({len(handles)} of {len(results)} runs accepted)",
-                        retry_after_s=result.retry_after_s or 1.0,
-                    )
-                    refused.accepted = handles  # type: ignore[attr-defined]
-                    raise refused
-                raise error_class(result.error)
+        raise_refusal(results, handles)
         return handles
+
+    def execute(
+        self,
+        workflow: WorkflowRef,
+        input: Any = None,
+        *,
+        timeout: float = 60.0,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        queue: str = "default",
+        concurrency_key: str | None = None,
+        run_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        deadline_s: float | None = None,
+    ) -> Any:
+        """Run a workflow and return its result: submit and wait in one coordinator call,
+        the shortest path from a request to its answer.
+
+        Raises RunFailedError if the run failed, WaitTimeoutError if it is still running
+        after `timeout` seconds (it goes on: `client.run(run_id)` finds it).
+        """
+        flow = self.workflow(workflow)
+        self.register(flow)
+        requests = build_requests(
+            flow,
+            [input],
+            idempotency_keys=[idempotency_key],
+            priority=priority,
+            queue=queue,
+            concurrency_keys=[concurrency_key],
+            run_ids=[run_id] if run_id else None,
+            retry=retry,
+            deadline_s=deadline_s,
+        )
+        results, views = self.call(
+            "submit_and_wait",
+            requests,
+            timeout,
+            timeout_s=timeout + 30,
+            before_resend=not_fresh(requests),
+        )
+        raise_refusal(results, [])
+        if not views:
+            raise WfrayError(f"no run with id {results[0].run_id!r}")
+        return self.decode(settled(views[0], timeout), flow)
 
     # -- waiting and reading -------------------------------------------------------------------
 
@@ -355,8 +381,7 @@ class Client:
     def trigger_schedule(self, name: str) -> RunHandle:
         """Start a run of the schedule now, outside its cron."""
         result: SubmitResult = self.call("trigger_schedule", name)
-        if result.error is not None:
-            raise ERRORS_BY_CODE.get(result.error_code or "", WfrayError)(result.error)
+        raise_refusal([result], [])
         return RunHandle(self, result.run_id, None)
 
     def list_schedules(self, next_count: int = 3) -> list[ScheduleInfo]:
@@ -365,83 +390,8 @@ class Client:
         return schedules
 
     def decode(self, view: RunView, flow: Workflow | None) -> Any:
-        if view.result_json is not None:
-            text = view.result_json
-        elif view.result_ref is not None:
-            import json
-
-            text = arg_text(json.loads(view.result_ref), blob_store(self.settings.blob_root))
-        else:
-            return None
-        return result_adapter(flow).validate_json(text)
-
-
-class RunHandle:
-    """One run: its status, its result, its history."""
-
-    def __init__(self, client: Client, run_id: str, flow: Workflow | None) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.flow = flow
-
-    def __repr__(self) -> str:
-        return f"RunHandle({self.run_id!r})"
-
-    def status(self) -> RunStatus:
-        views: list[RunView] = self.client.call("views", [self.run_id])
-        if not views:
-            raise WfrayError(f"no run with id {self.run_id!r}")
-        return views[0].status
-
-    def result(self, timeout: float = 60.0) -> Any:
-        """The run's result, waiting up to `timeout` seconds for it.
-
-        Raises RunFailedError if the run failed, WaitTimeoutError if it is still running.
-        """
-        views = self.client.wait([self.run_id], timeout)
-        if not views:
-            raise WfrayError(f"no run with id {self.run_id!r}")
-        view = views[0]
-        if not view.status.finished:
-            raise WaitTimeoutError(
-                f"run {self.run_id} is still {view.status.value} after {timeout}s"
-            )
-        if view.status is not RunStatus.COMPLETED:
-            raise RunFailedError(
-                f"run {self.run_id} {view.status.value}: {view.error}",
-                run_id=self.run_id,
-                status=view.status.value,
-            )
-        return self.client.decode(view, self.flow)
-
-    def detail(self) -> RunDetail:
-        return self.client.detail(self.run_id)
-
-    def cancel(self, reason: str = "") -> CommandResult:
-        return self.client.cancel(self.run_id, reason)
-
-    def resume(self) -> CommandResult:
-        (answer,) = self.client.resume([self.run_id])
-        return answer
-
-    def logs(self, step: str | None = None) -> list[LogRecord]:
-        return self.client.logs(self.run_id, step)
-
-
-def result_adapter(flow: Workflow | None) -> TypeAdapter[Any]:
-    if flow is None:
-        return TypeAdapter(Any)
-    sinks = flow.schema.sinks()
-    if len(sinks) != 1:
-        return TypeAdapter(Any)
-    fn = load_function(flow.schema.step(sinks[0]).fn)
-    import typing
-
-    try:
-        hint = typing.get_type_hints(fn).get("return", Any)
-    except Exception:
-        hint = Any
-    return TypeAdapter(hint)
+        """A finished run's result as a value of its final step's return type."""
+        return decode_result(view, flow, self.settings.blob_root)
 
 
 def connect(settings: Settings | None = None, **overrides: Any) -> Client:

@@ -15,7 +15,7 @@ import socket
 import threading
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import exceptions as rex
@@ -23,10 +23,12 @@ from ray import exceptions as rex
 from wfray.adapters.blob import blob_store
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
 from wfray.application.outbox import Outbox
-from wfray.application.runtime import StepServices
 from wfray.application.step_runner import RunnerSettings, run_attempt, run_attempt_async
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
+
+if TYPE_CHECKING:
+    from wfray.adapters.ray.services import RayStepServices
 
 AttemptKey = tuple[str, str, int, int]
 CANCEL_GRACE_S = 1.0
@@ -41,7 +43,7 @@ class ExecutorConfig:
 
 
 @functools.cache
-def step_services(namespace: str, blob_root: str | None) -> StepServices:
+def step_services(namespace: str, blob_root: str | None) -> RayStepServices:
     """What steps in this process may ask of wfray (heartbeats, events, child runs)."""
     from wfray.adapters.ray.services import RayStepServices  # it needs the client: no cycle
 
@@ -65,7 +67,10 @@ def run_cpu_attempt(dispatch: Dispatch, config: ExecutorConfig) -> Outcome:
     """One attempt in a Ray worker process."""
     blobs = blob_store(config.blob_root) if config.blob_root else None
     services = step_services(config.namespace, config.blob_root)
-    return run_attempt(dispatch, blobs, worker_identity(), config.runner, services)
+    outcome = run_attempt(dispatch, blobs, worker_identity(), config.runner, services)
+    if dispatch.report_directly:
+        services.report(dispatch.pool, outcome)
+    return outcome
 
 
 @functools.cache
@@ -147,7 +152,10 @@ class CpuExecutor:
             finished, self._finished = self._finished, []
             self._flush_scheduled = False
         for d, future in finished:
-            self.outbox.put(self._outcome(d, future))
+            outcome = self._outcome(d, future)
+            # the worker reported an outcome of its own making to the coordinator already
+            reported = d.report_directly and not future.cancelled() and future.exception() is None
+            self.outbox.put(outcome, wake=not reported)
             self.running.pop(d.attempt_key, None)
             self.timed_out.discard(d.attempt_key)
 

@@ -23,6 +23,7 @@ from wfray.application.messages import (
     Dispatch,
     Drained,
     ExecutorSnapshot,
+    Outcome,
     RunView,
     SubmitRequest,
     SubmitResult,
@@ -192,6 +193,11 @@ class CoordinatorHost:
     async def wait(self, run_ids: Sequence[str], timeout_s: float) -> list[RunView]:
         return await (await self._ready()).wait(run_ids, timeout_s)
 
+    async def submit_and_wait(
+        self, requests: Sequence[SubmitRequest], timeout_s: float
+    ) -> tuple[list[SubmitResult], list[RunView]]:
+        return await (await self._ready()).submit_and_wait(requests, timeout_s)
+
     async def views(self, run_ids: Sequence[str]) -> list[RunView]:
         return await (await self._ready()).views(run_ids)
 
@@ -215,6 +221,9 @@ class CoordinatorHost:
 
     async def next_value(self, counter: str, count: int = 1) -> int:
         return await (await self._ready()).next_value(counter, count)
+
+    async def report(self, pool: str, outcome: Outcome) -> None:
+        (await self._ready()).report(pool, outcome)
 
     async def append_logs(self, lines: Sequence[LogRecord]) -> None:
         (await self._ready()).append_logs(lines)

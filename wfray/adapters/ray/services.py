@@ -8,6 +8,7 @@ from typing import Any
 
 import ray
 
+from wfray.application.messages import Outcome
 from wfray.application.runtime import AttemptKey, ChildStatus
 from wfray.config import load_settings
 from wfray.domain.records import LogRecord
@@ -37,6 +38,14 @@ class RayStepServices:
         except (ValueError, ray.exceptions.RayError) as exc:
             self.client._handle = None  # look the coordinator up again next time
             log.warning("heartbeat not delivered: %s", exc)
+
+    def report(self, pool: str, outcome: Outcome) -> None:
+        """Fire and forget: the executor holds the durable copy of the outcome."""
+        try:
+            self.client.handle.report.remote(pool, outcome)
+        except (ValueError, ray.exceptions.RayError) as exc:
+            self.client._handle = None
+            log.debug("outcome not reported directly: %s", exc)
 
     def logs(self, lines: list[LogRecord]) -> bool:
         try:
