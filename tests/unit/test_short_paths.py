@@ -27,6 +27,7 @@ from wfray.application.coordinator import Coordinator, CoordinatorSettings
 from wfray.application.definition import Workflow
 from wfray.application.messages import Outcome, SubmitRequest, SubmitResult
 from wfray.application.outbox import Outbox
+from wfray.application.wire import seal
 from wfray.config import load_settings
 from wfray.domain.records import RunRecord
 from wfray.domain.status import AttemptStatus, RunStatus
@@ -205,12 +206,12 @@ def test_an_outcome_put_without_waking_rides_along_with_the_next_drain() -> None
         outbox = Outbox()
         quiet = Outcome.ended(("r", "s", -1, 1), AttemptStatus.SUCCEEDED, "", "")
         loud = Outcome.ended(("r", "s", -1, 2), AttemptStatus.SUCCEEDED, "", "")
-        outbox.put(quiet, wake=False)
+        outbox.put(seal(quiet), wake=False)
         began = asyncio.get_running_loop().time()
-        drained = await outbox.drain(0, 0.2)  # nothing woke it: it waits its period out
+        drained = (await outbox.drain(0, 0.2)).opened()  # nothing woke it: a full period
         waited = asyncio.get_running_loop().time() - began
-        outbox.put(loud)
-        again = await outbox.drain(drained.outcomes[-1].seq, 5)
+        outbox.put(seal(loud))
+        again = (await outbox.drain(drained.outcomes[-1].seq, 5)).opened()
         return [o.attempt for o in drained.outcomes], waited, [o.attempt for o in again.outcomes]
 
     quiet, waited, loud = run(scenario)

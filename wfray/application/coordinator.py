@@ -266,6 +266,7 @@ class Coordinator:
             "queued": self.queued_count,
             "timers": len(self.timers),
             "turns": self.turns,
+            "traffic": dict(self.reconciler.traffic),
             "queues": self.queues.depth(),
             "metrics": self.metrics.snapshot() if isinstance(self.metrics, MetricsBuffer) else {},
         }

@@ -1,4 +1,7 @@
-"""An executor's outbox: outcomes kept until the coordinator acknowledges their commit."""
+"""An executor's outbox: outcomes kept until the coordinator acknowledges their commit.
+
+Outcomes are kept sealed (pickled), as the worker that made them sent them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import asyncio
 import contextlib
 import uuid
 
-from wfray.application.messages import Drained, ExecutorSnapshot, Outcome
+from wfray.application.wire import AttemptKey, Sealed, SealedBatch, SealedSnapshot
 
 
 class Outbox:
@@ -14,40 +17,39 @@ class Outbox:
 
     def __init__(self) -> None:
         self.incarnation = uuid.uuid4().hex
-        self._outcomes: list[Outcome] = []
+        self._items: list[tuple[int, Sealed]] = []
         self._seq = 0
         self._sent = 0
         self._ready = asyncio.Event()
 
-    def put(self, outcome: Outcome, *, wake: bool = True) -> None:
+    def put(self, outcome: Sealed, *, wake: bool = True) -> None:
         """Keep an outcome until acknowledged. With `wake` False (the worker reported it to
         the coordinator itself) it does not end a waiting drain: it rides along with the
         next one, so a report that got lost is still delivered, one drain period late."""
         self._seq += 1
-        outcome.seq = self._seq
-        self._outcomes.append(outcome)
+        self._items.append((self._seq, outcome))
         if wake:
             self._ready.set()
 
     def _ack(self, ack: int) -> None:
-        if self._outcomes and self._outcomes[0].seq <= ack:
-            self._outcomes = [o for o in self._outcomes if o.seq > ack]
+        if self._items and self._items[0][0] <= ack:
+            self._items = [item for item in self._items if item[0] > ack]
 
-    async def drain(self, ack: int, wait_s: float) -> Drained:
+    async def drain(self, ack: int, wait_s: float) -> SealedBatch:
         self._ack(ack)
         if not self._ready.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), wait_s)
         self._ready.clear()
-        fresh = [o for o in self._outcomes if o.seq > self._sent]
+        fresh = [item for item in self._items if item[0] > self._sent]
         if fresh:
-            self._sent = fresh[-1].seq
-        return Drained(self.incarnation, fresh)
+            self._sent = fresh[-1][0]
+        return SealedBatch(self.incarnation, fresh)
 
-    def snapshot(self, ack: int, in_flight: list[tuple[str, str, int, int]]) -> ExecutorSnapshot:
+    def snapshot(self, ack: int, in_flight: list[AttemptKey]) -> SealedSnapshot:
         self._ack(ack)
         self._sent = self._seq
-        return ExecutorSnapshot(self.incarnation, in_flight, list(self._outcomes))
+        return SealedSnapshot(self.incarnation, in_flight, list(self._items))
 
     def __len__(self) -> int:
-        return len(self._outcomes)
+        return len(self._items)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,8 @@ class Reconciler:
         self._drainers: list[asyncio.Task[None]] = []
         self._senders: set[asyncio.Task[None]] = set()
         self._suspect: set[str] = set()  # pools a dispatch may not have reached
+        # calls to the executors and what they carried: batch sizes, for operators
+        self.traffic: Counter[str] = Counter()
 
     def incarnation(self, pool: str) -> str:
         return self.incarnations.get(pool, "")
@@ -160,7 +162,9 @@ class Reconciler:
                 except Exception as again:
                     log.debug("reconcile of %s failed: %s", pool, again)
                 continue
+            self.traffic["drains"] += 1
             if drained.outcomes:
+                self.traffic["drained_outcomes"] += len(drained.outcomes)
                 self.c.outcomes.extend((pool, o) for o in drained.outcomes)
                 self.c.wake.set()
 
@@ -175,6 +179,8 @@ class Reconciler:
             by_pool[dispatch.pool].append(dispatch)
             self.unsent.add(dispatch.attempt_key)
         for pool, group in by_pool.items():
+            self.traffic["dispatch_calls"] += 1
+            self.traffic["dispatches"] += len(group)
             task = asyncio.create_task(self._send(pool, group))
             self._senders.add(task)
             task.add_done_callback(self._senders.discard)

@@ -12,6 +12,7 @@ from wfray.application.outbox import Outbox
 from wfray.application.ports import BlobStore
 from wfray.application.runtime import StepServices
 from wfray.application.step_runner import RunnerSettings, run_attempt_async
+from wfray.application.wire import seal
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
 
@@ -62,10 +63,10 @@ class InlineExecutor:
             )
         finally:
             self.running.pop(dispatch.attempt_key, None)
-        self.outbox.put(outcome, wake=not reported)
+        self.outbox.put(seal(outcome), wake=not reported)
 
     async def drain(self, ack: int, wait_s: float) -> Drained:
-        return await self.outbox.drain(ack, wait_s)
+        return (await self.outbox.drain(ack, wait_s)).opened()
 
     async def cancel(self, attempts: list[tuple[str, str, int, int]]) -> None:
         for key in attempts:
@@ -74,7 +75,7 @@ class InlineExecutor:
                 task.cancel()
 
     async def snapshot(self, ack: int) -> ExecutorSnapshot:
-        return self.outbox.snapshot(ack, list(self.running))
+        return self.outbox.snapshot(ack, list(self.running)).opened()
 
     def crash(self) -> None:
         """Forget everything, as a killed executor process would (for failure tests)."""

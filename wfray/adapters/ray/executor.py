@@ -11,19 +11,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import pickle
 import socket
 import threading
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ray
 from ray import exceptions as rex
 
 from wfray.adapters.blob import blob_store
-from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
+from wfray.application.messages import Dispatch, Outcome
 from wfray.application.outbox import Outbox
 from wfray.application.step_runner import RunnerSettings, run_attempt, run_attempt_async
+from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
 
@@ -62,12 +64,37 @@ def worker_identity() -> WorkerIdentity:
     )
 
 
+class Envelope(NamedTuple):
+    """A sealed dispatch with what its executor needs to launch and watch it."""
+
+    key: AttemptKey
+    num_cpus: float
+    resources: tuple[tuple[str, float], ...]
+    timeout_s: float | None
+    report_directly: bool
+    dispatch: Sealed
+
+    @classmethod
+    def of(cls, d: Dispatch) -> Envelope:
+        num_cpus = 1.0 if d.num_cpus is None else d.num_cpus
+        resources = tuple(sorted(d.resources.items()))
+        return cls(d.attempt_key, num_cpus, resources, d.timeout_s, d.report_directly, seal(d))
+
+
+@functools.lru_cache(maxsize=8)
+def _config(sealed: bytes) -> ExecutorConfig:
+    config: ExecutorConfig = pickle.loads(sealed)
+    return config
+
+
 @ray.remote(max_retries=0)
-def run_cpu_attempt(dispatch: Dispatch, config: ExecutorConfig) -> Outcome:
-    """One attempt in a Ray worker process."""
+def run_cpu_attempt(sealed_dispatch: Sealed, sealed_config: bytes) -> Sealed:
+    """One attempt in a Ray worker process: sealed dispatch in, sealed outcome out."""
+    dispatch = open_dispatch(sealed_dispatch)
+    config = _config(sealed_config)
     blobs = blob_store(config.blob_root) if config.blob_root else None
     services = step_services(config.namespace, config.blob_root)
-    outcome = run_attempt(dispatch, blobs, worker_identity(), config.runner, services)
+    outcome = seal(run_attempt(dispatch, blobs, worker_identity(), config.runner, services))
     if dispatch.report_directly:
         services.report(dispatch.pool, outcome)
     return outcome
@@ -82,8 +109,8 @@ def _remote_for(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> An
     return run_cpu_attempt.options(**options)
 
 
-def _ended(dispatch: Dispatch, status: AttemptStatus, kind: str, message: str) -> Outcome:
-    return Outcome.ended(dispatch.attempt_key, status, kind, message)
+def _ended(key: AttemptKey, status: AttemptStatus, kind: str, message: str) -> Sealed:
+    return seal(Outcome.ended(key, status, kind, message))
 
 
 class CpuExecutor:
@@ -96,25 +123,23 @@ class CpuExecutor:
 
     def __init__(self, config: ExecutorConfig) -> None:
         self.config = config
+        self.sealed_config = pickle.dumps(config)
         self.outbox = Outbox()
         self.running: dict[AttemptKey, Any] = {}
         self.timed_out: set[AttemptKey] = set()
-        self._finished: list[tuple[Dispatch, Future[Any]]] = []
+        self._finished: list[tuple[Envelope, Future[Any]]] = []
         self._lock = threading.Lock()
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def dispatch(self, dispatches: list[Dispatch]) -> None:
+    async def dispatch(self, envelopes: list[Envelope]) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        for d in dispatches:
-            remote = _remote_for(
-                1.0 if d.num_cpus is None else d.num_cpus, tuple(sorted(d.resources.items()))
-            )
-            ref = remote.remote(d, self.config)
-            self.running[d.attempt_key] = ref
-            if d.timeout_s is not None:
-                loop.call_later(d.timeout_s, self._time_out, d.attempt_key)
-            ref.future().add_done_callback(functools.partial(self._done, d))
+        for e in envelopes:
+            ref = _remote_for(e.num_cpus, e.resources).remote(e.dispatch, self.sealed_config)
+            self.running[e.key] = ref
+            if e.timeout_s is not None:
+                loop.call_later(e.timeout_s, self._time_out, e.key)
+            ref.future().add_done_callback(functools.partial(self._done, e))
 
     def _time_out(self, key: AttemptKey) -> None:
         ref = self.running.get(key)
@@ -137,10 +162,10 @@ class CpuExecutor:
         if ref is not None:
             ray.cancel(ref, force=True)
 
-    def _done(self, d: Dispatch, future: Future[Any]) -> None:
+    def _done(self, e: Envelope, future: Future[Any]) -> None:
         """On a Ray thread: queue the completion, wake the loop once per burst."""
         with self._lock:
-            self._finished.append((d, future))
+            self._finished.append((e, future))
             if self._flush_scheduled:
                 return
             self._flush_scheduled = True
@@ -151,34 +176,33 @@ class CpuExecutor:
         with self._lock:
             finished, self._finished = self._finished, []
             self._flush_scheduled = False
-        for d, future in finished:
-            outcome = self._outcome(d, future)
+        for e, future in finished:
+            outcome, from_worker = self._outcome(e, future)
             # the worker reported an outcome of its own making to the coordinator already
-            reported = d.report_directly and not future.cancelled() and future.exception() is None
-            self.outbox.put(outcome, wake=not reported)
-            self.running.pop(d.attempt_key, None)
-            self.timed_out.discard(d.attempt_key)
+            self.outbox.put(outcome, wake=not (from_worker and e.report_directly))
+            self.running.pop(e.key, None)
+            self.timed_out.discard(e.key)
 
-    def _outcome(self, d: Dispatch, future: Future[Any]) -> Outcome:
+    def _outcome(self, e: Envelope, future: Future[Any]) -> tuple[Sealed, bool]:
+        """The sealed outcome, and whether the worker made it (rather than this executor)."""
         try:
-            outcome: Outcome = future.result()
-            return outcome
+            outcome: Sealed = future.result()
+            return outcome, True
         except (rex.TaskCancelledError, CancelledError):
-            if d.attempt_key in self.timed_out:
+            if e.key in self.timed_out:
+                message = f"attempt exceeded its timeout of {e.timeout_s}s and was stopped"
                 return _ended(
-                    d,
-                    AttemptStatus.TIMED_OUT,
-                    "wfray.AttemptTimeout",
-                    f"attempt exceeded its timeout of {d.timeout_s}s and was stopped",
-                )
-            return _ended(d, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
+                    e.key, AttemptStatus.TIMED_OUT, "wfray.AttemptTimeout", message
+                ), False
+            return _ended(e.key, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled"), False
         except Exception as exc:  # the wrapper catches user errors: this is Ray's own failure
-            return _ended(d, AttemptStatus.LOST, f"ray.{type(exc).__name__}", str(exc)[:2000])
+            kind = f"ray.{type(exc).__name__}"
+            return _ended(e.key, AttemptStatus.LOST, kind, str(exc)[:2000]), False
 
-    async def drain(self, ack: int, wait_s: float) -> Drained:
+    async def drain(self, ack: int, wait_s: float) -> SealedBatch:
         return await self.outbox.drain(ack, wait_s)
 
-    async def snapshot(self, ack: int) -> ExecutorSnapshot:
+    async def snapshot(self, ack: int) -> SealedSnapshot:
         return self.outbox.snapshot(ack, list(self.running))
 
     async def stats(self) -> dict[str, int]:
@@ -201,17 +225,17 @@ class IoExecutor:
         self.threads = ThreadPoolExecutor(max_workers=config.io_concurrency)
         self.slots: asyncio.Semaphore | None = None
 
-    async def dispatch(self, dispatches: list[Dispatch]) -> None:
+    async def dispatch(self, envelopes: list[Envelope]) -> None:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(self.threads)
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.config.io_concurrency)
         if self.identity is None:
             self.identity = worker_identity()
-        for d in dispatches:
-            self.running[d.attempt_key] = loop.create_task(self._run(d))
-            if d.timeout_s is not None:
-                loop.call_later(d.timeout_s, self._time_out, d.attempt_key)
+        for e in envelopes:
+            self.running[e.key] = loop.create_task(self._run(open_dispatch(e.dispatch)))
+            if e.timeout_s is not None:
+                loop.call_later(e.timeout_s, self._time_out, e.key)
 
     def _time_out(self, key: AttemptKey) -> None:
         task = self.running.get(key)
@@ -239,24 +263,26 @@ class IoExecutor:
                     step_services(self.config.namespace, self.config.blob_root),
                 )
         except asyncio.CancelledError:
-            if d.attempt_key in self.timed_out:
-                outcome = _ended(
-                    d,
-                    AttemptStatus.TIMED_OUT,
-                    "wfray.AttemptTimeout",
-                    f"attempt exceeded its timeout of {d.timeout_s}s and was cancelled",
+            key = d.attempt_key
+            if key in self.timed_out:
+                message = f"attempt exceeded its timeout of {d.timeout_s}s and was cancelled"
+                self.outbox.put(
+                    _ended(key, AttemptStatus.TIMED_OUT, "wfray.AttemptTimeout", message)
                 )
             else:
-                outcome = _ended(d, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
+                self.outbox.put(
+                    _ended(key, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
+                )
+            return
         finally:
             self.running.pop(d.attempt_key, None)
             self.timed_out.discard(d.attempt_key)
-        self.outbox.put(outcome)
+        self.outbox.put(seal(outcome))
 
-    async def drain(self, ack: int, wait_s: float) -> Drained:
+    async def drain(self, ack: int, wait_s: float) -> SealedBatch:
         return await self.outbox.drain(ack, wait_s)
 
-    async def snapshot(self, ack: int) -> ExecutorSnapshot:
+    async def snapshot(self, ack: int) -> SealedSnapshot:
         return self.outbox.snapshot(ack, list(self.running))
 
     async def stats(self) -> dict[str, int]:

@@ -15,7 +15,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from wfray.adapters.ray.autoscale import start_autoscaling
-from wfray.adapters.ray.executor import CpuExecutor, ExecutorConfig, IoExecutor
+from wfray.adapters.ray.executor import CpuExecutor, Envelope, ExecutorConfig, IoExecutor
 from wfray.adapters.ray.metrics import export_forever
 from wfray.application.coordinator import Coordinator
 from wfray.application.messages import (
@@ -23,7 +23,6 @@ from wfray.application.messages import (
     Dispatch,
     Drained,
     ExecutorSnapshot,
-    Outcome,
     RunView,
     SubmitRequest,
     SubmitResult,
@@ -33,6 +32,7 @@ from wfray.application.queries import Queries
 from wfray.application.schedule_ports import ScheduleStore
 from wfray.application.scheduler import ScheduleInfo, Scheduler
 from wfray.application.step_runner import RunnerSettings
+from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_outcome
 from wfray.bootstrap import MEMORY_URL, SystemClock, build_coordinator, build_store
 from wfray.config import Settings
 from wfray.domain.errors import WfrayError
@@ -58,15 +58,15 @@ class ActorExecutor:
         self.handle = handle
 
     async def dispatch(self, dispatches: list[Dispatch]) -> None:
-        await self.handle.dispatch.remote(dispatches)
+        await self.handle.dispatch.remote([Envelope.of(d) for d in dispatches])
 
     async def drain(self, ack: int, wait_s: float) -> Drained:
-        drained: Drained = await self.handle.drain.remote(ack, wait_s)
-        return drained
+        drained: SealedBatch = await self.handle.drain.remote(ack, wait_s)
+        return drained.opened()
 
     async def snapshot(self, ack: int) -> ExecutorSnapshot:
-        snapshot: ExecutorSnapshot = await self.handle.snapshot.remote(ack)
-        return snapshot
+        snapshot: SealedSnapshot = await self.handle.snapshot.remote(ack)
+        return snapshot.opened()
 
     async def cancel(self, attempts: list[tuple[str, str, int, int]]) -> None:
         await self.handle.cancel.remote(attempts)
@@ -222,8 +222,8 @@ class CoordinatorHost:
     async def next_value(self, counter: str, count: int = 1) -> int:
         return await (await self._ready()).next_value(counter, count)
 
-    async def report(self, pool: str, outcome: Outcome) -> None:
-        (await self._ready()).report(pool, outcome)
+    async def report(self, pool: str, outcome: Sealed) -> None:
+        (await self._ready()).report(pool, open_outcome(outcome))
 
     async def append_logs(self, lines: Sequence[LogRecord]) -> None:
         (await self._ready()).append_logs(lines)

@@ -8,8 +8,8 @@ from typing import Any
 
 import ray
 
-from wfray.application.messages import Outcome
 from wfray.application.runtime import AttemptKey, ChildStatus
+from wfray.application.wire import Sealed
 from wfray.config import load_settings
 from wfray.domain.records import LogRecord
 
@@ -39,7 +39,7 @@ class RayStepServices:
             self.client._handle = None  # look the coordinator up again next time
             log.warning("heartbeat not delivered: %s", exc)
 
-    def report(self, pool: str, outcome: Outcome) -> None:
+    def report(self, pool: str, outcome: Sealed) -> None:
         """Fire and forget: the executor holds the durable copy of the outcome."""
         try:
             self.client.handle.report.remote(pool, outcome)

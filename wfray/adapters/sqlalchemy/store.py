@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from wfray.adapters.sqlalchemy import migrate, rows
 from wfray.adapters.sqlalchemy.engine import WRITE, create_engine, unavailable_as_store_error
+from wfray.adapters.sqlalchemy.fastpath import CompiledWrite
 from wfray.adapters.sqlalchemy.tables import attempts, counters, logs, runs, tasks, workflows
 from wfray.application.batch import Batch
 from wfray.domain.errors import StaleWriteError
@@ -55,7 +56,24 @@ class SqlRunStore:
         if dialect == "postgresql":
             # Byte order, like Python's sort and SQLite's BINARY, whatever the locale.
             self._run_id_order = runs.c.run_id.collate("C")
+        self._fast_writes: dict[tuple[str, str], CompiledWrite] = {}
+        if dialect == "sqlite":
+            self._compile_fast_writes()
         migrate.prepare(self._engine, create)
+
+    def _compile_fast_writes(self) -> None:
+        dialect = self._engine.dialect
+        for table, pk, fields in (
+            (runs, rows.RUN_PK, rows.RUN_FIELDS),
+            (tasks, rows.TASK_PK, rows.TASK_FIELDS),
+            (attempts, rows.ATTEMPT_PK, rows.ATTEMPT_FIELDS),
+        ):
+            self._fast_writes[("insert", table.name)] = CompiledWrite(
+                self._insert_stmt(table, pk), table, dialect, fields
+            )
+            self._fast_writes[("update", table.name)] = CompiledWrite(
+                self._update_stmt(table, pk), table, dialect, None
+            )
 
     def __repr__(self) -> str:
         return f"SqlRunStore({self._url.render_as_string(hide_password=True)!r})"
@@ -100,6 +118,12 @@ class SqlRunStore:
         pk: tuple[str, ...],
         records: Iterable[RunRecord | TaskRecord | AttemptRecord],
     ) -> None:
+        fast = self._fast_writes.get(("insert", table.name))
+        if fast is not None:
+            items = [(record, "") for record in records]
+            if items:
+                fast.run(conn, items)
+            return
         values = [rows.params(record) for record in records]
         if values:
             conn.execute(self._insert_stmt(table, pk), values)
@@ -115,12 +139,17 @@ class SqlRunStore:
         items: list[Update] = [(record, str(expected)) for record, expected in updates]
         if not items:
             return
-        stmt = self._update_stmt(table, pk)
-        values = [rows.update_params(record, pk, expected) for record, expected in items]
-        result = conn.execute(stmt, values)
-        sane = self._sane_multi_rowcount or len(values) == 1
-        if sane and result.rowcount == len(values):
-            return
+        fast = self._fast_writes.get(("update", table.name))
+        if fast is not None:
+            if fast.run(conn, items) == len(items):  # sqlite3 sums executemany's rowcounts
+                return
+        else:
+            stmt = self._update_stmt(table, pk)
+            values = [rows.update_params(record, pk, expected) for record, expected in items]
+            result = conn.execute(stmt, values)
+            sane = self._sane_multi_rowcount or len(values) == 1
+            if sane and result.rowcount == len(values):
+                return
         failed = self._first_failed(conn, table, pk, items)
         if failed is not None:
             raise StaleWriteError(f"{what} {failed}")

@@ -1,0 +1,56 @@
+"""Outcomes and dispatches as sealed bytes: pickled once where they are made, opened once
+where they are used.
+
+An executor only stores and forwards what its workers return, so it never unpickles an
+outcome, and a worker gets its dispatch as bytes that Ray passes through without its own
+(slower, per-object) serialisation. All parties are processes of one wfray installation.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+
+from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
+
+AttemptKey = tuple[str, str, int, int]
+Sealed = bytes
+
+
+def seal(message: Outcome | Dispatch) -> Sealed:
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def open_outcome(data: Sealed, seq: int = 0) -> Outcome:
+    outcome: Outcome = pickle.loads(data)
+    outcome.seq = seq
+    return outcome
+
+
+def open_dispatch(data: Sealed) -> Dispatch:
+    dispatch: Dispatch = pickle.loads(data)
+    return dispatch
+
+
+@dataclass(slots=True)
+class SealedBatch:
+    """Outcomes handed out by an outbox: (seq, sealed outcome) pairs."""
+
+    incarnation: str
+    items: list[tuple[int, Sealed]]
+
+    def opened(self) -> Drained:
+        return Drained(self.incarnation, [open_outcome(data, seq) for seq, data in self.items])
+
+
+@dataclass(slots=True)
+class SealedSnapshot:
+    """What an executor runs and the sealed outcomes it still holds."""
+
+    incarnation: str
+    in_flight: list[AttemptKey]
+    items: list[tuple[int, Sealed]]
+
+    def opened(self) -> ExecutorSnapshot:
+        outcomes = [open_outcome(data, seq) for seq, data in self.items]
+        return ExecutorSnapshot(self.incarnation, self.in_flight, outcomes)
