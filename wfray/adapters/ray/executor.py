@@ -81,6 +81,18 @@ class Envelope(NamedTuple):
         return cls(d.attempt_key, num_cpus, resources, d.timeout_s, d.report_directly, seal(d))
 
 
+def config_prefix(config: ExecutorConfig) -> bytes:
+    """The executor's config, sealed and length-prefixed, to go in front of each dispatch:
+    one argument per task instead of two (each argument costs Ray about 0.1 ms of CPU)."""
+    sealed = pickle.dumps(config)
+    return len(sealed).to_bytes(4, "big") + sealed
+
+
+def _unbundle(bundle: bytes) -> tuple[ExecutorConfig, Dispatch]:
+    size = int.from_bytes(bundle[:4], "big")
+    return _config(bundle[4 : 4 + size]), open_dispatch(bundle[4 + size :])
+
+
 @functools.lru_cache(maxsize=8)
 def _config(sealed: bytes) -> ExecutorConfig:
     config: ExecutorConfig = pickle.loads(sealed)
@@ -88,10 +100,10 @@ def _config(sealed: bytes) -> ExecutorConfig:
 
 
 @ray.remote(max_retries=0)
-def run_cpu_attempt(sealed_dispatch: Sealed, sealed_config: bytes) -> Sealed:
-    """One attempt in a Ray worker process: sealed dispatch in, sealed outcome out."""
-    dispatch = open_dispatch(sealed_dispatch)
-    config = _config(sealed_config)
+def run_cpu_attempt(bundle: bytes) -> Sealed:
+    """One attempt in a Ray worker process: its executor's config and the sealed dispatch
+    in, the sealed outcome out."""
+    config, dispatch = _unbundle(bundle)
     blobs = blob_store(config.blob_root) if config.blob_root else None
     services = step_services(config.namespace, config.blob_root)
     outcome = seal(run_attempt(dispatch, blobs, worker_identity(), config.runner, services))
@@ -123,7 +135,7 @@ class CpuExecutor:
 
     def __init__(self, config: ExecutorConfig) -> None:
         self.config = config
-        self.sealed_config = pickle.dumps(config)
+        self.prefix = config_prefix(config)
         self.outbox = Outbox()
         self.running: dict[AttemptKey, Any] = {}
         self.timed_out: set[AttemptKey] = set()
@@ -135,7 +147,7 @@ class CpuExecutor:
     async def dispatch(self, envelopes: list[Envelope]) -> None:
         loop = self._loop = asyncio.get_running_loop()
         for e in envelopes:
-            ref = _remote_for(e.num_cpus, e.resources).remote(e.dispatch, self.sealed_config)
+            ref = _remote_for(e.num_cpus, e.resources).remote(self.prefix + e.dispatch)
             self.running[e.key] = ref
             if e.timeout_s is not None:
                 loop.call_later(e.timeout_s, self._time_out, e.key)
