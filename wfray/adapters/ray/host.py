@@ -15,7 +15,13 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from wfray.adapters.ray.autoscale import start_autoscaling
-from wfray.adapters.ray.executor import CpuExecutor, Envelope, ExecutorConfig, IoExecutor
+from wfray.adapters.ray.executor import (
+    CpuExecutor,
+    Envelope,
+    ExecutorConfig,
+    IoExecutor,
+    collect_garbage_rarely,
+)
 from wfray.adapters.ray.metrics import export_forever
 from wfray.application.coordinator import Coordinator
 from wfray.application.messages import (
@@ -108,6 +114,7 @@ class CoordinatorHost:
 
     def __init__(self, settings: Settings) -> None:
         logging.basicConfig(level=logging.INFO)
+        collect_garbage_rarely()
         self.settings = settings
         self.coordinator: Coordinator | None = None
         self.queries: Queries | None = None
