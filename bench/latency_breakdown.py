@@ -2,8 +2,8 @@
 
     python -m bench.latency_breakdown [--store sqlite|postgres] [--runs 200]
 
-Runs one-step no-op runs strictly one at a time (as W0_step), stamping on the client
-(wall clock) the submit call, its return and the wait's return, then reads the times
+Runs one-step no-op runs strictly one at a time (as W0_step: `client.execute`, submit and
+wait in one call), stamping on the client (wall clock) the call and its return, then reads the times
 wfray recorded itself (same host, same clock): the run's created_at and finished_at (the
 coordinator's loop turns that took it in and that applied its outcome) and the attempt's
 started_at and finished_at (inside the Ray worker). Medians of each hop:
@@ -11,8 +11,8 @@ started_at and finished_at (inside the Ray worker). Medians of each hop:
     submit -> turn        client submit call until the coordinator turn that takes it in
     turn -> step starts   commit of that turn, dispatch to the executor actor, Ray task start
     step runs             the attempt in the worker (argument decoding, call, result encoding)
-    step ends -> turn     result back to the executor, its outbox, the drain call, next turn
-    turn -> client        commit of that turn, waiters answered, reply to the client's wait
+    step ends -> turn     the worker's own report to the coordinator (light load), next turn
+    turn -> client        commit of that turn, the waiting call answered
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ HOPS = (
     "step ends -> turn",
     "turn -> client",
     "total",
-    "(submit call returned)",
 )
 
 
@@ -42,20 +41,18 @@ def measure(store: str, runs: int) -> dict[str, list[float]]:
     hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
     with wfray_instance(store) as client:
         for _ in range(5):  # warm-up
-            client.wait([client.submit(bench_noop).run_id], timeout=60)
+            client.execute(bench_noop, timeout=60)
         stamps = []
         for _ in range(runs):
             began = time.time()
-            run_id = client.submit(bench_noop).run_id
-            submitted = time.time()
-            client.wait([run_id], timeout=60)
-            stamps.append((run_id, began, submitted, time.time()))
+            client.execute(bench_noop, timeout=60)  # an id of its own: no store lookup
+            stamps.append((began, time.time()))
         db = SqlRunStore(client.settings.database_url, create=False)
         try:
-            found = db.find_runs([s[0] for s in stamps])
-            for run_id, began, submitted, done in stamps:
-                run = found[run_id]
-                attempt = db.get_attempts(run_id)[-1]
+            # the runs just made, oldest first: one each, in the order of the stamps
+            made = db.list_runs(workflow=client.workflow(bench_noop).name, limit=runs)[::-1]
+            for run, (began, done) in zip(made, stamps, strict=True):
+                attempt = db.get_attempts(run.run_id)[-1]
                 assert run.finished_at and attempt.started_at and attempt.finished_at
                 created = run.created_at.timestamp()
                 started = attempt.started_at.timestamp()
@@ -67,7 +64,6 @@ def measure(store: str, runs: int) -> dict[str, list[float]]:
                 hops["step ends -> turn"].append(finished - ended)
                 hops["turn -> client"].append(done - finished)
                 hops["total"].append(done - began)
-                hops["(submit call returned)"].append(submitted - began)
         finally:
             db.close()
     return hops
