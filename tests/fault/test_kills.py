@@ -68,6 +68,19 @@ def test_coordinator_killed_with_hundreds_of_steps_in_flight(wide: Any, how: str
     assert statuses == Counter({"succeeded": 200})
 
 
+def test_coordinator_killed_while_workers_report_outcomes_themselves(client: Any) -> None:
+    """Under light load workers report to the coordinator directly; reports sent to a dead
+    or restarting coordinator are lost, and the executor's copies complete the runs."""
+    runs = client.submit_many(flows.cpu_hold, [{"seconds": 2.0}] * 4)
+    wait_until_running(client, 4)  # all dispatched (two run, two wait for a CPU)
+    time.sleep(0.5)
+    os.kill(coordinator_pid(client), signal.SIGKILL)
+    views = client.wait([r.run_id for r in runs], timeout=120)
+    assert {v.status for v in views} == {RunStatus.COMPLETED}
+    statuses = assert_each_step_succeeded_once(client, [r.run_id for r in runs])
+    assert statuses == Counter({"succeeded": 4})  # none lost, none run twice
+
+
 def test_executor_killed_mid_step_loses_the_attempt_and_retries_it(client: Any) -> None:
     run = client.enqueue(flows.cpu_hold, seconds=3.0)
     wait_until_running(client, 1)

@@ -37,7 +37,8 @@ class CompiledWrite:
         self._enums = [i for i, a in enumerate(attributes) if a == "status"]
         self._processed: list[tuple[int, Callable[[Any], Any]]] = []
         for i, attribute in enumerate(attributes):
-            process = table.c[attribute].type.bind_processor(dialect)
+            # the dialect's own implementation, as Core uses it (SQLite formats datetimes)
+            process = table.c[attribute].type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None and attribute != "status":
                 self._processed.append((i, process))
 
