@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
 from ray import exceptions as rex
 
 from tests.fixtures import unit_flows
+from tests.unit.test_coordinator_inline import _fresh_counters, run  # noqa: F401
+from tests.unit.test_coordinator_inline import coordinator as inline_coordinator
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.adapters.ray import client as client_module
 from wfray.adapters.ray.client import Client
 from wfray.application import dispatcher
-from wfray.application.coordinator import Coordinator, CoordinatorSettings
+from wfray.application.coordinator import Coordinator
 from wfray.application.definition import Workflow
 from wfray.application.messages import Outcome, SubmitRequest, SubmitResult
 from wfray.application.outbox import Outbox
@@ -34,11 +35,6 @@ from wfray.domain.status import AttemptStatus, RunStatus
 
 T = TypeVar("T")
 pytestmark = pytest.mark.timeout(60)
-
-
-class WallClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class CountingStore(InMemoryRunStore):
@@ -53,25 +49,13 @@ class CountingStore(InMemoryRunStore):
         return super().find_runs(run_ids)
 
 
-def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(scenario(), 10)
-
-    return asyncio.run(bounded())
-
-
 @asynccontextmanager
 async def coordinator(
     store: InMemoryRunStore, executor: InlineExecutor | None = None
 ) -> AsyncIterator[Coordinator]:
-    executor = executor or InlineExecutor()
-    c = Coordinator(store, {"cpu": executor, "io": executor}, WallClock(), CoordinatorSettings())
-    await c.start()
-    try:
-        await c.register([flow.schema for flow in unit_flows.ALL])
+    pools = None if executor is None else {"cpu": executor, "io": executor}
+    async with inline_coordinator(store, pools) as c:
         yield c
-    finally:
-        await c.stop()
 
 
 def request(run_id: str, flow: Workflow = unit_flows.single, **options: Any) -> SubmitRequest:
@@ -223,14 +207,17 @@ def test_an_outcome_put_without_waking_rides_along_with_the_next_drain() -> None
 # -- the client ------------------------------------------------------------------------------------
 
 
-def test_a_resent_submission_is_no_longer_marked_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first send may have been carried out although its answer was lost."""
+def fake_client(
+    monkeypatch: pytest.MonkeyPatch, lose_first: bool
+) -> tuple[Client, list[list[bool]]]:
+    """A client whose coordinator records the fresh marks it receives; its first answer
+    can be lost (as after a coordinator restart)."""
     sent: list[list[bool]] = []
 
     class Method:
         def remote(self, requests: list[SubmitRequest]) -> list[SubmitResult]:
             sent.append([r.fresh_id for r in requests])
-            if len(sent) == 1:
+            if lose_first and len(sent) == 1:
                 raise rex.GetTimeoutError("answer lost")
             return [SubmitResult(r.run_id, True) for r in requests]
 
@@ -240,6 +227,12 @@ def test_a_resent_submission_is_no_longer_marked_fresh(monkeypatch: pytest.Monke
     monkeypatch.setattr(client_module.ray, "get", lambda ref, timeout: ref)
     client = Client(load_settings(namespace="unit"), handle=Handle())
     client._registered.add((unit_flows.single.schema.name, unit_flows.single.schema.version))
+    return client, sent
+
+
+def test_a_resent_submission_is_no_longer_marked_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first send may have been carried out although its answer was lost."""
+    client, sent = fake_client(monkeypatch, lose_first=True)
     client.submit_many(unit_flows.single, [None, None])
     assert sent == [[True, True], [False, False]]
 
@@ -247,18 +240,6 @@ def test_a_resent_submission_is_no_longer_marked_fresh(monkeypatch: pytest.Monke
 def test_run_ids_given_by_the_caller_are_never_marked_fresh(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sent: list[list[bool]] = []
-
-    class Method:
-        def remote(self, requests: list[SubmitRequest]) -> list[SubmitResult]:
-            sent.append([r.fresh_id for r in requests])
-            return [SubmitResult(r.run_id, True) for r in requests]
-
-    class Handle:
-        submit = Method()
-
-    monkeypatch.setattr(client_module.ray, "get", lambda ref, timeout: ref)
-    client = Client(load_settings(namespace="unit"), handle=Handle())
-    client._registered.add((unit_flows.single.schema.name, unit_flows.single.schema.version))
+    client, sent = fake_client(monkeypatch, lose_first=False)
     client.submit_many(unit_flows.single, [None], run_ids=["mine"])
     assert sent == [[False]]

@@ -18,7 +18,7 @@ from ray import exceptions as rex
 
 from wfray.adapters.ray.handle import RunHandle, decode_result, settled
 from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor, executor_name
-from wfray.adapters.ray.submission import build_requests, not_fresh, raise_refusal
+from wfray.adapters.ray.submission import build_requests, not_fresh, one_run, raise_refusal
 from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
 from wfray.application.messages import CommandResult, RunView, SubmitResult
 from wfray.application.queries import RunDetail
@@ -139,12 +139,9 @@ class Client:
         """
         return self.submit_many(
             workflow,
-            [input],
-            idempotency_keys=[idempotency_key],
+            **one_run(input, idempotency_key, concurrency_key, run_id),
             priority=priority,
             queue=queue,
-            concurrency_keys=[concurrency_key],
-            run_ids=[run_id] if run_id else None,
             retry=retry,
             deadline_s=deadline_s,
         )[0]
@@ -219,12 +216,9 @@ class Client:
         self.register(flow)
         requests = build_requests(
             flow,
-            [input],
-            idempotency_keys=[idempotency_key],
+            **one_run(input, idempotency_key, concurrency_key, run_id),
             priority=priority,
             queue=queue,
-            concurrency_keys=[concurrency_key],
-            run_ids=[run_id] if run_id else None,
             retry=retry,
             deadline_s=deadline_s,
         )

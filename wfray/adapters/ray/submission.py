@@ -58,6 +58,18 @@ def build_requests(
     ]
 
 
+def one_run(
+    input: Any, idempotency_key: str | None, concurrency_key: str | None, run_id: str | None
+) -> dict[str, Any]:
+    """The per-run arguments of `build_requests` for a single run."""
+    return {
+        "inputs": [input],
+        "idempotency_keys": [idempotency_key],
+        "concurrency_keys": [concurrency_key],
+        "run_ids": [run_id] if run_id else None,
+    }
+
+
 def not_fresh(requests: Sequence[SubmitRequest]) -> Callable[[], None]:
     """A resent submission may have been stored already: let intake look its ids up."""
 
