@@ -10,6 +10,8 @@ SQLITE_BUSY halfway through a batch.
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +25,7 @@ from wfray.domain.errors import StoreUnavailableError
 SYNCHRONOUS_LEVELS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 WRITE = "wfray_write"  # execution option: this transaction will write
 CONNECT_TIMEOUT_S = 10
+BUSY_TIMEOUT_MS = 10_000
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 EXAMPLES = "'sqlite:////abs/path/wfray.db' or 'postgresql+psycopg://user:password@host:5432/db'"
@@ -104,13 +107,32 @@ def _make_parent_folder(url: sa.URL) -> None:
         ) from exc
 
 
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL (the mode is stored in it, so once is enough).
+
+    The switch waits for no busy timeout: it fails at once with "database is locked" while
+    another connection holds a lock, as when several processes open a new file together.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA busy_timeout=10000")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            _use_wal(cursor)
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
