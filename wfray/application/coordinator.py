@@ -36,6 +36,7 @@ from wfray.application.metrics import Metrics, MetricsBuffer
 from wfray.application.outcomes import apply as apply_outcome
 from wfray.application.ports import Clock, RunStore, StepExecutor
 from wfray.application.reconciler import Reconciler
+from wfray.application.waiting import Waiting
 from wfray.domain import engine
 from wfray.domain.engine import Changes, RunState
 from wfray.domain.errors import StoreUnavailableError, UnknownWorkflowError
@@ -94,14 +95,14 @@ class Coordinator:
         self.metrics: Metrics = MetricsBuffer()
         self.timers: list[tuple[datetime, str, str, int]] = []
         self.outcomes: list[tuple[str, Outcome]] = []
-        self.waiters: dict[str, list[asyncio.Future[RunView]]] = {}
+        self.waiting = Waiting(self)
         self.commands = Commands(self)
         self.seq = 0
         self.queued_count = 0
         self.wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._committing: asyncio.Future[None] | None = None
+        self.committing: asyncio.Future[None] | None = None
         self.turns = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -206,47 +207,11 @@ class Coordinator:
 
     async def wait(self, run_ids: Sequence[str], timeout_s: float) -> list[RunView]:
         """Wait until the runs finish (or the timeout passes) and return their views."""
-        loop = asyncio.get_running_loop()
-        futures: dict[str, asyncio.Future[RunView]] = {}
-        for run_id in run_ids:
-            future: asyncio.Future[RunView] = loop.create_future()
-            self.waiters.setdefault(run_id, []).append(future)
-            futures[run_id] = future
-        try:
-            for view in await self.views(run_ids):
-                if view.status.finished and not futures[view.run_id].done():
-                    futures[view.run_id].set_result(view)
-            pending = [f for f in futures.values() if not f.done()]
-            if pending:
-                await asyncio.wait(pending, timeout=timeout_s)
-        finally:
-            for run_id, future in futures.items():
-                waiting = self.waiters.get(run_id, [])
-                if future in waiting:
-                    waiting.remove(future)
-                if not waiting:
-                    self.waiters.pop(run_id, None)
-        done = {rid: f.result() for rid, f in futures.items() if f.done()}
-        rest = [rid for rid in run_ids if rid not in done]
-        if rest:
-            for view in await self.views(rest):
-                done[view.run_id] = view
-        return [done[rid] for rid in run_ids if rid in done]
+        return await self.waiting.wait(run_ids, timeout_s)
 
     async def views(self, run_ids: Sequence[str]) -> list[RunView]:
-        # Memory runs ahead of the store while a turn commits: never report a state that
-        # is not durable yet (a crash now would take it back).
-        if self._committing is not None:
-            await asyncio.shield(self._committing)
-        missing = [rid for rid in run_ids if rid not in self.runs]
-        stored = await self.durably(self.store.find_runs, missing) if missing else {}
-        views = []
-        for rid in run_ids:
-            if rid in self.runs:
-                views.append(view_of(self.runs[rid].run))
-            elif rid in stored:
-                views.append(view_of(stored[rid]))
-        return views
+        """The runs as the store holds them (a turn being committed is waited for)."""
+        return await self.waiting.views(run_ids)
 
     async def schema(self, name: str, version: str | None) -> WorkflowSchema:
         if version is not None and (name, version) in self.schemas:
@@ -336,13 +301,13 @@ class Coordinator:
     async def _commit(self, batch: Batch) -> None:
         if not len(batch):
             return
-        self._committing = asyncio.get_running_loop().create_future()
+        self.committing = asyncio.get_running_loop().create_future()
         try:
             await self.durably(self.store.commit, batch)
         finally:
-            if not self._committing.done():
-                self._committing.set_result(None)
-            self._committing = None
+            if not self.committing.done():
+                self.committing.set_result(None)
+            self.committing = None
 
     async def durably(self, call: Callable[..., T], *args: Any) -> T:
         """Run a store call in a thread, waiting out database outages (a restart, a failover).
@@ -412,10 +377,7 @@ class Coordinator:
             if state is None:
                 continue
             if state.finished:
-                view = view_of(state.run)
-                for future in self.waiters.pop(run_id, []):
-                    if not future.done():
-                        future.set_result(view)
+                self.waiting.finished(state.run)
                 if not engine.attempts_running(state):  # else stay, to record how they end
                     self._evict(run_id)
             elif not self._live(state):
@@ -454,14 +416,3 @@ class Coordinator:
         state = RunState(run=run, schema=schema, tasks={t.key: t for t in tasks})
         self.runs[run.run_id] = state
         return state
-
-
-def view_of(run: RunRecord) -> RunView:
-    return RunView(
-        run_id=run.run_id,
-        workflow=run.workflow,
-        status=run.status,
-        result_json=run.result_json,
-        result_ref=run.result_ref,
-        error=run.error,
-    )

@@ -1,0 +1,82 @@
+"""Callers waiting for runs: their futures, answered after the commit that finished a run,
+and views that never show a state the store does not hold yet."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from wfray.application.messages import RunView
+from wfray.domain.records import RunRecord
+
+if TYPE_CHECKING:
+    from wfray.application.coordinator import Coordinator
+
+
+class Waiting:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+        self.waiters: dict[str, list[asyncio.Future[RunView]]] = {}
+
+    async def wait(self, run_ids: Sequence[str], timeout_s: float) -> list[RunView]:
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future[RunView]] = {}
+        for run_id in run_ids:
+            future: asyncio.Future[RunView] = loop.create_future()
+            self.waiters.setdefault(run_id, []).append(future)
+            futures[run_id] = future
+        try:
+            for view in await self.views(run_ids):
+                if view.status.finished and not futures[view.run_id].done():
+                    futures[view.run_id].set_result(view)
+            pending = [f for f in futures.values() if not f.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=timeout_s)
+        finally:
+            for run_id, future in futures.items():
+                waiting = self.waiters.get(run_id, [])
+                if future in waiting:
+                    waiting.remove(future)
+                if not waiting:
+                    self.waiters.pop(run_id, None)
+        done = {rid: f.result() for rid, f in futures.items() if f.done()}
+        rest = [rid for rid in run_ids if rid not in done]
+        if rest:
+            for view in await self.views(rest):
+                done[view.run_id] = view
+        return [done[rid] for rid in run_ids if rid in done]
+
+    async def views(self, run_ids: Sequence[str]) -> list[RunView]:
+        c = self.c
+        # Memory runs ahead of the store while a turn commits: never report a state that
+        # is not durable yet (a crash now would take it back).
+        if c.committing is not None:
+            await asyncio.shield(c.committing)
+        missing = [rid for rid in run_ids if rid not in c.runs]
+        stored = await c.durably(c.store.find_runs, missing) if missing else {}
+        views = []
+        for rid in run_ids:
+            if rid in c.runs:
+                views.append(view_of(c.runs[rid].run))
+            elif rid in stored:
+                views.append(view_of(stored[rid]))
+        return views
+
+    def finished(self, run: RunRecord) -> None:
+        """The run's end is committed: answer whoever waits for it."""
+        view = view_of(run)
+        for future in self.waiters.pop(run.run_id, []):
+            if not future.done():
+                future.set_result(view)
+
+
+def view_of(run: RunRecord) -> RunView:
+    return RunView(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=run.status,
+        result_json=run.result_json,
+        result_ref=run.result_ref,
+        error=run.error,
+    )
