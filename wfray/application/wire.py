@@ -40,7 +40,7 @@ class SealedBatch:
     items: list[tuple[int, Sealed]]
 
     def opened(self) -> Drained:
-        return Drained(self.incarnation, [open_outcome(data, seq) for seq, data in self.items])
+        return Drained(self.incarnation, _open_all(self.items))
 
 
 @dataclass(slots=True)
@@ -52,5 +52,8 @@ class SealedSnapshot:
     items: list[tuple[int, Sealed]]
 
     def opened(self) -> ExecutorSnapshot:
-        outcomes = [open_outcome(data, seq) for seq, data in self.items]
-        return ExecutorSnapshot(self.incarnation, self.in_flight, outcomes)
+        return ExecutorSnapshot(self.incarnation, self.in_flight, _open_all(self.items))
+
+
+def _open_all(items: list[tuple[int, Sealed]]) -> list[Outcome]:
+    return [open_outcome(data, seq) for seq, data in items]

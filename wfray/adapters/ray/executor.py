@@ -134,6 +134,14 @@ def _ended(key: AttemptKey, status: AttemptStatus, kind: str, message: str) -> S
     return seal(Outcome.ended(key, status, kind, message))
 
 
+def _stopped(key: AttemptKey, timed_out: bool, timeout_s: float | None) -> Sealed:
+    """How an attempt this executor stopped ended: past its timeout, or cancelled."""
+    if timed_out:
+        message = f"attempt exceeded its timeout of {timeout_s}s and was stopped"
+        return _ended(key, AttemptStatus.TIMED_OUT, "wfray.AttemptTimeout", message)
+    return _ended(key, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
+
+
 class CpuExecutor:
     """Owns cpu attempts as Ray tasks.
 
@@ -211,12 +219,7 @@ class CpuExecutor:
             outcome: Sealed = future.result()
             return outcome, True
         except (rex.TaskCancelledError, CancelledError):
-            if e.key in self.timed_out:
-                message = f"attempt exceeded its timeout of {e.timeout_s}s and was stopped"
-                return _ended(
-                    e.key, AttemptStatus.TIMED_OUT, "wfray.AttemptTimeout", message
-                ), False
-            return _ended(e.key, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled"), False
+            return _stopped(e.key, e.key in self.timed_out, e.timeout_s), False
         except Exception as exc:  # the wrapper catches user errors: this is Ray's own failure
             kind = f"ray.{type(exc).__name__}"
             return _ended(e.key, AttemptStatus.LOST, kind, str(exc)[:2000]), False
@@ -286,15 +289,7 @@ class IoExecutor:
                 )
         except asyncio.CancelledError:
             key = d.attempt_key
-            if key in self.timed_out:
-                message = f"attempt exceeded its timeout of {d.timeout_s}s and was cancelled"
-                self.outbox.put(
-                    _ended(key, AttemptStatus.TIMED_OUT, "wfray.AttemptTimeout", message)
-                )
-            else:
-                self.outbox.put(
-                    _ended(key, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
-                )
+            self.outbox.put(_stopped(key, key in self.timed_out, d.timeout_s))
             return
         finally:
             self.running.pop(d.attempt_key, None)
