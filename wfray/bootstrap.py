@@ -34,6 +34,7 @@ def coordinator_settings(settings: Settings) -> CoordinatorSettings:
         memory_cap=settings.memory_cap,
         max_backlog=settings.max_backlog,
         default_retry=settings.default_retry,
+        share_short_steps=settings.cpu_attempts_per_task > 1,
     )
 
 

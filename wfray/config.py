@@ -28,6 +28,8 @@ class Settings:
             next attempt is already waiting in Ray when a CPU frees.
         io_window: io attempts dispatched at once.
         io_concurrency: io attempts running at once in one io executor.
+        cpu_attempts_per_task: at most this many attempts of a step seen to be short share
+            one Ray task when the backlog is deep (1: every attempt in a task of its own).
         memory_cap: ready tasks held in the coordinator's memory; the rest wait in the store.
         max_backlog: queued tasks past which submissions are refused (retry later).
         queues: named queues with their limits.
@@ -55,6 +57,7 @@ class Settings:
     cpu_window: int = 256
     io_window: int = 256
     io_concurrency: int = 64
+    cpu_attempts_per_task: int = 8
     memory_cap: int = 10_000
     max_backlog: int = 1_000_000
     queues: tuple[QueueConfig, ...] = field(default_factory=tuple)
@@ -90,6 +93,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ("cpu_window", int),
         ("io_window", int),
         ("io_concurrency", int),
+        ("cpu_attempts_per_task", int),
         ("memory_cap", int),
         ("max_backlog", int),
         ("log_limit", int),
@@ -120,6 +124,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if "queues" in values:
         values["queues"] = tuple(
             q if isinstance(q, QueueConfig) else QueueConfig(**q) for q in values["queues"]
+        )
+    if values.get("cpu_attempts_per_task", 1) < 1:
+        raise DefinitionError(
+            "WFRAY_CPU_ATTEMPTS_PER_TASK must be at least 1 (1: every attempt in a task of "
+            f"its own), got {values['cpu_attempts_per_task']}"
         )
     return Settings(**values)
 

@@ -23,6 +23,7 @@ from wfray.application.batch import Batch
 from wfray.application.commands import Commands
 from wfray.application.compensator import Compensator
 from wfray.application.dispatcher import Dispatcher
+from wfray.application.fusion import ShortSteps
 from wfray.application.heartbeats import HeartbeatWatch
 from wfray.application.intake import Intake
 from wfray.application.messages import (
@@ -62,6 +63,7 @@ class CoordinatorSettings:
     max_backlog: int = 1_000_000
     drain_wait_s: float = 1.0
     commit_retry_max_s: float = 5.0
+    share_short_steps: bool = True  # may short cpu attempts share Ray tasks (fusion.py)
 
 
 class Coordinator:
@@ -91,6 +93,7 @@ class Coordinator:
         self.retouch: set[str] = set()  # runs to look at in the next turn (after recovery)
         self.reconciler = Reconciler(self)
         self.heartbeats = HeartbeatWatch(self)
+        self.short_steps = ShortSteps()
         self.streamed_logs: list[LogRecord] = []
         self.metrics: Metrics = MetricsBuffer()
         self.timers: list[tuple[datetime, str, str, int]] = []

@@ -95,6 +95,13 @@ def launch(
         timeout_s=step.timeout_s,
         heartbeat_timeout_s=step.heartbeat_timeout_s,
         report_directly=light_load,
+        shareable=c.settings.share_short_steps
+        and not light_load
+        and kind == "step"
+        and task.pool == "cpu"
+        and step.timeout_s is None
+        and step.heartbeat_timeout_s is None
+        and c.short_steps.is_short(state.run.workflow, task.step),
     )
 
 

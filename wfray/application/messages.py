@@ -92,6 +92,9 @@ class Dispatch:
     # Under light load the worker also hands its outcome straight to the coordinator, a
     # hop shorter than through its executor (whose copy stays the durable one).
     report_directly: bool = False
+    # Seen to be short, and free of timeouts: it may share one Ray task with other such
+    # attempts when the backlog is deep (application/fusion.py).
+    shareable: bool = False
 
     @property
     def attempt_key(self) -> tuple[str, str, int, int]:

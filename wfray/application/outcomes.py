@@ -67,6 +67,8 @@ def _count_attempt(c: Coordinator, attempt: AttemptRecord) -> None:
     duration = None
     if attempt.started_at is not None and attempt.finished_at is not None:
         duration = (attempt.finished_at - attempt.started_at).total_seconds()
+        if state is not None and attempt.kind == "step":
+            c.short_steps.finished(state.run.workflow, attempt.step, duration)
     c.metrics.attempt_finished(
         state.run.workflow if state else "?",
         attempt.step,

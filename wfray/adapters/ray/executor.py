@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import math
 import os
 import pickle
 import socket
 import threading
+import time
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -23,6 +25,7 @@ import ray
 from ray import exceptions as rex
 
 from wfray.adapters.blob import blob_store
+from wfray.application.fusion import MAX_SHARED, share_out
 from wfray.application.messages import Dispatch, Outcome
 from wfray.application.outbox import Outbox
 from wfray.application.step_runner import RunnerSettings, run_attempt, run_attempt_async
@@ -42,6 +45,7 @@ class ExecutorConfig:
     blob_root: str | None = None
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     io_concurrency: int = 64
+    attempts_per_task: int = MAX_SHARED
     namespace: str = "wfray"
 
 
@@ -81,13 +85,22 @@ class Envelope(NamedTuple):
     resources: tuple[tuple[str, float], ...]
     timeout_s: float | None
     report_directly: bool
+    shareable: bool
     dispatch: Sealed
 
     @classmethod
     def of(cls, d: Dispatch) -> Envelope:
         num_cpus = 1.0 if d.num_cpus is None else d.num_cpus
         resources = tuple(sorted(d.resources.items()))
-        return cls(d.attempt_key, num_cpus, resources, d.timeout_s, d.report_directly, seal(d))
+        return cls(
+            d.attempt_key,
+            num_cpus,
+            resources,
+            d.timeout_s,
+            d.report_directly,
+            d.shareable,
+            seal(d),
+        )
 
 
 def config_prefix(config: ExecutorConfig) -> bytes:
@@ -97,9 +110,10 @@ def config_prefix(config: ExecutorConfig) -> bytes:
     return len(sealed).to_bytes(4, "big") + sealed
 
 
-def _unbundle(bundle: bytes) -> tuple[ExecutorConfig, Dispatch]:
+def _unbundle(bundle: bytes) -> tuple[ExecutorConfig, list[Dispatch]]:
     size = int.from_bytes(bundle[:4], "big")
-    return _config(bundle[4 : 4 + size]), open_dispatch(bundle[4 + size :])
+    sealed: list[Sealed] = pickle.loads(bundle[4 + size :])
+    return _config(bundle[4 : 4 + size]), [open_dispatch(d) for d in sealed]
 
 
 @functools.lru_cache(maxsize=8)
@@ -109,16 +123,20 @@ def _config(sealed: bytes) -> ExecutorConfig:
 
 
 @ray.remote(max_retries=0)
-def run_cpu_attempt(bundle: bytes) -> Sealed:
-    """One attempt in a Ray worker process: its executor's config and the sealed dispatch
-    in, the sealed outcome out."""
-    config, dispatch = _unbundle(bundle)
+def run_cpu_attempts(bundle: bytes) -> list[Sealed]:
+    """Attempts in a Ray worker process, one after the other (several only when they are
+    short: application/fusion.py): the executor's config and the sealed dispatches in, one
+    sealed outcome per dispatch out."""
+    config, dispatches = _unbundle(bundle)
     blobs = blob_store(config.blob_root) if config.blob_root else None
     services = step_services(config.namespace, config.blob_root)
-    outcome = seal(run_attempt(dispatch, blobs, worker_identity(), config.runner, services))
-    if dispatch.report_directly:
-        services.report(dispatch.pool, outcome)
-    return outcome
+    outcomes = []
+    for dispatch in dispatches:
+        outcome = seal(run_attempt(dispatch, blobs, worker_identity(), config.runner, services))
+        if dispatch.report_directly:
+            services.report(dispatch.pool, outcome)
+        outcomes.append(outcome)
+    return outcomes
 
 
 @functools.cache
@@ -127,7 +145,7 @@ def _remote_for(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> An
     options: dict[str, Any] = {"num_cpus": num_cpus}
     if resources:
         options["resources"] = dict(resources)
-    return run_cpu_attempt.options(**options)
+    return run_cpu_attempts.options(**options)
 
 
 def _ended(key: AttemptKey, status: AttemptStatus, kind: str, message: str) -> Sealed:
@@ -143,7 +161,8 @@ def _stopped(key: AttemptKey, timed_out: bool, timeout_s: float | None) -> Seale
 
 
 class CpuExecutor:
-    """Owns cpu attempts as Ray tasks.
+    """Owns cpu attempts as Ray tasks: one attempt per task, or a few short ones together
+    when many arrive at once (application/fusion.py).
 
     Completions arrive as callbacks on Ray's threads; they are collected and handed to the
     event loop in bursts, so a thousand finishing tasks cost a few loop wake-ups, not a
@@ -157,19 +176,52 @@ class CpuExecutor:
         self.outbox = Outbox()
         self.running: dict[AttemptKey, Any] = {}
         self.timed_out: set[AttemptKey] = set()
-        self._finished: list[tuple[Envelope, Future[Any]]] = []
+        # attempts cancelled while they share a task: the task runs on, their outcome is dropped
+        self.dropped: set[AttemptKey] = set()
+        self.shared: set[AttemptKey] = set()
+        self._finished: list[tuple[tuple[Envelope, ...], Future[Any]]] = []
         self._lock = threading.Lock()
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cpus = (0.0, -math.inf)  # the cluster's CPUs, and when they were counted
+        self.launched_tasks = 0
+        self.launched_attempts = 0
 
     async def dispatch(self, envelopes: list[Envelope]) -> None:
-        loop = self._loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
+        shareable: dict[tuple[float, tuple[tuple[str, float], ...]], list[Envelope]] = {}
         for e in envelopes:
-            ref = _remote_for(e.num_cpus, e.resources).remote(self.prefix + e.dispatch)
+            if e.shareable:
+                shareable.setdefault((e.num_cpus, e.resources), []).append(e)
+            else:
+                self._launch((e,))
+        for group in shareable.values():
+            for together in share_out(group, self._cluster_cpus(), self.config.attempts_per_task):
+                self._launch(tuple(together))
+
+    def _launch(self, together: tuple[Envelope, ...]) -> None:
+        first = together[0]
+        bundle = self.prefix + pickle.dumps([e.dispatch for e in together])
+        ref = _remote_for(first.num_cpus, first.resources).remote(bundle)
+        for e in together:
             self.running[e.key] = ref
-            if e.timeout_s is not None:
-                loop.call_later(e.timeout_s, self._time_out, e.key)
-            ref.future().add_done_callback(functools.partial(self._done, e))
+        self.launched_tasks += 1
+        self.launched_attempts += len(together)
+        if len(together) > 1:
+            self.shared.update(e.key for e in together)
+        elif first.timeout_s is not None:  # never shared: fusion.py
+            assert self._loop is not None
+            self._loop.call_later(first.timeout_s, self._time_out, first.key)
+        ref.future().add_done_callback(functools.partial(self._done, together))
+
+    def _cluster_cpus(self) -> float:
+        """Counted again every few seconds: the autoscaler adds and removes nodes."""
+        cpus, counted_at = self._cpus
+        now = time.monotonic()
+        if now - counted_at > 5.0:
+            cpus = float(ray.cluster_resources().get("CPU", 1.0))
+            self._cpus = (cpus, now)
+        return cpus
 
     def _time_out(self, key: AttemptKey) -> None:
         ref = self.running.get(key)
@@ -179,11 +231,16 @@ class CpuExecutor:
 
     async def cancel(self, attempts: list[AttemptKey]) -> None:
         """Cancel politely, then by force after a grace second (running Python code does not
-        notice a plain cancel)."""
+        notice a plain cancel). An attempt sharing its task with others is left to end (it
+        is short) and its outcome dropped: stopping the task would stop them too."""
         loop = asyncio.get_running_loop()
         for key in attempts:
             ref = self.running.get(key)
-            if ref is not None:
+            if ref is None:
+                continue
+            if key in self.shared:
+                self.dropped.add(key)
+            else:
                 ray.cancel(ref, force=False)
                 loop.call_later(CANCEL_GRACE_S, self._force, key)
 
@@ -192,10 +249,10 @@ class CpuExecutor:
         if ref is not None:
             ray.cancel(ref, force=True)
 
-    def _done(self, e: Envelope, future: Future[Any]) -> None:
+    def _done(self, together: tuple[Envelope, ...], future: Future[Any]) -> None:
         """On a Ray thread: queue the completion, wake the loop once per burst."""
         with self._lock:
-            self._finished.append((e, future))
+            self._finished.append((together, future))
             if self._flush_scheduled:
                 return
             self._flush_scheduled = True
@@ -206,23 +263,33 @@ class CpuExecutor:
         with self._lock:
             finished, self._finished = self._finished, []
             self._flush_scheduled = False
-        for e, future in finished:
-            outcome, from_worker = self._outcome(e, future)
-            # the worker reported an outcome of its own making to the coordinator already
-            self.outbox.put(outcome, wake=not (from_worker and e.report_directly))
-            self.running.pop(e.key, None)
-            self.timed_out.discard(e.key)
+        for together, future in finished:
+            for e, (outcome, from_worker) in zip(
+                together, self._outcomes(together, future), strict=True
+            ):
+                if e.key in self.dropped:
+                    outcome, from_worker = _stopped(e.key, False, None), False
+                # the worker reported an outcome of its own making to the coordinator already
+                self.outbox.put(outcome, wake=not (from_worker and e.report_directly))
+                self.running.pop(e.key, None)
+                self.timed_out.discard(e.key)
+                self.dropped.discard(e.key)
+                self.shared.discard(e.key)
 
-    def _outcome(self, e: Envelope, future: Future[Any]) -> tuple[Sealed, bool]:
-        """The sealed outcome, and whether the worker made it (rather than this executor)."""
+    def _outcomes(
+        self, together: tuple[Envelope, ...], future: Future[Any]
+    ) -> list[tuple[Sealed, bool]]:
+        """The sealed outcomes, and whether the worker made them (rather than this executor)."""
         try:
-            outcome: Sealed = future.result()
-            return outcome, True
+            outcomes: list[Sealed] = future.result()
+            return [(outcome, True) for outcome in outcomes]
         except (rex.TaskCancelledError, CancelledError):
-            return _stopped(e.key, e.key in self.timed_out, e.timeout_s), False
+            return [
+                (_stopped(e.key, e.key in self.timed_out, e.timeout_s), False) for e in together
+            ]
         except Exception as exc:  # the wrapper catches user errors: this is Ray's own failure
-            kind = f"ray.{type(exc).__name__}"
-            return _ended(e.key, AttemptStatus.LOST, kind, str(exc)[:2000]), False
+            kind, message = f"ray.{type(exc).__name__}", str(exc)[:2000]
+            return [(_ended(e.key, AttemptStatus.LOST, kind, message), False) for e in together]
 
     async def drain(self, ack: int, wait_s: float) -> SealedBatch:
         return await self.outbox.drain(ack, wait_s)
@@ -231,7 +298,12 @@ class CpuExecutor:
         return self.outbox.snapshot(ack, list(self.running))
 
     async def stats(self) -> dict[str, int]:
-        return {"running": len(self.running), "unacked": len(self.outbox)}
+        return {
+            "running": len(self.running),
+            "unacked": len(self.outbox),
+            "tasks": self.launched_tasks,
+            "attempts": self.launched_attempts,
+        }
 
     async def pid(self) -> int:
         return os.getpid()

@@ -85,6 +85,7 @@ def executor_config(settings: Settings) -> ExecutorConfig:
             blob_threshold_bytes=settings.blob_threshold_bytes, log_limit=settings.log_limit
         ),
         io_concurrency=settings.io_concurrency,
+        attempts_per_task=settings.cpu_attempts_per_task,
         namespace=settings.namespace,
     )
 

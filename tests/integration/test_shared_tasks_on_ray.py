@@ -1,0 +1,108 @@
+"""Short attempts sharing Ray tasks on a real Ray instance (application/fusion.py): each is
+still its own attempt, a worker killed under a shared task loses none of them, and a
+cancelled one is dropped without stopping the others."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from tests.fixtures import flows
+from wfray.adapters.ray.host import executor_name
+from wfray.domain.status import AttemptStatus, RunStatus
+
+pytestmark = pytest.mark.timeout(180)
+BURST = 200  # runs submitted at once: deep enough a backlog to share tasks on 2 CPUs
+GATED = 100  # the one run of a burst that waits at its gate (past the light-load first ones)
+
+
+def cpu_stats(client: Any) -> dict[str, int]:
+    executor = ray.get_actor(executor_name("cpu"), namespace=client.settings.namespace)
+    stats: dict[str, int] = ray.get(executor.stats.remote(), timeout=10)
+    return stats
+
+
+def learn_that_gate_is_short(client: Any) -> None:
+    """Enough quick runs that the step's running mean is short, whatever came before."""
+    for handle in client.submit_many(flows.gate, [{}] * 60):
+        handle.result(timeout=60)
+
+
+def burst_with_a_gate(client: Any, gate: Path) -> list[Any]:
+    inputs: list[dict[str, str]] = [{}] * BURST
+    inputs[GATED] = {"gate": str(gate)}
+    return client.submit_many(flows.gate, inputs)
+
+
+def wait_for_file(path: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear in {timeout}s"
+        time.sleep(0.02)
+    time.sleep(0.05)  # written, not only created
+    return path.read_text()
+
+
+def test_a_deep_backlog_of_a_short_step_shares_tasks_and_records_every_attempt(
+    client: Any,
+) -> None:
+    learn_that_gate_is_short(client)
+    before = cpu_stats(client)
+    handles = client.submit_many(flows.gate, [{}] * BURST)
+    pids = [h.result(timeout=120) for h in handles]
+    after = cpu_stats(client)
+    attempts = after["attempts"] - before["attempts"]
+    tasks = after["tasks"] - before["tasks"]
+    assert attempts == BURST
+    assert tasks < attempts / 2, f"{attempts} attempts ran as {tasks} tasks"
+    for handle, pid in zip(handles[::20], pids[::20], strict=True):
+        [attempt] = handle.detail().attempts
+        assert attempt.status is AttemptStatus.SUCCEEDED and attempt.pid == pid
+
+
+def test_a_worker_killed_under_a_shared_task_loses_none_of_its_attempts(
+    client: Any, tmp_path: Path
+) -> None:
+    learn_that_gate_is_short(client)
+    handles = burst_with_a_gate(client, tmp_path)
+    pid = int(wait_for_file(tmp_path / "pid", 60))
+    os.kill(pid, signal.SIGKILL)
+    for handle in handles:
+        handle.result(timeout=120)  # every run completes
+    lost = {
+        handle.run_id: [a.status for a in handle.detail().attempts]
+        for handle in handles
+        if any(a.status is AttemptStatus.LOST for a in handle.detail().attempts)
+    }
+    assert handles[GATED].run_id in lost
+    # its task's other attempts went with it, and ran again: each lost once, then succeeded
+    assert len(lost) >= 2, lost
+    assert all(s == [AttemptStatus.LOST, AttemptStatus.SUCCEEDED] for s in lost.values())
+
+
+def test_a_cancelled_attempt_sharing_a_task_is_dropped_and_the_others_finish(
+    client: Any, tmp_path: Path
+) -> None:
+    learn_that_gate_is_short(client)
+    handles = burst_with_a_gate(client, tmp_path)
+    wait_for_file(tmp_path / "pid", 60)
+    gated = handles[GATED]
+    assert gated.cancel("test cancels it").applied
+    (tmp_path / "open").touch()
+    others = [h for h in handles if h is not gated]
+    for handle in others:
+        handle.result(timeout=120)
+    deadline = time.monotonic() + 30
+    while gated.detail().attempts[-1].status is AttemptStatus.RUNNING:
+        assert time.monotonic() < deadline, "the cancelled attempt's outcome never came"
+        time.sleep(0.05)
+    assert gated.status() is RunStatus.CANCELLED
+    assert [a.status for a in gated.detail().attempts] == [AttemptStatus.CANCELLED]
+    assert all(len(h.detail().attempts) == 1 for h in others[::10])
+    assert cpu_stats(client)["running"] == 0
