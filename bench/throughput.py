@@ -15,7 +15,10 @@ Workloads (steps are no-ops, so this measures the per-step overhead of each syst
     W2        five-step chains, all submitted at once
 Raw Ray runs the same shapes with `@ray.remote(num_cpus=1)` no-op functions; its chains pass
 each ObjectRef to the next task. wfray's no-op step runs in its cpu pool, which is also a
-Ray task holding one CPU.
+Ray task holding one CPU. When many no-op steps wait (W1, W2), wfray runs up to eight of
+them one after the other in one Ray task (steps seen to take under 10 ms, each still its own
+attempt and record: wfray/application/fusion.py); the human table adds a column,
+wfray_sqlite_1pt, measured with that turned off (one attempt per task, as raw Ray).
 
 Metrics per system and workload:
     steps_per_s       steps completed / wall time from the first submit to the last completion
@@ -47,7 +50,8 @@ How completion times are taken without distorting throughput:
       waiters, 4 alternating rounds each, gave 300 and 286 steps/s on average, inside the
       run-to-run spread (240-380).
 Every system is warmed up first (a few runs of each shape) so worker start-up, first
-imports and schema registration are not measured; after `ray.init` it waits until Ray's
+imports and schema registration are not measured (nor wfray's learning which steps are
+short); after `ray.init` it waits until Ray's
 own start-up work has died down.
 
 The human table adds "host: others' cores": CPU used meanwhile by processes outside this
@@ -83,6 +87,10 @@ from bench._common import (
 )
 
 SYSTEMS = ("raw_ray", "wfray_sqlite", "wfray_postgres")
+# Shown in the table, not in --json: wfray on SQLite with every attempt in a Ray task of its
+# own (WFRAY_CPU_ATTEMPTS_PER_TASK=1), so what sharing tasks between short steps buys is
+# measured in the same run, not claimed.
+UNSHARED = "wfray_sqlite_1pt"
 WORKLOADS = ("W0_step", "W0_chain", "W1", "W2")
 CHAIN_STEPS = 5
 MAX_WAITERS = 100
@@ -273,16 +281,17 @@ def wfray_batch(client: Any, flow: Any, count: int, steps: int) -> Measurement:
     return Measurement(count * steps, last - start, tuple(latencies))
 
 
-def bench_wfray(store: str, counts: Counts) -> dict[str, Measurement]:
+def bench_wfray(
+    store: str, counts: Counts, system: str, **overrides: Any
+) -> dict[str, Measurement]:
     from bench.workloads import bench_chain5, bench_noop
 
-    with wfray_instance(store) as client:
-        log.info("wfray_%s: warming up", store)
+    with wfray_instance(store, **overrides) as client:
+        log.info("%s: warming up", system)
         wfray_sequential(client, bench_noop, 5, 1, None)
         wfray_sequential(client, bench_chain5, 3, CHAIN_STEPS, CHAIN_STEPS)
         wfray_batch(client, bench_noop, 50, 1)
         wfray_batch(client, bench_chain5, 10, CHAIN_STEPS)
-        system = f"wfray_{store}"
         results = {
             "W0_step": measured(
                 system,
@@ -326,7 +335,8 @@ def run_all(counts: Counts) -> Results:
     try:
         results: Results = {"raw_ray": bench_raw_ray(counts)}
         for store in ("sqlite", "postgres"):
-            results[f"wfray_{store}"] = bench_wfray(store, counts)
+            results[f"wfray_{store}"] = bench_wfray(store, counts, f"wfray_{store}")
+        results[UNSHARED] = bench_wfray("sqlite", counts, UNSHARED, cpu_attempts_per_task=1)
     finally:
         ray.shutdown()
     log.info("all measured in %.0fs", time.perf_counter() - started)
@@ -373,14 +383,15 @@ def table(results: Results, counts: Counts) -> str:
         ("p50 ratio raw/sys", lambda m, r: f"{r.p50_ms / m.p50_ms:.3f}"),
         ("host: others' cores", lambda m, r: f"{m.foreign_cores:.2f}"),
     ]
-    width = 16
-    lines = [f"{'workload':<10} {'metric':<18}" + "".join(f"{s:>{width}}" for s in SYSTEMS)]
+    width = 17
+    shown = (*SYSTEMS, UNSHARED)
+    lines = [f"{'workload':<10} {'metric':<18}" + "".join(f"{s:>{width}}" for s in shown)]
     lines.append("-" * len(lines[0]))
     for workload in WORKLOADS:
         lines.append(f"{workload:<10} ({runs[workload]})")
         raw = results["raw_ray"][workload]
         for label, fmt in rows:
-            cells = "".join(f"{fmt(results[s][workload], raw):>{width}}" for s in SYSTEMS)
+            cells = "".join(f"{fmt(results[s][workload], raw):>{width}}" for s in shown)
             lines.append(f"{'':<10} {label:<18}{cells}")
     lines.append("")
     lines.append(
@@ -388,7 +399,10 @@ def table(results: Results, counts: Counts) -> str:
         "p50 ratio raw/sys = raw Ray p50 / system p50 (1 = as fast as raw Ray);\n"
         "host: others' cores = CPU used meanwhile by processes outside this benchmark (its "
         "Ray instance and\nthe PostgreSQL backends of its database); 2 cores in all: above "
-        "~0.2 the figures are disturbed"
+        "~0.2 the figures are disturbed;\n"
+        f"{UNSHARED} = wfray on SQLite with one attempt per Ray task "
+        "(WFRAY_CPU_ATTEMPTS_PER_TASK=1): by default\nshort steps share tasks when the backlog "
+        "is deep (not in --json)"
     )
     return "\n".join(lines)
 
