@@ -21,7 +21,7 @@ import inspect
 import sys
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, get_origin
+from typing import Any, TypedDict, TypeVar, Unpack, get_origin, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 
@@ -39,6 +39,33 @@ from wfray.domain.workflow import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 _registry: dict[str, Workflow] = {}
+
+
+class StepOptions(TypedDict, total=False):
+    """The keyword options of `Workflow.step` (documented there), for type checkers."""
+
+    name: str | None
+    after: Iterable[str]
+    map: str | None
+    pool: str
+    retry: RetryPolicy | None
+    timeout_s: float | None
+    num_cpus: float | None
+    resources: dict[str, float] | None
+    input_fields: bool
+    compensate: Callable[..., Any] | None
+    compensation_retry: RetryPolicy | None
+    heartbeat_timeout_s: float | None
+
+
+class TaskOptions(TypedDict, total=False):
+    """The keyword options of `task` (documented there), for type checkers."""
+
+    name: str | None
+    pool: str
+    retry: RetryPolicy | None
+    timeout_s: float | None
+    input: type[BaseModel] | None
 
 
 def import_path(fn: Callable[..., Any]) -> str:
@@ -87,6 +114,12 @@ class Workflow:
         self._schema: WorkflowSchema | None = None
         if register:
             _registry[name] = self
+
+    @overload
+    def step(self, fn: F, /) -> F: ...
+
+    @overload
+    def step(self, fn: None = None, /, **options: Unpack[StepOptions]) -> Callable[[F], F]: ...
 
     def step(
         self,
@@ -313,6 +346,14 @@ def subscribers(event: str) -> list[Workflow]:
     return [flow for flow in _registry.values() if event in flow.events]
 
 
+@overload
+def task(fn: F, /) -> F: ...
+
+
+@overload
+def task(fn: None = None, /, **options: Unpack[TaskOptions]) -> Callable[[F], F]: ...
+
+
 def task(
     fn: Callable[..., Any] | None = None,
     *,
@@ -327,13 +368,12 @@ def task(
     def decorate(func: F) -> F:
         flow = Workflow(name or func.__name__, input=input or signature_model(func))
         flow.step(
-            func,
             name=func.__name__,
             pool=pool,
             retry=retry,
             timeout_s=timeout_s,
             input_fields=True,
-        )
+        )(func)
         func.__wfray_workflow__ = flow  # type: ignore[attr-defined]
         return func
 

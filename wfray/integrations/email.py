@@ -311,6 +311,7 @@ def derived_message_id(idempotency_key: str, domain: str = MESSAGE_ID_DOMAIN) ->
     return f"<{digest}@{domain}>"
 
 
+@task(pool="io")
 def send_email(
     message: OutgoingEmail,
     smtp: SmtpOverrides | None = None,
@@ -329,7 +330,3 @@ def send_email(
             len(receipt.refused),
         )
     return receipt
-
-
-# Declared after the definition, not as a decorator, so the function keeps its static type.
-task(send_email, pool="io")

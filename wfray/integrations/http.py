@@ -166,6 +166,7 @@ def _headers(response: httpx.Response) -> dict[str, str]:
     return merged
 
 
+@task(pool="io")
 def http_request(
     url: str,
     method: str = "GET",
@@ -244,10 +245,6 @@ def http_request(
         truncated=truncated,
         elapsed_ms=round(elapsed_ms, 3),
     )
-
-
-# Declared after the definition, not as a decorator, so the function keeps its static type.
-task(http_request, pool="io")
 
 
 def _now() -> datetime:

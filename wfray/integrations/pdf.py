@@ -162,15 +162,12 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@task(pool="cpu")
 def render_pdf(
     template: str, data: dict[str, Any], title: str = "", author: str = "wfray"
 ) -> PdfDocument:
     """Render `data` with the template named `template` (see `template_names()`)."""
     return render_document(template, data, title=title, author=author)
-
-
-# Declared after the definition, not as a decorator, so the function keeps its static type.
-task(render_pdf, pool="cpu")
 
 
 # --- the built-in "table" template --------------------------------------------------------
