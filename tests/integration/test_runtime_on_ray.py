@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,17 @@ def test_an_event_published_by_a_step_starts_its_subscribers_once(client: Any) -
     assert again == started  # the same event id: no second run
     record = client.detail(started[0]).run
     assert record.trigger == "event" and record.trigger_id.startswith("parcel.shipped:")
+
+
+def test_an_async_step_waits_for_its_children_while_other_io_steps_run(client: Any) -> None:
+    parent = client.enqueue(flows.async_parent, seconds=3)
+    deadline = time.monotonic() + 60
+    while not parent.detail().children:  # the parent is waiting for its child now
+        assert time.monotonic() < deadline, "the parent started no child"
+        time.sleep(0.05)
+    other = client.enqueue(flows.async_hold, seconds=0.1)
+    assert other.result(timeout=60) == "held"
+    assert parent.status() is RunStatus.RUNNING  # the io executor served `other` meanwhile
+    result = parent.result(timeout=60)
+    assert len(set(result["numbers"])) == 3
+    assert len(result["children"]) == 1

@@ -228,3 +228,41 @@ def test_the_coordinator_counts_runs_attempts_and_retries() -> None:
     assert total("attempts_total", step="wobble", status="failed") == 4
     assert total("attempts_total", step="wobble", status="succeeded") == 2
     assert total("retries_total", workflow="unit_flaky", step="wobble") == 4
+
+
+def test_an_async_step_asks_wfray_without_blocking_its_event_loop() -> None:
+    """Numbers, child runs and events from an async step, while the coordinator runs on the
+    same event loop: a blocking wait there would never end."""
+
+    async def scenario() -> None:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        async with coordinator(store, pools(services)) as c:
+            services.bind(c)
+            await c.submit([request("abill", unit_flows.async_billing, {"names": ["ada", "bo"]})])
+            views = await finish(c, "abill")
+            assert views["abill"].status is RunStatus.COMPLETED, views["abill"].error
+            result = json.loads(views["abill"].result_json or "{}")
+            assert result["number"] == 1
+            assert result["sent"] == ["sent:invoice:ada", "sent:invoice:bo"]
+            assert len(result["events"]) == 2
+            await finish(c, *result["events"])
+        assert len(store.child_runs(["abill"])) == 2
+
+    run(scenario, timeout_s=30)
+
+
+def test_an_async_step_that_would_block_its_event_loop_fails_at_once_saying_why() -> None:
+    async def scenario() -> None:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        async with coordinator(store, pools(services)) as c:
+            services.bind(c)
+            await c.submit([request("blocks", unit_flows.blocking_in_async)])
+            views = await finish(c, "blocks")
+        assert views["blocks"].status is RunStatus.FAILED
+        (attempt,) = store.get_attempts("blocks")  # not retried: a retry would fail the same
+        assert attempt.error_type is not None and "NonRetryableError" in attempt.error_type
+        assert "await ctx.next_number_async(...)" in (attempt.error_message or "")
+
+    run(scenario, timeout_s=30)

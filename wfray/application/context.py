@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import threading
@@ -20,7 +21,7 @@ from wfray.application.runtime import (
     child_run_id,
     gather_children,
 )
-from wfray.domain.errors import WfrayError
+from wfray.domain.errors import NonRetryableError, WfrayError
 from wfray.domain.records import LogRecord
 
 _current: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
@@ -174,6 +175,18 @@ class StepContext:
             raise WfrayError(f"ctx.{what} needs a running wfray (this step runs outside one)")
         return self.services
 
+    def _waiting_services(self, what: str) -> StepServices:
+        """For the calls that wait for wfray: refused on an event loop's thread, where the
+        wait would stall every other coroutine of the io executor, not just this step."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._services(what)
+        raise NonRetryableError(
+            f"ctx.{what}() waits for wfray, which would block this async step's event loop "
+            f"(and every other io step sharing it): use `await ctx.{what}_async(...)`"
+        )
+
     def heartbeat(self, progress: Any = None) -> None:
         """Say the step is alive; `progress` (JSON-able) is stored on the task.
 
@@ -199,7 +212,12 @@ class StepContext:
         Never the same value twice, across runs, attempts and coordinators; a value taken
         by an attempt that then failed is not reused (gaps are allowed, repeats are not).
         """
-        return self._services("next_number").next_value(counter)
+        return self._waiting_services("next_number").next_value(counter)
+
+    async def next_number_async(self, counter: str) -> int:
+        """`next_number` for async steps: waits in a thread, not on the event loop."""
+        self._services("next_number")
+        return await asyncio.to_thread(self.next_number, counter)
 
     def publish(self, name: str, payload: Any = None, *, id: str | None = None) -> list[str]:
         """Publish an internal event; returns the ids of the runs it started.
@@ -209,7 +227,14 @@ class StepContext:
         """
         self._calls[0] += 1
         event_id = id or f"{self.idempotency_key}:{int(self._calls[0])}"
-        return self._services("publish").publish(name, payload, event_id)
+        return self._waiting_services("publish").publish(name, payload, event_id)
+
+    async def publish_async(
+        self, name: str, payload: Any = None, *, id: str | None = None
+    ) -> list[str]:
+        """`publish` for async steps: waits in a thread, not on the event loop."""
+        self._services("publish")
+        return await asyncio.to_thread(self.publish, name, payload, id=id)
 
     def run_children(
         self,
@@ -226,7 +251,7 @@ class StepContext:
         compensated); "continue" returns every child, the failed ones listed with their
         errors. A retry of this step finds the same children instead of starting new ones.
         """
-        services = self._services("run_children")
+        services = self._waiting_services("run_children")
         self._calls[1] += 1
         call = int(self._calls[1])
         name = str(getattr(workflow, "name", None) or getattr(workflow, "__name__", workflow))
@@ -234,6 +259,20 @@ class StepContext:
         services.start_runs(workflow, list(inputs), run_ids, self.run_id, self._child_tag(call))
         statuses = services.wait_runs(run_ids, timeout_s)
         return gather_children(name, run_ids, statuses, on_failure)
+
+    async def run_children_async(
+        self,
+        workflow: Any,
+        inputs: Sequence[Any],
+        *,
+        on_failure: OnChildFailure = "fail",
+        timeout_s: float = 3600.0,
+    ) -> ChildRuns:
+        """`run_children` for async steps: waits in a thread, not on the event loop."""
+        self._services("run_children")
+        return await asyncio.to_thread(
+            self.run_children, workflow, inputs, on_failure=on_failure, timeout_s=timeout_s
+        )
 
     def _child_tag(self, call: int) -> str:
         where = self.step if self.map_index < 0 else f"{self.step}[{self.map_index}]"
