@@ -28,6 +28,8 @@ class Settings:
             next attempt is already waiting in Ray when a CPU frees.
         io_window: io attempts dispatched at once.
         io_concurrency: io attempts running at once in one io executor.
+        io_executors: io executor actors, spread over the nodes (on the nodes with `io`
+            slots when the cluster has any); each io attempt goes to the least busy one.
         cpu_attempts_per_task: at most this many attempts of a step seen to be short share
             one Ray task when the backlog is deep (1: every attempt in a task of its own).
         memory_cap: ready tasks held in the coordinator's memory; the rest wait in the store.
@@ -57,6 +59,7 @@ class Settings:
     cpu_window: int = 256
     io_window: int = 256
     io_concurrency: int = 64
+    io_executors: int = 1
     cpu_attempts_per_task: int = 8
     memory_cap: int = 10_000
     max_backlog: int = 1_000_000
@@ -93,6 +96,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ("cpu_window", int),
         ("io_window", int),
         ("io_concurrency", int),
+        ("io_executors", int),
         ("cpu_attempts_per_task", int),
         ("memory_cap", int),
         ("max_backlog", int),
@@ -124,6 +128,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if "queues" in values:
         values["queues"] = tuple(
             q if isinstance(q, QueueConfig) else QueueConfig(**q) for q in values["queues"]
+        )
+    if values.get("io_executors", 1) < 1:
+        raise DefinitionError(
+            f"WFRAY_IO_EXECUTORS must be at least 1, got {values['io_executors']}"
         )
     if values.get("cpu_attempts_per_task", 1) < 1:
         raise DefinitionError(

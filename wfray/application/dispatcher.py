@@ -68,8 +68,8 @@ def launch(
         map_index=task.map_index,
         attempt=task.attempts,
         status=AttemptStatus.RUNNING,
-        executor=task.pool,
-        incarnation=c.reconciler.incarnation(task.pool),
+        executor=(executor := c.reconciler.executor_for(task.pool)),
+        incarnation=c.reconciler.incarnation(executor),
         queued_at=now,
         kind=kind,
     )
@@ -79,6 +79,7 @@ def launch(
     key = (task.run_id, task.step, task.map_index, task.attempts)
     light_load = len(c.attempts) < LIGHT_LOAD
     c.attempts[key] = attempt
+    c.reconciler.running_on[executor] += 1
     if kind == "step" and step.heartbeat_timeout_s is not None:
         c.heartbeats.watch(key, step.heartbeat_timeout_s, now)
     return Dispatch(

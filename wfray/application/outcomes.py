@@ -30,6 +30,7 @@ def apply(c: Coordinator, outcome: Outcome, batch: Batch, now: datetime, touched
     attempt = c.attempts.pop(outcome.attempt_key, None)
     if attempt is None:
         return  # already applied (an outcome replayed after a restart)
+    c.reconciler.running_on[attempt.executor] -= 1
     _fill_attempt(attempt, outcome)
     batch.update_attempt(attempt, AttemptStatus.RUNNING)
     _count_attempt(c, attempt)

@@ -3,6 +3,9 @@
 Executors own the running attempts and keep every outcome until the coordinator acknowledges
 it after its commit. After a restart of either side, a snapshot of the executor tells which
 attempts still run there; those it no longer knows are recorded as lost and retried.
+
+An executor's id is its pool's name ("io"), or the pool's name, a dot and a number ("io.1")
+when a pool has several; each attempt goes to the one of its pool with the fewest running.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ LOST_ERROR = "wfray.AttemptLost"
 RECONCILE_EVERY_S = 20.0
 
 
+def pool_of(executor: str) -> str:
+    return executor.partition(".")[0]
+
+
 class Reconciler:
     def __init__(self, coordinator: Coordinator) -> None:
         self.c = coordinator
@@ -43,6 +50,20 @@ class Reconciler:
         self._suspect: set[str] = set()  # pools a dispatch may not have reached
         # calls to the executors and what they carried: batch sizes, for operators
         self.traffic: Counter[str] = Counter()
+        self.shards: dict[str, list[str]] = defaultdict(list)  # pool -> its executors
+        for executor in sorted(coordinator.executors):
+            self.shards[pool_of(executor)].append(executor)
+        self.running_on: Counter[str] = Counter()  # attempts running, by executor
+
+    def executor_for(self, pool: str) -> str:
+        """The executor of `pool` with the fewest attempts running; the pool's own name if it
+        has none (the dispatch then fails loudly and the attempt is judged lost)."""
+        shards = self.shards.get(pool)
+        if not shards:
+            return pool
+        if len(shards) == 1:
+            return shards[0]
+        return min(shards, key=self.running_on.__getitem__)
 
     def incarnation(self, pool: str) -> str:
         return self.incarnations.get(pool, "")
@@ -76,6 +97,7 @@ class Reconciler:
         for attempt in attempts:
             key = (attempt.run_id, attempt.step, attempt.map_index, attempt.attempt)
             c.attempts[key] = attempt
+            self.running_on[attempt.executor] += 1
             self.delivered[key] = 0
             owner = c.runs.get(attempt.run_id)
             held = owner.tasks.get(attempt.task_key) if owner else None
@@ -176,7 +198,10 @@ class Reconciler:
     def send(self, dispatches: list[Dispatch]) -> None:
         by_pool: dict[str, list[Dispatch]] = defaultdict(list)
         for dispatch in dispatches:
-            by_pool[dispatch.pool].append(dispatch)
+            attempt = self.c.attempts.get(dispatch.attempt_key)
+            if attempt is None:
+                continue  # settled before it was sent (its run was cancelled meanwhile)
+            by_pool[attempt.executor].append(dispatch)
             self.unsent.add(dispatch.attempt_key)
         for pool, group in by_pool.items():
             self.traffic["dispatch_calls"] += 1

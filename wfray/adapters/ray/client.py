@@ -17,7 +17,12 @@ from pydantic import TypeAdapter
 from ray import exceptions as rex
 
 from wfray.adapters.ray.handle import RunHandle, decode_result, settled
-from wfray.adapters.ray.host import COORDINATOR_NAME, coordinator_actor, executor_name
+from wfray.adapters.ray.host import (
+    COORDINATOR_NAME,
+    coordinator_actor,
+    executor_name,
+    io_executor_ids,
+)
 from wfray.adapters.ray.submission import build_requests, not_fresh, one_run, raise_refusal
 from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
 from wfray.application.messages import CommandResult, RunView, SubmitResult
@@ -338,7 +343,8 @@ class Client:
 
     def shutdown(self) -> None:
         """Stop wfray's actors on this cluster. Nothing is lost: runs resume on the next start."""
-        for name in (COORDINATOR_NAME, executor_name("cpu"), executor_name("io")):
+        executors = ["cpu", *io_executor_ids(self.settings)]
+        for name in (COORDINATOR_NAME, *(executor_name(e) for e in executors)):
             with contextlib.suppress(ValueError):  # ValueError: it is not running
                 ray.kill(ray.get_actor(name, namespace=self.settings.namespace), no_restart=True)
         self._handle = None

@@ -53,8 +53,13 @@ START_WAIT_S = 20.0
 SCHEDULER_TICK_S = 1.0  # the default; Settings.scheduler_tick_s overrides it when present
 
 
-def executor_name(pool: str) -> str:
-    return f"wfray-executor-{pool}"
+def executor_name(executor: str) -> str:
+    """The Ray actor name of an executor: "cpu", "io", "io.1", ... (application/reconciler.py)."""
+    return f"wfray-executor-{executor}"
+
+
+def io_executor_ids(settings: Settings) -> list[str]:
+    return ["io", *(f"io.{i}" for i in range(1, settings.io_executors))]
 
 
 class ActorExecutor:
@@ -101,13 +106,18 @@ def start_executors(settings: Settings) -> dict[str, Any]:
         "get_if_exists": True,
         "num_cpus": 0,
     }
-    io_options = dict(common)
+    # several io executors go to different nodes where they can: SPREAD
+    io_options = dict(common, scheduling_strategy="SPREAD")
     if ray.cluster_resources().get("io", 0) >= 1:
         io_options["resources"] = {"io": 1}
-    return {
-        "cpu": ray.remote(CpuExecutor).options(name=executor_name("cpu"), **common).remote(config),
-        "io": ray.remote(IoExecutor).options(name=executor_name("io"), **io_options).remote(config),
+    io_actor = ray.remote(IoExecutor)
+    executors: dict[str, Any] = {
+        "cpu": ray.remote(CpuExecutor).options(name=executor_name("cpu"), **common).remote(config)
     }
+    for executor in io_executor_ids(settings):
+        options = dict(io_options, name=executor_name(executor))
+        executors[executor] = io_actor.options(**options).remote(config)
+    return executors
 
 
 class CoordinatorHost:

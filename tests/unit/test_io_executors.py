@@ -1,0 +1,80 @@
+"""Several io executors (WFRAY_IO_EXECUTORS): each io attempt goes to the least busy one,
+records which it went to, and a crash of one loses only the attempts it ran."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.unit.test_coordinator_inline import (
+    _fresh_counters,  # noqa: F401
+    attempts,
+    coordinator,
+    finish,
+    nap_requests,
+    run,
+    started,
+    until,
+)
+from wfray.adapters.memory.executor import InlineExecutor
+from wfray.adapters.memory.store import InMemoryRunStore
+from wfray.application.reconciler import pool_of
+from wfray.config import load_settings
+from wfray.domain.errors import DefinitionError
+from wfray.domain.status import AttemptStatus, RunStatus
+
+
+def test_an_executors_pool_is_its_id_up_to_the_dot() -> None:
+    assert [pool_of(e) for e in ("cpu", "io", "io.1", "io.12")] == ["cpu", "io", "io", "io"]
+
+
+def test_io_attempts_are_spread_over_the_io_executors_and_say_where_they_ran() -> None:
+    async def scenario() -> tuple[InMemoryRunStore, list[str], list[int]]:
+        store = InMemoryRunStore()
+        cpu, first, second = InlineExecutor(), InlineExecutor(), InlineExecutor()
+        requests = nap_requests(*[0.3] * 6)
+        ids = [r.run_id for r in requests]
+        async with coordinator(store, {"cpu": cpu, "io": first, "io.1": second}) as c:
+            await c.submit(requests)
+            await until(lambda: all(started("nap", rid) == 1 for rid in ids))
+            running = [len(first.running), len(second.running)]
+            views = await finish(c, *ids)
+        assert all(v.status is RunStatus.COMPLETED for v in views.values())
+        return store, ids, running
+
+    store, ids, running = run(scenario)
+    assert running == [3, 3]
+    where = Counter(attempts(store, rid, "nap")[0].executor for rid in ids)
+    assert where == {"io": 3, "io.1": 3}
+    assert {attempts(store, rid, "wake")[0].executor for rid in ids} == {"cpu"}
+
+
+def test_a_crashed_io_executor_loses_only_its_own_attempts() -> None:
+    async def scenario() -> tuple[InMemoryRunStore, list[str]]:
+        store = InMemoryRunStore()
+        cpu, survivor, doomed = InlineExecutor(), InlineExecutor(), InlineExecutor()
+        requests = nap_requests(*[0.5] * 4)
+        ids = [r.run_id for r in requests]
+        async with coordinator(store, {"cpu": cpu, "io": survivor, "io.1": doomed}) as c:
+            await c.submit(requests)
+            await until(lambda: all(started("nap", rid) == 1 for rid in ids))
+            doomed.crash()
+            views = await finish(c, *ids)
+        assert all(v.status is RunStatus.COMPLETED for v in views.values()), views
+        return store, ids
+
+    store, ids = run(scenario, timeout_s=30)
+    histories = {rid: [(a.executor, a.status) for a in attempts(store, rid, "nap")] for rid in ids}
+    lost = [h for h in histories.values() if h[0] == ("io.1", AttemptStatus.LOST)]
+    kept = [h for h in histories.values() if h[0][0] == "io"]
+    assert len(lost) == 2 and len(kept) == 2, histories
+    assert all(h == [("io", AttemptStatus.SUCCEEDED)] for h in kept)
+    assert all(len(h) == 2 and h[1][1] is AttemptStatus.SUCCEEDED for h in lost)
+
+
+def test_the_number_of_io_executors_comes_from_the_environment_and_must_be_positive() -> None:
+    assert load_settings({"WFRAY_IO_EXECUTORS": "3"}, data_dir="/tmp/x").io_executors == 3
+    assert load_settings({}, data_dir="/tmp/x").io_executors == 1
+    with pytest.raises(DefinitionError, match="WFRAY_IO_EXECUTORS must be at least 1, got 0"):
+        load_settings({"WFRAY_IO_EXECUTORS": "0"}, data_dir="/tmp/x")
