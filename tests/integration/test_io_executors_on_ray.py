@@ -67,3 +67,20 @@ def test_killing_one_io_executor_loses_only_its_attempts(two_io: Any, tmp_path: 
     assert len(lost) == 3, histories
     assert all(len(h) == 2 and h[1][1] is AttemptStatus.SUCCEEDED for h in lost)
     assert sum(h == [("io", AttemptStatus.SUCCEEDED)] for h in histories) == 3, histories
+
+
+def test_shutdown_stops_the_coordinator_and_every_executor(two_io: Any) -> None:
+    namespace = two_io.settings.namespace
+
+    def named() -> list[str]:
+        actors = ray.util.list_named_actors(all_namespaces=True)
+        return sorted(a["name"] for a in actors if a["namespace"] == namespace)
+
+    assert named() == sorted(
+        ["wfray-coordinator", *(executor_name(e) for e in ("cpu", "io", "io.1"))]
+    )
+    two_io.shutdown()
+    deadline = time.monotonic() + 30
+    while named():
+        assert time.monotonic() < deadline, f"still running: {named()}"
+        time.sleep(0.1)

@@ -231,6 +231,7 @@ class Coordinator:
             "runs_in_memory": len(self.runs),
             "tasks_held": self.queues.held,
             "running_attempts": len(self.attempts),
+            "running_by_executor": {e: n for e, n in self.reconciler.running_on.items() if n},
             "queued": self.queued_count,
             "timers": len(self.timers),
             "turns": self.turns,

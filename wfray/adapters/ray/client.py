@@ -343,10 +343,18 @@ class Client:
 
     def shutdown(self) -> None:
         """Stop wfray's actors on this cluster. Nothing is lost: runs resume on the next start."""
+        namespace = self.settings.namespace
+        # every executor of the namespace, also those of an instance started with more
+        found = [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == namespace and a["name"].startswith(executor_name(""))
+        ]
         executors = ["cpu", *io_executor_ids(self.settings)]
-        for name in (COORDINATOR_NAME, *(executor_name(e) for e in executors)):
+        names = dict.fromkeys([COORDINATOR_NAME, *(executor_name(e) for e in executors), *found])
+        for name in names:
             with contextlib.suppress(ValueError):  # ValueError: it is not running
-                ray.kill(ray.get_actor(name, namespace=self.settings.namespace), no_restart=True)
+                ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
         self._handle = None
 
     # -- schedules -----------------------------------------------------------------------------
