@@ -15,6 +15,7 @@ from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.heartbeats import HEARTBEAT_LOST
 from wfray.application.runtime import event_run_id
 from wfray.application.step_runner import RunnerSettings
+from wfray.domain.queueing import QueueConfig
 from wfray.domain.status import AttemptStatus, RunStatus
 
 pytestmark = pytest.mark.timeout(60)
@@ -264,5 +265,53 @@ def test_an_async_step_that_would_block_its_event_loop_fails_at_once_saying_why(
         (attempt,) = store.get_attempts("blocks")  # not retried: a retry would fail the same
         assert attempt.error_type is not None and "NonRetryableError" in attempt.error_type
         assert "await ctx.next_number_async(...)" in (attempt.error_message or "")
+
+    run(scenario, timeout_s=30)
+
+
+def test_child_runs_keep_to_their_queues_per_key_limit() -> None:
+    """Two children share a key under a per-key limit of one: they run one after the other,
+    while the child with another key runs beside the first."""
+
+    async def scenario() -> tuple[InMemoryRunStore, list[str]]:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        queues = (QueueConfig(name="keyed", per_key_limit=1),)
+        async with coordinator(store, pools(services), queues=queues) as c:
+            services.bind(c)
+            keys = ["customer:a", "customer:a", "customer:b"]
+            await c.submit([request("keyed", unit_flows.keyed_parent, {"keys": keys})])
+            views = await finish(c, "keyed")
+            assert views["keyed"].status is RunStatus.COMPLETED, views["keyed"].error
+            return store, json.loads(views["keyed"].result_json or "[]")
+
+    store, child_ids = run(scenario, timeout_s=30)
+    runs = store.find_runs(child_ids)
+    assert [(runs[i].queue, runs[i].concurrency_key) for i in child_ids] == [
+        ("keyed", "customer:a"),
+        ("keyed", "customer:a"),
+        ("keyed", "customer:b"),
+    ]
+    spans = []
+    for child in child_ids:
+        (attempt,) = store.get_attempts(child)
+        assert attempt.started_at is not None
+        spans.append((attempt.started_at, attempt.finished_at))
+    (a1, a1_end), (a2, a2_end), (b, b_end) = spans
+    assert a1_end <= a2 or a2_end <= a1  # the same key: never at once
+    assert b < max(a1_end, a2_end) and min(a1, a2) < b_end  # another key: beside them
+
+
+def test_concurrency_keys_must_match_the_inputs_one_to_one() -> None:
+    async def scenario() -> None:
+        services = InlineStepServices()
+        store = InMemoryRunStore()
+        async with coordinator(store, pools(services)) as c:
+            services.bind(c)
+            await c.submit([request("mismatch", unit_flows.mismatched_keys)])
+            views = await finish(c, "mismatch")
+        assert views["mismatch"].status is RunStatus.FAILED
+        assert "1 concurrency keys for 2 inputs" in (views["mismatch"].error or "")
+        assert store.child_runs(["mismatch"]) == []
 
     run(scenario, timeout_s=30)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from wfray.application.runtime import (
+    ChildPlacement,
     ChildRuns,
     OnChildFailure,
     StepServices,
@@ -243,6 +244,9 @@ class StepContext:
         *,
         on_failure: OnChildFailure = "fail",
         timeout_s: float = 3600.0,
+        queue: str = "default",
+        priority: int = 0,
+        concurrency_keys: Sequence[str | None] | None = None,
     ) -> ChildRuns:
         """Start one run of `workflow` per input as children of this run and wait for them.
 
@@ -250,13 +254,25 @@ class StepContext:
         fails this step for good if a child did not succeed (the parent is then
         compensated); "continue" returns every child, the failed ones listed with their
         errors. A retry of this step finds the same children instead of starting new ones.
+        The children wait in `queue` with `priority`; `concurrency_keys`, one per input,
+        put each child under its queue's per-key limit (at most N running per customer,
+        say, whichever parent started them).
         """
         services = self._waiting_services("run_children")
+        if concurrency_keys is not None and len(concurrency_keys) != len(inputs):
+            raise NonRetryableError(
+                f"run_children: {len(concurrency_keys)} concurrency keys for "
+                f"{len(inputs)} inputs; give one per input (None for no key)"
+            )
+        placement = ChildPlacement(
+            queue, priority, None if concurrency_keys is None else tuple(concurrency_keys)
+        )
         self._calls[1] += 1
         call = int(self._calls[1])
         name = str(getattr(workflow, "name", None) or getattr(workflow, "__name__", workflow))
         run_ids = [child_run_id(self.attempt_key, call, name, i) for i in range(len(inputs))]
-        services.start_runs(workflow, list(inputs), run_ids, self.run_id, self._child_tag(call))
+        tag = self._child_tag(call)
+        services.start_runs(workflow, list(inputs), run_ids, self.run_id, tag, placement)
         statuses = services.wait_runs(run_ids, timeout_s)
         return gather_children(name, run_ids, statuses, on_failure)
 
@@ -267,11 +283,21 @@ class StepContext:
         *,
         on_failure: OnChildFailure = "fail",
         timeout_s: float = 3600.0,
+        queue: str = "default",
+        priority: int = 0,
+        concurrency_keys: Sequence[str | None] | None = None,
     ) -> ChildRuns:
         """`run_children` for async steps: waits in a thread, not on the event loop."""
         self._services("run_children")
         return await asyncio.to_thread(
-            self.run_children, workflow, inputs, on_failure=on_failure, timeout_s=timeout_s
+            self.run_children,
+            workflow,
+            inputs,
+            on_failure=on_failure,
+            timeout_s=timeout_s,
+            queue=queue,
+            priority=priority,
+            concurrency_keys=concurrency_keys,
         )
 
     def _child_tag(self, call: int) -> str:

@@ -29,6 +29,16 @@ class ChildStatus:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChildPlacement:
+    """Where child runs wait: their queue, priority, and one concurrency key per child
+    (None: no key), so a queue's per-key limit holds across parents."""
+
+    queue: str = "default"
+    priority: int = 0
+    concurrency_keys: tuple[str | None, ...] | None = None
+
+
 class StepServices(Protocol):
     def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None: ...
 
@@ -47,6 +57,7 @@ class StepServices(Protocol):
         run_ids: Sequence[str],
         parent_run_id: str,
         trigger_id: str,
+        placement: ChildPlacement,
     ) -> None: ...
 
     def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]: ...

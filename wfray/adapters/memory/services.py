@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 
 from wfray.application.definition import Workflow, encode_input, registered
 from wfray.application.messages import SubmitRequest
-from wfray.application.runtime import AttemptKey, ChildStatus
+from wfray.application.runtime import AttemptKey, ChildPlacement, ChildStatus
 from wfray.domain.records import LogRecord
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class InlineStepServices:
         run_ids: Sequence[str],
         parent_run_id: str,
         trigger_id: str,
+        placement: ChildPlacement,
     ) -> None:
         c, _ = self._c()
         flow = workflow if isinstance(workflow, Workflow) else registered(str(workflow))
@@ -82,8 +83,13 @@ class InlineStepServices:
                 parent_run_id=parent_run_id,
                 trigger="parent",
                 trigger_id=trigger_id,
+                queue=placement.queue,
+                priority=placement.priority,
+                concurrency_key=key,
             )
-            for run_id, value in zip(run_ids, inputs, strict=True)
+            for run_id, value, key in zip(
+                run_ids, inputs, placement.concurrency_keys or [None] * len(inputs), strict=True
+            )
         ]
         self._call(c.register([flow.schema]))
         self._call(c.submit(requests))

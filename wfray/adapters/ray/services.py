@@ -8,7 +8,7 @@ from typing import Any
 
 import ray
 
-from wfray.application.runtime import AttemptKey, ChildStatus
+from wfray.application.runtime import AttemptKey, ChildPlacement, ChildStatus
 from wfray.application.wire import Sealed
 from wfray.config import load_settings
 from wfray.domain.records import LogRecord
@@ -71,6 +71,7 @@ class RayStepServices:
         run_ids: Sequence[str],
         parent_run_id: str,
         trigger_id: str,
+        placement: ChildPlacement,
     ) -> None:
         if inputs:
             self.client.submit_many(
@@ -80,6 +81,9 @@ class RayStepServices:
                 parent_run_id=parent_run_id,
                 trigger="parent",
                 trigger_id=trigger_id,
+                queue=placement.queue,
+                priority=placement.priority,
+                concurrency_keys=placement.concurrency_keys,
             )
 
     def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]:
