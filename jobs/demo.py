@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import wfray
-from jobs.invoices.daily import DailyInput, DailySummary, daily_invoices
+from jobs.invoices.daily import INVOICE_QUEUE, DailyInput, DailySummary, daily_invoices
 from jobs.invoices.flows import CUSTOMERS, INVOICES, ORDERS
 from jobs.invoices.ninox_client import NinoxClient
 from jobs.invoices.ninox_faults import FaultPlan, FaultRule
@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             client = wfray.connect(
-                wfray.load_settings(data_dir=str(out / "wfray"), namespace=NAMESPACE)
+                wfray.load_settings(
+                    data_dir=str(out / "wfray"), namespace=NAMESPACE, queues=[INVOICE_QUEUE]
+                )
             )
             console.print(f"wfray on local Ray, store {client.settings.database_url}")
             settings = InvoiceSettings(

@@ -54,6 +54,11 @@ from wfray.integrations.email import Attachment
 from wfray.integrations.pdf import PdfDocument
 
 INVOICE_COUNTER = "invoice"
+# Customer runs wait here, one running per customer at a time across daily runs that overlap
+# (a manual rerun beside the scheduled one): configure it with `wfray.load_settings(queues=
+# [INVOICE_QUEUE])`. Without it the queue has no limits and the record-level checks below
+# still keep an invoice from being issued twice.
+INVOICE_QUEUE = wfray.QueueConfig(name="invoices", per_key_limit=1)
 
 
 class DailyInput(BaseModel):
@@ -169,7 +174,14 @@ def invoice_customers(
         CustomerInvoiceInput(settings=input.settings, invoice_date=invoice_date, batch=batch)
         for batch in fetch_details
     ]
-    children = ctx.run_children(invoice_customer, inputs, on_failure="continue", timeout_s=600)
+    children = ctx.run_children(
+        invoice_customer,
+        inputs,
+        on_failure="continue",
+        timeout_s=600,
+        queue=INVOICE_QUEUE.name,
+        concurrency_keys=[f"customer:{batch.customer.id}" for batch in fetch_details],
+    )
     failed = [
         f"{fetch_details[c.index].customer.id}: {c.error or c.status}" for c in children.failed
     ]
