@@ -76,9 +76,9 @@ class RecordingExecutor(InlineExecutor):
         super().__init__()
         self.dispatched: list[Dispatch] = []
 
-    async def dispatch(self, dispatches: list[Dispatch]) -> None:
+    async def dispatch(self, dispatches: list[Dispatch], epoch: int = 0) -> None:
         self.dispatched.extend(dispatches)
-        await super().dispatch(dispatches)
+        await super().dispatch(dispatches, epoch)
 
 
 def _requests(flow: Workflow, prefix: str, count: int) -> list[SubmitRequest]:

@@ -166,9 +166,9 @@ def test_workers_report_directly_only_under_light_load() -> None:
         seen: list[bool] = []
         original = executor.dispatch
 
-        async def recording(dispatches: list[Any]) -> None:
+        async def recording(dispatches: list[Any], epoch: int) -> None:
             seen.extend(d.report_directly for d in dispatches)
-            await original(dispatches)
+            await original(dispatches, epoch)
 
         executor.dispatch = recording  # type: ignore[method-assign]
         gate = unit_flows.gate("hold")

@@ -31,6 +31,7 @@ LOST_ERROR = "wfray.AttemptLost"
 # A safety net: even with no sign of trouble, compare with each executor this often, so an
 # attempt whose dispatch vanished without an error cannot stay "running" for ever.
 RECONCILE_EVERY_S = 20.0
+EPOCH_COUNTER = "wfray:coordinator-epoch"  # one per coordinator start: fences (outbox.py)
 
 
 def pool_of(executor: str) -> str:
@@ -54,6 +55,7 @@ class Reconciler:
         for executor in sorted(coordinator.executors):
             self.shards[pool_of(executor)].append(executor)
         self.running_on: Counter[str] = Counter()  # attempts running, by executor
+        self.epoch = 0  # taken from the store at recovery, before any executor is asked
 
     def executor_for(self, pool: str) -> str:
         """The executor of `pool` with the fewest attempts running; the pool's own name if it
@@ -80,6 +82,7 @@ class Reconciler:
 
     async def recover(self) -> None:
         c = self.c
+        self.epoch = await c.durably(c.store.next_value, EPOCH_COUNTER)
         runs, tasks, attempts = await c.durably(c.store.load_active)
         by_run: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
         for task in tasks:
@@ -126,7 +129,8 @@ class Reconciler:
     async def reconcile(self, pool: str) -> None:
         """Compare what the executor runs with what the store says runs there."""
         mark = self.deliveries
-        snapshot: ExecutorSnapshot = await self.c.executors[pool].snapshot(self.acks[pool])
+        executor = self.c.executors[pool]
+        snapshot: ExecutorSnapshot = await executor.snapshot(self.acks[pool], self.epoch)
         changed = self.incarnations.get(pool) not in (None, snapshot.incarnation)
         self.incarnations[pool] = snapshot.incarnation
         known = set(snapshot.in_flight) | {o.attempt_key for o in snapshot.outcomes}
@@ -165,7 +169,8 @@ class Reconciler:
         checked = loop.time()
         while not self.c.stopping:
             try:
-                drained = await executor.drain(self.acks[pool], self.c.settings.drain_wait_s)
+                wait_s = self.c.settings.drain_wait_s
+                drained = await executor.drain(self.acks[pool], wait_s, self.epoch)
                 due = loop.time() - checked > RECONCILE_EVERY_S or pool in self._suspect
                 if drained.incarnation != self.incarnations.get(pool) or due:
                     self._suspect.discard(pool)
@@ -233,7 +238,7 @@ class Reconciler:
         try:
             if executor is None:
                 raise LookupError(f"no executor for pool {pool!r}")
-            await executor.dispatch(group)
+            await executor.dispatch(group, self.epoch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -34,11 +34,15 @@ class InlineExecutor:
         self.outbox = Outbox()
         self.running: dict[tuple[str, str, int, int], asyncio.Task[None]] = {}
         self.crashing = False
+        self.refused: list[tuple[str, str, int, int]] = []  # dispatches of a stale coordinator
         self.worker = WorkerIdentity(
             node_id="inline", worker_id="inline", host=socket.gethostname(), pid=os.getpid()
         )
 
-    async def dispatch(self, dispatches: list[Dispatch]) -> None:
+    async def dispatch(self, dispatches: list[Dispatch], epoch: int = 0) -> None:
+        if not self.outbox.admits(epoch):
+            self.refused.extend(d.attempt_key for d in dispatches)
+            return
         for dispatch in dispatches:
             key = dispatch.attempt_key
             self.running[key] = asyncio.create_task(self._run(dispatch))
@@ -65,8 +69,8 @@ class InlineExecutor:
             self.running.pop(dispatch.attempt_key, None)
         self.outbox.put(seal(outcome), wake=not reported)
 
-    async def drain(self, ack: int, wait_s: float) -> Drained:
-        return (await self.outbox.drain(ack, wait_s)).opened()
+    async def drain(self, ack: int, wait_s: float, epoch: int = 0) -> Drained:
+        return (await self.outbox.drain(ack, wait_s, epoch)).opened()
 
     async def cancel(self, attempts: list[tuple[str, str, int, int]]) -> None:
         for key in attempts:
@@ -74,8 +78,8 @@ class InlineExecutor:
             if task is not None:
                 task.cancel()
 
-    async def snapshot(self, ack: int) -> ExecutorSnapshot:
-        return self.outbox.snapshot(ack, list(self.running)).opened()
+    async def snapshot(self, ack: int, epoch: int = 0) -> ExecutorSnapshot:
+        return self.outbox.snapshot(ack, list(self.running), epoch).opened()
 
     def crash(self) -> None:
         """Forget everything, as a killed executor process would (for failure tests)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import logging
 import math
 import os
 import pickle
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from wfray.adapters.ray.services import RayStepServices
 
 AttemptKey = tuple[str, str, int, int]
+log = logging.getLogger("wfray.executor")
 CANCEL_GRACE_S = 1.0
 
 
@@ -160,6 +162,20 @@ def _stopped(key: AttemptKey, timed_out: bool, timeout_s: float | None) -> Seale
     return _ended(key, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
 
 
+def _admitted(outbox: Outbox, envelopes: list[Envelope], epoch: int) -> bool:
+    """Whether these dispatches may run: not if an earlier coordinator sent them (outbox.py)."""
+    if outbox.admits(epoch):
+        return True
+    log.warning(
+        "refused %d attempts dispatched by an earlier coordinator (epoch %d < %d): the "
+        "current one judged them lost and runs them again",
+        len(envelopes),
+        epoch,
+        outbox.epoch,
+    )
+    return False
+
+
 class CpuExecutor:
     """Owns cpu attempts as Ray tasks: one attempt per task, or a few short ones together
     when many arrive at once (application/fusion.py).
@@ -187,7 +203,9 @@ class CpuExecutor:
         self.launched_tasks = 0
         self.launched_attempts = 0
 
-    async def dispatch(self, envelopes: list[Envelope]) -> None:
+    async def dispatch(self, envelopes: list[Envelope], epoch: int) -> None:
+        if not _admitted(self.outbox, envelopes, epoch):
+            return
         self._loop = asyncio.get_running_loop()
         shareable: dict[tuple[float, tuple[tuple[str, float], ...]], list[Envelope]] = {}
         for e in envelopes:
@@ -291,11 +309,11 @@ class CpuExecutor:
             kind, message = f"ray.{type(exc).__name__}", str(exc)[:2000]
             return [(_ended(e.key, AttemptStatus.LOST, kind, message), False) for e in together]
 
-    async def drain(self, ack: int, wait_s: float) -> SealedBatch:
-        return await self.outbox.drain(ack, wait_s)
+    async def drain(self, ack: int, wait_s: float, epoch: int) -> SealedBatch:
+        return await self.outbox.drain(ack, wait_s, epoch)
 
-    async def snapshot(self, ack: int) -> SealedSnapshot:
-        return self.outbox.snapshot(ack, list(self.running))
+    async def snapshot(self, ack: int, epoch: int) -> SealedSnapshot:
+        return self.outbox.snapshot(ack, list(self.running), epoch)
 
     async def stats(self) -> dict[str, int]:
         return {
@@ -322,7 +340,9 @@ class IoExecutor:
         self.threads = ThreadPoolExecutor(max_workers=config.io_concurrency)
         self.slots: asyncio.Semaphore | None = None
 
-    async def dispatch(self, envelopes: list[Envelope]) -> None:
+    async def dispatch(self, envelopes: list[Envelope], epoch: int) -> None:
+        if not _admitted(self.outbox, envelopes, epoch):
+            return
         loop = asyncio.get_running_loop()
         loop.set_default_executor(self.threads)
         if self.slots is None:
@@ -368,11 +388,11 @@ class IoExecutor:
             self.timed_out.discard(d.attempt_key)
         self.outbox.put(seal(outcome))
 
-    async def drain(self, ack: int, wait_s: float) -> SealedBatch:
-        return await self.outbox.drain(ack, wait_s)
+    async def drain(self, ack: int, wait_s: float, epoch: int) -> SealedBatch:
+        return await self.outbox.drain(ack, wait_s, epoch)
 
-    async def snapshot(self, ack: int) -> SealedSnapshot:
-        return self.outbox.snapshot(ack, list(self.running))
+    async def snapshot(self, ack: int, epoch: int) -> SealedSnapshot:
+        return self.outbox.snapshot(ack, list(self.running), epoch)
 
     async def stats(self) -> dict[str, int]:
         return {"running": len(self.running), "unacked": len(self.outbox)}

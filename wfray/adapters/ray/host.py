@@ -68,15 +68,15 @@ class ActorExecutor:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
 
-    async def dispatch(self, dispatches: list[Dispatch]) -> None:
-        await self.handle.dispatch.remote([Envelope.of(d) for d in dispatches])
+    async def dispatch(self, dispatches: list[Dispatch], epoch: int) -> None:
+        await self.handle.dispatch.remote([Envelope.of(d) for d in dispatches], epoch)
 
-    async def drain(self, ack: int, wait_s: float) -> Drained:
-        drained: SealedBatch = await self.handle.drain.remote(ack, wait_s)
+    async def drain(self, ack: int, wait_s: float, epoch: int) -> Drained:
+        drained: SealedBatch = await self.handle.drain.remote(ack, wait_s, epoch)
         return drained.opened()
 
-    async def snapshot(self, ack: int) -> ExecutorSnapshot:
-        snapshot: SealedSnapshot = await self.handle.snapshot.remote(ack)
+    async def snapshot(self, ack: int, epoch: int) -> ExecutorSnapshot:
+        snapshot: SealedSnapshot = await self.handle.snapshot.remote(ack, epoch)
         return snapshot.opened()
 
     async def cancel(self, attempts: list[tuple[str, str, int, int]]) -> None:
