@@ -18,8 +18,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wfray.application.context import StepContext
-from wfray.application.definition import Workflow, task
+from wfray.application.definition import Workflow
 from wfray.application.schedules import Schedule, schedule
+from wfray.application.tasks import task
 from wfray.config import Settings, load_settings
 from wfray.domain.errors import (
     BacklogFullError,

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from wfray.application.definition import Workflow, task
+from wfray.application.definition import Workflow
+from wfray.application.tasks import task
 from wfray.domain.errors import CycleError, DefinitionError
 from wfray.domain.policy import RetryPolicy, validate_policy
 from wfray.domain.workflow import StepSchema, WorkflowSchema, find_cycle, topological_order

@@ -25,7 +25,7 @@ from email.utils import formatdate, parseaddr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from wfray.application.context import StepContext
-from wfray.application.definition import task
+from wfray.application.tasks import task
 from wfray.domain.errors import NonRetryableError, RetryLater, StepError
 
 # 4xx replies are often greylisting, which typically clears after a few minutes.

@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel
 
 from wfray.application.context import StepContext
-from wfray.application.definition import task
+from wfray.application.tasks import task
 from wfray.domain.errors import NonRetryableError, RetryLater, StepError
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -27,7 +27,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from wfray.application.definition import task
+from wfray.application.tasks import task
 from wfray.domain.errors import DefinitionError, NonRetryableError
 
 Template = Callable[[Mapping[str, Any]], list[Flowable]]
