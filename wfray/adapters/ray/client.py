@@ -14,7 +14,6 @@ from typing import Any
 
 import ray
 from pydantic import TypeAdapter
-from ray import exceptions as rex
 
 from wfray.adapters.ray.handle import RunHandle, decode_result, settled
 from wfray.adapters.ray.host import (
@@ -23,6 +22,7 @@ from wfray.adapters.ray.host import (
     executor_name,
     io_executor_ids,
 )
+from wfray.adapters.ray.link import CoordinatorLink
 from wfray.adapters.ray.submission import build_requests, not_fresh, one_run, raise_refusal
 from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
 from wfray.application.messages import CommandResult, RunView, SubmitResult
@@ -30,73 +30,19 @@ from wfray.application.queries import RunDetail
 from wfray.application.scheduler import ScheduleInfo
 from wfray.application.schedules import build_spec, declared
 from wfray.config import Settings, load_settings
-from wfray.domain.errors import CoordinatorUnavailableError, WaitTimeoutError, WfrayError
+from wfray.domain.errors import WfrayError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
 
-RETRYABLE = (rex.ActorUnavailableError, rex.ActorDiedError, rex.GetTimeoutError)
 
-
-class Client:
+class Client(CoordinatorLink):
     """A connection to the wfray coordinator of the current Ray cluster."""
 
     def __init__(self, settings: Settings, handle: Any = None) -> None:
-        self.settings = settings
-        self._handle = handle
+        super().__init__(settings, handle)
         self._registered: set[tuple[str, str]] = set()
         self._declared: set[ScheduleSpec] = set()  # code-declared schedules already upserted
-
-    # -- plumbing ------------------------------------------------------------------------------
-
-    @property
-    def handle(self) -> Any:
-        if self._handle is None:
-            self._handle = ray.get_actor(COORDINATOR_NAME, namespace=self.settings.namespace)
-        return self._handle
-
-    def call(
-        self,
-        method: str,
-        *args: Any,
-        timeout_s: float = 60.0,
-        before_resend: Callable[[], None] | None = None,
-    ) -> Any:
-        """Call the coordinator, riding out its restarts until `timeout_s` has passed.
-
-        `before_resend` runs before the call is sent again (the first send may have been
-        carried out even though its answer was lost).
-        """
-        deadline = time.monotonic() + timeout_s
-        delay = 0.05
-        sent = False
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                if sent and before_resend is not None:
-                    before_resend()
-                sent = True
-                ref = getattr(self.handle, method).remote(*args)
-                return ray.get(ref, timeout=max(0.1, left))
-            except rex.RayTaskError as exc:
-                if isinstance(exc.cause, WfrayError):
-                    raise exc.cause from None  # the coordinator's own error, without Ray's frames
-                raise
-            except RETRYABLE as exc:
-                if time.monotonic() + delay >= deadline:
-                    raise WaitTimeoutError(
-                        f"the coordinator did not answer {method!r} within {timeout_s}s: {exc}"
-                    ) from exc
-            except ValueError as exc:  # the named actor is gone: look it up again
-                if time.monotonic() + delay >= deadline:
-                    raise CoordinatorUnavailableError(
-                        f"no wfray coordinator in Ray namespace {self.settings.namespace!r} "
-                        f"answered {method!r} within {timeout_s}s ({exc}); start it with "
-                        "`wfray start` or `wfray.connect()`"
-                    ) from None
-                self._handle = None
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
 
     # -- workflows -----------------------------------------------------------------------------
 

@@ -1,0 +1,72 @@
+"""The client's line to the coordinator actor: found by name, called with retries while it
+restarts, its own errors raised without Ray's frames."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray import exceptions as rex
+
+from wfray.adapters.ray.host import COORDINATOR_NAME
+from wfray.config import Settings
+from wfray.domain.errors import CoordinatorUnavailableError, WaitTimeoutError, WfrayError
+
+RETRYABLE = (rex.ActorUnavailableError, rex.ActorDiedError, rex.GetTimeoutError)
+
+
+class CoordinatorLink:
+    def __init__(self, settings: Settings, handle: Any = None) -> None:
+        self.settings = settings
+        self._handle = handle
+
+    @property
+    def handle(self) -> Any:
+        if self._handle is None:
+            self._handle = ray.get_actor(COORDINATOR_NAME, namespace=self.settings.namespace)
+        return self._handle
+
+    def call(
+        self,
+        method: str,
+        *args: Any,
+        timeout_s: float = 60.0,
+        before_resend: Callable[[], None] | None = None,
+    ) -> Any:
+        """Call the coordinator, riding out its restarts until `timeout_s` has passed.
+
+        `before_resend` runs before the call is sent again (the first send may have been
+        carried out even though its answer was lost).
+        """
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        sent = False
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                if sent and before_resend is not None:
+                    before_resend()
+                sent = True
+                ref = getattr(self.handle, method).remote(*args)
+                return ray.get(ref, timeout=max(0.1, left))
+            except rex.RayTaskError as exc:
+                if isinstance(exc.cause, WfrayError):
+                    raise exc.cause from None  # the coordinator's own error, without Ray's frames
+                raise
+            except RETRYABLE as exc:
+                if time.monotonic() + delay >= deadline:
+                    raise WaitTimeoutError(
+                        f"the coordinator did not answer {method!r} within {timeout_s}s: {exc}"
+                    ) from exc
+            except ValueError as exc:  # the named actor is gone: look it up again
+                if time.monotonic() + delay >= deadline:
+                    raise CoordinatorUnavailableError(
+                        f"no wfray coordinator in Ray namespace {self.settings.namespace!r} "
+                        f"answered {method!r} within {timeout_s}s ({exc}); start it with "
+                        "`wfray start` or `wfray.connect()`"
+                    ) from None
+                self._handle = None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
