@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import ray
 
+import wfray
 from tests.fixtures import flows
 from tests.integration.conftest import start_wfray
 from wfray.adapters.ray.host import executor_name
@@ -84,3 +85,38 @@ def test_shutdown_stops_the_coordinator_and_every_executor(two_io: Any) -> None:
     while named():
         assert time.monotonic() < deadline, f"still running: {named()}"
         time.sleep(0.1)
+
+
+def test_restarting_with_fewer_io_executors_stops_the_extra_one_and_reruns_its_attempts(
+    ray_session: None, tmp_path: Path
+) -> None:
+    wide = start_wfray(tmp_path, io_executors=2)
+    namespace = wide.settings.namespace
+    try:
+        runs = [wide.enqueue(flows.async_hold, seconds=3) for _ in range(4)]
+        wait_until_running(wide, [r.run_id for r in runs])
+        coordinator = ray.get_actor("wfray-coordinator", namespace=namespace)
+        ray.kill(coordinator, no_restart=True)
+        deadline = time.monotonic() + 30
+        while any(
+            a["name"] == "wfray-coordinator" and a["namespace"] == namespace
+            for a in ray.util.list_named_actors(all_namespaces=True)
+        ):
+            assert time.monotonic() < deadline, "the killed coordinator kept its name"
+            time.sleep(0.1)
+        settings = wfray.load_settings(data_dir=str(tmp_path), namespace=namespace, io_executors=1)
+        narrow = wfray.connect(settings)
+        for run in runs:
+            assert narrow.run(run.run_id).result(timeout=120) == "held"
+        histories = [
+            [(a.executor, a.status) for a in narrow.detail(r.run_id).attempts] for r in runs
+        ]
+        lost = [h for h in histories if h[0] == ("io.1", AttemptStatus.LOST)]
+        assert len(lost) == 2, histories
+        assert all(h[-1] == ("io", AttemptStatus.SUCCEEDED) for h in histories)
+        remaining = ray.util.list_named_actors(all_namespaces=True)
+        assert executor_name("io.1") not in [
+            a["name"] for a in remaining if a["namespace"] == namespace
+        ]
+    finally:
+        wide.shutdown()

@@ -78,3 +78,27 @@ def test_the_number_of_io_executors_comes_from_the_environment_and_must_be_posit
     assert load_settings({}, data_dir="/tmp/x").io_executors == 1
     with pytest.raises(DefinitionError, match="WFRAY_IO_EXECUTORS must be at least 1, got 0"):
         load_settings({"WFRAY_IO_EXECUTORS": "0"}, data_dir="/tmp/x")
+
+
+def test_attempts_on_an_executor_no_longer_configured_are_lost_and_run_again() -> None:
+    async def scenario() -> tuple[InMemoryRunStore, list[str]]:
+        store = InMemoryRunStore()
+        cpu, kept, dropped = InlineExecutor(), InlineExecutor(), InlineExecutor()
+        requests = nap_requests(*[0.3] * 4)
+        ids = [r.run_id for r in requests]
+        async with coordinator(store, {"cpu": cpu, "io": kept, "io.1": dropped}) as c:
+            await c.submit(requests)
+            await until(lambda: all(started("nap", rid) == 1 for rid in ids))
+        dropped.crash()  # what the host does to an executor no longer configured
+        async with coordinator(store, {"cpu": cpu, "io": kept}) as c:
+            views = await finish(c, *ids)
+        assert all(v.status is RunStatus.COMPLETED for v in views.values()), views
+        return store, ids
+
+    store, ids = run(scenario, timeout_s=30)
+    firsts = [attempts(store, rid, "nap")[0] for rid in ids]
+    lost = [a for a in firsts if a.status is AttemptStatus.LOST]
+    assert [a.executor for a in lost] == ["io.1", "io.1"]
+    assert all("'io.1' is no longer configured" in (a.error_message or "") for a in lost)
+    for rid in ids:
+        assert attempts(store, rid, "nap")[-1].status is AttemptStatus.SUCCEEDED

@@ -118,6 +118,7 @@ class Reconciler:
                 await self.reconcile(pool)
             except Exception as exc:  # the drainer retries it
                 log.warning("executor %s not reachable at start: %s", pool, exc)
+        self._abandon_unconfigured()
         log.info(
             "recovered %d active runs, %d running attempts, %d queued tasks",
             len(runs),
@@ -147,6 +148,17 @@ class Reconciler:
         if lost:
             log.warning("executor %s: %d attempts lost", pool, lost)
         self.c.wake.set()
+
+    def _abandon_unconfigured(self) -> None:
+        """Attempts recorded on an executor this coordinator no longer has (started with
+        fewer io executors than before) are lost: no drain will ever bring their outcomes.
+        The host stopped such executors before this coordinator started."""
+        now = self.c.clock.now()
+        for attempt in list(self.c.attempts.values()):
+            if attempt.executor not in self.c.executors:
+                why = "is no longer configured (fewer io executors than before)"
+                lost = lost_outcome(attempt, attempt.executor, True, now, why)
+                self.c.outcomes.append((attempt.executor, lost))
 
     # -- steady state --------------------------------------------------------------------------
 
@@ -261,8 +273,11 @@ async def _cancel_quietly(pool: str, executor: StepExecutor, keys: list[AttemptK
         log.warning("cancel of %d attempts on %s failed: %s", len(keys), pool, exc)
 
 
-def lost_outcome(attempt: AttemptRecord, pool: str, restarted: bool, now: datetime) -> Outcome:
-    why = "restarted" if restarted else "does not know it (it died or never received it)"
+def lost_outcome(
+    attempt: AttemptRecord, pool: str, restarted: bool, now: datetime, why: str | None = None
+) -> Outcome:
+    if why is None:
+        why = "restarted" if restarted else "does not know it (it died or never received it)"
     key = (attempt.run_id, attempt.step, attempt.map_index, attempt.attempt)
     message = f"attempt lost: executor {pool!r} {why}"
     outcome = Outcome.ended(key, AttemptStatus.LOST, LOST_ERROR, message, attempt.started_at)

@@ -19,6 +19,7 @@ from wfray.adapters.ray.handle import RunHandle, decode_result, settled
 from wfray.adapters.ray.host import (
     COORDINATOR_NAME,
     coordinator_actor,
+    executor_actor_names,
     executor_name,
     io_executor_ids,
 )
@@ -290,13 +291,9 @@ class Client(CoordinatorLink):
     def shutdown(self) -> None:
         """Stop wfray's actors on this cluster. Nothing is lost: runs resume on the next start."""
         namespace = self.settings.namespace
-        # every executor of the namespace, also those of an instance started with more
-        found = [
-            a["name"]
-            for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["namespace"] == namespace and a["name"].startswith(executor_name(""))
-        ]
         executors = ["cpu", *io_executor_ids(self.settings)]
+        # also the executors of an instance started with more of them
+        found = executor_actor_names(namespace)
         names = dict.fromkeys([COORDINATOR_NAME, *(executor_name(e) for e in executors), *found])
         for name in names:
             with contextlib.suppress(ValueError):  # ValueError: it is not running

@@ -6,6 +6,7 @@ The decoration happens here, in one factory, as Ray Serve wraps its plain ServeC
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -62,6 +63,26 @@ def io_executor_ids(settings: Settings) -> list[str]:
     return ["io", *(f"io.{i}" for i in range(1, settings.io_executors))]
 
 
+def executor_actor_names(namespace: str) -> list[str]:
+    """The executor actors running in a namespace, whatever they were configured as."""
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == namespace and a["name"].startswith(executor_name(""))
+    ]
+
+
+def stop_unconfigured_executors(settings: Settings) -> None:
+    """io executors left from a start with more of them: stopped, so that no attempt runs
+    on there unseen (the coordinator records their attempts as lost and runs them again)."""
+    wanted = {executor_name(e) for e in ["cpu", *io_executor_ids(settings)]}
+    for name in executor_actor_names(settings.namespace):
+        if name not in wanted:
+            log.warning("stopping executor %s: no longer configured", name)
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(name, namespace=settings.namespace), no_restart=True)
+
+
 class ActorExecutor:
     """The StepExecutor port over an executor actor's handle."""
 
@@ -98,6 +119,7 @@ def executor_config(settings: Settings) -> ExecutorConfig:
 def start_executors(settings: Settings) -> dict[str, Any]:
     """Get or create the detached executor actors, one per pool."""
     config = executor_config(settings)
+    stop_unconfigured_executors(settings)
     common: dict[str, Any] = {
         "namespace": settings.namespace,
         "lifetime": "detached",
