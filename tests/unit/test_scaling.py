@@ -107,3 +107,16 @@ def test_the_backlog_counts_queued_running_and_compensating_tasks_by_pool_and_sh
     assert backlog == Counter({("io", IO): 2, ("cpu", (("CPU", 2.0),)): 2, ("cpu", ()): 1})
     # steps that hold no resources ask for no node
     assert demand(backlog, CAPS) == [{"CPU": 2.0}] * 2 + [{"io": 1.0}] * 2
+
+
+def test_io_slots_are_asked_for_no_more_than_one_per_io_executor() -> None:
+    from wfray.adapters.ray.autoscale import max_bundles
+    from wfray.config import load_settings
+
+    def caps(**values: int) -> dict[str, int]:
+        return max_bundles(load_settings({}, data_dir="/tmp/x", **values))
+
+    assert caps(autoscale_max_io_bundles=50) == {"cpu": 0, "io": 1}
+    assert caps(autoscale_max_io_bundles=50, io_executors=4)["io"] == 4
+    assert caps(autoscale_max_io_bundles=2, io_executors=4)["io"] == 2
+    assert caps(io_executors=4)["io"] == 0  # off unless asked for

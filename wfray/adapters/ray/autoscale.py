@@ -22,10 +22,12 @@ Request = Callable[[list[Bundle]], None]
 
 
 def max_bundles(settings: Settings) -> dict[str, int]:
-    """The cap per pool; a pool capped at 0 asks for nothing."""
+    """The cap per pool; a pool capped at 0 asks for nothing. An io attempt holds no slot of
+    its own (its executor holds one), so io slots beyond one per io executor would bring up
+    nodes that nothing runs on."""
     return {
         "cpu": settings.autoscale_max_cpu_bundles,
-        "io": settings.autoscale_max_io_bundles,
+        "io": min(settings.autoscale_max_io_bundles, settings.io_executors),
     }
 
 
