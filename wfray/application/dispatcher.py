@@ -62,13 +62,14 @@ def launch(
     kind: str = "step",
 ) -> Dispatch:
     """Record a new attempt of a task (dispatched now) and build what the executor gets."""
+    executor = c.reconciler.executor_for(task.pool)
     attempt = AttemptRecord(
         run_id=task.run_id,
         step=task.step,
         map_index=task.map_index,
         attempt=task.attempts,
         status=AttemptStatus.RUNNING,
-        executor=(executor := c.reconciler.executor_for(task.pool)),
+        executor=executor,
         incarnation=c.reconciler.incarnation(executor),
         queued_at=now,
         kind=kind,
