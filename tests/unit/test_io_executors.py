@@ -71,6 +71,8 @@ def test_a_crashed_io_executor_loses_only_its_own_attempts() -> None:
     assert len(lost) == 2 and len(kept) == 2, histories
     assert all(h == [("io", AttemptStatus.SUCCEEDED)] for h in kept)
     assert all(len(h) == 2 and h[1][1] is AttemptStatus.SUCCEEDED for h in lost)
+    # rerun on the executor that stayed up, not on the one that just came back
+    assert all(h[1][0] == "io" for h in lost), histories
 
 
 def test_the_number_of_io_executors_comes_from_the_environment_and_must_be_positive() -> None:

@@ -14,7 +14,7 @@ import asyncio
 import heapq
 import logging
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
@@ -31,6 +31,9 @@ LOST_ERROR = "wfray.AttemptLost"
 # A safety net: even with no sign of trouble, compare with each executor this often, so an
 # attempt whose dispatch vanished without an error cannot stay "running" for ever.
 RECONCILE_EVERY_S = 20.0
+# After an executor restarted, new attempts go to the others of its pool for this long:
+# the first calls over a restarted actor's connection may fail.
+SETTLING = timedelta(seconds=5)
 EPOCH_COUNTER = "wfray:coordinator-epoch"  # one per coordinator start: fences (outbox.py)
 
 
@@ -55,6 +58,7 @@ class Reconciler:
         for executor in sorted(coordinator.executors):
             self.shards[pool_of(executor)].append(executor)
         self.running_on: Counter[str] = Counter()  # attempts running, by executor
+        self.settling: dict[str, datetime] = {}  # restarted executors, until when
         self.epoch = 0  # taken from the store at recovery, before any executor is asked
 
     def executor_for(self, pool: str) -> str:
@@ -65,6 +69,10 @@ class Reconciler:
             return pool
         if len(shards) == 1:
             return shards[0]
+        if self.settling:
+            now = self.c.clock.now()
+            settled = [e for e in shards if self.settling.get(e, now) <= now]
+            shards = settled or shards
         return min(shards, key=self.running_on.__getitem__)
 
     def incarnation(self, pool: str) -> str:
@@ -133,6 +141,8 @@ class Reconciler:
         executor = self.c.executors[pool]
         snapshot: ExecutorSnapshot = await executor.snapshot(self.acks[pool], self.epoch)
         changed = self.incarnations.get(pool) not in (None, snapshot.incarnation)
+        if changed:
+            self.settling[pool] = self.c.clock.now() + SETTLING
         self.incarnations[pool] = snapshot.incarnation
         known = set(snapshot.in_flight) | {o.attempt_key for o in snapshot.outcomes}
         self.c.outcomes.extend((pool, o) for o in snapshot.outcomes)
