@@ -50,19 +50,30 @@ def test_io_attempts_are_spread_over_the_io_executors_and_say_where_they_ran() -
     assert {attempts(store, rid, "wake")[0].executor for rid in ids} == {"cpu"}
 
 
+async def _io_executor_goes(second_stays: bool, nap_s: float) -> tuple[InMemoryRunStore, list[str]]:
+    """Four naps spread over "io" and "io.1"; once all started, "io.1" crashes, either
+    under the same coordinator or while a new one starts without it; all runs finish."""
+    store = InMemoryRunStore()
+    cpu, first, second = InlineExecutor(), InlineExecutor(), InlineExecutor()
+    requests = nap_requests(*[nap_s] * 4)
+    ids = [r.run_id for r in requests]
+    async with coordinator(store, {"cpu": cpu, "io": first, "io.1": second}) as c:
+        await c.submit(requests)
+        await until(lambda: all(started("nap", rid) == 1 for rid in ids))
+        if second_stays:
+            second.crash()
+            views = await finish(c, *ids)
+    if not second_stays:
+        second.crash()  # what the host does to an executor no longer configured
+        async with coordinator(store, {"cpu": cpu, "io": first}) as c:
+            views = await finish(c, *ids)
+    assert all(v.status is RunStatus.COMPLETED for v in views.values()), views
+    return store, ids
+
+
 def test_a_crashed_io_executor_loses_only_its_own_attempts() -> None:
     async def scenario() -> tuple[InMemoryRunStore, list[str]]:
-        store = InMemoryRunStore()
-        cpu, survivor, doomed = InlineExecutor(), InlineExecutor(), InlineExecutor()
-        requests = nap_requests(*[0.5] * 4)
-        ids = [r.run_id for r in requests]
-        async with coordinator(store, {"cpu": cpu, "io": survivor, "io.1": doomed}) as c:
-            await c.submit(requests)
-            await until(lambda: all(started("nap", rid) == 1 for rid in ids))
-            doomed.crash()
-            views = await finish(c, *ids)
-        assert all(v.status is RunStatus.COMPLETED for v in views.values()), views
-        return store, ids
+        return await _io_executor_goes(second_stays=True, nap_s=0.5)
 
     store, ids = run(scenario, timeout_s=30)
     histories = {rid: [(a.executor, a.status) for a in attempts(store, rid, "nap")] for rid in ids}
@@ -84,18 +95,7 @@ def test_the_number_of_io_executors_comes_from_the_environment_and_must_be_posit
 
 def test_attempts_on_an_executor_no_longer_configured_are_lost_and_run_again() -> None:
     async def scenario() -> tuple[InMemoryRunStore, list[str]]:
-        store = InMemoryRunStore()
-        cpu, kept, dropped = InlineExecutor(), InlineExecutor(), InlineExecutor()
-        requests = nap_requests(*[0.3] * 4)
-        ids = [r.run_id for r in requests]
-        async with coordinator(store, {"cpu": cpu, "io": kept, "io.1": dropped}) as c:
-            await c.submit(requests)
-            await until(lambda: all(started("nap", rid) == 1 for rid in ids))
-        dropped.crash()  # what the host does to an executor no longer configured
-        async with coordinator(store, {"cpu": cpu, "io": kept}) as c:
-            views = await finish(c, *ids)
-        assert all(v.status is RunStatus.COMPLETED for v in views.values()), views
-        return store, ids
+        return await _io_executor_goes(second_stays=False, nap_s=0.3)
 
     store, ids = run(scenario, timeout_s=30)
     firsts = [attempts(store, rid, "nap")[0] for rid in ids]
