@@ -1,0 +1,1 @@
+"""Attacks on the running system through its real surfaces (issue 13)."""
