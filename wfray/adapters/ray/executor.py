@@ -319,6 +319,7 @@ class CpuExecutor:
         return {
             "running": len(self.running),
             "unacked": len(self.outbox),
+            "dropping": len(self.dropped),
             "tasks": self.launched_tasks,
             "attempts": self.launched_attempts,
         }
