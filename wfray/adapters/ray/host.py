@@ -202,7 +202,6 @@ class CoordinatorHost:
         executors = {pool: ActorExecutor(h) for pool, h in handles.items()}
         coordinator = build_coordinator(self.settings, store, dict(executors))
         await coordinator.start()
-        await coordinator.register(builtin_schemas())  # enqueue-able by name by anyone
         assert coordinator._loop_task is not None
         coordinator._loop_task.add_done_callback(_crash_on_failure)
         self.queries = Queries(store)
@@ -323,12 +322,6 @@ def build_schedule_store(settings: Settings, runs: RunStore) -> ScheduleStore:
     if isinstance(runs, SqlRunStore):
         return SqlScheduleStore(runs.engine)
     return SqlScheduleStore(settings.database_url)
-
-
-def builtin_schemas() -> list[WorkflowSchema]:
-    from wfray.integrations import BUILTIN_TASKS
-
-    return [fn.__wfray_workflow__.schema for fn in BUILTIN_TASKS]  # type: ignore[attr-defined]
 
 
 def _crash_on_failure(task: asyncio.Task[None]) -> None:
