@@ -7,6 +7,7 @@ imports are what an operator's module would hold.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import httpx
 
 import wfray
 from tests.conftest import free_port
+from wfray.application.secrets import SecretRef
 from wfray.integrations import http_request, send_email  # noqa: F401  (merely imported)
 from wfray.integrations.pdf import render_pdf  # noqa: F401  (merely imported)
 
@@ -27,6 +29,19 @@ def echo(text: str) -> str:
     return text
 
 
+@wfray.task(pool="io")
+def call_with_secret(url: str, key: SecretRef, fail: bool = False) -> str:
+    """A user's step holding a secret by name: it logs and fails carelessly with the value."""
+    value = key.resolve()
+    log = logging.getLogger("shop.client")
+    log.warning("calling %s with Authorization: Bearer %s", url, value)
+    log.warning("key in a dict: %s", {"api_key": value, "cookie": "sid=abc123"})
+    body = httpx.get(url, headers={"Authorization": f"Bearer {value}"}, timeout=10).text
+    if fail:
+        raise RuntimeError(f"upstream refused key {value} at https://bob:hunter2@{url[7:]}")
+    return body
+
+
 @dataclass
 class Served:
     """One wfray instance and the API apps served for it (name -> base URL)."""
@@ -34,6 +49,14 @@ class Served:
     client: Any
     settings: Any
     urls: dict[str, str]
+
+
+def connect(tmp_dir: str, **changes: Any) -> Any:
+    """wfray on the session's Ray, in a namespace of its own."""
+    settings = wfray.load_settings(
+        data_dir=tmp_dir, namespace=f"wfray-sec-{uuid.uuid4().hex[:8]}", **changes
+    )
+    return wfray.connect(settings)
 
 
 def serve_apps(tmp_dir: str, apps: dict[str, dict[str, Any]]) -> Iterator[Served]:
