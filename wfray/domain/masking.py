@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 MASK = "***"
 SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
@@ -53,3 +56,8 @@ def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def mask_optional(text: str | None, secrets: Iterable[str] = ()) -> str | None:
     return None if text is None else mask_text(text, secrets)
+
+
+# Fields of read models (API answers) that show such text: masked as they are built.
+MaskedText = Annotated[str, AfterValidator(mask_text)]
+MaskedOptionalText = Annotated[str | None, AfterValidator(mask_optional)]
