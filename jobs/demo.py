@@ -36,6 +36,7 @@ from jobs.invoices.seed import DATABASE_ID, DEFAULT_TODAY, TEAM_ID, build_state
 from jobs.invoices.settings import InvoiceSettings, NinoxTarget
 from jobs.invoices.smtp_sink import running_sink
 from jobs.invoices.weekly import WeeklyInput, WeeklySummary, weekly_email
+from wfray.application.secrets import SecretRef
 from wfray.integrations.email import SmtpSettings
 
 NAMESPACE = "wfray-invoice-demo"
@@ -61,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=default_out, help="where PDFs and e-mails go")
     out = parser.parse_args(argv).out.resolve()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # The Ninox key travels as a secret by name: the runs' inputs hold {"secret":
+    # "NINOX_API_KEY"}, and the workers (and this process) read it from a secret folder.
+    secret_dir = out / "secrets"
+    secret_dir.mkdir(parents=True, exist_ok=True)
+    (secret_dir / "NINOX_API_KEY").write_text(API_KEY)
+    (secret_dir / "NINOX_API_KEY").chmod(0o600)
+    os.environ["WFRAY_SECRET_DIR"] = str(secret_dir)
     import ray
 
     started = time.monotonic()
@@ -82,14 +90,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             client = wfray.connect(
                 wfray.load_settings(
-                    data_dir=str(out / "wfray"), namespace=NAMESPACE, queues=[INVOICE_QUEUE]
+                    data_dir=str(out / "wfray"),
+                    namespace=NAMESPACE,
+                    queues=[INVOICE_QUEUE],
+                    secret_dir=str(secret_dir),
                 )
             )
             console.print(f"wfray on local Ray, store {client.settings.database_url}")
             settings = InvoiceSettings(
                 ninox=NinoxTarget(
                     base_url=ninox_server.base_url,
-                    api_key=API_KEY,
+                    api_key=SecretRef(secret="NINOX_API_KEY"),
                     team_id=TEAM_ID,
                     database_id=DATABASE_ID,
                 ),

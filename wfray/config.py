@@ -49,6 +49,20 @@ class Settings:
             the Ray autoscaler for the cpu backlog (0: no request).
         autoscale_max_io_bundles: the same for the io pool, in `io` slots (0: no request).
         autoscale_interval_s: how often the backlog is turned into a resource request.
+
+        api_tasks: built-in tasks (http_request, send_email, render_pdf) the HTTP API may
+            start by name (WFRAY_API_TASKS, comma-separated; default none: the API starts
+            only the workflows of `modules`).
+        secret_dir: a folder with one file per secret (the file `NINOX_API_KEY` holds the
+            value of `{"secret": "NINOX_API_KEY"}`), read where steps run; it travels to the
+            executors with these settings (WFRAY_SECRET_DIR; a worker started with that
+            variable in its environment uses it too). Secrets also resolve from the
+            workers' environment, as WFRAY_SECRET_<NAME>.
+
+    Read on the workers from their own environment, not from these settings (like
+    WFRAY_SMTP_HOST and the rest of the SMTP server): WFRAY_SMTP_ALLOWED_SENDERS and
+    WFRAY_SMTP_ALLOWED_RECIPIENTS (comma-separated addresses or domains `send_email` may
+    use; default any), WFRAY_SMTP_MAX_RECIPIENTS (default 50).
     """
 
     data_dir: str
@@ -76,6 +90,9 @@ class Settings:
     autoscale_max_cpu_bundles: int = 0
     autoscale_max_io_bundles: int = 0
     autoscale_interval_s: float = 2.0
+    # issue 13, integrations: built-ins over HTTP, secrets by name
+    api_tasks: tuple[str, ...] = ()
+    secret_dir: str | None = None
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -115,6 +132,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                     f"WFRAY_{name.upper()} must be an integer, got {raw!r}"
                 ) from exc
     values.update(_api_values(env))
+    values.update(_integration_values(env, overrides))
     if "WFRAY_SQLITE_SYNCHRONOUS" in env:
         values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
     if "WFRAY_QUEUES" in env:
@@ -151,6 +169,23 @@ def _api_values(env: Mapping[str, str]) -> dict[str, Any]:
         values["api_token"] = env["WFRAY_API_TOKEN"] or None  # empty: no authentication
     if "WFRAY_MODULES" in env:  # comma-separated: "shop.flows,shop.tasks"
         values["modules"] = tuple(m.strip() for m in env["WFRAY_MODULES"].split(",") if m.strip())
+    return values
+
+
+def _integration_values(env: Mapping[str, str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """WFRAY_API_TASKS (comma-separated built-in task names) and WFRAY_SECRET_DIR (made
+    absolute, also when given as an override: workers do not share the caller's cwd)."""
+    values: dict[str, Any] = {}
+    if "WFRAY_API_TASKS" in env:
+        values["api_tasks"] = tuple(
+            t.strip() for t in env["WFRAY_API_TASKS"].split(",") if t.strip()
+        )
+    if env.get("WFRAY_SECRET_DIR"):
+        values["secret_dir"] = str(Path(env["WFRAY_SECRET_DIR"]).resolve())
+    if overrides.get("secret_dir"):
+        overrides["secret_dir"] = str(Path(overrides["secret_dir"]).resolve())
+    if isinstance(overrides.get("api_tasks"), list):
+        overrides["api_tasks"] = tuple(overrides["api_tasks"])
     return values
 
 

@@ -3,8 +3,8 @@
 The content follows the German invoice minimum (§14 Abs. 4 UStG): names and addresses of
 supplier and customer, the supplier's tax number, invoice date, a unique invoice number,
 quantity and description of every item, the delivery date, net amounts and VAT per rate,
-and the gross total, in euros. Importing this module registers the template; a worker that
-has not imported it can name it as 'jobs.invoices.invoice_pdf:invoice_template'.
+and the gross total, in euros. Importing this module registers the template (templates
+resolve by registered name only, never by import path).
 """
 
 from __future__ import annotations

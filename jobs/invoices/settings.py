@@ -1,9 +1,10 @@
 """Configuration of the invoice workflows: where Ninox and the SMTP server are, who invoices.
 
 A run's input may carry an `InvoiceSettings` (the demo and the tests do, so every worker
-sees the same local servers). Scheduled runs carry none: each step then reads the settings
-on the worker with `InvoiceSettings.from_env()`, so the Ninox API key never lands in the
-run's stored input. Variables:
+sees the same local servers); its Ninox key is then a secret by name
+(`{"secret": "NINOX_API_KEY"}`), resolved on the worker from wfray's secret sources, so the
+key never lands in the run's stored input. Scheduled runs carry none: each step then reads
+the settings on the worker with `InvoiceSettings.from_env()`. Variables:
 
     INVOICES_NINOX_URL        API root (default: the public cloud, https://api.ninox.com/v1)
     INVOICES_NINOX_API_KEY    bearer key                   (required)
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from jobs.invoices.invoice_pdf import Supplier
 from jobs.invoices.ninox_client import PUBLIC_CLOUD_URL, NinoxConfig
+from wfray.application.secrets import SecretRef, reveal
 from wfray.domain.errors import NonRetryableError
 from wfray.integrations.email import SmtpSettings
 
@@ -42,14 +44,14 @@ class NinoxTarget(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     base_url: str = PUBLIC_CLOUD_URL
-    api_key: str = Field(min_length=1, repr=False)
+    api_key: SecretRef | str = Field(repr=False)  # a secret by name in run inputs
     team_id: str = Field(min_length=1)
     database_id: str = Field(min_length=1)
     timeout_s: float = Field(default=15.0, gt=0)
 
     def config(self) -> NinoxConfig:
         return NinoxConfig(
-            api_key=self.api_key,
+            api_key=reveal(self.api_key),
             team_id=self.team_id,
             database_id=self.database_id,
             base_url=self.base_url,

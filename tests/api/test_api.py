@@ -505,10 +505,8 @@ def test_api_settings_are_read_from_the_environment() -> None:
         wfray.load_settings(env={"WFRAY_API_PORT": "http"}, data_dir="/tmp/wfray-unused")
 
 
-def test_a_builtin_task_is_enqueued_by_name_over_http(api: Api) -> None:
+def test_a_builtin_task_is_not_started_over_http_unless_listed(api: Api) -> None:
     data = {"title": "Stock", "columns": ["item", "n"], "rows": [["bolts", "12"]]}
     answer = submit(api, "render_pdf", {"template": "table", "data": data, "title": "Stock"})
-    assert answer.status_code == 202, answer.text
-    detail = wait_finished(api.http, answer.json()["run_id"])
-    assert detail["run"]["status"] == "completed", detail["run"]["error"]
-    assert detail["run"]["result"]["pages"] == 1
+    assert answer.status_code == 403, answer.text
+    assert "WFRAY_API_TASKS" in answer.json()["error"]["message"]

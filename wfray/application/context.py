@@ -22,7 +22,9 @@ from wfray.application.runtime import (
     child_run_id,
     gather_children,
 )
+from wfray.application.secrets import resolved_values
 from wfray.domain.errors import NonRetryableError, WfrayError
+from wfray.domain.masking import mask_text
 from wfray.domain.records import LogRecord
 
 _current: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
@@ -75,7 +77,8 @@ class AttemptLog:
                 ts=datetime.fromtimestamp(record.created, UTC),
                 level=record.levelname,
                 logger=record.name,
-                message=_format(record),
+                # credentials and resolved secrets never leave the worker in a log line
+                message=mask_text(_format(record), resolved_values()),
             )
         )
 

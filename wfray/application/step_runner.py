@@ -26,7 +26,9 @@ from wfray.application.log_stream import streamer_for
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
 from wfray.application.ports import BlobStore
 from wfray.application.runtime import StepServices
+from wfray.application.secrets import bind_secret_dir, resolved_values, unbind_secret_dir
 from wfray.domain.errors import NonRetryableError, RetryLater
+from wfray.domain.masking import mask_text
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
 from wfray.domain.workflow import CONTEXT
@@ -37,6 +39,7 @@ class RunnerSettings:
     blob_threshold_bytes: int = 256 * 1024
     log_limit: int = 1000
     log_flush_interval_s: float = 2.0  # running attempts send their lines this often
+    secret_dir: str | None = None  # the folder secrets by name resolve from (Settings)
 
 
 DEFAULT_SETTINGS = RunnerSettings()
@@ -211,12 +214,14 @@ class PreparedAttempt:
     def failure(self, exc: BaseException, worker: WorkerIdentity) -> Outcome:
         kind = type(exc)
         retry_after = exc.delay_s if isinstance(exc, RetryLater) else None
+        # credentials and resolved secrets never leave the worker in an error
+        secrets = resolved_values()
         return self._outcome(
             AttemptStatus.FAILED,
             worker,
             error_type=f"{kind.__module__}.{kind.__qualname__}",
-            error_message=str(exc) or kind.__name__,
-            traceback="".join(traceback.format_exception(exc)),
+            error_message=mask_text(str(exc) or kind.__name__, secrets),
+            traceback=mask_text("".join(traceback.format_exception(exc)), secrets),
             retryable=not isinstance(exc, NonRetryableError),
             retry_after_s=retry_after,
         )
@@ -268,6 +273,7 @@ def run_attempt(
     """Run one attempt synchronously (async steps get their own event loop)."""
     attempt = PreparedAttempt(dispatch, blobs, settings, services)
     token = bind(attempt.log)
+    secret_dir = bind_secret_dir(settings.secret_dir)
     attempt.stream_logs()
     try:
         attempt.prepare()
@@ -280,6 +286,7 @@ def run_attempt(
     except Exception as exc:
         return attempt.failure(exc, worker)
     finally:
+        unbind_secret_dir(secret_dir)
         unbind(token)
     return attempt.success(value, worker)
 
@@ -300,6 +307,7 @@ async def run_attempt_async(
 
     attempt = PreparedAttempt(dispatch, blobs, settings, services)
     token = bind(attempt.log)
+    secret_dir = bind_secret_dir(settings.secret_dir)
     attempt.stream_logs()
     try:
         attempt.prepare()
@@ -312,5 +320,6 @@ async def run_attempt_async(
     except Exception as exc:
         return attempt.failure(exc, worker)
     finally:
+        unbind_secret_dir(secret_dir)
         unbind(token)
     return attempt.success(value, worker)

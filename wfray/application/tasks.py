@@ -60,7 +60,7 @@ def task(
 
 def signature_model(fn: Callable[..., Any]) -> type[BaseModel]:
     """A pydantic model of a function's parameters (ctx aside), to validate task inputs."""
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)  # keep Annotated constraints
     fields: dict[str, Any] = {}
     for param in inspect.signature(fn).parameters.values():
         if param.name == CONTEXT or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):

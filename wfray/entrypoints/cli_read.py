@@ -14,6 +14,7 @@ from rich.table import Column, Table
 from rich.tree import Tree
 
 from wfray.application.queries import Queries, RunDetail
+from wfray.domain.masking import mask_text
 from wfray.domain.records import WHOLE_STEP, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
 from wfray.entrypoints.cli_support import (
@@ -143,7 +144,7 @@ def _task_label(task: TaskRecord) -> str:
     if task.attempts > 1:
         label += f" attempts={task.attempts}"
     if task.error_message:
-        label += f" [red]{escape(f'{task.error_type}: {task.error_message[:80]}')}[/]"
+        label += f" [red]{escape(f'{task.error_type}: {mask_text(task.error_message)[:80]}')}[/]"
     return label
 
 
@@ -151,7 +152,7 @@ def _add_attempts(node: Tree, detail: RunDetail, task: TaskRecord) -> None:
     for attempt in detail.attempts_of(task.step, task.map_index):
         kind = "undo " if attempt.kind == "compensation" else ""
         worker = f"{(attempt.node_id or '')[:8]}:{attempt.pid}" if attempt.pid else ""
-        message = (attempt.error_message or "")[:80]
+        message = mask_text(attempt.error_message or "")[:80]
         error = f" [red]{escape(f'{attempt.error_type}: {message}')}[/]"
         node.add(
             f"{kind}#{attempt.attempt} {styled(attempt.status.value)} "
@@ -182,7 +183,8 @@ def _print_log(line: LogRecord, as_json: bool, console: Console) -> None:
         return
     item = f"[{line.map_index}]" if line.map_index >= 0 else ""
     console.print(
-        f"{line.ts:%H:%M:%S.%f} {line.step}{item}#{line.attempt} {line.level} {line.message}",
+        f"{line.ts:%H:%M:%S.%f} {line.step}{item}#{line.attempt} {line.level} "
+        f"{mask_text(line.message)}",
         markup=False,
         highlight=False,
         soft_wrap=True,

@@ -4,9 +4,14 @@
                                              "to": ["anna@example.org"], "subject": "Hello",
                                              "text": "..."}})
 
-The server comes from the task input (`smtp`), field by field falling back to the
-environment (WFRAY_SMTP_HOST, _PORT, _USERNAME, _PASSWORD, _STARTTLS, _SSL, _TIMEOUT_S) read
-on the worker, so passwords need not travel in run inputs. SMTP is at-least-once: a retried
+The server comes from the environment read on the worker (WFRAY_SMTP_HOST, _PORT, _USERNAME,
+_PASSWORD, _STARTTLS, _SSL, _TIMEOUT_S), field by field overridden by the task input
+(`smtp`), but never the server, port, TLS or credentials when the credentials come from the
+workers' environment: those are the operator's, and an input naming another host would send
+them there. A password in the input may be a secret by name (`{"secret": "SMTP_PASSWORD"}`).
+The worker's environment also limits what is sent: WFRAY_SMTP_ALLOWED_SENDERS and
+WFRAY_SMTP_ALLOWED_RECIPIENTS (comma-separated addresses or domains; default any) and
+WFRAY_SMTP_MAX_RECIPIENTS (To, Cc and Bcc together; default 50). SMTP is at-least-once: a retried
 send may deliver twice, so every message carries a deterministic Message-ID (given by the
 caller, else derived from the run's idempotency key) that lets receivers spot duplicates.
 """
@@ -25,6 +30,7 @@ from email.utils import formatdate, parseaddr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from wfray.application.context import StepContext
+from wfray.application.secrets import SecretRef, reveal
 from wfray.application.tasks import task
 from wfray.domain.errors import NonRetryableError, RetryLater, StepError
 
@@ -36,7 +42,12 @@ MESSAGE_ID_DOMAIN = "wfray.invalid"
 _RESERVED_HEADERS = frozenset(
     {"from", "to", "cc", "bcc", "subject", "message-id", "date", "mime-version"}
     | {"content-type", "content-transfer-encoding", "content-disposition"}
+    | {"sender", "resent-date", "resent-from", "resent-sender", "resent-to", "resent-cc"}
+    | {"resent-bcc", "resent-message-id"}
 )
+DEFAULT_MAX_RECIPIENTS = 50
+# Overriding these would send the operator's credentials elsewhere, or without TLS.
+_LOCKED_FIELDS = ("host", "port", "username", "password", "starttls", "ssl")
 
 
 class Attachment(BaseModel):
@@ -182,15 +193,115 @@ class SmtpSettings(BaseModel):
 
 
 class SmtpOverrides(BaseModel):
-    """The task input's SMTP settings; what is left out comes from WFRAY_SMTP_* variables."""
+    """The task input's SMTP settings; what is left out comes from WFRAY_SMTP_* variables.
+
+    When the workers' environment holds SMTP credentials, only `timeout_s` may be given.
+    """
 
     host: str | None = None
     port: int | None = None
     username: str | None = None
-    password: str | None = Field(default=None, repr=False)
+    password: str | SecretRef | None = Field(default=None, repr=False)
     starttls: bool | None = None
     ssl: bool | None = None
     timeout_s: float | None = None
+
+
+class EmailRefusedError(NonRetryableError):
+    """The message or its SMTP settings are not allowed here."""
+
+    code = "email_refused"
+
+
+class SmtpPolicy(BaseModel):
+    """What `send_email` may send, from the worker's environment (`from_env`).
+
+    Attributes:
+        allowed_senders: addresses or domains the From: address must match (empty: any).
+        allowed_recipients: addresses or domains every recipient must match (empty: any).
+        max_recipients: at most this many recipients (To, Cc and Bcc together).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    allowed_senders: tuple[str, ...] = ()
+    allowed_recipients: tuple[str, ...] = ()
+    max_recipients: int = Field(default=DEFAULT_MAX_RECIPIENTS, gt=0)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpPolicy:
+        """WFRAY_SMTP_ALLOWED_SENDERS, _ALLOWED_RECIPIENTS (comma-separated), _MAX_RECIPIENTS."""
+        env = os.environ if env is None else env
+
+        def entries(name: str) -> tuple[str, ...]:
+            raw = env.get(name, "")
+            return tuple(e.strip().lower() for e in raw.split(",") if e.strip())
+
+        raw_cap = env.get("WFRAY_SMTP_MAX_RECIPIENTS", "").strip()
+        try:
+            return cls(
+                allowed_senders=entries("WFRAY_SMTP_ALLOWED_SENDERS"),
+                allowed_recipients=entries("WFRAY_SMTP_ALLOWED_RECIPIENTS"),
+                max_recipients=int(raw_cap) if raw_cap else DEFAULT_MAX_RECIPIENTS,
+            )
+        except ValueError as exc:
+            raise NonRetryableError(
+                f"WFRAY_SMTP_MAX_RECIPIENTS must be a positive integer, got {raw_cap!r}"
+            ) from exc
+
+    def check(self, message: OutgoingEmail) -> None:
+        """Raises EmailRefusedError naming the first address or count not allowed."""
+        recipients = message.recipients()
+        if len(recipients) > self.max_recipients:
+            raise EmailRefusedError(
+                f"message to {len(recipients)} recipients refused: at most "
+                f"{self.max_recipients} (WFRAY_SMTP_MAX_RECIPIENTS)"
+            )
+        sender = parseaddr(message.sender)[1]
+        if not _allowed(sender, self.allowed_senders):
+            raise EmailRefusedError(
+                f"sender {sender!r} refused: not in WFRAY_SMTP_ALLOWED_SENDERS "
+                f"({', '.join(self.allowed_senders)})"
+            )
+        for address in recipients:
+            if not _allowed(address, self.allowed_recipients):
+                raise EmailRefusedError(
+                    f"recipient {address!r} refused: not in WFRAY_SMTP_ALLOWED_RECIPIENTS "
+                    f"({', '.join(self.allowed_recipients)})"
+                )
+
+
+def _allowed(address: str, entries: tuple[str, ...]) -> bool:
+    """An empty list allows all; an entry with '@' is an address, else a domain."""
+    if not entries:
+        return True
+    address = address.lower()
+    domain = address.rpartition("@")[2]
+    return any(address == e if "@" in e else domain == e.lstrip("@") for e in entries)
+
+
+def smtp_settings(
+    overrides: SmtpOverrides | None, env: Mapping[str, str] | None = None
+) -> SmtpSettings:
+    """The server to send through: the environment's, with the input's overrides on top.
+
+    Raises:
+        EmailRefusedError: the input overrides the server, TLS or credentials while the
+            credentials come from the workers' environment.
+    """
+    env = os.environ if env is None else env
+    given = overrides.model_dump(exclude_none=True) if overrides is not None else {}
+    if env.get("WFRAY_SMTP_USERNAME") or env.get("WFRAY_SMTP_PASSWORD"):
+        locked = [name for name in _LOCKED_FIELDS if name in given]
+        if locked:
+            raise EmailRefusedError(
+                f"SMTP {', '.join(locked)} refused in the task input: the SMTP credentials "
+                "come from the workers' environment (WFRAY_SMTP_*), so the server, port, TLS "
+                "and credentials are the operator's; only timeout_s may be given"
+            )
+    if overrides is not None and overrides.password is not None:
+        given["password"] = reveal(overrides.password)
+    return SmtpSettings.from_env(env, **given)
 
 
 class EmailReceipt(BaseModel):
@@ -249,7 +360,7 @@ def send_message(
         raise NonRetryableError(f"message {chosen} cannot be built: {exc}") from exc
     where = f"SMTP {settings.host}:{settings.port}"
     try:
-        refused = _deliver(settings, mime)
+        refused = _deliver(settings, mime, parseaddr(message.sender)[1], message.recipients())
     except (smtplib.SMTPException, OSError) as exc:
         raise _classify(where, chosen, exc) from exc
     recipients = message.recipients()
@@ -262,14 +373,17 @@ def send_message(
     )
 
 
-def _deliver(settings: SmtpSettings, mime: EmailMessage) -> dict[str, tuple[int, bytes]]:
+def _deliver(
+    settings: SmtpSettings, mime: EmailMessage, sender: str, recipients: list[str]
+) -> dict[str, tuple[int, bytes]]:
     smtp_class = smtplib.SMTP_SSL if settings.ssl else smtplib.SMTP
     with smtp_class(settings.host, settings.port, timeout=settings.timeout_s) as smtp:
         if settings.starttls and not settings.ssl:
             smtp.starttls()
         if settings.username:
             smtp.login(settings.username, settings.password or "")
-        return smtp.send_message(mime)
+        # the envelope is the message's own addresses, never Sender or Resent-* headers
+        return smtp.send_message(mime, sender, recipients)
 
 
 def _classify(where: str, message_id: str, exc: BaseException) -> StepError:
@@ -317,9 +431,14 @@ def send_email(
     smtp: SmtpOverrides | None = None,
     ctx: StepContext | None = None,
 ) -> EmailReceipt:
-    """Send `message` over SMTP; settings left out of `smtp` come from WFRAY_SMTP_*."""
-    overrides = smtp.model_dump() if smtp is not None else {}
-    settings = SmtpSettings.from_env(**overrides)
+    """Send `message` over SMTP; settings left out of `smtp` come from WFRAY_SMTP_*.
+
+    Raises:
+        EmailRefusedError: `smtp` overrides the operator's server or credentials, or the
+            message breaks the sender or recipient allowlists or the recipient cap.
+    """
+    settings = smtp_settings(smtp)
+    SmtpPolicy.from_env().check(message)
     fallback = derived_message_id(ctx.idempotency_key) if ctx is not None else None
     receipt = send_message(settings, message, fallback)
     if ctx is not None:

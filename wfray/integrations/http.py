@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel
 
 from wfray.application.context import StepContext
+from wfray.application.secrets import SecretRef, reveal
 from wfray.application.tasks import task
 from wfray.domain.errors import NonRetryableError, RetryLater, StepError
 
@@ -170,7 +171,7 @@ def _headers(response: httpx.Response) -> dict[str, str]:
 def http_request(
     url: str,
     method: str = "GET",
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str | SecretRef] | None = None,
     params: dict[str, str] | None = None,
     json_body: Any = None,
     text_body: str | None = None,
@@ -185,7 +186,8 @@ def http_request(
     Args:
         url: absolute http(s) URL.
         method: GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
-        headers: request headers.
+        headers: request headers; a value may be a secret by name, `{"secret": "API_KEY"}`,
+            resolved on the worker (never stored with the run).
         params: query parameters, added to those already in the URL.
         json_body: a JSON body (sent with Content-Type application/json).
         text_body: a text body (UTF-8); at most one of json_body and text_body.
@@ -208,7 +210,7 @@ def http_request(
             f"got {timeout_s} and {max_body_bytes}"
         )
     attempt = ctx.attempt if ctx is not None else 1
-    request_headers = dict(headers or {})
+    request_headers = {name: reveal(value) for name, value in (headers or {}).items()}
     if idempotency_header and ctx is not None:
         request_headers[idempotency_header] = ctx.idempotency_key
     started = time.perf_counter()

@@ -2,9 +2,10 @@
 
     client.submit("render_pdf", {"template": "table", "data": {"title": "Stock", ...}})
 
-A template is a function `data -> list of flowables`, registered by name with
-`register_template`, or named by import path ('package.module:function') so a worker that
-never imported it can still find it. PDFs are byte-reproducible (`invariant=1`: no creation
+A template is a function `data -> list of flowables`, registered by name in code with
+`register_template` (in a module the worker imports). Only registered names resolve: a task
+input never names code to import, so a caller cannot make a worker run a function of its
+choosing (`subprocess:getoutput`, say). PDFs are byte-reproducible (`invariant=1`: no creation
 date, fixed document id) and use only the standard PDF fonts, so no font file is needed.
 The result carries the bytes base64-encoded, so it stays JSON like every step result.
 """
@@ -13,10 +14,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
 import io
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 from xml.sax.saxutils import escape
 
 from pydantic import BaseModel, Field, ValidationError
@@ -80,21 +80,23 @@ def template_names() -> list[str]:
 
 
 def find_template(name: str) -> Template:
-    """The template registered as `name`, or imported from a 'module:function' path."""
-    if name in _templates:
-        return _templates[name]
+    """The template registered as `name`; a NonRetryableError for any other name.
+
+    Names are looked up in the registry only, never imported: the input of `render_pdf`
+    comes from whoever started the run.
+    """
+    found = _templates.get(name)
+    if found is not None:
+        return found
+    registered = ", ".join(template_names()) or "none"
     if ":" in name:
-        module_name, _, attribute = name.partition(":")
-        try:
-            found = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as exc:
-            raise NonRetryableError(f"template {name!r} cannot be imported ({exc})") from exc
-        if not callable(found):
-            raise NonRetryableError(f"template {name!r} is not a function")
-        return found  # type: ignore[no-any-return]
+        raise NonRetryableError(
+            f"PDF template {name!r} refused: templates are not imported by path from a task "
+            f"input; register it in code with register_template (registered: {registered})"
+        )
     raise NonRetryableError(
-        f"no PDF template named {name!r}; registered: {', '.join(template_names())} "
-        "(or give an import path 'package.module:function')"
+        f"no PDF template named {name!r}; registered: {registered} (templates are "
+        "registered in code with register_template, in a module the worker imports)"
     )
 
 
@@ -162,9 +164,13 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+# A template is named, never a path to import: a ':' is refused before a run is stored.
+TemplateName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^:]+$")]
+
+
 @task(pool="cpu")
 def render_pdf(
-    template: str, data: dict[str, Any], title: str = "", author: str = "wfray"
+    template: TemplateName, data: dict[str, Any], title: str = "", author: str = "wfray"
 ) -> PdfDocument:
     """Render `data` with the template named `template` (see `template_names()`)."""
     return render_document(template, data, title=title, author=author)

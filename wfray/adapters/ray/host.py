@@ -108,7 +108,9 @@ def executor_config(settings: Settings) -> ExecutorConfig:
     return ExecutorConfig(
         blob_root=settings.blob_root,
         runner=RunnerSettings(
-            blob_threshold_bytes=settings.blob_threshold_bytes, log_limit=settings.log_limit
+            blob_threshold_bytes=settings.blob_threshold_bytes,
+            log_limit=settings.log_limit,
+            secret_dir=settings.secret_dir,
         ),
         io_concurrency=settings.io_concurrency,
         attempts_per_task=settings.cpu_attempts_per_task,
@@ -202,7 +204,6 @@ class CoordinatorHost:
         executors = {pool: ActorExecutor(h) for pool, h in handles.items()}
         coordinator = build_coordinator(self.settings, store, dict(executors))
         await coordinator.start()
-        await coordinator.register(builtin_schemas())  # enqueue-able by name by anyone
         assert coordinator._loop_task is not None
         coordinator._loop_task.add_done_callback(_crash_on_failure)
         self.queries = Queries(store)
@@ -323,12 +324,6 @@ def build_schedule_store(settings: Settings, runs: RunStore) -> ScheduleStore:
     if isinstance(runs, SqlRunStore):
         return SqlScheduleStore(runs.engine)
     return SqlScheduleStore(settings.database_url)
-
-
-def builtin_schemas() -> list[WorkflowSchema]:
-    from wfray.integrations import BUILTIN_TASKS
-
-    return [fn.__wfray_workflow__.schema for fn in BUILTIN_TASKS]  # type: ignore[attr-defined]
 
 
 def _crash_on_failure(task: asyncio.Task[None]) -> None:

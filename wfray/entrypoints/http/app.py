@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import importlib
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -37,9 +36,10 @@ from wfray.adapters.ray.client import Client
 from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult, RunView
 from wfray.config import Settings
-from wfray.domain.errors import BacklogFullError, DefinitionError, RunNotFoundError, WfrayError
+from wfray.domain.errors import BacklogFullError, RunNotFoundError, WfrayError
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
+from wfray.entrypoints.http.catalog import api_workflows, startable
 from wfray.entrypoints.http.metrics import CONTENT_TYPE, ApiMetrics
 from wfray.entrypoints.http.models import (
     NAME,
@@ -74,8 +74,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     Imports `settings.modules` first, so that their workflows can be submitted by name.
     """
     client = client or Client(settings)
-    # the built-in tasks first: anyone may enqueue them by name
-    flows = import_workflows(("wfray.integrations", *settings.modules))
+    flows = api_workflows(settings)  # the user's workflows; built-ins only if listed
     app = FastAPI(
         title="wfray",
         summary="Durable workflows and task queues on Ray",
@@ -113,7 +112,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 RunId = Annotated[str, Path(pattern=RUN_ID, description="the run's id")]
 FOLLOW_POLL_S = 0.5
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (404, 409, 429, 503, 504)
+    code: {"model": ErrorOut} for code in (403, 404, 409, 429, 503, 504)
 }
 
 
@@ -121,13 +120,13 @@ def v1_router(settings: Settings, client: Client, flows: dict[str, Workflow]) ->
     # The prefix on the router itself, so that each route's template (a metrics label) is
     # its full path.
     router = APIRouter(prefix="/v1", responses=ERRORS)
-    _run_routes(router, client)
+    _run_routes(router, client, flows)
     _catalog_routes(router, settings, client, flows)
-    schedule_routes(router, client)
+    schedule_routes(router, client, flows)
     return router
 
 
-def _run_routes(router: APIRouter, client: Client) -> None:
+def _run_routes(router: APIRouter, client: Client, flows: dict[str, Workflow]) -> None:
 
     @router.post("/runs", status_code=202, response_model=SubmitAccepted, tags=["runs"])
     def submit(
@@ -140,7 +139,7 @@ def _run_routes(router: APIRouter, client: Client) -> None:
     ) -> SubmitAccepted:
         """Start a run of a workflow or a plain task; the same Idempotency-Key returns the
         run it started first."""
-        flow = client.workflow(body.workflow)
+        flow = startable(flows, body.workflow)
         (handle,) = client.submit_many(
             flow,
             [validate_input(flow, body.input)],
@@ -382,27 +381,3 @@ def check_health(client: Client) -> HealthOut:
         reason = f"unreachable: {type(exc).__name__}: {exc}"
         return HealthOut(status="unavailable", coordinator="ok", store=reason)
     return HealthOut(status="ok", coordinator="ok", store="ok")
-
-
-def import_workflows(modules: Iterable[str]) -> dict[str, Workflow]:
-    """Import the user's modules; their workflows and @task functions, by name."""
-    found: dict[str, Workflow] = {}
-    for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            raise DefinitionError(
-                f"WFRAY_MODULES names {name!r}, which cannot be imported here: {exc}"
-            ) from exc
-        for value in vars(module).values():
-            flow = value if isinstance(value, Workflow) else _task_workflow(value)
-            if flow is not None:
-                found[flow.name] = flow
-    return found
-
-
-def _task_workflow(value: object) -> Workflow | None:
-    if not callable(value) or isinstance(value, type):
-        return None
-    flow = getattr(value, "__wfray_workflow__", None)
-    return flow if isinstance(flow, Workflow) else None

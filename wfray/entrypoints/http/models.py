@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult
 from wfray.application.queries import RunDetail
+from wfray.domain.masking import MaskedOptionalText, MaskedText
 from wfray.domain.queueing import QueueConfig
 from wfray.domain.records import LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
@@ -94,7 +95,7 @@ class RunOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     deadline_at: datetime | None
-    error: str | None
+    error: MaskedOptionalText
     result: Any = None
     result_ref: str | None
 
@@ -143,7 +144,7 @@ class TaskOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     error_type: str | None
-    error_message: str | None
+    error_message: MaskedOptionalText
 
     @classmethod
     def of(cls, task: TaskRecord) -> TaskOut:
@@ -168,8 +169,8 @@ class AttemptOut(BaseModel):
     host: str | None
     pid: int | None
     error_type: str | None
-    error_message: str | None
-    traceback: str | None
+    error_message: MaskedOptionalText
+    traceback: MaskedOptionalText
 
 
 class RunDetailOut(BaseModel):
@@ -195,7 +196,7 @@ class LogLineOut(BaseModel):
     ts: datetime
     level: str
     logger: str
-    message: str
+    message: MaskedText
 
     @classmethod
     def of(cls, line: LogRecord) -> LogLineOut:

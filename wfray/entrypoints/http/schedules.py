@@ -3,6 +3,7 @@ and listed with their next fire times, through the same Client as the rest of th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -10,8 +11,10 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from wfray.adapters.ray.client import Client
+from wfray.application.definition import Workflow
 from wfray.application.scheduler import ScheduleInfo
 from wfray.domain.schedule import ScheduleNotFoundError
+from wfray.entrypoints.http.catalog import startable
 from wfray.entrypoints.http.models import MAX_PRIORITY, NAME, Strict
 
 ScheduleName = Annotated[str, Path(pattern=NAME, description="the schedule's name")]
@@ -70,7 +73,7 @@ class TriggerAccepted(BaseModel):
     link: str
 
 
-def schedule_routes(router: APIRouter, client: Client) -> None:
+def schedule_routes(router: APIRouter, client: Client, flows: Mapping[str, Workflow]) -> None:
     def one(name: str, count: int = 3) -> ScheduleOut:
         for info in client.list_schedules(count):
             if info.name == name:
@@ -87,7 +90,7 @@ def schedule_routes(router: APIRouter, client: Client) -> None:
     @router.put("/schedules/{name}", response_model=ScheduleOut, tags=["schedules"])
     def put_schedule(name: ScheduleName, body: ScheduleBody) -> ScheduleOut:
         """Create a schedule, or replace its definition (it keeps how far it fired)."""
-        flow = client.workflow(body.workflow)
+        flow = startable(flows, body.workflow)
         client.create_schedule(
             flow,
             name=name,

@@ -19,6 +19,7 @@ from ray import serve
 from wfray.config import Settings
 from wfray.domain.errors import DefinitionError
 from wfray.entrypoints.http.app import create_app
+from wfray.entrypoints.http.catalog import check_api_tasks
 
 APP_NAME = "wfray-api"
 
@@ -48,6 +49,7 @@ def start_api(settings: Settings, app_name: str = APP_NAME) -> str:
     """
     check_bind(settings.api_host, settings.api_token)
     check_modules(settings.modules)
+    check_api_tasks(settings.api_tasks)
     prefix = normalise_prefix(settings.api_route_prefix)
     serve.start(
         http_options={"host": settings.api_host, "port": settings.api_port},
