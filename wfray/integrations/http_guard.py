@@ -164,12 +164,11 @@ def _embedded(address: IPAddress) -> list[ipaddress.IPv4Address]:
 
 def why_refused(address: IPAddress) -> str | None:
     """Why the guard refuses `address` by default, or None for a public address."""
-    for form in (address, *_embedded(address)):
+    # the IPv4 address inside first: it names what is reached (a v6 "private" says less)
+    for form in (*_embedded(address), address):
         reason = _reason(form)
         if reason is not None:
-            if form is not address:
-                return f"{reason} ({form}) inside an IPv6 address"
-            return reason
+            return reason if form is address else f"an IPv6 address carrying {form}, {reason}"
     return None
 
 
@@ -182,10 +181,10 @@ def _reason(address: IPAddress) -> str | None:
         return "a link-local address (where cloud metadata services answer)"
     if address.is_multicast:
         return "a multicast address"
-    if address.is_private:
-        return "a private address"
     if address.is_reserved:
         return "a reserved address"
+    if address.is_private:
+        return "a private address"
     if not address.is_global:
         return "an address that is not globally routable"
     return None
@@ -250,10 +249,10 @@ class HttpGuard:
 
 def _refusal(host: str, literal: IPAddress | None, address: IPAddress, reason: str) -> str:
     if literal is None:
-        what = f"{host} resolves to {address}"
-    elif host == str(address):
+        what = f"{host} resolves to {address},"
+    elif _standard_literal(host):
         what = f"{host} is"
-    else:
+    else:  # 2130706433, 0x7f.1: say which address it stands for
         what = f"{host} is {address},"
     network = ipaddress.ip_network(address)  # the single address, as /32 or /128
     allow = f"WFRAY_HTTP_ALLOW_NETWORKS={network}"
@@ -263,6 +262,14 @@ def _refusal(host: str, literal: IPAddress | None, address: IPAddress, reason: s
         f"refused to connect: {what} {reason}, which http_request does not call unless the "
         f"operator allows it on the workers ({allow})"
     )
+
+
+def _standard_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.replace("%25", "%"))
+    except ValueError:
+        return False
+    return True
 
 
 class _DeadlineStream(httpcore.NetworkStream):
