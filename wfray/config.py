@@ -49,6 +49,8 @@ class Settings:
             the Ray autoscaler for the cpu backlog (0: no request).
         autoscale_max_io_bundles: the same for the io pool, in `io` slots (0: no request).
         autoscale_interval_s: how often the backlog is turned into a resource request.
+        io_sync_timeout_s: the timeout of sync io steps that set none (None: no default),
+            so a step stuck on a slow server cannot hold an io thread's slot for ever.
     """
 
     data_dir: str
@@ -76,6 +78,7 @@ class Settings:
     autoscale_max_cpu_bundles: int = 0
     autoscale_max_io_bundles: int = 0
     autoscale_interval_s: float = 2.0
+    io_sync_timeout_s: float | None = 3600.0
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -115,6 +118,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                     f"WFRAY_{name.upper()} must be an integer, got {raw!r}"
                 ) from exc
     values.update(_api_values(env))
+    values.update(_io_sync_timeout(env))
     if "WFRAY_SQLITE_SYNCHRONOUS" in env:
         values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
     if "WFRAY_QUEUES" in env:
@@ -152,6 +156,25 @@ def _api_values(env: Mapping[str, str]) -> dict[str, Any]:
     if "WFRAY_MODULES" in env:  # comma-separated: "shop.flows,shop.tasks"
         values["modules"] = tuple(m.strip() for m in env["WFRAY_MODULES"].split(",") if m.strip())
     return values
+
+
+def _io_sync_timeout(env: Mapping[str, str]) -> dict[str, Any]:
+    """WFRAY_IO_SYNC_TIMEOUT_S: seconds, or 0 / "none" for no default timeout."""
+    raw = env.get("WFRAY_IO_SYNC_TIMEOUT_S")
+    if raw is None:
+        return {}
+    if raw.strip().lower() in ("", "0", "none"):
+        return {"io_sync_timeout_s": None}
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise DefinitionError(
+            f"WFRAY_IO_SYNC_TIMEOUT_S must be a number of seconds (0 or none: no default), "
+            f"got {raw!r}"
+        )
+    return {"io_sync_timeout_s": seconds}
 
 
 def parse_queues(text: str) -> tuple[QueueConfig, ...]:

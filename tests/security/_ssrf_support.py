@@ -137,3 +137,10 @@ def read_slowly(url: str) -> int:
     a server that drips a byte at a time keeps it busy for as long as it likes."""
     with httpx.stream("GET", url, timeout=10.0, trust_env=False) as response:
         return sum(len(chunk) for chunk in response.iter_bytes())
+
+
+@task(pool="io", timeout_s=30.0)
+def read_slowly_within_its_own_timeout(url: str) -> int:
+    """The same, with a timeout of its own: the default does not cut it short."""
+    with httpx.stream("GET", url, timeout=10.0, trust_env=False) as response:
+        return sum(len(chunk) for chunk in response.iter_bytes())
