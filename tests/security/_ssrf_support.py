@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -29,11 +33,16 @@ class Server:
     host: str
     port: int
     seen: list[tuple[str, str]] = field(default_factory=list)
+    server_names: list[str | None] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    def at(self, name: str, scheme: str = "http") -> str:
+        """This server's base URL under another host name."""
+        return f"{scheme}://{name}:{self.port}"
 
 
 class _V6Server(ThreadingHTTPServer):
@@ -46,11 +55,13 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     drip: threading.Event | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[Server]:
     """Serve `routes` on host:port (0: any free port); unknown paths answer 200 "hello".
 
     With `drip`, the path /drip answers 200 and sends one byte every 0.1 s for 5 s, or until
-    `drip` is set (the test's end), like a server that wants to hold its client.
+    `drip` is set (the test's end), like a server that wants to hold its client. With `tls`,
+    it speaks HTTPS and records the names clients ask for (SNI) in `server_names`.
     """
     routes = routes or {}
     record = Server(host, port)
@@ -85,6 +96,9 @@ def serve(
     httpd = server_class((host, port), Handler)
     httpd.daemon_threads = True
     record.port = httpd.server_address[1]
+    if tls is not None:
+        tls.sni_callback = lambda _sock, name, _ctx: record.server_names.append(name)
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -112,6 +126,54 @@ def same_port(good_routes: dict[str, Route] | None = None) -> Iterator[tuple[Ser
                 internal.__exit__(None, None, None)
             return
     raise AssertionError("no port free on both 127.0.0.1 and 127.0.0.2")
+
+
+def certificates(folder: Path, name: str) -> tuple[Path, ssl.SSLContext]:
+    """A throwaway CA (its PEM file, for SSL_CERT_FILE) and a server context whose
+    certificate, signed by it, is valid for `name` only."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def build(subject: str, issuer: x509.Name, key: Any, signer: Any, ca: bool) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wfray test CA")])
+    ca_cert = build("wfray test CA", ca_name, ca_key, ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build(name, ca_name, key, ca_key, ca=False)
+    ca_file = folder / "ca.pem"
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    chain = folder / f"{name}.pem"
+    chain.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    return ca_file, context
 
 
 class StubResolver:

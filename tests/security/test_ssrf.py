@@ -12,12 +12,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.conftest import start_wfray
-from tests.security._ssrf_support import Server, StubResolver, same_port, serve
+from tests.security._ssrf_support import Server, StubResolver, certificates, same_port, serve
 from wfray.domain.errors import NonRetryableError, RetryLater
 from wfray.domain.status import AttemptStatus, RunStatus
 from wfray.integrations.http import http_request, send_request
@@ -212,6 +213,25 @@ def test_a_redirect_to_a_rebound_name_is_looked_up_and_checked_again(
         assert resolver.calls == ["rebind.test", "rebind.test"]  # once per hop
         assert good.seen == [("/go", f"rebind.test:{good.port}")]
     assert evil.seen == []
+
+
+def test_tls_goes_to_the_checked_address_but_sends_and_verifies_the_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WFRAY_HTTP_ALLOW_NETWORKS", "127.0.0.1/32")
+    ca_file, context = certificates(tmp_path, "secure.test")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the operator's CA, as httpx reads it
+    resolver = StubResolver({"secure.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    guard = HttpGuard(HttpLimits.from_env(), resolver)
+    with serve(tls=context) as server:
+        result = send_request(guard, f"{server.at('secure.test', 'https')}/", timeout_s=5)
+        assert result.body == "hello"
+        assert server.server_names == ["secure.test"]  # SNI: the name, not 127.0.0.1
+        assert server.seen == [("/", f"secure.test:{server.port}")]
+        # the certificate is checked against the name asked for, not the pinned address
+        with pytest.raises(RetryLater, match="CERTIFICATE_VERIFY_FAILED"):
+            send_request(guard, f"{server.at('other.test', 'https')}/", timeout_s=5)
+    assert len(server.seen) == 1
 
 
 def test_an_allowed_host_name_is_served(monkeypatch: pytest.MonkeyPatch, internal: Server) -> None:
