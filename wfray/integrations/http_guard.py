@@ -317,7 +317,6 @@ class _PinnedBackend(httpcore.SyncBackend):
         self.host = host
         self.address = address
         self.deadline = deadline
-        self.connected: list[tuple[str, int]] = []  # where it connected: tests read it
 
     def connect_tcp(
         self,
@@ -330,7 +329,6 @@ class _PinnedBackend(httpcore.SyncBackend):
         if host != self.host:
             raise httpcore.ConnectError(f"{host} was not checked (this connection is {self.host})")
         clipped = _clip(timeout, self.deadline, httpcore.ConnectTimeout)
-        self.connected.append((str(self.address), port))
         stream = super().connect_tcp(
             str(self.address), port, clipped, local_address, socket_options
         )
@@ -360,8 +358,9 @@ class GuardedTransport(httpx.BaseTransport):
     ) -> None:
         self.guard = guard
         self.deadline = deadline
+        # certifi's CAs, or the worker's SSL_CERT_FILE / SSL_CERT_DIR (not proxies: trust_env
+        # is off for the client)
         self.ssl_context = ssl_context if ssl_context is not None else httpx.create_ssl_context()
-        self.backends: list[_PinnedBackend] = []
         self._pools: list[httpx.HTTPTransport] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -371,7 +370,6 @@ class GuardedTransport(httpx.BaseTransport):
         # httpx takes no network backend of its own: give its pool ours (the pin tests in
         # tests/security/test_ssrf.py fail loudly should httpx change this attribute)
         pool._pool = httpcore.ConnectionPool(ssl_context=self.ssl_context, network_backend=backend)
-        self.backends.append(backend)
         self._pools.append(pool)
         return pool.handle_request(request)
 
