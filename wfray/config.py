@@ -63,6 +63,8 @@ class Settings:
     WFRAY_SMTP_HOST and the rest of the SMTP server): WFRAY_SMTP_ALLOWED_SENDERS and
     WFRAY_SMTP_ALLOWED_RECIPIENTS (comma-separated addresses or domains `send_email` may
     use; default any), WFRAY_SMTP_MAX_RECIPIENTS (default 50).
+        io_sync_timeout_s: the timeout of sync io steps that set none (None: no default),
+            so a step stuck on a slow server cannot hold an io thread's slot for ever.
     """
 
     data_dir: str
@@ -93,6 +95,7 @@ class Settings:
     # issue 13, integrations: built-ins over HTTP, secrets by name
     api_tasks: tuple[str, ...] = ()
     secret_dir: str | None = None
+    io_sync_timeout_s: float | None = 3600.0
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -133,6 +136,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                 ) from exc
     values.update(_api_values(env))
     values.update(_integration_values(env, overrides))
+    values.update(_io_sync_timeout(env))
     if "WFRAY_SQLITE_SYNCHRONOUS" in env:
         values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
     if "WFRAY_QUEUES" in env:
@@ -187,6 +191,25 @@ def _integration_values(env: Mapping[str, str], overrides: dict[str, Any]) -> di
     if isinstance(overrides.get("api_tasks"), list):
         overrides["api_tasks"] = tuple(overrides["api_tasks"])
     return values
+
+
+def _io_sync_timeout(env: Mapping[str, str]) -> dict[str, Any]:
+    """WFRAY_IO_SYNC_TIMEOUT_S: seconds, or 0 / "none" for no default timeout."""
+    raw = env.get("WFRAY_IO_SYNC_TIMEOUT_S")
+    if raw is None:
+        return {}
+    if raw.strip().lower() in ("", "0", "none"):
+        return {"io_sync_timeout_s": None}
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise DefinitionError(
+            f"WFRAY_IO_SYNC_TIMEOUT_S must be a number of seconds (0 or none: no default), "
+            f"got {raw!r}"
+        )
+    return {"io_sync_timeout_s": seconds}
 
 
 def parse_queues(text: str) -> tuple[QueueConfig, ...]:

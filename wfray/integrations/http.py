@@ -5,6 +5,11 @@
 429 and 5xx answers, timeouts and connection errors ask to be retried later (honouring
 `Retry-After`); any other 4xx fails for good. The classification is a pair of pure functions,
 `classify_response` and `parse_retry_after`, so a user's own steps can reuse it.
+
+Every request passes the SSRF guard (http_guard.py): internal addresses are refused unless
+the operator allows them on the workers, redirects are checked hop by hop, the connection is
+pinned to the checked address, proxy variables are ignored, and the operator's time and body
+limits are ceilings that a caller may lower, never raise.
 """
 
 from __future__ import annotations
@@ -22,9 +27,14 @@ from wfray.application.context import StepContext
 from wfray.application.secrets import SecretRef, reveal
 from wfray.application.tasks import task
 from wfray.domain.errors import NonRetryableError, RetryLater, StepError
+from wfray.integrations.http_guard import (
+    DestinationRefusedError,
+    GuardedTransport,
+    HttpGuard,
+    HttpLimits,
+)
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # Used when a retryable answer carries no Retry-After: doubles per attempt up to the cap.
 BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 300.0
@@ -175,28 +185,62 @@ def http_request(
     params: dict[str, str] | None = None,
     json_body: Any = None,
     text_body: str | None = None,
-    timeout_s: float = 30.0,
+    timeout_s: float | None = None,
     follow_redirects: bool = True,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_body_bytes: int | None = None,
     idempotency_header: str | None = None,
     ctx: StepContext | None = None,
 ) -> HttpResponse:
     """Send one HTTP request and return its response.
 
     Args:
-        url: absolute http(s) URL.
+        url: absolute http(s) URL; internal addresses are refused unless the operator allows
+            them (WFRAY_HTTP_ALLOW_HOSTS, WFRAY_HTTP_ALLOW_NETWORKS on the workers).
         method: GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
         headers: request headers; a value may be a secret by name, `{"secret": "API_KEY"}`,
             resolved on the worker (never stored with the run).
         params: query parameters, added to those already in the URL.
         json_body: a JSON body (sent with Content-Type application/json).
         text_body: a text body (UTF-8); at most one of json_body and text_body.
-        timeout_s: timeout for connecting and for each read or write.
-        follow_redirects: follow 3xx answers.
-        max_body_bytes: keep at most this much of the response body.
+        timeout_s: the longest the whole request may take, redirects and body included; at
+            most the operator's WFRAY_HTTP_TIMEOUT_S (the default).
+        follow_redirects: follow 3xx answers (at most WFRAY_HTTP_MAX_REDIRECTS of them).
+        max_body_bytes: keep at most this much of the response body; at most the operator's
+            WFRAY_HTTP_MAX_BODY_BYTES (the default).
         idempotency_header: when set, the run's stable idempotency key is sent in this
             header (for example "Idempotency-Key"), so the server can drop a retried call.
     """
+    return send_request(
+        HttpGuard(HttpLimits.from_env()),
+        url,
+        method,
+        headers,
+        params,
+        json_body,
+        text_body,
+        timeout_s,
+        follow_redirects,
+        max_body_bytes,
+        idempotency_header,
+        ctx,
+    )
+
+
+def send_request(
+    guard: HttpGuard,
+    url: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    json_body: Any = None,
+    text_body: str | None = None,
+    timeout_s: float | None = None,
+    follow_redirects: bool = True,
+    max_body_bytes: int | None = None,
+    idempotency_header: str | None = None,
+    ctx: StepContext | None = None,
+) -> HttpResponse:
+    """http_request with the guard given: its limits and its resolver (tests inject one)."""
     verb = method.upper()
     if verb not in METHODS:
         raise NonRetryableError(
@@ -204,33 +248,50 @@ def http_request(
         )
     if json_body is not None and text_body is not None:
         raise NonRetryableError("give json_body or text_body, not both")
-    if timeout_s <= 0 or max_body_bytes < 0:
+    if (timeout_s is not None and timeout_s <= 0) or (
+        max_body_bytes is not None and max_body_bytes < 0
+    ):
         raise NonRetryableError(
             f"timeout_s must be positive and max_body_bytes not negative, "
             f"got {timeout_s} and {max_body_bytes}"
         )
+    limits = guard.limits
+    # the operator's limits are ceilings: a caller may only ask for less
+    timeout = limits.timeout_s if timeout_s is None else min(timeout_s, limits.timeout_s)
+    body_limit = (
+        limits.max_body_bytes
+        if max_body_bytes is None
+        else min(max_body_bytes, limits.max_body_bytes)
+    )
     attempt = ctx.attempt if ctx is not None else 1
     request_headers = {name: reveal(value) for name, value in (headers or {}).items()}
     if idempotency_header and ctx is not None:
         request_headers[idempotency_header] = ctx.idempotency_key
     started = time.perf_counter()
+    transport = GuardedTransport(guard, time.monotonic() + timeout)
     try:
         target = httpx.URL(url)
         if params:
             target = target.copy_merge_params(params)
-        with (
-            httpx.Client(timeout=timeout_s, follow_redirects=follow_redirects) as client,
-            client.stream(
+        # trust_env=False: proxy variables would send the request to a proxy that resolves
+        # the name itself, past the guard's check and pin
+        with httpx.Client(transport=transport, timeout=timeout, trust_env=False) as client:
+            request = client.build_request(
                 verb,
                 target,
                 headers=request_headers,
                 json=json_body,
                 content=None if text_body is None else text_body.encode(),
-            ) as response,
-        ):
-            body, truncated = _read_body(response, max_body_bytes)
+            )
+            response = _follow(client, request, follow_redirects, limits.max_redirects, verb, url)
+            try:
+                body, truncated = _read_body(response, body_limit)
+            finally:
+                response.close()
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise _transport_error(verb, url, exc, attempt) from exc
+    except DestinationRefusedError as exc:
+        raise DestinationRefusedError(f"{verb} {mask_url(url)}: {exc}") from exc
     elapsed_ms = (time.perf_counter() - started) * 1000.0
     error = classify_response(
         verb, url, response.status_code, response.headers.get("retry-after"), _now(), attempt
@@ -247,6 +308,36 @@ def http_request(
         truncated=truncated,
         elapsed_ms=round(elapsed_ms, 3),
     )
+
+
+def _follow(
+    client: httpx.Client,
+    request: httpx.Request,
+    follow: bool,
+    max_redirects: int,
+    verb: str,
+    url: str,
+) -> httpx.Response:
+    """Send, and follow redirects here rather than in httpx: each hop goes through the
+    guarded transport, and a redirect's own body is never read."""
+    redirects = 0
+    while True:
+        try:
+            response = client.send(request, stream=True)
+        except DestinationRefusedError as exc:
+            if redirects == 0:
+                raise
+            raise DestinationRefusedError(f"redirected to {mask_url(request.url)}: {exc}") from exc
+        if not follow or response.next_request is None:
+            return response
+        response.close()
+        if redirects == max_redirects:
+            raise NonRetryableError(
+                f"{verb} {mask_url(url)} redirected more than {max_redirects} times "
+                "(WFRAY_HTTP_MAX_REDIRECTS)"
+            )
+        redirects += 1
+        request = response.next_request
 
 
 def _now() -> datetime:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import inspect
 import logging
 import math
 import os
@@ -29,7 +30,13 @@ from wfray.adapters.blob import blob_store
 from wfray.application.fusion import MAX_SHARED, share_out
 from wfray.application.messages import Dispatch, Outcome
 from wfray.application.outbox import Outbox
-from wfray.application.step_runner import RunnerSettings, run_attempt, run_attempt_async
+from wfray.application.step_runner import (
+    RunnerSettings,
+    StepImportError,
+    load_function,
+    run_attempt,
+    run_attempt_async,
+)
 from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
@@ -49,6 +56,7 @@ class ExecutorConfig:
     io_concurrency: int = 64
     attempts_per_task: int = MAX_SHARED
     namespace: str = "wfray"
+    io_sync_timeout_s: float | None = None  # for sync io steps that set no timeout
 
 
 def collect_garbage_rarely() -> None:
@@ -154,10 +162,18 @@ def _ended(key: AttemptKey, status: AttemptStatus, kind: str, message: str) -> S
     return seal(Outcome.ended(key, status, kind, message))
 
 
-def _stopped(key: AttemptKey, timed_out: bool, timeout_s: float | None) -> Sealed:
+def _stopped(
+    key: AttemptKey, timed_out: bool, timeout_s: float | None, default: bool = False
+) -> Sealed:
     """How an attempt this executor stopped ended: past its timeout, or cancelled."""
     if timed_out:
         message = f"attempt exceeded its timeout of {timeout_s}s and was stopped"
+        if default:
+            message = (
+                f"attempt exceeded {timeout_s}s, the default timeout of sync io steps "
+                "(WFRAY_IO_SYNC_TIMEOUT_S; give the step its own timeout_s to choose), and "
+                "was stopped"
+            )
         return _ended(key, AttemptStatus.TIMED_OUT, "wfray.AttemptTimeout", message)
     return _ended(key, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
 
@@ -351,9 +367,23 @@ class IoExecutor:
         if self.identity is None:
             self.identity = worker_identity()
         for e in envelopes:
-            self.running[e.key] = loop.create_task(self._run(open_dispatch(e.dispatch)))
-            if e.timeout_s is not None:
-                loop.call_later(e.timeout_s, self._time_out, e.key)
+            d = open_dispatch(e.dispatch)
+            self.running[e.key] = loop.create_task(self._run(d))
+            timeout_s = self._timeout_s(d)
+            if timeout_s is not None:
+                loop.call_later(timeout_s, self._time_out, e.key)
+
+    def _timeout_s(self, d: Dispatch) -> float | None:
+        """The step's own timeout; else, for sync code, the default: a sync step holds one
+        of the io threads while it runs, and one stuck on a slow server would hold it for
+        ever (its thread runs on after the timeout, but its slot and attempt are freed)."""
+        if d.timeout_s is not None or self.config.io_sync_timeout_s is None:
+            return d.timeout_s
+        try:
+            is_async = inspect.iscoroutinefunction(load_function(d.fn))
+        except StepImportError:
+            is_async = False  # the attempt fails at once anyway
+        return None if is_async else self.config.io_sync_timeout_s
 
     def _time_out(self, key: AttemptKey) -> None:
         task = self.running.get(key)
@@ -382,7 +412,9 @@ class IoExecutor:
                 )
         except asyncio.CancelledError:
             key = d.attempt_key
-            self.outbox.put(_stopped(key, key in self.timed_out, d.timeout_s))
+            timeout_s = self._timeout_s(d)
+            default = d.timeout_s is None and timeout_s is not None
+            self.outbox.put(_stopped(key, key in self.timed_out, timeout_s, default))
             return
         finally:
             self.running.pop(d.attempt_key, None)

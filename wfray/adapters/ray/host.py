@@ -115,6 +115,7 @@ def executor_config(settings: Settings) -> ExecutorConfig:
         io_concurrency=settings.io_concurrency,
         attempts_per_task=settings.cpu_attempts_per_task,
         namespace=settings.namespace,
+        io_sync_timeout_s=settings.io_sync_timeout_s,
     )
 
 
