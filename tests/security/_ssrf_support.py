@@ -33,6 +33,7 @@ class Server:
     host: str
     port: int
     seen: list[tuple[str, str]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     server_names: list[str | None] = field(default_factory=list)
 
     @property
@@ -72,6 +73,7 @@ def serve(
 
         def _answer(self) -> None:
             record.seen.append((self.path, self.headers.get("Host", "")))
+            record.headers.append({k.lower(): v for k, v in self.headers.items()})
             if drip is not None and self.path == "/drip":
                 self.send_response(200)
                 self.send_header("Content-Length", "50")

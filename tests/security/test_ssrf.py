@@ -19,6 +19,7 @@ import pytest
 
 from tests.integration.conftest import start_wfray
 from tests.security._ssrf_support import Server, StubResolver, certificates, same_port, serve
+from wfray.application.secrets import SecretRef
 from wfray.domain.errors import NonRetryableError, RetryLater
 from wfray.domain.status import AttemptStatus, RunStatus
 from wfray.integrations.http import http_request, send_request
@@ -172,6 +173,27 @@ def test_each_redirect_is_checked_again_even_to_the_same_machine(
         with pytest.raises(DestinationRefusedError, match=r"127\.0\.0\.1 is a loopback address"):
             http_request(f"{allowed.url}/go", timeout_s=5)
     assert internal.seen == []
+
+
+def test_a_secret_header_does_not_follow_a_redirect_to_another_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """httpx drops Authorization on a cross-origin redirect, not X-Api-Key: a header whose
+    value is a secret by name goes to the first request's origin only."""
+    monkeypatch.setenv("WFRAY_HTTP_ALLOW_NETWORKS", "127.0.0.1/32,127.0.0.2/32")
+    monkeypatch.setenv("WFRAY_SECRET_PARTNER_KEY", "k-123-do-not-leak")
+    headers: dict[str, Any] = {"X-Api-Key": SecretRef(secret="PARTNER_KEY"), "X-Plain": "p"}
+    with serve(host="127.0.0.2") as elsewhere:
+        same_origin = (302, {"Location": "/landed"}, b"")
+        cross_origin = (302, {"Location": f"{elsewhere.url}/landed"}, b"")
+        with serve({"/same": same_origin, "/cross": cross_origin}) as first:
+            assert http_request(f"{first.url}/same", headers=headers, timeout_s=5).body == "hello"
+            assert [h.get("x-api-key") for h in first.headers] == ["k-123-do-not-leak"] * 2
+            http_request(f"{first.url}/cross", headers=headers, timeout_s=5)
+            assert first.headers[-1]["x-api-key"] == "k-123-do-not-leak"
+    assert [path for path, _ in elsewhere.seen] == ["/landed"]
+    assert "x-api-key" not in elsewhere.headers[0]
+    assert elsewhere.headers[0]["x-plain"] == "p"
 
 
 def test_dns_rebinding_cannot_move_the_connection_after_the_check(

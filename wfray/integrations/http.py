@@ -15,6 +15,7 @@ limits are ceilings that a caller may lower, never raise.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -230,7 +231,7 @@ def send_request(
     guard: HttpGuard,
     url: str,
     method: str = "GET",
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str | SecretRef] | None = None,
     params: dict[str, str] | None = None,
     json_body: Any = None,
     text_body: str | None = None,
@@ -265,6 +266,8 @@ def send_request(
     )
     attempt = ctx.attempt if ctx is not None else 1
     request_headers = {name: reveal(value) for name, value in (headers or {}).items()}
+    # a secret goes to the origin it was meant for only, never to a redirect's other site
+    secret_headers = {n for n, v in (headers or {}).items() if isinstance(v, SecretRef)}
     if idempotency_header and ctx is not None:
         request_headers[idempotency_header] = ctx.idempotency_key
     started = time.perf_counter()
@@ -283,7 +286,9 @@ def send_request(
                 json=json_body,
                 content=None if text_body is None else text_body.encode(),
             )
-            response = _follow(client, request, follow_redirects, limits.max_redirects, verb, url)
+            response = _follow(
+                client, request, follow_redirects, limits.max_redirects, verb, url, secret_headers
+            )
             try:
                 body, truncated = _read_body(response, body_limit)
             finally:
@@ -317,9 +322,13 @@ def _follow(
     max_redirects: int,
     verb: str,
     url: str,
+    secret_headers: set[str],
 ) -> httpx.Response:
     """Send, and follow redirects here rather than in httpx: each hop goes through the
-    guarded transport, and a redirect's own body is never read."""
+    guarded transport, a redirect's own body is never read, and headers that carry secrets
+    are dropped once a redirect leaves the first request's origin (httpx drops only
+    Authorization)."""
+    origin = _origin(request.url)
     redirects = 0
     while True:
         try:
@@ -338,8 +347,15 @@ def _follow(
             )
         redirects += 1
         request = response.next_request
+        if _origin(request.url) != origin:
+            for name in secret_headers:
+                request.headers.pop(name, None)
 
 
 def _now() -> datetime:
     # The task is the outermost loop here: Retry-After dates are relative to the wall clock.
     return datetime.now(UTC)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
