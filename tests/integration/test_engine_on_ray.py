@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 
 import wfray
 from tests.fixtures import flows
@@ -113,6 +115,34 @@ def test_unserialisable_result_fails_clearly_without_retry(client: Any) -> None:
     with pytest.raises(wfray.RunFailedError, match="cannot be serialised"):
         run.result(timeout=60)
     assert len(run.detail().attempts) == 1
+
+
+def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
+        time.sleep(0.05)
+
+
+def test_a_timeout_counts_from_when_the_worker_begins_the_attempt(
+    client: Any, tmp_path: Path
+) -> None:
+    """Waiting for a free CPU is not running: a 1 s step queued behind busy CPUs for longer
+    than that still gets its whole second (it used to be stopped while it waited)."""
+    gates = [tmp_path / str(i) for i in range(int(ray.cluster_resources()["CPU"]))]
+    for gate in gates:
+        gate.mkdir()
+    blockers = [client.enqueue(flows.hold_a_cpu, gate=str(gate)) for gate in gates]
+    wait_until(lambda: all((g / "pid").exists() for g in gates), "every CPU held")
+    timed = client.enqueue(flows.quick_with_a_timeout)
+    wait_until(lambda: timed.detail().attempts, "the timed attempt dispatched")
+    time.sleep(2.5)  # the claim under test: queued 2.5 s, longer than its 1 s timeout
+    for gate in gates:
+        (gate / "open").touch()
+    assert timed.result(timeout=60) == "in time"
+    assert [a.status for a in timed.detail().attempts] == [AttemptStatus.SUCCEEDED]
+    for handle in blockers:
+        handle.result(timeout=60)
 
 
 @pytest.mark.parametrize("step", [flows.hangs_once, flows.hangs_once_io], ids=["cpu", "io"])

@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 AttemptKey = tuple[str, str, int, int]
 log = logging.getLogger("wfray.executor")
 CANCEL_GRACE_S = 1.0
+# A timed cpu attempt's clock starts when its worker begins it, not at launch: a worker that
+# takes long to start on a busy node must not eat the step's time. If the start is never
+# heard of (the message lost), the attempt is stopped this much after its timeout instead.
+UNHEARD_START_GRACE_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +137,14 @@ def _config(sealed: bytes) -> ExecutorConfig:
 
 
 @ray.remote(max_retries=0)
-def run_cpu_attempts(bundle: bytes) -> list[Sealed]:
+def run_cpu_attempts(bundle: bytes, executor: Any = None) -> list[Sealed]:
     """Attempts in a Ray worker process, one after the other (several only when they are
     short: application/fusion.py): the executor's config and the sealed dispatches in, one
-    sealed outcome per dispatch out."""
+    sealed outcome per dispatch out. An attempt with a timeout comes alone, with the
+    executor's handle: it hears when the attempt begins, and starts the clock then."""
     config, dispatches = _unbundle(bundle)
+    if executor is not None:
+        executor.attempt_started.remote(dispatches[0].attempt_key)
     blobs = blob_store(config.blob_root) if config.blob_root else None
     services = step_services(config.namespace, config.blob_root)
     outcomes = []
@@ -208,6 +215,9 @@ class CpuExecutor:
         self.outbox = Outbox()
         self.running: dict[AttemptKey, Any] = {}
         self.timed_out: set[AttemptKey] = set()
+        # timed attempts: their timeout, and the timer that stops them (see attempt_started)
+        self.timeouts: dict[AttemptKey, float] = {}
+        self.timers: dict[AttemptKey, asyncio.TimerHandle] = {}
         # attempts cancelled while they share a task: the task runs on, their outcome is dropped
         self.dropped: set[AttemptKey] = set()
         self.shared: set[AttemptKey] = set()
@@ -236,7 +246,11 @@ class CpuExecutor:
     def _launch(self, together: tuple[Envelope, ...]) -> None:
         first = together[0]
         bundle = self.prefix + pickle.dumps([e.dispatch for e in together])
-        ref = _remote_for(first.num_cpus, first.resources).remote(bundle)
+        remote = _remote_for(first.num_cpus, first.resources)
+        if len(together) == 1 and first.timeout_s is not None:
+            ref = remote.remote(bundle, ray.get_runtime_context().current_actor)
+        else:
+            ref = remote.remote(bundle)
         for e in together:
             self.running[e.key] = ref
         self.launched_tasks += 1
@@ -245,8 +259,20 @@ class CpuExecutor:
             self.shared.update(e.key for e in together)
         elif first.timeout_s is not None:  # never shared: fusion.py
             assert self._loop is not None
-            self._loop.call_later(first.timeout_s, self._time_out, first.key)
+            self.timeouts[first.key] = first.timeout_s
+            grace = first.timeout_s + UNHEARD_START_GRACE_S
+            self.timers[first.key] = self._loop.call_later(grace, self._time_out, first.key)
         ref.future().add_done_callback(functools.partial(self._done, together))
+
+    async def attempt_started(self, key: AttemptKey) -> None:
+        """A timed attempt's worker began it: its timeout counts from now."""
+        timer = self.timers.pop(key, None)
+        if timer is None or key not in self.running:
+            return
+        timer.cancel()
+        timeout_s = self.timeouts.get(key)
+        if timeout_s is not None:
+            self.timers[key] = asyncio.get_running_loop().call_later(timeout_s, self._time_out, key)
 
     def _cluster_cpus(self) -> float:
         """Counted again every few seconds: the autoscaler adds and removes nodes."""
@@ -307,6 +333,10 @@ class CpuExecutor:
                 self.outbox.put(outcome, wake=not (from_worker and e.report_directly))
                 self.running.pop(e.key, None)
                 self.timed_out.discard(e.key)
+                self.timeouts.pop(e.key, None)
+                timer = self.timers.pop(e.key, None)
+                if timer is not None:
+                    timer.cancel()
                 self.dropped.discard(e.key)
                 self.shared.discard(e.key)
 
