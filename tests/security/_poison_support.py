@@ -114,13 +114,32 @@ async def coordinator(store: Any, executor: Any = None, **settings: Any) -> Asyn
     from wfray.application.coordinator import Coordinator, CoordinatorSettings
 
     shared = executor or InlineExecutor()
-    c = Coordinator(store, {"cpu": shared, "io": shared}, WallClock(), CoordinatorSettings(**settings))
+    c = Coordinator(
+        store, {"cpu": shared, "io": shared}, WallClock(), CoordinatorSettings(**settings)
+    )
     await c.start()
     try:
         await c.register([flow.schema for flow in ALL])
         yield c
     finally:
         await c.stop()
+
+
+def rogue_executor(target: str) -> Any:
+    """An inline executor whose worker reports, for the first attempt of run `target`, a pid
+    no integer column holds (2**70). The gate screens text and JSON, not this: the commit
+    fails, and the guard must find that row among the others and fail only its attempt."""
+    from wfray.adapters.memory.executor import InlineExecutor
+    from wfray.application.messages import Dispatch
+    from wfray.domain.records import WorkerIdentity
+
+    class Rogue(InlineExecutor):
+        def worker_for(self, dispatch: Dispatch) -> WorkerIdentity:
+            if dispatch.run_id == target and dispatch.attempt == 1:
+                return WorkerIdentity(node_id="rogue", worker_id="rogue", host="x", pid=2**70)
+            return self.worker
+
+    return Rogue()
 
 
 def alive(c: Any) -> bool:

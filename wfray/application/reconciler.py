@@ -237,6 +237,10 @@ class Reconciler:
             self._senders.add(task)
             task.add_done_callback(self._senders.discard)
 
+    async def sent(self) -> None:
+        """Wait until the dispatches and cancels under way have been handed over."""
+        await asyncio.gather(*self._senders, return_exceptions=True)
+
     def stop(self, keys: list[AttemptKey]) -> None:
         """Ask the executors to cancel these running attempts (their outcomes follow)."""
         by_pool: dict[str, list[AttemptKey]] = defaultdict(list)
