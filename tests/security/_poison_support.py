@@ -146,3 +146,29 @@ def alive(c: Any) -> bool:
     """The loop still turns: it did not die on a commit (the Ray host would restart it)."""
     task = c._loop_task
     return task is not None and not task.done()
+
+
+class Hold(BaseModel):
+    gate: str
+
+
+_gates: dict[str, Any] = {}
+
+
+def gate(name: str) -> Any:
+    import threading
+
+    return _gates.setdefault(name, threading.Event())
+
+
+held = Workflow("held", input=Hold, retry=NOW)
+
+
+@held.step
+def wait_for_gate(input: Hold, ctx: StepContext) -> int:
+    if ctx.attempt == 1:
+        gate(input.gate).wait(30)
+    return ctx.attempt
+
+
+ALL = (poison, plain, held)

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.messages import Dispatch, Outcome, SubmitResult
-from wfray.application.storable import not_stored
+from wfray.application.quarantine import QUARANTINED, TWO_STARTS
+from wfray.application.quarantine import REFUSED as REFUSED_STATUS
+from wfray.application.storable import clean_text, not_stored
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import WorkerIdentity
 
@@ -74,16 +76,42 @@ class PoisonGuard:
                 "; ".join(sorted({r.reason for r in rejected}))[:500] or str(error),
                 len(runs),
             )
-            self._blame(rejected, runs, outcomes, accepted)
+            blamed = self._blame(rejected, runs, outcomes, accepted)
             aside |= runs
             lines = {r.key[-1] for r in rejected if r.what == "log"}
             batch = batch.without(aside, lines)
             try:
                 await c.durably(c.store.commit, batch)
-                return aside
             except REFUSED as again:
                 error = again
+                continue
+            await self._record(blamed, REFUSED_STATUS)
+            return aside
         raise error
+
+    async def _record(self, keys: list[AttemptKey], status: str) -> None:
+        """Keep the outcomes set aside, and why, where operators look (and count them)."""
+        if not keys:
+            return
+        c = self.c
+        items = [(key, status, clean_text(self.poisoned[key], 4096)) for key in keys]
+        await c.durably(c.store.set_aside, items, c.reconciler.epoch, c.clock.now())
+        for _ in keys:
+            c.metrics.outcome_set_aside(status)
+
+    async def quarantine_repeats(self) -> None:
+        """At a start: outcomes the executors still hold for attempts still running in the
+        store are marked; one marked at the previous start already is quarantined, so that
+        an outcome that stops the coordinator cannot do it for ever."""
+        c = self.c
+        keys = list(dict.fromkeys(o.attempt_key for _, o in c.outcomes))
+        keys = [key for key in keys if key in c.attempts]
+        now = c.clock.now()
+        repeats = await c.durably(c.store.note_undelivered, keys, c.reconciler.epoch, now)
+        for key in repeats:
+            self.poisoned.setdefault(key, TWO_STARTS)
+            log.error("outcome of attempt %s quarantined: %s", key, TWO_STARTS)
+        await self._record(repeats, QUARANTINED)
 
     def _blame(
         self,
@@ -91,8 +119,9 @@ class PoisonGuard:
         runs: set[str],
         outcomes: Sequence[tuple[str, Outcome]],
         accepted: list[Answer],
-    ) -> None:
+    ) -> list[AttemptKey]:
         """Which outcomes (and submissions) made the refused rows, and why."""
+        blamed: list[AttemptKey] = []
         by_task = {r.key[:3]: r.reason for r in rejected if r.what in ("task", "attempt", "log")}
         self.refused_lines |= {r.key[:4] for r in rejected if r.what == "log"}
         by_run = {r.run_id: r.reason for r in rejected if r.what == "run"}
@@ -107,6 +136,7 @@ class PoisonGuard:
                 why = whole
             if why is not None and key not in self.poisoned:
                 self.poisoned[key] = f"the database refused it: {why}"
+                blamed.append(key)
         for i, (future, result) in enumerate(accepted):
             if result.created and result.run_id in runs:
                 why = by_run.get(result.run_id, whole)
@@ -119,6 +149,7 @@ class PoisonGuard:
                         StoreRejectedError.code,
                     ),
                 )
+        return blamed
 
     async def rebuild(self, dispatches: list[Dispatch], aside: set[str]) -> None:
         """After a refused batch: send what was committed, then rebuild memory from the store
@@ -128,7 +159,7 @@ class PoisonGuard:
         c.reconciler.send(sent)
         await c.reconciler.sent()
         c.reset_memory()
-        await c.reconciler.recover()
+        await c.reconciler.recover(start=False)
         await asyncio.sleep(0)
 
 

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
+from wfray.application.quarantine import AttemptKey, QuarantinedOutcome
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -34,6 +35,20 @@ class RunStore(Protocol):
         """The rows of `batch` that `commit` would refuse, and why; writes nothing."""
         ...
 
+    def note_undelivered(
+        self, keys: Sequence[AttemptKey], epoch: int, now: datetime
+    ) -> list[AttemptKey]:
+        """Mark outcomes undelivered at a coordinator start; return those marked at an
+        earlier start already (marks of outcomes delivered since are dropped)."""
+        ...
+
+    def set_aside(
+        self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
+    ) -> None:
+        """Record outcomes set aside as (key, status, reason) (application/quarantine.py)."""
+        ...
+
+    def set_aside_outcomes(self) -> list[QuarantinedOutcome]: ...
     def save_workflow(self, schema: WorkflowSchema) -> None: ...
     def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None: ...
     def list_workflows(self) -> list[WorkflowSchema]: ...

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from wfray.application.batch import Batch, RejectedRow
+from wfray.application.quarantine import PENDING, AttemptKey, QuarantinedOutcome
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
@@ -28,6 +29,8 @@ class InMemoryRunStore:
         self._attempts: dict[tuple[str, str, int, int], AttemptRecord] = {}
         self._logs: list[LogRecord] = []
         self._log_keys: set[tuple[object, ...]] = set()
+        self._aside: dict[AttemptKey, QuarantinedOutcome] = {}
+        self._aside_epochs: dict[AttemptKey, int] = {}
 
     def commit(self, batch: Batch) -> None:
         with self._lock:
@@ -53,6 +56,34 @@ class InMemoryRunStore:
                 if line_key not in self._log_keys:  # a replayed batch adds no line twice
                     self._log_keys.add(line_key)
                     self._logs.append(copy.copy(line))
+
+    def note_undelivered(
+        self, keys: Sequence[AttemptKey], epoch: int, now: datetime
+    ) -> list[AttemptKey]:
+        with self._lock:
+            marked = {k: v for k, v in self._aside.items() if v.status == PENDING}
+            wanted = set(keys)
+            for key in marked:
+                if key not in wanted:
+                    del self._aside[key]
+            for key in keys:
+                if key not in self._aside:
+                    self._aside[key] = QuarantinedOutcome(key, PENDING, "", now)
+                    self._aside_epochs[key] = epoch
+            return [k for k in keys if k in marked and self._aside_epochs[k] < epoch]
+
+    def set_aside(
+        self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
+    ) -> None:
+        with self._lock:
+            for key, status, reason in items:
+                self._aside[key] = QuarantinedOutcome(key, status, reason, now)
+                self._aside_epochs[key] = epoch
+
+    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+        with self._lock:
+            found = [v for v in self._aside.values() if v.status != PENDING]
+        return sorted(found, key=lambda v: (v.at, v.key))
 
     def rejected_rows(self, batch: Batch) -> list[RejectedRow]:
         """The rows a SQL database would refuse (what PostgreSQL refuses: NUL in text, lone

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from wfray.adapters.sqlalchemy import migrate, rows
+from wfray.adapters.sqlalchemy import migrate, quarantine, rows
 from wfray.adapters.sqlalchemy.engine import (
     WRITE,
     create_engine,
@@ -29,6 +29,7 @@ from wfray.adapters.sqlalchemy.fastpath import CompiledWrite
 from wfray.adapters.sqlalchemy.probe import ProbeGroup, Write, probe
 from wfray.adapters.sqlalchemy.tables import attempts, counters, logs, runs, tasks, workflows
 from wfray.application.batch import Batch, RejectedRow
+from wfray.application.quarantine import AttemptKey, QuarantinedOutcome
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
@@ -245,6 +246,22 @@ class SqlRunStore:
             if status != record.status.value:
                 return f"{key}: expected {expected}, found {status or 'nothing'}"
         return None
+
+    def note_undelivered(
+        self, keys: Sequence[AttemptKey], epoch: int, now: datetime
+    ) -> list[AttemptKey]:
+        with self._errors(), self._writer.begin() as conn:
+            return quarantine.note_undelivered(conn, keys, epoch, now)
+
+    def set_aside(
+        self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
+    ) -> None:
+        with self._errors(), self._writer.begin() as conn:
+            quarantine.set_aside(conn, items, epoch, now)
+
+    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+        with self._errors(), self._engine.connect() as conn:
+            return quarantine.listed(conn)
 
     def save_workflow(self, schema: WorkflowSchema) -> None:
         with self._errors(), self._writer.begin() as conn:
