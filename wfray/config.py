@@ -49,6 +49,9 @@ class Settings:
             the Ray autoscaler for the cpu backlog (0: no request).
         autoscale_max_io_bundles: the same for the io pool, in `io` slots (0: no request).
         autoscale_interval_s: how often the backlog is turned into a resource request.
+        max_error_chars: an attempt's error message is cut past this many characters.
+        max_traceback_chars: an attempt's traceback is cut past this many characters.
+        max_log_line_chars: a log line is cut past this many characters.
     """
 
     data_dir: str
@@ -76,6 +79,11 @@ class Settings:
     autoscale_max_cpu_bundles: int = 0
     autoscale_max_io_bundles: int = 0
     autoscale_interval_s: float = 2.0
+    # What an attempt's text may hold once stored (application/storable.py): longer error
+    # messages, tracebacks and log lines are cut, saying how much was cut.
+    max_error_chars: int = 16_384
+    max_traceback_chars: int = 65_536
+    max_log_line_chars: int = 8_192
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -105,6 +113,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ("api_max_body_bytes", int),
         ("autoscale_max_cpu_bundles", int),
         ("autoscale_max_io_bundles", int),
+        ("max_error_chars", int),
+        ("max_traceback_chars", int),
+        ("max_log_line_chars", int),
     ):
         raw = env.get(f"WFRAY_{name.upper()}")
         if raw is not None:
