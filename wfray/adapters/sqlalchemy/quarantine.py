@@ -56,7 +56,7 @@ def set_aside(
         values = {"status": status, "reason": reason, "epoch": epoch, "updated_at": now}
         if conn.execute(sa.update(q).where(*where).values(values)).rowcount == 0:
             names = ("run_id", "step", "map_index", "attempt")
-            conn.execute(sa.insert(q).values(dict(zip(names, key, strict=True)), **values))
+            conn.execute(sa.insert(q).values({**dict(zip(names, key, strict=True)), **values}))
 
 
 def listed(conn: sa.Connection) -> list[QuarantinedOutcome]:
