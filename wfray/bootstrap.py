@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from wfray.application.coordinator import Coordinator, CoordinatorSettings
 from wfray.application.ports import RunStore, StepExecutor
+from wfray.application.storable import TextLimits
 from wfray.config import Settings
 
 MEMORY_URL = "memory://"
@@ -35,6 +36,11 @@ def coordinator_settings(settings: Settings) -> CoordinatorSettings:
         max_backlog=settings.max_backlog,
         default_retry=settings.default_retry,
         share_short_steps=settings.cpu_attempts_per_task > 1,
+        text_limits=TextLimits(
+            error_chars=settings.max_error_chars,
+            traceback_chars=settings.max_traceback_chars,
+            log_line_chars=settings.max_log_line_chars,
+        ),
     )
 
 

@@ -65,6 +65,9 @@ class Settings:
     use; default any), WFRAY_SMTP_MAX_RECIPIENTS (default 50).
         io_sync_timeout_s: the timeout of sync io steps that set none (None: no default),
             so a step stuck on a slow server cannot hold an io thread's slot for ever.
+        max_error_chars: an attempt's error message is cut past this many characters.
+        max_traceback_chars: an attempt's traceback is cut past this many characters.
+        max_log_line_chars: a log line is cut past this many characters.
     """
 
     data_dir: str
@@ -96,6 +99,11 @@ class Settings:
     api_tasks: tuple[str, ...] = ()
     secret_dir: str | None = None
     io_sync_timeout_s: float | None = 3600.0
+    # What an attempt's text may hold once stored (application/storable.py): longer error
+    # messages, tracebacks and log lines are cut, saying how much was cut.
+    max_error_chars: int = 16_384
+    max_traceback_chars: int = 65_536
+    max_log_line_chars: int = 8_192
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -125,6 +133,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ("api_max_body_bytes", int),
         ("autoscale_max_cpu_bundles", int),
         ("autoscale_max_io_bundles", int),
+        ("max_error_chars", int),
+        ("max_traceback_chars", int),
+        ("max_log_line_chars", int),
     ):
         raw = env.get(f"WFRAY_{name.upper()}")
         if raw is not None:

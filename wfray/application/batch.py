@@ -7,6 +7,7 @@ state, compare-and-set against the status it had at the previous commit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
@@ -15,6 +16,21 @@ from wfray.domain.workflow import WorkflowSchema
 RunKey = str
 TaskRowKey = tuple[str, str, int]
 AttemptKey = tuple[str, str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """A row of a batch that the store refused on its own (the rest would go in).
+
+    `what` is run, task, attempt, log or workflow; `key` names the row: (run_id,),
+    (run_id, step, map_index), the same plus the attempt, or for a log line its attempt key
+    and its index in `Batch.logs`.
+    """
+
+    run_id: str
+    what: str
+    key: tuple[Any, ...]
+    reason: str
 
 
 @dataclass(slots=True)
@@ -58,6 +74,20 @@ class Batch:
         if key in self.new_attempts or key in self.attempt_updates:
             return
         self.attempt_updates[key] = (attempt, expected)
+
+    def without(self, run_ids: set[str], lines: set[int]) -> Batch:
+        """This batch less every row of `run_ids` and the log lines at indexes `lines` (log
+        lines of those runs stay: no other row depends on them)."""
+        return Batch(
+            new_runs={k: v for k, v in self.new_runs.items() if k not in run_ids},
+            run_updates={k: v for k, v in self.run_updates.items() if k not in run_ids},
+            new_tasks={k: v for k, v in self.new_tasks.items() if k[0] not in run_ids},
+            task_updates={k: v for k, v in self.task_updates.items() if k[0] not in run_ids},
+            new_attempts={k: v for k, v in self.new_attempts.items() if k[0] not in run_ids},
+            attempt_updates={k: v for k, v in self.attempt_updates.items() if k[0] not in run_ids},
+            logs=[line for i, line in enumerate(self.logs) if i not in lines],
+            workflows=list(self.workflows),
+        )
 
     def __len__(self) -> int:
         return (

@@ -35,8 +35,10 @@ from wfray.application.messages import (
 )
 from wfray.application.metrics import Metrics, MetricsBuffer
 from wfray.application.outcomes import apply as apply_outcome
+from wfray.application.poison import REFUSED, PoisonGuard
 from wfray.application.ports import Clock, RunStore, StepExecutor
 from wfray.application.reconciler import Reconciler
+from wfray.application.storable import TextLimits, clean_logs, problem
 from wfray.application.waiting import Waiting
 from wfray.domain import engine
 from wfray.domain.engine import Changes, RunState
@@ -64,6 +66,7 @@ class CoordinatorSettings:
     drain_wait_s: float = 1.0
     commit_retry_max_s: float = 5.0
     share_short_steps: bool = True  # may short cpu attempts share Ray tasks (fusion.py)
+    text_limits: TextLimits = field(default_factory=TextLimits)  # storable.py
 
 
 class Coordinator:
@@ -95,6 +98,9 @@ class Coordinator:
         self.heartbeats = HeartbeatWatch(self)
         self.short_steps = ShortSteps()
         self.streamed_logs: list[LogRecord] = []
+        # callers of append_logs, answered once their lines are committed
+        self.log_waiters: list[asyncio.Future[bool]] = []
+        self.guard = PoisonGuard(self)
         self.metrics: Metrics = MetricsBuffer()
         self.timers: list[tuple[datetime, str, str, int]] = []
         self.outcomes: list[tuple[str, Outcome]] = []
@@ -142,6 +148,8 @@ class Coordinator:
         """Running attempts report they are alive, with their progress (JSON) if any."""
         now = self.clock.now()
         for key, progress_json in beats:
+            if problem(progress_json) is not None:
+                progress_json = None  # a hint for operators, never worth a failed commit
             self.heartbeats.beat(tuple(key), progress_json, now)  # type: ignore[arg-type]
         self.wake.set()
 
@@ -151,10 +159,15 @@ class Coordinator:
         self.outcomes.append((pool, outcome))
         self.wake.set()
 
-    def append_logs(self, lines: Sequence[LogRecord]) -> None:
-        """Log lines of running attempts, stored with the next commit."""
-        self.streamed_logs.extend(lines)
+    async def append_logs(self, lines: Sequence[LogRecord]) -> bool:
+        """Log lines of running attempts, stored with the next commit; answers once they
+        are committed, so the worker keeps them until then (and sends them again if this
+        coordinator dies first: the store drops lines it holds already)."""
+        self.streamed_logs.extend(clean_logs(list(lines), self.settings.text_limits))
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.log_waiters.append(waiter)
         self.wake.set()
+        return await waiter
 
     async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
         """Start runs; answers only after they are committed."""
@@ -275,6 +288,7 @@ class Coordinator:
         outcomes, self.outcomes = self.outcomes, []
         acks: dict[str, int] = {}
         self.heartbeats.apply(batch)
+        log_waiters, self.log_waiters = self.log_waiters, []
         if self.streamed_logs:
             batch.logs.extend(self.streamed_logs)
             self.streamed_logs = []
@@ -291,16 +305,41 @@ class Coordinator:
         dispatches += self.compensator.advance(
             [self.runs[r] for r in touched if r in self.runs], batch, now
         )
-        await self._commit(batch)
+        aside: set[str] | None = None
+        try:
+            await self._commit(batch)
+        except REFUSED as exc:  # not an outage: what it holds (poison.py)
+            aside = await self.guard.commit_around(batch, exc, outcomes, accepted)
+        for waiter in log_waiters:
+            if not waiter.done():
+                waiter.set_result(True)
         self.intake.answer(accepted)
         for future, answer in cancelled:
             if not future.done():
                 future.set_result(answer)
-        self.reconciler.acknowledge(acks)
         self.reconciler.stop(to_stop)
+        if aside is not None:
+            self._settle(touched - aside)
+            await self.guard.rebuild(dispatches, aside)
+            return
+        self.reconciler.acknowledge(acks)
         self.reconciler.send(dispatches)
         self._settle(touched)
         await self.dispatcher.page_in()
+
+    def reset_memory(self) -> None:
+        """Forget every run, attempt, queue and timer: `reconciler.recover` rebuilds them from
+        the store (waiters, pending submissions and commands stay)."""
+        self.runs.clear()
+        self.attempts.clear()
+        self.queues = QueueManager(
+            list(self.settings.queues), self.settings.pool_windows, self.settings.memory_cap
+        )
+        self.args = ArgumentBuilder()
+        self.heartbeats = HeartbeatWatch(self)
+        self.timers = []
+        self.retouch = set()
+        self.reconciler.running_on.clear()
 
     async def _commit(self, batch: Batch) -> None:
         if not len(batch):

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 from wfray.application.batch import Batch
 from wfray.application.messages import SubmitRequest, SubmitResult
 from wfray.application.ports import RunStore
+from wfray.application.storable import problem
 from wfray.domain import engine
 from wfray.domain.engine import RunState
-from wfray.domain.errors import BacklogFullError, WfrayError
+from wfray.domain.errors import BacklogFullError, InputValidationError, WfrayError
+from wfray.domain.limits import key_problem
 from wfray.domain.records import RunRecord
 from wfray.domain.status import RunStatus
 
@@ -42,14 +44,22 @@ class Intake:
         """Turn pending submissions into new runs in the batch; answers wait for the commit."""
         if not self.pending:
             return []
-        pending, self.pending = self.pending, []
+        taken, self.pending = self.pending, []
+        answers: list[Answer] = []
+        pending: list[Pending] = []
+        for request, future in taken:  # refused before any lookup: they may not be queried
+            refused = _refused(request)
+            if refused is None:
+                pending.append((request, future))
+            else:
+                refusal = SubmitResult(request.run_id, False, refused, InputValidationError.code)
+                answers.append((future, refusal))
         run_ids = [r.run_id for r, _ in pending if not r.fresh_id]
         keys = [r.idempotency_key for r, _ in pending if r.idempotency_key is not None]
         existing: dict[str, RunRecord] = {}
         known_keys: dict[str, str] = {}
         if run_ids or keys:  # a fresh id needs no lookup: a trip to the store saved
             existing, known_keys = await self.c.durably(_lookup, self.c.store, run_ids, keys)
-        answers: list[Answer] = []
         for request, future in pending:
             answers.append(
                 (future, await self._take_one(request, existing, known_keys, batch, now, touched))
@@ -123,3 +133,13 @@ def _lookup(
     """Both dedupe lookups in one trip to the store's thread."""
     found = store.find_runs(run_ids) if run_ids else {}
     return found, (store.find_idempotency_keys(keys) if keys else {})
+
+
+def _refused(request: SubmitRequest) -> str | None:
+    """Why this request cannot become a stored run (names and keys, its input's text)."""
+    for field in ("run_id", "queue", "idempotency_key", "concurrency_key", "trigger_id"):
+        why = key_problem(field, getattr(request, field))
+        if why is not None:
+            return why
+    why = problem(request.input_json)
+    return None if why is None else f"the run input cannot be stored: {why}"

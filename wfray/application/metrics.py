@@ -25,6 +25,7 @@ class Metrics(Protocol):
     def retry_scheduled(self, workflow: str, step: str) -> None: ...
     def queue_levels(self, levels: dict[str, tuple[int, int]]) -> None: ...
     def schedule_lag(self, schedule: str, lag_s: float) -> None: ...
+    def outcome_set_aside(self, status: str) -> None: ...
 
 
 @dataclass
@@ -65,6 +66,10 @@ class MetricsBuffer:
     def schedule_lag(self, schedule: str, lag_s: float) -> None:
         self.samples[("schedule_lag_seconds", (("schedule", schedule),))].append(lag_s)
         self.gauges[("schedule_last_lag_seconds", (("schedule", schedule),))] = lag_s
+
+    def outcome_set_aside(self, status: str) -> None:
+        """An outcome was refused by the database or quarantined (application/poison.py)."""
+        self._count("outcomes_quarantined_total", (("reason", status),))
 
     def take(
         self,

@@ -13,6 +13,7 @@ from wfray.application.batch import Batch
 from wfray.application.compensator import COMPENSATION
 from wfray.application.dispatcher import count_failure
 from wfray.application.messages import Outcome
+from wfray.application.storable import screen
 from wfray.domain import engine
 from wfray.domain.engine import Changes, RunState
 from wfray.domain.policy import RetryPolicy
@@ -30,6 +31,8 @@ def apply(c: Coordinator, outcome: Outcome, batch: Batch, now: datetime, touched
     attempt = c.attempts.pop(outcome.attempt_key, None)
     if attempt is None:
         return  # already applied (an outcome replayed after a restart)
+    screen(outcome, c.settings.text_limits)
+    c.guard.replace_poisoned(outcome)
     c.reconciler.running_on[attempt.executor] -= 1
     _fill_attempt(attempt, outcome)
     batch.update_attempt(attempt, AttemptStatus.RUNNING)

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from wfray.application.batch import Batch
+from wfray.application.batch import Batch, RejectedRow
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
+from wfray.application.quarantine import AttemptKey, QuarantinedOutcome
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -25,7 +26,29 @@ class RunStore(Protocol):
     twice. Status updates are compare-and-set against the status the batch expects.
     """
 
-    def commit(self, batch: Batch) -> None: ...
+    def commit(self, batch: Batch) -> None:
+        """Raises StoreRejectedError (or StaleWriteError) when rows of the batch are refused
+        for what they hold, StoreUnavailableError when the database cannot be reached."""
+        ...
+
+    def rejected_rows(self, batch: Batch) -> list[RejectedRow]:
+        """The rows of `batch` that `commit` would refuse, and why; writes nothing."""
+        ...
+
+    def note_undelivered(
+        self, keys: Sequence[AttemptKey], epoch: int, now: datetime
+    ) -> list[AttemptKey]:
+        """Mark outcomes undelivered at a coordinator start; return those marked at an
+        earlier start already (marks of outcomes delivered since are dropped)."""
+        ...
+
+    def set_aside(
+        self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
+    ) -> None:
+        """Record outcomes set aside as (key, status, reason) (application/quarantine.py)."""
+        ...
+
+    def set_aside_outcomes(self) -> list[QuarantinedOutcome]: ...
     def save_workflow(self, schema: WorkflowSchema) -> None: ...
     def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None: ...
     def list_workflows(self) -> list[WorkflowSchema]: ...

@@ -88,7 +88,9 @@ class Reconciler:
         if timeout is not None and attempt.kind == "step":
             self.c.heartbeats.watch(key, timeout, self.c.clock.now())
 
-    async def recover(self) -> None:
+    async def recover(self, start: bool = True) -> None:
+        """Rebuild memory from the store and the executors (`start`: a coordinator start,
+        not a rebuild after a refused batch)."""
         c = self.c
         self.epoch = await c.durably(c.store.next_value, EPOCH_COUNTER)
         runs, tasks, attempts = await c.durably(c.store.load_active)
@@ -127,6 +129,8 @@ class Reconciler:
             except Exception as exc:  # the drainer retries it
                 log.warning("executor %s not reachable at start: %s", pool, exc)
         self._abandon_unconfigured()
+        if start:
+            await c.guard.quarantine_repeats()
         log.info(
             "recovered %d active runs, %d running attempts, %d queued tasks",
             len(runs),
@@ -236,6 +240,10 @@ class Reconciler:
             task = asyncio.create_task(self._send(pool, group))
             self._senders.add(task)
             task.add_done_callback(self._senders.discard)
+
+    async def sent(self) -> None:
+        """Wait until the dispatches and cancels under way have been handed over."""
+        await asyncio.gather(*self._senders, return_exceptions=True)
 
     def stop(self, keys: list[AttemptKey]) -> None:
         """Ask the executors to cancel these running attempts (their outcomes follow)."""

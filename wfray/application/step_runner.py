@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 from pydantic import TypeAdapter
 
 from wfray.application.context import AttemptLog, StepContext, bind, unbind
@@ -27,7 +28,7 @@ from wfray.application.messages import ArgSpec, Dispatch, Outcome
 from wfray.application.ports import BlobStore
 from wfray.application.runtime import StepServices
 from wfray.application.secrets import bind_secret_dir, resolved_values, unbind_secret_dir
-from wfray.domain.errors import NonRetryableError, RetryLater
+from wfray.domain.errors import NonRetryableError, RetryLater, StepError
 from wfray.domain.masking import mask_text
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
@@ -55,6 +56,23 @@ class ResultNotSerializableError(NonRetryableError):
     """The step returned a value that cannot be serialised to JSON."""
 
     code = "result_not_serializable"
+
+
+class ResultNotStorableError(StepError):
+    """The step's result cannot be stored as it is (never altered): the attempt fails and
+    its retry policy decides what follows."""
+
+    code = "result_not_storable"
+
+
+def _not_stored(step: str, why: str) -> str:
+    return f"the outcome could not be stored: the result of step {step!r} {why}"
+
+
+class BlobWriteError(StepError):
+    """The step's result could not be written to the blob store: the attempt is retried."""
+
+    code = "blob_write_failed"
 
 
 @functools.cache
@@ -187,7 +205,13 @@ class PreparedAttempt:
         d = self.dispatch
         try:
             data = _signature(self.fn).result.dump_json(value)
+            _refuse_non_finite(data, value, d.step)
+        except ResultNotStorableError as exc:
+            return self.failure(exc, worker)
         except Exception as exc:
+            if "surrogates not allowed" in str(exc):
+                why = "holds a lone surrogate, which UTF-8 cannot encode"
+                return self.failure(ResultNotStorableError(_not_stored(d.step, why)), worker)
             return self.failure(
                 ResultNotSerializableError(
                     f"step {d.step!r} returned a {type(value).__name__} that cannot be "
@@ -200,7 +224,14 @@ class PreparedAttempt:
         result_ref: str | None = None
         if len(data) > self.settings.blob_threshold_bytes and self.blobs is not None:
             key = f"{d.run_id}/{d.step}/{d.map_index}-{d.attempt}.json"
-            result_ref = self.blobs.put(key, data)
+            try:
+                result_ref = self.blobs.put(key, data)
+            except Exception as exc:  # a failure of this attempt, not of its Ray task
+                error = BlobWriteError(
+                    f"the result of step {d.step!r} ({len(data)} bytes) could not be written "
+                    f"to the blob store: {type(exc).__name__}: {exc}"
+                )
+                return self.failure(error, worker)
         else:
             result_json = data.decode()
         return self._outcome(
@@ -214,14 +245,20 @@ class PreparedAttempt:
     def failure(self, exc: BaseException, worker: WorkerIdentity) -> Outcome:
         kind = type(exc)
         retry_after = exc.delay_s if isinstance(exc, RetryLater) else None
+        try:  # an exception's own __str__ may raise: that must not end the Ray task
+            message = str(exc) or kind.__name__
+            trace: str | None = "".join(traceback.format_exception(exc))
+        except Exception as broken:
+            message = f"{kind.__name__} (its message could not be read: {broken!r})"
+            trace = None
         # credentials and resolved secrets never leave the worker in an error
         secrets = resolved_values()
         return self._outcome(
             AttemptStatus.FAILED,
             worker,
             error_type=f"{kind.__module__}.{kind.__qualname__}",
-            error_message=mask_text(str(exc) or kind.__name__, secrets),
-            traceback=mask_text("".join(traceback.format_exception(exc)), secrets),
+            error_message=mask_text(message, secrets),
+            traceback=None if trace is None else mask_text(trace, secrets),
             retryable=not isinstance(exc, NonRetryableError),
             retry_after_s=retry_after,
         )
@@ -251,6 +288,20 @@ class PreparedAttempt:
             progress_json=self._progress(),
             **fields,
         )
+
+
+def _refuse_non_finite(data: bytes, value: Any, step: str) -> None:
+    """JSON has no NaN or infinity, and pydantic writes them as null: a result that held one
+    would come back altered. Checked only when a null was written (rarely)."""
+    if b"null" not in data:
+        return
+
+    def refuse(constant: str) -> Any:
+        why = f"holds {constant}, which JSON cannot represent"
+        raise ResultNotStorableError(_not_stored(step, why))
+
+    text = pydantic_core.to_json(value, inf_nan_mode="constants", serialize_unknown=True)
+    json.loads(text, parse_constant=refuse)
 
 
 def _beat_interval(timeout_s: float | None) -> float:

@@ -12,6 +12,7 @@
      +-- RunFailedError            the awaited run failed
      +-- WaitTimeoutError          the awaited run did not finish in time
      +-- StoreUnavailableError     the database cannot be reached
+     +-- StoreRejectedError        the database refused the data (not an outage)
      +-- SchemaOutdatedError       the database schema is not at this wfray's revision
      +-- StepError                 raised inside steps to steer retries
           +-- NonRetryableError    fail now, do not retry
@@ -126,6 +127,13 @@ class StoreUnavailableError(WfrayError):
 
     code = "store_unavailable"
     http_status = 503
+
+
+class StoreRejectedError(WfrayError):
+    """The database refused to store the data (not an outage: retrying cannot help)."""
+
+    code = "store_rejected"
+    http_status = 422
 
 
 class SchemaOutdatedError(WfrayError):

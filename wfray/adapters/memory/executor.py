@@ -51,7 +51,7 @@ class InlineExecutor:
         reported = False
         try:
             outcome = await run_attempt_async(
-                dispatch, self.blobs, self.worker, self.settings, self.services
+                dispatch, self.blobs, self.worker_for(dispatch), self.settings, self.services
             )
             if dispatch.report_directly and self.reporter is not None:
                 self.reporter(dispatch.pool, outcome)  # as a Ray worker does
@@ -68,6 +68,10 @@ class InlineExecutor:
         finally:
             self.running.pop(dispatch.attempt_key, None)
         self.outbox.put(seal(outcome), wake=not reported)
+
+    def worker_for(self, dispatch: Dispatch) -> WorkerIdentity:
+        """Who runs this attempt (one identity here; tests may tell a different story)."""
+        return self.worker
 
     async def drain(self, ack: int, wait_s: float, epoch: int = 0) -> Drained:
         return (await self.outbox.drain(ack, wait_s, epoch)).opened()

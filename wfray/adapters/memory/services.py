@@ -47,7 +47,9 @@ class InlineStepServices:
 
     def logs(self, lines: list[LogRecord]) -> bool:
         c, loop = self._c()
-        loop.call_soon_threadsafe(c.append_logs, lines)
+        # not waited for: the executor and the coordinator share this process and its fate,
+        # and the loop that would commit them may be the one calling (an async step)
+        asyncio.run_coroutine_threadsafe(c.append_logs(lines), loop)
         return True
 
     def next_value(self, counter: str) -> int:

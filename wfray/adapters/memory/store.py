@@ -7,9 +7,10 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from wfray.application.batch import Batch
-from wfray.domain.errors import StaleWriteError
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.application.batch import Batch, RejectedRow
+from wfray.application.quarantine import PENDING, AttemptKey, QuarantinedOutcome
+from wfray.domain.errors import StaleWriteError, StoreRejectedError
+from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
@@ -28,6 +29,8 @@ class InMemoryRunStore:
         self._attempts: dict[tuple[str, str, int, int], AttemptRecord] = {}
         self._logs: list[LogRecord] = []
         self._log_keys: set[tuple[object, ...]] = set()
+        self._aside: dict[AttemptKey, QuarantinedOutcome] = {}
+        self._aside_epochs: dict[AttemptKey, int] = {}
 
     def commit(self, batch: Batch) -> None:
         with self._lock:
@@ -54,6 +57,53 @@ class InMemoryRunStore:
                     self._log_keys.add(line_key)
                     self._logs.append(copy.copy(line))
 
+    def note_undelivered(
+        self, keys: Sequence[AttemptKey], epoch: int, now: datetime
+    ) -> list[AttemptKey]:
+        with self._lock:
+            marked = {k: v for k, v in self._aside.items() if v.status == PENDING}
+            wanted = set(keys)
+            for key in marked:
+                if key not in wanted:
+                    del self._aside[key]
+            for key in keys:
+                if key not in self._aside:
+                    self._aside[key] = QuarantinedOutcome(key, PENDING, "", now)
+                    self._aside_epochs[key] = epoch
+            return [k for k in keys if k in marked and self._aside_epochs[k] < epoch]
+
+    def set_aside(
+        self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
+    ) -> None:
+        with self._lock:
+            for key, status, reason in items:
+                self._aside[key] = QuarantinedOutcome(key, status, reason, now)
+                self._aside_epochs[key] = epoch
+
+    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+        with self._lock:
+            found = [v for v in self._aside.values() if v.status != PENDING]
+        return sorted(found, key=lambda v: (v.at, v.key))
+
+    def rejected_rows(self, batch: Batch) -> list[RejectedRow]:
+        """The rows a SQL database would refuse (what PostgreSQL refuses: NUL in text, lone
+        surrogates, integers past 64 bits), and updates that find another status."""
+        with self._lock:
+            found = _refused(batch)
+            updates: list[tuple[str, Record, object, Record | None]] = [
+                *(("run", r, e, self._runs.get(r.run_id)) for r, e in batch.run_updates.values()),
+                *(("task", t, e, self._tasks.get(k)) for k, (t, e) in batch.task_updates.items()),
+                *(
+                    ("attempt", a, e, self._attempts.get(k))
+                    for k, (a, e) in batch.attempt_updates.items()
+                ),
+            ]
+            for what, record, expected, stored in updates:
+                if stored is None or stored.status not in (expected, record.status):
+                    why = f"{what}: expected {expected}, found {_st(stored)}"
+                    found.append(RejectedRow(record.run_id, what, _key(what, record), why))
+            return found
+
     def _check(self, batch: Batch) -> None:
         """Compare-and-set: every update must find the expected (or, on replay, the new) status."""
         for run, expected in batch.run_updates.values():
@@ -71,6 +121,9 @@ class InMemoryRunStore:
                     f"attempt {akey}: expected {attempt_expected}, found {_st(had)}"
                 )
         self._check_inserts(batch)
+        refused = _refused(batch)
+        if refused:
+            raise StoreRejectedError(refused[0].reason)
 
     def _check_inserts(self, batch: Batch) -> None:
         """What the SQL schema enforces: unique idempotency keys, tasks and attempts of rows
@@ -252,3 +305,54 @@ def _log_keys(lines: list[LogRecord]) -> list[tuple[tuple[object, ...], LogRecor
 
 def _st(record: RunRecord | TaskRecord | AttemptRecord | None) -> str:
     return "nothing" if record is None else str(record.status)
+
+
+_INT64 = 2**63
+Record = RunRecord | TaskRecord | AttemptRecord
+
+
+def _problem(value: object) -> str | None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "PostgreSQL text fields cannot contain NUL (0x00) bytes"
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            return str(exc)
+    elif isinstance(value, int) and not -_INT64 <= value < _INT64:
+        return "integer out of range"
+    return None
+
+
+def _key(what: str, record: RunRecord | TaskRecord | AttemptRecord) -> tuple[object, ...]:
+    if isinstance(record, RunRecord):
+        return (record.run_id,)
+    key: tuple[object, ...] = (record.run_id, record.step, record.map_index)
+    return (*key, record.attempt) if isinstance(record, AttemptRecord) else key
+
+
+def _refused(batch: Batch) -> list[RejectedRow]:
+    """Rows holding a value a SQL database refuses, as SqlRunStore.rejected_rows names them."""
+    found: list[RejectedRow] = []
+    records: list[tuple[str, RunRecord | TaskRecord | AttemptRecord]] = [
+        *(("run", r) for r, _ in batch.run_updates.values()),
+        *(("task", t) for t, _ in batch.task_updates.values()),
+        *(("attempt", a) for a, _ in batch.attempt_updates.values()),
+        *(("run", r) for r in batch.new_runs.values()),
+        *(("task", t) for t in batch.new_tasks.values()),
+        *(("attempt", a) for a in batch.new_attempts.values()),
+    ]
+    for what, record in records:
+        for value in as_row(record).values():
+            why = _problem(value)
+            if why is not None:
+                found.append(RejectedRow(record.run_id, what, _key(what, record), why))
+                break
+    for index, line in enumerate(batch.logs):
+        for value in as_row(line).values():
+            why = _problem(value)
+            if why is not None:
+                key = (line.run_id, line.step, line.map_index, line.attempt, index)
+                found.append(RejectedRow(line.run_id, "log", key, why))
+                break
+    return found

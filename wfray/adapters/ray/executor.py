@@ -149,7 +149,14 @@ def run_cpu_attempts(bundle: bytes, executor: Any = None) -> list[Sealed]:
     services = step_services(config.namespace, config.blob_root)
     outcomes = []
     for dispatch in dispatches:
-        outcome = seal(run_attempt(dispatch, blobs, worker_identity(), config.runner, services))
+        try:
+            ended = run_attempt(dispatch, blobs, worker_identity(), config.runner, services)
+        except Exception as exc:  # this attempt failed, not the task its siblings share
+            message = f"the attempt failed outside its step: {type(exc).__name__}: {exc}"
+            ended = Outcome.ended(
+                dispatch.attempt_key, AttemptStatus.FAILED, "wfray.AttemptError", message
+            )
+        outcome = seal(ended)
         if dispatch.report_directly:
             services.report(dispatch.pool, outcome)
         outcomes.append(outcome)

@@ -267,8 +267,9 @@ class CoordinatorHost:
     async def report(self, pool: str, outcome: Sealed) -> None:
         (await self._ready()).report(pool, open_outcome(outcome))
 
-    async def append_logs(self, lines: Sequence[LogRecord]) -> None:
-        (await self._ready()).append_logs(lines)
+    async def append_logs(self, lines: Sequence[LogRecord]) -> bool:
+        """Answers once the lines are committed (the worker keeps them until then)."""
+        return await (await self._ready()).append_logs(lines)
 
     async def heartbeat(
         self, beats: Sequence[tuple[tuple[str, str, int, int], str | None]]

@@ -23,6 +23,10 @@ _COUNTERS = {
     "attempts_total": ("step attempts that ended, by status", ("workflow", "step", "status")),
     "retries_total": ("retries scheduled", ("workflow", "step")),
     "compensations_total": ("compensation attempts that ended", ("workflow", "step", "status")),
+    "outcomes_quarantined_total": (
+        "outcomes set aside: refused by the database, or undelivered at two starts",
+        ("reason",),
+    ),
 }
 _GAUGES = {
     "queue_depth": ("tasks waiting in a queue (held in memory)", ("queue",)),

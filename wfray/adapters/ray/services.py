@@ -49,8 +49,9 @@ class RayStepServices:
 
     def logs(self, lines: list[LogRecord]) -> bool:
         try:
-            ray.get(self.client.handle.append_logs.remote(lines), timeout=10)
-            return True
+            # answered once committed: a coordinator that dies first leaves them with us
+            committed: bool = ray.get(self.client.handle.append_logs.remote(lines), timeout=30)
+            return committed
         except (ValueError, ray.exceptions.RayError) as exc:
             self.client._handle = None
             log.warning("%d log lines not delivered yet: %s", len(lines), exc)

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from wfray.domain.errors import StoreUnavailableError
+from wfray.domain.errors import StoreRejectedError, StoreUnavailableError
 
 SYNCHRONOUS_LEVELS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 WRITE = "wfray_write"  # execution option: this transaction will write
@@ -146,12 +146,44 @@ def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
     event.listen(engine, "begin", on_begin)
 
 
+# SQLSTATE classes of PostgreSQL errors that pass: connection trouble (08), a transaction
+# rolled back for a conflict (40), lack of resources (53), a lock not available (55), an
+# operator's shutdown (57), the server's own I/O (58). Other classes are about the data
+# (22 data exception, 23 integrity, 54 program limit: an index row too large) and retrying
+# them changes nothing.
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+
+
+def refused_data(exc: BaseException) -> bool:
+    """Whether `exc` says the database refused this data (as opposed to an outage)."""
+    if isinstance(exc, StoreRejectedError):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
+            return False
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if isinstance(sqlstate, str) and len(sqlstate) == 5:
+            return sqlstate[:2] not in TRANSIENT_SQLSTATE_CLASSES
+        return isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError)
+    # raised while binding values: a lone surrogate, an integer past 64 bits
+    return isinstance(exc, ValueError | UnicodeError | OverflowError)
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The database's own words, on one line, without the SQL and parameters."""
+    cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    return " ".join(str(cause).split())[:1000]
+
+
 @contextmanager
 def unavailable_as_store_error(url: sa.URL) -> Iterator[None]:
-    """Turn "cannot reach the database" driver errors into StoreUnavailableError."""
+    """Turn "cannot reach the database" driver errors into StoreUnavailableError, and
+    refusals of the data itself into StoreRejectedError."""
     try:
         yield
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        if refused_data(exc):
+            raise StoreRejectedError(refusal_reason(exc)) from exc
         raise StoreUnavailableError(_describe(url, exc)) from exc
     except sa.exc.DBAPIError as exc:
         if not exc.connection_invalidated:

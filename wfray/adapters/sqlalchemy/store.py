@@ -17,12 +17,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from wfray.adapters.sqlalchemy import migrate, rows
-from wfray.adapters.sqlalchemy.engine import WRITE, create_engine, unavailable_as_store_error
+from wfray.adapters.sqlalchemy import migrate, quarantine, rows
+from wfray.adapters.sqlalchemy.engine import (
+    WRITE,
+    create_engine,
+    refusal_reason,
+    refused_data,
+    unavailable_as_store_error,
+)
 from wfray.adapters.sqlalchemy.fastpath import CompiledWrite
+from wfray.adapters.sqlalchemy.probe import ProbeGroup, Write, probe
 from wfray.adapters.sqlalchemy.tables import attempts, counters, logs, runs, tasks, workflows
-from wfray.application.batch import Batch
-from wfray.domain.errors import StaleWriteError
+from wfray.application.batch import Batch, RejectedRow
+from wfray.application.quarantine import AttemptKey, QuarantinedOutcome
+from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -96,6 +104,50 @@ class SqlRunStore:
                     "batch does not fit the stored rows (a run or task it refers to is "
                     f"missing, or an idempotency key is taken): {detail}"
                 ) from exc
+            except Exception as exc:
+                if not isinstance(exc, sa.exc.OperationalError) and refused_data(exc):
+                    raise StoreRejectedError(refusal_reason(exc)) from exc
+                raise
+
+    def rejected_rows(self, batch: Batch) -> list[RejectedRow]:
+        """The rows of `batch` the database refuses, found by bisection in savepoints of one
+        transaction that is rolled back: nothing is written."""
+        with self._errors(), self._writer.connect() as conn, conn.begin() as transaction:
+            found = probe(conn, self._probe_groups(conn, batch))
+            transaction.rollback()
+        return found
+
+    def _probe_groups(self, conn: sa.Connection, batch: Batch) -> list[ProbeGroup]:
+        """The batch's rows by kind, in the order `_apply` writes them."""
+
+        def updates(table: sa.Table, pk: tuple[str, ...], what: str) -> Write:
+            return lambda items: self._update(conn, table, pk, what, items)
+
+        def inserts(table: sa.Table, pk: tuple[str, ...]) -> Write:
+            return lambda items: self._insert_new(conn, table, pk, items)
+
+        def save(items: list[Any]) -> None:
+            for schema in items:
+                self._save_workflow(conn, schema)
+
+        def lines(items: list[Any]) -> None:
+            conn.execute(self._insert_stmt(logs, ("line_key",)), rows.log_params(items))
+
+        indexed_logs = list(enumerate(batch.logs))
+        return [
+            ("run", updates(runs, rows.RUN_PK, "run"), list(batch.run_updates.values())),
+            ("task", updates(tasks, rows.TASK_PK, "task"), list(batch.task_updates.values())),
+            (
+                "attempt",
+                updates(attempts, rows.ATTEMPT_PK, "attempt"),
+                list(batch.attempt_updates.values()),
+            ),
+            ("workflow", save, list(batch.workflows)),
+            ("run", inserts(runs, rows.RUN_PK), list(batch.new_runs.values())),
+            ("task", inserts(tasks, rows.TASK_PK), list(batch.new_tasks.values())),
+            ("attempt", inserts(attempts, rows.ATTEMPT_PK), list(batch.new_attempts.values())),
+            ("log", lambda items: lines([line for _, line in items]), indexed_logs),
+        ]
 
     def _apply(self, conn: sa.Connection, batch: Batch) -> None:
         # Updates first, like the in-memory store: they are checked against the state
@@ -194,6 +246,22 @@ class SqlRunStore:
             if status != record.status.value:
                 return f"{key}: expected {expected}, found {status or 'nothing'}"
         return None
+
+    def note_undelivered(
+        self, keys: Sequence[AttemptKey], epoch: int, now: datetime
+    ) -> list[AttemptKey]:
+        with self._errors(), self._writer.begin() as conn:
+            return quarantine.note_undelivered(conn, keys, epoch, now)
+
+    def set_aside(
+        self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
+    ) -> None:
+        with self._errors(), self._writer.begin() as conn:
+            quarantine.set_aside(conn, items, epoch, now)
+
+    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+        with self._errors(), self._engine.connect() as conn:
+            return quarantine.listed(conn)
 
     def save_workflow(self, schema: WorkflowSchema) -> None:
         with self._errors(), self._writer.begin() as conn:

@@ -203,3 +203,21 @@ schedules = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Index("ix_schedules_workflow", "workflow"),
 )
+
+
+# Outcomes set aside (application/poison.py): `pending` while undelivered at a coordinator
+# start (of `epoch`), `quarantined` once undelivered at the next start too, `refused` when
+# the database refused what they held.
+outcome_quarantine = sa.Table(
+    "outcome_quarantine",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("step", sa.String, primary_key=True),
+    sa.Column("map_index", sa.Integer, primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_outcome_quarantine_status", "status"),
+)

@@ -1,0 +1,174 @@
+"""No poison pill: a commit refused for what it holds never takes the coordinator down.
+
+When the database refuses a turn's batch for its data (not an outage), the rows it refuses
+are found by bisection (the store's `rejected_rows`), every row of the runs they belong to
+is set aside, and the rest of the batch commits in the same turn. The outcomes that made
+the refused rows are remembered as poisoned; memory, which ran ahead of the store for the
+runs set aside, is rebuilt from the store as at a start, and the executors hand their
+unacknowledged outcomes over again: a poisoned one is then recorded as a failure of its
+attempt saying why it could not be stored, and its run goes on by its retry policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from wfray.application.batch import Batch, RejectedRow
+from wfray.application.messages import Dispatch, Outcome, SubmitResult
+from wfray.application.quarantine import QUARANTINED, TWO_STARTS
+from wfray.application.quarantine import REFUSED as REFUSED_STATUS
+from wfray.application.storable import clean_text, not_stored
+from wfray.domain.errors import StaleWriteError, StoreRejectedError
+from wfray.domain.records import WorkerIdentity
+
+if TYPE_CHECKING:
+    from wfray.application.coordinator import AttemptKey, Coordinator
+    from wfray.application.intake import Answer
+
+log = logging.getLogger("wfray.coordinator")
+
+REFUSED = (StoreRejectedError, StaleWriteError)
+MAX_ROUNDS = 4  # of isolating refused rows in one turn (each round sets runs aside)
+
+
+class PoisonGuard:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+        self.poisoned: dict[AttemptKey, str] = {}  # outcome -> why it could not be stored
+        self.refused_lines: set[AttemptKey] = set()  # outcomes with a log line refused
+        self.isolations = 0
+
+    def replace_poisoned(self, outcome: Outcome) -> None:
+        """A poisoned outcome delivered again becomes the failure of its attempt."""
+        why = self.poisoned.pop(outcome.attempt_key, None)
+        if why is not None:
+            # keep nothing it brought but its key, its times and its lines (which go
+            # too when one of them was refused): any of it may be what was refused
+            not_stored(outcome, why)
+            outcome.worker = WorkerIdentity()
+            outcome.progress_json = None
+            if outcome.attempt_key in self.refused_lines:
+                self.refused_lines.discard(outcome.attempt_key)
+                outcome.logs = []
+
+    async def commit_around(
+        self,
+        batch: Batch,
+        error: Exception,
+        outcomes: Sequence[tuple[str, Outcome]],
+        accepted: list[Answer],
+    ) -> set[str]:
+        """Commit what can be of a refused batch; returns the runs set aside."""
+        c = self.c
+        self.isolations += 1
+        aside: set[str] = set()
+        for _ in range(MAX_ROUNDS):
+            rejected = await c.durably(c.store.rejected_rows, batch)
+            runs = {r.run_id for r in rejected if r.run_id}
+            if not rejected:  # refused as a whole, no row on its own: set every run aside
+                runs = _runs_of(batch)
+            log.error(
+                "the database refused %d rows of a batch (%s); %d runs set aside, the rest commits",
+                len(rejected),
+                "; ".join(sorted({r.reason for r in rejected}))[:500] or str(error),
+                len(runs),
+            )
+            blamed = self._blame(rejected, runs, outcomes, accepted)
+            aside |= runs
+            lines = {r.key[-1] for r in rejected if r.what == "log"}
+            batch = batch.without(aside, lines)
+            try:
+                await c.durably(c.store.commit, batch)
+            except REFUSED as again:
+                error = again
+                continue
+            await self._record(blamed, REFUSED_STATUS)
+            return aside
+        raise error
+
+    async def _record(self, keys: list[AttemptKey], status: str) -> None:
+        """Keep the outcomes set aside, and why, where operators look (and count them)."""
+        if not keys:
+            return
+        c = self.c
+        items = [(key, status, clean_text(self.poisoned[key], 4096)) for key in keys]
+        await c.durably(c.store.set_aside, items, c.reconciler.epoch, c.clock.now())
+        for _ in keys:
+            c.metrics.outcome_set_aside(status)
+
+    async def quarantine_repeats(self) -> None:
+        """At a start: outcomes the executors still hold for attempts still running in the
+        store are marked; one marked at the previous start already is quarantined, so that
+        an outcome that stops the coordinator cannot do it for ever."""
+        c = self.c
+        keys = list(dict.fromkeys(o.attempt_key for _, o in c.outcomes))
+        keys = [key for key in keys if key in c.attempts]
+        now = c.clock.now()
+        repeats = await c.durably(c.store.note_undelivered, keys, c.reconciler.epoch, now)
+        for key in repeats:
+            self.poisoned.setdefault(key, TWO_STARTS)
+            log.error("outcome of attempt %s quarantined: %s", key, TWO_STARTS)
+        await self._record(repeats, QUARANTINED)
+
+    def _blame(
+        self,
+        rejected: list[RejectedRow],
+        runs: set[str],
+        outcomes: Sequence[tuple[str, Outcome]],
+        accepted: list[Answer],
+    ) -> list[AttemptKey]:
+        """Which outcomes (and submissions) made the refused rows, and why."""
+        blamed: list[AttemptKey] = []
+        by_task = {r.key[:3]: r.reason for r in rejected if r.what in ("task", "attempt", "log")}
+        self.refused_lines |= {r.key[:4] for r in rejected if r.what == "log"}
+        by_run = {r.run_id: r.reason for r in rejected if r.what == "run"}
+        whole = "the database refused the batch it was in"
+        for _, outcome in outcomes:
+            if outcome.run_id not in runs:
+                continue
+            key = outcome.attempt_key
+            # a refused run row may hold what any outcome of the run brought (its result)
+            why = by_task.get(key[:3]) or by_run.get(outcome.run_id)
+            if why is None and not rejected:
+                why = whole
+            if why is not None and key not in self.poisoned:
+                self.poisoned[key] = f"the database refused it: {why}"
+                blamed.append(key)
+        for i, (future, result) in enumerate(accepted):
+            if result.created and result.run_id in runs:
+                why = by_run.get(result.run_id, whole)
+                accepted[i] = (
+                    future,
+                    SubmitResult(
+                        result.run_id,
+                        False,
+                        f"the run could not be stored: {why}",
+                        StoreRejectedError.code,
+                    ),
+                )
+        return blamed
+
+    async def rebuild(self, dispatches: list[Dispatch], aside: set[str]) -> None:
+        """After a refused batch: send what was committed, then rebuild memory from the store
+        (the runs set aside ran ahead of it) and take the executors' outcomes again."""
+        c = self.c
+        sent = [d for d in dispatches if d.run_id not in aside]
+        c.reconciler.send(sent)
+        await c.reconciler.sent()
+        c.reset_memory()
+        await c.reconciler.recover(start=False)
+        await asyncio.sleep(0)
+
+
+def _runs_of(batch: Batch) -> set[str]:
+    return {
+        *batch.new_runs,
+        *batch.run_updates,
+        *(k[0] for k in batch.new_tasks),
+        *(k[0] for k in batch.task_updates),
+        *(k[0] for k in batch.new_attempts),
+        *(k[0] for k in batch.attempt_updates),
+    }
