@@ -39,6 +39,7 @@ class AttemptLog:
     map_index: int
     attempt: int
     limit: int = 1000
+    max_chars: int = 16 * 1024  # a longer line is cut, saying how much was cut
     lines: list[LogRecord] = field(default_factory=list)
     dropped: int = 0
     kept: int = 0  # lines accepted so far, streamed or not: the limit counts them all
@@ -75,7 +76,7 @@ class AttemptLog:
                 ts=datetime.fromtimestamp(record.created, UTC),
                 level=record.levelname,
                 logger=record.name,
-                message=_format(record),
+                message=_cut(_format(record), self.max_chars),
             )
         )
 
@@ -100,6 +101,12 @@ class AttemptLog:
             )
             self.dropped = 0
         return self.lines
+
+
+def _cut(message: str, max_chars: int) -> str:
+    if len(message) <= max_chars:
+        return message
+    return f"{message[:max_chars]} [cut: {len(message) - max_chars} more characters]"
 
 
 def _format(record: logging.LogRecord) -> str:

@@ -36,6 +36,7 @@ from wfray.domain.workflow import CONTEXT
 class RunnerSettings:
     blob_threshold_bytes: int = 256 * 1024
     log_limit: int = 1000
+    log_line_max_chars: int = 16 * 1024
     log_flush_interval_s: float = 2.0  # running attempts send their lines this often
 
 
@@ -148,6 +149,7 @@ class PreparedAttempt:
             dispatch.map_index,
             dispatch.attempt,
             limit=settings.log_limit,
+            max_chars=settings.log_line_max_chars,
         )
         self.fn: Callable[..., Any] | None = None
         self.kwargs: dict[str, Any] = {}

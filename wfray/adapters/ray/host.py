@@ -108,7 +108,9 @@ def executor_config(settings: Settings) -> ExecutorConfig:
     return ExecutorConfig(
         blob_root=settings.blob_root,
         runner=RunnerSettings(
-            blob_threshold_bytes=settings.blob_threshold_bytes, log_limit=settings.log_limit
+            blob_threshold_bytes=settings.blob_threshold_bytes,
+            log_limit=settings.log_limit,
+            log_line_max_chars=settings.log_line_max_chars,
         ),
         io_concurrency=settings.io_concurrency,
         attempts_per_task=settings.cpu_attempts_per_task,
