@@ -71,5 +71,6 @@ def test_no_generated_request_makes_the_api_fail(app: str, request: pytest.Fixtu
     assert not failures, "\n\n".join(failures)
     # Not vacuous: many requests went out, and both accepted and refused ones among them.
     assert len(statuses) >= 10 * len(operations)
+    # (with the token, 200 and 202 show requests got past authentication; negative cases
+    # may break the Authorization header itself, and get 401)
     assert {200, 202, 404, 422} <= set(statuses), sorted(set(statuses))
-    assert 401 not in statuses  # with the token, every request got past authentication

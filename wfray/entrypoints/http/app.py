@@ -56,7 +56,7 @@ from wfray.entrypoints.http.schedules import schedule_routes
 
 HEALTH_TIMEOUT_S = 3.0
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 415, 429, 503, 504)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 429, 503, 504)
 }
 
 

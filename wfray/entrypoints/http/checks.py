@@ -19,7 +19,13 @@ from wfray.domain.errors import WfrayError
 from wfray.domain.queueing import QueueConfig
 from wfray.entrypoints.http.models import ErrorDetail, ErrorOut
 
-HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+}
 
 
 def wfray_error_response(request: Request, exc: Exception) -> JSONResponse:
