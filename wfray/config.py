@@ -13,6 +13,17 @@ from wfray.domain.errors import DefinitionError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig
 
+API_SCOPES = ("read", "submit", "admin")  # each includes those before it
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A named bearer token of the HTTP API and the scopes it grants; never in a repr."""
+
+    name: str
+    token: str = field(repr=False)
+    scopes: frozenset[str] = frozenset({"read"})
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -67,7 +78,18 @@ class Settings:
             so a step stuck on a slow server cannot hold an io thread's slot for ever.
         max_error_chars: an attempt's error message is cut past this many characters.
         max_traceback_chars: an attempt's traceback is cut past this many characters.
-        max_log_line_chars: a log line is cut past this many characters.
+        max_log_line_chars: a log line is cut past this many characters, saying how much
+            (on the worker when captured, and again by the coordinator).
+        api_tokens: scoped bearer tokens of the HTTP API, by name (WFRAY_API_TOKENS, JSON
+            {name: {"token": ..., "scopes": [...]}}, or WFRAY_API_TOKENS_FILE); `api_token`
+            is one more token, named "admin", with every scope.
+        api_allowed_hosts: Host header values the API answers (others: 400); empty: the
+            loopback names and `api_host` (any host when `api_host` is a wildcard address
+            and a token is set).
+        api_metrics_public: /metrics, /docs and /openapi.json answer without a token.
+        api_max_streams: followed log streams one token may hold at once (then 429).
+        api_follow_max_s: a followed log stream ends after this long (the client reconnects
+            after its last line id).
     """
 
     data_dir: str
@@ -104,6 +126,12 @@ class Settings:
     max_error_chars: int = 16_384
     max_traceback_chars: int = 65_536
     max_log_line_chars: int = 8_192
+    # -- the HTTP API's access and bounds (security) --
+    api_tokens: tuple[ApiToken, ...] = field(default_factory=tuple, repr=False)
+    api_allowed_hosts: tuple[str, ...] = ()
+    api_metrics_public: bool = False
+    api_max_streams: int = 4
+    api_follow_max_s: float = 3600.0
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -148,6 +176,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values.update(_api_values(env))
     values.update(_integration_values(env, overrides))
     values.update(_io_sync_timeout(env))
+    values.update(_api_access_values(env))
     if "WFRAY_SQLITE_SYNCHRONOUS" in env:
         values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
     if "WFRAY_QUEUES" in env:
@@ -230,3 +259,72 @@ def parse_queues(text: str) -> tuple[QueueConfig, ...]:
         return tuple(QueueConfig(**item) for item in items)
     except (ValueError, TypeError) as exc:
         raise DefinitionError(f"WFRAY_QUEUES is not a JSON list of queues: {exc}") from exc
+
+
+def _api_access_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """WFRAY_API_TOKENS(_FILE), _ALLOWED_HOSTS, _METRICS_PUBLIC and the API's bounds."""
+    values: dict[str, Any] = {}
+    if env.get("WFRAY_API_TOKENS_FILE"):
+        path = Path(env["WFRAY_API_TOKENS_FILE"])
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise DefinitionError(f"WFRAY_API_TOKENS_FILE {str(path)!r}: {exc}") from exc
+        values["api_tokens"] = parse_api_tokens(text, "WFRAY_API_TOKENS_FILE")
+    if env.get("WFRAY_API_TOKENS"):
+        values["api_tokens"] = parse_api_tokens(env["WFRAY_API_TOKENS"], "WFRAY_API_TOKENS")
+    if "WFRAY_API_ALLOWED_HOSTS" in env:  # comma-separated: "wfray.example.com,10.0.0.5"
+        hosts = env["WFRAY_API_ALLOWED_HOSTS"].split(",")
+        values["api_allowed_hosts"] = tuple(h.strip() for h in hosts if h.strip())
+    if "WFRAY_API_METRICS_PUBLIC" in env:
+        values["api_metrics_public"] = env["WFRAY_API_METRICS_PUBLIC"].lower() in (
+            "1",
+            "true",
+            "yes",
+        )
+    for name, kind in (
+        ("api_max_streams", int),
+        ("api_follow_max_s", float),
+    ):
+        raw = env.get(f"WFRAY_{name.upper()}")
+        if raw is None:
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise DefinitionError(f"WFRAY_{name.upper()} must be a positive number, got {raw!r}")
+        values[name] = value
+    return values
+
+
+def parse_api_tokens(text: str, source: str = "WFRAY_API_TOKENS") -> tuple[ApiToken, ...]:
+    """Tokens as JSON: {"ci": {"token": "...", "scopes": ["read", "submit"]}, ...}.
+
+    The error names the token and the field at fault, never a token's value.
+    """
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise DefinitionError(
+            f"{source} is not JSON (expected {{name: {{token, scopes}}}})"
+        ) from None
+    if not isinstance(items, dict):
+        raise DefinitionError(f"{source} must be a JSON object {{name: {{token, scopes}}}}")
+    tokens = []
+    for name, item in items.items():
+        token = item.get("token") if isinstance(item, dict) else None
+        scopes = item.get("scopes", ["read"]) if isinstance(item, dict) else None
+        if not isinstance(token, str) or len(token) < 16:
+            raise DefinitionError(
+                f"{source}: token {name!r} needs a 'token' string of at least 16 characters"
+            )
+        if not isinstance(scopes, list) or not scopes or not set(scopes) <= set(API_SCOPES):
+            raise DefinitionError(
+                f"{source}: token {name!r} needs 'scopes', a list of {', '.join(API_SCOPES)}"
+            )
+        tokens.append(ApiToken(name=str(name), token=token, scopes=frozenset(scopes)))
+    if len({t.token for t in tokens}) < len(tokens):
+        raise DefinitionError(f"{source}: two tokens have the same value")
+    return tuple(tokens)

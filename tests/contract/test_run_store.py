@@ -220,7 +220,8 @@ def test_one_commit_round_trips_every_field(store: RunStore) -> None:
     assert got_attempt == [attempt]
     assert isinstance(got_attempt[0].status, AttemptStatus)
     got_logs = store.get_logs("r1")
-    assert got_logs == [line]
+    assert got_logs == [replace(line, id=got_logs[0].id)]
+    assert isinstance(got_logs[0].id, int)  # the store numbers its lines
     assert got_logs[0].ts.tzinfo is not None
 
 
@@ -809,3 +810,76 @@ def test_counters_never_hand_out_a_value_twice(store: Any) -> None:
     assert sorted(taken) == list(range(7, 107))
     with pytest.raises(ValueError, match="at least 1"):
         store.next_value("invoice", 0)
+
+
+# -- bounded reads and idempotency (the API's pages) ----------------------------------
+
+
+def test_list_runs_pages_by_keyset_after_a_position(store: RunStore) -> None:
+    # Three runs of one instant and two around it: a page boundary may fall inside the tie.
+    tie = T0 + timedelta(seconds=5)
+    commit(
+        store,
+        make_run("z-late", created_at=tie + timedelta(seconds=1)),
+        *(make_run(rid, created_at=tie) for rid in ("t1", "t3", "t2")),
+        make_run("a-early", created_at=tie - timedelta(seconds=1)),
+    )
+    order = ["z-late", "t3", "t2", "t1", "a-early"]
+    assert [r.run_id for r in store.list_runs()] == order
+    pages: list[list[str]] = []
+    position = None
+    while True:
+        page = store.list_runs(limit=2, position=position)
+        if not page:
+            break
+        pages.append([r.run_id for r in page])
+        position = (page[-1].created_at, page[-1].run_id)
+    assert pages == [["z-late", "t3"], ["t2", "t1"], ["a-early"]]
+    # A position of the store's own instant in another zone finds the same rows.
+    at_cest = tie.astimezone(CEST)
+    assert [r.run_id for r in store.list_runs(position=(at_cest, "t2"))] == ["t1", "a-early"]
+    # A forged position (an id that does not exist) is still one bounded page.
+    assert [r.run_id for r in store.list_runs(limit=1, position=(tie, "t25"))] == ["t2"]
+
+
+def test_tasks_and_attempts_are_paged_by_key(store: RunStore) -> None:
+    items = [make_task(step="b", map_index=i) for i in (1, 0, -1)] + [make_task(step="a")]
+    tries = [make_attempt(step="b", attempt=n, map_index=0) for n in (2, 1)]
+    commit(store, make_run(), *items, *tries, make_attempt(step="a"), make_run("other"))
+    commit(store, make_task("other", "a"))
+
+    first = store.page_tasks("r1", None, 3)
+    assert [(t.step, t.map_index) for t in first] == [("a", -1), ("b", -1), ("b", 0)]
+    rest = store.page_tasks("r1", (first[-1].step, first[-1].map_index), 3)
+    assert [(t.step, t.map_index) for t in rest] == [("b", 1)]
+    assert store.page_tasks("r1", ("b", 1), 3) == []
+    got = [(a.step, a.map_index, a.attempt) for a in store.page_attempts("r1", None, 2)]
+    assert got == [("a", -1, 1), ("b", 0, 1)]
+    after = [(a.step, a.attempt) for a in store.page_attempts("r1", ("b", 0, 1), 5)]
+    assert after == [("b", 2)]
+    assert store.page_tasks("nope", None, 5) == []
+
+
+def test_log_lines_have_increasing_ids_and_are_read_after_one(store: RunStore) -> None:
+    commit(store, make_run())
+    commit(store, logs=[make_log(message=str(i)) for i in range(3)])
+    commit(store, logs=[make_log(step="other", message="3"), make_log(message="4")])
+
+    lines = store.get_logs("r1")
+    ids = [line.id for line in lines]
+    assert all(isinstance(i, int) for i in ids) and ids == sorted(set(ids)), ids  # type: ignore[type-var]
+    assert [line.message for line in store.get_logs("r1", after_id=ids[1])] == ["2", "3", "4"]
+    assert [line.message for line in store.get_logs("r1", after_id=ids[1], limit=2)] == [
+        "2",
+        "3",
+    ]
+    assert [line.message for line in store.get_logs("r1", "fetch", ids[2])] == ["4"]
+    assert store.get_logs("r1", after_id=ids[-1]) == []
+
+
+def test_a_run_keeps_the_hash_of_the_request_that_claimed_its_key(store: RunStore) -> None:
+    commit(store, make_run("r1", idempotency_key="k1", request_hash="ab" * 32), make_run("r2"))
+
+    found = store.find_runs(["r1", "r2"])
+    assert found["r1"].request_hash == "ab" * 32
+    assert found["r2"].request_hash is None

@@ -41,6 +41,7 @@ class AttemptLog:
     map_index: int
     attempt: int
     limit: int = 1000
+    max_chars: int = 16 * 1024  # a longer line is cut, saying how much was cut
     lines: list[LogRecord] = field(default_factory=list)
     dropped: int = 0
     kept: int = 0  # lines accepted so far, streamed or not: the limit counts them all
@@ -78,7 +79,7 @@ class AttemptLog:
                 level=record.levelname,
                 logger=record.name,
                 # credentials and resolved secrets never leave the worker in a log line
-                message=mask_text(_format(record), resolved_values()),
+                message=_cut(mask_text(_format(record), resolved_values()), self.max_chars),
             )
         )
 
@@ -103,6 +104,12 @@ class AttemptLog:
             )
             self.dropped = 0
         return self.lines
+
+
+def _cut(message: str, max_chars: int) -> str:
+    if len(message) <= max_chars:
+        return message
+    return f"{message[:max_chars]} [cut: {len(message) - max_chars} more characters]"
 
 
 def _format(record: logging.LogRecord) -> str:

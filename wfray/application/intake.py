@@ -13,7 +13,13 @@ from wfray.application.ports import RunStore
 from wfray.application.storable import problem
 from wfray.domain import engine
 from wfray.domain.engine import RunState
-from wfray.domain.errors import BacklogFullError, InputValidationError, WfrayError
+from wfray.domain.errors import (
+    BacklogFullError,
+    IdempotencyConflictError,
+    InputValidationError,
+    WfrayError,
+)
+from wfray.domain.idempotency import check_claim, request_hash
 from wfray.domain.limits import key_problem
 from wfray.domain.records import RunRecord
 from wfray.domain.status import RunStatus
@@ -78,8 +84,24 @@ class Intake:
         run_id = request.run_id
         if run_id in existing or run_id in batch.new_runs or run_id in self.c.runs:
             return SubmitResult(run_id, created=False)
-        if request.idempotency_key is not None and request.idempotency_key in known_keys:
-            return SubmitResult(known_keys[request.idempotency_key], created=False)
+        key = request.idempotency_key
+        fingerprint = None
+        if key is not None:
+            fingerprint = request_hash(
+                request.workflow,
+                request.input_json,
+                request.queue,
+                request.priority,
+                request.concurrency_key,
+            )
+        if key is not None and fingerprint is not None and key in known_keys:
+            holder = existing.get(known_keys[key])
+            if holder is not None:
+                try:
+                    check_claim(key, holder, request.workflow, fingerprint)
+                except IdempotencyConflictError as exc:
+                    return SubmitResult(request.run_id, False, exc.message, exc.code)
+            return SubmitResult(known_keys[key], created=False)
         backlog = self.c.settings.max_backlog
         if self.c.queued_count >= backlog:
             error = BacklogFullError(
@@ -106,6 +128,7 @@ class Intake:
             trigger=request.trigger,
             trigger_id=request.trigger_id,
             retry_json=request.retry_json,
+            request_hash=fingerprint,
         )
         deadline_s = request.deadline_s or schema.deadline_s
         if deadline_s is not None:
@@ -130,9 +153,14 @@ class Intake:
 def _lookup(
     store: RunStore, run_ids: list[str], keys: list[str]
 ) -> tuple[dict[str, RunRecord], dict[str, str]]:
-    """Both dedupe lookups in one trip to the store's thread."""
+    """The dedupe lookups in one trip to the store's thread: runs by id, then the runs that
+    hold the keys (their workflow and request hash decide whether a key is reused)."""
     found = store.find_runs(run_ids) if run_ids else {}
-    return found, (store.find_idempotency_keys(keys) if keys else {})
+    known_keys = store.find_idempotency_keys(keys) if keys else {}
+    holders = [rid for rid in known_keys.values() if rid not in found]
+    if holders:
+        found.update(store.find_runs(holders))
+    return found, known_keys
 
 
 def _refused(request: SubmitRequest) -> str | None:

@@ -61,11 +61,37 @@ class RunStore(Protocol):
         limit: int = 100,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
-    ) -> list[RunRecord]: ...
+        position: tuple[datetime, str] | None = None,
+    ) -> list[RunRecord]:
+        """Runs newest first, (created_at, run_id) descending; with `position`, only those
+        after it in that order (a keyset page: the query reads `limit` rows, no more)."""
+        ...
+
     def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]: ...
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]: ...
     def get_attempts(self, run_id: str) -> list[AttemptRecord]: ...
-    def get_logs(self, run_id: str, step: str | None = None) -> list[LogRecord]: ...
+    def page_tasks(
+        self, run_id: str, after: tuple[str, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        """A run's tasks in (step, map_index) order, after `after`, at most `limit`."""
+        ...
+
+    def page_attempts(
+        self, run_id: str, after: tuple[str, int, int] | None, limit: int
+    ) -> list[AttemptRecord]:
+        """A run's attempts in (step, map_index, attempt) order, after `after`."""
+        ...
+
+    def get_logs(
+        self,
+        run_id: str,
+        step: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        """Log lines in the order stored (increasing `id`), after line `after_id`."""
+        ...
+
     def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
         """Runs with work in flight (running, compensating), their tasks, running attempts."""
         ...

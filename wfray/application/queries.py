@@ -27,7 +27,7 @@ class RunDetail:
 
 
 class Queries:
-    NAMES = frozenset({"run_detail", "list_runs", "logs", "workflows"})
+    NAMES = frozenset({"run_detail", "run_detail_page", "list_runs", "logs", "workflows"})
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
@@ -48,6 +48,24 @@ class Queries:
             children=self.store.child_runs([run_id]),
         )
 
+    def run_detail_page(
+        self,
+        run_id: str,
+        limit: int,
+        tasks_after: tuple[str, int] | None = None,
+        attempts_after: tuple[str, int, int] | None = None,
+    ) -> RunDetail:
+        """A run with at most `limit` of its tasks and of its attempts, in key order after
+        the given positions: a run of a million tasks is read a page at a time."""
+        runs = self.store.find_runs([run_id])
+        if run_id not in runs:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return RunDetail(
+            run=runs[run_id],
+            tasks=self.store.page_tasks(run_id, tasks_after, limit),
+            attempts=self.store.page_attempts(run_id, attempts_after, limit),
+        )
+
     def list_runs(
         self,
         workflow: str | None = None,
@@ -55,16 +73,25 @@ class Queries:
         limit: int = 100,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        position: tuple[datetime, str] | None = None,
     ) -> list[RunRecord]:
         try:
             wanted = RunStatus(status) if status is not None else None
         except ValueError:
             known = ", ".join(s.value for s in RunStatus)
             raise WfrayError(f"unknown run status {status!r}; known: {known}") from None
-        return self.store.list_runs(workflow, wanted, limit, created_after, created_before)
+        return self.store.list_runs(
+            workflow, wanted, limit, created_after, created_before, position
+        )
 
-    def logs(self, run_id: str, step: str | None = None) -> list[LogRecord]:
-        return self.store.get_logs(run_id, step)
+    def logs(
+        self,
+        run_id: str,
+        step: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        return self.store.get_logs(run_id, step, after_id, limit)
 
     def workflows(self) -> list[WorkflowSchema]:
         return self.store.list_workflows()

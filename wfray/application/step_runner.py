@@ -39,6 +39,7 @@ from wfray.domain.workflow import CONTEXT
 class RunnerSettings:
     blob_threshold_bytes: int = 256 * 1024
     log_limit: int = 1000
+    max_log_line_chars: int = 8_192
     log_flush_interval_s: float = 2.0  # running attempts send their lines this often
     secret_dir: str | None = None  # the folder secrets by name resolve from (Settings)
 
@@ -169,6 +170,7 @@ class PreparedAttempt:
             dispatch.map_index,
             dispatch.attempt,
             limit=settings.log_limit,
+            max_chars=settings.max_log_line_chars,
         )
         self.fn: Callable[..., Any] | None = None
         self.kwargs: dict[str, Any] = {}

@@ -8,6 +8,8 @@
      +-- InvalidTransitionError    a status change the transition table forbids
      +-- StaleWriteError           a compare-and-set found another status
      +-- BacklogFullError          intake refused: retry later
+ +-- IdempotencyConflictError  an idempotency key sent again with another request
+ +-- TooManyStreamsError       a caller follows as many log streams as it may
      +-- RunNotFoundError          no run with that id
      +-- RunFailedError            the awaited run failed
      +-- WaitTimeoutError          the awaited run did not finish in time
@@ -88,6 +90,21 @@ class BacklogFullError(WfrayError):
     def __init__(self, message: str | None = None, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class IdempotencyConflictError(WfrayError):
+    """This idempotency key was used for another request (workflow or input)."""
+
+    code = "idempotency_conflict"
+    http_status = 409
+
+
+class TooManyStreamsError(WfrayError):
+    """This caller follows as many log streams as it may: close one, or retry later."""
+
+    code = "too_many_streams"
+    http_status = 429
+    retry_after_s = 5.0
 
 
 class RunNotFoundError(WfrayError):

@@ -39,6 +39,9 @@ class RunRecord:
     error: str | None = None
     retry_json: str | None = None  # a retry policy given at submission, overriding the step's
     deadline_at: datetime | None = None  # past it, the run fails
+    # With an idempotency key: a hash of what the request asked (idempotency.py), so the
+    # same key sent with another workflow or input is refused instead of answered.
+    request_hash: str | None = None
 
 
 @dataclass(slots=True)
@@ -111,6 +114,7 @@ class LogRecord:
     level: str
     logger: str
     message: str
+    id: int | None = None  # the store's line id, increasing: read "the lines after id N"
 
 
 @dataclass(slots=True)

@@ -164,13 +164,13 @@ def _add_attempts(node: Tree, detail: RunDetail, task: TaskRecord) -> None:
 def logs(ctx: CliContext, args: argparse.Namespace) -> int:
     queries, console = ctx.queries, ctx.console
     run = run_or_exit(queries, args.run_id)
-    shown = 0
+    last: int | None = None  # the id of the last line shown: each read asks for newer ones
     while True:
         finished = run.status.finished
-        lines = queries.logs(args.run_id, args.step)
-        for line in lines[shown:]:
+        lines = queries.logs(args.run_id, args.step, last)
+        for line in lines:
             _print_log(line, args.json, console)
-        shown = len(lines)
+        last = lines[-1].id if lines else last
         if not args.follow or finished:
             return Exit.OK
         time.sleep(POLL_S)

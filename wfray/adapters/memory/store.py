@@ -31,6 +31,7 @@ class InMemoryRunStore:
         self._log_keys: set[tuple[object, ...]] = set()
         self._aside: dict[AttemptKey, QuarantinedOutcome] = {}
         self._aside_epochs: dict[AttemptKey, int] = {}
+        self._next_log_id = 1
 
     def commit(self, batch: Batch) -> None:
         with self._lock:
@@ -55,7 +56,10 @@ class InMemoryRunStore:
             for line_key, line in _log_keys(batch.logs):
                 if line_key not in self._log_keys:  # a replayed batch adds no line twice
                     self._log_keys.add(line_key)
-                    self._logs.append(copy.copy(line))
+                    stored = copy.copy(line)
+                    stored.id = self._next_log_id
+                    self._next_log_id += 1
+                    self._logs.append(stored)
 
     def note_undelivered(
         self, keys: Sequence[AttemptKey], epoch: int, now: datetime
@@ -190,6 +194,7 @@ class InMemoryRunStore:
         limit: int = 100,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        position: tuple[datetime, str] | None = None,
     ) -> list[RunRecord]:
         with self._lock:
             runs = [
@@ -199,6 +204,7 @@ class InMemoryRunStore:
                 and (status is None or run.status == status)
                 and (created_after is None or run.created_at >= created_after)
                 and (created_before is None or run.created_at < created_before)
+                and (position is None or (run.created_at, run.run_id) < position)
             ]
         runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return runs[:limit]
@@ -223,13 +229,47 @@ class InMemoryRunStore:
         found.sort(key=lambda a: (a.queued_at, a.step, a.map_index, a.attempt))
         return found
 
-    def get_logs(self, run_id: str, step: str | None = None) -> list[LogRecord]:
+    def page_tasks(
+        self, run_id: str, after: tuple[str, int] | None, limit: int
+    ) -> list[TaskRecord]:
         with self._lock:
-            return [
+            found = [
+                copy.copy(t)
+                for t in self._tasks.values()
+                if t.run_id == run_id and (after is None or (t.step, t.map_index) > after)
+            ]
+        found.sort(key=lambda t: (t.step, t.map_index))
+        return found[:limit]
+
+    def page_attempts(
+        self, run_id: str, after: tuple[str, int, int] | None, limit: int
+    ) -> list[AttemptRecord]:
+        with self._lock:
+            found = [
+                copy.copy(a)
+                for a in self._attempts.values()
+                if a.run_id == run_id
+                and (after is None or (a.step, a.map_index, a.attempt) > after)
+            ]
+        found.sort(key=lambda a: (a.step, a.map_index, a.attempt))
+        return found[:limit]
+
+    def get_logs(
+        self,
+        run_id: str,
+        step: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        with self._lock:
+            found = [
                 copy.copy(line)
                 for line in self._logs
-                if line.run_id == run_id and (step is None or line.step == step)
+                if line.run_id == run_id
+                and (step is None or line.step == step)
+                and (after_id is None or (line.id or 0) > after_id)
             ]
+        return found if limit is None else found[:limit]
 
     def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
         with self._lock:

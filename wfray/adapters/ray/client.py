@@ -273,15 +273,24 @@ class Client(CoordinatorLink):
         limit: int = 100,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        position: tuple[datetime, str] | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first, filtered by workflow, status and creation time."""
+        """Runs, newest first, filtered by workflow, status and creation time; with
+        `position` (created_at, run_id), those after it in that order."""
         runs: list[RunRecord] = self.call(
-            "query", "list_runs", workflow, status, limit, created_after, created_before
+            "query", "list_runs", workflow, status, limit, created_after, created_before, position
         )
         return runs
 
-    def logs(self, run_id: str, step: str | None = None) -> list[LogRecord]:
-        lines: list[LogRecord] = self.call("query", "logs", run_id, step)
+    def logs(
+        self,
+        run_id: str,
+        step: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        """Log lines in order; with `after_id`, those after that line (`LogRecord.id`)."""
+        lines: list[LogRecord] = self.call("query", "logs", run_id, step, after_id, limit)
         return lines
 
     def stats(self) -> dict[str, Any]:

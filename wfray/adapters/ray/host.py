@@ -111,6 +111,7 @@ def executor_config(settings: Settings) -> ExecutorConfig:
             blob_threshold_bytes=settings.blob_threshold_bytes,
             log_limit=settings.log_limit,
             secret_dir=settings.secret_dir,
+            max_log_line_chars=settings.max_log_line_chars,
         ),
         io_concurrency=settings.io_concurrency,
         attempts_per_task=settings.cpu_attempts_per_task,

@@ -8,10 +8,17 @@ from typing import Any
 
 from wfray.application.definition import Workflow, encode_input
 from wfray.application.messages import SubmitRequest, SubmitResult
-from wfray.domain.errors import BacklogFullError, UnknownWorkflowError, WfrayError
+from wfray.domain.errors import (
+    BacklogFullError,
+    IdempotencyConflictError,
+    UnknownWorkflowError,
+    WfrayError,
+)
 from wfray.domain.policy import RetryPolicy
 
-ERRORS_BY_CODE = {cls.code: cls for cls in (BacklogFullError, UnknownWorkflowError)}
+ERRORS_BY_CODE = {
+    cls.code: cls for cls in (BacklogFullError, IdempotencyConflictError, UnknownWorkflowError)
+}
 
 
 def build_requests(

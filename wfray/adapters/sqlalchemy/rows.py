@@ -29,6 +29,8 @@ RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
 TASK_FIELDS = tuple(f.name for f in fields(TaskRecord))
 ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
 LOG_FIELDS = tuple(f.name for f in fields(LogRecord))
+# What identifies a line before it is stored (the store gives it its `id`).
+LOG_IDENTITY = tuple(name for name in LOG_FIELDS if name != "id")
 
 
 def to_utc(value: datetime) -> datetime:
@@ -84,8 +86,9 @@ def log_params(lines: Iterable[LogRecord]) -> list[dict[str, Any]]:
     rows = []
     for line in lines:
         row = as_row(line)
+        del row["id"]
         row["ts"] = to_utc(line.ts)
-        identity = tuple(row[name] for name in LOG_FIELDS)
+        identity = tuple(row[name] for name in LOG_IDENTITY)
         occurrence = seen[identity]
         seen[identity] += 1
         body = [*(str(value) for value in identity), occurrence]

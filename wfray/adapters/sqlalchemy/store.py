@@ -335,8 +335,17 @@ class SqlRunStore:
         limit: int = 100,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        position: tuple[datetime, str] | None = None,
     ) -> list[RunRecord]:
         query = sa.select(runs)
+        if position is not None:
+            at, run_id = position
+            query = query.where(
+                sa.or_(
+                    runs.c.created_at < at,
+                    sa.and_(runs.c.created_at == at, self._run_id_order < run_id),
+                )
+            )
         if created_after is not None:
             query = query.where(runs.c.created_at >= created_after)
         if created_before is not None:
@@ -375,12 +384,50 @@ class SqlRunStore:
         found.sort(key=rows.attempt_order)
         return found
 
-    def get_logs(self, run_id: str, step: str | None = None) -> list[LogRecord]:
+    def page_tasks(
+        self, run_id: str, after: tuple[str, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        step = self._bytewise(tasks.c.step)
+        query = sa.select(tasks).where(tasks.c.run_id == run_id)
+        if after is not None:
+            query = query.where(sa.tuple_(step, tasks.c.map_index) > sa.tuple_(*after))
+        query = query.order_by(step, tasks.c.map_index).limit(limit)
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_task(row._mapping) for row in conn.execute(query)]
+
+    def page_attempts(
+        self, run_id: str, after: tuple[str, int, int] | None, limit: int
+    ) -> list[AttemptRecord]:
+        step = self._bytewise(attempts.c.step)
+        key = sa.tuple_(step, attempts.c.map_index, attempts.c.attempt)
+        query = sa.select(attempts).where(attempts.c.run_id == run_id)
+        if after is not None:
+            query = query.where(key > sa.tuple_(*after))
+        query = query.order_by(step, attempts.c.map_index, attempts.c.attempt).limit(limit)
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_attempt(row._mapping) for row in conn.execute(query)]
+
+    def _bytewise(self, column: Any) -> Any:
+        """Byte order on PostgreSQL too, like Python's sort and SQLite's BINARY."""
+        return column.collate("C") if self._engine.dialect.name == "postgresql" else column
+
+    def get_logs(
+        self,
+        run_id: str,
+        step: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
         query = sa.select(logs).where(logs.c.run_id == run_id)
         if step is not None:
             query = query.where(logs.c.step == step)
+        if after_id is not None:
+            query = query.where(logs.c.id > after_id)
+        query = query.order_by(logs.c.id)
+        if limit is not None:
+            query = query.limit(limit)
         with self._errors(), self._engine.connect() as conn:
-            return [rows.to_log(row._mapping) for row in conn.execute(query.order_by(logs.c.id))]
+            return [rows.to_log(row._mapping) for row in conn.execute(query)]
 
     def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
         active = [status.value for status in ACTIVE_RUNS]

@@ -59,6 +59,8 @@ runs = sa.Table(
     sa.Column("deadline_at", UtcDateTime, nullable=True),
     # What started the run beyond its kind (`trigger`): an event id, a schedule tick.
     sa.Column("trigger_id", sa.String, nullable=True),
+    # A hash of what a request with an idempotency key asked for (0008).
+    sa.Column("request_hash", sa.String(64), nullable=True),
     sa.Index("ix_runs_workflow_status_created_at", "workflow", "status", "created_at"),
     sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_created_at", "created_at"),

@@ -6,8 +6,6 @@ is a 422 naming its field, never a 500 from deeper down.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -175,21 +173,26 @@ class AttemptOut(BaseModel):
 
 class RunDetailOut(BaseModel):
     run: RunOut
-    tasks: list[TaskOut]
-    attempts: list[AttemptOut]
+    tasks: list[TaskOut] = Field(description="a page of its tasks, by step and item")
+    attempts: list[AttemptOut] = Field(description="a page of its attempts, by task")
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor` for the next tasks and attempts"
+    )
 
     @classmethod
-    def of(cls, detail: RunDetail) -> RunDetailOut:
+    def of(cls, detail: RunDetail, next_cursor: str | None = None) -> RunDetailOut:
         return cls(
             run=RunOut.of(detail.run),
             tasks=[TaskOut.of(t) for t in detail.tasks],
             attempts=[AttemptOut.model_validate(a) for a in detail.attempts],
+            next_cursor=next_cursor,
         )
 
 
 class LogLineOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    id: int | None = Field(description="pass as `after` to read the lines that follow")
     step: str
     map_index: int
     attempt: int
@@ -295,9 +298,9 @@ class QueuesOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str
-    coordinator: str
-    store: str
+    status: str = Field(description="ok, or unavailable")
+    coordinator: str | None = Field(default=None, description="with a token: its state")
+    store: str | None = Field(default=None, description="with a token: its state")
 
 
 class EventAccepted(BaseModel):
@@ -308,28 +311,3 @@ class EventAccepted(BaseModel):
 
 def _json_schema(model: type[BaseModel] | None) -> dict[str, Any] | None:
     return None if model is None else model.model_json_schema()
-
-
-# -- the page cursor -----------------------------------------------------------------------------
-
-
-class CursorError(ValueError):
-    pass
-
-
-def encode_cursor(run: RunRecord) -> str:
-    """The position after `run` in the order (created_at desc, run_id desc), opaque."""
-    raw = json.dumps([run.created_at.isoformat(), run.run_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, run_id = json.loads(raw)
-        at = datetime.fromisoformat(created)
-        if not isinstance(run_id, str) or at.tzinfo is None:
-            raise TypeError(run_id)
-        return at, run_id
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise CursorError(f"cursor {cursor!r} is not one this API handed out") from exc

@@ -13,8 +13,10 @@ from pydantic import BaseModel, Field
 from wfray.adapters.ray.client import Client
 from wfray.application.definition import Workflow
 from wfray.application.scheduler import ScheduleInfo
+from wfray.config import Settings
 from wfray.domain.schedule import ScheduleNotFoundError
 from wfray.entrypoints.http.catalog import startable
+from wfray.entrypoints.http.checks import check_queue, declared_queues
 from wfray.entrypoints.http.models import MAX_PRIORITY, NAME, Strict
 
 ScheduleName = Annotated[str, Path(pattern=NAME, description="the schedule's name")]
@@ -73,23 +75,44 @@ class TriggerAccepted(BaseModel):
     link: str
 
 
-def schedule_routes(router: APIRouter, client: Client, flows: Mapping[str, Workflow]) -> None:
+def schedule_routes(
+    router: APIRouter,
+    client: Client,
+    settings: Settings,
+    needs: Any,
+    flows: Mapping[str, Workflow],
+) -> None:
+    """Listing needs the read scope; creating, pausing, resuming, triggering and deleting,
+    admin. A schedule starts only what the API may start (catalog.py)."""
+    queues = declared_queues(settings.queues)
+
     def one(name: str, count: int = 3) -> ScheduleOut:
         for info in client.list_schedules(count):
             if info.name == name:
                 return ScheduleOut.of(info)
         raise ScheduleNotFoundError(f"no schedule named {name!r}")
 
-    @router.get("/schedules", response_model=list[ScheduleOut], tags=["schedules"])
+    @router.get(
+        "/schedules",
+        response_model=list[ScheduleOut],
+        tags=["schedules"],
+        dependencies=[needs("read")],
+    )
     def list_schedules(
         next: Annotated[int, Query(ge=0, le=50, description="next fire times to show")] = 3,
     ) -> list[ScheduleOut]:
         """Every schedule, with how far it fired and its next fire times."""
         return [ScheduleOut.of(info) for info in client.list_schedules(next)]
 
-    @router.put("/schedules/{name}", response_model=ScheduleOut, tags=["schedules"])
+    @router.put(
+        "/schedules/{name}",
+        response_model=ScheduleOut,
+        tags=["schedules"],
+        dependencies=[needs("admin")],
+    )
     def put_schedule(name: ScheduleName, body: ScheduleBody) -> ScheduleOut:
         """Create a schedule, or replace its definition (it keeps how far it fired)."""
+        check_queue(body.queue, queues)
         flow = startable(flows, body.workflow)
         client.create_schedule(
             flow,
@@ -107,13 +130,23 @@ def schedule_routes(router: APIRouter, client: Client, flows: Mapping[str, Workf
         )
         return one(name)
 
-    @router.post("/schedules/{name}/pause", response_model=ScheduleOut, tags=["schedules"])
+    @router.post(
+        "/schedules/{name}/pause",
+        response_model=ScheduleOut,
+        tags=["schedules"],
+        dependencies=[needs("admin")],
+    )
     def pause(name: ScheduleName) -> ScheduleOut:
         """Fire nothing until resumed; ticks that fall meanwhile never fire."""
         client.pause_schedule(name)
         return one(name)
 
-    @router.post("/schedules/{name}/resume", response_model=ScheduleOut, tags=["schedules"])
+    @router.post(
+        "/schedules/{name}/resume",
+        response_model=ScheduleOut,
+        tags=["schedules"],
+        dependencies=[needs("admin")],
+    )
     def resume(name: ScheduleName) -> ScheduleOut:
         client.resume_schedule(name)
         return one(name)
@@ -123,6 +156,7 @@ def schedule_routes(router: APIRouter, client: Client, flows: Mapping[str, Workf
         status_code=202,
         response_model=TriggerAccepted,
         tags=["schedules"],
+        dependencies=[needs("admin")],
     )
     def trigger(name: ScheduleName, request: Request, response: Response) -> TriggerAccepted:
         """Start a run of the schedule now, outside its cron."""
@@ -131,7 +165,9 @@ def schedule_routes(router: APIRouter, client: Client, flows: Mapping[str, Workf
         response.headers["Location"] = link
         return TriggerAccepted(schedule=name, run_id=handle.run_id, link=link)
 
-    @router.delete("/schedules/{name}", status_code=204, tags=["schedules"])
+    @router.delete(
+        "/schedules/{name}", status_code=204, tags=["schedules"], dependencies=[needs("admin")]
+    )
     def delete(name: ScheduleName) -> Response:
         """Delete the schedule; the runs it started stay."""
         client.delete_schedule(name)

@@ -45,9 +45,12 @@ def start_api(settings: Settings, app_name: str = APP_NAME) -> str:
     """Serve the API on the current Ray cluster; returns its base URL.
 
     Serve's HTTP proxy is shared by every Serve application of the cluster: the first
-    start fixes its host and port, later apps only add route prefixes.
+    start fixes its host and port, later apps only add route prefixes. So the loopback
+    rule is checked twice: on the configured host before the proxy starts, and on the
+    address the running proxy really listens on before the app is added to it.
     """
-    check_bind(settings.api_host, settings.api_token)
+    has_token = bool(settings.api_token or settings.api_tokens)
+    check_bind(settings.api_host, has_token)
     check_modules(settings.modules)
     check_api_tasks(settings.api_tasks)
     prefix = normalise_prefix(settings.api_route_prefix)
@@ -55,10 +58,36 @@ def start_api(settings: Settings, app_name: str = APP_NAME) -> str:
         http_options={"host": settings.api_host, "port": settings.api_port},
         proxy_location="HeadOnly",
     )
+    host, port = proxy_address()
+    if not has_token and not is_loopback(host):
+        raise DefinitionError(
+            f"refusing to add the HTTP API without a token to Serve's proxy, which already "
+            f"listens on {host!r} (port {port}), not on loopback as configured "
+            f"({settings.api_host!r}): set WFRAY_API_TOKEN or WFRAY_API_TOKENS"
+        )
     application: Any = WfrayApi.bind(settings)  # type: ignore[attr-defined]
     serve.run(application, name=app_name, route_prefix=prefix)
-    host = f"[{settings.api_host}]" if ":" in settings.api_host else settings.api_host
-    return f"http://{host}:{settings.api_port}{prefix.rstrip('/')}"
+    shown = settings.api_host if _is_wildcard(host) else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}{prefix.rstrip('/')}"
+
+
+def proxy_address() -> tuple[str, int]:
+    """The host and port Serve's running HTTP proxy listens on (the first start's)."""
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client()
+    if client is None:
+        raise DefinitionError("Ray Serve is not running: its proxy has no address")
+    options = client.http_config
+    return str(options.host), int(options.port)
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 def stop_api(app_name: str | None = None) -> None:
@@ -69,17 +98,20 @@ def stop_api(app_name: str | None = None) -> None:
         serve.delete(app_name)
 
 
-def check_bind(host: str, token: str | None) -> None:
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def check_bind(host: str, token: str | bool | None) -> None:
     """Refuse to serve without a token on any address other than loopback."""
     if token:
         return
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise DefinitionError(
             f"refusing to serve the HTTP API on {host!r} without a token: set WFRAY_API_TOKEN "
             "(every /v1 request then needs `Authorization: Bearer <token>`) or listen on "
