@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,9 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -161,3 +165,37 @@ def parse_queues(text: str) -> tuple[QueueConfig, ...]:
         return tuple(QueueConfig(**item) for item in items)
     except (ValueError, TypeError) as exc:
         raise DefinitionError(f"WFRAY_QUEUES is not a JSON list of queues: {exc}") from exc
+
+
+# -- keeping secrets out of repr -------------------------------------------------------------
+
+_PASSWORD_IN_URL = re.compile(r"^([A-Za-z][\w+.\-]*://[^:/@\s]*:)[^\s]*@")
+_SECRET_NAME = re.compile(r"password|passwd|secret|token|api_key|credential", re.IGNORECASE)
+MASK = "***"
+
+
+def mask_url_password(url: str) -> str:
+    """`url` with the password of its user info replaced by ***; everything else as is.
+
+    Up to the last `@`, so a password holding an unescaped `@` is masked whole (a query
+    holding one may be masked with it: too much hidden, never too little)."""
+    return _PASSWORD_IN_URL.sub(rf"\1{MASK}@", url)
+
+
+def masked_repr(obj: Any) -> str:
+    """The repr of a settings dataclass without its secrets: fields declared `repr=False`
+    are left out, fields named like a secret (password, token, ...) show *** when set,
+    and passwords inside URL-valued fields are masked."""
+    parts = []
+    for f in fields(obj):
+        if not f.repr:
+            continue
+        value = getattr(obj, f.name)
+        if value is not None and _SECRET_NAME.search(f.name):
+            shown = MASK
+        elif isinstance(value, str):
+            shown = repr(mask_url_password(value))
+        else:
+            shown = repr(value)
+        parts.append(f"{f.name}={shown}")
+    return f"{type(obj).__name__}({', '.join(parts)})"

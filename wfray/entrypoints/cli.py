@@ -60,8 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def db(context: CliContext, args: argparse.Namespace) -> int:
+    from wfray.adapters.sqlalchemy.engine import mask_url
+
     context.queries  # opening the store applies the migrations, under a lock  # noqa: B018
-    context.console.print(f"schema is current: {context.settings.database_url}")
+    context.console.print(f"schema is current: {mask_url(context.settings.database_url)}")
     return Exit.OK
 
 

@@ -31,6 +31,7 @@ from wfray.application.messages import Dispatch, Outcome
 from wfray.application.outbox import Outbox
 from wfray.application.step_runner import RunnerSettings, run_attempt, run_attempt_async
 from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
+from wfray.config import masked_repr
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
 
@@ -49,6 +50,9 @@ class ExecutorConfig:
     io_concurrency: int = 64
     attempts_per_task: int = MAX_SHARED
     namespace: str = "wfray"
+
+    def __repr__(self) -> str:
+        return masked_repr(self)  # blob_root may be an object store URI with a secret key
 
 
 def collect_garbage_rarely() -> None:
