@@ -50,6 +50,8 @@ class Settings:
             the Ray autoscaler for the cpu backlog (0: no request).
         autoscale_max_io_bundles: the same for the io pool, in `io` slots (0: no request).
         autoscale_interval_s: how often the backlog is turned into a resource request.
+        blob_root_shared: the operator's word that a folder blob root is a filesystem every
+            node mounts (NFS, ...); without it, a folder is refused on a multi-node cluster.
     """
 
     data_dir: str
@@ -77,6 +79,8 @@ class Settings:
     autoscale_max_cpu_bundles: int = 0
     autoscale_max_io_bundles: int = 0
     autoscale_interval_s: float = 2.0
+    # -- data placement (security issue 13, item 7)
+    blob_root_shared: bool = False
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -119,6 +123,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                     f"WFRAY_{name.upper()} must be an integer, got {raw!r}"
                 ) from exc
     values.update(_api_values(env))
+    values.update(_data_values(env))
     if "WFRAY_SQLITE_SYNCHRONOUS" in env:
         values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
     if "WFRAY_QUEUES" in env:
@@ -155,6 +160,18 @@ def _api_values(env: Mapping[str, str]) -> dict[str, Any]:
         values["api_token"] = env["WFRAY_API_TOKEN"] or None  # empty: no authentication
     if "WFRAY_MODULES" in env:  # comma-separated: "shop.flows,shop.tasks"
         values["modules"] = tuple(m.strip() for m in env["WFRAY_MODULES"].split(",") if m.strip())
+    return values
+
+
+def _data_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """Where data may live: WFRAY_BLOB_ROOT_SHARED (1/true/yes/on or 0/false/no/off)."""
+    values: dict[str, Any] = {}
+    raw = env.get("WFRAY_BLOB_ROOT_SHARED")
+    if raw is not None:
+        flag = raw.strip().lower()
+        if flag not in {"1", "true", "yes", "on", "0", "false", "no", "off", ""}:
+            raise DefinitionError(f"WFRAY_BLOB_ROOT_SHARED must be true or false, got {raw!r}")
+        values["blob_root_shared"] = flag in {"1", "true", "yes", "on"}
     return values
 
 

@@ -53,3 +53,52 @@ def test_smtp_settings_hide_their_password() -> None:
 
     assert PASSWORD not in repr(SmtpSettings(username="u", password=PASSWORD))
     assert PASSWORD not in repr(SmtpOverrides(password=PASSWORD))
+
+
+# -- run ids and blob keys -------------------------------------------------------------------
+
+
+def test_run_ids_that_could_be_a_path_are_refused_with_a_typed_error() -> None:
+    import pytest
+
+    from wfray.domain.errors import InvalidRunIdError
+    from wfray.domain.ids import blob_key, check_run_id
+
+    for bad in ["../x", "..", ".", "a/b", "/abs", "a\\b", "", " x", "x\n", "é", "a" * 201, None]:
+        with pytest.raises(InvalidRunIdError, match="is refused"):
+            check_run_id(bad)
+        with pytest.raises(InvalidRunIdError):
+            blob_key(bad, "step", -1, 1)  # type: ignore[arg-type]
+    for good in ["0f3a", "order-42:v1", "evt-" + "a" * 32, "a..b", "x@y+z=1", "a" * 200]:
+        assert check_run_id(good) == good
+    assert blob_key("r1", "fetch", 3, 2) == "r1/fetch/3-2.json"
+
+
+# -- the blob root on a cluster of several nodes ---------------------------------------------
+
+
+def test_a_folder_blob_root_is_refused_on_several_nodes_unless_declared_shared() -> None:
+    import pytest
+
+    from wfray.adapters.blob import check_blob_root
+    from wfray.domain.errors import BlobRootError
+
+    with pytest.raises(BlobRootError, match=r"has 3 nodes.*WFRAY_BLOB_ROOT_SHARED"):
+        check_blob_root("/data/wfray/blobs", shared=False, alive_nodes=3)
+    with pytest.raises(BlobRootError):
+        check_blob_root("file:///data/blobs", shared=False, alive_nodes=2)
+    check_blob_root("/data/wfray/blobs", shared=False, alive_nodes=1)  # one node: fine
+    check_blob_root("/mnt/nfs/blobs", shared=True, alive_nodes=3)  # the operator's word
+    check_blob_root("s3://bucket/wfray", shared=False, alive_nodes=3)  # an object store
+
+
+def test_blob_root_shared_is_parsed_strictly() -> None:
+    import pytest
+
+    from wfray.domain.errors import DefinitionError
+
+    assert load_settings(env={}).blob_root_shared is False
+    assert load_settings(env={"WFRAY_BLOB_ROOT_SHARED": "true"}).blob_root_shared is True
+    assert load_settings(env={"WFRAY_BLOB_ROOT_SHARED": "0"}).blob_root_shared is False
+    with pytest.raises(DefinitionError, match="WFRAY_BLOB_ROOT_SHARED must be true or false"):
+        load_settings(env={"WFRAY_BLOB_ROOT_SHARED": "nfs"})

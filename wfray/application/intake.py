@@ -12,7 +12,8 @@ from wfray.application.messages import SubmitRequest, SubmitResult
 from wfray.application.ports import RunStore
 from wfray.domain import engine
 from wfray.domain.engine import RunState
-from wfray.domain.errors import BacklogFullError, WfrayError
+from wfray.domain.errors import BacklogFullError, InvalidRunIdError, WfrayError
+from wfray.domain.ids import MAX_RUN_ID, check_run_id
 from wfray.domain.records import RunRecord
 from wfray.domain.status import RunStatus
 
@@ -66,6 +67,10 @@ class Intake:
         touched: set[str],
     ) -> SubmitResult:
         run_id = request.run_id
+        try:
+            check_run_id(run_id)  # it names the run's blob folder: never a path
+        except InvalidRunIdError as exc:
+            return SubmitResult(str(run_id)[:MAX_RUN_ID], False, exc.message, exc.code)
         if run_id in existing or run_id in batch.new_runs or run_id in self.c.runs:
             return SubmitResult(run_id, created=False)
         if request.idempotency_key is not None and request.idempotency_key in known_keys:

@@ -27,6 +27,7 @@ from wfray.application.messages import ArgSpec, Dispatch, Outcome
 from wfray.application.ports import BlobStore
 from wfray.application.runtime import StepServices
 from wfray.domain.errors import NonRetryableError, RetryLater
+from wfray.domain.ids import blob_key
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
 from wfray.domain.workflow import CONTEXT
@@ -196,8 +197,7 @@ class PreparedAttempt:
         result_json: str | None = None
         result_ref: str | None = None
         if len(data) > self.settings.blob_threshold_bytes and self.blobs is not None:
-            key = f"{d.run_id}/{d.step}/{d.map_index}-{d.attempt}.json"
-            result_ref = self.blobs.put(key, data)
+            result_ref = self.blobs.put(blob_key(d.run_id, d.step, d.map_index, d.attempt), data)
         else:
             result_json = data.decode()
         return self._outcome(

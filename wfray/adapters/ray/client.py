@@ -15,6 +15,7 @@ from typing import Any
 import ray
 from pydantic import TypeAdapter
 
+from wfray.adapters.blob import check_blob_root
 from wfray.adapters.ray.handle import RunHandle, decode_result, settled
 from wfray.adapters.ray.host import (
     COORDINATOR_NAME,
@@ -350,6 +351,8 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Client:
     settings = settings or load_settings(**overrides)
     if not ray.is_initialized():
         ray.init(namespace=settings.namespace)
+    alive = sum(1 for node in ray.nodes() if node.get("Alive"))
+    check_blob_root(settings.blob_root, settings.blob_root_shared, alive)
     handle = coordinator_actor(settings)
     client = Client(settings, handle)
     try:
