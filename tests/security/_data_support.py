@@ -8,10 +8,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from wfray.adapters.blob import FsBlobStore
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.sqlalchemy.store import SqlRunStore
 from wfray.application.coordinator import Coordinator
+from wfray.application.definition import Workflow
 from wfray.application.step_runner import RunnerSettings
 from wfray.bootstrap import SystemClock
 
@@ -43,3 +46,31 @@ async def inline_wfray(
     finally:
         await coordinator.stop()
         store.close()
+
+
+# -- two subscribers of one event, with different input models -------------------------------
+
+ARRIVED = "sec.parcel.arrived"
+
+
+class Parcel(BaseModel):
+    parcel: str
+
+
+class Weighed(BaseModel):
+    parcel: str
+    grams: int
+
+
+on_arrived_note = Workflow("sec_on_arrived_note", input=Parcel, events=[ARRIVED])
+on_arrived_weigh = Workflow("sec_on_arrived_weigh", input=Weighed, events=[ARRIVED])
+
+
+@on_arrived_note.step
+def note_parcel(input: Parcel) -> str:
+    return f"noted {input.parcel}"
+
+
+@on_arrived_weigh.step
+def weigh_parcel(input: Weighed) -> int:
+    return input.grams

@@ -102,3 +102,40 @@ def test_blob_root_shared_is_parsed_strictly() -> None:
     assert load_settings(env={"WFRAY_BLOB_ROOT_SHARED": "0"}).blob_root_shared is False
     with pytest.raises(DefinitionError, match="WFRAY_BLOB_ROOT_SHARED must be true or false"):
         load_settings(env={"WFRAY_BLOB_ROOT_SHARED": "nfs"})
+
+
+# -- event payloads --------------------------------------------------------------------------
+
+
+def test_an_event_payload_one_subscriber_refuses_starts_no_run_for_any() -> None:
+    import asyncio
+    import json
+
+    import pytest
+
+    from tests.fixtures import unit_flows
+    from tests.unit.test_coordinator_inline import coordinator
+    from wfray.adapters.memory.store import InMemoryRunStore
+    from wfray.application.events import validated_inputs
+    from wfray.domain.errors import InputValidationError
+
+    async def scenario() -> None:
+        store = InMemoryRunStore()
+        async with coordinator(store) as c:
+            # a publisher that skipped validation: the coordinator stores nothing unchecked
+            with pytest.raises(InputValidationError, match="unit_on_delivered_a") as refused:
+                await c.publish("order.delivered", '{"order": "seven"}', "evt-raw")
+            assert "unit_on_delivered_b" in str(refused.value)
+            # the publisher's check names the subscriber and the field
+            with pytest.raises(InputValidationError) as bad:
+                validated_inputs("order.delivered", {"order": "seven"}, unit_flows.ALL)
+            assert "subscriber 'unit_on_delivered_a'" in str(bad.value)
+            assert "order: Input should be a valid integer" in str(bad.value)
+            assert store.list_runs(limit=10) == []
+            inputs = validated_inputs("order.delivered", {"order": "7"}, unit_flows.ALL)
+            started = await c.publish("order.delivered", "ignored", "evt-ok", inputs=inputs)
+            assert len(started) == 2
+            stored = store.find_runs(started).values()
+            assert [json.loads(r.input_json) for r in stored] == [{"order": 7}] * 2
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
