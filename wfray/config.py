@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,8 @@ class Settings:
         api_max_streams: followed log streams one token may hold at once (then 429).
         api_follow_max_s: a followed log stream ends after this long (the client reconnects
             after its last line id).
+        blob_root_shared: the operator's word that a folder blob root is a filesystem every
+            node mounts (NFS, ...); without it, a folder is refused on a multi-node cluster.
     """
 
     data_dir: str
@@ -132,9 +135,14 @@ class Settings:
     api_metrics_public: bool = False
     api_max_streams: int = 4
     api_follow_max_s: float = 3600.0
+    # -- data placement (security issue 13, item 7)
+    blob_root_shared: bool = False
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -177,6 +185,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values.update(_integration_values(env, overrides))
     values.update(_io_sync_timeout(env))
     values.update(_api_access_values(env))
+    values.update(_data_values(env))
     if "WFRAY_SQLITE_SYNCHRONOUS" in env:
         values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
     if "WFRAY_QUEUES" in env:
@@ -250,6 +259,18 @@ def _io_sync_timeout(env: Mapping[str, str]) -> dict[str, Any]:
             f"got {raw!r}"
         )
     return {"io_sync_timeout_s": seconds}
+
+
+def _data_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """Where data may live: WFRAY_BLOB_ROOT_SHARED (1/true/yes/on or 0/false/no/off)."""
+    values: dict[str, Any] = {}
+    raw = env.get("WFRAY_BLOB_ROOT_SHARED")
+    if raw is not None:
+        flag = raw.strip().lower()
+        if flag not in {"1", "true", "yes", "on", "0", "false", "no", "off", ""}:
+            raise DefinitionError(f"WFRAY_BLOB_ROOT_SHARED must be true or false, got {raw!r}")
+        values["blob_root_shared"] = flag in {"1", "true", "yes", "on"}
+    return values
 
 
 def parse_queues(text: str) -> tuple[QueueConfig, ...]:
@@ -328,3 +349,37 @@ def parse_api_tokens(text: str, source: str = "WFRAY_API_TOKENS") -> tuple[ApiTo
     if len({t.token for t in tokens}) < len(tokens):
         raise DefinitionError(f"{source}: two tokens have the same value")
     return tuple(tokens)
+
+
+# -- keeping secrets out of repr -------------------------------------------------------------
+
+_PASSWORD_IN_URL = re.compile(r"^([A-Za-z][\w+.\-]*://[^:/@\s]*:)[^\s]*@")
+_SECRET_NAME = re.compile(r"password|passwd|secret|token|api_key|credential", re.IGNORECASE)
+MASK = "***"
+
+
+def mask_url_password(url: str) -> str:
+    """`url` with the password of its user info replaced by ***; everything else as is.
+
+    Up to the last `@`, so a password holding an unescaped `@` is masked whole (a query
+    holding one may be masked with it: too much hidden, never too little)."""
+    return _PASSWORD_IN_URL.sub(rf"\1{MASK}@", url)
+
+
+def masked_repr(obj: Any) -> str:
+    """The repr of a settings dataclass without its secrets: fields declared `repr=False`
+    are left out, fields named like a secret (password, token, ...) show *** when set,
+    and passwords inside URL-valued fields are masked."""
+    parts = []
+    for f in fields(obj):
+        if not f.repr:
+            continue
+        value = getattr(obj, f.name)
+        if value is not None and _SECRET_NAME.search(f.name):
+            shown = MASK
+        elif isinstance(value, str):
+            shown = repr(mask_url_password(value))
+        else:
+            shown = repr(value)
+        parts.append(f"{f.name}={shown}")
+    return f"{type(obj).__name__}({', '.join(parts)})"

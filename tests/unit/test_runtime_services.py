@@ -12,6 +12,7 @@ from tests.unit.test_coordinator_inline import coordinator, finish, request, run
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.services import InlineStepServices
 from wfray.adapters.memory.store import InMemoryRunStore
+from wfray.application.events import validated_inputs
 from wfray.application.heartbeats import HEARTBEAT_LOST
 from wfray.application.runtime import event_run_id
 from wfray.application.step_runner import RunnerSettings
@@ -69,9 +70,14 @@ def test_an_event_starts_each_subscribed_workflow_once_per_event_id() -> None:
     async def scenario() -> None:
         store = InMemoryRunStore()
         async with coordinator(store) as c:
-            first = await c.publish("order.delivered", '{"order": 7}', "evt-1")
-            again = await c.publish("order.delivered", '{"order": 7}', "evt-1")
-            other = await c.publish("order.delivered", '{"order": 8}', "evt-2")
+
+            async def publish(order: int, event_id: str) -> list[str]:
+                inputs = validated_inputs("order.delivered", {"order": order}, unit_flows.ALL)
+                return await c.publish("order.delivered", "{}", event_id, inputs=inputs)
+
+            first = await publish(7, "evt-1")
+            again = await publish(7, "evt-1")
+            other = await publish(8, "evt-2")
             assert sorted(first) == sorted(again)  # the same event id starts nothing new
             assert len(first) == 2 and len(set(first) | set(other)) == 4
             assert await c.publish("nobody.listens", "{}", "evt-3") == []

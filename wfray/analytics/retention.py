@@ -6,7 +6,9 @@ for long and a resumed run cannot be deleted under it. A run is kept while it, i
 or any of its children is still active. With an archive folder, each batch's rows are
 written to Parquet (one file per table and batch, under a timestamped name) and fsynced
 before the delete commits; the file gets its final name after the commit, so an archive
-never holds rows that are still in the store under a final name.
+never holds rows that are still in the store under a final name. With a blob root, the
+blob folders of a batch's runs are deleted once its delete has committed (a blob deleted
+before would be lost to a run that stays if the commit failed).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import sqlalchemy as sa
 
+from wfray.adapters.blob import FsBlobStore, blob_store
 from wfray.adapters.sqlalchemy.engine import WRITE, unavailable_as_store_error
 from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks
 from wfray.analytics.arrow import SCHEMAS, open_engine, stream_batches
@@ -39,6 +42,7 @@ class RetentionReport:
         cutoff: runs that finished before this instant were eligible.
         runs, tasks, attempts, logs: rows deleted per table.
         batches: transactions committed.
+        blobs: runs whose blob folder was deleted (large results of any attempt).
         archive_files: Parquet files written, in order (empty without an archive folder).
     """
 
@@ -48,6 +52,7 @@ class RetentionReport:
     attempts: int = 0
     logs: int = 0
     batches: int = 0
+    blobs: int = 0
     archive_files: tuple[Path, ...] = field(default_factory=tuple)
 
     @property
@@ -67,6 +72,7 @@ def apply_retention(
     *,
     now: datetime | None = None,
     batch: int = 500,
+    blob_root: str | None = None,
 ) -> RetentionReport:
     """Delete finished runs that finished more than `older_than` ago, with their rows.
 
@@ -77,6 +83,8 @@ def apply_retention(
             (`<table>-<UTC timestamp>-<batch>.parquet`); appending runs never overwrite.
         now: the present, for tests; the current time by default.
         batch: runs per transaction.
+        blob_root: the blob store of the runs' large results (`Settings.blob_root`); the
+            blobs of every deleted run go with it. An archive keeps the rows, not the blobs.
     """
     if older_than < timedelta(0):
         raise ValueError(f"older_than must not be negative, got {older_than}")
@@ -92,6 +100,8 @@ def apply_retention(
     totals = dict.fromkeys(("runs", "tasks", "attempts", "logs"), 0)
     files: list[Path] = []
     batches = 0
+    blobs_deleted = 0
+    blobs = None if blob_root is None else blob_store(blob_root)
     engine = open_engine(store_url)
     writer = engine.execution_options(**{WRITE: True})
     try:
@@ -112,14 +122,31 @@ def apply_retention(
                 for written, _ in partial:  # the delete did not commit: its archive is void
                     written.unlink(missing_ok=True)
                 raise
-            # committed: the archive files may now take their final names
-            for written, final in partial:
-                os.replace(written, final)
-                files.append(final)
+            blobs_deleted += _after_commit(partial, files, blobs, run_ids)
             batches += 1
     finally:
         engine.dispose()
-    return RetentionReport(cutoff=cutoff, batches=batches, archive_files=tuple(files), **totals)
+    return RetentionReport(
+        cutoff=cutoff,
+        batches=batches,
+        blobs=blobs_deleted,
+        archive_files=tuple(files),
+        **totals,
+    )
+
+
+def _after_commit(
+    partial: list[tuple[Path, Path]],
+    files: list[Path],
+    blobs: FsBlobStore | None,
+    run_ids: list[str],
+) -> int:
+    """A batch committed: its archive files take their final names and its runs' blobs go;
+    returns how many runs had blobs."""
+    for written, final in partial:
+        os.replace(written, final)
+        files.append(final)
+    return 0 if blobs is None else blobs.delete_runs(run_ids)
 
 
 def _eligible(conn: sa.Connection, cutoff: datetime, batch: int) -> list[str]:

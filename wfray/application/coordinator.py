@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -205,10 +205,16 @@ class Coordinator:
         return await self.durably(self.store.next_value, counter, count)
 
     async def publish(
-        self, name: str, payload_json: str, event_id: str, source: str = "client"
+        self,
+        name: str,
+        payload_json: str,
+        event_id: str,
+        source: str = "client",
+        inputs: Mapping[str, str] | None = None,
     ) -> list[str]:
-        """Start every workflow subscribed to event `name`, once per event id."""
-        return await events.publish(self, name, payload_json, event_id, source)
+        """Start every workflow subscribed to event `name`, once per event id, each with
+        its input as validated by the publisher (`events.validated_inputs`)."""
+        return await events.publish(self, name, payload_json, event_id, source, inputs)
 
     async def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
         """Take runs off the dead-letter list: their failed compensations are tried again."""

@@ -2,15 +2,22 @@
 
 Publishing starts every subscribed workflow once per event id: the run id derives from the
 workflow, the event name and its id, so a republished (or retried) event is a no-op.
+
+The payload is validated against each subscriber's input model where the models live, in
+the publishing process (`validated_inputs`), and each subscriber's run stores its own
+validated input. The coordinator starts nothing unless every subscriber with an input model
+has one: a payload that fits one subscriber but not another starts no run at all.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
+from wfray.application.definition import Workflow, encode_input
 from wfray.application.messages import SubmitRequest
 from wfray.application.runtime import event_run_id
-from wfray.domain.errors import WfrayError
+from wfray.domain.errors import InputValidationError, WfrayError
 
 if TYPE_CHECKING:
     from wfray.application.coordinator import Coordinator
@@ -23,26 +30,61 @@ class EventError(WfrayError):
     http_status = 400
 
 
+def validated_inputs(name: str, payload: Any, subscribers: Iterable[Workflow]) -> dict[str, str]:
+    """Each subscriber's input from `payload`, validated against its input model and
+    encoded as JSON; InputValidationError naming every subscriber that refuses it (and the
+    fields) before anything is sent."""
+    inputs: dict[str, str] = {}
+    refusals: list[str] = []
+    for flow in subscribers:
+        if name not in flow.events:
+            continue
+        try:
+            inputs[flow.name] = encode_input(flow, payload)
+        except InputValidationError as exc:
+            refusals.append(f"subscriber {flow.name!r}: {exc.message}")
+    if refusals:
+        raise InputValidationError(
+            f"event {name!r}: payload refused, no run started: " + "; ".join(refusals)
+        )
+    return inputs
+
+
 async def publish(
-    c: Coordinator, name: str, payload_json: str, event_id: str, source: str = "client"
+    c: Coordinator,
+    name: str,
+    payload_json: str,
+    event_id: str,
+    source: str = "client",
+    inputs: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Start the workflows subscribed to `name`; returns their run ids (new or existing)."""
+    """Start the workflows subscribed to `name`; returns their run ids (new or existing).
+
+    `inputs` holds the payload as validated for each subscriber (`validated_inputs`); a
+    subscriber with an input model but no validated input refuses the whole event."""
     if not name.strip() or not event_id.strip():
         raise EventError(f"an event needs a name and an id, got {name!r} and {event_id!r}")
-    workflows = await c.durably(c.store.list_workflows)
+    inputs = inputs or {}
+    workflows = [s for s in await c.durably(c.store.list_workflows) if name in s.events]
+    unchecked = sorted({s.name for s in workflows if s.input_type and s.name not in inputs})
+    if unchecked:
+        raise InputValidationError(
+            f"event {name!r}: no run started: the payload was not validated against the "
+            f"input model of subscriber(s) {', '.join(map(repr, unchecked))}; publish from a "
+            "process that declares them (import their module, e.g. with WFRAY_MODULES)"
+        )
     requests = [
         SubmitRequest(
             run_id=event_run_id(schema.name, name, event_id),
             workflow=schema.name,
             version=schema.version,
-            input_json=payload_json,
+            input_json=inputs.get(schema.name, payload_json),
             trigger="event",
             trigger_id=f"{name}:{event_id}"
             if source == "client"
             else f"{name}:{event_id}@{source}",
         )
         for schema in workflows
-        if name in schema.events
     ]
     if not requests:
         return []

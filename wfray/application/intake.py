@@ -17,9 +17,11 @@ from wfray.domain.errors import (
     BacklogFullError,
     IdempotencyConflictError,
     InputValidationError,
+    InvalidRunIdError,
     WfrayError,
 )
 from wfray.domain.idempotency import check_claim, request_hash
+from wfray.domain.ids import MAX_RUN_ID, check_run_id
 from wfray.domain.limits import key_problem
 from wfray.domain.records import RunRecord
 from wfray.domain.status import RunStatus
@@ -82,6 +84,10 @@ class Intake:
         touched: set[str],
     ) -> SubmitResult:
         run_id = request.run_id
+        try:
+            check_run_id(run_id)  # it names the run's blob folder: never a path
+        except InvalidRunIdError as exc:
+            return SubmitResult(str(run_id)[:MAX_RUN_ID], False, exc.message, exc.code)
         if run_id in existing or run_id in batch.new_runs or run_id in self.c.runs:
             return SubmitResult(run_id, created=False)
         key = request.idempotency_key

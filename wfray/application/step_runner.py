@@ -29,6 +29,7 @@ from wfray.application.ports import BlobStore
 from wfray.application.runtime import StepServices
 from wfray.application.secrets import bind_secret_dir, resolved_values, unbind_secret_dir
 from wfray.domain.errors import NonRetryableError, RetryLater, StepError
+from wfray.domain.ids import blob_key
 from wfray.domain.masking import mask_text
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
@@ -225,9 +226,10 @@ class PreparedAttempt:
         result_json: str | None = None
         result_ref: str | None = None
         if len(data) > self.settings.blob_threshold_bytes and self.blobs is not None:
-            key = f"{d.run_id}/{d.step}/{d.map_index}-{d.attempt}.json"
             try:
-                result_ref = self.blobs.put(key, data)
+                result_ref = self.blobs.put(
+                    blob_key(d.run_id, d.step, d.map_index, d.attempt), data
+                )
             except Exception as exc:  # a failure of this attempt, not of its Ray task
                 error = BlobWriteError(
                     f"the result of step {d.step!r} ({len(data)} bytes) could not be written "

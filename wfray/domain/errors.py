@@ -17,8 +17,11 @@
      +-- StoreRejectedError        the database refused the data (not an outage)
      +-- SchemaOutdatedError       the database schema is not at this wfray's revision
      +-- StepError                 raised inside steps to steer retries
-          +-- NonRetryableError    fail now, do not retry
-          +-- RetryLater           retry after a given delay
+     |    +-- NonRetryableError    fail now, do not retry
+     |    +-- RetryLater           retry after a given delay
+     +-- InvalidRunIdError         a run id that could escape a path (refused at submission)
+     +-- BlobKeyError              a blob key that is not a plain relative path
+     +-- BlobRootError             a blob root the cluster's nodes do not all share
 
 The class docstring is the default message; errors that map to HTTP carry a stable `code`.
 """
@@ -180,3 +183,27 @@ class RetryLater(StepError):
     def __init__(self, message: str | None = None, delay_s: float = 1.0) -> None:
         super().__init__(message)
         self.delay_s = delay_s
+
+
+# -- data placement: ids, blob keys and the blob root ---------------------------------------
+
+
+class InvalidRunIdError(WfrayError):
+    """The run id is not allowed: use 1-200 letters, digits and `_ . : @ + = -`, starting
+    with a letter or a digit."""
+
+    code = "invalid_run_id"
+    http_status = 400
+
+
+class BlobKeyError(WfrayError):
+    """The blob key is not a plain relative path under the blob root."""
+
+    code = "invalid_blob_key"
+    http_status = 400
+
+
+class BlobRootError(WfrayError):
+    """The blob root is a folder on one node, but steps run on several."""
+
+    code = "blob_root_not_shared"

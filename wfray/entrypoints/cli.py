@@ -60,8 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def db(context: CliContext, args: argparse.Namespace) -> int:
+    from wfray.adapters.sqlalchemy.engine import mask_url
+
     context.queries  # opening the store applies the migrations, under a lock  # noqa: B018
-    context.console.print(f"schema is current: {context.settings.database_url}")
+    context.console.print(f"schema is current: {mask_url(context.settings.database_url)}")
     return Exit.OK
 
 
@@ -105,6 +107,12 @@ def _instance_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     start.add_argument("--api-port", type=int, help="the HTTP API's port")
     start.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
     start.add_argument("--object-store-mb", type=int, help="object store of the local instance")
+    start.add_argument(
+        "--no-ray-auth",
+        action="store_true",
+        help="turn Ray's token authentication off for the local instance (then any process "
+        "on this machine can run code in it); on by default",
+    )
     start.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for it")
     command("stop", cli_instance.stop, "stop what `wfray start` started", json=False)
 

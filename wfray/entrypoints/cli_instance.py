@@ -9,6 +9,11 @@ process, which shuts its instance down (`ray.shutdown` stops the processes `ray.
 nothing else); descendants still alive after that (noted before the signal, so a reused PID is
 never hit) are killed by PID. `ray stop` is never used: it kills every Ray process on the host.
 
+The local instance keeps Ray's token authentication on: its token lives in
+`<data_dir>/ray_auth_token` (mode 0600), and later commands use it through the instance record.
+Only `wfray start --local --no-ray-auth` turns it off (then any process on this machine that
+reaches the loopback ports can run code in the instance).
+
 On an existing cluster (`--address` or RAY_ADDRESS) `start` only creates wfray's detached actors
 and `stop` only removes them; the cluster is not ours to stop.
 """
@@ -21,6 +26,7 @@ import importlib
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 
 STATE_FILE = "instance.json"
 LOG_FILE = "local-ray.log"
+RAY_TOKEN_FILE = "ray_auth_token"
 API_MODULE = "wfray.entrypoints.http.serve"
 STOP_GRACE_S = 30.0
 
@@ -60,6 +67,7 @@ class Instance:
     error: str = ""
     pid: int | None = None  # the process that owns the local Ray instance
     pid_created: float | None = None  # its start time: a reused PID is not ours
+    ray_auth_token_path: str = ""  # the local instance's Ray token file ("": auth off)
 
     def owner(self) -> psutil.Process | None:
         """The owning process if it is still the one we started, else None."""
@@ -109,8 +117,7 @@ def connect_client(settings: Settings) -> Client:
                 "start it again with `wfray start`",
                 Exit.UNREACHABLE,
             )
-        # the instance we started runs on loopback without Ray's token authentication
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        use_ray_auth(instance.ray_auth_token_path)  # as the instance was started
     address = instance.address if instance else os.environ.get("RAY_ADDRESS", "")
     if not address:
         raise CliError(
@@ -176,6 +183,13 @@ def start(ctx: CliContext, args: argparse.Namespace) -> int:
     names = ", ".join(sorted(flow.name for flow in flows)) or "none"
     where = "a local Ray instance" if instance.local else "the Ray cluster"
     ctx.console.print(f"wfray started on {where} at {instance.address}; workflows: {names}")
+    if instance.local:
+        auth = instance.ray_auth_token_path
+        ctx.console.print(
+            f"Ray token authentication: on (token in {auth})"
+            if auth
+            else "Ray token authentication: OFF (--no-ray-auth): any local process can run code"
+        )
     if instance.api_url:
         ctx.console.print(f"HTTP API: {instance.api_url}")
     return Exit.OK
@@ -239,6 +253,7 @@ def _start_local(settings: Settings, args: argparse.Namespace) -> Instance:
         "api_port": settings.api_port,
         "num_cpus": args.num_cpus,
         "object_store_mb": args.object_store_mb,
+        "ray_auth": not args.no_ray_auth,
     }
     log_path = path.with_name(LOG_FILE)
     with log_path.open("ab") as log:
@@ -271,9 +286,36 @@ def _start_local(settings: Settings, args: argparse.Namespace) -> Instance:
         time.sleep(0.2)
 
 
+def use_ray_auth(token_path: str) -> None:
+    """Set this process up for Ray's token authentication with the token in `token_path`,
+    or with authentication off when it is empty; before Ray is imported."""
+    if token_path:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN_PATH"] = token_path
+        os.environ.pop("RAY_AUTH_TOKEN", None)  # it would win over the file
+    else:
+        os.environ["RAY_AUTH_MODE"] = "disabled"
+    raylet: Any = sys.modules.get("ray._raylet")
+    if raylet is not None:  # Ray read its config at import: make it read it again
+        raylet.Config.initialize("")
+        raylet.AuthenticationTokenLoader.instance().reset_cache()
+
+
+def local_ray_token(data_dir: Path) -> Path:
+    """The local instance's Ray token file, made once (256 random bits, readable only by
+    its owner) and kept across restarts."""
+    path = data_dir / RAY_TOKEN_FILE
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(secrets.token_hex(32))
+    return path
+
+
 def run_local_instance(path: Path, options: dict[str, Any]) -> int:
     """The background process behind `wfray start --local`: owns a Ray instance until SIGTERM."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private instance, on loopback only
+    token_path = str(local_ray_token(path.parent)) if options.get("ray_auth", True) else ""
+    use_ray_auth(token_path)  # on unless `--no-ray-auth` asked otherwise
     import ray
 
     settings = load_settings().with_(
@@ -290,6 +332,7 @@ def run_local_instance(path: Path, options: dict[str, Any]) -> int:
         api=options["api"],
         pid=me.pid,
         pid_created=me.create_time(),
+        ray_auth_token_path=token_path,
     )
     try:
         store_mb = options.get("object_store_mb")

@@ -278,7 +278,9 @@ def retention(ctx: CliContext, args: argparse.Namespace) -> int:
         ) from None
     older_than = parse_duration(args.older_than, "--older-than")
     archive = Path(args.archive) if args.archive else None
-    report = apply_retention(ctx.settings.database_url, older_than, archive)
+    report = apply_retention(
+        ctx.settings.database_url, older_than, archive, blob_root=ctx.settings.blob_root
+    )
     if args.json:
         print_json(report)
     else:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from wfray.application.definition import Workflow, encode_input, registered
+from wfray.application.definition import Workflow, encode_input, registered, subscribers
+from wfray.application.events import validated_inputs
 from wfray.application.messages import SubmitRequest
 from wfray.application.runtime import AttemptKey, ChildPlacement, ChildStatus
 from wfray.domain.records import LogRecord
@@ -59,8 +60,9 @@ class InlineStepServices:
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         c, _ = self._c()
+        inputs = validated_inputs(name, payload, subscribers(name))
         payload_json = TypeAdapter(Any).dump_json(payload).decode()
-        ids: list[str] = self._call(c.publish(name, payload_json, event_id))
+        ids: list[str] = self._call(c.publish(name, payload_json, event_id, inputs=inputs))
         return ids
 
     def start_runs(

@@ -15,6 +15,7 @@ from typing import Any
 import ray
 from pydantic import TypeAdapter
 
+from wfray.adapters.blob import check_blob_root
 from wfray.adapters.ray.handle import RunHandle, decode_result, settled
 from wfray.adapters.ray.host import (
     COORDINATOR_NAME,
@@ -26,6 +27,7 @@ from wfray.adapters.ray.host import (
 from wfray.adapters.ray.link import CoordinatorLink
 from wfray.adapters.ray.submission import build_requests, not_fresh, one_run, raise_refusal
 from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
+from wfray.application.events import validated_inputs
 from wfray.application.messages import CommandResult, RunView, SubmitResult
 from wfray.application.queries import RunDetail
 from wfray.application.scheduler import ScheduleInfo
@@ -218,9 +220,11 @@ class Client(CoordinatorLink):
     ) -> list[str]:
         """Publish an internal event: every workflow subscribed to `name` starts once per
         event `id` (publishing the same id again starts nothing). Returns the run ids."""
-        self.register(*self._local_subscribers(name))  # ours are known to wfray before it
+        local = self._local_subscribers(name)
+        inputs = validated_inputs(name, payload, local)  # refused here: nothing was sent
+        self.register(*local)  # ours are known to wfray before it
         payload_json = TypeAdapter(Any).dump_json(payload).decode()
-        run_ids: list[str] = self.call("publish", name, payload_json, id, source)
+        run_ids: list[str] = self.call("publish", name, payload_json, id, source, inputs)
         return run_ids
 
     def _local_subscribers(self, name: str) -> list[Workflow]:
@@ -359,6 +363,8 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Client:
     settings = settings or load_settings(**overrides)
     if not ray.is_initialized():
         ray.init(namespace=settings.namespace)
+    alive = sum(1 for node in ray.nodes() if node.get("Alive"))
+    check_blob_root(settings.blob_root, settings.blob_root_shared, alive)
     handle = coordinator_actor(settings)
     client = Client(settings, handle)
     try:

@@ -38,6 +38,7 @@ from wfray.application.step_runner import (
     run_attempt_async,
 )
 from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
+from wfray.config import masked_repr
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
 
@@ -61,6 +62,9 @@ class ExecutorConfig:
     attempts_per_task: int = MAX_SHARED
     namespace: str = "wfray"
     io_sync_timeout_s: float | None = None  # for sync io steps that set no timeout
+
+    def __repr__(self) -> str:
+        return masked_repr(self)  # blob_root may be an object store URI with a secret key
 
 
 def collect_garbage_rarely() -> None:

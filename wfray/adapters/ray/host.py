@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ray
@@ -258,9 +258,15 @@ class CoordinatorHost:
         return await (await self._ready()).retry_compensation(run_ids)
 
     async def publish(
-        self, name: str, payload_json: str, event_id: str, source: str = "client"
+        self,
+        name: str,
+        payload_json: str,
+        event_id: str,
+        source: str = "client",
+        inputs: Mapping[str, str] | None = None,
     ) -> list[str]:
-        return await (await self._ready()).publish(name, payload_json, event_id, source)
+        coordinator = await self._ready()
+        return await coordinator.publish(name, payload_json, event_id, source, inputs)
 
     async def next_value(self, counter: str, count: int = 1) -> int:
         return await (await self._ready()).next_value(counter, count)

@@ -11,13 +11,16 @@ from wfray.application.messages import SubmitRequest, SubmitResult
 from wfray.domain.errors import (
     BacklogFullError,
     IdempotencyConflictError,
+    InvalidRunIdError,
     UnknownWorkflowError,
     WfrayError,
 )
+from wfray.domain.ids import check_run_id
 from wfray.domain.policy import RetryPolicy
 
 ERRORS_BY_CODE = {
-    cls.code: cls for cls in (BacklogFullError, IdempotencyConflictError, UnknownWorkflowError)
+    cls.code: cls
+    for cls in (BacklogFullError, IdempotencyConflictError, UnknownWorkflowError, InvalidRunIdError)
 }
 
 
@@ -42,7 +45,8 @@ def build_requests(
     keys = list(idempotency_keys or [None] * len(payloads))
     ckeys = list(concurrency_keys or [None] * len(payloads))
     fresh = run_ids is None  # ids made up here: no run can hold them yet
-    ids = list(run_ids or [uuid.uuid4().hex for _ in payloads])
+    ids = [check_run_id(i) for i in run_ids] if run_ids is not None else []
+    ids = ids or [uuid.uuid4().hex for _ in payloads]
     retry_json = None if retry is None else retry.model_dump_json()
     return [
         SubmitRequest(
