@@ -152,3 +152,28 @@ def test_retention_refuses_arguments_it_cannot_honour(sqlite_url: str) -> None:
         apply_retention(sqlite_url, timedelta(days=1), now=T0.replace(tzinfo=None))
     with pytest.raises(ValueError, match="batch must be a positive number of runs"):
         apply_retention(sqlite_url, timedelta(days=1), batch=0)
+
+
+def test_exports_mask_credentials_and_the_store_keeps_them(sqlite_url: str, tmp_path: Path) -> None:
+    """Parquet is read by people: credentials in inputs, results and log lines are masked
+    there, while the store keeps what steps read back, unaltered."""
+    write_known_history(sqlite_url)
+    stored_input = '{"smtp":{"host":"mail","password":"hunter2"}}'
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE runs SET input_json = :i"), {"i": stored_input})
+        conn.execute(
+            sa.text("UPDATE logs SET message = 'GET https://bob:pw@api/ Authorization: Bearer abc'")
+        )
+
+    export_parquet(sqlite_url, tmp_path)
+
+    runs = pq.read_table(tmp_path / "runs.parquet").column("input_json").to_pylist()
+    assert {r for r in runs} == {'{"smtp": {"host": "mail", "password": "***"}}'}
+    messages = set(pq.read_table(tmp_path / "logs.parquet").column("message").to_pylist())
+    assert messages == {"GET https://bob:***@api/ Authorization: ***"}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT DISTINCT input_json FROM runs")).scalar_one() == (
+            stored_input
+        )
+    engine.dispose()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from wfray.domain.masking import mask_headers, mask_text
+from wfray.domain.masking import mask_data, mask_headers, mask_text
 
 
 @pytest.mark.parametrize(
@@ -38,3 +40,41 @@ def test_headers_keep_their_names_and_lose_sensitive_values() -> None:
         "set-cookie": "***",
     }
     assert given["Authorization"] == "Bearer a"  # a copy: the original is never altered
+
+
+def test_decoded_json_loses_passwords_and_credentials_but_keeps_secret_names() -> None:
+    given = {
+        "smtp": {"host": "mail", "password": "hunter2", "user_password_hint": "pets"},
+        "headers": {"Authorization": "Bearer abc", "Accept": "text/plain"},
+        "api_key": {"secret": "NINOX_API_KEY"},
+        "password": {"secret": "SMTP_PASSWORD"},
+        "links": ["https://bob:pw@host/x", "https://host/y"],
+        "count": 3,
+    }
+    assert mask_data(given) == {
+        "smtp": {"host": "mail", "password": "***", "user_password_hint": "***"},
+        "headers": {"Authorization": "***", "Accept": "text/plain"},
+        "api_key": {"secret": "NINOX_API_KEY"},
+        "password": {"secret": "SMTP_PASSWORD"},
+        "links": ["https://bob:***@host/x", "https://host/y"],
+        "count": 3,
+    }
+    assert given["smtp"]["password"] == "hunter2"  # a copy: the original is never altered
+
+
+def test_a_string_holding_json_is_masked_as_json_and_left_alone_when_clean() -> None:
+    stored = '{"to":"a@b.c","smtp":{"password":"hunter2"}}'
+    assert json.loads(mask_data(stored)) == {"to": "a@b.c", "smtp": {"password": "***"}}
+    clean = '{"to":"a@b.c","n":[1,2]}'
+    assert mask_data(clean) is clean
+    assert mask_data("{not json: Authorization: Bearer x") == "{not json: Authorization: ***"
+
+
+def test_the_cli_prints_json_with_credentials_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    from wfray.entrypoints.cli_support import print_json
+
+    print_json({"input_json": '{"password":"hunter2"}', "message": "Cookie: sid=1"})
+    assert json.loads(capsys.readouterr().out) == {
+        "input_json": '{"password": "***"}',
+        "message": "Cookie: ***",
+    }

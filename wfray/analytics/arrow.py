@@ -26,6 +26,7 @@ from wfray.adapters.sqlalchemy import migrate
 from wfray.adapters.sqlalchemy.engine import create_engine, unavailable_as_store_error
 from wfray.adapters.sqlalchemy.rows import UtcDateTime, to_utc
 from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks
+from wfray.domain.masking import mask_data
 
 TABLES: dict[str, sa.Table] = {"runs": runs, "tasks": tasks, "attempts": attempts, "logs": logs}
 DEFAULT_BATCH = 10_000
@@ -131,12 +132,22 @@ def _resources(row: sa.Row[Any]) -> list[tuple[str, float]]:
         ) from exc
 
 
+# Text people read in exports and archives: credentials masked (domain/masking.py).
+MASKED_COLUMNS = frozenset(
+    {"input_json", "result_json", "error", "error_message", "traceback", "message"}
+)
+
+
 def to_record_batch(table: sa.Table, rows: Sequence[sa.Row[Any]]) -> pa.RecordBatch:
-    """Rows of `table` as one record batch with the table's explicit schema."""
+    """Rows of `table` as one record batch with the table's explicit schema, credentials in
+    its text masked."""
     schema = SCHEMAS[table.name]
     columns = [
-        pa.array([row[i] for row in rows], type=schema.field(i).type)
-        for i in range(len(table.columns))
+        pa.array(
+            [mask_data(row[i]) if column.name in MASKED_COLUMNS else row[i] for row in rows],
+            type=schema.field(i).type,
+        )
+        for i, column in enumerate(table.columns)
     ]
     if table is attempts:
         columns.append(pa.array([_resources(row) for row in rows], type=RESOURCES))

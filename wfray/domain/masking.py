@@ -5,16 +5,18 @@
 
 Masked: the values of Authorization, Proxy-Authorization, Cookie and Set-Cookie headers
 (as header lines, or as keys of a dict or JSON object), bearer and basic credentials,
-passwords in URLs, and any of the `secrets` given (values resolved from secret references).
+passwords in URLs, and any of the `secrets` given (values resolved from secret references);
+in decoded JSON (`mask_data`) also the values of keys named like a password.
 Pure functions of their arguments: callers mask what they show or store for reading, never
 the inputs and results that steps read back.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
@@ -49,6 +51,50 @@ def _quoted(match: re.Match[str]) -> str:
     return whole[: start - offset] + MASK + whole[end - offset :]
 
 
+# Keys of a JSON object (or dict) whose values are credentials, whatever they hold.
+_SENSITIVE_KEY = re.compile(
+    r"(?i)^(?:proxy-authorization|authorization|set-cookie|cookie|.*(?:password|passwd).*)$"
+)
+
+
+def mask_data(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """A copy of decoded JSON (dicts, lists, strings...) for reading: values under credential
+    keys (Authorization, Cookie, Set-Cookie, anything named password) and credentials inside
+    strings replaced by ***. A secret reference (`{"secret": "NAME"}`) is a name: shown."""
+    found = tuple(secrets)
+    if isinstance(value, str):
+        return _mask_string(value, found)
+    if isinstance(value, Mapping):
+        if set(value) == {"secret"}:
+            return dict(value)
+        return {
+            k: MASK
+            if isinstance(k, str) and _SENSITIVE_KEY.match(k) and not _is_reference(v)
+            else mask_data(v, found)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_data(v, found) for v in value]
+    return value
+
+
+def _mask_string(text: str, secrets: tuple[str, ...]) -> str:
+    """A string holding a JSON object or list (a stored input, say) is masked as JSON."""
+    if text[:1] in ("{", "["):
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            return mask_text(text, secrets)
+        masked = mask_data(decoded, secrets)
+        # unchanged JSON keeps its own spelling
+        return text if masked == decoded else json.dumps(masked, ensure_ascii=False)
+    return mask_text(text, secrets)
+
+
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, Mapping) and set(value) == {"secret"}
+
+
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A copy of `headers` with the sensitive ones' values replaced by ***."""
     return {k: MASK if k.lower() in SENSITIVE_HEADERS else v for k, v in headers.items()}
@@ -61,3 +107,4 @@ def mask_optional(text: str | None, secrets: Iterable[str] = ()) -> str | None:
 # Fields of read models (API answers) that show such text: masked as they are built.
 MaskedText = Annotated[str, AfterValidator(mask_text)]
 MaskedOptionalText = Annotated[str | None, AfterValidator(mask_optional)]
+MaskedData = Annotated[Any, AfterValidator(mask_data)]

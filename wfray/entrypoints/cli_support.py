@@ -31,6 +31,7 @@ from wfray.domain.errors import (
     UnknownWorkflowError,
     WfrayError,
 )
+from wfray.domain.masking import mask_data
 
 
 class Exit(IntEnum):
@@ -96,7 +97,8 @@ def plain(value: Any) -> Any:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(plain(value), default=str))
+    """What read commands print with --json: credentials masked (domain/masking.py)."""
+    print(json.dumps(mask_data(plain(value)), default=str))
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult
 from wfray.application.queries import RunDetail
-from wfray.domain.masking import MaskedOptionalText, MaskedText
+from wfray.domain.masking import MaskedData, MaskedOptionalText, MaskedText
 from wfray.domain.queueing import QueueConfig
 from wfray.domain.records import LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
@@ -94,7 +94,7 @@ class RunOut(BaseModel):
     finished_at: datetime | None
     deadline_at: datetime | None
     error: MaskedOptionalText
-    result: Any = None
+    result: MaskedData = None
     result_ref: str | None
 
     @classmethod
