@@ -25,6 +25,7 @@ from jobs.invoices.money import (
     to_cents,
     vat_groups,
 )
+from wfray.domain.errors import NonRetryableError
 from wfray.integrations.pdf import PdfDocument, render_pdf
 
 SUPPLIER = {
@@ -150,14 +151,12 @@ def test_long_invoice_spans_pages_with_the_item_header_repeated() -> None:
         assert f"USt {rate} % {_eur(totals['vat'][rate])}" in pages[-1]
 
 
-def test_render_pdf_task_takes_the_invoice_as_json_by_name_or_import_path() -> None:
+def test_render_pdf_task_takes_the_invoice_as_json_by_its_registered_name_only() -> None:
     data = InvoiceDocument.model_validate(_document(ITEMS)).model_dump(mode="json")
     by_name = render_pdf("invoice", data, title="Rechnung RE-2025-000123")
-    by_path = render_pdf(
-        "jobs.invoices.invoice_pdf:invoice_template", data, title="Rechnung RE-2025-000123"
-    )
-    assert by_name.content() == by_path.content()
     assert "Gesamtbetrag 1.613,80 €" in _pages(by_name)[0]
+    with pytest.raises(NonRetryableError, match="registered"):
+        render_pdf("jobs.invoices.invoice_pdf:invoice_template", data, title="x")
 
 
 @pytest.mark.parametrize(
