@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 
 from pydantic import BaseModel, Field
 from reportlab.lib import colors
-from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
@@ -31,6 +31,7 @@ from jobs.invoices.money import (
     vat_groups,
 )
 from wfray.integrations.pdf import FRAME_WIDTH, PdfDocument, register_template, render_document
+from wfray.integrations.typeface import BOLD, unicode_styles
 
 TEMPLATE = "invoice"
 ITEM_COLUMNS = (
@@ -42,7 +43,7 @@ ITEM_COLUMNS = (
     "Einzelpreis netto",
     "Gesamt netto",
 )
-_ITEM_WIDTHS_MM = (12, 16, 17, 57, 14, 28, 30)
+_ITEM_WIDTHS_MM = (12, 18, 17, 55, 14, 28, 30)
 _TEXT_COLUMNS = frozenset({0, 3})  # left-aligned; the others hold numbers
 
 
@@ -121,11 +122,11 @@ def tax_id_label(tax_id: str) -> str:
 
 class _Styles:
     def __init__(self) -> None:
-        sheet = getSampleStyleSheet()
+        sheet = unicode_styles()
         self.body = ParagraphStyle("inv-body", parent=sheet["BodyText"], fontSize=9, leading=11)
         self.small = ParagraphStyle("inv-small", parent=self.body, fontSize=7.5, leading=9)
         self.right = ParagraphStyle("inv-right", parent=self.body, alignment=2)
-        self.bold = ParagraphStyle("inv-bold", parent=self.body, fontName="Helvetica-Bold")
+        self.bold = ParagraphStyle("inv-bold", parent=self.body, fontName=BOLD)
         self.bold_right = ParagraphStyle("inv-bold-right", parent=self.bold, alignment=2)
         self.title = ParagraphStyle("inv-title", parent=sheet["Heading1"], fontSize=16)
 
@@ -152,12 +153,12 @@ def _letterhead(doc: InvoiceDocument, s: _Styles) -> list[Flowable]:
     if doc.reference:
         info.append(["Referenz", doc.reference])
     info_table = Table(
-        [[_p(k, s.bold), _p(v, s.body)] for k, v in info], colWidths=[36 * mm, 44 * mm]
+        [[_p(k, s.bold), _p(v, s.body)] for k, v in info], colWidths=[42 * mm, 44 * mm]
     )
     recipient = _lines([doc.customer.name, *doc.customer.address], s.body)
     head = Table(
         [[recipient, info_table]],
-        colWidths=[FRAME_WIDTH - 80 * mm, 80 * mm],
+        colWidths=[FRAME_WIDTH - 86 * mm, 86 * mm],
         style=[("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (0, 0), 0)],
     )
     return [

@@ -124,3 +124,16 @@ def test_through_the_coordinator_the_pdf_result_is_stored_as_json() -> None:
     assert view.status.name == "COMPLETED", view.error
     stored = PdfDocument.model_validate_json(view.result_json or "")
     assert stored == render_pdf("table", _stock(4), title="Lager")
+
+
+def test_the_table_template_prints_any_european_alphabet() -> None:
+    data = {
+        "title": "Kunden Łódź / Brno / Αθήνα / Москва",
+        "columns": ["Name", "Ort"],
+        "rows": [["Żółć", "Łódź"], ["Příliš žluťoučký kůň", "Brno"], ["Ελληνικά", "Αθήνα"]],
+    }
+    (text,) = _text(
+        render_pdf("table", {**data, "rows": [*data["rows"], ["Кондитерская", "Москва"]]})
+    )
+    for expected in ["Łódź", "Příliš žluťoučký kůň", "Ελληνικά", "Αθήνα", "Кондитерская", "Москва"]:
+        assert expected in text

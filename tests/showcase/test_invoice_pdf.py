@@ -237,3 +237,30 @@ def test_delivery_period_and_tax_number_labels() -> None:
     (text,) = _pages(render_invoice(doc))
     assert "Leistungszeitraum 07.03.2025 - 09.03.2025" in text
     assert "Steuernummer: 214/5678/1234" in text
+
+
+NAMES_IN_ANY_ALPHABET = [
+    ("Polish", "Zakład Łódź Żółć", ["ul. Piotrkowska 3", "90-001 Łódź"]),
+    ("Czech", "Příliš Žluťoučký Kůň s.r.o.", ["Náměstí 1", "602 00 Brno"]),
+    ("Danish", "Ærø Bageri Ødegård", ["Vestergade 4", "5970 Ærøskøbing"]),
+    ("Greek", "Ελληνικά Τρόφιμα Α.Ε.", ["Οδός Ερμού 12", "105 63 Αθήνα"]),  # noqa: RUF001
+    ("Cyrillic", "Кондитерская Москва", ["ул. Тверская 7", "125009 Москва"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("alphabet", "name", "address"),
+    NAMES_IN_ANY_ALPHABET,
+    ids=[n[0] for n in NAMES_IN_ANY_ALPHABET],
+)
+def test_customer_names_in_any_alphabet_print_and_read_back(
+    alphabet: str, name: str, address: list[str]
+) -> None:
+    """The standard PDF fonts know Latin-1 only; the embedded DejaVu Sans prints them all."""
+    data = {**_document(ITEMS), "customer": {"name": name, "address": address}}
+    data["items"][0]["description"] = f"{name}: Sonderposten"
+    (text,) = _pages(render_invoice(InvoiceDocument.model_validate(data)))
+    for expected in [name, *address, f"{name}: Sonderposten"]:
+        assert " ".join(expected.split()) in text, (alphabet, expected, text[:400])
+    again = render_invoice(InvoiceDocument.model_validate(data))
+    assert again.content() == render_invoice(InvoiceDocument.model_validate(data)).content()

@@ -6,7 +6,8 @@ A template is a function `data -> list of flowables`, registered by name in code
 `register_template` (in a module the worker imports). Only registered names resolve: a task
 input never names code to import, so a caller cannot make a worker run a function of its
 choosing (`subprocess:getoutput`, say). PDFs are byte-reproducible (`invariant=1`: no creation
-date, fixed document id) and use only the standard PDF fonts, so no font file is needed.
+date, fixed document id) and set their text in DejaVu Sans (typeface.py), embedded, so names
+in any European alphabet print.
 The result carries the bytes base64-encoded, so it stays JSON like every step result.
 """
 
@@ -22,13 +23,14 @@ from xml.sax.saxutils import escape
 from pydantic import BaseModel, Field, ValidationError
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from wfray.application.tasks import task
 from wfray.domain.errors import DefinitionError, NonRetryableError
+from wfray.integrations.typeface import BOLD, REGULAR, register_fonts, unicode_styles
 
 Template = Callable[[Mapping[str, Any]], list[Flowable]]
 
@@ -118,6 +120,7 @@ def render_document(
     ValidationError included) is a NonRetryableError naming the template.
     """
     build = find_template(template)
+    register_fonts()
     try:
         story = build(data)
     except (ValueError, KeyError, TypeError) as exc:
@@ -127,7 +130,7 @@ def render_document(
 
     def decorate(canvas: Canvas, doc: SimpleDocTemplate) -> None:
         canvas.saveState()
-        canvas.setFont("Helvetica", 8)
+        canvas.setFont(REGULAR, 8)
         text = f"{label} - Seite {doc.page}" if label else f"Seite {doc.page}"
         canvas.drawRightString(A4[0] - MARGIN, 10 * mm, text)
         canvas.restoreState()
@@ -211,10 +214,10 @@ def table_template(data: Mapping[str, Any]) -> list[Flowable]:
     for index in spec.align_right:
         if not 0 <= index < width:
             raise ValueError(f"align_right index {index} is not a column (0 to {width - 1})")
-    styles = getSampleStyleSheet()
+    styles = unicode_styles()
     body = ParagraphStyle("cell", parent=styles["BodyText"], fontSize=9, leading=11)
     right = ParagraphStyle("cell-right", parent=body, alignment=2)
-    bold = ParagraphStyle("cell-bold", parent=body, fontName="Helvetica-Bold")
+    bold = ParagraphStyle("cell-bold", parent=body, fontName=BOLD)
     story: list[Flowable] = [Paragraph(escape(spec.title), styles["Title"])]
     if spec.header:
         lines = [[cell(k, bold), cell(v, body)] for k, v in spec.header.items()]
