@@ -36,7 +36,7 @@ def test_two_runs_racing_for_one_key_one_gets_it_the_other_sees_the_holder(
     seen = loser.result(timeout=30)
     assert seen["acquired"] is False and seen["state"] == "running"
     assert seen["holder"] == [winner.run_id, "send_once", 1]
-    assert [p.name for p in tmp_path.glob("effect-*")] == [f"effect-{winner.run_id}"]
+    assert [p.name for p in tmp_path.glob("effect-*")] == [f"effect-{winner.run_id}-1"]
     detail = client.detail(winner.run_id)
     (held,) = detail.claims
     assert held.key == k and not held.done
