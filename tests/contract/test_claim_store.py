@@ -108,3 +108,4 @@ def test_claims_of_runs_lists_only_theirs(store: RunStore) -> None:
     assert [c.key for c in store.claims_of(["run-a"])] == ["k1", "k2"]
     assert [c.key for c in store.claims_of(["run-a", "run-b", "run-z"])] == ["k1", "k2", "k3"]
     assert store.claims_of([]) == []
+    assert [c.key for c in store.claims_of(["run-a", "run-b"], limit=2)] == ["k1", "k2"]

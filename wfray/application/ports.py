@@ -114,8 +114,8 @@ class RunStore(Protocol):
         False, writing nothing, if another write came first (domain/claims.py)."""
         ...
 
-    def claims_of(self, run_ids: Sequence[str]) -> list[ClaimRecord]:
-        """The claims held by these runs, by key."""
+    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
+        """The claims held by these runs, by key (the first `limit` of them)."""
         ...
 
     def close(self) -> None: ...

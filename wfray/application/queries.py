@@ -67,6 +67,10 @@ class Queries:
             run=runs[run_id],
             tasks=self.store.page_tasks(run_id, tasks_after, limit),
             attempts=self.store.page_attempts(run_id, attempts_after, limit),
+            # on the first page only: a run of a million items claims at most that many keys
+            claims=self.store.claims_of([run_id], limit)
+            if tasks_after is None and attempts_after is None
+            else [],
         )
 
     def list_runs(

@@ -333,11 +333,11 @@ class InMemoryRunStore:
             self._claims[claim.key] = claim
             return True
 
-    def claims_of(self, run_ids: Sequence[str]) -> list[ClaimRecord]:
+    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
         wanted = set(run_ids)
         with self._lock:
             held = [c for c in self._claims.values() if c.holder.run_id in wanted]
-        return sorted(held, key=lambda c: c.key)
+        return sorted(held, key=lambda c: c.key)[:limit]
 
     def max_task_seq(self) -> int:
         with self._lock:

@@ -34,12 +34,17 @@ def put(conn: sa.Connection, claim: ClaimRecord, expected_version: int | None) -
     return done.rowcount == 1
 
 
-def of_runs(conn: sa.Connection, run_ids: Sequence[str]) -> list[ClaimRecord]:
+def of_runs(
+    conn: sa.Connection, run_ids: Sequence[str], limit: int | None = None
+) -> list[ClaimRecord]:
     found: list[ClaimRecord] = []
+    # byte order, like Python's sort, whatever the database's locale
+    order = c.c.key.collate("C") if conn.dialect.name == "postgresql" else c.c.key
     for i in range(0, len(run_ids), CHUNK):
         chunk = list(run_ids[i : i + CHUNK])
-        found += [_record(r) for r in conn.execute(sa.select(c).where(c.c.run_id.in_(chunk)))]
-    return sorted(found, key=lambda claim: claim.key)
+        query = sa.select(c).where(c.c.run_id.in_(chunk)).order_by(order).limit(limit)
+        found += [_record(r) for r in conn.execute(query)]
+    return sorted(found, key=lambda claim: claim.key)[:limit]
 
 
 def _row(claim: ClaimRecord) -> dict[str, Any]:

@@ -514,9 +514,9 @@ class SqlRunStore:
         except sa.exc.IntegrityError:
             return False
 
-    def claims_of(self, run_ids: Sequence[str]) -> list[ClaimRecord]:
+    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
         with self._errors(), self._engine.connect() as conn:
-            return claims.of_runs(conn, run_ids)
+            return claims.of_runs(conn, run_ids, limit)
 
     def max_task_seq(self) -> int:
         query = sa.select(sa.func.coalesce(sa.func.max(tasks.c.seq), 0))
