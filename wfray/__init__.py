@@ -24,9 +24,11 @@ from wfray.application.tasks import task
 from wfray.config import Settings, load_settings
 from wfray.domain.errors import (
     BacklogFullError,
+    ClaimNotHeldError,
     CycleError,
     DefinitionError,
     InputValidationError,
+    InvalidClaimError,
     NonRetryableError,
     RetryLater,
     RunFailedError,
@@ -46,10 +48,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BacklogFullError",
+    "ClaimNotHeldError",
     "Client",
     "CycleError",
     "DefinitionError",
     "InputValidationError",
+    "InvalidClaimError",
     "NonRetryableError",
     "QueueConfig",
     "RetryLater",

@@ -177,3 +177,31 @@ def test_exports_mask_credentials_and_the_store_keeps_them(sqlite_url: str, tmp_
             stored_input
         )
     engine.dispose()
+
+
+def test_retention_deletes_the_claims_of_the_runs_it_deletes_and_no_others(
+    store_url: str,
+) -> None:
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+    from wfray.domain.claims import Holder, StepLiveness, decide
+
+    generate_history(store_url, runs=40, days=2, seed=3, active=2, now=T0)
+    runs = read_table(store_url, "runs").to_pylist()
+    cutoff = T0 - timedelta(hours=12)
+    old = [r["run_id"] for r in runs if r["status"] in FINISHED and r["finished_at"] < cutoff]
+    kept = [r["run_id"] for r in runs if r["run_id"] not in old]
+    assert old and kept
+    store = SqlRunStore(store_url)
+    try:
+        for i, run_id in enumerate([old[0], kept[0]]):
+            claim = decide(
+                None, Holder(run_id, "s", -1, 1), f"k{i}", timedelta(1), StepLiveness.ENDED, T0
+            )
+            assert store.put_claim(claim.record, None)
+        report = apply_retention(store_url, timedelta(hours=12), None, now=T0)
+        assert report.claims == 1
+        assert store.get_claim("k0") is None
+        assert store.get_claim("k1") is not None
+        assert [c.key for c in store.claims_of([kept[0]])] == ["k1"]
+    finally:
+        store.close()

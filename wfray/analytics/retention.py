@@ -23,14 +23,16 @@ import sqlalchemy as sa
 
 from wfray.adapters.blob import FsBlobStore, blob_store
 from wfray.adapters.sqlalchemy.engine import WRITE, unavailable_as_store_error
-from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks
+from wfray.adapters.sqlalchemy.tables import attempts, claims, logs, runs, tasks
 from wfray.analytics.arrow import SCHEMAS, open_engine, stream_batches
 from wfray.analytics.export import write_parquet
 from wfray.domain.status import RUN_FINISHED
 
 FINISHED = sorted(status.value for status in RUN_FINISHED)
-# Children before parents: attempts reference tasks, tasks reference runs.
-DELETE_ORDER = (logs, attempts, tasks, runs)
+# Children before parents: attempts reference tasks, tasks reference runs. A deleted run's
+# claims (done or died: the run finished) go with it; a claim protects its key only as long
+# as its holder's run is kept, and the claims of other runs are never touched.
+DELETE_ORDER = (logs, attempts, tasks, claims, runs)
 ARCHIVE_ORDER = (runs, tasks, attempts, logs)
 
 
@@ -40,7 +42,7 @@ class RetentionReport:
 
     Attributes:
         cutoff: runs that finished before this instant were eligible.
-        runs, tasks, attempts, logs: rows deleted per table.
+        runs, tasks, attempts, logs, claims: rows deleted per table.
         batches: transactions committed.
         blobs: runs whose blob folder was deleted (large results of any attempt).
         archive_files: Parquet files written, in order (empty without an archive folder).
@@ -51,6 +53,7 @@ class RetentionReport:
     tasks: int = 0
     attempts: int = 0
     logs: int = 0
+    claims: int = 0
     batches: int = 0
     blobs: int = 0
     archive_files: tuple[Path, ...] = field(default_factory=tuple)
@@ -97,7 +100,7 @@ def apply_retention(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     if archive_dir is not None:
         Path(archive_dir).mkdir(parents=True, exist_ok=True)
-    totals = dict.fromkeys(("runs", "tasks", "attempts", "logs"), 0)
+    totals = dict.fromkeys(("runs", "tasks", "attempts", "logs", "claims"), 0)
     files: list[Path] = []
     batches = 0
     blobs_deleted = 0

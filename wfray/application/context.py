@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -17,12 +17,14 @@ from pydantic import TypeAdapter
 from wfray.application.runtime import (
     ChildPlacement,
     ChildRuns,
+    Claim,
     OnChildFailure,
     StepServices,
     child_run_id,
     gather_children,
 )
 from wfray.application.secrets import resolved_values
+from wfray.domain.claims import check_key, check_ttl
 from wfray.domain.errors import NonRetryableError, WfrayError
 from wfray.domain.masking import mask_text
 from wfray.domain.records import LogRecord
@@ -161,7 +163,8 @@ class StepContext:
 
     Methods: `heartbeat(progress)` (a step with `heartbeat_timeout_s` must call it that
     often), `publish(name, payload, id=...)` (start the workflows subscribed to an event),
-    `run_children(workflow, inputs)` (one child run per input, waited for).
+    `run_children(workflow, inputs)` (one child run per input, waited for),
+    `claim(key, ttl=...)` and `claimed(key)` (side effects once across runs).
     """
 
     run_id: str
@@ -229,6 +232,40 @@ class StepContext:
         """`next_number` for async steps: waits in a thread, not on the event loop."""
         self._services("next_number")
         return await asyncio.to_thread(self.next_number, counter)
+
+    def claim(self, key: str, *, ttl: float | timedelta = 600.0) -> Claim:
+        """Claim `key` before a side effect, for this step (its retries and reruns too).
+
+        The first step to claim a key gets it (`claim.acquired`); a later attempt of the
+        same step gets it back (`claim.regained`); any other step learns who holds it and
+        whether the holder is "running", "retrying", "done" (with `claim.result`) or
+        "died". A dead holder's claim (its step ended without marking it done, or its
+        `ttl`, in seconds or a timedelta, passed) goes to the next claimant, with
+        `claim.taken_over_from` set: check the external system before repeating the
+        effect. Mark it `claim.done(result_ref)` once the effect happened.
+        """
+        seconds = check_ttl(ttl).total_seconds()
+        services = self._waiting_services("claim")
+        return Claim(
+            services.claim(check_key(key), self.attempt_key, seconds), services, self.attempt_key
+        )
+
+    async def claim_async(self, key: str, *, ttl: float | timedelta = 600.0) -> Claim:
+        """`claim` for async steps: waits in a thread, not on the event loop."""
+        self._services("claim")
+        return await asyncio.to_thread(self.claim, key, ttl=ttl)
+
+    def claimed(self, key: str) -> Claim | None:
+        """The claim on `key` and its holder's state, without taking it (None: unclaimed).
+        A racing step can skip a side effect another run did, or reuse its result."""
+        services = self._waiting_services("claimed")
+        view = services.claimed(check_key(key), self.attempt_key)
+        return None if view is None else Claim(view, services, self.attempt_key)
+
+    async def claimed_async(self, key: str) -> Claim | None:
+        """`claimed` for async steps: waits in a thread, not on the event loop."""
+        self._services("claimed")
+        return await asyncio.to_thread(self.claimed, key)
 
     def publish(self, name: str, payload: Any = None, *, id: str | None = None) -> list[str]:
         """Publish an internal event; returns the ids of the runs it started.

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from wfray.application import events
 from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
+from wfray.application.claims import ClaimDesk
 from wfray.application.commands import Commands
 from wfray.application.compensator import Compensator
 from wfray.application.dispatcher import Dispatcher
@@ -106,6 +107,7 @@ class Coordinator:
         self.outcomes: list[tuple[str, Outcome]] = []
         self.waiting = Waiting(self)
         self.commands = Commands(self)
+        self.claims = ClaimDesk(self)  # claims.py: steps' claims, one store call each
         self.seq = 0
         self.queued_count = 0
         self.wake = asyncio.Event()

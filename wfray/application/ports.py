@@ -9,6 +9,7 @@ from typing import Protocol
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
 from wfray.application.quarantine import AttemptKey, QuarantinedOutcome
+from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -107,6 +108,16 @@ class RunStore(Protocol):
     def queued_queues(self) -> list[str]: ...
     def max_task_seq(self) -> int: ...
     def next_value(self, counter: str, count: int = 1) -> int: ...
+    def get_claim(self, key: str) -> ClaimRecord | None: ...
+    def put_claim(self, claim: ClaimRecord, expected_version: int | None) -> bool:
+        """Store `claim` if the stored one is at `expected_version` (None: none stored);
+        False, writing nothing, if another write came first (domain/claims.py)."""
+        ...
+
+    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
+        """The claims held by these runs, by key (the first `limit` of them)."""
+        ...
+
     def close(self) -> None: ...
 
 

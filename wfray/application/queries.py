@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from wfray.application.ports import RunStore
+from wfray.domain.claims import ClaimRecord
 from wfray.domain.errors import RunNotFoundError, WfrayError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
@@ -21,6 +22,7 @@ class RunDetail:
     tasks: list[TaskRecord]
     attempts: list[AttemptRecord]
     children: list[RunRecord] = field(default_factory=list)  # runs its steps started
+    claims: list[ClaimRecord] = field(default_factory=list)  # the claims it holds, by key
 
     def attempts_of(self, step: str, map_index: int = -1) -> list[AttemptRecord]:
         return [a for a in self.attempts if a.step == step and a.map_index == map_index]
@@ -46,6 +48,7 @@ class Queries:
             tasks=self.store.get_tasks([run_id]),
             attempts=self.store.get_attempts(run_id),
             children=self.store.child_runs([run_id]),
+            claims=self.store.claims_of([run_id]),
         )
 
     def run_detail_page(
@@ -64,6 +67,10 @@ class Queries:
             run=runs[run_id],
             tasks=self.store.page_tasks(run_id, tasks_after, limit),
             attempts=self.store.page_attempts(run_id, attempts_after, limit),
+            # on the first page only: a run of a million items claims at most that many keys
+            claims=self.store.claims_of([run_id], limit)
+            if tasks_after is None and attempts_after is None
+            else [],
         )
 
     def list_runs(

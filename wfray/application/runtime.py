@@ -1,4 +1,4 @@
-"""What a running step may ask of wfray: heartbeats, events, child runs.
+"""What a running step may ask of wfray: heartbeats, events, child runs, claims.
 
 `StepServices` is the port; the Ray adapter implements it with calls to the coordinator
 actor, the in-process tests with calls to an in-process Coordinator.
@@ -6,14 +6,24 @@ actor, the in-process tests with calls to an in-process Coordinator.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+from pydantic_core import PydanticSerializationError
 
-from wfray.domain.errors import NonRetryableError, RetryLater
+from wfray.application.claims import ClaimView
+from wfray.domain.claims import Holder, check_result
+from wfray.domain.errors import (
+    ClaimNotHeldError,
+    InvalidClaimError,
+    NonRetryableError,
+    RetryLater,
+)
 from wfray.domain.records import LogRecord
 from wfray.domain.status import RunStatus
 
@@ -61,6 +71,12 @@ class StepServices(Protocol):
     ) -> None: ...
 
     def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]: ...
+
+    def claim(self, key: str, attempt: AttemptKey, ttl_s: float) -> ClaimView: ...
+
+    def finish_claim(self, key: str, attempt: AttemptKey, result_json: str) -> ClaimView: ...
+
+    def claimed(self, key: str, asker: AttemptKey) -> ClaimView | None: ...
 
 
 class ChildRun(BaseModel):
@@ -148,3 +164,104 @@ def gather_children(
             f"{listed}{more}"
         )
     return outcome
+
+
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+class Claim:
+    """What `ctx.claim(key, ttl=...)` and `ctx.claimed(key)` return.
+
+    Attributes:
+        key: the claimed name.
+        acquired: this step holds the claim (new, got back, or taken over).
+        state: the holder's state: "running", "retrying" (its attempt ended, its step
+            will try again), "done" or "died" (its step ended without marking it done,
+            or its TTL passed).
+        holder: the attempt holding it (run_id, step, map_index, attempt).
+        result: the holder's result reference once done (None before).
+        regained: this step held it already (a retry or a rerun got it back).
+        taken_over_from: the dead holder it was taken from; when set, the side effect may
+            have happened: check the external system before repeating it.
+        expires_at: an unfinished hold lapses then (the holder counts as died).
+    """
+
+    def __init__(self, view: ClaimView, services: StepServices, attempt: AttemptKey) -> None:
+        self._view = view
+        self._services = services
+        self._attempt = attempt
+
+    key = property(lambda self: self._view.key)
+    acquired = property(lambda self: self._view.acquired)
+    state = property(lambda self: self._view.state)
+    regained = property(lambda self: self._view.regained)
+
+    @property
+    def holder(self) -> Holder:
+        return self._view.holder
+
+    @property
+    def taken_over_from(self) -> Holder | None:
+        return self._view.taken_over_from
+
+    @property
+    def taken_over(self) -> bool:
+        return self._view.taken_over_from is not None
+
+    @property
+    def is_done(self) -> bool:
+        return self._view.state == "done"
+
+    @property
+    def expires_at(self) -> datetime:
+        return self._view.expires_at
+
+    @property
+    def done_at(self) -> datetime | None:
+        return self._view.done_at
+
+    @property
+    def result(self) -> Any:
+        json = self._view.result_json
+        return None if json is None else _ANY.validate_json(json)
+
+    def done(self, result_ref: Any = None) -> Any:
+        """Mark the claim done after the side effect, with a small JSON-able reference to
+        its outcome (an invoice id). Marking done twice keeps the first reference, which
+        is returned. Raises ClaimNotHeldError if this step does not hold the claim."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._done(result_ref)
+        raise NonRetryableError(
+            "claim.done() waits for wfray, which would block this async step's event loop: "
+            "use `await claim.done_async(...)`"
+        )
+
+    async def done_async(self, result_ref: Any = None) -> Any:
+        """`done` for async steps: waits in a thread, not on the event loop."""
+        return await asyncio.to_thread(self._done, result_ref)
+
+    def _done(self, result_ref: Any) -> Any:
+        if not self.acquired:
+            h = self.holder
+            raise ClaimNotHeldError(
+                f"claim {self.key!r} is held by run {h.run_id!r} step {h.step!r} "
+                f"(map index {h.map_index}, attempt {h.attempt}), not by this step"
+            )
+        try:
+            text = _ANY.dump_json(result_ref).decode()
+        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            raise InvalidClaimError(
+                f"claim result must be JSON-able, got {type(result_ref).__name__}: {exc}"
+            ) from exc
+        self._view = self._services.finish_claim(self.key, self._attempt, check_result(text))
+        return self.result
+
+    def __repr__(self) -> str:
+        h = self.holder
+        return (
+            f"Claim({self.key!r}, acquired={self.acquired}, state={self.state!r}, "
+            f"holder={h.run_id}/{h.step}[{h.map_index}]#{h.attempt}, "
+            f"taken_over={self.taken_over})"
+        )

@@ -19,6 +19,8 @@
      +-- StepError                 raised inside steps to steer retries
      |    +-- NonRetryableError    fail now, do not retry
      |    +-- RetryLater           retry after a given delay
+     |    +-- InvalidClaimError    a claim key, TTL or result that cannot be used
+     |    +-- ClaimNotHeldError    a step marks done a claim it does not hold
      +-- InvalidRunIdError         a run id that could escape a path (refused at submission)
      +-- BlobKeyError              a blob key that is not a plain relative path
      +-- BlobRootError             a blob root the cluster's nodes do not all share
@@ -207,3 +209,21 @@ class BlobRootError(WfrayError):
     """The blob root is a folder on one node, but steps run on several."""
 
     code = "blob_root_not_shared"
+
+
+# -- claims (domain/claims.py) ------------------------------------------------------------
+
+
+class InvalidClaimError(NonRetryableError):
+    """The claim key, TTL or result cannot be used."""
+
+    code = "invalid_claim"
+    http_status = 400
+
+
+class ClaimNotHeldError(NonRetryableError):
+    """This step does not hold the claim (another holder took it over after this one's TTL
+    passed, or it never claimed the key)."""
+
+    code = "claim_not_held"
+    http_status = 409

@@ -136,6 +136,17 @@ def run_tree(queries: Queries, detail: RunDetail) -> Tree:
         ):
             label = escape(f"{item.step}[{item.map_index}]")
             _add_attempts(node.add(f"{label} {_task_label(item)}"), detail, item)
+    if detail.claims:
+        held = tree.add("[bold]claims[/]")
+        for claim in detail.claims:
+            where = claim.holder.step + (
+                f"[{claim.holder.map_index}]" if claim.holder.map_index >= 0 else ""
+            )
+            state = f"done {claim.result_json}" if claim.done else "held"
+            label = f"{escape(claim.key)} {escape(state)} by {escape(where)}#{claim.holder.attempt}"
+            if claim.taken_over_from is not None:
+                label += f" [yellow]taken over from {escape(claim.taken_over_from.run_id)}[/]"
+            held.add(label)
     return tree
 
 

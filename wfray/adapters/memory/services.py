@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
+from wfray.application.claims import ClaimView
 from wfray.application.definition import Workflow, encode_input, registered, subscribers
 from wfray.application.events import validated_inputs
 from wfray.application.messages import SubmitRequest
@@ -57,6 +58,21 @@ class InlineStepServices:
         c, _ = self._c()
         value: int = self._call(c.next_value(counter))
         return value
+
+    def claim(self, key: str, attempt: AttemptKey, ttl_s: float) -> ClaimView:
+        c, _ = self._c()
+        view: ClaimView = self._call(c.claims.claim(key, attempt, ttl_s))
+        return view
+
+    def finish_claim(self, key: str, attempt: AttemptKey, result_json: str) -> ClaimView:
+        c, _ = self._c()
+        view: ClaimView = self._call(c.claims.done(key, attempt, result_json))
+        return view
+
+    def claimed(self, key: str, asker: AttemptKey) -> ClaimView | None:
+        c, _ = self._c()
+        view: ClaimView | None = self._call(c.claims.read(key, asker))
+        return view
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         c, _ = self._c()

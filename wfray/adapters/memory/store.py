@@ -9,6 +9,7 @@ from datetime import datetime
 
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.quarantine import PENDING, AttemptKey, QuarantinedOutcome
+from wfray.domain.claims import ClaimRecord
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
@@ -21,6 +22,7 @@ class InMemoryRunStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counters: dict[str, int] = {}
+        self._claims: dict[str, ClaimRecord] = {}
         self._workflows: dict[tuple[str, str], WorkflowSchema] = {}
         self._workflow_order: list[tuple[str, str]] = []
         self._runs: dict[str, RunRecord] = {}
@@ -318,6 +320,24 @@ class InMemoryRunStore:
         with self._lock:
             self._counters[counter] = self._counters.get(counter, 0) + count
             return self._counters[counter]
+
+    def get_claim(self, key: str) -> ClaimRecord | None:
+        with self._lock:
+            return self._claims.get(key)  # frozen: a copy would be the same
+
+    def put_claim(self, claim: ClaimRecord, expected_version: int | None) -> bool:
+        with self._lock:
+            stored = self._claims.get(claim.key)
+            if (None if stored is None else stored.version) != expected_version:
+                return False
+            self._claims[claim.key] = claim
+            return True
+
+    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
+        wanted = set(run_ids)
+        with self._lock:
+            held = [c for c in self._claims.values() if c.holder.run_id in wanted]
+        return sorted(held, key=lambda c: c.key)[:limit]
 
     def max_task_seq(self) -> int:
         with self._lock:

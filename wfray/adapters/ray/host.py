@@ -24,6 +24,7 @@ from wfray.adapters.ray.executor import (
     collect_garbage_rarely,
 )
 from wfray.adapters.ray.metrics import export_forever
+from wfray.application.claims import ClaimView
 from wfray.application.coordinator import Coordinator
 from wfray.application.messages import (
     CommandResult,
@@ -270,6 +271,22 @@ class CoordinatorHost:
 
     async def next_value(self, counter: str, count: int = 1) -> int:
         return await (await self._ready()).next_value(counter, count)
+
+    async def claim(self, key: str, attempt: tuple[str, str, int, int], ttl_s: float) -> ClaimView:
+        return await (await self._ready()).claims.claim(key, attempt, ttl_s)
+
+    async def finish_claim(
+        self, key: str, attempt: tuple[str, str, int, int], result_json: str
+    ) -> ClaimView:
+        return await (await self._ready()).claims.done(key, attempt, result_json)
+
+    async def claimed(
+        self, key: str, asker: tuple[str, str, int, int] | None = None
+    ) -> ClaimView | None:
+        return await (await self._ready()).claims.read(key, asker)
+
+    async def run_claims(self, run_ids: Sequence[str]) -> list[ClaimView]:
+        return await (await self._ready()).claims.of_runs(list(run_ids))
 
     async def report(self, pool: str, outcome: Sealed) -> None:
         (await self._ready()).report(pool, open_outcome(outcome))

@@ -8,6 +8,7 @@ from typing import Any
 
 import ray
 
+from wfray.application.claims import ClaimView
 from wfray.application.runtime import AttemptKey, ChildPlacement, ChildStatus
 from wfray.application.wire import Sealed
 from wfray.config import load_settings
@@ -60,6 +61,19 @@ class RayStepServices:
     def next_value(self, counter: str) -> int:
         value: int = self.client.next_value(counter)
         return value
+
+    def claim(self, key: str, attempt: AttemptKey, ttl_s: float) -> ClaimView:
+        # answered once committed; a resend after a lost answer gets the claim back
+        view: ClaimView = self.client.call("claim", key, attempt, ttl_s)
+        return view
+
+    def finish_claim(self, key: str, attempt: AttemptKey, result_json: str) -> ClaimView:
+        view: ClaimView = self.client.call("finish_claim", key, attempt, result_json)
+        return view
+
+    def claimed(self, key: str, asker: AttemptKey) -> ClaimView | None:
+        view: ClaimView | None = self.client.call("claimed", key, asker)
+        return view
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         ids: list[str] = self.client.publish(name, payload, id=event_id)

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from wfray.adapters.sqlalchemy import migrate, quarantine, rows
+from wfray.adapters.sqlalchemy import claims, migrate, quarantine, rows
 from wfray.adapters.sqlalchemy.engine import (
     WRITE,
     create_engine,
@@ -30,6 +30,7 @@ from wfray.adapters.sqlalchemy.probe import ProbeGroup, Write, probe
 from wfray.adapters.sqlalchemy.tables import attempts, counters, logs, runs, tasks, workflows
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.quarantine import AttemptKey, QuarantinedOutcome
+from wfray.domain.claims import ClaimRecord
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
@@ -500,6 +501,22 @@ class SqlRunStore:
         )
         with self._errors(), self._writer.begin() as conn:
             return int(conn.execute(upsert).scalar_one())
+
+    def get_claim(self, key: str) -> ClaimRecord | None:
+        with self._errors(), self._engine.connect() as conn:
+            return claims.get(conn, key)
+
+    def put_claim(self, claim: ClaimRecord, expected_version: int | None) -> bool:
+        # the insert of a key two writers race for: the primary key lets one through
+        try:
+            with self._errors(), self._writer.begin() as conn:
+                return claims.put(conn, claim, expected_version)
+        except sa.exc.IntegrityError:
+            return False
+
+    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
+        with self._errors(), self._engine.connect() as conn:
+            return claims.of_runs(conn, run_ids, limit)
 
     def max_task_seq(self) -> int:
         query = sa.select(sa.func.coalesce(sa.func.max(tasks.c.seq), 0))

@@ -181,6 +181,29 @@ counters = sa.Table(
 )
 
 
+# Claims (domain/claims.py): one row per key, written compare-and-set on `version`. The
+# holder is the attempt holding it; prev_* the dead holder it was taken over from.
+claims = sa.Table(
+    "claims",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("step", sa.String, nullable=False),
+    sa.Column("map_index", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("claimed_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("done_at", UtcDateTime, nullable=True),
+    sa.Column("result_json", sa.Text, nullable=True),
+    sa.Column("prev_run_id", sa.String, nullable=True),
+    sa.Column("prev_step", sa.String, nullable=True),
+    sa.Column("prev_map_index", sa.Integer, nullable=True),
+    sa.Column("prev_attempt", sa.Integer, nullable=True),
+    sa.Index("ix_claims_run_id", "run_id"),
+)
+
+
 # Cron schedules (domain/schedule.py): the spec's fields, then how far the schedule fired.
 schedules = sa.Table(
     "schedules",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult
 from wfray.application.queries import RunDetail
+from wfray.domain.claims import ClaimRecord
 from wfray.domain.masking import MaskedData, MaskedOptionalText, MaskedText
 from wfray.domain.queueing import QueueConfig
 from wfray.domain.records import LogRecord, RunRecord, TaskRecord
@@ -171,10 +172,48 @@ class AttemptOut(BaseModel):
     traceback: MaskedOptionalText
 
 
+class ClaimOut(BaseModel):
+    """A claim the run holds (ctx.claim): a named promise to do a side effect once."""
+
+    key: str
+    step: str
+    map_index: int
+    attempt: int = Field(description="the attempt holding it")
+    claimed_at: datetime
+    expires_at: datetime = Field(description="an unfinished hold lapses then")
+    done: bool
+    done_at: datetime | None
+    result: MaskedData = Field(description="the holder's result reference, once done")
+    taken_over_from: str | None = Field(
+        description="the dead holder it was taken from: run_id/step[map_index]#attempt"
+    )
+
+    @classmethod
+    def of(cls, claim: ClaimRecord) -> ClaimOut:
+        h, prev = claim.holder, claim.taken_over_from
+        return cls(
+            key=claim.key,
+            step=h.step,
+            map_index=h.map_index,
+            attempt=h.attempt,
+            claimed_at=claim.claimed_at,
+            expires_at=claim.expires_at,
+            done=claim.done,
+            done_at=claim.done_at,
+            result=None if claim.result_json is None else json.loads(claim.result_json),
+            taken_over_from=None
+            if prev is None
+            else f"{prev.run_id}/{prev.step}[{prev.map_index}]#{prev.attempt}",
+        )
+
+
 class RunDetailOut(BaseModel):
     run: RunOut
     tasks: list[TaskOut] = Field(description="a page of its tasks, by step and item")
     attempts: list[AttemptOut] = Field(description="a page of its attempts, by task")
+    claims: list[ClaimOut] = Field(
+        default_factory=list, description="the claims it holds, by key (on the first page)"
+    )
     next_cursor: str | None = Field(
         default=None, description="pass as `cursor` for the next tasks and attempts"
     )
@@ -185,6 +224,7 @@ class RunDetailOut(BaseModel):
             run=RunOut.of(detail.run),
             tasks=[TaskOut.of(t) for t in detail.tasks],
             attempts=[AttemptOut.model_validate(a) for a in detail.attempts],
+            claims=[ClaimOut.of(c) for c in detail.claims],
             next_cursor=next_cursor,
         )
 

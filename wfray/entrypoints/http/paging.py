@@ -123,5 +123,5 @@ def page_detail(
     # Shown in time order, as an operator reads them (the paging order is by key).
     tasks.sort(key=lambda t: (t.created_at, t.step, t.map_index))
     attempts.sort(key=lambda a: (a.queued_at, a.step, a.map_index, a.attempt))
-    page = RunDetail(run=detail.run, tasks=tasks, attempts=attempts)
+    page = RunDetail(run=detail.run, tasks=tasks, attempts=attempts, claims=detail.claims[:limit])
     return RunDetailOut.of(page, next_cursor)
