@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# No per-example deadline: on a busy machine a property test's example may take longer than
+# hypothesis' 200 ms default without anything being wrong (one flaked in CI that way).
+hypothesis_settings.register_profile("wfray", deadline=None)
+hypothesis_settings.load_profile("wfray")
 
 if TYPE_CHECKING:
     import sqlalchemy
