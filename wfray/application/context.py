@@ -24,6 +24,7 @@ from wfray.application.runtime import (
     gather_children,
 )
 from wfray.application.secrets import resolved_values
+from wfray.application.storable import clean_text
 from wfray.domain.claims import check_key, check_ttl
 from wfray.domain.errors import NonRetryableError, WfrayError
 from wfray.domain.masking import mask_text
@@ -81,7 +82,7 @@ class AttemptLog:
                 level=record.levelname,
                 logger=record.name,
                 # credentials and resolved secrets never leave the worker in a log line
-                message=_cut(mask_text(_format(record), resolved_values()), self.max_chars),
+                message=clean_text(mask_text(_format(record), resolved_values()), self.max_chars),
             )
         )
 
@@ -106,12 +107,6 @@ class AttemptLog:
             )
             self.dropped = 0
         return self.lines
-
-
-def _cut(message: str, max_chars: int) -> str:
-    if len(message) <= max_chars:
-        return message
-    return f"{message[:max_chars]} [cut: {len(message) - max_chars} more characters]"
 
 
 def _format(record: logging.LogRecord) -> str:

@@ -34,15 +34,23 @@ class TextLimits:
 
 
 def clean_text(text: str, limit: int) -> str:
-    """`text` made storable: NUL and lone surrogates replaced by U+FFFD, then cut to `limit`
-    characters with a note of how many more there were."""
+    """`text` made storable: NUL and lone surrogates replaced by U+FFFD, then cut to at most
+    `limit` characters, note included, saying how many were cut (so cutting again, on the
+    worker and then in the coordinator, changes nothing)."""
     if not text.isascii() and _SURROGATE.search(text):
         # pairs written as two code units become their character; lone ones U+FFFD
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if "\x00" in text:
         text = text.replace("\x00", REPLACEMENT)
     if len(text) > limit:
-        text = f"{text[:limit]}... [{len(text) - limit} more characters cut]"
+        cut = len(text) - limit
+        while True:  # the note's length moves the cut, which may lengthen the note: settle
+            note = f"... [{cut} more characters cut]"
+            kept = max(limit - len(note), 0)
+            if len(text) - kept == cut:
+                break
+            cut = len(text) - kept
+        text = (text[:kept] + note)[:limit]
     return text
 
 
