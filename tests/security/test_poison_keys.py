@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,16 +21,6 @@ from wfray.domain.limits import MAX_KEY_CHARS
 from wfray.domain.status import RunStatus
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest) -> Iterator[Any]:
-    from wfray.adapters.sqlalchemy.store import SqlRunStore
-
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    made = SqlRunStore(url)
-    yield made
-    made.close()
 
 
 def submission(n: int, **fields: Any) -> SubmitRequest:

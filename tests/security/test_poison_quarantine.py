@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,16 +22,6 @@ from wfray.application.quarantine import QUARANTINED, TWO_STARTS
 from wfray.domain.status import AttemptStatus, RunStatus
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest) -> Iterator[Any]:
-    from wfray.adapters.sqlalchemy.store import SqlRunStore
-
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    made = SqlRunStore(url)
-    yield made
-    made.close()
 
 
 def test_undelivered_at_two_starts_is_quarantined_and_the_run_goes_on(store: Any) -> None:
