@@ -25,9 +25,10 @@ from typing import Any, TypedDict, TypeVar, Unpack, get_origin, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from wfray.domain.errors import DefinitionError, InputValidationError, UnknownWorkflowError
-from wfray.application.unique_key import UniqueSpec, compute_key as compute_unique_key
+from wfray.application.unique_key import UniqueSpec
 from wfray.application.unique_key import check_spec as check_unique_spec
+from wfray.application.unique_key import compute_key as compute_unique_key
+from wfray.domain.errors import DefinitionError, InputValidationError, UnknownWorkflowError
 from wfray.domain.policy import RetryPolicy, validate_policy
 from wfray.domain.uniqueness import UniquePolicy
 from wfray.domain.workflow import (
@@ -101,12 +102,12 @@ class Workflow:
         register: bool = True,
     ) -> None:
         """Args (beside the name, input model, default retry, deadline and events):
-            unique: a uniqueness key over the input: a function of the input returning a
-                string (`lambda i: f"weekly:{i.week}"`) or a list of input field names.
-                Computed where the input is validated, before anything is sent.
-            unique_policy: what a second submission with the same key gets (UniquePolicy;
-                the default answers with the active run and starts a new one after it
-                finished). Only with `unique`.
+        unique: a uniqueness key over the input: a function of the input returning a
+            string (`lambda i: f"weekly:{i.week}"`) or a list of input field names.
+            Computed where the input is validated, before anything is sent.
+        unique_policy: what a second submission with the same key gets (UniquePolicy;
+            the default answers with the active run and starts a new one after it
+            finished). Only with `unique`.
         """
         self.name = name
         self.input_model = input

@@ -64,7 +64,6 @@ def compute_key(
         key = spec(value)
     except Exception as exc:
         raise UniqueKeyError(
-            f"workflow {workflow!r}: the uniqueness key function raised "
-            f"{type(exc).__name__}: {exc}"
+            f"workflow {workflow!r}: the uniqueness key function raised {type(exc).__name__}: {exc}"
         ) from exc
     return checked_key(workflow, key)

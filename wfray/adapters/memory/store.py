@@ -187,6 +187,19 @@ class InMemoryRunStore:
         with self._lock:
             return {key: self._keys[key] for key in keys if key in self._keys}
 
+    def find_unique_runs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunRecord]:
+        wanted = set(keys)
+        with self._lock:
+            found: dict[tuple[str, str], RunRecord] = {}
+            for run in self._runs.values():
+                ref = (run.workflow, run.unique_key or "")
+                if run.unique_key is None or ref not in wanted:
+                    continue
+                held = found.get(ref)
+                if held is None or _holds_before(run, held):
+                    found[ref] = run
+            return {ref: copy.copy(found[ref]) for ref in keys if ref in found}
+
     def list_runs(
         self,
         workflow: str | None = None,
@@ -396,3 +409,13 @@ def _refused(batch: Batch) -> list[RejectedRow]:
                 found.append(RejectedRow(line.run_id, "log", key, why))
                 break
     return found
+
+
+def _holds_before(run: RunRecord, other: RunRecord) -> bool:
+    """Whether `run` rather than `other` holds their uniqueness key: a run not finished
+    first, then the newest (created_at, run_id)."""
+    return (not run.status.finished, run.created_at, run.run_id) > (
+        not other.status.finished,
+        other.created_at,
+        other.run_id,
+    )
