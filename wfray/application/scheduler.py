@@ -249,6 +249,7 @@ def _request(spec: ScheduleSpec, run_id: str, tick: datetime) -> SubmitRequest:
         queue=spec.queue,
         trigger=TRIGGER,
         trigger_id=trigger_id(spec.name, tick),
+        unique_key=spec.unique_key,
     )
 
 

@@ -27,6 +27,7 @@ from typing import Literal
 
 from wfray.domain.errors import DefinitionError, UniqueKeyError
 from wfray.domain.limits import key_problem
+from wfray.domain.records import RunRecord
 from wfray.domain.status import RunStatus
 
 WhileActive = Literal["existing", "refuse"]
@@ -112,3 +113,13 @@ def checked_key(workflow: str, key: object) -> str:
     if why is not None:
         raise UniqueKeyError(f"workflow {workflow!r}: {why}")
     return key
+
+
+def holds_before(run: RunRecord, other: RunRecord) -> bool:
+    """Whether `run` rather than `other` holds their key: a run not finished first, then
+    the newest (created_at, run_id), as the store's `find_unique_runs` orders them."""
+    return (not run.status.finished, run.created_at, run.run_id) > (
+        not other.status.finished,
+        other.created_at,
+        other.run_id,
+    )

@@ -13,6 +13,7 @@ from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
+from wfray.domain.uniqueness import holds_before
 
 
 class InMemoryRunStore:
@@ -196,7 +197,7 @@ class InMemoryRunStore:
                 if run.unique_key is None or ref not in wanted:
                     continue
                 held = found.get(ref)
-                if held is None or _holds_before(run, held):
+                if held is None or holds_before(run, held):
                     found[ref] = run
             return {ref: copy.copy(found[ref]) for ref in keys if ref in found}
 
@@ -410,12 +411,3 @@ def _refused(batch: Batch) -> list[RejectedRow]:
                 break
     return found
 
-
-def _holds_before(run: RunRecord, other: RunRecord) -> bool:
-    """Whether `run` rather than `other` holds their uniqueness key: a run not finished
-    first, then the newest (created_at, run_id)."""
-    return (not run.status.finished, run.created_at, run.run_id) > (
-        not other.status.finished,
-        other.created_at,
-        other.run_id,
-    )
