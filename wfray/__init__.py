@@ -32,6 +32,8 @@ from wfray.domain.errors import (
     RunFailedError,
     RunNotFoundError,
     StoreUnavailableError,
+    UniqueKeyError,
+    UniqueRunError,
     UnknownWorkflowError,
     WaitTimeoutError,
     WfrayError,
@@ -39,6 +41,7 @@ from wfray.domain.errors import (
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig
 from wfray.domain.status import RunStatus, TaskStatus
+from wfray.domain.uniqueness import UniquePolicy
 
 if TYPE_CHECKING:
     from wfray.adapters.ray.client import Client, connect
@@ -63,6 +66,9 @@ __all__ = [
     "StepContext",
     "StoreUnavailableError",
     "TaskStatus",
+    "UniqueKeyError",
+    "UniquePolicy",
+    "UniqueRunError",
     "UnknownWorkflowError",
     "WaitTimeoutError",
     "WfrayError",

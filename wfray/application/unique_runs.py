@@ -80,4 +80,3 @@ class UniqueHolders:
         """A run started in this turn now holds its key."""
         if run.unique_key is not None and run.trigger != "parent":
             self.holders[(run.workflow, run.unique_key)] = run
-

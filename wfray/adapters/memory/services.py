@@ -64,7 +64,9 @@ class InlineStepServices:
         inputs = validated_inputs(name, payload, flows)
         keys = unique_keys(name, inputs, flows)
         payload_json = TypeAdapter(Any).dump_json(payload).decode()
-        ids: list[str] = self._call(c.publish(name, payload_json, event_id, inputs=inputs, keys=keys))
+        ids: list[str] = self._call(
+            c.publish(name, payload_json, event_id, inputs=inputs, keys=keys)
+        )
         return ids
 
     def start_runs(

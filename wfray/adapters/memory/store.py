@@ -410,4 +410,3 @@ def _refused(batch: Batch) -> list[RejectedRow]:
                 found.append(RejectedRow(line.run_id, "log", key, why))
                 break
     return found
-
