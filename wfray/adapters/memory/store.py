@@ -12,8 +12,8 @@ from wfray.application.quarantine import PENDING, AttemptKey, QuarantinedOutcome
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
-from wfray.domain.workflow import WorkflowSchema
 from wfray.domain.uniqueness import holds_before
+from wfray.domain.workflow import WorkflowSchema
 
 
 class InMemoryRunStore:
