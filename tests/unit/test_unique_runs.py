@@ -271,3 +271,48 @@ def test_a_request_without_the_key_its_workflow_declares_is_refused_and_stores_n
     assert bad.error_code == "invalid_input" and bad.error is not None
     assert "NUL" in bad.error
     assert store.list_runs() == []
+
+
+# -- schedules ----------------------------------------------------------------------------------
+
+
+def test_schedule_ticks_honour_the_policy_and_a_refused_tick_is_not_retried() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
+    from wfray.application.scheduler import Scheduler
+    from wfray.application.schedules import build_spec
+
+    t0 = datetime(2025, 5, 1, tzinfo=UTC)
+    hour, late = timedelta(hours=1), timedelta(seconds=2)
+    store, schedules = InMemoryRunStore(), InMemoryScheduleStore()
+
+    class At:
+        def now(self) -> datetime:
+            return t0
+
+    async def body() -> tuple[list[list[str]], list[str | None]]:
+        created: list[list[str]] = []
+        async with coordinator(store) as c:
+            scheduler = Scheduler(schedules, c, At())
+            for flow in (unique_flows.once, unique_flows.refuse):
+                spec = build_spec(
+                    flow, name=flow.name, cron="0 * * * *", input={"week": "W9"}, overlap="allow"
+                )
+                assert spec.unique_key == "weekly:W9"
+                await scheduler.upsert(spec)
+            for hours in (1, 2, 3):
+                ids = await scheduler.tick(t0 + hours * hour + late)
+                created.append(ids)
+                await done(c, *ids)
+            last = [schedules.get(f.name) for f in (unique_flows.once, unique_flows.refuse)]
+            return created, [r.last_run_id if r else None for r in last]
+
+    created, last = scenario(body)
+    assert [len(ids) for ids in created] == [2, 0, 0]  # one run per workflow, ever
+    first_once, first_refuse = sorted(created[0])
+    assert last == [first_once, first_refuse]  # the holder, not the tick's own id
+    for name in ("unit_unique_once", "unit_unique_refuse"):
+        record = schedules.get(name)
+        assert record is not None and record.last_fired == t0 + 3 * hour  # handled
+    assert sorted(r.unique_key or "" for r in store.list_runs()) == ["weekly:W9"] * 2
