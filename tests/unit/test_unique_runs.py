@@ -79,6 +79,14 @@ def test_a_field_list_naming_a_missing_field_fails_at_definition() -> None:
         Workflow("u_empty", input=Week, unique=[], register=False)
     with pytest.raises(DefinitionError, match="unique_policy needs a key"):
         Workflow("u_policy", input=Week, unique_policy=UniquePolicy(), register=False)
+    with pytest.raises(DefinitionError, match=r"expected a wfray\.UniquePolicy"):
+        Workflow(
+            "u_policy",
+            input=Week,
+            unique=["week"],
+            unique_policy="refuse",  # type: ignore[arg-type]
+            register=False,
+        )
 
 
 def test_a_field_list_key_is_the_fields_values_as_json() -> None:

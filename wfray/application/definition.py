@@ -114,6 +114,11 @@ class Workflow:
         self.unique = check_unique_spec(name, unique, input)
         if unique_policy is not None and unique is None:
             raise DefinitionError(f"workflow {name!r}: unique_policy needs a key (unique=...)")
+        if unique_policy is not None and not isinstance(unique_policy, UniquePolicy):
+            raise DefinitionError(
+                f"workflow {name!r}, field 'unique_policy': expected a wfray.UniquePolicy, "
+                f"got {unique_policy!r}"
+            )
         self.unique_policy = (unique_policy or UniquePolicy()) if unique is not None else None
         self.deadline_s = deadline_s
         self.events = tuple(events)
