@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
 
 from tests.contract.test_run_store import (  # noqa: F401
     T0,
@@ -54,3 +59,43 @@ def test_many_runs_of_one_key_and_many_keys(store: RunStore) -> None:  # noqa: F
     assert {ref[1]: run.run_id for ref, run in found.items()} == {
         f"k{j}": f"r{63 + j:03}" for j in range(7)
     }
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'migrate.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def test_migration_0010_keeps_stored_runs_and_schedules_and_goes_back(fresh_url: str) -> None:
+    from wfray.adapters.sqlalchemy import migrate
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    engine = sa.create_engine(fresh_url)
+    try:
+        migrate.upgrade(engine, "0008")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO runs (run_id, workflow, version, status, input_json, created_at,"
+                    " queue, priority, trigger) VALUES ('old', 'invoice', 'v1', 'completed',"
+                    " '{}', :t, 'default', 0, 'client')"
+                ),
+                {"t": T0},
+            )
+        migrate.upgrade(engine, "0010")
+        store = SqlRunStore(fresh_url, create=False)
+        try:
+            assert store.find_runs(["old"])["old"].unique_key is None
+            commit(store, make_run("new", unique_key="k"))
+            assert store.find_unique_runs([("invoice", "k")])[("invoice", "k")].run_id == "new"
+        finally:
+            store.close()
+        with engine.begin() as conn:
+            command.downgrade(migrate.alembic_config(conn), "0008")
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("runs")}
+        assert "unique_key" not in columns and "request_hash" in columns
+    finally:
+        engine.dispose()
