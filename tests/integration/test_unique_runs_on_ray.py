@@ -71,8 +71,10 @@ def test_many_threads_submitting_one_key_get_one_run(client: Any) -> None:
     (run,) = runs_of(client, flow, f"weekly:{w}")
     assert run.run_id == got[0]
     assert client.wait([run.run_id], timeout=60)[0].status is RunStatus.COMPLETED
-    # finished: this policy answers with it for good
+    # finished: this policy answers with it for good, and `execute` with its result
     assert client.submit(flow, Week(week=w)).run_id == run.run_id
+    assert client.execute(flow, Week(week=w, note="late"), timeout=60) == w
+    assert len(runs_of(client, flow, f"weekly:{w}")) == 1
 
 
 def test_a_refusing_policy_accepts_exactly_one_of_many_racing_threads(client: Any) -> None:
