@@ -34,6 +34,8 @@ from wfray.domain.errors import (
     RunFailedError,
     RunNotFoundError,
     StoreUnavailableError,
+    UniqueKeyError,
+    UniqueRunError,
     UnknownWorkflowError,
     WaitTimeoutError,
     WfrayError,
@@ -41,6 +43,7 @@ from wfray.domain.errors import (
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig
 from wfray.domain.status import RunStatus, TaskStatus
+from wfray.domain.uniqueness import UniquePolicy
 
 if TYPE_CHECKING:
     from wfray.adapters.ray.client import Client, connect
@@ -67,6 +70,9 @@ __all__ = [
     "StepContext",
     "StoreUnavailableError",
     "TaskStatus",
+    "UniqueKeyError",
+    "UniquePolicy",
+    "UniqueRunError",
     "UnknownWorkflowError",
     "WaitTimeoutError",
     "WfrayError",

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import free_port
 
-API_MODULES = ("tests.fixtures.flows", "tests.api")
+API_MODULES = ("tests.fixtures.flows", "tests.fixtures.unique_flows", "tests.api")
 MAX_BODY_BYTES = 64 * 1024
 TOKEN = "s3cret-token-for-tests"
 

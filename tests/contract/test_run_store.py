@@ -168,6 +168,7 @@ def test_one_commit_round_trips_every_field(store: RunStore) -> None:
         idempotency_key="key-1",
         concurrency_key="customer-7",
         parent_run_id="parent",
+        unique_key="weekly:2026-W49",
         trigger="schedule",
         started_at=T0 + timedelta(seconds=1),
         finished_at=None,

@@ -213,10 +213,12 @@ class Coordinator:
         event_id: str,
         source: str = "client",
         inputs: Mapping[str, str] | None = None,
+        keys: Mapping[str, str] | None = None,
     ) -> list[str]:
         """Start every workflow subscribed to event `name`, once per event id, each with
-        its input as validated by the publisher (`events.validated_inputs`)."""
-        return await events.publish(self, name, payload_json, event_id, source, inputs)
+        its input as validated by the publisher (`events.validated_inputs`) and its
+        uniqueness key (`events.unique_keys`)."""
+        return await events.publish(self, name, payload_json, event_id, source, inputs, keys)
 
     async def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
         """Take runs off the dead-letter list: their failed compensations are tried again."""

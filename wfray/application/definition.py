@@ -25,8 +25,12 @@ from typing import Any, TypedDict, TypeVar, Unpack, get_origin, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from wfray.application.unique_key import UniqueSpec
+from wfray.application.unique_key import check_spec as check_unique_spec
+from wfray.application.unique_key import compute_key as compute_unique_key
 from wfray.domain.errors import DefinitionError, InputValidationError, UnknownWorkflowError
 from wfray.domain.policy import RetryPolicy, validate_policy
+from wfray.domain.uniqueness import UniquePolicy
 from wfray.domain.workflow import (
     CONTEXT,
     INPUT,
@@ -93,10 +97,29 @@ class Workflow:
         retry: RetryPolicy | None = None,
         deadline_s: float | None = None,
         events: Iterable[str] = (),
+        unique: UniqueSpec | None = None,
+        unique_policy: UniquePolicy | None = None,
         register: bool = True,
     ) -> None:
+        """Args (beside the name, input model, default retry, deadline and events):
+        unique: a uniqueness key over the input: a function of the input returning a
+            string (`lambda i: f"weekly:{i.week}"`) or a list of input field names.
+            Computed where the input is validated, before anything is sent.
+        unique_policy: what a second submission with the same key gets (UniquePolicy;
+            the default answers with the active run and starts a new one after it
+            finished). Only with `unique`.
+        """
         self.name = name
         self.input_model = input
+        self.unique = check_unique_spec(name, unique, input)
+        if unique_policy is not None and unique is None:
+            raise DefinitionError(f"workflow {name!r}: unique_policy needs a key (unique=...)")
+        if unique_policy is not None and not isinstance(unique_policy, UniquePolicy):
+            raise DefinitionError(
+                f"workflow {name!r}, field 'unique_policy': expected a wfray.UniquePolicy, "
+                f"got {unique_policy!r}"
+            )
+        self.unique_policy = (unique_policy or UniquePolicy()) if unique is not None else None
         self.deadline_s = deadline_s
         self.events = tuple(events)
         self.default_retry = None if retry is None else validate_policy(f"{name} (default)", retry)
@@ -231,7 +254,13 @@ class Workflow:
             default_retry=self.default_retry,
             deadline_s=self.deadline_s,
             events=self.events,
+            unique=self.unique_policy,
         )
+
+    def unique_key(self, input_json: str) -> str | None:
+        """The uniqueness key of a validated input (None without `unique`); UniqueKeyError
+        when it cannot be computed or stored."""
+        return compute_unique_key(self.name, self.unique, self.input_model, input_json)
 
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, steps={list(self._steps)})"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from wfray.application.definition import Workflow, encode_input
 from wfray.application.messages import SubmitRequest
 from wfray.application.runtime import event_run_id
-from wfray.domain.errors import InputValidationError, WfrayError
+from wfray.domain.errors import InputValidationError, UniqueKeyError, WfrayError
 
 if TYPE_CHECKING:
     from wfray.application.coordinator import Coordinator
@@ -50,6 +50,22 @@ def validated_inputs(name: str, payload: Any, subscribers: Iterable[Workflow]) -
     return inputs
 
 
+def unique_keys(name: str, inputs: Mapping[str, str], flows: Iterable[Workflow]) -> dict[str, str]:
+    """Each subscriber's uniqueness key of its validated input (those that declare one);
+    UniqueKeyError naming the event and the workflow before anything is sent."""
+    keys: dict[str, str] = {}
+    for flow in flows:
+        if flow.unique is None or flow.name not in inputs:
+            continue
+        try:
+            key = flow.unique_key(inputs[flow.name])
+        except UniqueKeyError as exc:
+            raise UniqueKeyError(f"event {name!r}: no run started: {exc.message}") from exc
+        if key is not None:
+            keys[flow.name] = key
+    return keys
+
+
 async def publish(
     c: Coordinator,
     name: str,
@@ -57,11 +73,13 @@ async def publish(
     event_id: str,
     source: str = "client",
     inputs: Mapping[str, str] | None = None,
+    keys: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Start the workflows subscribed to `name`; returns their run ids (new or existing).
 
     `inputs` holds the payload as validated for each subscriber (`validated_inputs`); a
-    subscriber with an input model but no validated input refuses the whole event."""
+    subscriber with an input model but no validated input refuses the whole event; `keys`
+    the subscribers' uniqueness keys (`unique_keys`)."""
     if not name.strip() or not event_id.strip():
         raise EventError(f"an event needs a name and an id, got {name!r} and {event_id!r}")
     inputs = inputs or {}
@@ -79,6 +97,7 @@ async def publish(
             workflow=schema.name,
             version=schema.version,
             input_json=inputs.get(schema.name, payload_json),
+            unique_key=(keys or {}).get(schema.name),
             trigger="event",
             trigger_id=f"{name}:{event_id}"
             if source == "client"

@@ -11,6 +11,7 @@ from wfray.application.batch import Batch
 from wfray.application.messages import SubmitRequest, SubmitResult
 from wfray.application.ports import RunStore
 from wfray.application.storable import problem
+from wfray.application.unique_runs import UniqueHolders, UniqueRef, unique_ref
 from wfray.domain import engine
 from wfray.domain.engine import RunState
 from wfray.domain.errors import (
@@ -64,13 +65,24 @@ class Intake:
                 answers.append((future, refusal))
         run_ids = [r.run_id for r, _ in pending if not r.fresh_id]
         keys = [r.idempotency_key for r, _ in pending if r.idempotency_key is not None]
+        refs = [ref for r, _ in pending if (ref := unique_ref(r)) is not None]
         existing: dict[str, RunRecord] = {}
         known_keys: dict[str, str] = {}
-        if run_ids or keys:  # a fresh id needs no lookup: a trip to the store saved
-            existing, known_keys = await self.c.durably(_lookup, self.c.store, run_ids, keys)
+        stored: dict[UniqueRef, RunRecord] = {}
+        if run_ids or keys or refs:  # a fresh id needs no lookup: a trip to the store saved
+            existing, known_keys, stored = await self.c.durably(
+                _lookup, self.c.store, run_ids, keys, refs
+            )
+        live = (state.run for state in self.c.runs.values()) if refs else ()
+        unique = UniqueHolders(refs, stored, live)
         for request, future in pending:
             answers.append(
-                (future, await self._take_one(request, existing, known_keys, batch, now, touched))
+                (
+                    future,
+                    await self._take_one(
+                        request, existing, known_keys, unique, batch, now, touched
+                    ),
+                )
             )
         return answers
 
@@ -79,6 +91,7 @@ class Intake:
         request: SubmitRequest,
         existing: dict[str, RunRecord],
         known_keys: dict[str, str],
+        unique: UniqueHolders,
         batch: Batch,
         now: datetime,
         touched: set[str],
@@ -108,6 +121,13 @@ class Intake:
                 except IdempotencyConflictError as exc:
                     return SubmitResult(request.run_id, False, exc.message, exc.code)
             return SubmitResult(known_keys[key], created=False)
+        try:
+            schema = await self.c.schema(request.workflow, request.version or None)
+        except WfrayError as exc:
+            return SubmitResult(request.run_id, False, exc.message, exc.code)
+        decided = unique.answer(request, schema)  # an existing run, or a refusal
+        if decided is not None:
+            return decided
         backlog = self.c.settings.max_backlog
         if self.c.queued_count >= backlog:
             error = BacklogFullError(
@@ -115,10 +135,6 @@ class Intake:
                 "retry later"
             )
             return SubmitResult(request.run_id, False, error.message, error.code, 1.0)
-        try:
-            schema = await self.c.schema(request.workflow, request.version or None)
-        except WfrayError as exc:
-            return SubmitResult(request.run_id, False, exc.message, exc.code)
         run = RunRecord(
             run_id=request.run_id,
             workflow=schema.name,
@@ -135,6 +151,7 @@ class Intake:
             trigger_id=request.trigger_id,
             retry_json=request.retry_json,
             request_hash=fingerprint,
+            unique_key=request.unique_key,
         )
         deadline_s = request.deadline_s or schema.deadline_s
         if deadline_s is not None:
@@ -148,6 +165,7 @@ class Intake:
         if request.idempotency_key is not None:
             known_keys[request.idempotency_key] = run.run_id
         existing[run.run_id] = run
+        unique.started(run)
         return SubmitResult(run.run_id, created=True)
 
     def answer(self, answers: list[Answer]) -> None:
@@ -157,21 +175,23 @@ class Intake:
 
 
 def _lookup(
-    store: RunStore, run_ids: list[str], keys: list[str]
-) -> tuple[dict[str, RunRecord], dict[str, str]]:
+    store: RunStore, run_ids: list[str], keys: list[str], refs: list[UniqueRef]
+) -> tuple[dict[str, RunRecord], dict[str, str], dict[UniqueRef, RunRecord]]:
     """The dedupe lookups in one trip to the store's thread: runs by id, then the runs that
-    hold the keys (their workflow and request hash decide whether a key is reused)."""
+    hold the idempotency keys (their workflow and request hash decide whether a key is
+    reused), and the runs holding the uniqueness keys."""
     found = store.find_runs(run_ids) if run_ids else {}
     known_keys = store.find_idempotency_keys(keys) if keys else {}
     holders = [rid for rid in known_keys.values() if rid not in found]
     if holders:
         found.update(store.find_runs(holders))
-    return found, known_keys
+    return found, known_keys, store.find_unique_runs(refs) if refs else {}
 
 
 def _refused(request: SubmitRequest) -> str | None:
     """Why this request cannot become a stored run (names and keys, its input's text)."""
-    for field in ("run_id", "queue", "idempotency_key", "concurrency_key", "trigger_id"):
+    fields = ("run_id", "queue", "idempotency_key", "concurrency_key", "trigger_id", "unique_key")
+    for field in fields:
         why = key_problem(field, getattr(request, field))
         if why is not None:
             return why

@@ -33,6 +33,8 @@ class SubmitRequest:
     trigger_id: str | None = None
     retry_json: str | None = None  # a RetryPolicy overriding the steps' own, as JSON
     deadline_s: float | None = None  # overrides the workflow's deadline
+    # The workflow's uniqueness key, computed where the input was validated (unique_key.py).
+    unique_key: str | None = None
     # The client made `run_id` up for this request (a random UUID) and sends it for the
     # first time: no run can hold it yet, so intake need not look it up in the store.
     # A resend after a lost answer clears it.

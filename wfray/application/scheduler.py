@@ -19,7 +19,7 @@ from wfray.application.messages import RunView, SubmitRequest, SubmitResult
 from wfray.application.metrics import Metrics
 from wfray.application.ports import Clock
 from wfray.application.schedule_ports import RunStarter, ScheduleStore
-from wfray.domain.errors import StoreUnavailableError
+from wfray.domain.errors import StoreUnavailableError, UniqueRunError
 from wfray.domain.schedule import (
     OverlapAction,
     ScheduleNotFoundError,
@@ -32,6 +32,8 @@ from wfray.domain.schedule import (
     tick_run_id,
     trigger_id,
 )
+
+UNIQUE_REFUSED = UniqueRunError.code
 
 log = logging.getLogger("wfray.scheduler")
 
@@ -113,7 +115,9 @@ class Scheduler:
             reason = f"schedule {record.name!r} started a newer run (overlap: cancel_previous)"
             await self.runs.cancel(plan.cancel, reason)
         results = await self.runs.submit(plan.submit) if plan.submit else []
-        failed = [r for r in results if r.error is not None]
+        # a tick its workflow's uniqueness policy refuses is handled (skipped), not retried
+        failed = [r for r in results if r.error is not None and r.error_code != UNIQUE_REFUSED]
+        plan.last_run_id = _answered_by(plan, results)
         if failed:
             self._note_error(record.name, failed[0])
             return []  # last_fired stays: the same ticks (same run ids) are tried next time
@@ -249,7 +253,20 @@ def _request(spec: ScheduleSpec, run_id: str, tick: datetime) -> SubmitRequest:
         queue=spec.queue,
         trigger=TRIGGER,
         trigger_id=trigger_id(spec.name, tick),
+        unique_key=spec.unique_key,
     )
+
+
+def _answered_by(plan: _Plan, results: Sequence[SubmitResult]) -> str | None:
+    """The run a plan's latest start is answered with: its own, or the run holding its
+    workflow's uniqueness key (refused: the previous one stays)."""
+    answers = {r.run_id: res for r, res in zip(plan.submit, results, strict=True)}
+    answer = answers.get(plan.last_run_id or "")
+    if answer is None:
+        return plan.last_run_id
+    if answer.error is not None:
+        return plan.record.last_run_id
+    return answer.run_id
 
 
 def _active(run_id: str | None, views: dict[str, RunView]) -> bool:

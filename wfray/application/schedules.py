@@ -88,6 +88,7 @@ def build_spec(
     flow = resolve_workflow(workflow)
     try:
         input_json = encode_input(flow, input)
+        unique_key = flow.unique_key(input_json)
     except WfrayError as exc:
         raise DefinitionError(f"schedule {name!r}, field 'input': {exc.message}") from exc
     for option in ("catchup_window", "grace"):
@@ -96,7 +97,9 @@ def build_spec(
             value = value.total_seconds()
         if value is not None:
             options[f"{option}_s"] = value
-    return ScheduleSpec(name=name, workflow=flow.name, input_json=input_json, **options)
+    return ScheduleSpec(
+        name=name, workflow=flow.name, input_json=input_json, unique_key=unique_key, **options
+    )
 
 
 def declared(workflow: str) -> list[ScheduleSpec]:

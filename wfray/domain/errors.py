@@ -9,6 +9,8 @@
      +-- StaleWriteError           a compare-and-set found another status
      +-- BacklogFullError          intake refused: retry later
  +-- IdempotencyConflictError  an idempotency key sent again with another request
+     +-- UniqueRunError            a unique workflow's policy refused a second run
+     +-- UniqueKeyError            a workflow's uniqueness key could not be computed or stored
  +-- TooManyStreamsError       a caller follows as many log streams as it may
      +-- RunNotFoundError          no run with that id
      +-- RunFailedError            the awaited run failed
@@ -102,6 +104,24 @@ class IdempotencyConflictError(WfrayError):
 
     code = "idempotency_conflict"
     http_status = 409
+
+
+class UniqueRunError(WfrayError):
+    """A run with this uniqueness key exists and the workflow's policy refuses another."""
+
+    code = "unique_run_exists"
+    http_status = 409
+
+    def __init__(self, message: str | None = None, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id  # the run holding the key, when known
+
+
+class UniqueKeyError(WfrayError):
+    """A workflow's uniqueness key could not be computed from the input, or cannot be stored."""
+
+    code = "invalid_unique_key"
+    http_status = 400
 
 
 class TooManyStreamsError(WfrayError):

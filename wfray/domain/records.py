@@ -42,6 +42,8 @@ class RunRecord:
     # With an idempotency key: a hash of what the request asked (idempotency.py), so the
     # same key sent with another workflow or input is refused instead of answered.
     request_hash: str | None = None
+    # The workflow's uniqueness key for this run's input (domain/uniqueness.py), if declared.
+    unique_key: str | None = None
 
 
 @dataclass(slots=True)

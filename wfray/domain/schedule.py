@@ -64,6 +64,8 @@ class ScheduleSpec:
             "allow" both, "buffer_one" (start it when the previous ends; one at most), or
             "cancel_previous" run and start the new one.
         paused: a paused schedule fires nothing; resuming does not replay the pause.
+        unique_key: the workflow's uniqueness key of the input (computed where the
+            input was validated), which every run it starts carries.
     """
 
     name: str
@@ -78,6 +80,7 @@ class ScheduleSpec:
     grace_s: float = 10.0
     overlap: str = "skip"
     paused: bool = False
+    unique_key: str | None = None  # the workflow's uniqueness key of `input_json`, if any
 
     def __post_init__(self) -> None:
         where = f"schedule {self.name!r}"

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wfray.domain.errors import CycleError, DefinitionError
 from wfray.domain.policy import RetryPolicy
+from wfray.domain.uniqueness import UniquePolicy
 
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 INPUT = "input"  # the binding source for the run's input
@@ -72,6 +73,9 @@ class WorkflowSchema(BaseModel):
     default_retry: RetryPolicy | None = None
     deadline_s: float | None = None
     events: tuple[str, ...] = ()  # event names that start a run of this workflow
+    # With a uniqueness key (declared in code, computed where the input is validated):
+    # what a second submission with the same key gets.
+    unique: UniquePolicy | None = None
     version: str = ""
 
     @classmethod
@@ -83,6 +87,7 @@ class WorkflowSchema(BaseModel):
         default_retry: RetryPolicy | None = None,
         deadline_s: float | None = None,
         events: Iterable[str] = (),
+        unique: UniquePolicy | None = None,
     ) -> WorkflowSchema:
         """Validate the DAG and stamp the schema with its content-hash version."""
         steps = tuple(steps)
@@ -110,6 +115,7 @@ class WorkflowSchema(BaseModel):
             default_retry=default_retry,
             deadline_s=deadline_s,
             events=events,
+            unique=unique,
         )
         return draft.model_copy(update={"version": content_version(draft)})
 
@@ -148,7 +154,9 @@ class WorkflowSchema(BaseModel):
 
 def content_version(schema: WorkflowSchema) -> str:
     """A short, stable hash of everything but the version itself."""
-    body = schema.model_dump(mode="json", exclude={"version"})
+    # without a uniqueness policy, the hash stays what it was before policies existed
+    exclude = {"version"} if schema.unique is not None else {"version", "unique"}
+    body = schema.model_dump(mode="json", exclude=exclude)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -115,6 +115,8 @@ def run_tree(queries: Queries, detail: RunDetail) -> Tree:
         f"{styled(run.status.value)}"
         f" {short_duration(run.started_at or run.created_at, run.finished_at)}"
     )
+    if run.unique_key:
+        label += f" [dim]unique key {escape(run.unique_key)}[/]"
     if run.error:
         label += f"\n[red]{escape(run.error)}[/]"
     tree = Tree(label)

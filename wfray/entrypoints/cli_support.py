@@ -28,6 +28,7 @@ from wfray.domain.errors import (
     RunNotFoundError,
     SchemaOutdatedError,
     StoreUnavailableError,
+    UniqueKeyError,
     UnknownWorkflowError,
     WfrayError,
 )
@@ -74,7 +75,7 @@ class CliError(Exception):
 def exit_code_of(error: WfrayError) -> Exit:
     if isinstance(error, RunNotFoundError | UnknownWorkflowError) or error.http_status == 404:
         return Exit.NOT_FOUND
-    if isinstance(error, InputValidationError | DefinitionError):
+    if isinstance(error, InputValidationError | DefinitionError | UniqueKeyError):
         return Exit.USAGE
     if isinstance(error, StoreUnavailableError | SchemaOutdatedError) or error.http_status == 503:
         return Exit.UNREACHABLE

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 
 from wfray.application.claims import ClaimView
 from wfray.application.definition import Workflow, encode_input, registered, subscribers
-from wfray.application.events import validated_inputs
+from wfray.application.events import unique_keys, validated_inputs
 from wfray.application.messages import SubmitRequest
 from wfray.application.runtime import AttemptKey, ChildPlacement, ChildStatus
 from wfray.domain.records import LogRecord
@@ -76,9 +76,13 @@ class InlineStepServices:
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         c, _ = self._c()
-        inputs = validated_inputs(name, payload, subscribers(name))
+        flows = subscribers(name)
+        inputs = validated_inputs(name, payload, flows)
+        keys = unique_keys(name, inputs, flows)
         payload_json = TypeAdapter(Any).dump_json(payload).decode()
-        ids: list[str] = self._call(c.publish(name, payload_json, event_id, inputs=inputs))
+        ids: list[str] = self._call(
+            c.publish(name, payload_json, event_id, inputs=inputs, keys=keys)
+        )
         return ids
 
     def start_runs(
@@ -99,7 +103,8 @@ class InlineStepServices:
                 run_id=run_id or uuid.uuid4().hex,
                 workflow=flow.name,
                 version=flow.schema.version,
-                input_json=encode_input(flow, value),
+                input_json=(input_json := encode_input(flow, value)),
+                unique_key=flow.unique_key(input_json),
                 parent_run_id=parent_run_id,
                 trigger="parent",
                 trigger_id=trigger_id,

@@ -13,6 +13,7 @@ from wfray.domain.claims import ClaimRecord
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.uniqueness import holds_before
 from wfray.domain.workflow import WorkflowSchema
 
 
@@ -188,6 +189,19 @@ class InMemoryRunStore:
     def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]:
         with self._lock:
             return {key: self._keys[key] for key in keys if key in self._keys}
+
+    def find_unique_runs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunRecord]:
+        wanted = set(keys)
+        with self._lock:
+            found: dict[tuple[str, str], RunRecord] = {}
+            for run in self._runs.values():
+                ref = (run.workflow, run.unique_key or "")
+                if run.unique_key is None or ref not in wanted:
+                    continue
+                held = found.get(ref)
+                if held is None or holds_before(run, held):
+                    found[ref] = run
+            return {ref: copy.copy(found[ref]) for ref in keys if ref in found}
 
     def list_runs(
         self,

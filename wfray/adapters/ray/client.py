@@ -27,7 +27,7 @@ from wfray.adapters.ray.host import (
 from wfray.adapters.ray.link import CoordinatorLink
 from wfray.adapters.ray.submission import build_requests, not_fresh, one_run, raise_refusal
 from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
-from wfray.application.events import validated_inputs
+from wfray.application.events import unique_keys, validated_inputs
 from wfray.application.messages import CommandResult, RunView, SubmitResult
 from wfray.application.queries import RunDetail
 from wfray.application.scheduler import ScheduleInfo
@@ -222,9 +222,10 @@ class Client(CoordinatorLink):
         event `id` (publishing the same id again starts nothing). Returns the run ids."""
         local = self._local_subscribers(name)
         inputs = validated_inputs(name, payload, local)  # refused here: nothing was sent
+        keys = unique_keys(name, inputs, local)
         self.register(*local)  # ours are known to wfray before it
         payload_json = TypeAdapter(Any).dump_json(payload).decode()
-        run_ids: list[str] = self.call("publish", name, payload_json, id, source, inputs)
+        run_ids: list[str] = self.call("publish", name, payload_json, id, source, inputs, keys)
         return run_ids
 
     def _local_subscribers(self, name: str) -> list[Workflow]:

@@ -265,9 +265,10 @@ class CoordinatorHost:
         event_id: str,
         source: str = "client",
         inputs: Mapping[str, str] | None = None,
+        keys: Mapping[str, str] | None = None,
     ) -> list[str]:
         coordinator = await self._ready()
-        return await coordinator.publish(name, payload_json, event_id, source, inputs)
+        return await coordinator.publish(name, payload_json, event_id, source, inputs, keys)
 
     async def next_value(self, counter: str, count: int = 1) -> int:
         return await (await self._ready()).next_value(counter, count)

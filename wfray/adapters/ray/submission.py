@@ -11,7 +11,10 @@ from wfray.application.messages import SubmitRequest, SubmitResult
 from wfray.domain.errors import (
     BacklogFullError,
     IdempotencyConflictError,
+    InputValidationError,
     InvalidRunIdError,
+    UniqueKeyError,
+    UniqueRunError,
     UnknownWorkflowError,
     WfrayError,
 )
@@ -20,7 +23,15 @@ from wfray.domain.policy import RetryPolicy
 
 ERRORS_BY_CODE = {
     cls.code: cls
-    for cls in (BacklogFullError, IdempotencyConflictError, UnknownWorkflowError, InvalidRunIdError)
+    for cls in (
+        BacklogFullError,
+        IdempotencyConflictError,
+        UnknownWorkflowError,
+        InvalidRunIdError,
+        UniqueRunError,
+        UniqueKeyError,
+        InputValidationError,
+    )
 }
 
 
@@ -42,6 +53,7 @@ def build_requests(
     """One request per input, each validated against the workflow's input model."""
     schema = flow.schema
     payloads = [encode_input(flow, value) for value in inputs]
+    unique_keys = [flow.unique_key(payload) for payload in payloads]
     keys = list(idempotency_keys or [None] * len(payloads))
     ckeys = list(concurrency_keys or [None] * len(payloads))
     fresh = run_ids is None  # ids made up here: no run can hold them yet
@@ -60,6 +72,7 @@ def build_requests(
             concurrency_key=ckeys[i],
             retry_json=retry_json,
             deadline_s=deadline_s,
+            unique_key=unique_keys[i],
             parent_run_id=parent_run_id,
             trigger=trigger,
             trigger_id=trigger_id,

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from wfray.adapters.sqlalchemy import claims, migrate, quarantine, rows
+from wfray.adapters.sqlalchemy import claims, migrate, quarantine, rows, unique
 from wfray.adapters.sqlalchemy.engine import (
     WRITE,
     create_engine,
@@ -328,6 +328,10 @@ class SqlRunStore:
                 for key, run_id in conn.execute(query.where(runs.c.idempotency_key.in_(chunk))):
                     found[key] = run_id
         return {key: found[key] for key in keys if key in found}
+
+    def find_unique_runs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunRecord]:
+        with self._errors(), self._engine.connect() as conn:
+            return unique.find_unique_runs(conn, keys)
 
     def list_runs(
         self,

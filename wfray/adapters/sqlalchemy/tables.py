@@ -61,11 +61,14 @@ runs = sa.Table(
     sa.Column("trigger_id", sa.String, nullable=True),
     # A hash of what a request with an idempotency key asked for (0008).
     sa.Column("request_hash", sa.String(64), nullable=True),
+    # Not unique: a policy may start a new run once the key's run finished (uniqueness.py).
+    sa.Column("unique_key", sa.String, nullable=True),
     sa.Index("ix_runs_workflow_status_created_at", "workflow", "status", "created_at"),
     sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_created_at", "created_at"),
     sa.Index("ix_runs_deadline_at", "deadline_at"),
     sa.Index("ix_runs_parent_run_id", "parent_run_id"),
+    sa.Index("ix_runs_unique_key", "unique_key", "workflow"),
 )
 
 tasks = sa.Table(
@@ -220,6 +223,7 @@ schedules = sa.Table(
     sa.Column("grace_s", sa.Float, nullable=False),
     sa.Column("overlap", sa.String, nullable=False),
     sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("unique_key", sa.String, nullable=True),
     # The latest tick handled; compare-and-set guards it against a racing scheduler.
     sa.Column("last_fired", UtcDateTime, nullable=False),
     sa.Column("last_run_id", sa.String, nullable=True),

@@ -89,6 +89,7 @@ class RunOut(BaseModel):
     trigger: str
     trigger_id: str | None = Field(description="the event id, the schedule tick, the parent step")
     idempotency_key: str | None
+    unique_key: str | None = Field(description="the workflow's uniqueness key of the input")
     parent_run_id: str | None
     created_at: datetime
     started_at: datetime | None
@@ -111,6 +112,7 @@ class RunOut(BaseModel):
             trigger=run.trigger,
             trigger_id=run.trigger_id,
             idempotency_key=run.idempotency_key,
+            unique_key=run.unique_key,
             parent_run_id=run.parent_run_id,
             created_at=run.created_at,
             started_at=run.started_at,

@@ -73,7 +73,9 @@ def run_routes(
         ] = None,
     ) -> SubmitAccepted:
         """Start a run of a workflow or a plain task. The same Idempotency-Key with the same
-        request returns the run it started first; with another workflow or input, 409."""
+        request returns the run it started first; with another workflow or input, 409. A
+        workflow with a uniqueness key answers with the run holding it, or 409 when its
+        policy refuses another run (code `unique_run_exists`)."""
         check_queue(body.queue, queues)
         flow = startable(flows, body.workflow)
         (handle,) = client.submit_many(
