@@ -5,16 +5,26 @@
     invoice-customer:  take_number -> create_invoice -> render_invoice_pdf (cpu)
                        -> attach_pdf -> email_invoice -> record_delivery
 
-Never twice: each invoice carries the key `invoice:<customer>:<sorted order ids>`, looked
-up before any create. Two runs racing for the same key both create, then both list the key
-again: the record with the lowest id wins, the other one is voided at once and its run
-does nothing more. A retried attempt recognises its own record by its invoice number (the
-number comes from its own completed `take_number` step). Numbers come from wfray's store
-counter: never handed out twice; a number taken by a run that then lost is a gap.
+Never twice: each invoice carries the key `invoice:<customer>:<sorted order ids>`.
+`create_invoice` first claims that key in wfray's store (`once.py`), so of two runs that
+overlap (a manual rerun beside the scheduled one, a rerun after a crash) one creates the
+invoice and marks the claim done with its record id and number; the other waits while it
+is held, then reuses that invoice and does nothing more for the customer. A retry of the
+same step gets its claim back; a run whose holder died takes the claim over and finishes
+the record it finds in Ninox under the key instead of creating another. The key is also
+looked up in Ninox before any create, and should two creates ever race anyway (a run of
+an older version without claims), the record with the lowest id wins and the other is
+voided at once. Numbers come from wfray's store counter: never handed out twice; a number
+taken by a run that then did not create an invoice is a gap.
+
+The e-mail of an immediate customer is claimed too (`invoice-email:<number>`), done after
+the server's 250: a retry after a crash resends only if the crash cut the SMTP
+conversation short, with the same Message-ID.
 
 If a customer's invoice cannot be completed (e.g. no e-mail address), the child's
 compensation voids the invoice (status cancelled, its number is not reused) and unlinks
-its orders, so the next daily run invoices them afresh; the other customers go on.
+its orders, so the next daily run invoices them afresh (under a fresh claim: the key's
+claim counts the voided invoices of the key); the other customers go on.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from jobs.invoices.flows import (
 )
 from jobs.invoices.invoice_pdf import render_invoice
 from jobs.invoices.ninox_client import NinoxClient, NinoxRecord
+from jobs.invoices.once import claim_key, claim_or_wait, holder_note
 from jobs.invoices.outbox import already_sent, compose, invoice_message_id, mark_sent, send
 from jobs.invoices.settings import InvoiceSettings, resolve
 from wfray import StepContext
@@ -54,6 +65,9 @@ from wfray.integrations.email import Attachment
 from wfray.integrations.pdf import PdfDocument
 
 INVOICE_COUNTER = "invoice"
+# How long a step may hold an invoice or e-mail claim unfinished: far longer than creating
+# one invoice or sending one message takes, so a live holder is never taken for dead.
+CLAIM_TTL_S = 600.0
 # Customer runs wait here, one running per customer at a time across daily runs that overlap
 # (a manual rerun beside the scheduled one): configure it with `wfray.load_settings(queues=
 # [INVOICE_QUEUE])`. Without it the queue has no limits and the record-level checks below
@@ -221,25 +235,61 @@ def void_invoice(result: InvoiceClaim, input: CustomerInvoiceInput, ctx: StepCon
 
 @invoice_customer.step(pool="io", compensate=void_invoice)
 def create_invoice(take_number: int, input: CustomerInvoiceInput, ctx: StepContext) -> InvoiceClaim:
-    """4. The invoice record, its lines, and the orders linked to it (all idempotent)."""
+    """4. The invoice record, its lines, and the orders linked to it, once across runs."""
     settings = resolve(input.settings)
     batch = input.batch
     number = invoice_number(settings.number_prefix, input.invoice_date.year, take_number)
     with ninox_session(settings) as api:
-        claim = _claim(api, settings, input, number)
-        if not claim.owner or claim.record_id is None:
-            ctx.logger.info("customer %d: %s", batch.customer.id, claim.note)
-            return claim
-        _write_lines(api, claim.record_id, batch)
+        claim = claim_or_wait(ctx, _invoice_claim_key(api, settings, batch), CLAIM_TTL_S)
+        if claim.is_done:
+            done = InvoiceRef.model_validate(claim.result)
+            if claim.regained:  # this step created it; its attempt ended before returning
+                return InvoiceClaim(record_id=done.record_id, number=done.number, owner=True)
+            note = f"already invoiced as {done.number} by {holder_note(claim)}"
+            ctx.logger.info("customer %d: %s", batch.customer.id, note)
+            return InvoiceClaim(
+                record_id=done.record_id, number=done.number, owner=False, note=note
+            )
+        if claim.taken_over:
+            ctx.logger.warning(
+                "customer %d: took the invoice over from %s, which died; finishing the "
+                "record it may have created",
+                batch.customer.id,
+                holder_note(claim),
+            )
+        record = _record(api, settings, input, number)
+        if not record.owner or record.record_id is None:
+            ctx.logger.info("customer %d: %s", batch.customer.id, record.note)
+            return record
+        _write_lines(api, record.record_id, batch)
         api.upsert_records(
             ORDERS,
             [
-                {"id": oid, "fields": {"Invoice": claim.record_id, "Invoiced": True}}
+                {"id": oid, "fields": {"Invoice": record.record_id, "Invoiced": True}}
                 for oid in batch.order_ids
             ],
         )
-    ctx.logger.info("%s for customer %d: orders %s", number, batch.customer.id, batch.order_ids)
-    return claim
+        claim.done(InvoiceRef(record_id=record.record_id, number=record.number or number))
+    ctx.logger.info(
+        "%s for customer %d: orders %s", record.number, batch.customer.id, batch.order_ids
+    )
+    return record
+
+
+class InvoiceRef(BaseModel):
+    """The result of a done invoice claim: which record the invoice is."""
+
+    record_id: int
+    number: str
+
+
+def _invoice_claim_key(api: NinoxClient, settings: InvoiceSettings, batch: CustomerBatch) -> str:
+    """The batch's key in wfray's store; a voided invoice of the key (its run was
+    compensated) moves it to a new generation, so a later run can invoice the orders."""
+    key = batch.idempotency_key
+    found = api.find_by_key(INVOICES, "Idempotency key", key)
+    voided = sum(1 for r in found if r.fields.get("Status") == "cancelled")
+    return claim_key("invoice", settings.scope, key + (f"#{voided}" if voided else ""))
 
 
 def _live(api: NinoxClient, key: str) -> list[NinoxRecord]:
@@ -247,19 +297,18 @@ def _live(api: NinoxClient, key: str) -> list[NinoxRecord]:
     return sorted((r for r in found if r.fields.get("Status") != "cancelled"), key=lambda r: r.id)
 
 
-def _claim(
+def _record(
     api: NinoxClient, settings: InvoiceSettings, input: CustomerInvoiceInput, number: str
 ) -> InvoiceClaim:
+    """The invoice record of the batch, created unless found: the caller holds its claim,
+    so a live record under the key was created by this step's earlier attempt or by a
+    holder that died before marking the claim done; either way it is the one to finish."""
     key = input.batch.idempotency_key
     live = _live(api, key)
-    mine = [r for r in live if r.fields.get("Invoice no") == number]
-    if mine:  # an earlier attempt of this run created it
-        return InvoiceClaim(record_id=mine[0].id, number=number, owner=True, note="resumed")
     if live:
-        holder = live[0].fields.get("Invoice no")
-        return InvoiceClaim(
-            record_id=live[0].id, number=holder, owner=False, note=f"already invoiced as {holder}"
-        )
+        found = str(live[0].fields.get("Invoice no"))
+        note = "resumed" if found == number else f"resumed {found}, created by a dead holder"
+        return InvoiceClaim(record_id=live[0].id, number=found, owner=True, note=note)
     taken = [
         o.fields.get("Invoice")
         for o in (api.get_record(ORDERS, oid) for oid in input.batch.order_ids)
@@ -383,7 +432,12 @@ def email_invoice(
         return outcome.model_copy(update={"delivery": "weekly"})
     settings = resolve(input.settings)
     number = create_invoice.number or ""
+    message_id = invoice_message_id(number, settings.message_domain)
     with ninox_session(settings) as api:
+        claim = claim_or_wait(ctx, claim_key("invoice-email", settings.scope, number), CLAIM_TTL_S)
+        if claim.is_done:  # sent by this step's earlier attempt: mark it, never resend
+            emailed = "emailed" if claim.regained else "already emailed"
+            return outcome.model_copy(update={"delivery": emailed})
         record_id = create_invoice.record_id or 0
         if already_sent(api.get_record(INVOICES, record_id)):
             return outcome.model_copy(update={"delivery": "already emailed"})
@@ -396,10 +450,11 @@ def email_invoice(
             attachments=[
                 Attachment.from_bytes(attach_pdf, render_invoice_pdf.content(), "application/pdf")
             ],
-            message_id=invoice_message_id(number, settings.message_domain),
+            message_id=message_id,
             numbers=[number],
         )
         receipt = send(settings, message)
+        claim.done({"message_id": receipt.message_id})
     ctx.logger.info("sent %s to %s as %s", number, customer.email, receipt.message_id)
     return outcome.model_copy(update={"delivery": "emailed"})
 

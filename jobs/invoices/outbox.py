@@ -4,10 +4,13 @@ The outbox lives on the Invoice records themselves: `Emailed at` plus the status
 (`emailed` for an immediate mail, `sent_weekly` for the weekly one). A step checks it
 before sending and writes it after the server answered 250, so a second run sends nothing.
 
-SMTP is at-least-once: a crash after the 250 and before the record is marked sends the
-same message again on retry. Every message therefore carries a deterministic Message-ID
-(the same content always gets the same id) and an X-Invoice-No header, so a receiver or
-mail archive can drop the duplicate.
+Across runs, each message is claimed in wfray's store first (`once.py`) and the claim is
+marked done right after the server's 250, before the records are marked; a retry or a run
+taking over a dead sender's claim checks the records before sending again. What remains
+of SMTP's at-least-once: a crash after the message was handed to the server and before
+its claim was marked done sends that message again. Every message therefore carries a
+deterministic Message-ID (the same invoices always get the same id) and an X-Invoice-No
+header, so a receiver or mail archive can drop the duplicate.
 """
 
 from __future__ import annotations

@@ -70,6 +70,9 @@ class InvoiceSettings(BaseModel):
         message_domain: the right-hand side of the deterministic Message-IDs.
         number_prefix: invoice numbers read `<prefix>-<year>-<000123>`.
         timezone: the business time zone (invoice dates, ISO weeks).
+        claim_scope: prefixes the keys the workflows claim in wfray's store (one invoice,
+            one weekly e-mail), so two Ninox databases served by one wfray never share a
+            claim. Default: `<team id>/<database id>`.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -81,6 +84,12 @@ class InvoiceSettings(BaseModel):
     message_domain: str = "billing.example"
     number_prefix: str = Field(default="RE", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
     timezone: str = "Europe/Berlin"
+    claim_scope: str | None = Field(default=None, min_length=1, max_length=80)
+
+    @property
+    def scope(self) -> str:
+        """The prefix of this database's claim keys."""
+        return self.claim_scope or f"{self.ninox.team_id}/{self.ninox.database_id}"
 
     @field_validator("timezone")
     @classmethod

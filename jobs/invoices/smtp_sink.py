@@ -15,7 +15,7 @@ import email
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import policy
@@ -47,6 +47,7 @@ class SavedMessage:
 @dataclass
 class _SavingHandler:
     folder: Path
+    on_message: Callable[[SavedMessage], None] | None = None
     saved: list[SavedMessage] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,9 +60,12 @@ class _SavingHandler:
             name = _UNSAFE.sub("_", message_id.strip("<>")) or "no-message-id"
             path = self.folder / f"{len(self.saved) + 1:04d}-{name}.eml"
             path.write_bytes(raw)
-            self.saved.append(
-                SavedMessage(str(envelope.mail_from), tuple(envelope.rcpt_tos), message_id, path)
+            saved = SavedMessage(
+                str(envelope.mail_from), tuple(envelope.rcpt_tos), message_id, path
             )
+            self.saved.append(saved)
+        if self.on_message is not None:
+            self.on_message(saved)  # before the 250: a test may hold the reply here
         return "250 Message accepted for delivery"
 
 
@@ -87,10 +91,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def running_sink(folder: Path, host: str = "127.0.0.1") -> Iterator[SmtpSink]:
-    """Serve SMTP on `host` (a free port) in a background thread; .eml files go to `folder`."""
+def running_sink(
+    folder: Path,
+    host: str = "127.0.0.1",
+    on_message: Callable[[SavedMessage], None] | None = None,
+) -> Iterator[SmtpSink]:
+    """Serve SMTP on `host` (a free port) in a background thread; .eml files go to `folder`.
+
+    `on_message` is called with each message once it is saved and before the server's 250
+    is sent, on the server's thread (tests use it to stop a sender mid-conversation).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    handler = _SavingHandler(folder)
+    handler = _SavingHandler(folder, on_message)
     port = free_port(host)
     controller = Controller(handler, hostname=host, port=port, ready_timeout=10.0)
     controller.start()

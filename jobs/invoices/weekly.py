@@ -1,11 +1,24 @@
 """The weekly e-mail workflow: one message per weekly customer with all their unsent invoices.
 
-    collect_weekly -> send_weekly (one task per customer) -> summarize (marks them sent)
+    collect_weekly -> send_weekly (one task per customer) -> summarize
 
 Unsent: status pdf_ready, or issued with its PDF already attached (a daily run stopped
-between the upload and the status), and no `Emailed at`. After the server's 250 the
-invoices are marked `sent_weekly` with `Emailed at`, all in one write; a second run finds
-nothing to send. See `outbox.py` for the at-least-once window and the Message-IDs.
+between the upload and the status), and no `Emailed at`.
+
+Once per customer and ISO week, whoever runs it: `send_weekly` claims
+`weekly-email:<customer>:<week>` in wfray's store before it sends (`once.py`). Of two runs
+at once (a scheduled tick and a manual trigger), one sends; the other waits while the claim
+is held, then skips the customer and reports the message as sent by that run (the claim's
+result: Message-ID, invoice numbers, records). After the server's 250 the claim is marked
+done, then the invoices `sent_weekly` with `Emailed at`, all in one write; a retry after a
+failed write finds the claim done and only writes the mark. A run that takes the claim
+over from a holder that died (or a retry of the holder itself) first reads the records
+in Ninox: what is marked sent is not sent again; the rest goes out with the same
+Message-ID as before (it is derived from customer, week and invoice numbers). So only a
+crash between handing the message to the server and the claim's done repeats a message.
+
+Invoices that become due after a customer's weekly message went out (a daily run later in
+the same week) go out with the next week's message. See `outbox.py` for the Message-IDs.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ from jobs.invoices.flows import (
 )
 from jobs.invoices.money import format_eur
 from jobs.invoices.ninox_client import NinoxClient, NinoxRecord
+from jobs.invoices.once import claim_key, claim_or_wait, holder_note
 from jobs.invoices.outbox import already_sent, compose, iso_week, mark_sent, send, weekly_message_id
 from jobs.invoices.settings import InvoiceSettings, resolve
 from wfray import StepContext
@@ -53,17 +67,29 @@ class WeeklyBatch(BaseModel):
 
 
 class WeeklyOutcome(BaseModel):
+    """A customer's weekly message. sent_by: the run that sent it, when another run did."""
+
     customer_id: int
     message_id: str | None
     numbers: list[str]
     record_ids: list[int] = []
+    sent_by: str | None = None
 
 
 class WeeklySummary(BaseModel):
+    """emails, invoices and sent: what this run sent; sent_elsewhere: what it found sent
+    this week by another run (it sent nothing to those customers)."""
+
     week: str
     emails: int
     invoices: int
     sent: list[WeeklyOutcome]
+    sent_elsewhere: list[WeeklyOutcome] = []
+
+
+# How long a step may hold a customer's weekly e-mail claim unfinished: far longer than
+# sending one message takes, so a live holder is never taken for dead.
+CLAIM_TTL_S = 600.0
 
 
 weekly_email = wfray.Workflow("weekly-invoice-email", input=WeeklyInput, retry=NINOX_RETRY)
@@ -124,13 +150,37 @@ def _pdf_name(record: NinoxRecord) -> str:
 
 @weekly_email.step(pool="io", map="collect_weekly")
 def send_weekly(collect_weekly: WeeklyBatch, input: WeeklyInput, ctx: StepContext) -> WeeklyOutcome:
-    """One message with every PDF; the outbox on the records is checked first."""
+    """One message with every PDF, claimed first; then the invoices are marked sent."""
     batch, customer = collect_weekly, collect_weekly.customer
     settings = resolve(input.settings)
+    key = claim_key("weekly-email", settings.scope, f"{customer.id}:{batch.week}")
     with ninox_session(settings) as api:
+        claim = claim_or_wait(ctx, key, CLAIM_TTL_S)
+        if claim.is_done:
+            sent = WeeklyOutcome.model_validate(claim.result)
+            _mark_unmarked(api, sent.record_ids)  # the sender's mark may not be written yet
+            if claim.regained:  # this step sent it; its attempt ended before returning
+                return sent
+            ctx.logger.info(
+                "customer %d: week %s sent by %s as %s",
+                customer.id,
+                batch.week,
+                holder_note(claim),
+                sent.message_id,
+            )
+            return sent.model_copy(update={"sent_by": claim.holder.run_id})
+        if claim.taken_over or claim.regained:
+            ctx.logger.warning(
+                "customer %d: week %s claimed again (%s); what Ninox marks sent is not resent",
+                customer.id,
+                batch.week,
+                f"taken over from {holder_note(claim)}" if claim.taken_over else "a retry",
+            )
         records = [api.get_record(INVOICES, i.record_id) for i in batch.invoices]
         unsent = [r for r in records if not already_sent(r)]
         if not unsent:
+            # nothing sent under this claim: left unfinished, a later run this week may
+            # still send invoices that become due
             ctx.logger.info("customer %d: week %s already sent", customer.id, batch.week)
             return WeeklyOutcome(customer_id=customer.id, message_id=None, numbers=[])
         numbers = [str(r.fields["Invoice no"]) for r in unsent]
@@ -150,15 +200,25 @@ def send_weekly(collect_weekly: WeeklyBatch, input: WeeklyInput, ctx: StepContex
             numbers=numbers,
         )
         receipt = send(settings, message)
+        outcome = WeeklyOutcome(
+            customer_id=customer.id,
+            message_id=receipt.message_id,
+            numbers=numbers,
+            record_ids=[r.id for r in unsent],
+        )
+        claim.done(outcome.model_dump(mode="json"))
+        mark_sent(api, outcome.record_ids, "sent_weekly")
     ctx.logger.info(
         "sent %d invoices to customer %d as %s", len(numbers), customer.id, receipt.message_id
     )
-    return WeeklyOutcome(
-        customer_id=customer.id,
-        message_id=receipt.message_id,
-        numbers=numbers,
-        record_ids=[r.id for r in unsent],
-    )
+    return outcome
+
+
+def _mark_unmarked(api: NinoxClient, record_ids: list[int]) -> None:
+    records = [api.get_record(INVOICES, rid) for rid in record_ids]
+    unmarked = [r.id for r in records if not already_sent(r)]
+    if unmarked:
+        mark_sent(api, unmarked, "sent_weekly")
 
 
 def _weekly_text(settings: InvoiceSettings, batch: WeeklyBatch, numbers: list[str]) -> str:
@@ -172,14 +232,16 @@ def _weekly_text(settings: InvoiceSettings, batch: WeeklyBatch, numbers: list[st
 
 @weekly_email.step(pool="io")
 def summarize(send_weekly: list[WeeklyOutcome], input: WeeklyInput) -> WeeklySummary:
-    """Mark what was sent: a step of its own, so a failed write never resends a message."""
-    sent = [o for o in send_weekly if o.message_id is not None]
-    if sent:
-        with ninox_session(resolve(input.settings)) as api:
-            mark_sent(api, [rid for o in sent for rid in o.record_ids], "sent_weekly")
+    """What this run sent, and what it found sent by another run this week."""
+    sent = [o for o in send_weekly if o.message_id is not None and o.sent_by is None]
+    elsewhere = [o for o in send_weekly if o.message_id is not None and o.sent_by is not None]
     week = input.week or (iso_week(today_in(resolve(input.settings))))
     return WeeklySummary(
-        week=week, emails=len(sent), invoices=sum(len(o.numbers) for o in sent), sent=sent
+        week=week,
+        emails=len(sent),
+        invoices=sum(len(o.numbers) for o in sent),
+        sent=sent,
+        sent_elsewhere=elsewhere,
     )
 
 

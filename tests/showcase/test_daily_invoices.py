@@ -12,6 +12,7 @@ import itertools
 import os
 import signal
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
@@ -89,6 +90,9 @@ def settings_fixture(server: ServerInfo, sink: SmtpSink) -> InvoiceSettings:
             base_url=server.base_url, api_key=API_KEY, team_id=TEAM_ID, database_id=DATABASE_ID
         ),
         smtp=SmtpSettings(host=sink.host, port=sink.port, timeout_s=5),
+        # every test has its own Ninox database but shares the module's wfray: its own
+        # claims too (the same customers and orders would otherwise find the last test's)
+        claim_scope=f"test-{uuid.uuid4().hex[:12]}",
     )
 
 
