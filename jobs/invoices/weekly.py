@@ -24,8 +24,10 @@ the same week) go out with the next week's message. See `outbox.py` for the Mess
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
 import wfray
 from jobs.invoices.flows import (
@@ -46,12 +48,30 @@ from jobs.invoices.settings import InvoiceSettings, resolve
 from wfray import StepContext
 from wfray.integrations.email import Attachment
 
+# "2026-W49", or a schedule's per-tick field that becomes one (wfray's `{tick:FORMAT}`)
+WEEK_PATTERN = r"^(\d{4}-W\d{2}|\{tick:%G-W%V\})$"
+DEFAULT_TIMEZONE: str = InvoiceSettings.model_fields["timezone"].default
+
 
 class WeeklyInput(BaseModel):
-    """settings: None reads INVOICES_* on the workers. week: ISO week, default this week."""
+    """settings: None reads INVOICES_* on the workers. week: the ISO week ("2026-W49"); left
+    out, the week it is when the run is submitted, in the business time zone. A schedule
+    gives each tick's run the tick's week with `{tick:%G-W%V}`."""
 
     settings: InvoiceSettings | None = None
-    week: str | None = None
+    week: str | None = Field(default=None, pattern=WEEK_PATTERN)
+
+    @model_validator(mode="after")
+    def _this_week_unless_given(self) -> WeeklyInput:
+        if self.week is None:
+            zone = self.settings.timezone if self.settings else DEFAULT_TIMEZONE
+            self.week = iso_week(datetime.now(ZoneInfo(zone)).date())
+        return self
+
+    def unique_key(self) -> str:
+        """One weekly run per Ninox database and ISO week, whoever starts it."""
+        scope = self.settings.scope if self.settings else "workers"
+        return f"{scope}:{self.week}"
 
 
 class DueInvoice(BaseModel):
@@ -92,14 +112,23 @@ class WeeklySummary(BaseModel):
 CLAIM_TTL_S = 600.0
 
 
-weekly_email = wfray.Workflow("weekly-invoice-email", input=WeeklyInput, retry=NINOX_RETRY)
+# A second run for a week (a manual trigger beside the Monday tick, a rerun) is answered
+# with the week's run while it is active or once it completed; a new one may start only if
+# that one failed. Claims still guard each customer's message inside (retries, takeovers).
+weekly_email = wfray.Workflow(
+    "weekly-invoice-email",
+    input=WeeklyInput,
+    retry=NINOX_RETRY,
+    unique=WeeklyInput.unique_key,
+    unique_policy=wfray.UniquePolicy(while_active="existing", after_finished="new_if_failed"),
+)
 
 wfray.schedule(
     weekly_email,
     name="weekly-invoice-email",
     cron="0 7 * * MON",
     tz="Europe/Berlin",
-    input={},
+    input={"week": "{tick:%G-W%V}"},
     misfire="latest",
     overlap="skip",
 )

@@ -108,6 +108,14 @@ def submit_together(wf: Any, workflow: Any, payload: Any, count: int = 2) -> lis
     return at_once([lambda: wf.submit(workflow, payload)] * count)
 
 
+def weekly_together(wf: Any, settings: InvoiceSettings) -> list[Any]:
+    """Two weekly submissions for one week at the same instant: both are answered with the
+    week's one run (the workflow is unique per database and ISO week)."""
+    runs = submit_together(wf, weekly_email, WeeklyInput(settings=settings, week=WEEK))
+    assert len({r.run_id for r in runs}) == 1, [r.run_id for r in runs]
+    return runs[:1]
+
+
 def wait_completed(wf: Any, runs: list[Any]) -> None:
     views = wf.wait([r.run_id for r in runs], timeout=RUN_TIMEOUT_S)
     assert {v.status for v in views} == {RunStatus.COMPLETED}, views
@@ -127,11 +135,17 @@ def assert_one_weekly_mail_each(
     due: dict[int, set[str]],
     repeated: SavedMessage | None = None,
 ) -> None:
-    """Each weekly customer got one message this week with all their invoices; only
-    `repeated` (a message whose SMTP conversation was cut short) arrived twice, unchanged."""
+    """Each weekly customer got one message this week with all their invoices. After a kill
+    of the sending executor, `repeated` (the message whose SMTP conversation was cut short)
+    arrived twice, unchanged; so may another that was past its 250 but not yet marked done
+    when the executor died (the at-least-once window), never more than twice, never under
+    another Message-ID."""
     copies = Counter((m.message_id, m.rcpt_tos) for m in mails)
-    allowed = {} if repeated is None else {(repeated.message_id, repeated.rcpt_tos): 2}
-    assert {k: n for k, n in copies.items() if n > 1} == allowed, copies
+    if repeated is None:
+        assert set(copies.values()) == {1}, copies
+    else:
+        assert copies[(repeated.message_id, repeated.rcpt_tos)] == 2, copies
+        assert set(copies.values()) <= {1, 2}, copies
     customer_of = {
         str(c.fields["Email"]): c.id for c in ninox.list_records(CUSTOMERS) if c.fields.get("Email")
     }
@@ -168,7 +182,7 @@ def assert_reported_once(summaries: list[WeeklySummary], runs: list[Any]) -> Non
 
 
 @pytest.mark.parametrize("round_", [1, 2, 3])
-def test_two_weekly_runs_at_once_mail_each_customer_once(
+def test_two_weekly_starts_at_once_make_one_run_that_mails_each_customer_once(
     wf: Any, settings: InvoiceSettings, ninox: NinoxClient, sink: SmtpSink, round_: int
 ) -> None:
     run_daily(wf, settings)
@@ -176,16 +190,16 @@ def test_two_weekly_runs_at_once_mail_each_customer_once(
     due = weekly_due(ninox)
     assert sorted(due) == [3, 4]
 
-    runs = submit_together(wf, weekly_email, WeeklyInput(settings=settings, week=WEEK))
+    runs = weekly_together(wf, settings)
     wait_completed(wf, runs)
 
     assert_one_weekly_mail_each(ninox, sink.messages()[immediate:], due)
     summaries = [WeeklySummary.model_validate(r.result(timeout=10)) for r in runs]
     assert sum(s.emails for s in summaries) == 2
     assert_reported_once(summaries, runs)
-    # a third run the same week finds nothing left to send
+    # a later start the same week is answered with the week's completed run: nothing sent
     again = wf.submit(weekly_email, WeeklyInput(settings=settings, week=WEEK))
-    assert WeeklySummary.model_validate(again.result(timeout=RUN_TIMEOUT_S)).emails == 0
+    assert again.run_id == runs[0].run_id
     assert len(sink.messages()) == immediate + 2
 
 
@@ -266,7 +280,7 @@ def test_weekly_runs_at_once_with_the_coordinator_killed_mid_send_mail_once(
     due = weekly_due(ninox)
     hold.armed = True
 
-    runs = submit_together(wf, weekly_email, WeeklyInput(settings=settings, week=WEEK))
+    runs = weekly_together(wf, settings)
     assert hold.reached.wait(timeout=RUN_TIMEOUT_S), "no weekly message reached the server"
     old = kill_coordinator(wf)
     hold.release.set()
@@ -287,7 +301,7 @@ def test_weekly_runs_at_once_with_the_io_executor_killed_mid_smtp_repeat_only_th
     due = weekly_due(ninox)
     hold.armed = True
 
-    runs = submit_together(wf, weekly_email, WeeklyInput(settings=settings, week=WEEK))
+    runs = weekly_together(wf, settings)
     assert hold.reached.wait(timeout=RUN_TIMEOUT_S), "no weekly message reached the server"
     kill_io_executor(wf)  # the sender dies before the server's 250
     hold.release.set()
@@ -328,7 +342,9 @@ def test_daily_runs_at_once_with_the_io_executor_killed_mid_smtp_invoice_once(
         for c, r in invoices.items()
         if c in immediate
     }
-    assert set(copies.values()) == {1}
+    # others in the at-least-once window of the kill (past the 250, not yet marked done)
+    # may come twice, with their own Message-ID; none more often, none under another id
+    assert set(copies.values()) <= {1, 2}, copies
     assert {mid for mid, _ in copies} | {hold.held.message_id} == expected
 
 

@@ -430,3 +430,38 @@ def test_the_loop_survives_store_outages_and_fires_once_the_store_is_back(
     assert ticks_of(runs) == [tick_id(1)]
     failures = [r for r in caplog.records if "scheduler tick failed" in r.getMessage()]
     assert len(failures) == 3 and "test outage" in failures[0].getMessage()
+
+
+# -- per-tick values -------------------------------------------------------------------------
+
+
+def test_tick_fields_format_the_ticks_time_in_the_schedules_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    from wfray.domain.schedule import for_tick
+
+    # Sunday 23:30 UTC is already Monday in Berlin: ISO week 50, not 49
+    tick = datetime(2026, 12, 6, 23, 30, tzinfo=UTC)
+    berlin = ZoneInfo("Europe/Berlin")
+    assert for_tick('{"week": "{tick:%G-W%V}"}', tick, berlin) == '{"week": "2026-W50"}'
+    assert for_tick("weekly:{tick:%G-W%V}", tick, ZoneInfo("UTC")) == "weekly:2026-W49"
+    assert for_tick('{"n": 1}', tick, berlin) == '{"n": 1}'
+    # a field is a short format inside one JSON string: quotes and braces end it
+    assert for_tick('{"a": "{tick:%H\\"}"}', tick, berlin) == '{"a": "{tick:%H\\"}"}'
+
+
+def test_each_tick_starts_its_run_with_its_own_time_in_the_input() -> None:
+    async def scenario() -> InMemoryRunStore:
+        runs, schedules = InMemoryRunStore(), InMemoryScheduleStore()
+        async with coordinator(runs) as c:
+            scheduler = Scheduler(schedules, c, FakeClock(T0))
+            await scheduler.upsert(hourly(input_json='{"hour": "{tick:%Y-%m-%d %H}h"}'))
+            first = await scheduler.tick(T0 + HOUR + LATE)
+            second = await scheduler.tick(T0 + 2 * HOUR + LATE)
+            await settle(c, first + second)
+        return runs
+
+    runs = run(scenario)
+    inputs = [r.input_json for r in scheduled_runs(runs)]
+    expected = [f'{{"hour": "{(T0 + h * HOUR):%Y-%m-%d %H}h"}}' for h in (1, 2)]
+    assert inputs == expected

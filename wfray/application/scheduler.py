@@ -26,6 +26,7 @@ from wfray.domain.schedule import (
     ScheduleRecord,
     ScheduleSpec,
     due_ticks,
+    for_tick,
     manual_run_id,
     next_fire_times,
     on_overlap,
@@ -244,16 +245,18 @@ def _start(plan: _Plan, tick: datetime) -> None:
 
 
 def _request(spec: ScheduleSpec, run_id: str, tick: datetime) -> SubmitRequest:
+    zone = spec.zone
+    key = spec.unique_key
     return SubmitRequest(
         run_id=run_id,
         workflow=spec.workflow,
         version="",  # the latest registered version
-        input_json=spec.input_json,
+        input_json=for_tick(spec.input_json, tick, zone),
         priority=spec.priority,
         queue=spec.queue,
         trigger=TRIGGER,
         trigger_id=trigger_id(spec.name, tick),
-        unique_key=spec.unique_key,
+        unique_key=None if key is None else for_tick(key, tick, zone),
     )
 
 

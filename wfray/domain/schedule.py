@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -288,6 +289,21 @@ def on_overlap(overlap: str, previous_active: bool, already_buffered: bool) -> O
     if overlap == "buffer_one" and not already_buffered:
         return OverlapAction.BUFFER
     return OverlapAction.SKIP
+
+
+# -- per-tick values --------------------------------------------------------------------------
+
+_TICK_FIELD = re.compile(r"\{tick:([^{}\"\\]{1,64})\}")
+
+
+def for_tick(text: str, tick: datetime, zone: ZoneInfo) -> str:
+    """`text` (a schedule's input JSON, or its run's uniqueness key) with each `{tick:FORMAT}`
+    replaced by the tick's time in the schedule's zone, formatted by strftime: an input
+    `{"week": "{tick:%G-W%V}"}` gives every tick's run its own ISO week, e.g. "2026-W49"."""
+    if "{tick:" not in text:
+        return text
+    local = tick.astimezone(zone)
+    return _TICK_FIELD.sub(lambda m: local.strftime(m.group(1)), text)
 
 
 # -- ids -------------------------------------------------------------------------------------
