@@ -359,6 +359,9 @@ class Client(CoordinatorLink):
         return decode_result(view, flow, self.settings.blob_root)
 
 
+CONNECT_TIMEOUT_S = 120.0
+
+
 def connect(settings: Settings | None = None, **overrides: Any) -> Client:
     """Connect to (or start) wfray on the Ray cluster this process is attached to."""
     settings = settings or load_settings(**overrides)
@@ -369,7 +372,9 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Client:
     handle = coordinator_actor(settings)
     client = Client(settings, handle)
     try:
-        client.call("start", timeout_s=120)
+        # the start waits nearly as long as the call may: on a loaded cluster, creating the
+        # actors and migrating the store can take far longer than on an idle one
+        client.call("start", CONNECT_TIMEOUT_S - 10, timeout_s=CONNECT_TIMEOUT_S)
     except WfrayError:
         client.shutdown()  # do not leave a coordinator retrying a start that cannot succeed
         raise

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -166,23 +167,43 @@ class CoordinatorHost:
         # so a restarted coordinator resumes its runs without waiting for a client
         ray.get_runtime_context().current_actor.start.remote()
 
-    async def start(self) -> None:
-        """Start (or keep trying to start) the coordinator; fail clearly if it cannot."""
+    async def start(self, wait_s: float = START_WAIT_S) -> None:
+        """Start (or keep trying to start) the coordinator; fail clearly if it has not
+        started within `wait_s` (a busy cluster may need the client's whole budget)."""
         if self._starter is None:
             self._started = asyncio.Event()
             self._starter = asyncio.create_task(self._keep_starting())
         assert self._started is not None
         if self.coordinator is None:
+            asked_at = time.monotonic()
             try:
-                await asyncio.wait_for(asyncio.shield(self._started.wait()), START_WAIT_S)
+                await self._wait_started(wait_s)
             except TimeoutError:
                 kind = type(self._start_error) if self._start_error else WfrayError
                 if not issubclass(kind, WfrayError):
                     kind = WfrayError
                 raise kind(
-                    f"wfray could not start within {START_WAIT_S:.0f}s: "
+                    f"wfray could not start within {time.monotonic() - asked_at:.0f}s: "
                     f"{self._start_error or 'still starting'}"
                 ) from None
+
+    async def _wait_started(self, wait_s: float) -> None:
+        """Until started. A start that keeps failing (the store unreachable, say) is given up
+        after START_WAIT_S; one that is only slow (a loaded cluster) gets all of `wait_s`."""
+        assert self._started is not None
+        deadline = time.monotonic() + wait_s
+        failing_since = time.monotonic() + START_WAIT_S
+        while True:
+            left = deadline - time.monotonic()
+            if self._start_error is not None:
+                left = min(left, failing_since - time.monotonic())
+            if left <= 0:
+                raise TimeoutError
+            try:
+                await asyncio.wait_for(asyncio.shield(self._started.wait()), min(left, 1.0))
+                return
+            except TimeoutError:
+                continue
 
     async def _keep_starting(self) -> None:
         # keeps trying (say, while the database is down) so a restarted coordinator
