@@ -36,6 +36,7 @@ def coordinator_settings(settings: Settings) -> CoordinatorSettings:
         max_backlog=settings.max_backlog,
         default_retry=settings.default_retry,
         share_short_steps=settings.cpu_attempts_per_task > 1,
+        short_step_s=settings.short_step_s,
         text_limits=TextLimits(
             error_chars=settings.max_error_chars,
             traceback_chars=settings.max_traceback_chars,

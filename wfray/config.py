@@ -44,6 +44,8 @@ class Settings:
             slots when the cluster has any); each io attempt goes to the least busy one.
         cpu_attempts_per_task: at most this many attempts of a step seen to be short share
             one Ray task when the backlog is deep (1: every attempt in a task of its own).
+        short_step_s: a step whose attempts take less than this on average counts as short
+            (WFRAY_SHORT_STEP_S, seconds).
         memory_cap: ready tasks held in the coordinator's memory; the rest wait in the store.
         max_backlog: queued tasks past which submissions are refused (retry later).
         queues: named queues with their limits.
@@ -105,6 +107,7 @@ class Settings:
     io_concurrency: int = 64
     io_executors: int = 1
     cpu_attempts_per_task: int = 8
+    short_step_s: float = 0.01
     memory_cap: int = 10_000
     max_backlog: int = 1_000_000
     queues: tuple[QueueConfig, ...] = field(default_factory=tuple)
@@ -162,6 +165,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ("io_concurrency", int),
         ("io_executors", int),
         ("cpu_attempts_per_task", int),
+        ("short_step_s", float),
         ("memory_cap", int),
         ("max_backlog", int),
         ("log_limit", int),
@@ -178,8 +182,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             try:
                 values[name] = kind(raw)
             except ValueError as exc:
+                expected = "an integer" if kind is int else "a number"
                 raise DefinitionError(
-                    f"WFRAY_{name.upper()} must be an integer, got {raw!r}"
+                    f"WFRAY_{name.upper()} must be {expected}, got {raw!r}"
                 ) from exc
     values.update(_api_values(env))
     values.update(_integration_values(env, overrides))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,23 @@ import pytest
 import ray
 
 from tests.fixtures import flows
+from tests.integration.conftest import start_wfray
 from wfray.adapters.ray.host import executor_name
 from wfray.domain.status import AttemptStatus, RunStatus
 
 pytestmark = pytest.mark.timeout(180)
 BURST = 200  # runs submitted at once: deep enough a backlog to share tasks on 2 CPUs
 GATED = 100  # the one run of a burst that waits at its gate (past the light-load first ones)
+
+
+@pytest.fixture(scope="module")
+def client(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Steps under a second count as short here: on a loaded machine a trivial step's mean
+    may pass the default 10 ms, and then nothing shares a task (the precondition of every
+    test here, not what they test)."""
+    wf = start_wfray(tmp_path_factory.mktemp("shared"), short_step_s=1.0)
+    yield wf
+    wf.shutdown()
 
 
 def cpu_stats(client: Any) -> dict[str, int]:

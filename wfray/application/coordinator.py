@@ -24,7 +24,7 @@ from wfray.application.claims import ClaimDesk
 from wfray.application.commands import Commands
 from wfray.application.compensator import Compensator
 from wfray.application.dispatcher import Dispatcher
-from wfray.application.fusion import ShortSteps
+from wfray.application.fusion import SHORT_STEP_S, ShortSteps
 from wfray.application.heartbeats import HeartbeatWatch
 from wfray.application.intake import Intake
 from wfray.application.messages import (
@@ -67,6 +67,7 @@ class CoordinatorSettings:
     drain_wait_s: float = 1.0
     commit_retry_max_s: float = 5.0
     share_short_steps: bool = True  # may short cpu attempts share Ray tasks (fusion.py)
+    short_step_s: float = SHORT_STEP_S  # under this mean duration a step is short
     text_limits: TextLimits = field(default_factory=TextLimits)  # storable.py
 
 
@@ -97,7 +98,7 @@ class Coordinator:
         self.retouch: set[str] = set()  # runs to look at in the next turn (after recovery)
         self.reconciler = Reconciler(self)
         self.heartbeats = HeartbeatWatch(self)
-        self.short_steps = ShortSteps()
+        self.short_steps = ShortSteps(self.settings.short_step_s)
         self.streamed_logs: list[LogRecord] = []
         # callers of append_logs, answered once their lines are committed
         self.log_waiters: list[asyncio.Future[bool]] = []

@@ -24,10 +24,15 @@ MAX_SHARED = 8  # attempts in one task at most
 
 
 class ShortSteps:
-    """The mean duration of each step's attempts, as the coordinator sees them finish."""
+    """The mean duration of each step's attempts, as the coordinator sees them finish.
 
-    def __init__(self) -> None:
+    Args:
+        short_s: the mean under which a step counts as short (SHORT_STEP_S by default).
+    """
+
+    def __init__(self, short_s: float = SHORT_STEP_S) -> None:
         self._mean_s: dict[tuple[str, str], float] = {}
+        self.short_s = short_s
 
     def finished(self, workflow: str, step: str, seconds: float) -> None:
         key = (workflow, step)
@@ -37,7 +42,7 @@ class ShortSteps:
     def is_short(self, workflow: str, step: str) -> bool:
         """A step never seen to finish is not short: it runs alone until it is."""
         mean = self._mean_s.get((workflow, step))
-        return mean is not None and mean < SHORT_STEP_S
+        return mean is not None and mean < self.short_s
 
 
 def share_out(attempts: Sequence[T], cpus: float, most: int = MAX_SHARED) -> list[Sequence[T]]:
