@@ -10,7 +10,8 @@ import time
 
 import ray
 
-from wfray.application.definition import Workflow, task
+from wfray.application.definition import Workflow
+from wfray.application.tasks import task
 
 # -- wfray ----------------------------------------------------------------------------------
 
