@@ -39,6 +39,7 @@ from wfray.domain.workflow import CONTEXT
 @dataclass(frozen=True, slots=True)
 class RunnerSettings:
     blob_threshold_bytes: int = 256 * 1024
+    max_result_bytes: int | None = None  # a larger result fails its attempt (None: no limit)
     log_limit: int = 1000
     max_log_line_chars: int = 8_192
     log_flush_interval_s: float = 2.0  # running attempts send their lines this often
@@ -69,6 +70,12 @@ class ResultNotStorableError(StepError):
 
 def _not_stored(step: str, why: str) -> str:
     return f"the outcome could not be stored: the result of step {step!r} {why}"
+
+
+class ResultTooLargeError(NonRetryableError):
+    """The step's result is larger than the configured maximum (WFRAY_MAX_RESULT_BYTES)."""
+
+    code = "result_too_large"
 
 
 class BlobWriteError(StepError):
@@ -132,6 +139,8 @@ def arg_text(spec: ArgSpec, blobs: BlobStore | None) -> str:
         fields = json.loads(arg_text(spec["field"], blobs))
         return json.dumps(fields[spec["name"]], separators=(",", ":"))
     if "item" in spec:
+        if "blob" in spec["item"] and blobs is not None:  # its own bytes, not the whole list
+            return blobs.get_item(spec["item"]["blob"], spec["index"]).decode()
         items = json.loads(arg_text(spec["item"], blobs))
         return json.dumps(items[spec["index"]], separators=(",", ":"))
     if "dict" in spec:
@@ -223,13 +232,28 @@ class PreparedAttempt:
                 worker,
             )
         items = len(value) if isinstance(value, list | tuple) else None
+        limit = self.settings.max_result_bytes
+        if limit is not None and len(data) > limit:
+            too_large = ResultTooLargeError(
+                f"the result of step {d.step!r} is {len(data)} bytes of JSON, over the limit "
+                f"of {limit} bytes (WFRAY_MAX_RESULT_BYTES); return less, or raise the limit"
+            )
+            return self.failure(too_large, worker)
         result_json: str | None = None
         result_ref: str | None = None
         if len(data) > self.settings.blob_threshold_bytes and self.blobs is not None:
             try:
-                result_ref = self.blobs.put(
-                    blob_key(d.run_id, d.step, d.map_index, d.attempt), data
-                )
+                parts = None if items is None else _split(data)
+            except Exception as exc:
+                why = f"cannot be split into its items ({type(exc).__name__}: {exc})"
+                return self.failure(ResultNotStorableError(_not_stored(d.step, why)), worker)
+            try:
+                key = blob_key(d.run_id, d.step, d.map_index, d.attempt)
+                # a list is written once with its item offsets: a mapped item reads only its own
+                if parts is None:
+                    result_ref = self.blobs.put(key, data)
+                else:
+                    result_ref = self.blobs.put_list(key, parts)
             except Exception as exc:  # a failure of this attempt, not of its Ray task
                 error = BlobWriteError(
                     f"the result of step {d.step!r} ({len(data)} bytes) could not be written "
@@ -292,6 +316,14 @@ class PreparedAttempt:
             progress_json=self._progress(),
             **fields,
         )
+
+
+def _split(data: bytes) -> list[bytes] | None:
+    """The items of a serialised list, each as its own JSON (None: not a list after all)."""
+    values = json.loads(data)
+    if not isinstance(values, list):
+        return None
+    return [pydantic_core.to_json(v) for v in values]
 
 
 def _refuse_non_finite(data: bytes, value: Any, step: str) -> None:
