@@ -14,7 +14,8 @@ from tests.fixtures import flows
 from wfray.adapters.blob import OFFSETS, FsBlobStore, blob_store
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
-from wfray.application.coordinator import Coordinator
+from wfray.application.coordinator import Coordinator, CoordinatorSettings
+from wfray.application.definition import Workflow
 from wfray.application.messages import RunView, SubmitRequest
 from wfray.application.step_runner import RunnerSettings
 from wfray.bootstrap import SystemClock
@@ -23,23 +24,33 @@ from wfray.domain.status import RunStatus
 pytestmark = pytest.mark.timeout(120)
 
 
-def spread_run(blobs: FsBlobStore, count: int, **settings: Any) -> tuple[RunView, InMemoryRunStore]:
+def one_run(
+    blobs: FsBlobStore,
+    flow: Workflow,
+    payload: Any,
+    runner: RunnerSettings | None = None,
+    **settings: Any,
+) -> tuple[RunView, InMemoryRunStore]:
     async def scenario() -> tuple[RunView, InMemoryRunStore]:
         store = InMemoryRunStore()
-        runner = RunnerSettings(blob_threshold_bytes=1024, **settings)
-        executor = InlineExecutor(blobs=blobs, settings=runner)
-        c = Coordinator(store, {"cpu": executor, "io": executor}, SystemClock())
+        runner_settings = runner or RunnerSettings(blob_threshold_bytes=1024)
+        executor = InlineExecutor(blobs=blobs, settings=runner_settings)
+        pools = {"cpu": executor, "io": executor}
+        c = Coordinator(store, pools, SystemClock(), CoordinatorSettings(**settings))
         await c.start()
         try:
-            await c.register([flows.spread.schema])
-            payload = {"count": count, "blob_root": blobs.root_uri}
-            await c.submit([SubmitRequest("spread", "spread", "", json.dumps(payload))])
-            [view] = await c.wait(["spread"], timeout_s=90)
+            await c.register([flow.schema])
+            await c.submit([SubmitRequest("r1", flow.name, "", json.dumps(payload))])
+            [view] = await c.wait(["r1"], timeout_s=90)
             return view, store
         finally:
             await c.stop()
 
     return asyncio.run(asyncio.wait_for(scenario(), 100))
+
+
+def spread_run(blobs: FsBlobStore, count: int) -> tuple[RunView, InMemoryRunStore]:
+    return one_run(blobs, flows.spread, {"count": count, "blob_root": blobs.root_uri})
 
 
 def test_a_fan_out_over_a_blob_list_reads_each_item_once_not_the_whole_list(
@@ -49,9 +60,9 @@ def test_a_fan_out_over_a_blob_list_reads_each_item_once_not_the_whole_list(
     blobs = blob_store(str(tmp_path / "blobs"))
     view, store = spread_run(blobs, count)
     assert view.status is RunStatus.COMPLETED, view.error
-    [source] = [t for t in store.get_tasks(["spread"]) if t.step == "spread_items"]
+    [source] = [t for t in store.get_tasks(["r1"]) if t.step == "spread_items"]
     assert source.result_ref is not None and source.result_json is None  # in the blob store
-    listed = tmp_path / "blobs" / "spread" / "spread_items"
+    listed = tmp_path / "blobs" / "r1" / "spread_items"
     stored = sum(f.stat().st_size for f in listed.iterdir())
     assert [f.name for f in listed.iterdir() if f.name.endswith(OFFSETS)]
     reads = json.loads(view.result_json or "{}")
@@ -67,3 +78,39 @@ def test_a_list_written_by_an_older_wfray_without_offsets_is_still_read(tmp_path
     assert [json.loads(blobs.get_item(uri, i)) for i in range(3)] == [1, "two", {"three": 3}]
     with pytest.raises(IndexError):
         blobs.get_item(blobs.put_list("r/s/-1-2.json", [b"1"]), 1)
+
+
+def test_a_fan_out_wider_than_the_limit_fails_at_once_naming_the_setting(tmp_path: Path) -> None:
+    view, store = one_run(
+        FsBlobStore(str(tmp_path)), flows.spread, {"count": 50, "blob_root": ""}, max_map_items=49
+    )
+    assert view.status is RunStatus.FAILED
+    assert "returned 50 items for step 'read_item' to map over, over the limit of 49" in (
+        view.error or ""
+    )
+    assert "WFRAY_MAX_MAP_ITEMS" in (view.error or "")
+    assert {t.step for t in store.get_tasks(["r1"]) if t.map_index >= 0} == set()
+    [attempt] = [a for a in store.get_attempts("r1") if a.step == "spread_items"]
+    assert attempt.error_type == "wfray.FanOutTooLargeError"  # once: not retried
+
+
+def test_a_result_over_the_maximum_fails_its_attempt_naming_the_setting(tmp_path: Path) -> None:
+    runner = RunnerSettings(blob_threshold_bytes=1024, max_result_bytes=100)
+    view, store = one_run(
+        FsBlobStore(str(tmp_path)), flows.spread, {"count": 50, "blob_root": ""}, runner
+    )
+    assert view.status is RunStatus.FAILED
+    [attempt] = [a for a in store.get_attempts("r1") if a.step == "spread_items"]
+    assert attempt.error_type is not None and attempt.error_type.endswith("ResultTooLargeError")
+    assert "over the limit of 100 bytes (WFRAY_MAX_RESULT_BYTES)" in (attempt.error_message or "")
+
+
+@pytest.mark.parametrize(
+    ("kind", "named"), [("dict", "a JSON object"), ("str", "a JSON string"), ("int", "a number")]
+)
+def test_a_fan_out_over_a_result_that_is_not_a_list_names_what_it_got(
+    tmp_path: Path, kind: str, named: str
+) -> None:
+    view, _ = one_run(FsBlobStore(str(tmp_path)), flows.not_a_list, {"kind": kind})
+    assert view.status is RunStatus.FAILED
+    assert view.error == f"step 'take' maps over 'give', whose result is {named}, not a list"
