@@ -22,9 +22,10 @@ from typing import Any
 import pydantic_core
 from pydantic import TypeAdapter
 
+from wfray.application.arg_text import arg_text, has_field
 from wfray.application.context import AttemptLog, StepContext, bind, unbind
 from wfray.application.log_stream import streamer_for
-from wfray.application.messages import ArgSpec, Dispatch, Outcome
+from wfray.application.messages import Dispatch, Outcome
 from wfray.application.ports import BlobStore
 from wfray.application.runtime import StepServices
 from wfray.application.secrets import bind_secret_dir, resolved_values, unbind_secret_dir
@@ -125,40 +126,6 @@ def _signature(fn: Callable[..., Any]) -> _Signature:
     )
 
 
-def arg_text(spec: ArgSpec, blobs: BlobStore | None) -> str:
-    """An argument as JSON text, fetching blobs and assembling collected lists."""
-    if "json" in spec:
-        return typing.cast(str, spec["json"])
-    if "blob" in spec:
-        if blobs is None:
-            raise RuntimeError("a blob argument arrived but no blob store is configured")
-        return blobs.get(spec["blob"]).decode()
-    if "list" in spec:
-        return "[" + ",".join(arg_text(part, blobs) for part in spec["list"]) + "]"
-    if "field" in spec:
-        fields = json.loads(arg_text(spec["field"], blobs))
-        return json.dumps(fields[spec["name"]], separators=(",", ":"))
-    if "item" in spec:
-        if "blob" in spec["item"] and blobs is not None:  # its own bytes, not the whole list
-            return blobs.get_item(spec["item"]["blob"], spec["index"]).decode()
-        items = json.loads(arg_text(spec["item"], blobs))
-        return json.dumps(items[spec["index"]], separators=(",", ":"))
-    if "dict" in spec:
-        body = ",".join(
-            f"{json.dumps(name)}:{arg_text(part, blobs)}" for name, part in spec["dict"].items()
-        )
-        return "{" + body + "}"
-    raise ValueError(f"unknown argument spec {sorted(spec)}")
-
-
-def _has_field(spec: ArgSpec) -> bool:
-    try:
-        fields = json.loads(arg_text(spec["field"], None))
-    except (RuntimeError, ValueError):
-        return True
-    return isinstance(fields, dict) and spec["name"] in fields
-
-
 class PreparedAttempt:
     """The call of one attempt, split so sync and async callers share everything else."""
 
@@ -190,7 +157,7 @@ class PreparedAttempt:
         self.fn = load_function(d.fn)
         signature = _signature(self.fn)
         for name, spec in d.args.items():
-            if "field" in spec and not _has_field(spec):
+            if "field" in spec and not has_field(spec):
                 continue  # the input leaves it out: the parameter's default applies
             adapter = signature.params.get(name)
             text = arg_text(spec, self.blobs)
