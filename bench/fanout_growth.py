@@ -100,6 +100,7 @@ def measure(sizes: Sequence[int], **overrides: Any) -> dict[int, dict[str, Any]]
 
     start_ray()
     try:
+        raw_ray(100)  # warm up: Ray's workers start and import the workloads
         results = {}
         for size in sizes:
             raw = raw_ray(size)
