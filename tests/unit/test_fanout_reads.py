@@ -114,3 +114,16 @@ def test_a_fan_out_over_a_result_that_is_not_a_list_names_what_it_got(
     view, _ = one_run(FsBlobStore(str(tmp_path)), flows.not_a_list, {"kind": kind})
     assert view.status is RunStatus.FAILED
     assert view.error == f"step 'take' maps over 'give', whose result is {named}, not a list"
+
+
+def test_a_list_blob_reads_back_whole_and_by_index(tmp_path: Path) -> None:
+    blobs = FsBlobStore(str(tmp_path))
+    items: list[Any] = [0, -1.5, "żółw ✓", {"a": [1, {"b": None}]}, [], "", True, None, "x" * 5000]
+    parts = [json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode() for item in items]
+    uri = blobs.put_list("r/s/-1-1.json", parts)
+    assert json.loads(blobs.get(uri)) == items
+    assert [json.loads(blobs.get_item(uri, i)) for i in range(len(items))] == items
+    empty = blobs.put_list("r/s/-1-3.json", [])
+    assert json.loads(blobs.get(empty)) == []
+    with pytest.raises(IndexError):
+        blobs.get_item(empty, 0)
