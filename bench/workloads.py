@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 
 import ray
+from pydantic import BaseModel
 
-from wfray.application.definition import Workflow, task
+from wfray.application.definition import Workflow
+from wfray.application.tasks import task
 
 # -- wfray ----------------------------------------------------------------------------------
 
@@ -79,3 +81,43 @@ def ray_chain5() -> ray.ObjectRef[int]:
     for _ in range(4):
         ref = ray_inc.remote(ref)
     return ref
+
+
+# -- one run fanning out over a list, then collecting (bench.fanout_growth) ----------------------
+
+
+class FanOut(BaseModel):
+    count: int
+
+
+bench_fanout = Workflow("bench_fanout", input=FanOut)
+
+
+@bench_fanout.step
+def fan_source(input: FanOut) -> list[int]:
+    return list(range(input.count))
+
+
+@bench_fanout.step(map="fan_source")
+def fan_item(fan_source: int) -> int:
+    return fan_source
+
+
+@bench_fanout.step
+def fan_sum(fan_item: list[int]) -> int:
+    return sum(fan_item)
+
+
+@ray.remote(num_cpus=1)
+def ray_fan_source(count: int) -> list[int]:
+    return list(range(count))
+
+
+@ray.remote(num_cpus=1)
+def ray_fan_item(item: int) -> int:
+    return item
+
+
+@ray.remote(num_cpus=1)
+def ray_fan_sum(refs: list[ray.ObjectRef]) -> int:  # type: ignore[type-arg]
+    return sum(ray.get(refs, timeout=3600))

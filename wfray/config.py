@@ -35,6 +35,11 @@ class Settings:
         database_url: SQLAlchemy URL; SQLite in data_dir by default, PostgreSQL for clusters.
         blob_root: folder or pyarrow filesystem URI (s3://...) for large results.
         blob_threshold_bytes: results larger than this go to the blob store.
+        max_result_bytes: a step's result larger than this (as JSON) fails its attempt,
+            without retry, naming the limit (WFRAY_MAX_RESULT_BYTES).
+        max_map_items: a list larger than this, mapped over by a later step, fails the step
+            that returned it, without retry: the fan-out's task rows are written in one
+            commit and held in the coordinator's memory (WFRAY_MAX_MAP_ITEMS).
         namespace: the Ray namespace of wfray's named actors.
         cpu_window: cpu attempts dispatched at once (Ray queues them for free CPUs), so the
             next attempt is already waiting in Ray when a CPU frees.
@@ -101,6 +106,8 @@ class Settings:
     database_url: str
     blob_root: str
     blob_threshold_bytes: int = 256 * 1024
+    max_result_bytes: int = 1024**3
+    max_map_items: int = 1_000_000
     namespace: str = "wfray"
     cpu_window: int = 256
     io_window: int = 256
@@ -160,6 +167,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     }
     for name, kind in (
         ("blob_threshold_bytes", int),
+        ("max_result_bytes", int),
+        ("max_map_items", int),
         ("cpu_window", int),
         ("io_window", int),
         ("io_concurrency", int),

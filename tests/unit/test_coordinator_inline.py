@@ -348,7 +348,9 @@ def test_a_fan_out_over_a_result_that_is_not_a_list_fails_the_run() -> None:
 
     odd, following = run(scenario)
     assert odd.status is RunStatus.FAILED
-    assert odd.error == "step 'per_key' maps over 'lookup', whose result is not a list"
+    assert (
+        odd.error == "step 'per_key' maps over 'lookup', whose result is a JSON object, not a list"
+    )
     assert following.status is RunStatus.COMPLETED
 
 

@@ -346,7 +346,10 @@ def test_mapping_over_a_result_that_is_not_a_list_fails_the_run() -> None:
     assert each.status is TaskStatus.FAILED
     assert each.error_type == "wfray.MapSourceNotAList"
     assert driver.state.run.status is RunStatus.FAILED
-    assert driver.state.run.error == "step 'each' maps over 'split', whose result is not a list"
+    assert (
+        driver.state.run.error
+        == "step 'each' maps over 'split', whose result is a JSON object, not a list"
+    )
     assert driver.state.task("collect").status is TaskStatus.CANCELLED
 
 

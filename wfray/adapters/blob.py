@@ -2,13 +2,24 @@
 
 Keys are relative paths built from checked ids (`wfray.domain.ids.blob_key`); the store
 checks them once more, so no key can reach outside its root.
+
+A list result is written as its JSON text plus an offsets file beside it (`<blob>.offsets`:
+N+1 little-endian uint64, the byte offset where each item starts and the blob's length), so
+a mapped item reads 16 bytes of offsets and its own bytes, not the whole list: a fan-out over
+N items reads the list O(N) bytes in total, not O(N^2). The JSON blob stays whole for the
+readers that want all of it (a fan-in, the run's result).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import json
 import logging
-from collections.abc import Iterable
+import struct
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
 
 from pyarrow import fs
 
@@ -17,6 +28,8 @@ from wfray.domain.errors import BlobKeyError, BlobRootError, WfrayError
 from wfray.domain.ids import check_run_id
 
 log = logging.getLogger("wfray.blob")
+
+OFFSETS = ".offsets"
 
 
 def check_key(key: str) -> str:
@@ -47,23 +60,72 @@ def check_blob_root(root: str, shared: bool, alive_nodes: int) -> None:
 
 
 class FsBlobStore:
-    """Writes each blob once under `root`; a blob's URI is the filesystem URI of its file."""
+    """Writes each blob once under `root`; a blob's URI is the filesystem URI of its file.
+
+    `reads` and `bytes_read` count what this process read through it (blobs, items and
+    offsets), so a test or a metric can check that reads grow with the work.
+    """
 
     def __init__(self, root: str) -> None:
         self.root_uri = root if "://" in root else f"file://{root}"
         self.fs, self.root = fs.FileSystem.from_uri(self.root_uri)
+        self._prefix = f"{self.root_uri.rstrip('/')}/"
+        self.reads = 0
+        self.bytes_read = 0
 
     def put(self, key: str, data: bytes) -> str:
         path = f"{self.root.rstrip('/')}/{check_key(key)}"
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with self.fs.open_output_stream(path) as out:
             out.write(data)
-        return f"{self.root_uri.rstrip('/')}/{key}"
+        return f"{self._prefix}{key}"
+
+    def put_list(self, key: str, items: Sequence[bytes]) -> str:
+        """Write a list whose items are already JSON (`items`), readable whole or by index."""
+        data = b"[" + b",".join(items) + b"]"
+        # item i starts after "[" and the i items (each followed by one comma) before it
+        # (the last offset, after the last item's comma-or-bracket, is the blob's length)
+        offsets = array("Q", itertools.accumulate((len(i) + 1 for i in items), initial=1))
+        if sys.byteorder == "big":
+            offsets.byteswap()
+        uri = self.put(key, data)
+        self.put(key + OFFSETS, offsets.tobytes())
+        return uri
 
     def get(self, uri: str) -> bytes:
-        filesystem, path = fs.FileSystem.from_uri(uri)
+        filesystem, path = self._locate(uri)
         with filesystem.open_input_stream(path) as stream:
-            return bytes(stream.read())
+            data = bytes(stream.read())
+        self._count(len(data))
+        return data
+
+    def get_item(self, uri: str, index: int) -> bytes:
+        """Item `index` of a list blob as JSON, reading its offsets and its own bytes only
+        (a blob written without offsets, by an older wfray, is read whole)."""
+        filesystem, path = self._locate(uri)
+        try:
+            with filesystem.open_input_file(path + OFFSETS) as table:
+                count = table.size() // 8 - 1
+                if not 0 <= index < count:
+                    raise IndexError(f"item {index} of a list of {count} items in {uri!r}")
+                start, end = struct.unpack("<QQ", table.read_at(16, 8 * index))
+        except FileNotFoundError:
+            items = json.loads(self.get(uri))
+            return json.dumps(items[index], separators=(",", ":")).encode()
+        with filesystem.open_input_file(path) as blob:
+            item = bytes(blob.read_at(end - 1 - start, start))
+        self._count(16 + len(item), reads=2)
+        return item
+
+    def _locate(self, uri: str) -> tuple[fs.FileSystem, str]:
+        if uri.startswith(self._prefix):  # ours: no new filesystem (an S3 client) per read
+            return self.fs, f"{self.root.rstrip('/')}/{check_key(uri[len(self._prefix) :])}"
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        return filesystem, str(path)
+
+    def _count(self, nbytes: int, reads: int = 1) -> None:
+        self.reads += reads
+        self.bytes_read += nbytes
 
     def delete_runs(self, run_ids: Iterable[str]) -> int:
         """Delete the blob folders of these runs (the blobs of all their attempts); returns

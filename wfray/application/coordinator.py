@@ -64,6 +64,7 @@ class CoordinatorSettings:
     default_retry: RetryPolicy = field(default_factory=RetryPolicy)
     memory_cap: int = 10_000
     max_backlog: int = 1_000_000
+    max_map_items: int = 1_000_000  # a longer list mapped over fails its step (outcomes.py)
     drain_wait_s: float = 1.0
     commit_retry_max_s: float = 5.0
     share_short_steps: bool = True  # may short cpu attempts share Ray tasks (fusion.py)

@@ -17,7 +17,7 @@ from wfray.application.storable import screen
 from wfray.domain import engine
 from wfray.domain.engine import Changes, RunState
 from wfray.domain.policy import RetryPolicy
-from wfray.domain.records import AttemptRecord, TaskRecord
+from wfray.domain.records import WHOLE_STEP, AttemptRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def apply(c: Coordinator, outcome: Outcome, batch: Batch, now: datetime, touched
         return  # already applied (an outcome replayed after a restart)
     screen(outcome, c.settings.text_limits)
     c.guard.replace_poisoned(outcome)
+    _refuse_wide_fan_out(c.runs.get(outcome.run_id), outcome, c.settings.max_map_items)
     c.reconciler.running_on[attempt.executor] -= 1
     _fill_attempt(attempt, outcome)
     batch.update_attempt(attempt, AttemptStatus.RUNNING)
@@ -64,6 +65,28 @@ def apply(c: Coordinator, outcome: Outcome, batch: Batch, now: datetime, touched
     c.record(state, changes, batch)
     if state.run.status is RunStatus.FAILED:
         c.compensator.run_ended(state, batch, now)
+
+
+def _refuse_wide_fan_out(state: RunState | None, outcome: Outcome, limit: int) -> None:
+    """A list longer than the limit that a later step maps over fails its step at once
+    (not retried: the same list would come back), before a task row is written for it."""
+    items = outcome.result_items
+    if state is None or outcome.status is not AttemptStatus.SUCCEEDED or items is None:
+        return
+    if items <= limit or outcome.map_index != WHOLE_STEP:
+        return
+    mappers = [s.name for s in state.schema.steps if s.map == outcome.step]
+    if not mappers:
+        return
+    outcome.status = AttemptStatus.FAILED
+    outcome.result_json = outcome.result_ref = None
+    outcome.error_type = "wfray.FanOutTooLargeError"
+    outcome.error_message = (
+        f"step {outcome.step!r} returned {items:,} items for step {mappers[0]!r} to map over, "
+        f"over the limit of {limit:,} (WFRAY_MAX_MAP_ITEMS); split the work into several "
+        "runs or child workflows, or raise the limit"
+    )
+    outcome.retryable = False
 
 
 def _count_attempt(c: Coordinator, attempt: AttemptRecord) -> None:

@@ -22,9 +22,10 @@ from typing import Any
 import pydantic_core
 from pydantic import TypeAdapter
 
+from wfray.application.arg_text import arg_text, has_field
 from wfray.application.context import AttemptLog, StepContext, bind, unbind
 from wfray.application.log_stream import streamer_for
-from wfray.application.messages import ArgSpec, Dispatch, Outcome
+from wfray.application.messages import Dispatch, Outcome
 from wfray.application.ports import BlobStore
 from wfray.application.runtime import StepServices
 from wfray.application.secrets import bind_secret_dir, resolved_values, unbind_secret_dir
@@ -39,6 +40,7 @@ from wfray.domain.workflow import CONTEXT
 @dataclass(frozen=True, slots=True)
 class RunnerSettings:
     blob_threshold_bytes: int = 256 * 1024
+    max_result_bytes: int | None = None  # a larger result fails its attempt (None: no limit)
     log_limit: int = 1000
     max_log_line_chars: int = 8_192
     log_flush_interval_s: float = 2.0  # running attempts send their lines this often
@@ -69,6 +71,12 @@ class ResultNotStorableError(StepError):
 
 def _not_stored(step: str, why: str) -> str:
     return f"the outcome could not be stored: the result of step {step!r} {why}"
+
+
+class ResultTooLargeError(NonRetryableError):
+    """The step's result is larger than the configured maximum (WFRAY_MAX_RESULT_BYTES)."""
+
+    code = "result_too_large"
 
 
 class BlobWriteError(StepError):
@@ -118,38 +126,6 @@ def _signature(fn: Callable[..., Any]) -> _Signature:
     )
 
 
-def arg_text(spec: ArgSpec, blobs: BlobStore | None) -> str:
-    """An argument as JSON text, fetching blobs and assembling collected lists."""
-    if "json" in spec:
-        return typing.cast(str, spec["json"])
-    if "blob" in spec:
-        if blobs is None:
-            raise RuntimeError("a blob argument arrived but no blob store is configured")
-        return blobs.get(spec["blob"]).decode()
-    if "list" in spec:
-        return "[" + ",".join(arg_text(part, blobs) for part in spec["list"]) + "]"
-    if "field" in spec:
-        fields = json.loads(arg_text(spec["field"], blobs))
-        return json.dumps(fields[spec["name"]], separators=(",", ":"))
-    if "item" in spec:
-        items = json.loads(arg_text(spec["item"], blobs))
-        return json.dumps(items[spec["index"]], separators=(",", ":"))
-    if "dict" in spec:
-        body = ",".join(
-            f"{json.dumps(name)}:{arg_text(part, blobs)}" for name, part in spec["dict"].items()
-        )
-        return "{" + body + "}"
-    raise ValueError(f"unknown argument spec {sorted(spec)}")
-
-
-def _has_field(spec: ArgSpec) -> bool:
-    try:
-        fields = json.loads(arg_text(spec["field"], None))
-    except (RuntimeError, ValueError):
-        return True
-    return isinstance(fields, dict) and spec["name"] in fields
-
-
 class PreparedAttempt:
     """The call of one attempt, split so sync and async callers share everything else."""
 
@@ -181,7 +157,7 @@ class PreparedAttempt:
         self.fn = load_function(d.fn)
         signature = _signature(self.fn)
         for name, spec in d.args.items():
-            if "field" in spec and not _has_field(spec):
+            if "field" in spec and not has_field(spec):
                 continue  # the input leaves it out: the parameter's default applies
             adapter = signature.params.get(name)
             text = arg_text(spec, self.blobs)
@@ -223,13 +199,28 @@ class PreparedAttempt:
                 worker,
             )
         items = len(value) if isinstance(value, list | tuple) else None
+        limit = self.settings.max_result_bytes
+        if limit is not None and len(data) > limit:
+            too_large = ResultTooLargeError(
+                f"the result of step {d.step!r} is {len(data)} bytes of JSON, over the limit "
+                f"of {limit} bytes (WFRAY_MAX_RESULT_BYTES); return less, or raise the limit"
+            )
+            return self.failure(too_large, worker)
         result_json: str | None = None
         result_ref: str | None = None
         if len(data) > self.settings.blob_threshold_bytes and self.blobs is not None:
             try:
-                result_ref = self.blobs.put(
-                    blob_key(d.run_id, d.step, d.map_index, d.attempt), data
-                )
+                parts = None if items is None else _split(data)
+            except Exception as exc:
+                why = f"cannot be split into its items ({type(exc).__name__}: {exc})"
+                return self.failure(ResultNotStorableError(_not_stored(d.step, why)), worker)
+            try:
+                key = blob_key(d.run_id, d.step, d.map_index, d.attempt)
+                # a list is written once with its item offsets: a mapped item reads only its own
+                if parts is None:
+                    result_ref = self.blobs.put(key, data)
+                else:
+                    result_ref = self.blobs.put_list(key, parts)
             except Exception as exc:  # a failure of this attempt, not of its Ray task
                 error = BlobWriteError(
                     f"the result of step {d.step!r} ({len(data)} bytes) could not be written "
@@ -292,6 +283,14 @@ class PreparedAttempt:
             progress_json=self._progress(),
             **fields,
         )
+
+
+def _split(data: bytes) -> list[bytes] | None:
+    """The items of a serialised list, each as its own JSON (None: not a list after all)."""
+    values = json.loads(data)
+    if not isinstance(values, list):
+        return None
+    return [pydantic_core.to_json(v) for v in values]
 
 
 def _refuse_non_finite(data: bytes, value: Any, step: str) -> None:

@@ -310,7 +310,8 @@ def _make_ready(
         task.finished_at = now
         task.error_type = "wfray.MapSourceNotAList"
         task.error_message = (
-            f"step {step.name!r} maps over {step.map!r}, whose result is not a list"
+            f"step {step.name!r} maps over {step.map!r}, whose result is "
+            f"{_kind_of(source)}, not a list"
         )
         _set_task(task, TaskStatus.FAILED, changes)
         state.run.error = task.error_message
@@ -340,6 +341,17 @@ def _make_ready(
         task.finished_at = now
         _set_task(task, TaskStatus.COMPLETED, changes)
         _release_downstream(state, step.name, now, changes)
+
+
+_KINDS = {"{": "a JSON object", '"': "a JSON string", "t": "a boolean", "f": "a boolean"}
+
+
+def _kind_of(task: TaskRecord) -> str:
+    """What a result that is not a list is, for the error (its JSON tells)."""
+    if task.result_json is None:
+        return "a result in the blob store" if task.result_ref is not None else "null"
+    first = task.result_json.lstrip()[:1]
+    return "null" if first == "n" else _KINDS.get(first, "a number")
 
 
 def _finish_if_done(state: RunState, now: datetime, changes: Changes) -> None:

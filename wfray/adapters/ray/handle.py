@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from wfray.adapters.blob import blob_store
+from wfray.application.arg_text import arg_text
 from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult, RunView
 from wfray.application.queries import RunDetail
-from wfray.application.step_runner import arg_text, load_function
+from wfray.application.step_runner import load_function
 from wfray.domain.errors import RunFailedError, WaitTimeoutError, WfrayError
 from wfray.domain.records import LogRecord
 from wfray.domain.status import RunStatus

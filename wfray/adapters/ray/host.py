@@ -111,6 +111,7 @@ def executor_config(settings: Settings) -> ExecutorConfig:
         blob_root=settings.blob_root,
         runner=RunnerSettings(
             blob_threshold_bytes=settings.blob_threshold_bytes,
+            max_result_bytes=settings.max_result_bytes,
             log_limit=settings.log_limit,
             secret_dir=settings.secret_dir,
             max_log_line_chars=settings.max_log_line_chars,
