@@ -8,7 +8,6 @@ imports are what an operator's module would hold.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 
 import wfray
+from tests.api.conftest import wait_until_served
 from tests.conftest import free_port
 from wfray.application.secrets import SecretRef
 from wfray.integrations import http_request, send_email  # noqa: F401  (merely imported)
@@ -104,32 +104,3 @@ def proxy_port() -> int:
 
     controller = serve.context._get_global_client()._controller
     return int(ray.get(controller.get_http_config.remote()).port)
-
-
-def wait_until_served(url: str, timeout_s: float = 60.0) -> None:
-    """Serve reports an app running before its proxy routes to it: poll until it does."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            answer = httpx.get(f"{url}/openapi.json", timeout=5)
-            if answer.status_code == 200:
-                return
-            last = answer.status_code
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"the API at {url} did not come up within {timeout_s}s: {last!r}")
-
-
-def wait_finished(http: httpx.Client, run_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Poll a run over HTTP until it has finished; its detail."""
-    finished = {"completed", "failed", "cancelled", "compensated", "compensation_failed"}
-    deadline = time.monotonic() + timeout_s
-    while True:
-        detail: dict[str, Any] = http.get(f"/v1/runs/{run_id}").raise_for_status().json()
-        if detail["run"]["status"] in finished:
-            return detail
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} still {detail['run']['status']} after {timeout_s}s")
-        time.sleep(0.1)

@@ -19,7 +19,8 @@ import pytest
 from pypdf import PdfReader
 
 import wfray
-from tests.security._integrations_support import Served, serve_apps, wait_finished
+from tests.api.conftest import wait_finished
+from tests.security._integrations_support import Served, serve_apps
 from wfray.domain.errors import DefinitionError
 from wfray.entrypoints.http.catalog import api_workflows
 from wfray.entrypoints.http.serve import start_api
