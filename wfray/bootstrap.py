@@ -35,6 +35,7 @@ def coordinator_settings(settings: Settings) -> CoordinatorSettings:
         memory_cap=settings.memory_cap,
         max_backlog=settings.max_backlog,
         max_map_items=settings.max_map_items,
+        quarantine_after_deaths=settings.quarantine_after_deaths,
         default_retry=settings.default_retry,
         share_short_steps=settings.cpu_attempts_per_task > 1,
         short_step_s=settings.short_step_s,

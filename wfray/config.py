@@ -40,6 +40,9 @@ class Settings:
         max_map_items: a list larger than this, mapped over by a later step, fails the step
             that returned it, without retry: the fan-out's task rows are written in one
             commit and held in the coordinator's memory (WFRAY_MAX_MAP_ITEMS).
+        quarantine_after_deaths: an outcome that coordinators went down while applying, at
+            this many starts, is quarantined: its attempt fails saying so
+            (WFRAY_QUARANTINE_AFTER_DEATHS).
         namespace: the Ray namespace of wfray's named actors.
         cpu_window: cpu attempts dispatched at once (Ray queues them for free CPUs), so the
             next attempt is already waiting in Ray when a CPU frees.
@@ -108,6 +111,7 @@ class Settings:
     blob_threshold_bytes: int = 256 * 1024
     max_result_bytes: int = 1024**3
     max_map_items: int = 1_000_000
+    quarantine_after_deaths: int = 3
     namespace: str = "wfray"
     cpu_window: int = 256
     io_window: int = 256
@@ -169,6 +173,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ("blob_threshold_bytes", int),
         ("max_result_bytes", int),
         ("max_map_items", int),
+        ("quarantine_after_deaths", int),
         ("cpu_window", int),
         ("io_window", int),
         ("io_concurrency", int),
@@ -217,6 +222,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if values.get("io_executors", 1) < 1:
         raise DefinitionError(
             f"WFRAY_IO_EXECUTORS must be at least 1, got {values['io_executors']}"
+        )
+    if values.get("quarantine_after_deaths", 1) < 1:
+        raise DefinitionError(
+            "WFRAY_QUARANTINE_AFTER_DEATHS must be at least 1 (starts gone down applying one "
+            f"outcome), got {values['quarantine_after_deaths']}"
         )
     if values.get("cpu_attempts_per_task", 1) < 1:
         raise DefinitionError(

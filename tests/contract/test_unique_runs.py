@@ -85,7 +85,7 @@ def test_migration_0010_keeps_stored_runs_and_schedules_and_goes_back(fresh_url:
                 ),
                 {"t": T0},
             )
-        migrate.upgrade(engine, "0010")
+        migrate.upgrade(engine)  # through 0010 and what followed it
         store = SqlRunStore(fresh_url, create=False)
         try:
             assert store.find_runs(["old"])["old"].unique_key is None

@@ -65,6 +65,7 @@ class CoordinatorSettings:
     memory_cap: int = 10_000
     max_backlog: int = 1_000_000
     max_map_items: int = 1_000_000  # a longer list mapped over fails its step (outcomes.py)
+    quarantine_after_deaths: int = 3  # starts gone down applying one outcome (poison.py)
     drain_wait_s: float = 1.0
     commit_retry_max_s: float = 5.0
     share_short_steps: bool = True  # may short cpu attempts share Ray tasks (fusion.py)
@@ -298,6 +299,7 @@ class Coordinator:
         touched: set[str] = set()
         accepted = await self.intake.take(batch, now, touched)
         outcomes, self.outcomes = self.outcomes, []
+        await self.guard.applying(outcomes)
         acks: dict[str, int] = {}
         self.heartbeats.apply(batch)
         log_waiters, self.log_waiters = self.log_waiters, []

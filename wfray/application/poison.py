@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.messages import Dispatch, Outcome, SubmitResult
-from wfray.application.quarantine import QUARANTINED, TWO_STARTS
+from wfray.application.quarantine import QUARANTINED, died_applying
 from wfray.application.quarantine import REFUSED as REFUSED_STATUS
 from wfray.application.storable import clean_text, not_stored
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
@@ -39,6 +39,7 @@ class PoisonGuard:
         self.c = coordinator
         self.poisoned: dict[AttemptKey, str] = {}  # outcome -> why it could not be stored
         self.refused_lines: set[AttemptKey] = set()  # outcomes with a log line refused
+        self.noted: set[AttemptKey] = set()  # undelivered at this start, not yet applied
         self.isolations = 0
 
     def replace_poisoned(self, outcome: Outcome) -> None:
@@ -101,17 +102,36 @@ class PoisonGuard:
 
     async def quarantine_repeats(self) -> None:
         """At a start: outcomes the executors still hold for attempts still running in the
-        store are marked; one marked at the previous start already is quarantined, so that
-        an outcome that stops the coordinator cannot do it for ever."""
+        store are noted; one that coordinators went down while applying, at as many starts as
+        the settings allow, is quarantined, so that an outcome that stops the coordinator
+        cannot do it for ever. A coordinator killed before it began applying an outcome (by
+        an operator, with its node) counts nothing against it."""
         c = self.c
         keys = list(dict.fromkeys(o.attempt_key for _, o in c.outcomes))
         keys = [key for key in keys if key in c.attempts]
         now = c.clock.now()
-        repeats = await c.durably(c.store.note_undelivered, keys, c.reconciler.epoch, now)
+        deaths = await c.durably(c.store.note_undelivered, keys, c.reconciler.epoch, now)
+        limit = c.settings.quarantine_after_deaths
+        repeats = [key for key, count in deaths.items() if count >= limit]
         for key in repeats:
-            self.poisoned.setdefault(key, TWO_STARTS)
-            log.error("outcome of attempt %s quarantined: %s", key, TWO_STARTS)
+            why = died_applying(deaths[key])
+            self.poisoned.setdefault(key, why)
+            log.error("outcome of attempt %s quarantined: %s", key, why)
+        self.noted = set(keys) - set(repeats)
         await self._record(repeats, QUARANTINED)
+
+    async def applying(self, outcomes: Sequence[tuple[str, Outcome]]) -> None:
+        """Before a turn applies outcomes noted at the start: say so in the store, so that the
+        next start knows this coordinator went down while applying them (one write per
+        start, in the first turn or two)."""
+        if not self.noted:
+            return
+        keys = [o.attempt_key for _, o in outcomes if o.attempt_key in self.noted]
+        if not keys:
+            return
+        c = self.c
+        await c.durably(c.store.note_applying, keys, c.reconciler.epoch, c.clock.now())
+        self.noted.difference_update(keys)
 
     def _blame(
         self,

@@ -38,9 +38,14 @@ class RunStore(Protocol):
 
     def note_undelivered(
         self, keys: Sequence[AttemptKey], epoch: int, now: datetime
-    ) -> list[AttemptKey]:
-        """Mark outcomes undelivered at a coordinator start; return those marked at an
-        earlier start already (marks of outcomes delivered since are dropped)."""
+    ) -> dict[AttemptKey, int]:
+        """Mark outcomes undelivered at a coordinator start; return, for those marked at an
+        earlier start already, how many starts went down while applying them (marks of
+        outcomes delivered since are dropped)."""
+        ...
+
+    def note_applying(self, keys: Sequence[AttemptKey], epoch: int, now: datetime) -> None:
+        """The coordinator of `epoch` begins applying outcomes it noted at its start."""
         ...
 
     def set_aside(

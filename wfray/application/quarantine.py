@@ -1,9 +1,11 @@
 """Outcomes set aside, and why: the operator's view of what the poison guard did.
 
 `refused`: the database refused what the outcome held; its attempt was recorded as failed.
-`quarantined`: the outcome was still undelivered at two consecutive coordinator starts (the
-coordinator went down while applying it, twice): its attempt was recorded as failed with
-that reason, so no outcome can keep a coordinator restarting.
+`quarantined`: coordinators went down while applying the outcome, at as many starts as
+`CoordinatorSettings.quarantine_after_deaths` allows: its attempt was recorded as failed
+with that reason, so no outcome can keep a coordinator restarting. A coordinator killed
+before it began applying an outcome (an operator's kill, a node lost during recovery)
+counts nothing against it.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 AttemptKey = tuple[str, str, int, int]
-PENDING = "pending"
+PENDING = "pending"  # undelivered at a start, not yet being applied
+APPLYING = "applying"  # a coordinator began applying it (and has not committed it)
 QUARANTINED = "quarantined"
 REFUSED = "refused"
-TWO_STARTS = (
-    "the outcome was still undelivered at two consecutive coordinator starts (the "
-    "coordinator stopped while applying it): quarantined"
-)
+
+
+def died_applying(deaths: int) -> str:
+    return f"the coordinator went down while applying this outcome, {deaths} times: quarantined"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from wfray.application.batch import Batch, RejectedRow
-from wfray.application.quarantine import PENDING, AttemptKey, QuarantinedOutcome
+from wfray.application.quarantine import APPLYING, PENDING, AttemptKey, QuarantinedOutcome
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
@@ -34,6 +34,7 @@ class InMemoryRunStore:
         self._log_keys: set[tuple[object, ...]] = set()
         self._aside: dict[AttemptKey, QuarantinedOutcome] = {}
         self._aside_epochs: dict[AttemptKey, int] = {}
+        self._aside_deaths: dict[AttemptKey, int] = {}
         self._next_log_id = 1
 
     def commit(self, batch: Batch) -> None:
@@ -66,18 +67,36 @@ class InMemoryRunStore:
 
     def note_undelivered(
         self, keys: Sequence[AttemptKey], epoch: int, now: datetime
-    ) -> list[AttemptKey]:
+    ) -> dict[AttemptKey, int]:
         with self._lock:
-            marked = {k: v for k, v in self._aside.items() if v.status == PENDING}
+            marked = {k for k, v in self._aside.items() if v.status in (PENDING, APPLYING)}
             wanted = set(keys)
-            for key in marked:
-                if key not in wanted:
-                    del self._aside[key]
-            for key in keys:
-                if key not in self._aside:
+            for key in marked - wanted:
+                del self._aside[key]
+            deaths: dict[AttemptKey, int] = {}
+            for key in dict.fromkeys(keys):
+                if key not in marked:
+                    if key not in self._aside:
+                        self._aside[key] = QuarantinedOutcome(key, PENDING, "", now)
+                        self._aside_epochs[key] = epoch
+                        self._aside_deaths[key] = 0
+                    continue
+                count = self._aside_deaths.get(key, 0)
+                if self._aside[key].status == APPLYING and self._aside_epochs[key] < epoch:
+                    count += 1
                     self._aside[key] = QuarantinedOutcome(key, PENDING, "", now)
                     self._aside_epochs[key] = epoch
-            return [k for k in keys if k in marked and self._aside_epochs[k] < epoch]
+                    self._aside_deaths[key] = count
+                deaths[key] = count
+            return deaths
+
+    def note_applying(self, keys: Sequence[AttemptKey], epoch: int, now: datetime) -> None:
+        with self._lock:
+            for key in keys:
+                held = self._aside.get(key)
+                if held is not None and held.status == PENDING:
+                    self._aside[key] = QuarantinedOutcome(key, APPLYING, "", now)
+                    self._aside_epochs[key] = epoch
 
     def set_aside(
         self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
@@ -89,7 +108,7 @@ class InMemoryRunStore:
 
     def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
         with self._lock:
-            found = [v for v in self._aside.values() if v.status != PENDING]
+            found = [v for v in self._aside.values() if v.status not in (PENDING, APPLYING)]
         return sorted(found, key=lambda v: (v.at, v.key))
 
     def rejected_rows(self, batch: Batch) -> list[RejectedRow]:

@@ -250,9 +250,13 @@ class SqlRunStore:
 
     def note_undelivered(
         self, keys: Sequence[AttemptKey], epoch: int, now: datetime
-    ) -> list[AttemptKey]:
+    ) -> dict[AttemptKey, int]:
         with self._errors(), self._writer.begin() as conn:
             return quarantine.note_undelivered(conn, keys, epoch, now)
+
+    def note_applying(self, keys: Sequence[AttemptKey], epoch: int, now: datetime) -> None:
+        with self._errors(), self._writer.begin() as conn:
+            quarantine.note_applying(conn, keys, epoch, now)
 
     def set_aside(
         self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime

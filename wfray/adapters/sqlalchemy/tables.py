@@ -248,5 +248,7 @@ outcome_quarantine = sa.Table(
     sa.Column("epoch", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # starts whose coordinator went down while applying the outcome (application/poison.py)
+    sa.Column("deaths", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_outcome_quarantine_status", "status"),
 )
