@@ -46,6 +46,7 @@ async def _start_and_go_down(store: Any, executor: InlineExecutor, *, applying: 
     """A coordinator recovers, then goes down: while applying what it found, or before."""
     c = Coordinator(store, {"cpu": executor, "io": executor}, _Clock(), CoordinatorSettings())
     await c.reconciler.recover()
+    await c.guard.quarantine_repeats()
     if applying:
         await c.guard.applying(c.outcomes)
     return c

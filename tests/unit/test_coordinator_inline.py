@@ -324,7 +324,7 @@ def test_a_failed_fan_out_cancels_its_waiting_items_and_the_coordinator_carries_
             later = await c.submit([request(f"later{i}", unit_flows.single) for i in range(4)])
             assert [r.error_code for r in later] == [None] * 4
             views = await finish(c, *(r.run_id for r in later))
-            return failed, views, c.queued_count, store
+            return failed, views, c.state.queued_count, store
 
     failed, later, queued, store = run(scenario)
     assert failed.status is RunStatus.FAILED

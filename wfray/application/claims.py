@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from wfray.application.durable import DurableStore
+from wfray.application.ports import Clock
+from wfray.application.state import AttemptKey, CoordinatorState
 from wfray.application.storable import problem
 from wfray.domain.claims import (
     ClaimRecord,
@@ -35,10 +37,6 @@ from wfray.domain.errors import InvalidClaimError, StoreUnavailableError
 from wfray.domain.records import TaskRecord
 from wfray.domain.status import TaskStatus
 
-if TYPE_CHECKING:
-    from wfray.application.coordinator import Coordinator
-
-AttemptKey = tuple[str, str, int, int]
 _WAITING = frozenset({TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RETRYING})
 _MAX_RACES = 20  # lost compare-and-sets in a row: another coordinator keeps writing
 
@@ -91,8 +89,10 @@ def view(
 class ClaimDesk:
     """Claims as the coordinator answers them."""
 
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.c = coordinator
+    def __init__(self, state: CoordinatorState, durable: DurableStore, clock: Clock) -> None:
+        self.state = state
+        self.durable = durable
+        self.clock = clock
         self._lock = asyncio.Lock()
 
     async def claim(self, key: str, attempt: AttemptKey, ttl_s: float) -> ClaimView:
@@ -106,7 +106,7 @@ class ClaimDesk:
                 liveness = StepLiveness.RUNNING
                 if current and not current.done and not current.holder.same_step(claimant):
                     liveness = await self.liveness(current.holder)
-                decision = decide(current, claimant, key, ttl, liveness, self.c.clock.now())
+                decision = decide(current, claimant, key, ttl, liveness, self.clock.now())
                 if decision.write and not await self._put(decision.record, current):
                     continue
                 return view(decision.record, decision.acquired, decision.state, decision.regained)
@@ -123,7 +123,7 @@ class ClaimDesk:
         async with self._lock:
             for _ in range(_MAX_RACES):
                 current = await self._get(key)
-                record = finish(current, claimant, result_json, self.c.clock.now())
+                record = finish(current, claimant, result_json, self.clock.now())
                 if record is current or await self._put(record, current):
                     return view(record, True, ClaimState.DONE, regained=True)
         raise StoreUnavailableError(f"claim {key!r}: other writers kept changing it")
@@ -136,12 +136,12 @@ class ClaimDesk:
             return None
         liveness = StepLiveness.RUNNING if current.done else await self.liveness(current.holder)
         mine = asker is not None and current.holder.same_step(Holder(*asker))
-        return view(current, mine, state_of(current, liveness, self.c.clock.now()))
+        return view(current, mine, state_of(current, liveness, self.clock.now()))
 
     async def of_runs(self, run_ids: list[str]) -> list[ClaimView]:
         """The claims these runs hold, with their holders' states."""
-        found = await self.c.durably(self.c.store.claims_of, run_ids)
-        now = self.c.clock.now()
+        found = await self.durable.call(self.durable.store.claims_of, run_ids)
+        now = self.clock.now()
         views = []
         for record in found:
             live = StepLiveness.RUNNING if record.done else await self.liveness(record.holder)
@@ -151,19 +151,19 @@ class ClaimDesk:
     async def liveness(self, holder: Holder) -> StepLiveness:
         """What the coordinator knows of the holder's step: its run in memory is ahead of
         the store by at most one uncommitted turn, whose decisions a replay repeats."""
-        state = self.c.runs.get(holder.run_id)
+        state = self.state.runs.get(holder.run_id)
         if state is not None:
             return _liveness(state.tasks.get((holder.step, holder.map_index)))
-        tasks = await self.c.durably(self.c.store.get_tasks, [holder.run_id])
+        tasks = await self.durable.call(self.durable.store.get_tasks, [holder.run_id])
         found = [t for t in tasks if (t.step, t.map_index) == (holder.step, holder.map_index)]
         return _liveness(found[0] if found else None)
 
     async def _get(self, key: str) -> ClaimRecord | None:
-        return await self.c.durably(self.c.store.get_claim, key)
+        return await self.durable.call(self.durable.store.get_claim, key)
 
     async def _put(self, record: ClaimRecord, current: ClaimRecord | None) -> bool:
         expected = None if current is None else current.version
-        if await self.c.durably(self.c.store.put_claim, record, expected):
+        if await self.durable.call(self.durable.store.put_claim, record, expected):
             return True
         # a write replayed after an ambiguous failure (the connection died around COMMIT)
         # finds itself stored: that is a success, not a race

@@ -5,23 +5,31 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from wfray.application.batch import Batch
+from wfray.application.compensator import Compensator
+from wfray.application.loading import RunLoader
 from wfray.application.messages import CommandResult
+from wfray.application.state import AttemptKey, CoordinatorState
 from wfray.domain import engine, saga
 from wfray.domain.engine import RunState
 from wfray.domain.status import RunStatus
-
-if TYPE_CHECKING:
-    from wfray.application.coordinator import AttemptKey, Coordinator
 
 Answers = list[tuple["asyncio.Future[CommandResult]", CommandResult]]
 
 
 class Commands:
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.c = coordinator
+    def __init__(
+        self,
+        state: CoordinatorState,
+        compensator: Compensator,
+        loader: RunLoader,
+        wake: asyncio.Event,
+    ) -> None:
+        self.state = state
+        self.compensator = compensator
+        self.loader = loader
+        self.wake = wake
         # (kind, run id, reason, answer), applied in the next loop turn
         self.pending: list[tuple[str, str, str, asyncio.Future[CommandResult]]] = []
 
@@ -37,7 +45,7 @@ class Commands:
             future: asyncio.Future[CommandResult] = loop.create_future()
             self.pending.append((kind, run_id, reason, future))
             futures.append(future)
-        self.c.wake.set()
+        self.wake.set()
         return list(await asyncio.gather(*futures))
 
     async def take(
@@ -46,19 +54,19 @@ class Commands:
         if not self.pending:
             return [], []
         commands, self.pending = self.pending, []
-        await self.c.load_runs(
-            {run_id for _, run_id, _, _ in commands if run_id not in self.c.runs}
+        await self.loader.load_runs(
+            {run_id for _, run_id, _, _ in commands if run_id not in self.state.runs}
         )
         answers = []
         to_stop: list[AttemptKey] = []
         for kind, run_id, reason, future in commands:
-            state = self.c.runs.get(run_id)
+            state = self.state.runs.get(run_id)
             if state is None:
                 answer = CommandResult(run_id, False, "unknown", f"no run with id {run_id!r}")
             elif kind in ("cancel", "cancel-only"):
                 answer = self._cancel_one(state, reason, now, batch, to_stop)
                 if answer.applied and kind == "cancel":
-                    self.c.compensator.run_ended(state, batch, now)
+                    self.compensator.run_ended(state, batch, now)
                     answer.status = state.run.status.value
             elif kind == "expire":
                 answer = self._expire_one(state, now, batch, to_stop)
@@ -77,8 +85,8 @@ class Commands:
         run_id, status = state.run.run_id, state.run.status.value
         if state.finished:
             return CommandResult(run_id, False, status, f"run already {status}: nothing to do")
-        self.c.record(state, engine.cancel_run(state, reason, now), batch)
-        to_stop += [key for key in self.c.attempts if key[0] == run_id]
+        self.state.record(state, engine.cancel_run(state, reason, now), batch)
+        to_stop += self.state.attempts_of(run_id)
         return CommandResult(run_id, True, state.run.status.value, "cancelled")
 
     def _expire_one(
@@ -87,9 +95,9 @@ class Commands:
         run_id = state.run.run_id
         if state.finished:
             return CommandResult(run_id, False, state.run.status.value, "finished in time")
-        self.c.record(state, engine.expire_run(state, now), batch)
-        to_stop += [key for key in self.c.attempts if key[0] == run_id]
-        self.c.compensator.run_ended(state, batch, now)
+        self.state.record(state, engine.expire_run(state, now), batch)
+        to_stop += self.state.attempts_of(run_id)
+        self.compensator.run_ended(state, batch, now)
         return CommandResult(run_id, True, state.run.status.value, "deadline exceeded")
 
     def _retry_compensation_one(
@@ -103,7 +111,7 @@ class Commands:
                 status,
                 f"run is {status}: only a run whose compensation failed can have it retried",
             )
-        self.c.record(state, saga.retry(state, now), batch)
+        self.state.record(state, saga.retry(state, now), batch)
         return CommandResult(run_id, True, state.run.status.value, "compensation retried")
 
     def _resume_one(self, state: RunState, now: datetime, batch: Batch) -> CommandResult:
@@ -119,5 +127,5 @@ class Commands:
             return CommandResult(
                 run_id, False, status, "attempts of the run are still ending: resume it in a moment"
             )
-        self.c.record(state, engine.resume_run(state, now), batch)
+        self.state.record(state, engine.resume_run(state, now), batch)
         return CommandResult(run_id, True, state.run.status.value, "resumed")

@@ -3,30 +3,31 @@ attempts, and applying their outcomes. The rules themselves live in `wfray.domai
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from wfray.application.arguments import task_ref
 from wfray.application.batch import Batch
-from wfray.application.dispatcher import count_failure, launch
+from wfray.application.dispatcher import Launcher, count_failure
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
+from wfray.application.state import CoordinatorState
 from wfray.domain import engine, saga
 from wfray.domain.engine import Changes, RunState
+from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import INPUT, RESULT
-
-if TYPE_CHECKING:
-    from wfray.application.coordinator import Coordinator
 
 COMPENSATION = "compensation"
 
 
 class Compensator:
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.c = coordinator
+    def __init__(
+        self, state: CoordinatorState, launcher: Launcher, default_retry: RetryPolicy
+    ) -> None:
+        self.state = state
+        self.launcher = launcher
+        self.default_retry = default_retry
         self._below: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
 
     def below(self, state: RunState) -> dict[str, frozenset[str]]:
@@ -39,7 +40,7 @@ class Compensator:
         """A run just failed (or was cancelled with compensation): undo what it did."""
         changes = saga.begin(state, now)
         if changes is not None:
-            self.c.record(state, changes, batch)
+            self.state.record(state, changes, batch)
 
     def advance(self, states: Iterable[RunState], batch: Batch, now: datetime) -> list[Dispatch]:
         """Start the compensations that may start; end the compensation that is done."""
@@ -55,16 +56,16 @@ class Compensator:
                 dispatches.append(self._dispatch(state, task, batch, now))
             changes = saga.finish(state, self.below(state), now)
             if changes is not None:
-                self.c.record(state, changes, batch)
+                self.state.record(state, changes, batch)
         return dispatches
 
     def _running(self, task: TaskRecord) -> bool:
-        return (task.run_id, task.step, task.map_index, task.attempts) in self.c.attempts
+        return (task.run_id, task.step, task.map_index, task.attempts) in self.state.attempts
 
     def _dispatch(self, state: RunState, task: TaskRecord, batch: Batch, now: datetime) -> Dispatch:
-        self.c.record(state, saga.start(task, now), batch)
+        self.state.record(state, saga.start(task, now), batch)
         step = state.schema.step(task.step)
-        self.c.queues.started(task)
+        self.state.queues.started(task)
         args: dict[str, ArgSpec] = {}
         for param, source in step.compensation_bindings.items():
             if source == RESULT:
@@ -72,7 +73,7 @@ class Compensator:
             elif source == INPUT:
                 args[param] = {"json": state.run.input_json}
         assert step.compensation is not None
-        return launch(self.c, state, task, step.compensation, args, batch, now, COMPENSATION)
+        return self.launcher.launch(state, task, step.compensation, args, batch, now, COMPENSATION)
 
     def outcome(
         self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
@@ -83,10 +84,10 @@ class Compensator:
         failure = count_failure(task, outcome)
         step = state.schema.step(task.step)
         policy = step.compensation_retry or state.schema.retry_for(
-            task.step, None, self.c.settings.default_retry
+            task.step, None, self.default_retry
         )
         decision = policy.decide(failure, task.failures, task.lost, now)
         if decision.retry_at is None:
             return saga.gave_up(task, failure)
-        heapq.heappush(self.c.timers, (decision.retry_at, task.run_id, task.step, task.map_index))
+        self.state.timers.retry_at(decision.retry_at, task)
         return saga.retry_later(task, failure, decision.retry_at)

@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from wfray.application import events
-from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
 from wfray.application.claims import ClaimDesk
 from wfray.application.commands import Commands
 from wfray.application.compensator import Compensator
-from wfray.application.dispatcher import Dispatcher
-from wfray.application.fusion import SHORT_STEP_S, ShortSteps
+from wfray.application.coordinator_settings import CoordinatorSettings
+from wfray.application.dispatcher import Dispatcher, Launcher
+from wfray.application.durable import DurableStore
 from wfray.application.heartbeats import HeartbeatWatch
 from wfray.application.intake import Intake
+from wfray.application.loading import RunLoader
 from wfray.application.messages import (
     CommandResult,
     Outcome,
@@ -35,42 +34,24 @@ from wfray.application.messages import (
     SubmitResult,
 )
 from wfray.application.metrics import Metrics, MetricsBuffer
-from wfray.application.outcomes import apply as apply_outcome
+from wfray.application.outcomes import OutcomeApplier
 from wfray.application.poison import REFUSED, PoisonGuard
 from wfray.application.ports import Clock, RunStore, StepExecutor
 from wfray.application.reconciler import Reconciler
-from wfray.application.storable import TextLimits, clean_logs, problem
+from wfray.application.state import AttemptKey, CoordinatorState
+from wfray.application.storable import clean_logs, problem
+from wfray.application.timers import TimerKind
 from wfray.application.waiting import Waiting
 from wfray.domain import engine
-from wfray.domain.engine import Changes, RunState
-from wfray.domain.errors import StoreUnavailableError, UnknownWorkflowError
-from wfray.domain.policy import RetryPolicy
-from wfray.domain.queueing import QueueConfig, QueueManager
-from wfray.domain.records import WHOLE_STEP, AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.engine import RunState
+from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 log = logging.getLogger("wfray.coordinator")
 
-AttemptKey = tuple[str, str, int, int]
-DEADLINE = ""  # the step name of a run's deadline in the timer heap
+__all__ = ["AttemptKey", "Coordinator", "CoordinatorSettings"]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class CoordinatorSettings:
-    queues: tuple[QueueConfig, ...] = ()
-    pool_windows: dict[str, int] = field(default_factory=lambda: {"cpu": 256, "io": 256})
-    default_retry: RetryPolicy = field(default_factory=RetryPolicy)
-    memory_cap: int = 10_000
-    max_backlog: int = 1_000_000
-    max_map_items: int = 1_000_000  # a longer list mapped over fails its step (outcomes.py)
-    quarantine_after_deaths: int = 3  # starts gone down applying one outcome (poison.py)
-    drain_wait_s: float = 1.0
-    commit_retry_max_s: float = 5.0
-    share_short_steps: bool = True  # may short cpu attempts share Ray tasks (fusion.py)
-    short_step_s: float = SHORT_STEP_S  # under this mean duration a step is short
-    text_limits: TextLimits = field(default_factory=TextLimits)  # storable.py
 
 
 class Coordinator:
@@ -86,37 +67,41 @@ class Coordinator:
         self.store = store
         self.executors = executors
         self.clock = clock
-        self.settings = settings or CoordinatorSettings()
-        self.runs: dict[str, RunState] = {}
-        self.schemas: dict[tuple[str, str], WorkflowSchema] = {}
-        self.attempts: dict[AttemptKey, AttemptRecord] = {}
-        self.queues = QueueManager(
-            list(self.settings.queues), self.settings.pool_windows, self.settings.memory_cap
+        self.settings = settings = settings or CoordinatorSettings()
+        self.state = state = CoordinatorState(settings)
+        self.durable = durable = DurableStore(store, settings.commit_retry_max_s)
+        self.wake = wake = asyncio.Event()
+        self.metrics: Metrics = MetricsBuffer()
+        self.loader = loader = RunLoader(state, durable)
+        self.heartbeats = heartbeats = HeartbeatWatch(state)
+        self.outcomes: list[tuple[str, Outcome]] = []  # the inbox: arrived, for the next turn
+        self.reconciler = Reconciler(
+            state, executors, durable, loader, heartbeats, clock, settings, self.outcomes, wake
         )
-        self.args = ArgumentBuilder()
-        self.intake = Intake(self)
-        self.compensator = Compensator(self)
-        self.dispatcher = Dispatcher(self)
-        self.retouch: set[str] = set()  # runs to look at in the next turn (after recovery)
-        self.reconciler = Reconciler(self)
-        self.heartbeats = HeartbeatWatch(self)
-        self.short_steps = ShortSteps(self.settings.short_step_s)
+        self.launcher = launcher = Launcher(state, self.reconciler, self.heartbeats, settings)
+        self.compensator = Compensator(state, launcher, settings.default_retry)
+        self.dispatcher = Dispatcher(state, launcher, loader, durable, wake)
+        self.intake = Intake(state, durable, loader, settings, wake)
+        self.commands = Commands(state, self.compensator, loader, wake)
+        self.guard = PoisonGuard(
+            state,
+            durable,
+            self.reconciler,
+            heartbeats,
+            clock,
+            settings,
+            self.metrics,
+            self.outcomes,
+        )
+        self.outcome_applier = OutcomeApplier(
+            state, settings, self.compensator, self.guard, self.metrics
+        )
+        self.waiting = Waiting(state, durable)
+        self.claims = ClaimDesk(state, durable, clock)  # steps' claims, one store call each
         self.streamed_logs: list[LogRecord] = []
         # callers of append_logs, answered once their lines are committed
         self.log_waiters: list[asyncio.Future[bool]] = []
-        self.guard = PoisonGuard(self)
-        self.metrics: Metrics = MetricsBuffer()
-        self.timers: list[tuple[datetime, str, str, int]] = []
-        self.outcomes: list[tuple[str, Outcome]] = []
-        self.waiting = Waiting(self)
-        self.commands = Commands(self)
-        self.claims = ClaimDesk(self)  # claims.py: steps' claims, one store call each
-        self.seq = 0
-        self.queued_count = 0
-        self.wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self.committing: asyncio.Future[None] | None = None
         self.turns = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -124,11 +109,12 @@ class Coordinator:
     async def start(self) -> None:
         """Recover from the store, reconcile with the executors, and start the loop."""
         await self.reconciler.recover()
+        await self.guard.quarantine_repeats()
         self._loop_task = asyncio.create_task(self._run_loop(), name="wfray-coordinator-loop")
         self.reconciler.start_drainers()
 
     async def stop(self) -> None:
-        self._stopping = True
+        self.durable.stopping = True
         self.wake.set()
         await self.reconciler.stop_drainers()
         if self._loop_task is not None:
@@ -138,16 +124,16 @@ class Coordinator:
 
     @property
     def stopping(self) -> bool:
-        return self._stopping
+        return self.durable.stopping
 
     # -- the public calls ------------------------------------------------------------------
 
     async def register(self, schemas: Sequence[WorkflowSchema]) -> None:
         """Store workflow schemas (idempotent: a version is its content hash)."""
         for schema in schemas:
-            if (schema.name, schema.version) not in self.schemas:
+            if (schema.name, schema.version) not in self.state.schemas:
                 await self.durably(self.store.save_workflow, schema)
-                self.schemas[(schema.name, schema.version)] = schema
+                self.state.schemas[(schema.name, schema.version)] = schema
 
     def heartbeat(self, beats: Sequence[tuple[AttemptKey, str | None]]) -> None:
         """Running attempts report they are alive, with their progress (JSON) if any."""
@@ -221,7 +207,9 @@ class Coordinator:
         """Start every workflow subscribed to event `name`, once per event id, each with
         its input as validated by the publisher (`events.validated_inputs`) and its
         uniqueness key (`events.unique_keys`)."""
-        return await events.publish(self, name, payload_json, event_id, source, inputs, keys)
+        return await events.publish(
+            self.durable, self.intake, name, payload_json, event_id, source, inputs, keys
+        )
 
     async def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
         """Take runs off the dead-letter list: their failed compensations are tried again."""
@@ -243,49 +231,44 @@ class Coordinator:
         return await self.waiting.views(run_ids)
 
     async def schema(self, name: str, version: str | None) -> WorkflowSchema:
-        if version is not None and (name, version) in self.schemas:
-            return self.schemas[(name, version)]
-        found = await self.durably(self.store.get_workflow, name, version)
-        if found is None:
-            what = f"{name!r} version {version!r}" if version else repr(name)
-            raise UnknownWorkflowError(f"unknown workflow {what}; register it before submitting")
-        self.schemas[(found.name, found.version)] = found
-        return found
+        return await self.loader.schema(name, version)
 
     def stats(self) -> dict[str, object]:
+        memory = self.state
         return {
-            "runs_in_memory": len(self.runs),
-            "tasks_held": self.queues.held,
-            "running_attempts": len(self.attempts),
-            "running_by_executor": {e: n for e, n in self.reconciler.running_on.items() if n},
-            "queued": self.queued_count,
-            "timers": len(self.timers),
+            "runs_in_memory": len(memory.runs),
+            "tasks_held": memory.queues.held,
+            "running_attempts": len(memory.attempts),
+            "running_by_executor": {e: n for e, n in memory.running_on.items() if n},
+            "queued": memory.queued_count,
+            "timers": len(memory.timers),
             "turns": self.turns,
             "traffic": dict(self.reconciler.traffic),
-            "queues": self.queues.depth(),
+            "queues": memory.queues.depth(),
             "metrics": self.metrics.snapshot() if isinstance(self.metrics, MetricsBuffer) else {},
         }
 
     # -- the loop ---------------------------------------------------------------------------
 
     async def _run_loop(self) -> None:
-        while not self._stopping:
+        while not self.stopping:
             timeout = self._idle_timeout()
             if timeout is None or timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout)
             self.wake.clear()
-            if self.stopping:
+            if self.durable.stopping:  # stop() was called while the loop waited
                 return
             await self._turn()
 
     def _idle_timeout(self) -> float | None:
         now = self.clock.now()
-        deadlines = [self.timers[0][0]] if self.timers else []
+        timer = self.state.timers.next_at()
+        deadlines = [timer] if timer is not None else []
         beat_due = self.heartbeats.next_due()
         if beat_due is not None:
             deadlines.append(beat_due)
-        token = self.queues.next_wakeup(now)
+        token = self.state.queues.next_wakeup(now)
         if token is not None:
             deadlines.append(token)
         if not deadlines:
@@ -298,7 +281,8 @@ class Coordinator:
         batch = Batch()
         touched: set[str] = set()
         accepted = await self.intake.take(batch, now, touched)
-        outcomes, self.outcomes = self.outcomes, []
+        outcomes = list(self.outcomes)
+        self.outcomes.clear()
         await self.guard.applying(outcomes)
         acks: dict[str, int] = {}
         self.heartbeats.apply(batch)
@@ -306,24 +290,30 @@ class Coordinator:
         if self.streamed_logs:
             batch.logs.extend(self.streamed_logs)
             self.streamed_logs = []
+        apply = self.outcome_applier.apply
         for pool, outcome in outcomes:
-            apply_outcome(self, outcome, batch, now, touched)
+            apply(outcome, batch, now, touched)
             acks[pool] = max(acks.get(pool, 0), outcome.seq)
-        for outcome in self.heartbeats.expire(now):
-            apply_outcome(self, outcome, batch, now, touched)
+        silent, to_cancel = self.heartbeats.expire(now)
+        for outcome in silent:
+            apply(outcome, batch, now, touched)
         self._fire_timers(batch, now, touched)
         cancelled, to_stop = await self.commands.take(batch, now, touched)
-        touched |= self.retouch
-        self.retouch = set()
+        memory = self.state
+        touched |= memory.retouch
+        memory.retouch = set()
         dispatches = self.dispatcher.dispatch(batch, now, touched)
         dispatches += self.compensator.advance(
-            [self.runs[r] for r in touched if r in self.runs], batch, now
+            [memory.runs[r] for r in touched if r in memory.runs], batch, now
         )
         aside: set[str] | None = None
         try:
-            await self._commit(batch)
+            await self.durable.commit(batch)
         except REFUSED as exc:  # not an outage: what it holds (poison.py)
             aside = await self.guard.commit_around(batch, exc, outcomes, accepted)
+        self._count_finished(aside)
+        for pool, keys in to_cancel.items():
+            self.reconciler.cancel_in(pool, keys)
         for waiter in log_waiters:
             if not waiter.done():
                 waiter.set_result(True)
@@ -341,135 +331,60 @@ class Coordinator:
         self._settle(touched)
         await self.dispatcher.page_in()
 
-    def reset_memory(self) -> None:
-        """Forget every run, attempt, queue and timer: `reconciler.recover` rebuilds them from
-        the store (waiters, pending submissions and commands stay)."""
-        self.runs.clear()
-        self.attempts.clear()
-        self.queues = QueueManager(
-            list(self.settings.queues), self.settings.pool_windows, self.settings.memory_cap
-        )
-        self.args = ArgumentBuilder()
-        self.heartbeats = HeartbeatWatch(self)
-        self.timers = []
-        self.retouch = set()
-        self.reconciler.running_on.clear()
-
-    async def _commit(self, batch: Batch) -> None:
-        if not len(batch):
-            return
-        self.committing = asyncio.get_running_loop().create_future()
-        try:
-            await self.durably(self.store.commit, batch)
-        finally:
-            if not self.committing.done():
-                self.committing.set_result(None)
-            self.committing = None
-
     async def durably(self, call: Callable[..., T], *args: Any) -> T:
-        """Run a store call in a thread, waiting out database outages (a restart, a failover).
-
-        A commit interrupted around COMMIT is replayed: the store makes that idempotent.
-        """
-        delay = 0.05
-        while True:
-            try:
-                return await asyncio.to_thread(call, *args)
-            except StoreUnavailableError as exc:
-                if self._stopping:
-                    raise
-                name = getattr(call, "__name__", "call")
-                log.warning("store unavailable, retrying %s in %.2fs: %s", name, delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.commit_retry_max_s)
-
-    # -- applying events ---------------------------------------------------------------------
-
-    def record(self, state: RunState, changes: Changes, batch: Batch) -> None:
-        """Put an engine decision into the batch and queue what became ready."""
-        for task in changes.ready:
-            self._enqueue(task)
-        for task in changes.new_tasks:
-            batch.insert_task(task)
-        for task, expected in changes.updated_tasks:
-            batch.update_task(task, expected)
-            if expected is TaskStatus.QUEUED and task.status is TaskStatus.CANCELLED:
-                self.queued_count -= 1  # held or not, it left the backlog
-        if changes.run_changed is not None:
-            batch.update_run(state.run, changes.run_changed)
-            if state.run.status.finished:
-                self.metrics.run_finished(state.run.workflow, state.run.status.value)
-
-    def _enqueue(self, task: TaskRecord) -> None:
-        self.seq += 1
-        task.seq = self.seq
-        self.queued_count += 1
-        self.queues.push(task)
-
-    def watch_deadline(self, run_id: str, deadline: datetime) -> None:
-        heapq.heappush(self.timers, (deadline, run_id, DEADLINE, WHOLE_STEP))
+        """A store call in a thread, database outages waited out (durable.py)."""
+        return await self.durable.call(call, *args)
 
     def _fire_timers(self, batch: Batch, now: datetime, touched: set[str]) -> None:
-        while self.timers and self.timers[0][0] <= now:
-            _, run_id, step, index = heapq.heappop(self.timers)
-            if step == DEADLINE:
-                self.commands.internal("expire", run_id)  # the run may wait in the store only
+        memory = self.state
+        for timer in memory.timers.due(now):
+            if timer.kind is TimerKind.DEADLINE:
+                self.commands.internal("expire", timer.run_id)  # it may wait in the store only
                 continue
-            state = self.runs.get(run_id)
-            task = state.tasks.get((step, index)) if state else None
+            state = memory.runs.get(timer.run_id)
+            task = state.tasks.get((timer.step, timer.map_index)) if state else None
             if state is None or task is None:
                 continue
             if task.status is TaskStatus.COMPENSATING:
-                touched.add(run_id)  # a compensation's retry is due: the saga phase sends it
+                touched.add(timer.run_id)  # a compensation's retry is due: the saga phase sends it
             elif task.status is TaskStatus.RETRYING:
-                touched.add(run_id)
-                self.record(state, engine.requeue(task, now), batch)
+                touched.add(timer.run_id)
+                memory.record(state, engine.requeue(task, now), batch)
 
     # -- after the commit ----------------------------------------------------------------------
 
     def _settle(self, touched: set[str]) -> None:
         """Answer waiters of finished runs and drop from memory what needs no attention."""
+        memory = self.state
         for run_id in touched:
-            state = self.runs.get(run_id)
+            state = memory.runs.get(run_id)
             if state is None:
                 continue
             if state.finished:
                 self.waiting.finished(state.run)
                 if not engine.attempts_running(state):  # else stay, to record how they end
-                    self._evict(run_id)
-            elif not self._live(state):
-                self._evict(run_id)
+                    memory.evict(run_id)
+            elif not memory.live(state):
+                memory.evict(run_id)
 
-    def _live(self, state: RunState) -> bool:
-        for task in state.tasks.values():
-            if task.status in (TaskStatus.RUNNING, TaskStatus.RETRYING, TaskStatus.COMPENSATING):
-                return True
-            if task.status is TaskStatus.QUEUED and self.queues.holds(
-                (task.run_id, task.step, task.map_index)
-            ):
-                return True
-        return False
+    def _count_finished(self, aside: set[str] | None) -> None:
+        finished, self.state.finished = self.state.finished, []
+        for run in finished:
+            if aside is None or run.run_id not in aside:
+                self.metrics.run_finished(run.workflow, run.status.value)
 
-    def _evict(self, run_id: str) -> None:
-        self.runs.pop(run_id, None)
-        self.args.forget(run_id)
+    # -- what the reconciler and the poison guard still reach through the coordinator ----------
 
-    async def load_runs(self, run_ids: set[str]) -> None:
-        """Bring runs (and their tasks) from the store into memory."""
-        if not run_ids:
-            return
-        ids = sorted(run_ids)
-        runs = await self.durably(self.store.find_runs, ids)
-        tasks = await self.durably(self.store.get_tasks, ids)
-        for run in runs.values():
-            if run.run_id not in self.runs:
-                self.adopt(
-                    run,
-                    [t for t in tasks if t.run_id == run.run_id],
-                    await self.schema(run.workflow, run.version),
-                )
+    @property
+    def runs(self) -> dict[str, RunState]:
+        return self.state.runs
+
+    @property
+    def attempts(self) -> dict[AttemptKey, AttemptRecord]:
+        return self.state.attempts
 
     def adopt(self, run: RunRecord, tasks: list[TaskRecord], schema: WorkflowSchema) -> RunState:
-        state = RunState(run=run, schema=schema, tasks={t.key: t for t in tasks})
-        self.runs[run.run_id] = state
-        return state
+        return self.state.adopt(run, tasks, schema)
+
+    async def load_runs(self, run_ids: set[str]) -> None:
+        await self.loader.load_runs(run_ids)

@@ -3,21 +3,24 @@ in the store is paged into memory as room frees."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from wfray.application.batch import Batch
+from wfray.application.coordinator_settings import CoordinatorSettings
+from wfray.application.durable import DurableStore
+from wfray.application.heartbeats import HeartbeatWatch
+from wfray.application.loading import RunLoader
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
+from wfray.application.state import CoordinatorState
 from wfray.domain import engine
 from wfray.domain.engine import RunState
 from wfray.domain.policy import FailureInfo
 from wfray.domain.records import AttemptRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
-
-if TYPE_CHECKING:
-    from wfray.application.coordinator import Coordinator
 
 # Attempts running at most, for workers to report outcomes to the coordinator directly:
 # one call per outcome beats the executor's batched path on latency, not on throughput.
@@ -51,95 +54,132 @@ def held_resources(
     return json.dumps(held, sort_keys=True)
 
 
-def launch(
-    c: Coordinator,
-    state: RunState,
-    task: TaskRecord,
-    fn: str,
-    args: dict[str, ArgSpec],
-    batch: Batch,
-    now: datetime,
-    kind: str = "step",
-) -> Dispatch:
-    """Record a new attempt of a task (dispatched now) and build what the executor gets."""
-    executor = c.reconciler.executor_for(task.pool)
-    attempt = AttemptRecord(
-        run_id=task.run_id,
-        step=task.step,
-        map_index=task.map_index,
-        attempt=task.attempts,
-        status=AttemptStatus.RUNNING,
-        executor=executor,
-        incarnation=c.reconciler.incarnation(executor),
-        queued_at=now,
-        kind=kind,
-    )
-    step = state.schema.step(task.step)
-    attempt.resources_json = held_resources(task.pool, step.num_cpus, tuple(step.resources.items()))
-    batch.insert_attempt(attempt)
-    key = (task.run_id, task.step, task.map_index, task.attempts)
-    light_load = len(c.attempts) < LIGHT_LOAD
-    c.attempts[key] = attempt
-    c.reconciler.running_on[executor] += 1
-    if kind == "step" and step.heartbeat_timeout_s is not None:
-        c.heartbeats.watch(key, step.heartbeat_timeout_s, now)
-    return Dispatch(
-        run_id=task.run_id,
-        workflow=state.run.workflow,
-        step=task.step,
-        map_index=task.map_index,
-        attempt=task.attempts,
-        fn=fn,
-        args=args,
-        pool=task.pool,
-        num_cpus=step.num_cpus,
-        resources=dict(step.resources),
-        timeout_s=step.timeout_s,
-        heartbeat_timeout_s=step.heartbeat_timeout_s,
-        report_directly=light_load,
-        shareable=c.settings.share_short_steps
-        and not light_load
-        and kind == "step"
-        and task.pool == "cpu"
-        and step.timeout_s is None
-        and step.heartbeat_timeout_s is None
-        and c.short_steps.is_short(state.run.workflow, task.step),
-    )
+class Placement(Protocol):
+    """Which executor of a pool takes the next attempt (reconciler.py)."""
+
+    def executor_for(self, pool: str) -> str: ...
+    def incarnation(self, executor: str) -> str: ...
+
+
+class Launcher:
+    """Records new attempts and builds what their executors get."""
+
+    def __init__(
+        self,
+        state: CoordinatorState,
+        placement: Placement,
+        heartbeats: HeartbeatWatch,
+        settings: CoordinatorSettings,
+    ) -> None:
+        self.state = state
+        self.placement = placement
+        self.heartbeats = heartbeats
+        self.share_short_steps = settings.share_short_steps
+
+    def launch(
+        self,
+        state: RunState,
+        task: TaskRecord,
+        fn: str,
+        args: dict[str, ArgSpec],
+        batch: Batch,
+        now: datetime,
+        kind: str = "step",
+    ) -> Dispatch:
+        """Record a new attempt of a task (dispatched now) and build what the executor gets."""
+        memory = self.state
+        executor = self.placement.executor_for(task.pool)
+        attempt = AttemptRecord(
+            run_id=task.run_id,
+            step=task.step,
+            map_index=task.map_index,
+            attempt=task.attempts,
+            status=AttemptStatus.RUNNING,
+            executor=executor,
+            incarnation=self.placement.incarnation(executor),
+            queued_at=now,
+            kind=kind,
+        )
+        step = state.schema.step(task.step)
+        attempt.resources_json = held_resources(
+            task.pool, step.num_cpus, tuple(step.resources.items())
+        )
+        batch.insert_attempt(attempt)
+        key = (task.run_id, task.step, task.map_index, task.attempts)
+        light_load = len(memory.attempts) < LIGHT_LOAD
+        memory.attempt_started(key, attempt)
+        if kind == "step" and step.heartbeat_timeout_s is not None:
+            self.heartbeats.watch(key, step.heartbeat_timeout_s, now)
+        return Dispatch(
+            run_id=task.run_id,
+            workflow=state.run.workflow,
+            step=task.step,
+            map_index=task.map_index,
+            attempt=task.attempts,
+            fn=fn,
+            args=args,
+            pool=task.pool,
+            num_cpus=step.num_cpus,
+            resources=dict(step.resources),
+            timeout_s=step.timeout_s,
+            heartbeat_timeout_s=step.heartbeat_timeout_s,
+            report_directly=light_load,
+            shareable=self.share_short_steps
+            and not light_load
+            and kind == "step"
+            and task.pool == "cpu"
+            and step.timeout_s is None
+            and step.heartbeat_timeout_s is None
+            and memory.short_steps.is_short(state.run.workflow, task.step),
+        )
 
 
 class Dispatcher:
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.c = coordinator
+    def __init__(
+        self,
+        state: CoordinatorState,
+        launcher: Launcher,
+        loader: RunLoader,
+        durable: DurableStore,
+        wake: asyncio.Event,
+    ) -> None:
+        self.state = state
+        self.launcher = launcher
+        self.loader = loader
+        self.durable = durable
+        self.wake = wake
 
     def dispatch(self, batch: Batch, now: datetime, touched: set[str]) -> list[Dispatch]:
+        memory = self.state
         dispatches = []
-        for task in self.c.queues.select(now):
-            state = self.c.runs.get(task.run_id)
+        for task in memory.queues.select(now):
+            state = memory.runs.get(task.run_id)
             if state is None or task.status is not TaskStatus.QUEUED:
                 # cancelled while it waited (its run failed): free the slot for another turn
-                self.c.queues.finished(task)
-                self.c.wake.set()
+                memory.queues.finished(task)
+                self.wake.set()
                 continue
-            self.c.queued_count -= 1
+            memory.queued_count -= 1
             touched.add(task.run_id)
             step = state.schema.step(task.step)
-            self.c.record(state, engine.mark_dispatched(state, task, now), batch)
-            args = self.c.args.build(state, step, task)
-            dispatches.append(launch(self.c, state, task, step.fn, args, batch, now))
+            memory.record(state, engine.mark_dispatched(state, task, now), batch)
+            args = memory.args.build(state, step, task)
+            dispatches.append(self.launcher.launch(state, task, step.fn, args, batch, now))
         return dispatches
 
     async def page_in(self) -> None:
-        for queue, boundary, room in self.c.queues.needs_page():
+        memory = self.state
+        for queue, boundary, room in memory.queues.needs_page():
             # the store pages strictly after (priority, seq); the boundary is inclusive
             after = None if boundary is None else (-boundary[0], boundary[1] - 1)
-            tasks = await self.c.durably(self.c.store.page_queued, queue, after, room)
-            await self.c.load_runs({t.run_id for t in tasks if t.run_id not in self.c.runs})
+            tasks = await self.durable.call(self.durable.store.page_queued, queue, after, room)
+            await self.loader.load_runs({t.run_id for t in tasks if t.run_id not in memory.runs})
             fresh = []
             for task in tasks:
-                state = self.c.runs.get(task.run_id)
+                state = memory.runs.get(task.run_id)
                 live = state.tasks.get(task.key) if state else None
                 if live is not None and live.status is TaskStatus.QUEUED:
                     fresh.append(live)
-            self.c.queues.paged(queue, fresh, room)
+            memory.queues.paged(queue, fresh, room)
             if fresh:
-                self.c.wake.set()
+                self.wake.set()

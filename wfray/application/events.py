@@ -12,15 +12,14 @@ has one: a payload that fits one subscriber but not another starts no run at all
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wfray.application.definition import Workflow, encode_input
+from wfray.application.durable import DurableStore
+from wfray.application.intake import Intake
 from wfray.application.messages import SubmitRequest
 from wfray.application.runtime import event_run_id
 from wfray.domain.errors import InputValidationError, UniqueKeyError, WfrayError
-
-if TYPE_CHECKING:
-    from wfray.application.coordinator import Coordinator
 
 
 class EventError(WfrayError):
@@ -67,7 +66,8 @@ def unique_keys(name: str, inputs: Mapping[str, str], flows: Iterable[Workflow])
 
 
 async def publish(
-    c: Coordinator,
+    durable: DurableStore,
+    intake: Intake,
     name: str,
     payload_json: str,
     event_id: str,
@@ -83,7 +83,7 @@ async def publish(
     if not name.strip() or not event_id.strip():
         raise EventError(f"an event needs a name and an id, got {name!r} and {event_id!r}")
     inputs = inputs or {}
-    workflows = [s for s in await c.durably(c.store.list_workflows) if name in s.events]
+    workflows = [s for s in await durable.call(durable.store.list_workflows) if name in s.events]
     unchecked = sorted({s.name for s in workflows if s.input_type and s.name not in inputs})
     if unchecked:
         raise InputValidationError(
@@ -107,7 +107,7 @@ async def publish(
     ]
     if not requests:
         return []
-    results = await c.submit(requests)
+    results = await intake.submit(requests)
     failed = [r for r in results if r.error is not None]
     if failed:
         raise EventError(

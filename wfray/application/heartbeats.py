@@ -11,24 +11,26 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from wfray.application.batch import Batch
 from wfray.application.messages import Outcome
+from wfray.application.state import AttemptKey, CoordinatorState
 from wfray.domain.records import TaskRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
-
-if TYPE_CHECKING:
-    from wfray.application.coordinator import AttemptKey, Coordinator
 
 HEARTBEAT_LOST = "wfray.HeartbeatTimeout"
 
 
 class HeartbeatWatch:
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.c = coordinator
+    def __init__(self, state: CoordinatorState) -> None:
+        self.state = state
         self._due: list[tuple[datetime, AttemptKey, float]] = []
         self._beats: dict[AttemptKey, tuple[datetime, str | None]] = {}
+
+    def forget(self) -> None:
+        """Memory is rebuilt from the store: recovery watches the running attempts again."""
+        self._due = []
+        self._beats = {}
 
     def watch(self, key: AttemptKey, timeout_s: float, now: datetime) -> None:
         heapq.heappush(self._due, (now + timedelta(seconds=timeout_s), key, timeout_s))
@@ -52,8 +54,8 @@ class HeartbeatWatch:
                 task.progress_json = progress
             batch.update_task(task, TaskStatus.RUNNING)
 
-    def expire(self, now: datetime) -> list[Outcome]:
-        """Outcomes for the attempts gone silent; their executors are asked to stop them."""
+    def expire(self, now: datetime) -> tuple[list[Outcome], dict[str, list[AttemptKey]]]:
+        """Outcomes for the attempts gone silent, and the attempts to stop, by executor."""
         lost: list[Outcome] = []
         stop: dict[str, list[AttemptKey]] = defaultdict(list)
         while self._due and self._due[0][0] <= now:
@@ -65,7 +67,7 @@ class HeartbeatWatch:
             if last is not None and last + timedelta(seconds=timeout_s) > now:
                 self.watch(key, timeout_s, last)  # it beat in time: look again later
                 continue
-            attempt = self.c.attempts[key]
+            attempt = self.state.attempts[key]
             stop[attempt.executor].append(key)
             lost.append(
                 Outcome.ended(
@@ -77,16 +79,12 @@ class HeartbeatWatch:
                     attempt.started_at,
                 )
             )
-        for pool, keys in stop.items():
-            self.c.reconciler.cancel_in(pool, keys)
-        return lost
+        return lost, stop
 
     def _running_task(self, key: AttemptKey) -> TaskRecord | None:
-        if key not in self.c.attempts:
+        if key not in self.state.attempts:
             return None
-        run_id, step, map_index, attempt = key
-        state = self.c.runs.get(run_id)
-        task = state.tasks.get((step, map_index)) if state else None
-        if task is None or task.status is not TaskStatus.RUNNING or task.attempts != attempt:
+        task = self.state.task_of(key)
+        if task is None or task.status is not TaskStatus.RUNNING or task.attempts != key[3]:
             return None
         return task

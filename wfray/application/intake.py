@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from wfray.application.batch import Batch
+from wfray.application.coordinator_settings import CoordinatorSettings
+from wfray.application.durable import DurableStore
+from wfray.application.loading import RunLoader
 from wfray.application.messages import SubmitRequest, SubmitResult
 from wfray.application.ports import RunStore
+from wfray.application.state import CoordinatorState
 from wfray.application.storable import problem
 from wfray.application.unique_runs import UniqueHolders, UniqueRef, unique_ref
 from wfray.domain import engine
@@ -27,16 +30,24 @@ from wfray.domain.limits import key_problem
 from wfray.domain.records import RunRecord
 from wfray.domain.status import RunStatus
 
-if TYPE_CHECKING:
-    from wfray.application.coordinator import Coordinator
-
 Pending = tuple[SubmitRequest, "asyncio.Future[SubmitResult]"]
 Answer = tuple["asyncio.Future[SubmitResult]", SubmitResult]
 
 
 class Intake:
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.c = coordinator
+    def __init__(
+        self,
+        state: CoordinatorState,
+        durable: DurableStore,
+        loader: RunLoader,
+        settings: CoordinatorSettings,
+        wake: asyncio.Event,
+    ) -> None:
+        self.state = state
+        self.durable = durable
+        self.loader = loader
+        self.max_backlog = settings.max_backlog
+        self.wake = wake
         self.pending: list[Pending] = []
 
     async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
@@ -46,7 +57,7 @@ class Intake:
             future: asyncio.Future[SubmitResult] = loop.create_future()
             futures.append(future)
             self.pending.append((request, future))
-        self.c.wake.set()
+        self.wake.set()
         return list(await asyncio.gather(*futures))
 
     async def take(self, batch: Batch, now: datetime, touched: set[str]) -> list[Answer]:
@@ -70,10 +81,10 @@ class Intake:
         known_keys: dict[str, str] = {}
         stored: dict[UniqueRef, RunRecord] = {}
         if run_ids or keys or refs:  # a fresh id needs no lookup: a trip to the store saved
-            existing, known_keys, stored = await self.c.durably(
-                _lookup, self.c.store, run_ids, keys, refs
+            existing, known_keys, stored = await self.durable.call(
+                _lookup, self.durable.store, run_ids, keys, refs
             )
-        live = (state.run for state in self.c.runs.values()) if refs else ()
+        live = (state.run for state in self.state.runs.values()) if refs else ()
         unique = UniqueHolders(refs, stored, live)
         for request, future in pending:
             answers.append(
@@ -101,7 +112,7 @@ class Intake:
             check_run_id(run_id)  # it names the run's blob folder: never a path
         except InvalidRunIdError as exc:
             return SubmitResult(str(run_id)[:MAX_RUN_ID], False, exc.message, exc.code)
-        if run_id in existing or run_id in batch.new_runs or run_id in self.c.runs:
+        if run_id in existing or run_id in batch.new_runs or run_id in self.state.runs:
             return SubmitResult(run_id, created=False)
         key = request.idempotency_key
         fingerprint = None
@@ -122,16 +133,16 @@ class Intake:
                     return SubmitResult(request.run_id, False, exc.message, exc.code)
             return SubmitResult(known_keys[key], created=False)
         try:
-            schema = await self.c.schema(request.workflow, request.version or None)
+            schema = await self.loader.schema(request.workflow, request.version or None)
         except WfrayError as exc:
             return SubmitResult(request.run_id, False, exc.message, exc.code)
         decided = unique.answer(request, schema)  # an existing run, or a refusal
         if decided is not None:
             return decided
-        backlog = self.c.settings.max_backlog
-        if self.c.queued_count >= backlog:
+        backlog = self.max_backlog
+        if self.state.queued_count >= backlog:
             error = BacklogFullError(
-                f"the backlog holds {self.c.queued_count} queued tasks (limit {backlog}): "
+                f"the backlog holds {self.state.queued_count} queued tasks (limit {backlog}): "
                 "retry later"
             )
             return SubmitResult(request.run_id, False, error.message, error.code, 1.0)
@@ -156,11 +167,11 @@ class Intake:
         deadline_s = request.deadline_s or schema.deadline_s
         if deadline_s is not None:
             run.deadline_at = now + timedelta(seconds=deadline_s)
-            self.c.watch_deadline(run.run_id, run.deadline_at)
+            self.state.timers.deadline_at(run.deadline_at, run.run_id)
         state = RunState(run=run, schema=schema)
-        self.c.runs[run.run_id] = state
+        self.state.runs[run.run_id] = state
         batch.insert_run(run)
-        self.c.record(state, engine.start_run(state, now), batch)
+        self.state.record(state, engine.start_run(state, now), batch)
         touched.add(run.run_id)
         if request.idempotency_key is not None:
             known_keys[request.idempotency_key] = run.run_id

@@ -4,15 +4,17 @@ retry timer, or a step of the saga; every ended attempt is counted for the metri
 from __future__ import annotations
 
 import functools
-import heapq
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from wfray.application.batch import Batch
-from wfray.application.compensator import COMPENSATION
+from wfray.application.compensator import COMPENSATION, Compensator
+from wfray.application.coordinator_settings import CoordinatorSettings
 from wfray.application.dispatcher import count_failure
 from wfray.application.messages import Outcome
+from wfray.application.metrics import Metrics
+from wfray.application.state import CoordinatorState
 from wfray.application.storable import screen
 from wfray.domain import engine
 from wfray.domain.engine import Changes, RunState
@@ -20,51 +22,97 @@ from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import WHOLE_STEP, AttemptRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
-if TYPE_CHECKING:
-    from wfray.application.coordinator import Coordinator
-
 log = logging.getLogger("wfray.coordinator")
 
 
-def apply(c: Coordinator, outcome: Outcome, batch: Batch, now: datetime, touched: set[str]) -> None:
-    """How an attempt ended: record it, then let the engine (or the saga) decide what follows."""
-    attempt = c.attempts.pop(outcome.attempt_key, None)
-    if attempt is None:
-        return  # already applied (an outcome replayed after a restart)
-    screen(outcome, c.settings.text_limits)
-    c.guard.replace_poisoned(outcome)
-    _refuse_wide_fan_out(c.runs.get(outcome.run_id), outcome, c.settings.max_map_items)
-    c.reconciler.running_on[attempt.executor] -= 1
-    _fill_attempt(attempt, outcome)
-    batch.update_attempt(attempt, AttemptStatus.RUNNING)
-    _count_attempt(c, attempt)
-    batch.logs.extend(outcome.logs)
-    state = c.runs.get(outcome.run_id)
-    if state is None:
-        log.warning("outcome for run %s, which is not active: recorded only", outcome.run_id)
-        return
-    task = state.tasks[(outcome.step, outcome.map_index)]
-    touched.add(state.run.run_id)
-    if outcome.progress_json is not None and task.attempts == outcome.attempt:
-        task.progress_json = outcome.progress_json  # stored with the task's update
-    c.queues.finished(task)
-    if attempt.kind == COMPENSATION:
-        if task.status is TaskStatus.COMPENSATING and task.attempts == outcome.attempt:
-            c.record(state, c.compensator.outcome(state, task, outcome, now), batch)
-        return
-    if task.status is not TaskStatus.RUNNING or task.attempts != outcome.attempt:
-        return  # the run moved on (failed or cancelled): keep the record only
-    if outcome.status is AttemptStatus.SUCCEEDED:
-        changes = engine.complete_task(
-            state, task, outcome.result_json, outcome.result_ref, outcome.result_items, now
+class PoisonedOutcomes(Protocol):
+    def replace_poisoned(self, outcome: Outcome) -> None: ...
+
+
+class OutcomeApplier:
+    def __init__(
+        self,
+        state: CoordinatorState,
+        settings: CoordinatorSettings,
+        compensator: Compensator,
+        poisoned: PoisonedOutcomes,
+        metrics: Metrics,
+    ) -> None:
+        self.state = state
+        self.settings = settings
+        self.compensator = compensator
+        self.poisoned = poisoned
+        self.metrics = metrics
+
+    def apply(self, outcome: Outcome, batch: Batch, now: datetime, touched: set[str]) -> None:
+        """How an attempt ended: record it, then let the engine (or the saga) decide what
+        follows."""
+        memory = self.state
+        attempt = memory.attempt_ended(outcome.attempt_key)
+        if attempt is None:
+            return  # already applied (an outcome replayed after a restart)
+        screen(outcome, self.settings.text_limits)
+        self.poisoned.replace_poisoned(outcome)
+        _refuse_wide_fan_out(memory.runs.get(outcome.run_id), outcome, self.settings.max_map_items)
+        _fill_attempt(attempt, outcome)
+        batch.update_attempt(attempt, AttemptStatus.RUNNING)
+        self._count_attempt(attempt)
+        batch.logs.extend(outcome.logs)
+        state = memory.runs.get(outcome.run_id)
+        if state is None:
+            log.warning("outcome for run %s, which is not active: recorded only", outcome.run_id)
+            return
+        task = state.tasks[(outcome.step, outcome.map_index)]
+        touched.add(state.run.run_id)
+        if outcome.progress_json is not None and task.attempts == outcome.attempt:
+            task.progress_json = outcome.progress_json  # stored with the task's update
+        memory.queues.finished(task)
+        if attempt.kind == COMPENSATION:
+            if task.status is TaskStatus.COMPENSATING and task.attempts == outcome.attempt:
+                memory.record(state, self.compensator.outcome(state, task, outcome, now), batch)
+            return
+        if task.status is not TaskStatus.RUNNING or task.attempts != outcome.attempt:
+            return  # the run moved on (failed or cancelled): keep the record only
+        if outcome.status is AttemptStatus.SUCCEEDED:
+            changes = engine.complete_task(
+                state, task, outcome.result_json, outcome.result_ref, outcome.result_items, now
+            )
+        elif outcome.status is AttemptStatus.CANCELLED and state.finished:
+            changes = engine.cancel_task(task, outcome.error_message or "cancelled", now)
+        else:
+            changes = self._failed(state, task, outcome, now)
+        memory.record(state, changes, batch)
+        if state.run.status is RunStatus.FAILED:
+            self.compensator.run_ended(state, batch, now)
+
+    def _count_attempt(self, attempt: AttemptRecord) -> None:
+        state = self.state.runs.get(attempt.run_id)
+        duration = None
+        if attempt.started_at is not None and attempt.finished_at is not None:
+            duration = (attempt.finished_at - attempt.started_at).total_seconds()
+            if state is not None and attempt.kind == "step":
+                self.state.short_steps.finished(state.run.workflow, attempt.step, duration)
+        self.metrics.attempt_finished(
+            state.run.workflow if state else "?",
+            attempt.step,
+            attempt.kind,
+            attempt.status.value,
+            duration,
         )
-    elif outcome.status is AttemptStatus.CANCELLED and state.finished:
-        changes = engine.cancel_task(task, outcome.error_message or "cancelled", now)
-    else:
-        changes = _failed(c, state, task, outcome, now)
-    c.record(state, changes, batch)
-    if state.run.status is RunStatus.FAILED:
-        c.compensator.run_ended(state, batch, now)
+
+    def _failed(
+        self, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
+    ) -> Changes:
+        failure = count_failure(task, outcome)
+        override = _override(state.run.retry_json)
+        policy = state.schema.retry_for(task.step, override, self.settings.default_retry)
+        decision = policy.decide(failure, task.failures, task.lost, now)
+        if decision.retry_at is None or state.finished:  # no retry for a run that ended
+            return engine.fail_task(state, task, failure, now)
+        changes = engine.schedule_retry(task, failure, decision.retry_at)
+        self.metrics.retry_scheduled(state.run.workflow, task.step)
+        self.state.timers.retry_at(decision.retry_at, task)
+        return changes
 
 
 def _refuse_wide_fan_out(state: RunState | None, outcome: Outcome, limit: int) -> None:
@@ -87,37 +135,6 @@ def _refuse_wide_fan_out(state: RunState | None, outcome: Outcome, limit: int) -
         "runs or child workflows, or raise the limit"
     )
     outcome.retryable = False
-
-
-def _count_attempt(c: Coordinator, attempt: AttemptRecord) -> None:
-    state = c.runs.get(attempt.run_id)
-    duration = None
-    if attempt.started_at is not None and attempt.finished_at is not None:
-        duration = (attempt.finished_at - attempt.started_at).total_seconds()
-        if state is not None and attempt.kind == "step":
-            c.short_steps.finished(state.run.workflow, attempt.step, duration)
-    c.metrics.attempt_finished(
-        state.run.workflow if state else "?",
-        attempt.step,
-        attempt.kind,
-        attempt.status.value,
-        duration,
-    )
-
-
-def _failed(
-    c: Coordinator, state: RunState, task: TaskRecord, outcome: Outcome, now: datetime
-) -> Changes:
-    failure = count_failure(task, outcome)
-    override = _override(state.run.retry_json)
-    policy = state.schema.retry_for(task.step, override, c.settings.default_retry)
-    decision = policy.decide(failure, task.failures, task.lost, now)
-    if decision.retry_at is None or state.finished:  # no retry for a run that ended
-        return engine.fail_task(state, task, failure, now)
-    changes = engine.schedule_retry(task, failure, decision.retry_at)
-    c.metrics.retry_scheduled(state.run.workflow, task.step)
-    heapq.heappush(c.timers, (decision.retry_at, task.run_id, task.step, task.map_index))
-    return changes
 
 
 @functools.lru_cache(maxsize=1024)

@@ -14,19 +14,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from wfray.application.batch import Batch, RejectedRow
+from wfray.application.coordinator_settings import CoordinatorSettings
+from wfray.application.durable import DurableStore
+from wfray.application.heartbeats import HeartbeatWatch
+from wfray.application.intake import Answer
 from wfray.application.messages import Dispatch, Outcome, SubmitResult
+from wfray.application.metrics import Metrics
+from wfray.application.ports import Clock
 from wfray.application.quarantine import QUARANTINED, died_applying
 from wfray.application.quarantine import REFUSED as REFUSED_STATUS
+from wfray.application.reconciler import Inbox, Reconciler
+from wfray.application.state import AttemptKey, CoordinatorState
 from wfray.application.storable import clean_text, not_stored
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import WorkerIdentity
-
-if TYPE_CHECKING:
-    from wfray.application.coordinator import AttemptKey, Coordinator
-    from wfray.application.intake import Answer
 
 log = logging.getLogger("wfray.coordinator")
 
@@ -35,8 +38,25 @@ MAX_ROUNDS = 4  # of isolating refused rows in one turn (each round sets runs as
 
 
 class PoisonGuard:
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.c = coordinator
+    def __init__(
+        self,
+        state: CoordinatorState,
+        durable: DurableStore,
+        reconciler: Reconciler,
+        heartbeats: HeartbeatWatch,
+        clock: Clock,
+        settings: CoordinatorSettings,
+        metrics: Metrics,
+        inbox: Inbox,
+    ) -> None:
+        self.state = state
+        self.durable = durable
+        self.reconciler = reconciler
+        self.heartbeats = heartbeats
+        self.clock = clock
+        self.quarantine_after_deaths = settings.quarantine_after_deaths
+        self.metrics = metrics
+        self.inbox = inbox
         self.poisoned: dict[AttemptKey, str] = {}  # outcome -> why it could not be stored
         self.refused_lines: set[AttemptKey] = set()  # outcomes with a log line refused
         self.noted: set[AttemptKey] = set()  # undelivered at this start, not yet applied
@@ -63,11 +83,11 @@ class PoisonGuard:
         accepted: list[Answer],
     ) -> set[str]:
         """Commit what can be of a refused batch; returns the runs set aside."""
-        c = self.c
+        durable = self.durable
         self.isolations += 1
         aside: set[str] = set()
         for _ in range(MAX_ROUNDS):
-            rejected = await c.durably(c.store.rejected_rows, batch)
+            rejected = await durable.call(durable.store.rejected_rows, batch)
             runs = {r.run_id for r in rejected if r.run_id}
             if not rejected:  # refused as a whole, no row on its own: set every run aside
                 runs = _runs_of(batch)
@@ -82,7 +102,7 @@ class PoisonGuard:
             lines = {r.key[-1] for r in rejected if r.what == "log"}
             batch = batch.without(aside, lines)
             try:
-                await c.durably(c.store.commit, batch)
+                await durable.call(durable.store.commit, batch)
             except REFUSED as again:
                 error = again
                 continue
@@ -94,11 +114,11 @@ class PoisonGuard:
         """Keep the outcomes set aside, and why, where operators look (and count them)."""
         if not keys:
             return
-        c = self.c
         items = [(key, status, clean_text(self.poisoned[key], 4096)) for key in keys]
-        await c.durably(c.store.set_aside, items, c.reconciler.epoch, c.clock.now())
+        epoch, now = self.reconciler.epoch, self.clock.now()
+        await self.durable.call(self.durable.store.set_aside, items, epoch, now)
         for _ in keys:
-            c.metrics.outcome_set_aside(status)
+            self.metrics.outcome_set_aside(status)
 
     async def quarantine_repeats(self) -> None:
         """At a start: outcomes the executors still hold for attempts still running in the
@@ -106,12 +126,11 @@ class PoisonGuard:
         the settings allow, is quarantined, so that an outcome that stops the coordinator
         cannot do it for ever. A coordinator killed before it began applying an outcome (by
         an operator, with its node) counts nothing against it."""
-        c = self.c
-        keys = list(dict.fromkeys(o.attempt_key for _, o in c.outcomes))
-        keys = [key for key in keys if key in c.attempts]
-        now = c.clock.now()
-        deaths = await c.durably(c.store.note_undelivered, keys, c.reconciler.epoch, now)
-        limit = c.settings.quarantine_after_deaths
+        keys = list(dict.fromkeys(o.attempt_key for _, o in self.inbox))
+        keys = [key for key in keys if key in self.state.attempts]
+        epoch, now = self.reconciler.epoch, self.clock.now()
+        deaths = await self.durable.call(self.durable.store.note_undelivered, keys, epoch, now)
+        limit = self.quarantine_after_deaths
         repeats = [key for key, count in deaths.items() if count >= limit]
         for key in repeats:
             why = died_applying(deaths[key])
@@ -129,8 +148,8 @@ class PoisonGuard:
         keys = [o.attempt_key for _, o in outcomes if o.attempt_key in self.noted]
         if not keys:
             return
-        c = self.c
-        await c.durably(c.store.note_applying, keys, c.reconciler.epoch, c.clock.now())
+        epoch, now = self.reconciler.epoch, self.clock.now()
+        await self.durable.call(self.durable.store.note_applying, keys, epoch, now)
         self.noted.difference_update(keys)
 
     def _blame(
@@ -174,12 +193,12 @@ class PoisonGuard:
     async def rebuild(self, dispatches: list[Dispatch], aside: set[str]) -> None:
         """After a refused batch: send what was committed, then rebuild memory from the store
         (the runs set aside ran ahead of it) and take the executors' outcomes again."""
-        c = self.c
         sent = [d for d in dispatches if d.run_id not in aside]
-        c.reconciler.send(sent)
-        await c.reconciler.sent()
-        c.reset_memory()
-        await c.reconciler.recover(start=False)
+        self.reconciler.send(sent)
+        await self.reconciler.sent()
+        self.state.forget()
+        self.heartbeats.forget()
+        await self.reconciler.recover()
         await asyncio.sleep(0)
 
 

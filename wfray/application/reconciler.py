@@ -11,19 +11,21 @@ when a pool has several; each attempt goes to the one of its pool with the fewes
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
+from wfray.application.coordinator_settings import CoordinatorSettings
+from wfray.application.durable import DurableStore
+from wfray.application.heartbeats import HeartbeatWatch
+from wfray.application.loading import RunLoader
 from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
-from wfray.application.ports import StepExecutor
-from wfray.domain.records import AttemptRecord
+from wfray.application.ports import Clock, StepExecutor
+from wfray.application.state import AttemptKey, CoordinatorState
+from wfray.domain.records import AttemptRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
 
-if TYPE_CHECKING:
-    from wfray.application.coordinator import AttemptKey, Coordinator
+Inbox = list[tuple[str, Outcome]]  # outcomes that arrived, by executor, for the next turn
 
 log = logging.getLogger("wfray.coordinator")
 
@@ -42,8 +44,27 @@ def pool_of(executor: str) -> str:
 
 
 class Reconciler:
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.c = coordinator
+    def __init__(
+        self,
+        state: CoordinatorState,
+        executors: dict[str, StepExecutor],
+        durable: DurableStore,
+        loader: RunLoader,
+        heartbeats: HeartbeatWatch,
+        clock: Clock,
+        settings: CoordinatorSettings,
+        inbox: Inbox,
+        wake: asyncio.Event,
+    ) -> None:
+        self.state = state
+        self.executors = executors
+        self.durable = durable
+        self.loader = loader
+        self.heartbeats = heartbeats
+        self.clock = clock
+        self.drain_wait_s = settings.drain_wait_s
+        self.inbox = inbox
+        self.wake = wake
         self.incarnations: dict[str, str] = {}
         self.acks: dict[str, int] = defaultdict(int)
         self.unsent: set[AttemptKey] = set()
@@ -55,9 +76,8 @@ class Reconciler:
         # calls to the executors and what they carried: batch sizes, for operators
         self.traffic: Counter[str] = Counter()
         self.shards: dict[str, list[str]] = defaultdict(list)  # pool -> its executors
-        for executor in sorted(coordinator.executors):
+        for executor in sorted(executors):
             self.shards[pool_of(executor)].append(executor)
-        self.running_on: Counter[str] = Counter()  # attempts running, by executor
         self.settling: dict[str, datetime] = {}  # restarted executors, until when
         self.epoch = 0  # taken from the store at recovery, before any executor is asked
 
@@ -70,10 +90,10 @@ class Reconciler:
         if len(shards) == 1:
             return shards[0]
         if self.settling:
-            now = self.c.clock.now()
+            now = self.clock.now()
             settled = [e for e in shards if self.settling.get(e, now) <= now]
             shards = settled or shards
-        return min(shards, key=self.running_on.__getitem__)
+        return min(shards, key=self.state.running_on.__getitem__)
 
     def incarnation(self, pool: str) -> str:
         return self.incarnations.get(pool, "")
@@ -83,101 +103,96 @@ class Reconciler:
     def _rewatch(self, key: AttemptKey, attempt: AttemptRecord) -> None:
         """Watch a recovered attempt's heartbeats again, with a fresh window: the silence
         may have been the coordinator's own downtime."""
-        owner = self.c.runs[attempt.run_id]
+        owner = self.state.runs[attempt.run_id]
         timeout = owner.schema.step(attempt.step).heartbeat_timeout_s
         if timeout is not None and attempt.kind == "step":
-            self.c.heartbeats.watch(key, timeout, self.c.clock.now())
+            self.heartbeats.watch(key, timeout, self.clock.now())
 
-    async def recover(self, start: bool = True) -> None:
-        """Rebuild memory from the store and the executors (`start`: a coordinator start,
-        not a rebuild after a refused batch)."""
-        c = self.c
-        self.epoch = await c.durably(c.store.next_value, EPOCH_COUNTER)
-        runs, tasks, attempts = await c.durably(c.store.load_active)
-        by_run: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
+    async def recover(self) -> None:
+        """Rebuild memory from the store and the executors (at a start, and after a refused
+        batch)."""
+        memory, durable, store = self.state, self.durable, self.durable.store
+        self.epoch = await durable.call(store.next_value, EPOCH_COUNTER)
+        runs, tasks, attempts = await durable.call(store.load_active)
+        by_run: dict[str, list[TaskRecord]] = defaultdict(list)
         for task in tasks:
             by_run[task.run_id].append(task)
         for run in runs:
-            schema = await c.schema(run.workflow, run.version)
-            state = c.adopt(run, by_run[run.run_id], schema)
-            c.retouch.add(run.run_id)  # a compensation may be ready to go on
+            schema = await self.loader.schema(run.workflow, run.version)
+            state = memory.adopt(run, by_run[run.run_id], schema)
+            memory.retouch.add(run.run_id)  # a compensation may be ready to go on
             for task in state.tasks.values():
                 waiting = task.status in (TaskStatus.RETRYING, TaskStatus.COMPENSATING)
                 if waiting and task.ready_at is not None:
-                    heapq.heappush(
-                        c.timers, (task.ready_at, task.run_id, task.step, task.map_index)
-                    )
+                    memory.timers.retry_at(task.ready_at, task)
         for attempt in attempts:
             key = (attempt.run_id, attempt.step, attempt.map_index, attempt.attempt)
-            c.attempts[key] = attempt
-            self.running_on[attempt.executor] += 1
+            memory.attempt_started(key, attempt)
             self.delivered[key] = 0
-            owner = c.runs.get(attempt.run_id)
+            owner = memory.runs.get(attempt.run_id)
             held = owner.tasks.get(attempt.task_key) if owner else None
             if held is not None and held.status in (TaskStatus.RUNNING, TaskStatus.COMPENSATING):
-                c.queues.started(held)  # its slot is taken until its outcome frees it
+                memory.queues.started(held)  # its slot is taken until its outcome frees it
                 self._rewatch(key, attempt)
-        for run_id, deadline in await c.durably(c.store.pending_deadlines):
-            c.watch_deadline(run_id, deadline)
-        c.seq = await c.durably(c.store.max_task_seq)
-        c.queued_count = await c.durably(c.store.count_queued)
-        for queue in await c.durably(c.store.queued_queues):
-            c.queues.mark_unpaged(queue)
-        for pool in c.executors:
+        for run_id, deadline in await durable.call(store.pending_deadlines):
+            memory.timers.deadline_at(deadline, run_id)
+        memory.seq = await durable.call(store.max_task_seq)
+        memory.queued_count = await durable.call(store.count_queued)
+        for queue in await durable.call(store.queued_queues):
+            memory.queues.mark_unpaged(queue)
+        for pool in self.executors:
             try:
                 await self.reconcile(pool)
             except Exception as exc:  # the drainer retries it
                 log.warning("executor %s not reachable at start: %s", pool, exc)
         self._abandon_unconfigured()
-        if start:
-            await c.guard.quarantine_repeats()
         log.info(
             "recovered %d active runs, %d running attempts, %d queued tasks",
             len(runs),
             len(attempts),
-            c.queued_count,
+            memory.queued_count,
         )
-        c.wake.set()
+        self.wake.set()
 
     async def reconcile(self, pool: str) -> None:
         """Compare what the executor runs with what the store says runs there."""
         mark = self.deliveries
-        executor = self.c.executors[pool]
+        executor = self.executors[pool]
         snapshot: ExecutorSnapshot = await executor.snapshot(self.acks[pool], self.epoch)
         changed = self.incarnations.get(pool) not in (None, snapshot.incarnation)
         if changed:
-            self.settling[pool] = self.c.clock.now() + SETTLING
+            self.settling[pool] = self.clock.now() + SETTLING
         self.incarnations[pool] = snapshot.incarnation
         known = set(snapshot.in_flight) | {o.attempt_key for o in snapshot.outcomes}
-        self.c.outcomes.extend((pool, o) for o in snapshot.outcomes)
-        now = self.c.clock.now()
+        self.inbox.extend((pool, o) for o in snapshot.outcomes)
+        now = self.clock.now()
         lost = 0
-        for key, attempt in list(self.c.attempts.items()):
+        for key, attempt in list(self.state.attempts.items()):
             if attempt.executor != pool or key in known or key in self.unsent:
                 continue
             if self.delivered.get(key, mark + 1) > mark:
                 continue  # delivered after the snapshot was asked for: not judged yet
-            self.c.outcomes.append((pool, lost_outcome(attempt, pool, changed, now)))
+            self.inbox.append((pool, lost_outcome(attempt, pool, changed, now)))
             lost += 1
         if lost:
             log.warning("executor %s: %d attempts lost", pool, lost)
-        self.c.wake.set()
+        self.wake.set()
 
     def _abandon_unconfigured(self) -> None:
         """Attempts recorded on an executor this coordinator no longer has (started with
         fewer io executors than before) are lost: no drain will ever bring their outcomes.
         The host stopped such executors before this coordinator started."""
-        now = self.c.clock.now()
-        for attempt in list(self.c.attempts.values()):
-            if attempt.executor not in self.c.executors:
+        now = self.clock.now()
+        for attempt in list(self.state.attempts.values()):
+            if attempt.executor not in self.executors:
                 why = "is no longer configured (fewer io executors than before)"
                 lost = lost_outcome(attempt, attempt.executor, True, now, why)
-                self.c.outcomes.append((attempt.executor, lost))
+                self.inbox.append((attempt.executor, lost))
 
     # -- steady state --------------------------------------------------------------------------
 
     def start_drainers(self) -> None:
-        for pool in self.c.executors:
+        for pool in self.executors:
             self._drainers.append(
                 asyncio.create_task(self._drain(pool), name=f"wfray-drain-{pool}")
             )
@@ -189,13 +204,13 @@ class Reconciler:
         self._drainers.clear()
 
     async def _drain(self, pool: str) -> None:
-        executor = self.c.executors[pool]
+        executor = self.executors[pool]
         delay = 0.1
         loop = asyncio.get_running_loop()
         checked = loop.time()
-        while not self.c.stopping:
+        while not self.durable.stopping:
             try:
-                wait_s = self.c.settings.drain_wait_s
+                wait_s = self.drain_wait_s
                 drained = await executor.drain(self.acks[pool], wait_s, self.epoch)
                 due = loop.time() - checked > RECONCILE_EVERY_S or pool in self._suspect
                 if drained.incarnation != self.incarnations.get(pool) or due:
@@ -218,8 +233,8 @@ class Reconciler:
             self.traffic["drains"] += 1
             if drained.outcomes:
                 self.traffic["drained_outcomes"] += len(drained.outcomes)
-                self.c.outcomes.extend((pool, o) for o in drained.outcomes)
-                self.c.wake.set()
+                self.inbox.extend((pool, o) for o in drained.outcomes)
+                self.wake.set()
 
     def acknowledge(self, acks: dict[str, int]) -> None:
         for pool, seq in acks.items():
@@ -229,7 +244,7 @@ class Reconciler:
     def send(self, dispatches: list[Dispatch]) -> None:
         by_pool: dict[str, list[Dispatch]] = defaultdict(list)
         for dispatch in dispatches:
-            attempt = self.c.attempts.get(dispatch.attempt_key)
+            attempt = self.state.attempts.get(dispatch.attempt_key)
             if attempt is None:
                 continue  # settled before it was sent (its run was cancelled meanwhile)
             by_pool[attempt.executor].append(dispatch)
@@ -249,14 +264,14 @@ class Reconciler:
         """Ask the executors to cancel these running attempts (their outcomes follow)."""
         by_pool: dict[str, list[AttemptKey]] = defaultdict(list)
         for key in keys:
-            attempt = self.c.attempts.get(key)
+            attempt = self.state.attempts.get(key)
             if attempt is not None:
                 by_pool[attempt.executor].append(key)
         for pool, group in by_pool.items():
             self.cancel_in(pool, group)
 
     def cancel_in(self, pool: str, keys: list[AttemptKey]) -> None:
-        executor = self.c.executors.get(pool)
+        executor = self.executors.get(pool)
         if executor is None:
             return
         task = asyncio.create_task(_cancel_quietly(pool, executor, keys))
@@ -264,7 +279,7 @@ class Reconciler:
         task.add_done_callback(self._senders.discard)
 
     async def _send(self, pool: str, group: list[Dispatch]) -> None:
-        executor = self.c.executors.get(pool)
+        executor = self.executors.get(pool)
         try:
             if executor is None:
                 raise LookupError(f"no executor for pool {pool!r}")
@@ -280,8 +295,8 @@ class Reconciler:
                 self.unsent.discard(dispatch.attempt_key)
                 self.delivered[dispatch.attempt_key] = self.deliveries
         # delivered keys are only needed until their outcome arrives
-        if len(self.delivered) > 4 * max(1, len(self.c.attempts)) + 1024:
-            self.delivered = {k: v for k, v in self.delivered.items() if k in self.c.attempts}
+        if len(self.delivered) > 4 * max(1, len(self.state.attempts)) + 1024:
+            self.delivered = {k: v for k, v in self.delivered.items() if k in self.state.attempts}
 
 
 async def _cancel_quietly(pool: str, executor: StepExecutor, keys: list[AttemptKey]) -> None:

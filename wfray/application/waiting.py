@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from wfray.application.durable import DurableStore
 from wfray.application.messages import RunView
+from wfray.application.state import CoordinatorState
 from wfray.domain.records import RunRecord
-
-if TYPE_CHECKING:
-    from wfray.application.coordinator import Coordinator
 
 
 class Waiting:
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.c = coordinator
+    def __init__(self, state: CoordinatorState, durable: DurableStore) -> None:
+        self.state = state
+        self.durable = durable
         self.waiters: dict[str, list[asyncio.Future[RunView]]] = {}
 
     async def wait(self, run_ids: Sequence[str], timeout_s: float) -> list[RunView]:
@@ -48,17 +47,16 @@ class Waiting:
         return [done[rid] for rid in run_ids if rid in done]
 
     async def views(self, run_ids: Sequence[str]) -> list[RunView]:
-        c = self.c
         # Memory runs ahead of the store while a turn commits: never report a state that
         # is not durable yet (a crash now would take it back).
-        if c.committing is not None:
-            await asyncio.shield(c.committing)
-        missing = [rid for rid in run_ids if rid not in c.runs]
-        stored = await c.durably(c.store.find_runs, missing) if missing else {}
+        await self.durable.committed()
+        runs = self.state.runs
+        missing = [rid for rid in run_ids if rid not in runs]
+        stored = await self.durable.call(self.durable.store.find_runs, missing) if missing else {}
         views = []
         for rid in run_ids:
-            if rid in c.runs:
-                views.append(view_of(c.runs[rid].run))
+            if rid in runs:
+                views.append(view_of(runs[rid].run))
             elif rid in stored:
                 views.append(view_of(stored[rid]))
         return views

@@ -58,7 +58,7 @@ class BacklogScaler:
         The first step always sends, so a restarted coordinator replaces whatever its
         predecessor had asked for.
         """
-        wanted = demand(count_backlog(self.coordinator.runs.values()), self.caps)
+        wanted = demand(count_backlog(self.coordinator.state.runs.values()), self.caps)
         if wanted == self.requested:
             return False
         await asyncio.to_thread(self.request, wanted)

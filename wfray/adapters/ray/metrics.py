@@ -79,7 +79,7 @@ async def export_forever(coordinator: Coordinator, interval_s: float = 1.0) -> N
     while True:
         await asyncio.sleep(interval_s)
         try:
-            buffer.queue_levels(coordinator.queues.depth())
+            buffer.queue_levels(coordinator.state.queues.depth())
             exporter.export(buffer)
         except Exception:  # metrics must never take the coordinator down
             log.exception("exporting metrics failed")

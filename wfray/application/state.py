@@ -1,0 +1,123 @@
+"""What the coordinator holds in memory: a cache of the store's active part, and the
+bookkeeping that goes with it. Each fact lives here once (an attempt and the executor it
+runs on change together), and the coordinator's desks read and change it through this
+object, never through the coordinator.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from wfray.application.arguments import ArgumentBuilder
+from wfray.application.batch import Batch
+from wfray.application.coordinator_settings import CoordinatorSettings
+from wfray.application.fusion import ShortSteps
+from wfray.application.timers import TimerQueue
+from wfray.domain.engine import Changes, RunState
+from wfray.domain.queueing import QueueManager
+from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.status import TaskStatus
+from wfray.domain.workflow import WorkflowSchema
+
+AttemptKey = tuple[str, str, int, int]  # run id, step, map index, attempt number
+
+
+class CoordinatorState:
+    def __init__(self, settings: CoordinatorSettings) -> None:
+        self.settings = settings
+        self.schemas: dict[tuple[str, str], WorkflowSchema] = {}
+        self.short_steps = ShortSteps(settings.short_step_s)  # learnt, kept across rebuilds
+        self.runs: dict[str, RunState] = {}
+        self.attempts: dict[AttemptKey, AttemptRecord] = {}
+        self.running_on: Counter[str] = Counter()  # attempts running, by executor
+        self.queues = self._new_queues()
+        self.args = ArgumentBuilder()
+        self.timers = TimerQueue()
+        self.retouch: set[str] = set()  # runs to look at in the next turn (after recovery)
+        self.seq = 0  # of the last task queued: the order within a priority
+        self.queued_count = 0  # queued tasks, in memory or paged out in the store
+        self.finished: list[RunRecord] = []  # runs that ended this turn, to count
+
+    def forget(self) -> None:
+        """Drop the cache (schemas and what was learnt of steps' durations stay): it is
+        rebuilt from the store as at a start."""
+        self.runs.clear()
+        self.attempts.clear()
+        self.running_on.clear()
+        self.queues = self._new_queues()
+        self.args = ArgumentBuilder()
+        self.timers = TimerQueue()
+        self.retouch = set()
+        self.finished = []
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def adopt(
+        self, run: RunRecord, tasks: Iterable[TaskRecord], schema: WorkflowSchema
+    ) -> RunState:
+        state = RunState(run=run, schema=schema, tasks={t.key: t for t in tasks})
+        self.runs[run.run_id] = state
+        return state
+
+    def evict(self, run_id: str) -> None:
+        self.runs.pop(run_id, None)
+        self.args.forget(run_id)
+
+    def live(self, state: RunState) -> bool:
+        """Does the run need memory: something of it runs, waits for a timer or is held in
+        a queue?"""
+        for task in state.tasks.values():
+            if task.status in (TaskStatus.RUNNING, TaskStatus.RETRYING, TaskStatus.COMPENSATING):
+                return True
+            if task.status is TaskStatus.QUEUED and self.queues.holds(
+                (task.run_id, task.step, task.map_index)
+            ):
+                return True
+        return False
+
+    def record(self, state: RunState, changes: Changes, batch: Batch) -> None:
+        """Put an engine decision into the batch and queue what became ready."""
+        for task in changes.ready:
+            self.enqueue(task)
+        for task in changes.new_tasks:
+            batch.insert_task(task)
+        for task, expected in changes.updated_tasks:
+            batch.update_task(task, expected)
+            if expected is TaskStatus.QUEUED and task.status is TaskStatus.CANCELLED:
+                self.queued_count -= 1  # held or not, it left the backlog
+        if changes.run_changed is not None:
+            batch.update_run(state.run, changes.run_changed)
+            if state.run.status.finished:
+                self.finished.append(state.run)
+
+    def enqueue(self, task: TaskRecord) -> None:
+        self.seq += 1
+        task.seq = self.seq
+        self.queued_count += 1
+        self.queues.push(task)
+
+    def task_of(self, key: AttemptKey) -> TaskRecord | None:
+        run_id, step, map_index, _ = key
+        state = self.runs.get(run_id)
+        return state.tasks.get((step, map_index)) if state else None
+
+    # -- attempts --------------------------------------------------------------------------
+
+    def attempt_started(self, key: AttemptKey, attempt: AttemptRecord) -> None:
+        self.attempts[key] = attempt
+        self.running_on[attempt.executor] += 1
+
+    def attempt_ended(self, key: AttemptKey) -> AttemptRecord | None:
+        """The attempt's outcome is being applied; None if it was applied already."""
+        attempt = self.attempts.pop(key, None)
+        if attempt is not None:
+            self.running_on[attempt.executor] -= 1
+        return attempt
+
+    def attempts_of(self, run_id: str) -> list[AttemptKey]:
+        return [key for key in self.attempts if key[0] == run_id]
+
+    def _new_queues(self) -> QueueManager:
+        s = self.settings
+        return QueueManager(list(s.queues), s.pool_windows, s.memory_cap)
