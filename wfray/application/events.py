@@ -17,17 +17,10 @@ from typing import TYPE_CHECKING, Any
 from wfray.application.definition import Workflow, encode_input
 from wfray.application.messages import SubmitRequest
 from wfray.application.runtime import event_run_id
-from wfray.domain.errors import InputValidationError, UniqueKeyError, WfrayError
+from wfray.domain.errors import EventError, InputValidationError, UniqueKeyError
 
 if TYPE_CHECKING:
     from wfray.application.coordinator import Coordinator
-
-
-class EventError(WfrayError):
-    """The event cannot be published."""
-
-    code = "bad_event"
-    http_status = 400
 
 
 def validated_inputs(name: str, payload: Any, subscribers: Iterable[Workflow]) -> dict[str, str]:
