@@ -23,10 +23,9 @@ from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.coordinator import Coordinator
 from wfray.application.scheduler import Scheduler
-from wfray.domain.errors import StoreUnavailableError
+from wfray.domain.errors import ScheduleNotFoundError, StoreUnavailableError
 from wfray.domain.records import RunRecord
 from wfray.domain.schedule import (
-    ScheduleNotFoundError,
     ScheduleRecord,
     ScheduleSpec,
     manual_run_id,

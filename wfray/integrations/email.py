@@ -32,6 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from wfray.application.context import StepContext
 from wfray.application.secrets import SecretRef, reveal
 from wfray.application.tasks import task
+
+# its home before every error moved to domain/errors.py; users import it from here
+from wfray.domain.errors import EmailRefusedError as EmailRefusedError
 from wfray.domain.errors import NonRetryableError, RetryLater, StepError
 
 # 4xx replies are often greylisting, which typically clears after a few minutes.
@@ -205,12 +208,6 @@ class SmtpOverrides(BaseModel):
     starttls: bool | None = None
     ssl: bool | None = None
     timeout_s: float | None = None
-
-
-class EmailRefusedError(NonRetryableError):
-    """The message or its SMTP settings are not allowed here."""
-
-    code = "email_refused"
 
 
 class SmtpPolicy(BaseModel):

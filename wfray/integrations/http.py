@@ -27,13 +27,8 @@ from pydantic import BaseModel
 from wfray.application.context import StepContext
 from wfray.application.secrets import SecretRef, reveal
 from wfray.application.tasks import task
-from wfray.domain.errors import NonRetryableError, RetryLater, StepError
-from wfray.integrations.http_guard import (
-    DestinationRefusedError,
-    GuardedTransport,
-    HttpGuard,
-    HttpLimits,
-)
+from wfray.domain.errors import DestinationRefusedError, NonRetryableError, RetryLater, StepError
+from wfray.integrations.http_guard import GuardedTransport, HttpGuard, HttpLimits
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Used when a retryable answer carries no Retry-After: doubles per attempt up to the cap.
