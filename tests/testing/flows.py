@@ -104,7 +104,9 @@ def wait_for_gate(input: Order) -> str:
     return "opened"
 
 
-hostile = Workflow("testing_hostile", input=Order, retry=RetryPolicy(max_attempts=2, initial_delay_s=0))
+hostile = Workflow(
+    "testing_hostile", input=Order, retry=RetryPolicy(max_attempts=2, initial_delay_s=0)
+)
 
 
 @hostile.step

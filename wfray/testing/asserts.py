@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from wfray.application.queries import RunDetail
-from wfray.domain.records import AttemptRecord, LogRecord
-from wfray.domain.status import AttemptStatus, RunStatus
+from wfray.domain.records import AttemptRecord, LogRecord, TaskRecord
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
 STEP = "step"
 COMPENSATION = "compensation"
@@ -82,21 +82,16 @@ def assert_status(reader: Reader, run: RunRef, status: str | RunStatus) -> None:
     run_id = run_id_of(run)
     detail = reader.detail(run_id)
     if detail.run.status is not RunStatus(status):
-        tasks = "".join(
-            f"\n  {t.step}[{t.map_index}]: {t.status.value}"
-            + (f" ({_first_line(t.error)})" if t.error else "")
-            for t in detail.tasks
-        )
+        tasks = "".join(f"\n  {_task_line(t)}" for t in detail.tasks)
         raise AssertionError(
             f"run {run_id}: expected {RunStatus(status).value}, got "
-            f"{detail.run.status.value}" + (f" ({detail.run.error})" if detail.run.error else "")
+            f"{detail.run.status.value}"
+            + (f" ({detail.run.error})" if detail.run.error else "")
             + tasks
         )
 
 
-def step_logs(
-    reader: Reader, run: RunRef, step: str, *, attempt: int | None = None
-) -> list[str]:
+def step_logs(reader: Reader, run: RunRef, step: str, *, attempt: int | None = None) -> list[str]:
     """The messages a step logged (of one attempt, or of all of them), in order."""
     lines = reader.logs(run_id_of(run), step)
     return [line.message for line in lines if attempt is None or line.attempt == attempt]
@@ -111,8 +106,7 @@ def assert_logged(
         which = "" if attempt is None else f" attempt {attempt}"
         shown = "".join(f"\n  {m}" for m in messages) or " (none)"
         raise AssertionError(
-            f"run {run_id_of(run)}, {step}{which}: no log line contains {text!r}; "
-            f"its lines:{shown}"
+            f"run {run_id_of(run)}, {step}{which}: no log line contains {text!r}; its lines:{shown}"
         )
 
 
@@ -165,6 +159,16 @@ def _line(attempt: AttemptRecord) -> str:
     if attempt.error_type:
         error = f": {attempt.error_type}: {_first_line(attempt.error_message or '')}"
     return f"#{attempt.attempt} {attempt.status.value}{when}{error}"
+
+
+def _task_line(task: TaskRecord) -> str:
+    where = "" if task.map_index == -1 else f"[{task.map_index}]"
+    line = f"{task.step}{where}: {task.status.value}"
+    if task.status is TaskStatus.RETRYING and task.ready_at is not None:
+        line += f", next attempt at {task.ready_at.isoformat()}"
+    if task.error_message:
+        line += f" ({_first_line(task.error_message)})"
+    return line
 
 
 def _first_line(text: str, limit: int = 200) -> str:

@@ -28,7 +28,9 @@ class FakeClock:
         if start is None:
             start = datetime.now(UTC).replace(microsecond=0)
         if start.tzinfo is None:
-            raise ValueError("FakeClock needs a timezone-aware start, e.g. datetime(..., tzinfo=UTC)")
+            raise ValueError(
+                "FakeClock needs a timezone-aware start, e.g. datetime(..., tzinfo=UTC)"
+            )
         self._now = start
         self._lock = threading.Lock()
         self._driver: Driver | None = None

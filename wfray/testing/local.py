@@ -72,13 +72,13 @@ class LocalWfray(asserts.Assertions):
     def start(self) -> LocalWfray:
         if self._loop is not None:
             raise RuntimeError("this local wfray is already started")
+        self.clock.attach(self._drive)  # first: a clock already in use fails before a thread
         loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=_serve, args=(loop,), name="wfray-local-engine", daemon=True
         )
         self._thread.start()
         self._loop = loop
-        self.clock.attach(self._drive)
         try:
             self._call(self.engine.start())
         except BaseException:
@@ -113,6 +113,11 @@ class LocalWfray(asserts.Assertions):
     def advance(self, by: Any) -> datetime:
         """`self.clock.advance(by)`: seconds or a timedelta; returns the new time."""
         return self.clock.advance(by)
+
+    def settle(self) -> None:
+        """Let the engine do everything it can at the current time, then return: submitted
+        runs run as far as they get without the clock moving (retries due later wait)."""
+        self._call(self.engine.settle(self.settle_timeout_s), None)
 
     def _drive(self, target: datetime) -> None:
         self._call(self.engine.advance_to(target, self.settle_timeout_s), None)
@@ -237,11 +242,28 @@ class LocalWfray(asserts.Assertions):
         input: Any = None,
         *,
         timeout: float = 60.0,
-        **options: Any,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        queue: str = "default",
+        concurrency_key: str | None = None,
+        run_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        deadline_s: float | None = None,
     ) -> Any:
-        """Submit a run and return its result (`submit`'s options); see `result`."""
+        """Submit a run and return its result (see LocalRunHandle.result)."""
         flow = self.workflow(workflow)
-        return self.result_of(self.submit(flow, input, **options).run_id, flow, timeout)
+        handle = self.submit(
+            flow,
+            input,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            queue=queue,
+            concurrency_key=concurrency_key,
+            run_id=run_id,
+            retry=retry,
+            deadline_s=deadline_s,
+        )
+        return self.result_of(handle.run_id, flow, timeout)
 
     # -- waiting and reading -------------------------------------------------------------------
 
