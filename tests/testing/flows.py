@@ -123,3 +123,30 @@ final = Workflow("testing_final", input=Order)
 @final.step
 def refuse(input: Order) -> str:
     raise NonRetryableError(f"order {input.id} is refused")
+
+
+# -- a parent waiting for child runs whose retries need the clock ------------------------------
+
+
+class Customers(BaseModel):
+    names: list[str]
+
+
+invoice_all = Workflow("testing_invoice_all", input=Customers)
+
+
+@invoice_all.step(pool="io")
+def start_invoices(input: Customers, ctx: StepContext) -> list[str]:
+    children = ctx.run_children(orders, [Order(id=name) for name in input.names])
+    return [str(child.result) for child in children.children]
+
+
+# -- an event starts its subscriber ------------------------------------------------------------
+
+on_paid = Workflow("testing_on_paid", input=Order, events=["testing.paid"])
+
+
+@on_paid.step
+def thank(input: Order) -> str:
+    EFFECTS[input.id].append("thanked")
+    return f"thanks for {input.id}"
