@@ -110,6 +110,12 @@ def test_the_client_calls_answer_as_the_real_client_does(wf: LocalWfray) -> None
     with pytest.raises(wfray.RunFailedError, match="order x is refused") as failed:
         wf.execute(flows.final, flows.Order(id="x"), timeout=5)
     assert failed.value.status == "failed"
+    (resumed,) = wf.resume_failed(workflow="testing_final")
+    assert resumed.applied and resumed.run_id == failed.value.run_id
+    with pytest.raises(wfray.RunFailedError, match="order x is refused"):
+        wf.run(resumed.run_id).result(timeout=5)
+    wf.assert_attempts(resumed.run_id, "refuse", ["failed", "failed"])
+    assert wf.stats()["runs_in_memory"] == 0, "finished runs leave the coordinator's memory"
     assert {r.run_id for r in wf.list_runs(workflow="testing_orders")} == {
         runs[0].run_id,
         runs[1].run_id,
