@@ -16,6 +16,7 @@ import wfray
 from tests.testing import flows
 from tests.testing.conftest import START
 from wfray.testing import FakeClock, LocalWfray, local_wfray
+from wfray.testing.loop import THREAD_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,7 +108,7 @@ def test_one_clock_drives_one_local_wfray_and_a_closed_one_refuses_calls() -> No
     with pytest.raises(RuntimeError, match="not started"):
         wf.submit(flows.orders, flows.Order(id="late"))
     assert clock.advance(1) == START + timedelta(seconds=1), "detached on close"
-    engines = [t for t in threading.enumerate() if t.name == "wfray-local-engine"]
+    engines = [t for t in threading.enumerate() if t.name == THREAD_NAME]
     assert engines == [], "no engine thread outlives its local wfray"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,7 +24,7 @@ from wfray.application.queries import RunDetail
 from wfray.application.scheduler import ScheduleInfo
 from wfray.application.schedules import build_spec, declared
 from wfray.config import Settings, load_settings
-from wfray.domain.errors import RunFailedError, WaitTimeoutError, WfrayError
+from wfray.domain.errors import RunFailedError, WfrayError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
@@ -34,6 +33,7 @@ from wfray.testing import asserts
 from wfray.testing.clock import FakeClock
 from wfray.testing.engine import LocalEngine, Quiet
 from wfray.testing.handle import LocalRunHandle, unfinished
+from wfray.testing.loop import EngineLoop
 
 T = TypeVar("T")
 
@@ -64,21 +64,15 @@ class LocalWfray(asserts.Assertions):
         self.engine = LocalEngine(self.settings, self.clock)
         self._registered: set[tuple[str, str]] = set()
         self._declared: set[ScheduleSpec] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._engine_loop = EngineLoop()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> LocalWfray:
-        if self._loop is not None:
+        if self._engine_loop.running:
             raise RuntimeError("this local wfray is already started")
         self.clock.attach(self._drive)  # first: a clock already in use fails before a thread
-        loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=_serve, args=(loop,), name="wfray-local-engine", daemon=True
-        )
-        self._thread.start()
-        self._loop = loop
+        self._engine_loop.start()
         try:
             self._call(self.engine.start())
         except BaseException:
@@ -89,18 +83,13 @@ class LocalWfray(asserts.Assertions):
     def close(self) -> None:
         """Stop the engine. Steps still running are abandoned (sync code in a thread runs
         on to its end, as in the real io pool)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
+        if not self._engine_loop.running:
             return
         self.clock.detach()
         try:
             self._call(_shut_down(self.engine), self.settle_timeout_s)
         finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(self.settle_timeout_s)
-            if not thread.is_alive():
-                loop.close()
-            self._loop = self._thread = None
+            self._engine_loop.stop(self.settle_timeout_s)
 
     shutdown = close
 
@@ -123,24 +112,7 @@ class LocalWfray(asserts.Assertions):
         self._call(self.engine.advance_to(target, self.settle_timeout_s), None)
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout_s: float | None = 60.0) -> T:
-        loop = self._loop
-        if loop is None:
-            coroutine.close()
-            raise RuntimeError("the local wfray is not started (use it in a `with` block)")
-        if threading.current_thread() is self._thread:
-            coroutine.close()
-            raise RuntimeError(
-                "an async step cannot call the local wfray (or advance its clock): it would "
-                "wait for itself"
-            )
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
-        try:
-            return future.result(timeout_s)
-        except TimeoutError:
-            future.cancel()
-            raise WaitTimeoutError(
-                f"the local wfray did not answer within {timeout_s:g}s of real time"
-            ) from None
+        return self._engine_loop.call(coroutine, timeout_s)
 
     # -- workflows -----------------------------------------------------------------------------
 
@@ -414,11 +386,6 @@ def local_wfray(
     """A started LocalWfray for the `with` block (see LocalWfray for the arguments)."""
     with LocalWfray(clock, settings, **options) as local:
         yield local
-
-
-def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    asyncio.set_event_loop(loop)
-    loop.run_forever()
 
 
 async def _stats(engine: LocalEngine) -> dict[str, Any]:
