@@ -107,6 +107,8 @@ def test_one_clock_drives_one_local_wfray_and_a_closed_one_refuses_calls() -> No
         pass
     with pytest.raises(RuntimeError, match="not started"):
         wf.submit(flows.orders, flows.Order(id="late"))
+    with pytest.raises(RuntimeError, match="starts once"):
+        wf.start()
     assert clock.advance(1) == START + timedelta(seconds=1), "detached on close"
     engines = [t for t in threading.enumerate() if t.name == THREAD_NAME]
     assert engines == [], "no engine thread outlives its local wfray"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
@@ -65,12 +65,13 @@ class LocalWfray(asserts.Assertions):
         self._registered: set[tuple[str, str]] = set()
         self._declared: set[ScheduleSpec] = set()
         self._engine_loop = EngineLoop()
+        self._closed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> LocalWfray:
-        if self._engine_loop.running:
-            raise RuntimeError("this local wfray is already started")
+        if self._engine_loop.running or self._closed:
+            raise RuntimeError("a local wfray starts once: make a new one")
         self.clock.attach(self._drive)  # first: a clock already in use fails before a thread
         self._engine_loop.start()
         try:
@@ -85,6 +86,7 @@ class LocalWfray(asserts.Assertions):
         on to its end, as in the real io pool)."""
         if not self._engine_loop.running:
             return
+        self._closed = True
         self.clock.detach()
         try:
             self._call(_shut_down(self.engine), self.settle_timeout_s)
@@ -99,7 +101,7 @@ class LocalWfray(asserts.Assertions):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def advance(self, by: Any) -> datetime:
+    def advance(self, by: float | timedelta) -> datetime:
         """`self.clock.advance(by)`: seconds or a timedelta; returns the new time."""
         return self.clock.advance(by)
 
