@@ -9,7 +9,7 @@ import pytest
 import wfray
 from tests.testing import flows
 from tests.testing.conftest import START
-from wfray.testing import LocalWfray
+from wfray.testing import FakeClock, LocalWfray, local_wfray
 
 
 def test_a_deadline_expires_on_advance_and_what_completed_is_undone(wf: LocalWfray) -> None:
@@ -68,3 +68,18 @@ def test_an_hourly_schedule_fires_once_per_tick_as_the_clock_passes_it(wf: Local
     assert triggered.result(timeout=5) == "06:00"  # started now, outside its cron
     wf.delete_schedule("hourly")
     assert wf.list_schedules() == []
+
+
+def test_a_rate_limited_queue_starts_its_runs_as_the_clock_refills_it() -> None:
+    hourly = wfray.QueueConfig(name="hourly", rate_per_s=1 / 3600, burst=1)
+    with local_wfray(FakeClock(START), queues=[hourly]) as wf:
+        runs = wf.submit_many(flows.ticker, [{"label": f"t{i}"} for i in range(3)], queue="hourly")
+        wf.settle()
+        assert flows.EFFECTS["ticks"] == ["t0"], "one start per hour"
+        wf.clock.advance(timedelta(minutes=59))
+        assert flows.EFFECTS["ticks"] == ["t0"]
+        wf.clock.advance(timedelta(hours=1, minutes=1))
+        assert flows.EFFECTS["ticks"] == ["t0", "t1", "t2"]
+        started = sorted(a.started_at for r in runs for a in wf.detail(r.run_id).attempts)
+        # the bucket rounds a token's time up to the microsecond
+        assert [round((at - START).total_seconds(), 3) for at in started] == [0, 3600, 7200]
