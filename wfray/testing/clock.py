@@ -42,8 +42,8 @@ class FakeClock:
         """Move time forward by `by` (seconds or a timedelta); returns the new `now()`.
 
         Attached to a local wfray, everything due on the way (retry delays, compensation
-        retries, run deadlines, schedule ticks) happens at its own time, in order, and
-        this returns once the engine has nothing left to do.
+        retries, run deadlines, rate-limit refills, schedule ticks) happens at its own time,
+        in order, and this returns once the engine has nothing left to do.
         """
         step = by if isinstance(by, timedelta) else timedelta(seconds=_seconds(by))
         if step < timedelta(0):
