@@ -114,14 +114,15 @@ class LocalEngine:
         c = self.coordinator
         now = self.clock.now()
         reasons = []
-        if c.in_turn or c.wake.is_set() or c.committing is not None:
+        if c.in_turn or c.wake.is_set() or c.durable.committing:
             reasons.append("a coordinator loop turn")
         if c.intake.pending or c.commands.pending or c.outcomes or c.streamed_logs:
             reasons.append("work waiting for the next loop turn")
         if len(c.attempts) > self.services.parked:
             names = ", ".join(f"{r} {s}[{i}] attempt {a}" for r, s, i, a in sorted(c.attempts))
             reasons.append(f"attempts running ({names})")
-        if c.timers and c.timers[0][0] <= now:
+        first_timer = c.state.timers.next_at()
+        if first_timer is not None and first_timer <= now:
             reasons.append("a timer due now")
         beat = c.heartbeats.next_due()
         if beat is not None and beat <= now:
@@ -155,9 +156,9 @@ class LocalEngine:
         """The earliest moment after now at which something is due, if any."""
         c = self.coordinator
         now = self.clock.now()
-        found = [t for t, *_ in c.timers if t > now]
+        found = [t.at for t in c.state.timers if t.at > now]
         beat = c.heartbeats.next_due()
-        token = c.queues.next_wakeup(now)
+        token = c.state.queues.next_wakeup(now)
         found += [t for t in (beat, token) if t is not None and t > now]
         for record in self.schedules.load_all():
             if not record.spec.paused:
