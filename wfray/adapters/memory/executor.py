@@ -33,7 +33,7 @@ class InlineExecutor:
         self.settings = settings or RunnerSettings()
         self.outbox = Outbox()
         self.running: dict[tuple[str, str, int, int], asyncio.Task[None]] = {}
-        self.crashing = False
+        self.timed_out: set[asyncio.Task[None]] = set()
         self.refused: list[tuple[str, str, int, int]] = []  # dispatches of a stale coordinator
         self.worker = WorkerIdentity(
             node_id="inline", worker_id="inline", host=socket.gethostname(), pid=os.getpid()
@@ -43,11 +43,21 @@ class InlineExecutor:
         if not self.outbox.admits(epoch):
             self.refused.extend(d.attempt_key for d in dispatches)
             return
+        loop = asyncio.get_running_loop()
         for dispatch in dispatches:
             key = dispatch.attempt_key
             self.running[key] = asyncio.create_task(self._run(dispatch))
+            if dispatch.timeout_s is not None:  # as the Ray executors stop it
+                loop.call_later(dispatch.timeout_s, self._time_out, self.running[key])
+
+    def _time_out(self, task: asyncio.Task[None]) -> None:
+        if not task.done():
+            self.timed_out.add(task)
+            task.cancel()
 
     async def _run(self, dispatch: Dispatch) -> None:
+        outbox = self.outbox  # this incarnation's: a crash replaces it
+        key = dispatch.attempt_key
         reported = False
         try:
             outcome = await run_attempt_async(
@@ -57,17 +67,31 @@ class InlineExecutor:
                 self.reporter(dispatch.pool, outcome)  # as a Ray worker does
                 reported = True
         except asyncio.CancelledError:
-            if self.crashing:
-                raise
-            outcome = Outcome.ended(
-                dispatch.attempt_key,
-                AttemptStatus.CANCELLED,
-                "wfray.Cancelled",
-                "cancelled: its run was cancelled",
-            )
+            if outbox is not self.outbox:
+                raise  # it died with the executor that crashed: no outcome, as on Ray
+            outcome = self._stopped(dispatch)
         finally:
-            self.running.pop(dispatch.attempt_key, None)
-        self.outbox.put(seal(outcome), wake=not reported)
+            this = asyncio.current_task()
+            if self.running.get(key) is this:
+                del self.running[key]
+            self.timed_out.discard(this)
+        outbox.put(seal(outcome), wake=not reported)
+
+    def _stopped(self, dispatch: Dispatch) -> Outcome:
+        """How an attempt this executor stopped ended (the Ray executors say the same)."""
+        if asyncio.current_task() in self.timed_out:
+            return Outcome.ended(
+                dispatch.attempt_key,
+                AttemptStatus.TIMED_OUT,
+                "wfray.AttemptTimeout",
+                f"attempt exceeded its timeout of {dispatch.timeout_s}s and was stopped",
+            )
+        return Outcome.ended(
+            dispatch.attempt_key,
+            AttemptStatus.CANCELLED,
+            "wfray.Cancelled",
+            "cancelled: its run was cancelled",
+        )
 
     def worker_for(self, dispatch: Dispatch) -> WorkerIdentity:
         """Who runs this attempt (one identity here; tests may tell a different story)."""
@@ -87,7 +111,6 @@ class InlineExecutor:
 
     def crash(self) -> None:
         """Forget everything, as a killed executor process would (for failure tests)."""
-        self.crashing = True
         for task in self.running.values():
             task.cancel()
         self.running.clear()
