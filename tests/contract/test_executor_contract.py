@@ -20,7 +20,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -190,6 +190,7 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
         inline = InlineExecutor(
             blobs=FsBlobStore(blob_root),
             settings=RunnerSettings(blob_threshold_bytes=BLOB_THRESHOLD),
+            reporter=lambda pool, outcome: None,  # a coordinator that got the report, or not
         )
 
         async def crash() -> None:
@@ -296,6 +297,22 @@ def test_the_log_lines_of_an_attempt_travel_with_its_outcome(subject: Subject) -
         lines = [(r.level, r.message) for r in outcome.logs]
         assert ("INFO", "invoice 42 sent") in lines
         assert {(r.run_id, r.step, r.attempt) for r in outcome.logs} == {(sent.run_id, "talk", 1)}
+
+    run(scenario)
+
+
+def test_an_outcome_also_reported_directly_stays_with_the_executor_until_acknowledged(
+    subject: Subject,
+) -> None:
+    async def scenario() -> None:
+        sent = replace(subject.attempt("echo", value="direct"), report_directly=True)
+        await subject.dispatch(sent)
+        # the report may be lost: the executor's copy still reaches a drain
+        outcome = await subject.outcome(sent)
+        assert outcome.result_json == '"direct"'
+        (kept,) = (await subject.snapshot()).outcomes
+        assert (kept.attempt_key, kept.seq) == (sent.attempt_key, outcome.seq)
+        assert (await subject.snapshot(ack=kept.seq)).outcomes == []
 
     run(scenario)
 

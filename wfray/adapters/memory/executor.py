@@ -33,7 +33,6 @@ class InlineExecutor:
         self.settings = settings or RunnerSettings()
         self.outbox = Outbox()
         self.running: dict[tuple[str, str, int, int], asyncio.Task[None]] = {}
-        self.timed_out: set[asyncio.Task[None]] = set()
         self.refused: list[tuple[str, str, int, int]] = []  # dispatches of a stale coordinator
         self.worker = WorkerIdentity(
             node_id="inline", worker_id="inline", host=socket.gethostname(), pid=os.getpid()
@@ -43,55 +42,42 @@ class InlineExecutor:
         if not self.outbox.admits(epoch):
             self.refused.extend(d.attempt_key for d in dispatches)
             return
-        loop = asyncio.get_running_loop()
         for dispatch in dispatches:
             key = dispatch.attempt_key
             self.running[key] = asyncio.create_task(self._run(dispatch))
-            if dispatch.timeout_s is not None:  # as the Ray executors stop it
-                loop.call_later(dispatch.timeout_s, self._time_out, self.running[key])
-
-    def _time_out(self, task: asyncio.Task[None]) -> None:
-        if not task.done():
-            self.timed_out.add(task)
-            task.cancel()
 
     async def _run(self, dispatch: Dispatch) -> None:
         outbox = self.outbox  # this incarnation's: a crash replaces it
         key = dispatch.attempt_key
-        reported = False
+        ran = False
         try:
-            outcome = await run_attempt_async(
+            attempt = run_attempt_async(
                 dispatch, self.blobs, self.worker_for(dispatch), self.settings, self.services
             )
-            if dispatch.report_directly and self.reporter is not None:
-                self.reporter(dispatch.pool, outcome)  # as a Ray worker does
-                reported = True
-        except asyncio.CancelledError:
-            if outbox is not self.outbox:
-                raise  # it died with the executor that crashed: no outcome, as on Ray
-            outcome = self._stopped(dispatch)
-        finally:
-            this = asyncio.current_task()
-            if self.running.get(key) is this:
-                del self.running[key]
-            self.timed_out.discard(this)
-        outbox.put(seal(outcome), wake=not reported)
-
-    def _stopped(self, dispatch: Dispatch) -> Outcome:
-        """How an attempt this executor stopped ended (the Ray executors say the same)."""
-        if asyncio.current_task() in self.timed_out:
-            return Outcome.ended(
-                dispatch.attempt_key,
+            # stopped past its timeout as the Ray executors stop it (a step's own errors,
+            # TimeoutError too, come back as its outcome: only the wait raises here)
+            outcome = await asyncio.wait_for(attempt, dispatch.timeout_s)
+            ran = True
+        except TimeoutError:
+            outcome = Outcome.ended(
+                key,
                 AttemptStatus.TIMED_OUT,
                 "wfray.AttemptTimeout",
                 f"attempt exceeded its timeout of {dispatch.timeout_s}s and was stopped",
             )
-        return Outcome.ended(
-            dispatch.attempt_key,
-            AttemptStatus.CANCELLED,
-            "wfray.Cancelled",
-            "cancelled: its run was cancelled",
-        )
+        except asyncio.CancelledError:
+            if outbox is not self.outbox:
+                raise  # it died with the executor that crashed: no outcome, as on Ray
+            outcome = Outcome.ended(
+                key, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled: its run was cancelled"
+            )
+        finally:
+            if self.running.get(key) is asyncio.current_task():
+                del self.running[key]
+        reporter = self.reporter if ran and dispatch.report_directly else None
+        if reporter is not None:
+            reporter(dispatch.pool, outcome)  # as a Ray worker does
+        outbox.put(seal(outcome), wake=reporter is None)
 
     def worker_for(self, dispatch: Dispatch) -> WorkerIdentity:
         """Who runs this attempt (one identity here; tests may tell a different story)."""
