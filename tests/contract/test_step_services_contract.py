@@ -32,7 +32,7 @@ from wfray.application.runtime import AttemptKey, ChildPlacement, StepServices, 
 from wfray.application.step_runner import RunnerSettings
 from wfray.bootstrap import SystemClock
 from wfray.domain.claims import Holder
-from wfray.domain.errors import InvalidClaimError
+from wfray.domain.errors import ClaimNotHeldError, InvalidClaimError, UnknownWorkflowError
 from wfray.domain.records import LogRecord, TaskRecord
 from wfray.domain.status import TaskStatus
 
@@ -253,6 +253,31 @@ def test_child_runs_start_once_per_run_id_and_are_awaited_in_order(wiring: Wirin
     assert [s.result for s in again] == [4, 10, 0]
 
 
+@pytest.mark.parametrize(
+    ("how", "doubled_or_tripled"), [("workflow", 8), ("name", 8), ("task function", 12)]
+)
+def test_a_child_workflow_is_named_as_a_workflow_its_name_or_a_task_function(
+    wiring: Wiring, how: str, doubled_or_tripled: int
+) -> None:
+    flow = {"workflow": steps.doubled, "name": "contract_doubled", "task function": steps.tripled}
+    run_ids = ids(1)
+    wiring.services.start_runs(
+        flow[how], [{"value": 4}], run_ids, "contract-parent", "t1", ChildPlacement()
+    )
+    (status,) = wiring.services.wait_runs(run_ids, WAIT_S)
+    assert (status.status, status.result) == ("completed", doubled_or_tripled)
+
+
+def test_starting_no_children_starts_nothing_and_an_unknown_workflow_is_refused(
+    wiring: Wiring,
+) -> None:
+    wiring.services.start_runs(steps.doubled, [], [], "contract-parent", "t1", ChildPlacement())
+    with pytest.raises(UnknownWorkflowError, match="contract_not_declared"):
+        wiring.services.start_runs(
+            "contract_not_declared", [{}], ids(1), "contract-parent", "t1", ChildPlacement()
+        )
+
+
 def test_a_failed_child_is_reported_failed_with_its_error(wiring: Wiring) -> None:
     (run_id,) = start_doubled(wiring, [-3])
     (status,) = wiring.services.wait_runs([run_id], WAIT_S)
@@ -346,6 +371,42 @@ def test_a_claim_is_held_against_others_until_done_and_then_read_as_done(wiring:
     assert done.done_at is not None
     late = services.claim(key, other, 60)
     assert (late.acquired, late.state, late.result_json) == (False, "done", '{"invoice": 42}')
+    release(wiring, held, gate)
+
+
+def test_only_the_holder_marks_a_claim_done_and_the_first_result_stays(wiring: Wiring) -> None:
+    services = wiring.services
+    held, gate = start_held(wiring)
+    other: AttemptKey = ("contract-other-run", "send", -1, 1)
+    key = f"invoice-mail-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ClaimNotHeldError):
+        services.finish_claim(key, held, '"nobody holds it yet"')
+    assert services.claim(key, held, 60).acquired
+    with pytest.raises(ClaimNotHeldError):
+        services.finish_claim(key, other, '"not mine"')
+    assert services.finish_claim(key, held, '"first"').result_json == '"first"'
+    assert services.finish_claim(key, held, '"second"').result_json == '"first"'
+    seen = services.claimed(key, held)
+    assert seen is not None and (seen.acquired, seen.state, seen.result_json) == (
+        True,
+        "done",
+        '"first"',
+    )
+    release(wiring, held, gate)
+
+
+def test_a_claim_whose_holder_ended_is_taken_over_naming_who_held_it(wiring: Wiring) -> None:
+    services = wiring.services
+    held, gate = start_held(wiring)
+    gone: AttemptKey = ("contract-gone-run", "send", -1, 1)  # no such run: its step ended
+    key = f"invoice-mail-{uuid.uuid4().hex[:8]}"
+    assert services.claim(key, gone, 60).acquired
+    seen = services.claimed(key, held)
+    assert seen is not None and (seen.acquired, seen.state) == (False, "died")
+    taken = services.claim(key, held, 60)
+    assert (taken.acquired, taken.state) == (True, "running")
+    assert attempt_of(taken.holder) == held
+    assert taken.taken_over_from is not None and attempt_of(taken.taken_over_from) == gone
     release(wiring, held, gate)
 
 

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 
 from wfray.application.arg_text import arg_text
 from wfray.application.claims import ClaimView
-from wfray.application.definition import Workflow, encode_input, registered, subscribers
+from wfray.application.definition import encode_input, resolve_workflow, subscribers
 from wfray.application.events import unique_keys, validated_inputs
 from wfray.application.messages import RunView, SubmitRequest
 from wfray.application.ports import BlobStore
@@ -103,9 +103,7 @@ class InlineStepServices:
         placement: ChildPlacement,
     ) -> None:
         c, _ = self._c()
-        flow = workflow if isinstance(workflow, Workflow) else registered(str(workflow))
-        if flow is None:
-            raise LookupError(f"no workflow {workflow!r} declared in this process")
+        flow = resolve_workflow(workflow)  # a Workflow, a declared name or a @wfray.task
         requests = [
             SubmitRequest(
                 run_id=run_id or uuid.uuid4().hex,
