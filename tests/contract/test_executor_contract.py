@@ -430,6 +430,40 @@ def test_a_cancelled_attempt_ends_as_cancelled_and_an_unknown_one_is_ignored(
     run(scenario)
 
 
+def test_a_cancelled_attempt_that_shares_its_task_ends_as_cancelled_and_the_others_run(
+    subject: Subject,
+) -> None:
+    async def scenario() -> None:
+        gate = subject.gate()
+        # short attempts, several to a Ray task in the cpu pool (application/fusion.py)
+        sent = [replace(subject.attempt("hold", gate=str(gate)), shareable=True) for _ in range(8)]
+        launched = await launches(subject)
+        await subject.dispatch(*sent)
+        assert set((await subject.snapshot()).in_flight) == {d.attempt_key for d in sent}
+        if subject.pool == "cpu":  # the case it names: there, they did share tasks
+            tasks, attempts = await launches(subject)
+            assert attempts - launched[1] == 8 and tasks - launched[0] < 8
+        await bounded(subject.executor.cancel([sent[1].attempt_key]))
+        gate.touch()
+        found = await subject.outcomes(*sent)
+        assert found[sent[1].attempt_key].status is AttemptStatus.CANCELLED
+        others = [found[d.attempt_key] for d in sent if d is not sent[1]]
+        assert [(o.status, o.result_json) for o in others] == [
+            (AttemptStatus.SUCCEEDED, '"released"')
+        ] * 7
+
+    run(scenario)
+
+
+async def launches(subject: Subject) -> tuple[int, int]:
+    """Ray tasks and attempts the cpu executor launched so far (zeros elsewhere)."""
+    handle = getattr(subject.executor, "handle", None)
+    if subject.pool != "cpu" or handle is None:
+        return (0, 0)
+    stats: dict[str, int] = await bounded(handle.stats.remote())
+    return (stats["tasks"], stats["attempts"])
+
+
 def test_cancelling_an_attempt_that_ended_changes_nothing(subject: Subject) -> None:
     async def scenario() -> None:
         sent = subject.attempt("echo", value=7)
