@@ -67,7 +67,9 @@ class MemoryWiring(Wiring):
     def __init__(self, gates: Path) -> None:
         self.gates = gates
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="coordinator-loop")
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="coordinator-loop", daemon=True
+        )
         self.thread.start()
         self.store = InMemoryRunStore()
         blobs = FsBlobStore(str(gates / "blobs"))
