@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from wfray.application.moments import CHAOS_DIR_ENV
+
 # No per-example deadline: on a busy machine a property test's example may take longer than
 # hypothesis' 200 ms default without anything being wrong (one flaked in CI that way).
 hypothesis_settings.register_profile("wfray", deadline=None)
@@ -57,9 +59,17 @@ RAY_METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
+def chaos_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where tests arm the engine's moments for the whole session's Ray (testing/chaos.py)."""
+    return tmp_path_factory.mktemp("chaos")
+
+
+@pytest.fixture(scope="session")
+def ray_session(chaos_folder: Path) -> Iterator[None]:
     import ray
 
+    # every Ray process of the session inherits it: tests arm moments there (testing/chaos.py)
+    os.environ[CHAOS_DIR_ENV] = str(chaos_folder)
     try:
         # address="local": never attach to a stray `ray start` cluster on the host.
         ray.init(

@@ -104,6 +104,16 @@ def kill_repeatedly(client: Any) -> list[int]:
     return in_flight
 
 
+def explain(client: Any, run_id: str) -> str:
+    """A run that did not complete, with how each of its attempts ended."""
+    detail = client.detail(run_id)
+    attempts = "; ".join(
+        f"{a.step}#{a.attempt} {a.status.value} {a.error_type}: {a.error_message}"
+        for a in detail.attempts
+    )
+    return f"{run_id} {detail.run.status.value} ({detail.run.error}): {attempts}"
+
+
 def check_attempts(
     run_id: str, task_keys: set[tuple[str, int]], found: list[AttemptRecord]
 ) -> None:
@@ -157,7 +167,8 @@ def test_twenty_coordinator_kills_lose_nothing_and_repeat_nothing(wf: Any) -> No
     assert len(submitter.run_ids) > 0
     assert len(views) == len(run_ids)
     assert len(set(run_ids)) == len(run_ids)
-    assert Counter(v.status for v in views) == Counter({RunStatus.COMPLETED: len(run_ids)})
+    unfinished = [v for v in views if v.status is not RunStatus.COMPLETED]
+    assert not unfinished, [explain(wf, v.run_id) for v in unfinished[:3]]
     chain_results = [v.result_json for v in views if v.workflow == flows.chain.name]
     assert len(chain_results) >= FIRST_CHAINS and set(chain_results) == {"5"}, chain_results
 

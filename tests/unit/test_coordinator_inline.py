@@ -458,7 +458,7 @@ def test_a_step_still_running_when_its_run_fails_has_its_end_recorded() -> None:
             await until(lingering_done)
             (attempt,) = attempts(store, "split", "lingering")
             assert attempt.status is AttemptStatus.SUCCEEDED
-            assert "split" not in c.runs  # dropped from memory once nothing of it runs
+            assert "split" not in c.state.runs  # dropped from memory once nothing of it runs
 
     run(scenario)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -28,12 +29,14 @@ from wfray.application.intake import Intake
 from wfray.application.loading import RunLoader
 from wfray.application.messages import (
     CommandResult,
+    Dispatch,
     Outcome,
     RunView,
     SubmitRequest,
     SubmitResult,
 )
 from wfray.application.metrics import Metrics, MetricsBuffer
+from wfray.application.moments import CHAOS_DIR_ENV, Moment, reached
 from wfray.application.outcomes import OutcomeApplier
 from wfray.application.poison import REFUSED, PoisonGuard
 from wfray.application.ports import Clock, RunStore, StepExecutor
@@ -43,8 +46,7 @@ from wfray.application.storable import clean_logs, problem
 from wfray.application.timers import TimerKind
 from wfray.application.waiting import Waiting
 from wfray.domain import engine
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
-from wfray.domain.run_state import RunState
+from wfray.domain.records import LogRecord
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
@@ -307,11 +309,13 @@ class Coordinator:
             [memory.runs[r] for r in touched if r in memory.runs], batch, now
         )
         aside: set[str] | None = None
+        self._reached(Moment.COORDINATOR_BEFORE_COMMIT, touched, outcomes, dispatches)
         try:
             await self.durable.commit(batch)
         except REFUSED as exc:  # not an outage: what it holds (poison.py)
             aside = await self.guard.commit_around(batch, exc, outcomes, accepted)
         self._count_finished(aside)
+        self._reached(Moment.COORDINATOR_AFTER_COMMIT, touched, outcomes, dispatches)
         for pool, keys in to_cancel.items():
             self.reconciler.cancel_in(pool, keys)
         for waiter in log_waiters:
@@ -367,24 +371,24 @@ class Coordinator:
             elif not memory.live(state):
                 memory.evict(run_id)
 
+    def _reached(
+        self,
+        moment: Moment,
+        touched: set[str],
+        outcomes: list[tuple[str, Outcome]],
+        dispatches: list[Dispatch],
+    ) -> None:
+        """A moment a test may kill the coordinator at (moments.py), for what the turn
+        moved: the workflows of its runs, the steps of its outcomes and dispatches."""
+        if not os.environ.get(CHAOS_DIR_ENV):
+            return  # the common case costs one lookup, not the sets below
+        runs = self.state.runs
+        workflows = {runs[r].run.workflow for r in touched if r in runs}
+        steps = {o.step for _, o in outcomes} | {d.step for d in dispatches}
+        reached(moment, workflows=workflows, steps=steps)
+
     def _count_finished(self, aside: set[str] | None) -> None:
         finished, self.state.finished = self.state.finished, []
         for run in finished:
             if aside is None or run.run_id not in aside:
                 self.metrics.run_finished(run.workflow, run.status.value)
-
-    # -- what the reconciler and the poison guard still reach through the coordinator ----------
-
-    @property
-    def runs(self) -> dict[str, RunState]:
-        return self.state.runs
-
-    @property
-    def attempts(self) -> dict[AttemptKey, AttemptRecord]:
-        return self.state.attempts
-
-    def adopt(self, run: RunRecord, tasks: list[TaskRecord], schema: WorkflowSchema) -> RunState:
-        return self.state.adopt(run, tasks, schema)
-
-    async def load_runs(self, run_ids: set[str]) -> None:
-        await self.loader.load_runs(run_ids)

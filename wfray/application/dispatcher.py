@@ -131,6 +131,7 @@ class Launcher:
             and step.timeout_s is None
             and step.heartbeat_timeout_s is None
             and memory.short_steps.is_short(state.run.workflow, task.step),
+            kind=kind,
         )
 
 

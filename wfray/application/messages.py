@@ -97,6 +97,7 @@ class Dispatch:
     # Seen to be short, and free of timeouts: it may share one Ray task with other such
     # attempts when the backlog is deep (application/fusion.py).
     shareable: bool = False
+    kind: str = "step"  # or "compensation"
 
     @property
     def attempt_key(self) -> tuple[str, str, int, int]:

@@ -20,6 +20,7 @@ from wfray.application.durable import DurableStore
 from wfray.application.heartbeats import HeartbeatWatch
 from wfray.application.loading import RunLoader
 from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
+from wfray.application.moments import Moment, reached
 from wfray.application.ports import Clock, StepExecutor
 from wfray.application.state import AttemptKey, CoordinatorState
 from wfray.domain.records import AttemptRecord, TaskRecord
@@ -284,6 +285,8 @@ class Reconciler:
             if executor is None:
                 raise LookupError(f"no executor for pool {pool!r}")
             await executor.dispatch(group, self.epoch)
+            steps, workflows = {d.step for d in group}, {d.workflow for d in group}
+            reached(Moment.COORDINATOR_AFTER_DISPATCH, workflows=workflows, steps=steps)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -26,6 +26,7 @@ from wfray.application.arg_text import arg_text, has_field
 from wfray.application.context import AttemptLog, StepContext, bind, unbind
 from wfray.application.log_stream import streamer_for
 from wfray.application.messages import Dispatch, Outcome
+from wfray.application.moments import Moment, reached
 from wfray.application.ports import BlobStore
 from wfray.application.runtime import StepServices
 from wfray.application.secrets import bind_secret_dir, resolved_values, unbind_secret_dir
@@ -151,6 +152,10 @@ class PreparedAttempt:
                 services=self.services,
                 heartbeat_every_s=_beat_interval(d.heartbeat_timeout_s),
             )
+
+    def reached(self, moment: Moment) -> None:
+        d = self.dispatch
+        reached(moment, workflows=(d.workflow,), steps=(d.step,), kind=d.kind)
 
     @property
     def is_async(self) -> bool:
@@ -309,11 +314,13 @@ def run_attempt(
     try:
         attempt.prepare()
         assert attempt.fn is not None
+        attempt.reached(Moment.STEP_STARTED)
         value = attempt.fn(**attempt.kwargs)
         if inspect.isawaitable(value):
             import asyncio
 
             value = asyncio.run(_await(value))
+        attempt.reached(Moment.STEP_RETURNED)
     except Exception as exc:
         return attempt.failure(exc, worker)
     finally:
@@ -343,11 +350,13 @@ async def run_attempt_async(
     try:
         attempt.prepare()
         assert attempt.fn is not None
+        attempt.reached(Moment.STEP_STARTED)
         if attempt.is_async:
             value = await attempt.fn(**attempt.kwargs)
         else:
             # to_thread copies the context, so the thread's log lines land in this attempt
             value = await asyncio.to_thread(attempt.fn, **attempt.kwargs)
+        attempt.reached(Moment.STEP_RETURNED)
     except Exception as exc:
         return attempt.failure(exc, worker)
     finally:

@@ -118,8 +118,9 @@ class LocalEngine:
             reasons.append("a coordinator loop turn")
         if c.intake.pending or c.commands.pending or c.outcomes or c.streamed_logs:
             reasons.append("work waiting for the next loop turn")
-        if len(c.attempts) > self.services.parked:
-            names = ", ".join(f"{r} {s}[{i}] attempt {a}" for r, s, i, a in sorted(c.attempts))
+        running = c.state.attempts
+        if len(running) > self.services.parked:
+            names = ", ".join(f"{r} {s}[{i}] attempt {a}" for r, s, i, a in sorted(running))
             reasons.append(f"attempts running ({names})")
         first_timer = c.state.timers.next_at()
         if first_timer is not None and first_timer <= now:
