@@ -19,8 +19,22 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
-class RunStore(Protocol):
-    """The truth about runs. Sync; the coordinator calls it from a worker thread.
+class RunLookup(Protocol):
+    """Reads both sides make: runs, their tasks and claims, workflows, by id or name."""
+
+    def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None: ...
+    def list_workflows(self) -> list[WorkflowSchema]: ...
+    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]: ...
+    def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]: ...
+    def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]: ...
+    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
+        """The claims held by these runs, by key (the first `limit` of them)."""
+        ...
+
+
+class RunLedger(RunLookup, Protocol):
+    """The coordinator's side: what the single writer commits and the reads it decides by.
+    Sync; the coordinator calls it from a worker thread.
 
     `commit` applies one batch in one transaction and is idempotent under replay: a batch
     retried after an ambiguous failure (the connection died around COMMIT) changes nothing
@@ -54,53 +68,11 @@ class RunStore(Protocol):
         """Record outcomes set aside as (key, status, reason) (application/quarantine.py)."""
         ...
 
-    def set_aside_outcomes(self) -> list[QuarantinedOutcome]: ...
     def save_workflow(self, schema: WorkflowSchema) -> None: ...
-    def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None: ...
-    def list_workflows(self) -> list[WorkflowSchema]: ...
-    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]: ...
     def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]: ...
     def find_unique_runs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunRecord]:
         """The run holding each (workflow, uniqueness key): the one not finished if there
         is one, else the newest by (created_at, run_id); keys no run holds are left out."""
-        ...
-
-    def list_runs(
-        self,
-        workflow: str | None = None,
-        status: RunStatus | None = None,
-        limit: int = 100,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        position: tuple[datetime, str] | None = None,
-    ) -> list[RunRecord]:
-        """Runs newest first, (created_at, run_id) descending; with `position`, only those
-        after it in that order (a keyset page: the query reads `limit` rows, no more)."""
-        ...
-
-    def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]: ...
-    def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]: ...
-    def get_attempts(self, run_id: str) -> list[AttemptRecord]: ...
-    def page_tasks(
-        self, run_id: str, after: tuple[str, int] | None, limit: int
-    ) -> list[TaskRecord]:
-        """A run's tasks in (step, map_index) order, after `after`, at most `limit`."""
-        ...
-
-    def page_attempts(
-        self, run_id: str, after: tuple[str, int, int] | None, limit: int
-    ) -> list[AttemptRecord]:
-        """A run's attempts in (step, map_index, attempt) order, after `after`."""
-        ...
-
-    def get_logs(
-        self,
-        run_id: str,
-        step: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[LogRecord]:
-        """Log lines in the order stored (increasing `id`), after line `after_id`."""
         ...
 
     def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
@@ -124,11 +96,57 @@ class RunStore(Protocol):
         False, writing nothing, if another write came first (domain/claims.py)."""
         ...
 
-    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
-        """The claims held by these runs, by key (the first `limit` of them)."""
+
+class RunReader(RunLookup, Protocol):
+    """The read side: what operators and clients ask (queries.py, the HTTP API, the CLI).
+    It writes nothing, and whoever built it closes it."""
+
+    def list_runs(
+        self,
+        workflow: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        position: tuple[datetime, str] | None = None,
+    ) -> list[RunRecord]:
+        """Runs newest first, (created_at, run_id) descending; with `position`, only those
+        after it in that order (a keyset page: the query reads `limit` rows, no more)."""
+        ...
+
+    def get_attempts(self, run_id: str) -> list[AttemptRecord]: ...
+    def page_tasks(
+        self, run_id: str, after: tuple[str, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        """A run's tasks in (step, map_index) order, after `after`, at most `limit`."""
+        ...
+
+    def page_attempts(
+        self, run_id: str, after: tuple[str, int, int] | None, limit: int
+    ) -> list[AttemptRecord]:
+        """A run's attempts in (step, map_index, attempt) order, after `after`."""
+        ...
+
+    def get_logs(
+        self,
+        run_id: str,
+        step: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        """Log lines in the order stored (increasing `id`), after line `after_id`."""
+        ...
+
+    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+        """Outcomes refused or quarantined, oldest first (not the marks of a start)."""
         ...
 
     def close(self) -> None: ...
+
+
+class RunStore(RunLedger, RunReader, Protocol):
+    """The truth about runs, both sides: one adapter implements them, and the composition
+    root builds one and hands each consumer the side it uses."""
 
 
 class StepExecutor(Protocol):
