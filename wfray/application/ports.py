@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
@@ -13,6 +13,10 @@ from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
+
+if TYPE_CHECKING:  # runtime.py and claims.py use the ports: importing them here would cycle
+    from wfray.application.claims import ClaimView
+    from wfray.application.runtime import ChildPlacement, ChildStatus
 
 
 class Clock(Protocol):
@@ -157,6 +161,40 @@ class StepExecutor(Protocol):
     async def drain(self, ack: int, wait_s: float, epoch: int) -> Drained: ...
     async def snapshot(self, ack: int, epoch: int) -> ExecutorSnapshot: ...
     async def cancel(self, attempts: list[tuple[str, str, int, int]]) -> None: ...
+
+
+class StepServices(Protocol):
+    """What a running step may ask of wfray (runtime.py): heartbeats, log lines, events,
+    counters, child runs, claims. The Ray adapter calls the coordinator actor; the
+    in-process one calls an in-process Coordinator."""
+
+    def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None: ...
+
+    def logs(self, lines: list[LogRecord]) -> bool:
+        """Deliver log lines of a running attempt; False if they did not arrive."""
+        ...
+
+    def publish(self, name: str, payload: Any, event_id: str) -> list[str]: ...
+
+    def next_value(self, counter: str) -> int: ...
+
+    def start_runs(
+        self,
+        workflow: Any,
+        inputs: Sequence[Any],
+        run_ids: Sequence[str],
+        parent_run_id: str,
+        trigger_id: str,
+        placement: ChildPlacement,
+    ) -> None: ...
+
+    def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]: ...
+
+    def claim(self, key: str, attempt: AttemptKey, ttl_s: float) -> ClaimView: ...
+
+    def finish_claim(self, key: str, attempt: AttemptKey, result_json: str) -> ClaimView: ...
+
+    def claimed(self, key: str, asker: AttemptKey) -> ClaimView | None: ...
 
 
 class BlobStore(Protocol):
