@@ -43,6 +43,20 @@ class SqlRunWriter(SqlStoreBase):
         if self._engine.dialect.name == "sqlite":
             self._compile_fast_writes()
 
+    def _compile_fast_writes(self) -> None:
+        dialect = self._engine.dialect
+        for table, pk, fields in (
+            (runs, rows.RUN_PK, rows.RUN_FIELDS),
+            (tasks, rows.TASK_PK, rows.TASK_FIELDS),
+            (attempts, rows.ATTEMPT_PK, rows.ATTEMPT_FIELDS),
+        ):
+            self._fast_writes[("insert", table.name)] = CompiledWrite(
+                self._insert_stmt(table, pk), table, dialect, fields
+            )
+            self._fast_writes[("update", table.name)] = CompiledWrite(
+                self._update_stmt(table, pk), table, dialect, None
+            )
+
     def commit(self, batch: Batch) -> None:
         if len(batch) == 0:
             return
@@ -197,20 +211,6 @@ class SqlRunWriter(SqlStoreBase):
             if status != record.status.value:
                 return f"{key}: expected {expected}, found {status or 'nothing'}"
         return None
-
-    def _compile_fast_writes(self) -> None:
-        dialect = self._engine.dialect
-        for table, pk, fields in (
-            (runs, rows.RUN_PK, rows.RUN_FIELDS),
-            (tasks, rows.TASK_PK, rows.TASK_FIELDS),
-            (attempts, rows.ATTEMPT_PK, rows.ATTEMPT_FIELDS),
-        ):
-            self._fast_writes[("insert", table.name)] = CompiledWrite(
-                self._insert_stmt(table, pk), table, dialect, fields
-            )
-            self._fast_writes[("update", table.name)] = CompiledWrite(
-                self._update_stmt(table, pk), table, dialect, None
-            )
 
     def note_undelivered(
         self, keys: Sequence[AttemptKey], epoch: int, now: datetime
