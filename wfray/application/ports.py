@@ -1,4 +1,9 @@
-"""The ports the application needs; adapters implement them."""
+"""The ports the application needs; adapters implement them.
+
+The scheduler's (ScheduleStore, RunStarter) are beside it in schedule_ports.py. The store is
+two sides: RunLedger for the coordinator, the single writer, and RunReader for those who
+only read (queries.py, the HTTP API, the CLI); RunStore, both, is what an adapter builds.
+"""
 
 from __future__ import annotations
 

@@ -1,13 +1,16 @@
-"""Both store adapters implement each side of the store port, member for member.
+"""The application's ports live in ports.py, and both store adapters implement each side
+of the store port, member for member.
 
-mypy checks the same where a store is passed as a side; this test also covers a member a
-consumer does not reach yet, and names the drift: the missing member or the other signature.
+mypy checks the adapters where a store is passed as a side; these tests also cover a member
+no consumer reaches yet, and name the drift: the missing member or the other signature.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,14 @@ from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.adapters.sqlalchemy.store import SqlRunStore
 from wfray.application.ports import RunLedger, RunLookup, RunReader, RunStore
 
+APPLICATION = Path(__file__).resolve().parents[2] / "wfray" / "application"
+PORT_MODULES = {"ports.py", "schedule_ports.py"}
+# Seams between the coordinator's own parts, implemented inside the application: not ports.
+LOCAL_SEAMS = {
+    "dispatcher.py:Placement",  # the reconciler's choice of executor, for the launcher
+    "outcomes.py:PoisonedOutcomes",  # the poison guard, for the outcome applier
+    "metrics.py:Metrics",  # MetricsBuffer; adapters export the buffer, not the Protocol
+}
 SIDES = [RunLookup, RunLedger, RunReader, RunStore]
 ADAPTERS = [InMemoryRunStore, SqlRunStore]
 WRITES = {"commit", "note_undelivered", "note_applying", "set_aside", "save_workflow"}
@@ -76,3 +87,15 @@ def test_the_members_are_found_through_the_protocols_extended() -> None:
     # guards `members` itself: an empty or partial walk would let the tests above pass
     assert {"find_runs", "commit", "list_runs", "close"} <= set(members(RunStore))
     assert "find_runs" in members(RunLedger) and "list_runs" not in members(RunLedger)
+
+
+def test_the_application_declares_its_protocols_in_the_port_modules() -> None:
+    found = set()
+    for path in sorted(APPLICATION.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            bases = [ast.unparse(b) for b in getattr(node, "bases", [])]
+            if isinstance(node, ast.ClassDef) and any(b.endswith("Protocol") for b in bases):
+                found.add(f"{path.name}:{node.name}")
+    outside = {name for name in found if name.partition(":")[0] not in PORT_MODULES}
+    assert outside == LOCAL_SEAMS
+    assert {"ports.py:RunLedger", "ports.py:RunReader", "ports.py:StepServices"} <= found
