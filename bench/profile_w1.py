@@ -48,8 +48,8 @@ from bench._common import (
 
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*)\)$")
 ENTRY_POINTS = (
-    ("store commit (SqlRunStore.commit)", "commit", "store.py"),
-    ("store find_runs", "find_runs", "store.py"),
+    ("store commit (SqlRunStore.commit)", "commit", "writer.py"),
+    ("store find_runs", "find_runs", "reader.py"),
     ("coordinator loop turn (_turn)", "_turn", "coordinator.py"),
     ("intake.take (submissions)", "take", "intake.py"),
     ("apply outcomes (_apply_outcome)", "_apply_outcome", "coordinator.py"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from wfray.application.coordinator import Coordinator, CoordinatorSettings
-from wfray.application.ports import RunStore, StepExecutor
+from wfray.application.ports import RunLedger, RunStore, StepExecutor
 from wfray.application.storable import TextLimits
 from wfray.config import Settings
 
@@ -48,6 +48,6 @@ def coordinator_settings(settings: Settings) -> CoordinatorSettings:
 
 
 def build_coordinator(
-    settings: Settings, store: RunStore, executors: dict[str, StepExecutor]
+    settings: Settings, store: RunLedger, executors: dict[str, StepExecutor]
 ) -> Coordinator:
     return Coordinator(store, executors, SystemClock(), coordinator_settings(settings))

@@ -14,12 +14,12 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from wfray.application.ports import StepServices
 from wfray.application.runtime import (
     ChildPlacement,
     ChildRuns,
     Claim,
     OnChildFailure,
-    StepServices,
     child_run_id,
     gather_children,
 )

@@ -39,7 +39,7 @@ from wfray.application.metrics import Metrics, MetricsBuffer
 from wfray.application.moments import CHAOS_DIR_ENV, Moment, reached
 from wfray.application.outcomes import OutcomeApplier
 from wfray.application.poison import REFUSED, PoisonGuard
-from wfray.application.ports import Clock, RunStore, StepExecutor
+from wfray.application.ports import Clock, RunLedger, StepExecutor
 from wfray.application.reconciler import Reconciler
 from wfray.application.state import AttemptKey, CoordinatorState
 from wfray.application.storable import clean_logs, problem
@@ -61,7 +61,7 @@ class Coordinator:
 
     def __init__(
         self,
-        store: RunStore,
+        store: RunLedger,
         executors: dict[str, StepExecutor],
         clock: Clock,
         settings: CoordinatorSettings | None = None,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from wfray.application.batch import Batch
-from wfray.application.ports import RunStore
+from wfray.application.ports import RunLedger
 from wfray.domain.errors import StoreUnavailableError
 
 log = logging.getLogger("wfray.coordinator")
@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 class DurableStore:
-    def __init__(self, store: RunStore, retry_max_s: float) -> None:
+    def __init__(self, store: RunLedger, retry_max_s: float) -> None:
         self.store = store
         self.retry_max_s = retry_max_s
         self.stopping = False  # a stopping coordinator gives up instead of waiting

@@ -11,7 +11,7 @@ from wfray.application.coordinator_settings import CoordinatorSettings
 from wfray.application.durable import DurableStore
 from wfray.application.loading import RunLoader
 from wfray.application.messages import SubmitRequest, SubmitResult
-from wfray.application.ports import RunStore
+from wfray.application.ports import RunLedger
 from wfray.application.state import CoordinatorState
 from wfray.application.storable import problem
 from wfray.application.unique_runs import UniqueHolders, UniqueRef, unique_ref
@@ -212,7 +212,7 @@ def _new_run(
 
 
 def _lookup(
-    store: RunStore, run_ids: list[str], keys: list[str], refs: list[UniqueRef]
+    store: RunLedger, run_ids: list[str], keys: list[str], refs: list[UniqueRef]
 ) -> tuple[dict[str, RunRecord], dict[str, str], dict[UniqueRef, RunRecord]]:
     """The dedupe lookups in one trip to the store's thread: runs by id, then the runs that
     hold the idempotency keys (their workflow and request hash decide whether a key is

@@ -11,7 +11,7 @@ import logging
 import threading
 
 from wfray.application.context import AttemptLog
-from wfray.application.runtime import StepServices
+from wfray.application.ports import StepServices
 
 log = logging.getLogger("wfray.logs")
 

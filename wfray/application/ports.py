@@ -1,10 +1,15 @@
-"""The ports the application needs; adapters implement them."""
+"""The ports the application needs; adapters implement them.
+
+The scheduler's (ScheduleStore, RunStarter) are beside it in schedule_ports.py. The store is
+two sides: RunLedger for the coordinator, the single writer, and RunReader for those who
+only read (queries.py, the HTTP API, the CLI); RunStore, both, is what an adapter builds.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
@@ -14,13 +19,31 @@ from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
 
+if TYPE_CHECKING:  # runtime.py and claims.py use the ports: importing them here would cycle
+    from wfray.application.claims import ClaimView
+    from wfray.application.runtime import ChildPlacement, ChildStatus
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
-class RunStore(Protocol):
-    """The truth about runs. Sync; the coordinator calls it from a worker thread.
+class RunLookup(Protocol):
+    """Reads both sides make: runs, their tasks and claims, workflows, by id or name."""
+
+    def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None: ...
+    def list_workflows(self) -> list[WorkflowSchema]: ...
+    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]: ...
+    def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]: ...
+    def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]: ...
+    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
+        """The claims held by these runs, by key (the first `limit` of them)."""
+        ...
+
+
+class RunLedger(RunLookup, Protocol):
+    """The coordinator's side: what the single writer commits and the reads it decides by.
+    Sync; the coordinator calls it from a worker thread.
 
     `commit` applies one batch in one transaction and is idempotent under replay: a batch
     retried after an ambiguous failure (the connection died around COMMIT) changes nothing
@@ -54,53 +77,11 @@ class RunStore(Protocol):
         """Record outcomes set aside as (key, status, reason) (application/quarantine.py)."""
         ...
 
-    def set_aside_outcomes(self) -> list[QuarantinedOutcome]: ...
     def save_workflow(self, schema: WorkflowSchema) -> None: ...
-    def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None: ...
-    def list_workflows(self) -> list[WorkflowSchema]: ...
-    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]: ...
     def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]: ...
     def find_unique_runs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunRecord]:
         """The run holding each (workflow, uniqueness key): the one not finished if there
         is one, else the newest by (created_at, run_id); keys no run holds are left out."""
-        ...
-
-    def list_runs(
-        self,
-        workflow: str | None = None,
-        status: RunStatus | None = None,
-        limit: int = 100,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        position: tuple[datetime, str] | None = None,
-    ) -> list[RunRecord]:
-        """Runs newest first, (created_at, run_id) descending; with `position`, only those
-        after it in that order (a keyset page: the query reads `limit` rows, no more)."""
-        ...
-
-    def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]: ...
-    def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]: ...
-    def get_attempts(self, run_id: str) -> list[AttemptRecord]: ...
-    def page_tasks(
-        self, run_id: str, after: tuple[str, int] | None, limit: int
-    ) -> list[TaskRecord]:
-        """A run's tasks in (step, map_index) order, after `after`, at most `limit`."""
-        ...
-
-    def page_attempts(
-        self, run_id: str, after: tuple[str, int, int] | None, limit: int
-    ) -> list[AttemptRecord]:
-        """A run's attempts in (step, map_index, attempt) order, after `after`."""
-        ...
-
-    def get_logs(
-        self,
-        run_id: str,
-        step: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[LogRecord]:
-        """Log lines in the order stored (increasing `id`), after line `after_id`."""
         ...
 
     def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
@@ -124,11 +105,57 @@ class RunStore(Protocol):
         False, writing nothing, if another write came first (domain/claims.py)."""
         ...
 
-    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
-        """The claims held by these runs, by key (the first `limit` of them)."""
+
+class RunReader(RunLookup, Protocol):
+    """The read side: what operators and clients ask (queries.py, the HTTP API, the CLI).
+    It writes nothing, and whoever built it closes it."""
+
+    def list_runs(
+        self,
+        workflow: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        position: tuple[datetime, str] | None = None,
+    ) -> list[RunRecord]:
+        """Runs newest first, (created_at, run_id) descending; with `position`, only those
+        after it in that order (a keyset page: the query reads `limit` rows, no more)."""
+        ...
+
+    def get_attempts(self, run_id: str) -> list[AttemptRecord]: ...
+    def page_tasks(
+        self, run_id: str, after: tuple[str, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        """A run's tasks in (step, map_index) order, after `after`, at most `limit`."""
+        ...
+
+    def page_attempts(
+        self, run_id: str, after: tuple[str, int, int] | None, limit: int
+    ) -> list[AttemptRecord]:
+        """A run's attempts in (step, map_index, attempt) order, after `after`."""
+        ...
+
+    def get_logs(
+        self,
+        run_id: str,
+        step: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        """Log lines in the order stored (increasing `id`), after line `after_id`."""
+        ...
+
+    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+        """Outcomes refused or quarantined, oldest first (not the marks of a start)."""
         ...
 
     def close(self) -> None: ...
+
+
+class RunStore(RunLedger, RunReader, Protocol):
+    """The truth about runs, both sides: one adapter implements them, and the composition
+    root builds one and hands each consumer the side it uses."""
 
 
 class StepExecutor(Protocol):
@@ -139,6 +166,40 @@ class StepExecutor(Protocol):
     async def drain(self, ack: int, wait_s: float, epoch: int) -> Drained: ...
     async def snapshot(self, ack: int, epoch: int) -> ExecutorSnapshot: ...
     async def cancel(self, attempts: list[tuple[str, str, int, int]]) -> None: ...
+
+
+class StepServices(Protocol):
+    """What a running step may ask of wfray (runtime.py): heartbeats, log lines, events,
+    counters, child runs, claims. The Ray adapter calls the coordinator actor; the
+    in-process one calls an in-process Coordinator."""
+
+    def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None: ...
+
+    def logs(self, lines: list[LogRecord]) -> bool:
+        """Deliver log lines of a running attempt; False if they did not arrive."""
+        ...
+
+    def publish(self, name: str, payload: Any, event_id: str) -> list[str]: ...
+
+    def next_value(self, counter: str) -> int: ...
+
+    def start_runs(
+        self,
+        workflow: Any,
+        inputs: Sequence[Any],
+        run_ids: Sequence[str],
+        parent_run_id: str,
+        trigger_id: str,
+        placement: ChildPlacement,
+    ) -> None: ...
+
+    def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]: ...
+
+    def claim(self, key: str, attempt: AttemptKey, ttl_s: float) -> ClaimView: ...
+
+    def finish_claim(self, key: str, attempt: AttemptKey, result_json: str) -> ClaimView: ...
+
+    def claimed(self, key: str, asker: AttemptKey) -> ClaimView | None: ...
 
 
 class BlobStore(Protocol):

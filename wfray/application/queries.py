@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from wfray.application.ports import RunStore
+from wfray.application.ports import RunReader
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.errors import RunNotFoundError, WfrayError
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
@@ -31,7 +31,7 @@ class RunDetail:
 class Queries:
     NAMES = frozenset({"run_detail", "run_detail_page", "list_runs", "logs", "workflows"})
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunReader) -> None:
         self.store = store
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:

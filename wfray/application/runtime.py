@@ -1,22 +1,22 @@
 """What a running step may ask of wfray: heartbeats, events, child runs, claims.
 
-`StepServices` is the port; the Ray adapter implements it with calls to the coordinator
-actor, the in-process tests with calls to an in-process Coordinator.
+`StepServices` (ports.py) is the port; the Ray adapter implements it with calls to the
+coordinator actor, the in-process tests with calls to an in-process Coordinator.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError
 
 from wfray.application.claims import ClaimView
+from wfray.application.ports import StepServices
 from wfray.domain.claims import Holder, check_result
 from wfray.domain.errors import (
     ChildRunsFailedError,
@@ -25,7 +25,6 @@ from wfray.domain.errors import (
     NonRetryableError,
     RetryLater,
 )
-from wfray.domain.records import LogRecord
 from wfray.domain.status import RunStatus
 
 AttemptKey = tuple[str, str, int, int]
@@ -48,36 +47,6 @@ class ChildPlacement:
     queue: str = "default"
     priority: int = 0
     concurrency_keys: tuple[str | None, ...] | None = None
-
-
-class StepServices(Protocol):
-    def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None: ...
-
-    def logs(self, lines: list[LogRecord]) -> bool:
-        """Deliver log lines of a running attempt; False if they did not arrive."""
-        ...
-
-    def publish(self, name: str, payload: Any, event_id: str) -> list[str]: ...
-
-    def next_value(self, counter: str) -> int: ...
-
-    def start_runs(
-        self,
-        workflow: Any,
-        inputs: Sequence[Any],
-        run_ids: Sequence[str],
-        parent_run_id: str,
-        trigger_id: str,
-        placement: ChildPlacement,
-    ) -> None: ...
-
-    def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]: ...
-
-    def claim(self, key: str, attempt: AttemptKey, ttl_s: float) -> ClaimView: ...
-
-    def finish_claim(self, key: str, attempt: AttemptKey, result_json: str) -> ClaimView: ...
-
-    def claimed(self, key: str, asker: AttemptKey) -> ClaimView | None: ...
 
 
 class ChildRun(BaseModel):

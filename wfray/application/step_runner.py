@@ -27,8 +27,7 @@ from wfray.application.context import AttemptLog, StepContext, bind, unbind
 from wfray.application.log_stream import streamer_for
 from wfray.application.messages import Dispatch, Outcome
 from wfray.application.moments import Moment, reached
-from wfray.application.ports import BlobStore
-from wfray.application.runtime import StepServices
+from wfray.application.ports import BlobStore, StepServices
 from wfray.application.secrets import bind_secret_dir, resolved_values, unbind_secret_dir
 from wfray.domain.errors import (
     BlobWriteError,

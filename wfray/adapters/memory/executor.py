@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
 from wfray.application.outbox import Outbox
-from wfray.application.ports import BlobStore
-from wfray.application.runtime import StepServices
+from wfray.application.ports import BlobStore, StepServices
 from wfray.application.step_runner import RunnerSettings, run_attempt_async
 from wfray.application.wire import seal
 from wfray.domain.records import WorkerIdentity

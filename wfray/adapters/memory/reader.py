@@ -1,0 +1,200 @@
+"""The read side of InMemoryRunStore: copies of what is stored, in the SQL stores' order."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from datetime import datetime
+
+from wfray.adapters.memory.store_base import InMemoryStoreBase
+from wfray.application.quarantine import APPLYING, PENDING, QuarantinedOutcome
+from wfray.domain.claims import ClaimRecord
+from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.uniqueness import holds_before
+from wfray.domain.workflow import WorkflowSchema
+
+
+class InMemoryRunReader(InMemoryStoreBase):
+    """Reads under the lock; writes nothing."""
+
+    def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None:
+        with self._lock:
+            if version is not None:
+                return self._workflows.get((name, version))
+            for key in reversed(self._workflow_order):
+                if key[0] == name:
+                    return self._workflows[key]
+            return None
+
+    def list_workflows(self) -> list[WorkflowSchema]:
+        with self._lock:
+            latest: dict[str, WorkflowSchema] = {}
+            for key in self._workflow_order:
+                latest[key[0]] = self._workflows[key]
+            return [latest[name] for name in sorted(latest)]
+
+    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        with self._lock:
+            return {rid: copy.copy(self._runs[rid]) for rid in run_ids if rid in self._runs}
+
+    def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            return {key: self._keys[key] for key in keys if key in self._keys}
+
+    def find_unique_runs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunRecord]:
+        wanted = set(keys)
+        with self._lock:
+            found: dict[tuple[str, str], RunRecord] = {}
+            for run in self._runs.values():
+                ref = (run.workflow, run.unique_key or "")
+                if run.unique_key is None or ref not in wanted:
+                    continue
+                held = found.get(ref)
+                if held is None or holds_before(run, held):
+                    found[ref] = run
+            return {ref: copy.copy(found[ref]) for ref in keys if ref in found}
+
+    def list_runs(
+        self,
+        workflow: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        position: tuple[datetime, str] | None = None,
+    ) -> list[RunRecord]:
+        with self._lock:
+            runs = [
+                copy.copy(run)
+                for run in self._runs.values()
+                if (workflow is None or run.workflow == workflow)
+                and (status is None or run.status == status)
+                and (created_after is None or run.created_at >= created_after)
+                and (created_before is None or run.created_at < created_before)
+                and (position is None or (run.created_at, run.run_id) < position)
+            ]
+        runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return runs[:limit]
+
+    def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
+        wanted = set(parent_run_ids)
+        with self._lock:
+            found = [copy.copy(r) for r in self._runs.values() if r.parent_run_id in wanted]
+        found.sort(key=lambda r: (r.created_at, r.run_id))
+        return found
+
+    def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
+        wanted = set(run_ids)
+        with self._lock:
+            tasks = [copy.copy(t) for t in self._tasks.values() if t.run_id in wanted]
+        tasks.sort(key=lambda t: (t.run_id, t.created_at, t.step, t.map_index))
+        return tasks
+
+    def get_attempts(self, run_id: str) -> list[AttemptRecord]:
+        with self._lock:
+            found = [copy.copy(a) for a in self._attempts.values() if a.run_id == run_id]
+        found.sort(key=lambda a: (a.queued_at, a.step, a.map_index, a.attempt))
+        return found
+
+    def page_tasks(
+        self, run_id: str, after: tuple[str, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        with self._lock:
+            found = [
+                copy.copy(t)
+                for t in self._tasks.values()
+                if t.run_id == run_id and (after is None or (t.step, t.map_index) > after)
+            ]
+        found.sort(key=lambda t: (t.step, t.map_index))
+        return found[:limit]
+
+    def page_attempts(
+        self, run_id: str, after: tuple[str, int, int] | None, limit: int
+    ) -> list[AttemptRecord]:
+        with self._lock:
+            found = [
+                copy.copy(a)
+                for a in self._attempts.values()
+                if a.run_id == run_id
+                and (after is None or (a.step, a.map_index, a.attempt) > after)
+            ]
+        found.sort(key=lambda a: (a.step, a.map_index, a.attempt))
+        return found[:limit]
+
+    def get_logs(
+        self,
+        run_id: str,
+        step: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        with self._lock:
+            found = [
+                copy.copy(line)
+                for line in self._logs
+                if line.run_id == run_id
+                and (step is None or line.step == step)
+                and (after_id is None or (line.id or 0) > after_id)
+            ]
+        return found if limit is None else found[:limit]
+
+    def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
+        with self._lock:
+            runs = [copy.copy(r) for r in self._runs.values() if r.status in ACTIVE_RUNS]
+            ids = {r.run_id for r in runs}
+            tasks = [copy.copy(t) for t in self._tasks.values() if t.run_id in ids]
+            attempts = [
+                copy.copy(a) for a in self._attempts.values() if a.status == AttemptStatus.RUNNING
+            ]
+        return runs, tasks, attempts
+
+    def page_queued(
+        self, queue: str, after: tuple[int, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        with self._lock:
+            queued = [
+                copy.copy(t)
+                for t in self._tasks.values()
+                if t.status == TaskStatus.QUEUED and t.queue == queue
+            ]
+        queued.sort(key=lambda t: (-t.priority, t.seq))
+        if after is not None:
+            priority, seq = after
+            queued = [t for t in queued if (-t.priority, t.seq) > (-priority, seq)]
+        return queued[:limit]
+
+    def pending_deadlines(self) -> list[tuple[str, datetime]]:
+        with self._lock:
+            return [
+                (run.run_id, run.deadline_at)
+                for run in self._runs.values()
+                if run.deadline_at is not None and not run.status.finished
+            ]
+
+    def count_queued(self) -> int:
+        with self._lock:
+            return sum(1 for t in self._tasks.values() if t.status == TaskStatus.QUEUED)
+
+    def queued_queues(self) -> list[str]:
+        with self._lock:
+            return sorted({t.queue for t in self._tasks.values() if t.status == TaskStatus.QUEUED})
+
+    def max_task_seq(self) -> int:
+        with self._lock:
+            return max((t.seq for t in self._tasks.values()), default=0)
+
+    def get_claim(self, key: str) -> ClaimRecord | None:
+        with self._lock:
+            return self._claims.get(key)  # frozen: a copy would be the same
+
+    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
+        wanted = set(run_ids)
+        with self._lock:
+            held = [c for c in self._claims.values() if c.holder.run_id in wanted]
+        return sorted(held, key=lambda c: c.key)[:limit]
+
+    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+        with self._lock:
+            found = [v for v in self._aside.values() if v.status not in (PENDING, APPLYING)]
+        return sorted(found, key=lambda v: (v.at, v.key))

@@ -1,0 +1,243 @@
+"""The read side of SqlRunStore: runs, tasks, attempts, logs, workflows, claims, marks.
+
+Each call is one connection of the read engine; lists keyed by many ids are read in chunks
+that stay under the database's parameter limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from wfray.adapters.sqlalchemy import claims, quarantine, rows, unique
+from wfray.adapters.sqlalchemy.store_base import SqlStoreBase, chunks
+from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks, workflows
+from wfray.application.quarantine import QuarantinedOutcome
+from wfray.domain.claims import ClaimRecord
+from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
+from wfray.domain.workflow import WorkflowSchema
+
+QUEUED = TaskStatus.QUEUED.value
+
+
+class SqlRunReader(SqlStoreBase):
+    """Reads through the plain engine; writes nothing."""
+
+    def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None:
+        query = sa.select(workflows.c.schema_json).where(workflows.c.name == name)
+        if version is not None:
+            query = query.where(workflows.c.version == version)
+        query = query.order_by(workflows.c.seq.desc()).limit(1)
+        with self._errors(), self._engine.connect() as conn:
+            text = conn.execute(query).scalar_one_or_none()
+        return None if text is None else WorkflowSchema.model_validate_json(text)
+
+    def list_workflows(self) -> list[WorkflowSchema]:
+        latest = (
+            sa.select(workflows.c.name, sa.func.max(workflows.c.seq).label("seq"))
+            .group_by(workflows.c.name)
+            .subquery()
+        )
+        query = sa.select(workflows.c.name, workflows.c.schema_json).join(
+            latest, sa.and_(workflows.c.name == latest.c.name, workflows.c.seq == latest.c.seq)
+        )
+        with self._errors(), self._engine.connect() as conn:
+            found = conn.execute(query).all()
+        return [WorkflowSchema.model_validate_json(row.schema_json) for row in sorted(found)]
+
+    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        found: dict[str, RunRecord] = {}
+        with self._errors(), self._engine.connect() as conn:
+            for chunk in chunks(list(dict.fromkeys(run_ids))):
+                for row in conn.execute(sa.select(runs).where(runs.c.run_id.in_(chunk))):
+                    run = rows.to_run(row._mapping)
+                    found[run.run_id] = run
+        return {rid: found[rid] for rid in run_ids if rid in found}
+
+    def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        query = sa.select(runs.c.idempotency_key, runs.c.run_id)
+        with self._errors(), self._engine.connect() as conn:
+            for chunk in chunks(list(dict.fromkeys(keys))):
+                for key, run_id in conn.execute(query.where(runs.c.idempotency_key.in_(chunk))):
+                    found[key] = run_id
+        return {key: found[key] for key in keys if key in found}
+
+    def find_unique_runs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunRecord]:
+        with self._errors(), self._engine.connect() as conn:
+            return unique.find_unique_runs(conn, keys)
+
+    def list_runs(
+        self,
+        workflow: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        position: tuple[datetime, str] | None = None,
+    ) -> list[RunRecord]:
+        query = sa.select(runs)
+        if position is not None:
+            at, run_id = position
+            query = query.where(
+                sa.or_(
+                    runs.c.created_at < at,
+                    sa.and_(runs.c.created_at == at, self._run_id_order < run_id),
+                )
+            )
+        if created_after is not None:
+            query = query.where(runs.c.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(runs.c.created_at < created_before)
+        if workflow is not None:
+            query = query.where(runs.c.workflow == workflow)
+        if status is not None:
+            query = query.where(runs.c.status == RunStatus(status).value)
+        query = query.order_by(runs.c.created_at.desc(), self._run_id_order.desc()).limit(limit)
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_run(row._mapping) for row in conn.execute(query)]
+
+    def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
+        """The runs started by steps of these runs, oldest first."""
+        found: list[RunRecord] = []
+        with self._errors(), self._engine.connect() as conn:
+            for chunk in chunks(list(dict.fromkeys(parent_run_ids))):
+                query = sa.select(runs).where(runs.c.parent_run_id.in_(chunk))
+                found.extend(rows.to_run(row._mapping) for row in conn.execute(query))
+        found.sort(key=lambda r: (r.created_at, r.run_id))
+        return found
+
+    def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
+        found: list[TaskRecord] = []
+        with self._errors(), self._engine.connect() as conn:
+            for chunk in chunks(list(dict.fromkeys(run_ids))):
+                query = sa.select(tasks).where(tasks.c.run_id.in_(chunk))
+                found.extend(rows.to_task(row._mapping) for row in conn.execute(query))
+        found.sort(key=rows.task_order)
+        return found
+
+    def get_attempts(self, run_id: str) -> list[AttemptRecord]:
+        query = sa.select(attempts).where(attempts.c.run_id == run_id)
+        with self._errors(), self._engine.connect() as conn:
+            found = [rows.to_attempt(row._mapping) for row in conn.execute(query)]
+        found.sort(key=rows.attempt_order)
+        return found
+
+    def page_tasks(
+        self, run_id: str, after: tuple[str, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        step = self._bytewise(tasks.c.step)
+        query = sa.select(tasks).where(tasks.c.run_id == run_id)
+        if after is not None:
+            query = query.where(sa.tuple_(step, tasks.c.map_index) > sa.tuple_(*after))
+        query = query.order_by(step, tasks.c.map_index).limit(limit)
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_task(row._mapping) for row in conn.execute(query)]
+
+    def page_attempts(
+        self, run_id: str, after: tuple[str, int, int] | None, limit: int
+    ) -> list[AttemptRecord]:
+        step = self._bytewise(attempts.c.step)
+        key = sa.tuple_(step, attempts.c.map_index, attempts.c.attempt)
+        query = sa.select(attempts).where(attempts.c.run_id == run_id)
+        if after is not None:
+            query = query.where(key > sa.tuple_(*after))
+        query = query.order_by(step, attempts.c.map_index, attempts.c.attempt).limit(limit)
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_attempt(row._mapping) for row in conn.execute(query)]
+
+    def _bytewise(self, column: Any) -> Any:
+        """Byte order on PostgreSQL too, like Python's sort and SQLite's BINARY."""
+        return column.collate("C") if self._engine.dialect.name == "postgresql" else column
+
+    def get_logs(
+        self,
+        run_id: str,
+        step: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        query = sa.select(logs).where(logs.c.run_id == run_id)
+        if step is not None:
+            query = query.where(logs.c.step == step)
+        if after_id is not None:
+            query = query.where(logs.c.id > after_id)
+        query = query.order_by(logs.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_log(row._mapping) for row in conn.execute(query)]
+
+    def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
+        active = [status.value for status in ACTIVE_RUNS]
+        active_ids = sa.select(runs.c.run_id).where(runs.c.status.in_(active))
+        with self._errors(), self._engine.connect() as conn:
+            found_runs = [
+                rows.to_run(row._mapping)
+                for row in conn.execute(sa.select(runs).where(runs.c.status.in_(active)))
+            ]
+            found_tasks = [
+                rows.to_task(row._mapping)
+                for row in conn.execute(sa.select(tasks).where(tasks.c.run_id.in_(active_ids)))
+            ]
+            query = sa.select(attempts).where(attempts.c.status == AttemptStatus.RUNNING.value)
+            found_attempts = [rows.to_attempt(row._mapping) for row in conn.execute(query)]
+        found_runs.sort(key=lambda run: (run.created_at, run.run_id))
+        found_tasks.sort(key=rows.task_order)
+        found_attempts.sort(key=lambda a: (a.run_id, *rows.attempt_order(a)))
+        return found_runs, found_tasks, found_attempts
+
+    def page_queued(
+        self, queue: str, after: tuple[int, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        query = sa.select(tasks).where(tasks.c.status == QUEUED, tasks.c.queue == queue)
+        if after is not None:
+            priority, seq = after
+            query = query.where(
+                sa.or_(
+                    tasks.c.priority < priority,
+                    sa.and_(tasks.c.priority == priority, tasks.c.seq > seq),
+                )
+            )
+        query = query.order_by(tasks.c.priority.desc(), tasks.c.seq.asc()).limit(limit)
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_task(row._mapping) for row in conn.execute(query)]
+
+    def pending_deadlines(self) -> list[tuple[str, datetime]]:
+        unfinished = [s.value for s in RunStatus if not s.finished]
+        query = sa.select(runs.c.run_id, runs.c.deadline_at).where(
+            runs.c.deadline_at.is_not(None), runs.c.status.in_(unfinished)
+        )
+        with self._errors(), self._engine.connect() as conn:
+            return [(row.run_id, row.deadline_at) for row in conn.execute(query)]
+
+    def count_queued(self) -> int:
+        query = sa.select(sa.func.count()).select_from(tasks).where(tasks.c.status == QUEUED)
+        with self._errors(), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def queued_queues(self) -> list[str]:
+        query = sa.select(tasks.c.queue).where(tasks.c.status == QUEUED).distinct()
+        with self._errors(), self._engine.connect() as conn:
+            return sorted(conn.execute(query).scalars())
+
+    def max_task_seq(self) -> int:
+        query = sa.select(sa.func.coalesce(sa.func.max(tasks.c.seq), 0))
+        with self._errors(), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def get_claim(self, key: str) -> ClaimRecord | None:
+        with self._errors(), self._engine.connect() as conn:
+            return claims.get(conn, key)
+
+    def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
+        with self._errors(), self._engine.connect() as conn:
+            return claims.of_runs(conn, run_ids, limit)
+
+    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+        with self._errors(), self._engine.connect() as conn:
+            return quarantine.listed(conn)
