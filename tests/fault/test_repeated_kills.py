@@ -72,6 +72,18 @@ class Submitter(threading.Thread):
             self.error = exc
 
 
+def work_in_flight(client: Any, within_s: float = 60) -> int:
+    """Attempts running and tasks queued, once there are any (a loaded machine may take a
+    while to restart the coordinator and hand it the background submitter's next wave)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        stats = client.stats()
+        count = int(stats["running_attempts"]) + int(stats["queued"])
+        if count > 0 or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
+
+
 def kill_repeatedly(client: Any) -> list[int]:
     """KILLS kills about KILL_EVERY_S apart; returns the work in flight at measured kills."""
     in_flight: list[int] = []
@@ -82,8 +94,7 @@ def kill_repeatedly(client: Any) -> list[int]:
             if number % 4 == 0:
                 # wait for the recovery to end and let it dispatch a while: this kill lands
                 # mid-work, perhaps between the commit of a dispatch and its delivery
-                stats = client.stats()
-                in_flight.append(int(stats["running_attempts"]) + int(stats["queued"]))
+                in_flight.append(work_in_flight(client))
                 time.sleep(MID_WORK_DWELL_S[number // 4 % len(MID_WORK_DWELL_S)])
             # otherwise as soon as the new incarnation answers, likely mid-recovery
             os.kill(client.call("pid"), signal.SIGKILL)

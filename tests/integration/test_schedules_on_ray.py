@@ -13,8 +13,8 @@ import pytest
 import wfray
 from tests.fixtures import flows
 from wfray.application.schedules import forget
+from wfray.domain.errors import ScheduleNotFoundError
 from wfray.domain.records import RunRecord
-from wfray.domain.schedule import ScheduleNotFoundError
 from wfray.domain.status import RunStatus
 
 

@@ -20,10 +20,9 @@ from pydantic import ValidationError
 
 from tests.conftest import free_port
 from tests.integrations import run_inline
-from wfray.domain.errors import NonRetryableError
+from wfray.domain.errors import EmailRefusedError, NonRetryableError
 from wfray.domain.status import RunStatus
 from wfray.integrations.email import (
-    EmailRefusedError,
     OutgoingEmail,
     SmtpOverrides,
     SmtpPolicy,
@@ -161,7 +160,7 @@ def test_through_the_engine_the_run_fails_for_good_without_the_password(
     view, attempts = run_inline(send_email, payload)
     assert view.status is RunStatus.FAILED
     (attempt,) = attempts
-    assert attempt.error_type == "wfray.integrations.email.EmailRefusedError"
+    assert attempt.error_type == "wfray.domain.errors.EmailRefusedError"
     assert PASSWORD not in (attempt.error_message or "") + (attempt.traceback or "")
     assert attacker.logins == []
 

@@ -20,11 +20,11 @@ from pydantic import ValidationError
 
 from tests.security._integrations_support import call_with_secret, connect
 from wfray.application.secrets import (
-    SecretNotFoundError,
     SecretRef,
     resolve_secret,
     resolved_values,
 )
+from wfray.domain.errors import SecretNotFoundError
 from wfray.domain.status import RunStatus
 
 KEY = "sk-live-4f1d9a7c2b"

@@ -20,11 +20,10 @@ import pytest
 from tests.integration.conftest import start_wfray
 from tests.security._ssrf_support import Server, StubResolver, certificates, same_port, serve
 from wfray.application.secrets import SecretRef
-from wfray.domain.errors import NonRetryableError, RetryLater
+from wfray.domain.errors import DestinationRefusedError, NonRetryableError, RetryLater
 from wfray.domain.status import AttemptStatus, RunStatus
 from wfray.integrations.http import http_request, send_request
 from wfray.integrations.http_guard import (
-    DestinationRefusedError,
     HttpGuard,
     HttpLimits,
     literal_address,
@@ -397,7 +396,7 @@ def test_on_ray_a_refused_request_fails_at_once_with_the_reason(wf: Any, interna
     (attempt,) = attempts
     assert attempt.status is AttemptStatus.FAILED
     assert attempt.executor.startswith("io")
-    assert attempt.error_type == "wfray.integrations.http_guard.DestinationRefusedError"
+    assert attempt.error_type == "wfray.domain.errors.DestinationRefusedError"
     assert "localhost resolves to" in (attempt.error_message or "")
     assert "WFRAY_HTTP_ALLOW_HOSTS=localhost" in (attempt.error_message or "")
     assert internal.seen == []

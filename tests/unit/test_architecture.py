@@ -106,6 +106,15 @@ integrations_rule = allow_only(
 entrypoints_rule = forbid("wfray.adapters.sqlalchemy.tables", "jobs")
 # Settings are read once from the environment, with nothing but the domain's value types.
 settings_rule = allow_only("pydantic", "wfray.domain", "wfray.config_env", "wfray.api_tokens")
+# What users import to test their workflows without a cluster: the real engine over the
+# in-memory store, in-process; so no Ray, no database, no web framework.
+user_test_kit_rule = forbid(
+    *INFRASTRUCTURE,
+    "wfray.adapters.sqlalchemy",
+    "wfray.entrypoints",
+    "wfray.analytics",
+    "wfray.integrations",
+)
 # The public facade: the user API and the Ray client that connects to a cluster.
 facade_rule = allow_only("wfray.domain", "wfray.application", "wfray.config", "wfray.adapters.ray")
 # The composition root wires every layer below the entrypoints, which call it.
@@ -165,6 +174,12 @@ LAYERS = (
         analytics_rule,
         "the stdlib, pyarrow, duckdb, wfray.domain, the blob store and the SQL adapter's "
         "arrow, retention and history_rows modules; never sqlalchemy or the tables",
+    ),
+    Layer(
+        "wfray.testing",
+        user_test_kit_rule,
+        "any layer but the entrypoints, analytics and integrations, and no infrastructure "
+        "(no Ray, database or web framework)",
     ),
     Layer("wfray.__init__", facade_rule, "domain, application, config and the Ray client"),
     Layer("wfray.bootstrap", bootstrap_rule, "any layer but entrypoints and analytics"),
@@ -245,9 +260,7 @@ def layer_violations(root: Path, layer: str, rule: Rule) -> list[str]:
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.name)
 def test_layer_imports_only_what_its_rule_allows(layer: Layer) -> None:
     violations = layer_violations(REPO_ROOT, layer.name, layer.rule)
-    assert not violations, f"{layer.name} may import {layer.may_import}:\n" + "\n".join(
-        violations
-    )
+    assert not violations, f"{layer.name} may import {layer.may_import}:\n" + "\n".join(violations)
 
 
 def _layers_present(root: Path) -> set[str]:
@@ -335,3 +348,62 @@ def test_checker_fails_on_missing_layer_and_passes_empty_one(tmp_path: Path) -> 
         layer_violations(tmp_path, "wfray.domain", domain_rule)
     (tmp_path / "wfray" / "domain").mkdir(parents=True)
     assert layer_violations(tmp_path, "wfray.domain", domain_rule) == []
+
+
+def test_analytics_rule_refuses_sql_and_tables_but_not_its_adapters(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "wfray/analytics/prune.py",
+        """
+        import sqlalchemy as sa
+        from sqlalchemy import delete
+        from wfray.adapters.sqlalchemy.tables import runs
+        from wfray.adapters.sqlalchemy import tables
+        from wfray.adapters.sqlalchemy.engine import create_engine
+        from wfray.adapters.sqlalchemy.retention import SqlRetentionStore
+        from wfray.adapters.sqlalchemy import arrow
+        from wfray.domain.status import RUN_FINISHED
+        import pyarrow as pa
+        """,
+    )
+
+    assert layer_violations(tmp_path, "wfray.analytics", analytics_rule) == [
+        "wfray/analytics/prune.py:1: forbidden `import sqlalchemy`",
+        "wfray/analytics/prune.py:2: forbidden `from sqlalchemy import delete`",
+        "wfray/analytics/prune.py:3: forbidden `from wfray.adapters.sqlalchemy.tables import runs`",
+        "wfray/analytics/prune.py:4: forbidden `from wfray.adapters.sqlalchemy import tables`",
+        "wfray/analytics/prune.py:5: forbidden "
+        "`from wfray.adapters.sqlalchemy.engine import create_engine`",
+    ]
+
+
+def test_a_top_level_module_is_a_layer_of_its_own(tmp_path: Path) -> None:
+    _write(tmp_path, "wfray/config.py", "import os\nfrom wfray.domain import policy\nimport ray\n")
+    _write(tmp_path, "wfray/configure/__init__.py", "import ray\n")
+
+    assert layer_violations(tmp_path, "wfray.config", settings_rule) == [
+        "wfray/config.py:3: forbidden `import ray`"
+    ]
+
+
+def test_layers_present_lists_folders_modules_and_adapters(tmp_path: Path) -> None:
+    for relative in (
+        "wfray/__init__.py",
+        "wfray/config.py",
+        "wfray/domain/__init__.py",
+        "wfray/adapters/__init__.py",
+        "wfray/adapters/blob.py",
+        "wfray/adapters/ray/__init__.py",
+        "wfray/adapters/ray/host.py",
+        "wfray/domain/deep/__init__.py",
+    ):
+        _write(tmp_path, relative, "")
+    (tmp_path / "wfray" / "fonts").mkdir()  # data, not a package
+
+    assert _layers_present(tmp_path) == {
+        "wfray.__init__",
+        "wfray.config",
+        "wfray.domain",
+        "wfray.adapters",
+        "wfray.adapters.ray",
+    }

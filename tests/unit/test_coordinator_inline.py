@@ -190,7 +190,7 @@ def test_an_unserialisable_result_fails_without_retry_naming_the_step() -> None:
     view, store = run(scenario)
     assert view.status is RunStatus.FAILED
     [attempt] = attempts(store, "opaque", "shapeless")
-    assert attempt.error_type == "wfray.application.step_runner.ResultNotSerializableError"
+    assert attempt.error_type == "wfray.domain.errors.ResultNotSerializableError"
     assert (attempt.error_message or "").startswith(
         "step 'shapeless' returned a object that cannot be serialised to JSON"
     )

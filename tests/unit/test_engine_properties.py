@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wfray.domain import engine
-from wfray.domain.engine import Changes, RunState
 from wfray.domain.errors import InvalidTransitionError
 from wfray.domain.policy import FailureInfo
 from wfray.domain.records import WHOLE_STEP, RunRecord, TaskKey, TaskRecord
+from wfray.domain.run_state import Changes, RunState
 from wfray.domain.status import (
     RUN_TRANSITIONS,
     TASK_TRANSITIONS,

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wfray.domain import engine, saga
-from wfray.domain.engine import RunState
 from wfray.domain.policy import FailureInfo
 from wfray.domain.records import WHOLE_STEP, RunRecord
+from wfray.domain.run_state import RunState
 from wfray.domain.status import RunStatus, TaskStatus
 from wfray.domain.workflow import StepSchema, WorkflowSchema
 

@@ -6,8 +6,8 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from wfray.application.scaling import attempt_shape, count_backlog, demand
-from wfray.domain.engine import RunState
 from wfray.domain.records import RunRecord, TaskRecord
+from wfray.domain.run_state import RunState
 from wfray.domain.status import RunStatus, TaskStatus
 from wfray.domain.workflow import StepSchema, WorkflowSchema
 

@@ -110,12 +110,17 @@ class FsBlobStore:
                     raise IndexError(f"item {index} of a list of {count} items in {uri!r}")
                 start, end = struct.unpack("<QQ", table.read_at(16, 8 * index))
         except FileNotFoundError:
-            items = json.loads(self.get(uri))
-            return json.dumps(items[index], separators=(",", ":")).encode()
+            return self._item_of_whole(uri, index)
         with filesystem.open_input_file(path) as blob:
             item = bytes(blob.read_at(end - 1 - start, start))
         self._count(16 + len(item), reads=2)
         return item
+
+    def _item_of_whole(self, uri: str, index: int) -> bytes:
+        items = json.loads(self.get(uri))
+        if not 0 <= index < len(items):  # not items[-1]: as the offsets path refuses it
+            raise IndexError(f"item {index} of a list of {len(items)} items in {uri!r}")
+        return json.dumps(items[index], separators=(",", ":")).encode()
 
     def _locate(self, uri: str) -> tuple[fs.FileSystem, str]:
         if uri.startswith(self._prefix):  # ours: no new filesystem (an S3 client) per read

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from wfray.application.messages import ArgSpec
-from wfray.domain.engine import RunState, step_result
 from wfray.domain.records import WHOLE_STEP, TaskRecord
+from wfray.domain.results import step_result
+from wfray.domain.run_state import RunState
 from wfray.domain.workflow import CONTEXT, INPUT, INPUT_FIELD, StepSchema
 
 

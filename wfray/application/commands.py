@@ -12,7 +12,7 @@ from wfray.application.loading import RunLoader
 from wfray.application.messages import CommandResult
 from wfray.application.state import AttemptKey, CoordinatorState
 from wfray.domain import engine, saga
-from wfray.domain.engine import RunState
+from wfray.domain.run_state import RunState
 from wfray.domain.status import RunStatus
 
 Answers = list[tuple["asyncio.Future[CommandResult]", CommandResult]]

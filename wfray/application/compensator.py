@@ -12,9 +12,9 @@ from wfray.application.dispatcher import Launcher, count_failure
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
 from wfray.application.state import CoordinatorState
 from wfray.domain import engine, saga
-from wfray.domain.engine import Changes, RunState
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import TaskRecord
+from wfray.domain.run_state import Changes, RunState
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import INPUT, RESULT
 

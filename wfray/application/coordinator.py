@@ -43,8 +43,8 @@ from wfray.application.storable import clean_logs, problem
 from wfray.application.timers import TimerKind
 from wfray.application.waiting import Waiting
 from wfray.domain import engine
-from wfray.domain.engine import RunState
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.run_state import RunState
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 

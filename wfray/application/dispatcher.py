@@ -17,9 +17,9 @@ from wfray.application.loading import RunLoader
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
 from wfray.application.state import CoordinatorState
 from wfray.domain import engine
-from wfray.domain.engine import RunState
 from wfray.domain.policy import FailureInfo
 from wfray.domain.records import AttemptRecord, TaskRecord
+from wfray.domain.run_state import RunState
 from wfray.domain.status import AttemptStatus, TaskStatus
 
 # Attempts running at most, for workers to report outcomes to the coordinator directly:

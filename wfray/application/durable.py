@@ -51,6 +51,10 @@ class DurableStore:
                 self._committing.set_result(None)
             self._committing = None
 
+    @property
+    def committing(self) -> bool:
+        return self._committing is not None
+
     async def committed(self) -> None:
         """Wait for the commit in flight, if any (memory runs ahead of the store meanwhile)."""
         if self._committing is not None:

@@ -19,14 +19,7 @@ from wfray.application.durable import DurableStore
 from wfray.application.intake import Intake
 from wfray.application.messages import SubmitRequest
 from wfray.application.runtime import event_run_id
-from wfray.domain.errors import InputValidationError, UniqueKeyError, WfrayError
-
-
-class EventError(WfrayError):
-    """The event cannot be published."""
-
-    code = "bad_event"
-    http_status = 400
+from wfray.domain.errors import EventError, InputValidationError, UniqueKeyError
 
 
 def validated_inputs(name: str, payload: Any, subscribers: Iterable[Workflow]) -> dict[str, str]:

@@ -16,7 +16,6 @@ from wfray.application.state import CoordinatorState
 from wfray.application.storable import problem
 from wfray.application.unique_runs import UniqueHolders, UniqueRef, unique_ref
 from wfray.domain import engine
-from wfray.domain.engine import RunState
 from wfray.domain.errors import (
     BacklogFullError,
     IdempotencyConflictError,
@@ -28,7 +27,9 @@ from wfray.domain.idempotency import check_claim, request_hash
 from wfray.domain.ids import MAX_RUN_ID, check_run_id
 from wfray.domain.limits import key_problem
 from wfray.domain.records import RunRecord
+from wfray.domain.run_state import RunState
 from wfray.domain.status import RunStatus
+from wfray.domain.workflow import WorkflowSchema
 
 Pending = tuple[SubmitRequest, "asyncio.Future[SubmitResult]"]
 Answer = tuple["asyncio.Future[SubmitResult]", SubmitResult]
@@ -114,24 +115,10 @@ class Intake:
             return SubmitResult(str(run_id)[:MAX_RUN_ID], False, exc.message, exc.code)
         if run_id in existing or run_id in batch.new_runs or run_id in self.state.runs:
             return SubmitResult(run_id, created=False)
-        key = request.idempotency_key
-        fingerprint = None
-        if key is not None:
-            fingerprint = request_hash(
-                request.workflow,
-                request.input_json,
-                request.queue,
-                request.priority,
-                request.concurrency_key,
-            )
-        if key is not None and fingerprint is not None and key in known_keys:
-            holder = existing.get(known_keys[key])
-            if holder is not None:
-                try:
-                    check_claim(key, holder, request.workflow, fingerprint)
-                except IdempotencyConflictError as exc:
-                    return SubmitResult(request.run_id, False, exc.message, exc.code)
-            return SubmitResult(known_keys[key], created=False)
+        fingerprint = _fingerprint(request)
+        known = _known_key(request, fingerprint, existing, known_keys)
+        if known is not None:
+            return known
         try:
             schema = await self.loader.schema(request.workflow, request.version or None)
         except WfrayError as exc:
@@ -146,24 +133,7 @@ class Intake:
                 "retry later"
             )
             return SubmitResult(request.run_id, False, error.message, error.code, 1.0)
-        run = RunRecord(
-            run_id=request.run_id,
-            workflow=schema.name,
-            version=schema.version,
-            status=RunStatus.QUEUED,
-            input_json=request.input_json,
-            created_at=now,
-            queue=request.queue,
-            priority=request.priority,
-            idempotency_key=request.idempotency_key,
-            concurrency_key=request.concurrency_key,
-            parent_run_id=request.parent_run_id,
-            trigger=request.trigger,
-            trigger_id=request.trigger_id,
-            retry_json=request.retry_json,
-            request_hash=fingerprint,
-            unique_key=request.unique_key,
-        )
+        run = _new_run(request, schema, fingerprint, now)
         deadline_s = request.deadline_s or schema.deadline_s
         if deadline_s is not None:
             run.deadline_at = now + timedelta(seconds=deadline_s)
@@ -183,6 +153,62 @@ class Intake:
         for future, result in answers:
             if not future.done():
                 future.set_result(result)
+
+
+def _fingerprint(request: SubmitRequest) -> str | None:
+    """What an idempotency key stands for: a later request with the key must match it."""
+    if request.idempotency_key is None:
+        return None
+    return request_hash(
+        request.workflow,
+        request.input_json,
+        request.queue,
+        request.priority,
+        request.concurrency_key,
+    )
+
+
+def _known_key(
+    request: SubmitRequest,
+    fingerprint: str | None,
+    existing: dict[str, RunRecord],
+    known_keys: dict[str, str],
+) -> SubmitResult | None:
+    """The answer to a request whose idempotency key is taken: the run holding it, or a
+    conflict when the key was used for another workflow or another request."""
+    key = request.idempotency_key
+    if key is None or fingerprint is None or key not in known_keys:
+        return None
+    holder = existing.get(known_keys[key])
+    if holder is not None:
+        try:
+            check_claim(key, holder, request.workflow, fingerprint)
+        except IdempotencyConflictError as exc:
+            return SubmitResult(request.run_id, False, exc.message, exc.code)
+    return SubmitResult(known_keys[key], created=False)
+
+
+def _new_run(
+    request: SubmitRequest, schema: WorkflowSchema, fingerprint: str | None, now: datetime
+) -> RunRecord:
+    return RunRecord(
+        run_id=request.run_id,
+        workflow=schema.name,
+        version=schema.version,
+        status=RunStatus.QUEUED,
+        input_json=request.input_json,
+        created_at=now,
+        queue=request.queue,
+        priority=request.priority,
+        idempotency_key=request.idempotency_key,
+        concurrency_key=request.concurrency_key,
+        parent_run_id=request.parent_run_id,
+        trigger=request.trigger,
+        trigger_id=request.trigger_id,
+        retry_json=request.retry_json,
+        request_hash=fingerprint,
+        unique_key=request.unique_key,
+    )
 
 
 def _lookup(

@@ -17,9 +17,9 @@ from wfray.application.metrics import Metrics
 from wfray.application.state import CoordinatorState
 from wfray.application.storable import screen
 from wfray.domain import engine
-from wfray.domain.engine import Changes, RunState
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import WHOLE_STEP, AttemptRecord, TaskRecord
+from wfray.domain.run_state import Changes, RunState
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
 log = logging.getLogger("wfray.coordinator")

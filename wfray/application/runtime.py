@@ -19,6 +19,7 @@ from pydantic_core import PydanticSerializationError
 from wfray.application.claims import ClaimView
 from wfray.domain.claims import Holder, check_result
 from wfray.domain.errors import (
+    ChildRunsFailedError,
     ClaimNotHeldError,
     InvalidClaimError,
     NonRetryableError,
@@ -105,12 +106,6 @@ class ChildRuns(BaseModel):
     def results(self) -> list[Any]:
         """The results of the children that succeeded, in input order."""
         return [c.result for c in self.succeeded]
-
-
-class ChildRunsFailedError(NonRetryableError):
-    """Child runs failed and the parent step's policy is to fail with them."""
-
-    code = "child_runs_failed"
 
 
 OnChildFailure = Literal["fail", "continue"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from wfray.domain.engine import RunState
+from wfray.domain.run_state import RunState
 from wfray.domain.status import TaskStatus
 
 Shape = tuple[tuple[str, float], ...]  # sorted (resource, amount) pairs: hashable, comparable

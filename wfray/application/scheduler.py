@@ -19,10 +19,9 @@ from wfray.application.messages import RunView, SubmitRequest, SubmitResult
 from wfray.application.metrics import Metrics
 from wfray.application.ports import Clock
 from wfray.application.schedule_ports import RunStarter, ScheduleStore
-from wfray.domain.errors import StoreUnavailableError, UniqueRunError
+from wfray.domain.errors import ScheduleNotFoundError, StoreUnavailableError, UniqueRunError
 from wfray.domain.schedule import (
     OverlapAction,
-    ScheduleNotFoundError,
     ScheduleRecord,
     ScheduleSpec,
     due_ticks,

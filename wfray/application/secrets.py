@@ -24,7 +24,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wfray.domain.errors import NonRetryableError
+# its home before every error moved to domain/errors.py; users import it from here
+from wfray.domain.errors import SecretNotFoundError as SecretNotFoundError
 
 SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"  # also a file name: no dots, no slashes
 ENV_PREFIX = "WFRAY_SECRET_"
@@ -50,12 +51,6 @@ class SecretRef(BaseModel):
 
     def resolve(self) -> str:
         return resolve_secret(self.secret)
-
-
-class SecretNotFoundError(NonRetryableError):
-    """The secret is not configured where the step runs."""
-
-    code = "secret_not_found"
 
 
 def reveal(value: str | SecretRef) -> str:

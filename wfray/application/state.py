@@ -14,9 +14,9 @@ from wfray.application.batch import Batch
 from wfray.application.coordinator_settings import CoordinatorSettings
 from wfray.application.fusion import ShortSteps
 from wfray.application.timers import TimerQueue
-from wfray.domain.engine import Changes, RunState
 from wfray.domain.queueing import QueueManager
 from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.run_state import Changes, RunState
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 

@@ -29,7 +29,15 @@ from wfray.application.messages import Dispatch, Outcome
 from wfray.application.ports import BlobStore
 from wfray.application.runtime import StepServices
 from wfray.application.secrets import bind_secret_dir, resolved_values, unbind_secret_dir
-from wfray.domain.errors import NonRetryableError, RetryLater, StepError
+from wfray.domain.errors import (
+    BlobWriteError,
+    NonRetryableError,
+    ResultNotSerializableError,
+    ResultNotStorableError,
+    ResultTooLargeError,
+    RetryLater,
+    StepImportError,
+)
 from wfray.domain.ids import blob_key
 from wfray.domain.masking import mask_text
 from wfray.domain.records import WorkerIdentity
@@ -50,39 +58,8 @@ class RunnerSettings:
 DEFAULT_SETTINGS = RunnerSettings()
 
 
-class StepImportError(NonRetryableError):
-    """The step's code cannot be imported on this worker."""
-
-    code = "step_import_error"
-
-
-class ResultNotSerializableError(NonRetryableError):
-    """The step returned a value that cannot be serialised to JSON."""
-
-    code = "result_not_serializable"
-
-
-class ResultNotStorableError(StepError):
-    """The step's result cannot be stored as it is (never altered): the attempt fails and
-    its retry policy decides what follows."""
-
-    code = "result_not_storable"
-
-
 def _not_stored(step: str, why: str) -> str:
     return f"the outcome could not be stored: the result of step {step!r} {why}"
-
-
-class ResultTooLargeError(NonRetryableError):
-    """The step's result is larger than the configured maximum (WFRAY_MAX_RESULT_BYTES)."""
-
-    code = "result_too_large"
-
-
-class BlobWriteError(StepError):
-    """The step's result could not be written to the blob store: the attempt is retried."""
-
-    code = "blob_write_failed"
 
 
 @functools.cache

@@ -48,6 +48,10 @@ class TimerQueue:
     def deadline_at(self, at: datetime, run_id: str) -> None:
         self._push(Timer(at, TimerKind.DEADLINE, run_id))
 
+    def __iter__(self) -> Iterator[Timer]:
+        """The timers set, in no particular order."""
+        return (entry.timer for entry in self._heap)
+
     def next_at(self) -> datetime | None:
         return self._heap[0].at if self._heap else None
 

@@ -7,87 +7,16 @@ time comes in as an argument.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from wfray.domain.policy import FailureInfo
-from wfray.domain.records import WHOLE_STEP, RunRecord, TaskKey, TaskRecord
-from wfray.domain.status import (
-    RunStatus,
-    TaskStatus,
-    check_run_transition,
-    check_task_transition,
-)
-from wfray.domain.workflow import StepSchema, WorkflowSchema
+from wfray.domain.records import WHOLE_STEP, TaskRecord
+from wfray.domain.results import run_result, step_result
+from wfray.domain.run_state import Changes, RunState, attempts_running, set_run, set_task
+from wfray.domain.status import RunStatus, TaskStatus
+from wfray.domain.workflow import StepSchema
 
-
-@dataclass(slots=True)
-class Changes:
-    """What one event changed: new and updated tasks, and whether the run changed."""
-
-    new_tasks: list[TaskRecord] = field(default_factory=list)
-    updated_tasks: list[tuple[TaskRecord, TaskStatus]] = field(default_factory=list)
-    run_changed: RunStatus | None = None  # the run's status before the change
-    ready: list[TaskRecord] = field(default_factory=list)  # tasks that became queued
-
-    def extend(self, other: Changes) -> None:
-        self.new_tasks.extend(other.new_tasks)
-        self.updated_tasks.extend(other.updated_tasks)
-        self.ready.extend(other.ready)
-        if self.run_changed is None:
-            self.run_changed = other.run_changed
-
-
-@dataclass(slots=True)
-class RunState:
-    """A run with its schema and its task executions, keyed by (step, map_index)."""
-
-    run: RunRecord
-    schema: WorkflowSchema
-    tasks: dict[TaskKey, TaskRecord] = field(default_factory=dict)
-    children: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # completed items per fanned-out step: a completion need not look at every sibling
-    items_done: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.children:
-            self.children = self.schema.downstream()
-        for task in self.tasks.values():
-            if task.map_index != WHOLE_STEP and task.status is TaskStatus.COMPLETED:
-                self.items_done[task.step] = self.items_done.get(task.step, 0) + 1
-
-    def task(self, step: str, map_index: int = WHOLE_STEP) -> TaskRecord:
-        return self.tasks[(step, map_index)]
-
-    def items(self, step: str) -> list[TaskRecord]:
-        group = self.tasks[(step, WHOLE_STEP)]
-        return [self.tasks[(step, i)] for i in range(group.map_count or 0)]
-
-    @property
-    def finished(self) -> bool:
-        return self.run.status.finished
-
-
-def attempts_running(state: RunState) -> bool:
-    """Whether an attempt of one of the run's steps is still running somewhere."""
-    return any(
-        task.status is TaskStatus.RUNNING and task.map_count is None
-        for task in state.tasks.values()
-    )
-
-
-def _set_task(task: TaskRecord, status: TaskStatus, changes: Changes) -> None:
-    check_task_transition(task.status, status)
-    changes.updated_tasks.append((task, task.status))
-    task.status = status
-
-
-def _set_run(state: RunState, status: RunStatus, changes: Changes) -> None:
-    check_run_transition(state.run.status, status)
-    if changes.run_changed is None:
-        changes.run_changed = state.run.status
-    state.run.status = status
+__all__ = ["Changes", "RunState", "attempts_running", "run_result", "step_result"]
 
 
 def start_run(state: RunState, now: datetime) -> Changes:
@@ -117,11 +46,11 @@ def start_run(state: RunState, now: datetime) -> Changes:
 def mark_dispatched(state: RunState, task: TaskRecord, now: datetime) -> Changes:
     """A queued task was handed to an executor as a new attempt."""
     changes = Changes()
-    _set_task(task, TaskStatus.RUNNING, changes)
+    set_task(task, TaskStatus.RUNNING, changes)
     task.attempts += 1
     task.started_at = task.started_at or now
     if state.run.status is RunStatus.QUEUED:
-        _set_run(state, RunStatus.RUNNING, changes)
+        set_run(state, RunStatus.RUNNING, changes)
         state.run.started_at = now
     return changes
 
@@ -136,7 +65,7 @@ def complete_task(
 ) -> Changes:
     """An attempt succeeded: record the result and release what waited on it."""
     changes = Changes()
-    _set_task(task, TaskStatus.COMPLETED, changes)  # first: a refused event changes nothing
+    set_task(task, TaskStatus.COMPLETED, changes)  # first: a refused event changes nothing
     task.result_json, task.result_ref, task.result_items = result_json, result_ref, result_items
     task.finished_at = now
     task.error_type = task.error_message = None
@@ -149,7 +78,7 @@ def complete_task(
         if group.status is TaskStatus.RUNNING and state.items_done[task.step] == group.map_count:
             group.finished_at = now
             group.result_items = group.map_count
-            _set_task(group, TaskStatus.COMPLETED, changes)
+            set_task(group, TaskStatus.COMPLETED, changes)
             _release_downstream(state, task.step, now, changes)
     else:
         _release_downstream(state, task.step, now, changes)
@@ -160,7 +89,7 @@ def complete_task(
 def fail_task(state: RunState, task: TaskRecord, failure: FailureInfo, now: datetime) -> Changes:
     """An attempt failed and the policy gave up: the task and its run fail."""
     changes = Changes()
-    _set_task(task, TaskStatus.FAILED, changes)
+    set_task(task, TaskStatus.FAILED, changes)
     task.finished_at = now
     task.error_type, task.error_message = failure.error_type, failure.message
     if task.map_index != WHOLE_STEP:
@@ -169,7 +98,7 @@ def fail_task(state: RunState, task: TaskRecord, failure: FailureInfo, now: date
             group.finished_at = now
             group.error_type = failure.error_type
             group.error_message = f"item {task.map_index} failed: {failure.message}"
-            _set_task(group, TaskStatus.FAILED, changes)
+            set_task(group, TaskStatus.FAILED, changes)
     if not state.finished:
         state.run.error = f"step {task.step!r} failed: {failure.error_type}: {failure.message}"
         _fail_run(state, now, changes)
@@ -179,7 +108,7 @@ def fail_task(state: RunState, task: TaskRecord, failure: FailureInfo, now: date
 def schedule_retry(task: TaskRecord, failure: FailureInfo, retry_at: datetime) -> Changes:
     """An attempt failed and will be retried at `retry_at`."""
     changes = Changes()
-    _set_task(task, TaskStatus.RETRYING, changes)
+    set_task(task, TaskStatus.RETRYING, changes)
     task.error_type, task.error_message = failure.error_type, failure.message
     task.ready_at = retry_at
     return changes
@@ -188,7 +117,7 @@ def schedule_retry(task: TaskRecord, failure: FailureInfo, retry_at: datetime) -
 def requeue(task: TaskRecord, now: datetime) -> Changes:
     """A retry timer fired."""
     changes = Changes()
-    _set_task(task, TaskStatus.QUEUED, changes)
+    set_task(task, TaskStatus.QUEUED, changes)
     task.ready_at = None
     task.queued_at = now
     changes.ready.append(task)
@@ -198,14 +127,14 @@ def requeue(task: TaskRecord, now: datetime) -> Changes:
 def _fail_run(state: RunState, now: datetime, changes: Changes) -> None:
     _cancel_waiting(state, now, changes)
     state.run.finished_at = now
-    _set_run(state, RunStatus.FAILED, changes)
+    set_run(state, RunStatus.FAILED, changes)
 
 
 def _cancel_waiting(state: RunState, now: datetime, changes: Changes) -> None:
     for task in state.tasks.values():
         if task.status in (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RETRYING):
             task.finished_at = now
-            _set_task(task, TaskStatus.CANCELLED, changes)
+            set_task(task, TaskStatus.CANCELLED, changes)
 
 
 def cancel_run(state: RunState, reason: str, now: datetime) -> Changes:
@@ -229,10 +158,10 @@ def _stop_run(state: RunState, status: RunStatus, reason: str, now: datetime) ->
     for task in state.tasks.values():
         if task.status is TaskStatus.RUNNING and task.map_count is not None:
             task.finished_at = now  # a fan-out's group row: its items are handled one by one
-            _set_task(task, TaskStatus.CANCELLED, changes)
+            set_task(task, TaskStatus.CANCELLED, changes)
     state.run.error = reason
     state.run.finished_at = now
-    _set_run(state, status, changes)
+    set_run(state, status, changes)
     return changes
 
 
@@ -254,15 +183,15 @@ def resume_run(state: RunState, now: datetime) -> Changes:
         task.finished_at = task.ready_at = None
         if task.map_index != WHOLE_STEP:
             task.queued_at = now
-            _set_task(task, TaskStatus.QUEUED, changes)
+            set_task(task, TaskStatus.QUEUED, changes)
             changes.ready.append(task)
         elif task.map_count is not None:
-            _set_task(task, TaskStatus.RUNNING, changes)  # a fan-out: its items reopen
+            set_task(task, TaskStatus.RUNNING, changes)  # a fan-out: its items reopen
         else:
-            _set_task(task, TaskStatus.PENDING, changes)
+            set_task(task, TaskStatus.PENDING, changes)
     state.run.error = None
     state.run.finished_at = None
-    _set_run(state, RunStatus.RUNNING, changes)
+    set_run(state, RunStatus.RUNNING, changes)
     for step in state.schema.steps:
         task = state.task(step.name)
         ready = all(state.task(p).status is TaskStatus.COMPLETED for p in step.after)
@@ -275,7 +204,7 @@ def resume_run(state: RunState, now: datetime) -> Changes:
 def cancel_task(task: TaskRecord, message: str, now: datetime) -> Changes:
     """A running attempt was stopped because its run was cancelled."""
     changes = Changes()
-    _set_task(task, TaskStatus.CANCELLED, changes)
+    set_task(task, TaskStatus.CANCELLED, changes)
     task.finished_at = now
     task.error_type, task.error_message = "wfray.Cancelled", message
     return changes
@@ -301,7 +230,7 @@ def _make_ready(
         if fresh:
             task.status = TaskStatus.QUEUED  # a new row: inserted with its final status
         else:
-            _set_task(task, TaskStatus.QUEUED, changes)
+            set_task(task, TaskStatus.QUEUED, changes)
         changes.ready.append(task)
         return
     source = state.task(step.map)
@@ -313,13 +242,13 @@ def _make_ready(
             f"step {step.name!r} maps over {step.map!r}, whose result is "
             f"{_kind_of(source)}, not a list"
         )
-        _set_task(task, TaskStatus.FAILED, changes)
+        set_task(task, TaskStatus.FAILED, changes)
         state.run.error = task.error_message
         _fail_run(state, now, changes)
         return
     task.map_count = count
     task.started_at = now
-    _set_task(task, TaskStatus.RUNNING, changes)
+    set_task(task, TaskStatus.RUNNING, changes)
     for index in range(count):
         item = TaskRecord(
             run_id=task.run_id,
@@ -339,7 +268,7 @@ def _make_ready(
     if count == 0:
         task.result_items = 0
         task.finished_at = now
-        _set_task(task, TaskStatus.COMPLETED, changes)
+        set_task(task, TaskStatus.COMPLETED, changes)
         _release_downstream(state, step.name, now, changes)
 
 
@@ -360,42 +289,4 @@ def _finish_if_done(state: RunState, now: datetime, changes: Changes) -> None:
     if all(task.status is TaskStatus.COMPLETED for task in state.tasks.values()):
         state.run.finished_at = now
         state.run.result_json, state.run.result_ref = run_result(state)
-        _set_run(state, RunStatus.COMPLETED, changes)
-
-
-def step_result(state: RunState, step: str) -> tuple[str | None, str | None]:
-    """A completed step's result as (json, blob-structure): a fan-out collects its items."""
-    task = state.task(step)
-    if task.map_count is None:
-        if task.result_ref is not None:
-            return None, json.dumps({"blob": task.result_ref})
-        return task.result_json, None
-    items = state.items(step)
-    if all(item.result_ref is None for item in items):
-        return "[" + ",".join(item.result_json or "null" for item in items) + "]", None
-    parts = [_ref_of(item) for item in items]
-    return None, json.dumps({"list": parts})
-
-
-def _ref_of(task: TaskRecord) -> dict[str, str]:
-    if task.result_ref is not None:
-        return {"blob": task.result_ref}
-    return {"json": task.result_json or "null"}
-
-
-def run_result(state: RunState) -> tuple[str | None, str | None]:
-    """The run's result: its single sink's result, or {sink: result} for several sinks."""
-    sinks = state.schema.sinks()
-    if len(sinks) == 1:
-        return step_result(state, sinks[0])
-    results = {name: step_result(state, name) for name in sinks}
-    if all(ref is None for _, ref in results.values()):
-        body = ",".join(
-            f"{json.dumps(name)}:{text or 'null'}" for name, (text, _) in results.items()
-        )
-        return "{" + body + "}", None
-    parts = {
-        name: ({"json": text or "null"} if ref is None else json.loads(ref))
-        for name, (text, ref) in results.items()
-    }
-    return None, json.dumps({"dict": parts})
+        set_run(state, RunStatus.COMPLETED, changes)

@@ -1,33 +1,51 @@
-"""The one error tree of wfray.
+"""The one error tree of wfray: every error wfray raises is defined here, with its code.
 
-    WfrayError
-     +-- DefinitionError           a workflow or step is declared wrongly
-     |    +-- CycleError           the DAG has a cycle (the path is named)
-     +-- UnknownWorkflowError      no workflow of that name (or version) is known
-     +-- InputValidationError      a run input does not fit the workflow's model
-     +-- InvalidTransitionError    a status change the transition table forbids
-     +-- StaleWriteError           a compare-and-set found another status
-     +-- BacklogFullError          intake refused: retry later
- +-- IdempotencyConflictError  an idempotency key sent again with another request
-     +-- UniqueRunError            a unique workflow's policy refused a second run
-     +-- UniqueKeyError            a workflow's uniqueness key could not be computed or stored
- +-- TooManyStreamsError       a caller follows as many log streams as it may
-     +-- RunNotFoundError          no run with that id
-     +-- RunFailedError            the awaited run failed
-     +-- WaitTimeoutError          the awaited run did not finish in time
-     +-- StoreUnavailableError     the database cannot be reached
-     +-- StoreRejectedError        the database refused the data (not an outage)
-     +-- SchemaOutdatedError       the database schema is not at this wfray's revision
-     +-- StepError                 raised inside steps to steer retries
-     |    +-- NonRetryableError    fail now, do not retry
-     |    +-- RetryLater           retry after a given delay
-     |    +-- InvalidClaimError    a claim key, TTL or result that cannot be used
-     |    +-- ClaimNotHeldError    a step marks done a claim it does not hold
-     +-- InvalidRunIdError         a run id that could escape a path (refused at submission)
-     +-- BlobKeyError              a blob key that is not a plain relative path
-     +-- BlobRootError             a blob root the cluster's nodes do not all share
+    class                                          code
+    WfrayError                                     wfray_error
+     +-- DefinitionError                           invalid_definition
+     |    +-- CycleError                           cycle
+     +-- UnknownWorkflowError                      unknown_workflow
+     |    +-- WorkflowNotStartableError            workflow_not_startable
+     +-- InputValidationError                      invalid_input
+     +-- InvalidTransitionError                    invalid_transition
+     +-- StaleWriteError                           stale_write
+     +-- BacklogFullError                          backlog_full
+     +-- IdempotencyConflictError                  idempotency_conflict
+     +-- UniqueRunError                            unique_run_exists
+     +-- UniqueKeyError                            invalid_unique_key
+     +-- EventError                                bad_event
+     +-- TooManyStreamsError                       too_many_streams
+     +-- RunNotFoundError                          run_not_found
+     +-- ScheduleNotFoundError                     schedule_not_found
+     +-- RunFailedError                            run_failed
+     +-- WaitTimeoutError                          wait_timeout
+     +-- CoordinatorUnavailableError               coordinator_unavailable
+     +-- StoreUnavailableError                     store_unavailable
+     +-- StoreRejectedError                        store_rejected
+     +-- SchemaOutdatedError                       schema_outdated
+     +-- InvalidRunIdError                         invalid_run_id
+     +-- BlobKeyError                              invalid_blob_key
+     +-- BlobRootError                             blob_root_not_shared
+     +-- StepError                                 step_error
+          +-- RetryLater                           retry_later
+          +-- ResultNotStorableError               result_not_storable
+          +-- BlobWriteError                       blob_write_failed
+          +-- NonRetryableError                    non_retryable
+               +-- InvalidClaimError               invalid_claim
+               +-- ClaimNotHeldError               claim_not_held
+               +-- StepImportError                 step_import_error
+               +-- ResultNotSerializableError      result_not_serializable
+               +-- ResultTooLargeError             result_too_large
+               +-- ChildRunsFailedError            child_runs_failed
+               +-- SecretNotFoundError             secret_not_found
+               +-- DestinationRefusedError         http_destination_refused
+               +-- EmailRefusedError               email_refused
 
-The class docstring is the default message; errors that map to HTTP carry a stable `code`.
+Each class's docstring says what it means and is its default message. Its `code` is the
+machine name callers match on (the HTTP API answers `{"error": {"code": ...}}`): unique,
+and never changed once published, since clients break when a code changes. How an error
+reads over HTTP (its status) is the HTTP entrypoint's concern
+(wfray/entrypoints/http/errors.py); the domain knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -37,7 +55,6 @@ class WfrayError(Exception):
     """A wfray error."""
 
     code = "wfray_error"
-    http_status = 500
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
@@ -47,11 +64,13 @@ class WfrayError(Exception):
         return str(self.args[0]) if self.args else ""
 
 
+# -- declaring and naming workflows -------------------------------------------------------
+
+
 class DefinitionError(WfrayError):
     """The workflow definition is invalid."""
 
     code = "invalid_definition"
-    http_status = 400
 
 
 class CycleError(DefinitionError):
@@ -64,35 +83,39 @@ class UnknownWorkflowError(WfrayError):
     """No workflow of that name is known."""
 
     code = "unknown_workflow"
-    http_status = 404
+
+
+class WorkflowNotStartableError(UnknownWorkflowError):
+    """This workflow cannot be started over this API."""
+
+    code = "workflow_not_startable"
+
+
+# -- submitting runs ----------------------------------------------------------------------
 
 
 class InputValidationError(WfrayError):
     """The run input does not match the workflow's input model."""
 
     code = "invalid_input"
-    http_status = 422
 
 
 class InvalidTransitionError(WfrayError):
     """This status change is not allowed."""
 
     code = "invalid_transition"
-    http_status = 409
 
 
 class StaleWriteError(WfrayError):
     """The stored status changed under us (compare-and-set failed)."""
 
     code = "stale_write"
-    http_status = 409
 
 
 class BacklogFullError(WfrayError):
     """The queue backlog is full: retry later."""
 
     code = "backlog_full"
-    http_status = 429
 
     def __init__(self, message: str | None = None, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
@@ -103,14 +126,12 @@ class IdempotencyConflictError(WfrayError):
     """This idempotency key was used for another request (workflow or input)."""
 
     code = "idempotency_conflict"
-    http_status = 409
 
 
 class UniqueRunError(WfrayError):
     """A run with this uniqueness key exists and the workflow's policy refuses another."""
 
     code = "unique_run_exists"
-    http_status = 409
 
     def __init__(self, message: str | None = None, run_id: str | None = None) -> None:
         super().__init__(message)
@@ -121,14 +142,21 @@ class UniqueKeyError(WfrayError):
     """A workflow's uniqueness key could not be computed from the input, or cannot be stored."""
 
     code = "invalid_unique_key"
-    http_status = 400
+
+
+class EventError(WfrayError):
+    """The event cannot be published."""
+
+    code = "bad_event"
+
+
+# -- reading and awaiting runs ------------------------------------------------------------
 
 
 class TooManyStreamsError(WfrayError):
     """This caller follows as many log streams as it may: close one, or retry later."""
 
     code = "too_many_streams"
-    http_status = 429
     retry_after_s = 5.0
 
 
@@ -136,7 +164,12 @@ class RunNotFoundError(WfrayError):
     """No run with that id."""
 
     code = "run_not_found"
-    http_status = 404
+
+
+class ScheduleNotFoundError(WfrayError):
+    """No schedule of that name."""
+
+    code = "schedule_not_found"
 
 
 class RunFailedError(WfrayError):
@@ -154,35 +187,58 @@ class WaitTimeoutError(WfrayError):
     """The run did not finish within the timeout."""
 
     code = "wait_timeout"
-    http_status = 504
+
+
+# -- the coordinator and the store --------------------------------------------------------
 
 
 class CoordinatorUnavailableError(WfrayError):
     """wfray's coordinator is not running: start it (`wfray start`, `wfray.connect()`)."""
 
     code = "coordinator_unavailable"
-    http_status = 503
 
 
 class StoreUnavailableError(WfrayError):
     """The database cannot be reached."""
 
     code = "store_unavailable"
-    http_status = 503
 
 
 class StoreRejectedError(WfrayError):
     """The database refused to store the data (not an outage: retrying cannot help)."""
 
     code = "store_rejected"
-    http_status = 422
 
 
 class SchemaOutdatedError(WfrayError):
     """The database schema is not at the revision this wfray expects: run `wfray db upgrade`."""
 
     code = "schema_outdated"
-    http_status = 503
+
+
+# -- data placement: ids, blob keys and the blob root ---------------------------------------
+
+
+class InvalidRunIdError(WfrayError):
+    """The run id is not allowed: use 1-200 letters, digits and `_ . : @ + = -`, starting
+    with a letter or a digit."""
+
+    code = "invalid_run_id"
+
+
+class BlobKeyError(WfrayError):
+    """The blob key is not a plain relative path under the blob root."""
+
+    code = "invalid_blob_key"
+
+
+class BlobRootError(WfrayError):
+    """The blob root is a folder on one node, but steps run on several."""
+
+    code = "blob_root_not_shared"
+
+
+# -- steps: raised by a step to steer its retries, or by wfray around a step ---------------
 
 
 class StepError(WfrayError):
@@ -207,28 +263,59 @@ class RetryLater(StepError):
         self.delay_s = delay_s
 
 
-# -- data placement: ids, blob keys and the blob root ---------------------------------------
+class ResultNotStorableError(StepError):
+    """The step's result cannot be stored as it is (never altered): the attempt fails and
+    its retry policy decides what follows."""
+
+    code = "result_not_storable"
 
 
-class InvalidRunIdError(WfrayError):
-    """The run id is not allowed: use 1-200 letters, digits and `_ . : @ + = -`, starting
-    with a letter or a digit."""
+class BlobWriteError(StepError):
+    """The step's result could not be written to the blob store: the attempt is retried."""
 
-    code = "invalid_run_id"
-    http_status = 400
+    code = "blob_write_failed"
 
 
-class BlobKeyError(WfrayError):
-    """The blob key is not a plain relative path under the blob root."""
+class StepImportError(NonRetryableError):
+    """The step's code cannot be imported on this worker."""
 
-    code = "invalid_blob_key"
-    http_status = 400
+    code = "step_import_error"
 
 
-class BlobRootError(WfrayError):
-    """The blob root is a folder on one node, but steps run on several."""
+class ResultNotSerializableError(NonRetryableError):
+    """The step returned a value that cannot be serialised to JSON."""
 
-    code = "blob_root_not_shared"
+    code = "result_not_serializable"
+
+
+class ResultTooLargeError(NonRetryableError):
+    """The step's result is larger than the configured maximum (WFRAY_MAX_RESULT_BYTES)."""
+
+    code = "result_too_large"
+
+
+class ChildRunsFailedError(NonRetryableError):
+    """Child runs failed and the parent step's policy is to fail with them."""
+
+    code = "child_runs_failed"
+
+
+class SecretNotFoundError(NonRetryableError):
+    """The secret is not configured where the step runs."""
+
+    code = "secret_not_found"
+
+
+class DestinationRefusedError(NonRetryableError):
+    """http_request refused to connect to this address."""
+
+    code = "http_destination_refused"
+
+
+class EmailRefusedError(NonRetryableError):
+    """The message or its SMTP settings are not allowed here."""
+
+    code = "email_refused"
 
 
 # -- claims (domain/claims.py) ------------------------------------------------------------
@@ -238,7 +325,6 @@ class InvalidClaimError(NonRetryableError):
     """The claim key, TTL or result cannot be used."""
 
     code = "invalid_claim"
-    http_status = 400
 
 
 class ClaimNotHeldError(NonRetryableError):
@@ -246,4 +332,3 @@ class ClaimNotHeldError(NonRetryableError):
     passed, or it never claimed the key)."""
 
     code = "claim_not_held"
-    http_status = 409

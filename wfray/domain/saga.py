@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from wfray.domain.engine import Changes, RunState, _set_run, _set_task
 from wfray.domain.policy import FailureInfo
 from wfray.domain.records import TaskRecord
+from wfray.domain.run_state import Changes, RunState, set_run, set_task
 from wfray.domain.status import RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
@@ -66,7 +66,7 @@ def begin(state: RunState, now: datetime) -> Changes | None:
         return None
     changes = Changes()
     state.run.finished_at = None
-    _set_run(state, RunStatus.COMPENSATING, changes)
+    set_run(state, RunStatus.COMPENSATING, changes)
     return changes
 
 
@@ -91,7 +91,7 @@ def start(task: TaskRecord, now: datetime) -> Changes:
     changes = Changes()
     if task.status is TaskStatus.COMPLETED:
         task.failures = task.lost = 0  # the compensation's own retry budget
-        _set_task(task, TaskStatus.COMPENSATING, changes)
+        set_task(task, TaskStatus.COMPENSATING, changes)
     else:
         changes.updated_tasks.append((task, task.status))  # a retry: same status, new attempt
     task.ready_at = None
@@ -102,7 +102,7 @@ def start(task: TaskRecord, now: datetime) -> Changes:
 def succeeded(task: TaskRecord, now: datetime) -> Changes:
     changes = Changes()
     task.error_type = task.error_message = None
-    _set_task(task, TaskStatus.COMPENSATED, changes)
+    set_task(task, TaskStatus.COMPENSATED, changes)
     return changes
 
 
@@ -118,7 +118,7 @@ def retry_later(task: TaskRecord, failure: FailureInfo, retry_at: datetime) -> C
 def gave_up(task: TaskRecord, failure: FailureInfo) -> Changes:
     changes = Changes()
     task.error_type, task.error_message = failure.error_type, failure.message
-    _set_task(task, TaskStatus.COMPENSATION_FAILED, changes)
+    set_task(task, TaskStatus.COMPENSATION_FAILED, changes)
     return changes
 
 
@@ -132,11 +132,11 @@ def finish(state: RunState, below: dict[str, frozenset[str]], now: datetime) -> 
     changes = Changes()
     state.run.finished_at = now
     if all(t.status is TaskStatus.COMPENSATED for t in tasks):
-        _set_run(state, RunStatus.COMPENSATED, changes)
+        set_run(state, RunStatus.COMPENSATED, changes)
     else:
         failed = [t.step for t in tasks if t.status is TaskStatus.COMPENSATION_FAILED]
         state.run.error = (state.run.error or "") + f"; compensation failed: {', '.join(failed)}"
-        _set_run(state, RunStatus.COMPENSATION_FAILED, changes)
+        set_run(state, RunStatus.COMPENSATION_FAILED, changes)
     return changes
 
 
@@ -147,7 +147,7 @@ def retry(state: RunState, now: datetime) -> Changes:
         if task.status is TaskStatus.COMPENSATION_FAILED:
             task.failures = task.lost = 0
             task.ready_at = now
-            _set_task(task, TaskStatus.COMPENSATING, changes)
+            set_task(task, TaskStatus.COMPENSATING, changes)
     state.run.finished_at = None
-    _set_run(state, RunStatus.COMPENSATING, changes)
+    set_run(state, RunStatus.COMPENSATING, changes)
     return changes

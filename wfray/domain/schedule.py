@@ -28,20 +28,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from wfray.domain.errors import DefinitionError, WfrayError
+from wfray.domain.errors import DefinitionError
+
+# its home before every error moved to domain/errors.py; users import it from here
+from wfray.domain.errors import ScheduleNotFoundError as ScheduleNotFoundError
 
 MISFIRE_POLICIES = ("skip", "latest", "all_within")
 OVERLAP_POLICIES = ("skip", "allow", "buffer_one", "cancel_previous")
 MAX_TICKS_PER_TURN = 1000  # a catch-up beyond this continues on the next turn
 _HOURS_IN_DAY = 24
 _LONGEST_GAP = timedelta(days=5 * 366)  # `0 0 29 2 1` (a leap Monday) is the rarest cron
-
-
-class ScheduleNotFoundError(WfrayError):
-    """No schedule of that name."""
-
-    code = "schedule_not_found"
-    http_status = 404
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,11 @@ from wfray.application.queries import Queries
 from wfray.bootstrap import build_store
 from wfray.config import Settings
 from wfray.domain.errors import (
+    CoordinatorUnavailableError,
     DefinitionError,
     InputValidationError,
     RunNotFoundError,
+    ScheduleNotFoundError,
     SchemaOutdatedError,
     StoreUnavailableError,
     UniqueKeyError,
@@ -73,11 +75,12 @@ class CliError(Exception):
 
 
 def exit_code_of(error: WfrayError) -> Exit:
-    if isinstance(error, RunNotFoundError | UnknownWorkflowError) or error.http_status == 404:
+    if isinstance(error, RunNotFoundError | UnknownWorkflowError | ScheduleNotFoundError):
         return Exit.NOT_FOUND
     if isinstance(error, InputValidationError | DefinitionError | UniqueKeyError):
         return Exit.USAGE
-    if isinstance(error, StoreUnavailableError | SchemaOutdatedError) or error.http_status == 503:
+    unreachable = CoordinatorUnavailableError | StoreUnavailableError | SchemaOutdatedError
+    if isinstance(error, unreachable):
         return Exit.UNREACHABLE
     return Exit.RUN_FAILED
 

@@ -29,6 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from wfray.application.context import StepContext
 from wfray.application.secrets import reveal
 from wfray.application.tasks import task
+
+# its home before every error moved to domain/errors.py; users import it from here
+from wfray.domain.errors import EmailRefusedError as EmailRefusedError
 from wfray.domain.errors import NonRetryableError, RetryLater, StepError
 from wfray.integrations.email_message import (
     MESSAGE_ID_DOMAIN,
@@ -66,12 +69,6 @@ CONNECTION_RETRY_DELAY_S = 15.0
 DEFAULT_MAX_RECIPIENTS = 50
 # Overriding these would send the operator's credentials elsewhere, or without TLS.
 _LOCKED_FIELDS = ("host", "port", "username", "password", "starttls", "ssl")
-
-
-class EmailRefusedError(NonRetryableError):
-    """The message or its SMTP settings are not allowed here."""
-
-    code = "email_refused"
 
 
 class SmtpPolicy(BaseModel):

@@ -25,13 +25,8 @@ from pydantic import BaseModel
 from wfray.application.context import StepContext
 from wfray.application.secrets import SecretRef, reveal
 from wfray.application.tasks import task
-from wfray.domain.errors import NonRetryableError
-from wfray.integrations.http_guard import (
-    DestinationRefusedError,
-    GuardedTransport,
-    HttpGuard,
-    HttpLimits,
-)
+from wfray.domain.errors import DestinationRefusedError, NonRetryableError
+from wfray.integrations.http_guard import GuardedTransport, HttpGuard, HttpLimits
 from wfray.integrations.http_outcome import (
     BACKOFF_INITIAL_S,
     BACKOFF_MAX_S,

@@ -32,6 +32,8 @@ from typing import Protocol
 import httpcore
 import httpx
 
+# its home before every error moved to domain/errors.py; users import it from here
+from wfray.domain.errors import DestinationRefusedError as DestinationRefusedError
 from wfray.domain.errors import NonRetryableError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -43,12 +45,6 @@ DEFAULT_MAX_REDIRECTS = 5
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # what inet_aton would read as an IPv4 address: 2130706433, 0x7f.1, 0177.0.0.1, 127.1
 _NUMERIC_HOST = re.compile(r"^[0-9][0-9a-fx.]*$", re.IGNORECASE)
-
-
-class DestinationRefusedError(NonRetryableError):
-    """http_request refused to connect to this address."""
-
-    code = "http_destination_refused"
 
 
 class Resolver(Protocol):

@@ -33,7 +33,6 @@ class InlineExecutor:
         self.settings = settings or RunnerSettings()
         self.outbox = Outbox()
         self.running: dict[tuple[str, str, int, int], asyncio.Task[None]] = {}
-        self.crashing = False
         self.refused: list[tuple[str, str, int, int]] = []  # dispatches of a stale coordinator
         self.worker = WorkerIdentity(
             node_id="inline", worker_id="inline", host=socket.gethostname(), pid=os.getpid()
@@ -48,26 +47,37 @@ class InlineExecutor:
             self.running[key] = asyncio.create_task(self._run(dispatch))
 
     async def _run(self, dispatch: Dispatch) -> None:
-        reported = False
+        outbox = self.outbox  # this incarnation's: a crash replaces it
+        key = dispatch.attempt_key
+        ran = False
         try:
-            outcome = await run_attempt_async(
+            attempt = run_attempt_async(
                 dispatch, self.blobs, self.worker_for(dispatch), self.settings, self.services
             )
-            if dispatch.report_directly and self.reporter is not None:
-                self.reporter(dispatch.pool, outcome)  # as a Ray worker does
-                reported = True
-        except asyncio.CancelledError:
-            if self.crashing:
-                raise
+            # stopped past its timeout as the Ray executors stop it (a step's own errors,
+            # TimeoutError too, come back as its outcome: only the wait raises here)
+            outcome = await asyncio.wait_for(attempt, dispatch.timeout_s)
+            ran = True
+        except TimeoutError:
             outcome = Outcome.ended(
-                dispatch.attempt_key,
-                AttemptStatus.CANCELLED,
-                "wfray.Cancelled",
-                "cancelled: its run was cancelled",
+                key,
+                AttemptStatus.TIMED_OUT,
+                "wfray.AttemptTimeout",
+                f"attempt exceeded its timeout of {dispatch.timeout_s}s and was stopped",
+            )
+        except asyncio.CancelledError:
+            if outbox is not self.outbox:
+                raise  # it died with the executor that crashed: no outcome, as on Ray
+            outcome = Outcome.ended(
+                key, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled: its run was cancelled"
             )
         finally:
-            self.running.pop(dispatch.attempt_key, None)
-        self.outbox.put(seal(outcome), wake=not reported)
+            if self.running.get(key) is asyncio.current_task():
+                del self.running[key]
+        reporter = self.reporter if ran and dispatch.report_directly else None
+        if reporter is not None:
+            reporter(dispatch.pool, outcome)  # as a Ray worker does
+        outbox.put(seal(outcome), wake=reporter is None)
 
     def worker_for(self, dispatch: Dispatch) -> WorkerIdentity:
         """Who runs this attempt (one identity here; tests may tell a different story)."""
@@ -87,7 +97,6 @@ class InlineExecutor:
 
     def crash(self) -> None:
         """Forget everything, as a killed executor process would (for failure tests)."""
-        self.crashing = True
         for task in self.running.values():
             task.cancel()
         self.running.clear()

@@ -6,16 +6,19 @@ Sync steps run in threads: each call is handed to the coordinator's event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
+from wfray.application.arg_text import arg_text
 from wfray.application.claims import ClaimView
-from wfray.application.definition import Workflow, encode_input, registered, subscribers
+from wfray.application.definition import encode_input, resolve_workflow, subscribers
 from wfray.application.events import unique_keys, validated_inputs
-from wfray.application.messages import SubmitRequest
+from wfray.application.messages import RunView, SubmitRequest
+from wfray.application.ports import BlobStore
 from wfray.application.runtime import AttemptKey, ChildPlacement, ChildStatus
 from wfray.domain.records import LogRecord
 
@@ -26,7 +29,10 @@ CALL_TIMEOUT_S = 30.0
 
 
 class InlineStepServices:
-    def __init__(self) -> None:
+    """`blobs`: where the executors put large results, for `wait_runs` to read them back."""
+
+    def __init__(self, blobs: BlobStore | None = None) -> None:
+        self.blobs = blobs
         self.coordinator: Coordinator | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -80,6 +86,8 @@ class InlineStepServices:
         inputs = validated_inputs(name, payload, flows)
         keys = unique_keys(name, inputs, flows)
         payload_json = TypeAdapter(Any).dump_json(payload).decode()
+        if flows:  # ours are known to wfray before it, as the Ray client makes sure
+            self._call(c.register([flow.schema for flow in flows]))
         ids: list[str] = self._call(
             c.publish(name, payload_json, event_id, inputs=inputs, keys=keys)
         )
@@ -95,9 +103,7 @@ class InlineStepServices:
         placement: ChildPlacement,
     ) -> None:
         c, _ = self._c()
-        flow = workflow if isinstance(workflow, Workflow) else registered(str(workflow))
-        if flow is None:
-            raise LookupError(f"no workflow {workflow!r} declared in this process")
+        flow = resolve_workflow(workflow)  # a Workflow, a declared name or a @wfray.task
         requests = [
             SubmitRequest(
                 run_id=run_id or uuid.uuid4().hex,
@@ -122,12 +128,12 @@ class InlineStepServices:
     def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]:
         c, _ = self._c()
         views = self._call(c.wait(list(run_ids), timeout_s), timeout_s + CALL_TIMEOUT_S)
-        return [
-            ChildStatus(
-                v.run_id,
-                v.status.value,
-                None if v.result_json is None else TypeAdapter(Any).validate_json(v.result_json),
-                v.error,
-            )
-            for v in views
-        ]
+        return [ChildStatus(v.run_id, v.status.value, self._result(v), v.error) for v in views]
+
+    def _result(self, view: RunView) -> Any:
+        """A run's result, read back from the blob store if it went there (as on Ray)."""
+        if view.result_json is not None:
+            return TypeAdapter(Any).validate_json(view.result_json)
+        if view.result_ref is not None:
+            return TypeAdapter(Any).validate_json(arg_text(json.loads(view.result_ref), self.blobs))
+        return None

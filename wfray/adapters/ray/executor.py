@@ -32,13 +32,13 @@ from wfray.application.messages import Dispatch, Outcome
 from wfray.application.outbox import Outbox
 from wfray.application.step_runner import (
     RunnerSettings,
-    StepImportError,
     load_function,
     run_attempt,
     run_attempt_async,
 )
 from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.config import masked_repr
+from wfray.domain.errors import StepImportError
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
 

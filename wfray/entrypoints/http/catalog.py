@@ -15,17 +15,10 @@ from collections.abc import Iterable, Mapping
 
 from wfray.application.definition import Workflow
 from wfray.config import Settings
-from wfray.domain.errors import DefinitionError, UnknownWorkflowError
+from wfray.domain.errors import DefinitionError, UnknownWorkflowError, WorkflowNotStartableError
 
 # Code in these packages is wfray's own: anything declared there is a built-in.
 _BUILTIN_PACKAGES = ("wfray.",)
-
-
-class WorkflowNotStartableError(UnknownWorkflowError):
-    """This workflow cannot be started over this API."""
-
-    code = "workflow_not_startable"
-    http_status = 403
 
 
 def builtin_tasks() -> dict[str, Workflow]:

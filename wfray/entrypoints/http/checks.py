@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from wfray.application.definition import Workflow
 from wfray.domain.errors import WfrayError
 from wfray.domain.queueing import QueueConfig
+from wfray.entrypoints.http.errors import http_status_of
 from wfray.entrypoints.http.models import ErrorDetail, ErrorOut
 
 HTTP_CODES = {
@@ -29,14 +30,15 @@ HTTP_CODES = {
 
 
 def wfray_error_response(request: Request, exc: Exception) -> JSONResponse:
-    """A wfray error as JSON, with the HTTP status its class declares."""
+    """A wfray error as JSON: its stable code, with the status of its class (errors.py)."""
     assert isinstance(exc, WfrayError)
+    status = http_status_of(type(exc))
     headers = {}
     retry_after = getattr(exc, "retry_after_s", None)
-    if exc.http_status == 429 and retry_after is not None:
+    if status == 429 and retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     body = ErrorOut(error=ErrorDetail(code=exc.code, message=exc.message))
-    return JSONResponse(body.model_dump(), status_code=exc.http_status, headers=headers)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def http_error_response(request: Request, exc: Exception) -> JSONResponse:

@@ -14,7 +14,7 @@ from wfray.adapters.ray.client import Client
 from wfray.application.definition import Workflow
 from wfray.application.scheduler import ScheduleInfo
 from wfray.config import Settings
-from wfray.domain.schedule import ScheduleNotFoundError
+from wfray.domain.errors import ScheduleNotFoundError
 from wfray.entrypoints.http.catalog import startable
 from wfray.entrypoints.http.checks import check_queue, declared_queues
 from wfray.entrypoints.http.models import MAX_PRIORITY, NAME, Strict

@@ -1,0 +1,165 @@
+"""The coordinator's phases on their own: functions of (state, inputs, now) that fill a batch,
+change the state and return what to send, tested with a fixed clock and no event loop.
+
+What the loop does with them (commit, then act) is tested in test_coordinator_inline.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from wfray.adapters.memory.store import InMemoryRunStore
+from wfray.application.batch import Batch
+from wfray.application.compensator import Compensator
+from wfray.application.coordinator_settings import CoordinatorSettings
+from wfray.application.definition import Workflow
+from wfray.application.dispatcher import Dispatcher, Launcher
+from wfray.application.durable import DurableStore
+from wfray.application.heartbeats import HeartbeatWatch
+from wfray.application.loading import RunLoader
+from wfray.application.messages import Outcome
+from wfray.application.metrics import MetricsBuffer
+from wfray.application.outcomes import OutcomeApplier
+from wfray.application.state import CoordinatorState
+from wfray.application.timers import TimerKind, TimerQueue
+from wfray.domain import engine
+from wfray.domain.policy import RetryPolicy
+from wfray.domain.records import RunRecord
+from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+
+NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+RETRY = RetryPolicy(max_attempts=3, initial_delay_s=60, backoff=2.0, jitter=0)
+
+flow = Workflow("phases", retry=RETRY)
+
+
+@flow.step(pool="io", heartbeat_timeout_s=30)
+def fetch() -> int:
+    return 1
+
+
+@flow.step
+def total(fetch: int) -> int:
+    return fetch
+
+
+class TwoIoExecutors:
+    """Placement over two io executors: the one with fewer attempts running takes the next."""
+
+    def __init__(self, state: CoordinatorState) -> None:
+        self.state = state
+
+    def executor_for(self, pool: str) -> str:
+        shards = ["io.0", "io.1"] if pool == "io" else [pool]
+        return min(shards, key=self.state.running_on.__getitem__)
+
+    def incarnation(self, executor: str) -> str:
+        return f"{executor}-1"
+
+
+class NothingPoisoned:
+    def replace_poisoned(self, outcome: Outcome) -> None:
+        pass
+
+
+class Phases:
+    def __init__(self) -> None:
+        settings = CoordinatorSettings(default_retry=RETRY)
+        self.state = CoordinatorState(settings)
+        self.heartbeats = HeartbeatWatch(self.state)
+        launcher = Launcher(self.state, TwoIoExecutors(self.state), self.heartbeats, settings)
+        durable = DurableStore(InMemoryRunStore(), settings.commit_retry_max_s)
+        self.wake = asyncio.Event()  # nothing waits on it here
+        self.dispatcher = Dispatcher(
+            self.state, launcher, RunLoader(self.state, durable), durable, self.wake
+        )
+        compensator = Compensator(self.state, launcher, settings.default_retry)
+        self.metrics = MetricsBuffer()
+        self.outcomes = OutcomeApplier(
+            self.state, settings, compensator, NothingPoisoned(), self.metrics
+        )
+
+    def start(self, run_id: str) -> None:
+        run = RunRecord(
+            run_id=run_id,
+            workflow=flow.name,
+            version=flow.schema.version,
+            status=RunStatus.QUEUED,
+            input_json="null",
+            created_at=NOW,
+        )
+        state = self.state.adopt(run, [], flow.schema)
+        self.state.record(state, engine.start_run(state, NOW), Batch())
+
+
+def test_dispatch_places_attempts_records_them_and_watches_their_heartbeats() -> None:
+    phases = Phases()
+    phases.start("r1")
+    phases.start("r2")
+    batch = Batch()
+    touched: set[str] = set()
+
+    dispatches = phases.dispatcher.dispatch(batch, NOW, touched)
+
+    assert sorted(d.run_id for d in dispatches) == ["r1", "r2"]
+    assert all(d.step == "fetch" and d.attempt == 1 for d in dispatches)
+    assert touched == {"r1", "r2"}
+    # one fact, one place: each attempt is counted on the executor it was placed on
+    assert phases.state.running_on == Counter({"io.0": 1, "io.1": 1})
+    assert {a.executor for a in phases.state.attempts.values()} == {"io.0", "io.1"}
+    assert len(batch.new_attempts) == 2 and phases.state.queued_count == 0
+    assert phases.heartbeats.next_due() == NOW + timedelta(seconds=30)
+
+
+def test_a_failed_attempt_sets_a_retry_timer_and_frees_its_executor() -> None:
+    phases = Phases()
+    phases.start("r1")
+    (dispatch,) = phases.dispatcher.dispatch(Batch(), NOW, set())
+    failed = Outcome.ended(dispatch.attempt_key, AttemptStatus.FAILED, "ValueError", "boom", NOW)
+    failed.finished_at = NOW
+    batch = Batch()
+
+    phases.outcomes.apply(failed, batch, NOW, set())
+
+    task = phases.state.runs["r1"].task("fetch")
+    assert task.status is TaskStatus.RETRYING
+    assert phases.state.attempts == {} and phases.state.running_on["io.0"] == 0
+    assert phases.state.timers.next_at() == NOW + timedelta(seconds=60)
+    assert ("r1", "fetch", -1, 1) in batch.attempt_updates
+    # the same outcome delivered twice (a replay after a restart) changes nothing
+    phases.outcomes.apply(failed, Batch(), NOW, set())
+    assert len(phases.state.timers) == 1
+
+
+def test_a_succeeded_attempt_queues_what_follows() -> None:
+    phases = Phases()
+    phases.start("r1")
+    (dispatch,) = phases.dispatcher.dispatch(Batch(), NOW, set())
+    done = Outcome.ended(dispatch.attempt_key, AttemptStatus.SUCCEEDED, "", "", NOW)
+    done.error_type = done.error_message = None
+    done.result_json = "1"
+
+    phases.outcomes.apply(done, Batch(), NOW, set())
+
+    (next_dispatch,) = phases.dispatcher.dispatch(Batch(), NOW, set())
+    assert next_dispatch.step == "total" and next_dispatch.pool == "cpu"
+    assert phases.state.running_on == Counter({"io.0": 0, "cpu": 1})
+
+
+def test_timers_come_due_in_order_and_say_what_they_are() -> None:
+    timers = TimerQueue()
+    phases = Phases()
+    phases.start("r1")
+    task = phases.state.runs["r1"].task("fetch")
+    timers.deadline_at(NOW + timedelta(seconds=20), "r1")
+    timers.retry_at(NOW + timedelta(seconds=10), task)
+    timers.retry_at(NOW + timedelta(seconds=10), task)  # a tie keeps its order
+
+    assert list(timers.due(NOW)) == []
+    due = list(timers.due(NOW + timedelta(seconds=15)))
+    assert [(t.kind, t.step) for t in due] == [(TimerKind.RETRY, "fetch")] * 2
+    (deadline,) = timers.due(NOW + timedelta(seconds=20))
+    assert deadline.kind is TimerKind.DEADLINE and deadline.run_id == "r1"
+    assert len(timers) == 0 and timers.next_at() is None

@@ -1,0 +1,48 @@
+"""A completed step's result and a finished run's, as the engine stores and passes them on:
+JSON text when every part is in the database, a blob structure when a part is in the blob
+store (a fan-out collects its items without reading them)."""
+
+from __future__ import annotations
+
+import json
+
+from wfray.domain.records import TaskRecord
+from wfray.domain.run_state import RunState
+
+
+def step_result(state: RunState, step: str) -> tuple[str | None, str | None]:
+    """A completed step's result as (json, blob-structure): a fan-out collects its items."""
+    task = state.task(step)
+    if task.map_count is None:
+        if task.result_ref is not None:
+            return None, json.dumps({"blob": task.result_ref})
+        return task.result_json, None
+    items = state.items(step)
+    if all(item.result_ref is None for item in items):
+        return "[" + ",".join(item.result_json or "null" for item in items) + "]", None
+    parts = [_ref_of(item) for item in items]
+    return None, json.dumps({"list": parts})
+
+
+def _ref_of(task: TaskRecord) -> dict[str, str]:
+    if task.result_ref is not None:
+        return {"blob": task.result_ref}
+    return {"json": task.result_json or "null"}
+
+
+def run_result(state: RunState) -> tuple[str | None, str | None]:
+    """The run's result: its single sink's result, or {sink: result} for several sinks."""
+    sinks = state.schema.sinks()
+    if len(sinks) == 1:
+        return step_result(state, sinks[0])
+    results = {name: step_result(state, name) for name in sinks}
+    if all(ref is None for _, ref in results.values()):
+        body = ",".join(
+            f"{json.dumps(name)}:{text or 'null'}" for name, (text, _) in results.items()
+        )
+        return "{" + body + "}", None
+    parts = {
+        name: ({"json": text or "null"} if ref is None else json.loads(ref))
+        for name, (text, ref) in results.items()
+    }
+    return None, json.dumps({"dict": parts})
