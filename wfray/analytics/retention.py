@@ -2,13 +2,13 @@
 
 Runs go in batches, each in its own short write transaction of the store (a
 `RetentionStore`, retention_store.py), so the coordinator is never blocked for long and a
-resumed run cannot be deleted under it. A run is kept while it, its parent
-or any of its children is still active. With an archive folder, each batch's rows are
-written to Parquet (one file per table and batch, under a timestamped name) and fsynced
-before the delete commits; the file gets its final name after the commit, so an archive
-never holds rows that are still in the store under a final name. With a blob root, the
-blob folders of a batch's runs are deleted once its delete has committed (a blob deleted
-before would be lost to a run that stays if the commit failed).
+resumed run cannot be deleted under it. A run is kept while it, its parent or any of its
+children is still active. With an archive folder, each batch's rows are written to Parquet
+(one file per table and batch, under a timestamped name) and fsynced before the delete
+commits; the file gets its final name after the commit, so an archive never holds rows
+that are still in the store under a final name. With a blob root, the blob folders of a
+batch's runs are deleted once its delete has committed (a blob deleted before would be
+lost to a run that stays if the commit failed).
 """
 
 from __future__ import annotations
