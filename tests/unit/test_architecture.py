@@ -1,7 +1,7 @@
 """The layer rule, checked on the source so it cannot rot silently.
 
-wfray/domain may import only the stdlib, pydantic, typing_extensions and itself;
-wfray/application may import no infrastructure and nothing from the outer layers.
+Every folder of wfray (and each top-level module) has one `Layer` below that states what it
+may import; a folder or module without one fails `test_every_folder_has_a_layer_rule`.
 Imports under `if TYPE_CHECKING:` count too: a type-only dependency is still a dependency.
 """
 
@@ -11,25 +11,12 @@ import ast
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-# croniter: pure calendar arithmetic the schedule rules need (no I/O, no framework).
-DOMAIN_ALLOWED = ("pydantic", "typing_extensions", "croniter", "wfray.domain")
-APPLICATION_FORBIDDEN = (
-    "ray",
-    "sqlalchemy",
-    "fastapi",
-    "httpx",
-    "alembic",
-    "psycopg",
-    "starlette",
-    "wfray.adapters",
-    "wfray.entrypoints",
-)
 
 # Takes the imported module and the name imported from it ("" for `import x`);
 # returns True when the import is allowed.
@@ -40,16 +27,166 @@ def _within(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def domain_rule(module: str, name: str) -> bool:
-    if module.split(".")[0] in sys.stdlib_module_names or _within(module, DOMAIN_ALLOWED):
-        return True
-    # `from wfray import domain` imports the module wfray.domain.
-    return bool(name) and _within(f"{module}.{name}", DOMAIN_ALLOWED)
+def allow_only(*allowed: str) -> Rule:
+    """A rule that allows the stdlib and the modules under `allowed`, nothing else."""
+
+    def rule(module: str, name: str) -> bool:
+        if module.split(".")[0] in sys.stdlib_module_names or _within(module, allowed):
+            return True
+        # `from wfray import domain` imports the module wfray.domain.
+        return bool(name) and _within(f"{module}.{name}", allowed)
+
+    return rule
 
 
-def application_rule(module: str, name: str) -> bool:
-    full = f"{module}.{name}" if name else module
-    return not (_within(module, APPLICATION_FORBIDDEN) or _within(full, APPLICATION_FORBIDDEN))
+def forbid(*forbidden: str) -> Rule:
+    """A rule that allows anything but the modules under `forbidden`."""
+
+    def rule(module: str, name: str) -> bool:
+        full = f"{module}.{name}" if name else module
+        return not (_within(module, forbidden) or _within(full, forbidden))
+
+    return rule
+
+
+def all_of(*rules: Rule) -> Rule:
+    return lambda module, name: all(rule(module, name) for rule in rules)
+
+
+INFRASTRUCTURE = ("ray", "sqlalchemy", "fastapi", "httpx", "alembic", "psycopg", "starlette")
+WEB = ("fastapi", "starlette", "uvicorn")
+
+# croniter: pure calendar arithmetic the schedule rules need (no I/O, no framework).
+domain_rule = allow_only("pydantic", "typing_extensions", "croniter", "wfray.domain")
+application_rule = forbid(
+    *INFRASTRUCTURE,
+    "wfray.adapters",
+    "wfray.entrypoints",
+    "wfray.integrations",
+    "wfray.analytics",
+    "wfray.bootstrap",
+)
+# The adapters serve the layers inside; what uses them (the CLI and API, analytics, the
+# built-in tasks) is outside them. The Ray adapter hosts the coordinator that bootstrap
+# wires, so it may import the composition root and the other adapters.
+adapters_rule = forbid(*WEB, "wfray.entrypoints", "wfray.analytics", "wfray.integrations")
+memory_adapter_rule = all_of(
+    adapters_rule, forbid(*INFRASTRUCTURE, "wfray.adapters.ray", "wfray.adapters.sqlalchemy")
+)
+sql_adapter_rule = all_of(
+    adapters_rule,
+    forbid("ray", "wfray.adapters.ray", "wfray.adapters.memory", "wfray.bootstrap"),
+)
+# Analytics holds no SQL: no SQLAlchemy (so no deletes of its own) and no tables. It reads
+# the history through the SQL adapter's Arrow reader and changes the store only through the
+# entry points made for it (RetentionStore's SqlRetentionStore, SqlHistoryWriter).
+analytics_rule = allow_only(
+    "pyarrow",
+    "duckdb",
+    "wfray.domain",
+    "wfray.analytics",
+    "wfray.adapters.blob",
+    "wfray.adapters.sqlalchemy.arrow",
+    "wfray.adapters.sqlalchemy.retention",
+    "wfray.adapters.sqlalchemy.history_rows",
+)
+# What user steps call: the domain's errors, the step context and task decorator, and the
+# client libraries of what they talk to; never the store, Ray or the entrypoints.
+integrations_rule = allow_only(
+    "pydantic",
+    "httpx",
+    "httpcore",
+    "reportlab",
+    "wfray.domain",
+    "wfray.application",
+    "wfray.integrations",
+)
+# The CLI and the HTTP API may use every layer, but the store only through its adapters'
+# entry points, never its tables; `jobs` is an application that uses wfray, not a part.
+entrypoints_rule = forbid("wfray.adapters.sqlalchemy.tables", "jobs")
+# Settings are read once from the environment, with nothing but the domain's value types.
+settings_rule = allow_only("pydantic", "wfray.domain", "wfray.config_env", "wfray.api_tokens")
+# What users import to test their workflows without a cluster: the real engine over the
+# in-memory store, in-process; so no Ray, no database, no web framework.
+user_test_kit_rule = forbid(
+    *INFRASTRUCTURE,
+    "wfray.adapters.sqlalchemy",
+    "wfray.entrypoints",
+    "wfray.analytics",
+    "wfray.integrations",
+)
+# The public facade: the user API and the Ray client that connects to a cluster.
+facade_rule = allow_only("wfray.domain", "wfray.application", "wfray.config", "wfray.adapters.ray")
+# The composition root wires every layer below the entrypoints, which call it.
+bootstrap_rule = forbid(*WEB, "wfray.entrypoints", "wfray.analytics", "jobs")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A folder (or top-level module) of wfray, as a dotted name, and what it may import."""
+
+    name: str
+    rule: Rule
+    may_import: str
+
+
+LAYERS = (
+    Layer(
+        "wfray.domain",
+        domain_rule,
+        "only the stdlib, pydantic, typing_extensions, croniter and wfray.domain",
+    ),
+    Layer(
+        "wfray.application",
+        application_rule,
+        "no infrastructure and no outer layer (adapters, entrypoints, integrations, "
+        "analytics, bootstrap)",
+    ),
+    Layer(
+        "wfray.adapters",
+        adapters_rule,
+        "anything but a web framework and what uses the adapters (entrypoints, analytics, "
+        "integrations)",
+    ),
+    Layer(
+        "wfray.adapters.memory",
+        memory_adapter_rule,
+        "what wfray.adapters may, but no infrastructure and no other adapter",
+    ),
+    Layer(
+        "wfray.adapters.sqlalchemy",
+        sql_adapter_rule,
+        "what wfray.adapters may, but not Ray, the other adapters or bootstrap",
+    ),
+    Layer("wfray.adapters.ray", adapters_rule, "what wfray.adapters may"),
+    Layer(
+        "wfray.entrypoints",
+        entrypoints_rule,
+        "any layer, but not the SQL tables (the store goes through its adapters) nor jobs",
+    ),
+    Layer(
+        "wfray.integrations",
+        integrations_rule,
+        "the stdlib, pydantic, httpx, httpcore, reportlab, wfray.domain, wfray.application",
+    ),
+    Layer(
+        "wfray.analytics",
+        analytics_rule,
+        "the stdlib, pyarrow, duckdb, wfray.domain, the blob store and the SQL adapter's "
+        "arrow, retention and history_rows modules; never sqlalchemy or the tables",
+    ),
+    Layer(
+        "wfray.testing",
+        user_test_kit_rule,
+        "any layer but the entrypoints, analytics and integrations, and no infrastructure "
+        "(no Ray, database or web framework)",
+    ),
+    Layer("wfray.__init__", facade_rule, "domain, application, config and the Ray client"),
+    Layer("wfray.bootstrap", bootstrap_rule, "any layer but entrypoints and analytics"),
+    Layer("wfray.config", settings_rule, "the stdlib, pydantic and wfray.domain"),
+    Layer("wfray.config_env", settings_rule, "the stdlib, pydantic and wfray.domain"),
+    Layer("wfray.api_tokens", settings_rule, "the stdlib, pydantic and wfray.domain"),
+)
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -94,18 +231,25 @@ def _imports(path: Path, root: Path) -> Iterator[tuple[int, str, str]]:
             yield node.lineno, dynamic, ""
 
 
+def _layer_files(root: Path, layer: str) -> list[Path]:
+    folder = root.joinpath(*layer.split("."))
+    if folder.is_dir():
+        return sorted(folder.rglob("*.py"))
+    if folder.with_suffix(".py").is_file():
+        return [folder.with_suffix(".py")]
+    raise FileNotFoundError(f"layer folder {folder} does not exist (nor {folder}.py)")
+
+
 def layer_violations(root: Path, layer: str, rule: Rule) -> list[str]:
-    """Return one message per forbidden import under `root/<layer>` (a dotted package name).
+    """Return one message per forbidden import under `root/<layer>` (a dotted package name,
+    or a module's: `wfray.config` checks wfray/config.py, `wfray.__init__` the package's own).
 
     Raises:
-        FileNotFoundError: if the layer's folder does not exist, so a renamed or missing
-            layer fails the check instead of passing it vacuously.
+        FileNotFoundError: if the layer's folder (or module) does not exist, so a renamed or
+            missing layer fails the check instead of passing it vacuously.
     """
-    folder = root.joinpath(*layer.split("."))
-    if not folder.is_dir():
-        raise FileNotFoundError(f"layer folder {folder} does not exist")
     found = []
-    for path in sorted(folder.rglob("*.py")):
+    for path in _layer_files(root, layer):
         for line, module, name in sorted(_imports(path, root)):
             if not rule(module, name):
                 shown = f"from {module} import {name}" if name else f"import {module}"
@@ -113,20 +257,30 @@ def layer_violations(root: Path, layer: str, rule: Rule) -> list[str]:
     return found
 
 
-def test_domain_imports_only_stdlib_and_pydantic() -> None:
-    violations = layer_violations(REPO_ROOT, "wfray.domain", domain_rule)
-    assert not violations, (
-        "wfray/domain may import only the stdlib, pydantic, typing_extensions, croniter and "
-        "wfray.domain:\n" + "\n".join(violations)
-    )
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.name)
+def test_layer_imports_only_what_its_rule_allows(layer: Layer) -> None:
+    violations = layer_violations(REPO_ROOT, layer.name, layer.rule)
+    assert not violations, f"{layer.name} may import {layer.may_import}:\n" + "\n".join(violations)
 
 
-def test_application_imports_no_infrastructure() -> None:
-    violations = layer_violations(REPO_ROOT, "wfray.application", application_rule)
-    assert not violations, (
-        "wfray/application must not import infrastructure or outer layers:\n"
-        + "\n".join(violations)
-    )
+def _layers_present(root: Path) -> set[str]:
+    """Every package folder and module directly in wfray/, and every adapter's folder."""
+    present = set()
+    for parent in (root / "wfray", root / "wfray" / "adapters"):
+        package = ".".join(parent.relative_to(root).parts)
+        for path in parent.iterdir():
+            if path.is_dir() and (path / "__init__.py").is_file():
+                present.add(f"{package}.{path.name}")
+            elif path.suffix == ".py" and parent.name == "wfray":
+                present.add(f"{package}.{path.stem}")
+    return present
+
+
+def test_every_folder_has_a_layer_rule() -> None:
+    ruled = {layer.name for layer in LAYERS}
+    present = _layers_present(REPO_ROOT)
+    assert present - ruled == set(), "give each of these a Layer (what it may import)"
+    assert ruled - present == set(), "these layers no longer exist: drop or rename their Layer"
 
 
 def _write(root: Path, relative: str, source: str) -> None:
@@ -194,3 +348,62 @@ def test_checker_fails_on_missing_layer_and_passes_empty_one(tmp_path: Path) -> 
         layer_violations(tmp_path, "wfray.domain", domain_rule)
     (tmp_path / "wfray" / "domain").mkdir(parents=True)
     assert layer_violations(tmp_path, "wfray.domain", domain_rule) == []
+
+
+def test_analytics_rule_refuses_sql_and_tables_but_not_its_adapters(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "wfray/analytics/prune.py",
+        """
+        import sqlalchemy as sa
+        from sqlalchemy import delete
+        from wfray.adapters.sqlalchemy.tables import runs
+        from wfray.adapters.sqlalchemy import tables
+        from wfray.adapters.sqlalchemy.engine import create_engine
+        from wfray.adapters.sqlalchemy.retention import SqlRetentionStore
+        from wfray.adapters.sqlalchemy import arrow
+        from wfray.domain.status import RUN_FINISHED
+        import pyarrow as pa
+        """,
+    )
+
+    assert layer_violations(tmp_path, "wfray.analytics", analytics_rule) == [
+        "wfray/analytics/prune.py:1: forbidden `import sqlalchemy`",
+        "wfray/analytics/prune.py:2: forbidden `from sqlalchemy import delete`",
+        "wfray/analytics/prune.py:3: forbidden `from wfray.adapters.sqlalchemy.tables import runs`",
+        "wfray/analytics/prune.py:4: forbidden `from wfray.adapters.sqlalchemy import tables`",
+        "wfray/analytics/prune.py:5: forbidden "
+        "`from wfray.adapters.sqlalchemy.engine import create_engine`",
+    ]
+
+
+def test_a_top_level_module_is_a_layer_of_its_own(tmp_path: Path) -> None:
+    _write(tmp_path, "wfray/config.py", "import os\nfrom wfray.domain import policy\nimport ray\n")
+    _write(tmp_path, "wfray/configure/__init__.py", "import ray\n")
+
+    assert layer_violations(tmp_path, "wfray.config", settings_rule) == [
+        "wfray/config.py:3: forbidden `import ray`"
+    ]
+
+
+def test_layers_present_lists_folders_modules_and_adapters(tmp_path: Path) -> None:
+    for relative in (
+        "wfray/__init__.py",
+        "wfray/config.py",
+        "wfray/domain/__init__.py",
+        "wfray/adapters/__init__.py",
+        "wfray/adapters/blob.py",
+        "wfray/adapters/ray/__init__.py",
+        "wfray/adapters/ray/host.py",
+        "wfray/domain/deep/__init__.py",
+    ):
+        _write(tmp_path, relative, "")
+    (tmp_path / "wfray" / "fonts").mkdir()  # data, not a package
+
+    assert _layers_present(tmp_path) == {
+        "wfray.__init__",
+        "wfray.config",
+        "wfray.domain",
+        "wfray.adapters",
+        "wfray.adapters.ray",
+    }

@@ -11,7 +11,7 @@ Usage::
 
 from __future__ import annotations
 
-from wfray.analytics.arrow import (
+from wfray.adapters.sqlalchemy.arrow import (
     SCHEMAS,
     TABLES,
     HistoryFilter,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from wfray.analytics.arrow import DEFAULT_BATCH, TABLES, HistoryFilter, snapshot
+from wfray.adapters.sqlalchemy.arrow import DEFAULT_BATCH, TABLES, HistoryFilter, snapshot
 
 # Wall time and resource-seconds of every attempt that started and finished.
 ATTEMPT_COSTS = """

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wfray.analytics.arrow import DEFAULT_BATCH, SCHEMAS, TABLES, snapshot
+from wfray.adapters.sqlalchemy.arrow import DEFAULT_BATCH, SCHEMAS, TABLES, snapshot
 
 
 def write_parquet(batches: pa.RecordBatchReader, path: Path) -> int:

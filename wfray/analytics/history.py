@@ -14,89 +14,39 @@ import hashlib
 import json
 import random
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-import sqlalchemy as sa
-
-from wfray.adapters.sqlalchemy import migrate
-from wfray.adapters.sqlalchemy.engine import WRITE, create_engine
-from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks
+from wfray.adapters.sqlalchemy.history_rows import SqlHistoryWriter
+from wfray.analytics.history_catalog import (
+    LOST,
+    OUTCOMES,
+    TRANSIENT,
+    WORKFLOWS,
+    Node,
+    StepSpec,
+    WorkflowSpec,
+)
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
-
-@dataclass(frozen=True, slots=True)
-class StepSpec:
-    name: str
-    pool: str
-    seconds: float  # typical wall time
-    resources: dict[str, float]
-    compensable: bool = False
-    fan_out: int = 0  # up to this many map items; 0: a plain step
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowSpec:
-    name: str
-    weight: float
-    trigger: str
-    steps: tuple[StepSpec, ...]
-
-
-IO = {"io": 1.0}
-CPU = {"CPU": 1.0}
-INVOICE = (
-    StepSpec("fetch_orders", "io", 1.5, IO),
-    StepSpec("filter_delivered", "cpu", 0.4, CPU),
-    StepSpec("fetch_prices", "io", 0.8, IO, fan_out=4),
-    StepSpec("create_invoice", "io", 0.6, IO, compensable=True),
-    StepSpec("render_pdf", "cpu", 3.0, CPU),
-    StepSpec("send_email", "io", 0.5, IO),
-)
-EMAIL_DELIVERY = (
-    StepSpec("group_invoices", "cpu", 1.0, CPU),
-    StepSpec("send_batch", "io", 2.0, IO, compensable=True, fan_out=3),
-    StepSpec("mark_sent", "io", 0.3, IO),
-)
-NINOX_SYNC = (
-    StepSpec("pull", "io", 2.0, IO),
-    StepSpec("transform", "cpu", 5.0, {"CPU": 2.0}),
-    StepSpec("push", "io", 1.0, IO, compensable=True),
-    StepSpec("notify", "io", 0.2, IO),
-)
-WORKFLOWS = (
-    WorkflowSpec("invoice", 6, "schedule", INVOICE),
-    WorkflowSpec("email_delivery", 2, "schedule", EMAIL_DELIVERY),
-    WorkflowSpec("ninox_sync", 2, "http", NINOX_SYNC),
-)
-OUTCOMES = (
-    (RunStatus.COMPLETED, 0.84),
-    (RunStatus.FAILED, 0.06),
-    (RunStatus.COMPENSATED, 0.05),
-    (RunStatus.COMPENSATION_FAILED, 0.03),
-    (RunStatus.CANCELLED, 0.02),
-)
-TRANSIENT = {
-    "io": (
-        ("ConnectTimeout", "timed out connecting to the Ninox API"),
-        ("HTTPStatusError", "503 Service Unavailable from the PDF processor"),
-    ),
-    "cpu": (
-        ("MemoryError", "out of memory while building the document"),
-        ("ValueError", "unexpected price format in order data"),
-    ),
-    "send": (("SMTPServerDisconnected", "connection unexpectedly closed"),),
-}
-LOST = ("WorkerCrashedError", "the worker died while running the attempt")
 FLUSH_ROWS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
-    node_id: str
-    host: str
-    speed: float  # wall-time factor: 1.0 normal, above 1 slower
+class _AttemptKey:
+    run_id: str
+    step: str
+    map_index: int
+    number: int
+    kind: str
+
+
+class HistorySink(Protocol):
+    """Where generated rows go: a store that inserts them (table name -> rows)."""
+
+    def insert(self, rows: Mapping[str, Sequence[dict[str, Any]]]) -> None: ...
 
 
 @dataclass
@@ -127,10 +77,9 @@ def generate_history(
     if runs < 0 or active < 0 or days < 1:
         raise ValueError(f"need runs >= 0, active >= 0, days >= 1; got {runs}, {active}, {days}")
     now = (now or datetime.now(UTC)).replace(microsecond=0)
-    engine = create_engine(store_url, sqlite_synchronous="NORMAL")
+    store = SqlHistoryWriter(store_url)
     try:
-        migrate.upgrade(engine)
-        writer = _Writer(engine, random.Random(seed), now)
+        writer = _Writer(store, random.Random(seed), now)
         for index in range(runs):
             # an hour of margin: the last runs finish (retries and all) before `now`
             age = (
@@ -143,12 +92,12 @@ def generate_history(
         writer.flush()
         return writer.summary
     finally:
-        engine.dispose()
+        store.close()
 
 
 class _Writer:
-    def __init__(self, engine: sa.Engine, rng: random.Random, now: datetime) -> None:
-        self.engine = engine.execution_options(**{WRITE: True})
+    def __init__(self, sink: HistorySink, rng: random.Random, now: datetime) -> None:
+        self.sink = sink
         self.rng = rng
         self.now = now
         self.summary = HistorySummary()
@@ -329,21 +278,14 @@ class _Writer:
         status: AttemptStatus,
         kind: str,
     ) -> tuple[datetime, datetime]:
+        """One attempt queued at `clock`, with its log lines; when it started and ended."""
         node = self.rng.choice(self.nodes)
-        queued_at = clock
         waited = self.rng.expovariate(5.0) + (self.rng.uniform(20, 120) if number > 3 else 0)
-        started_at = queued_at + timedelta(seconds=waited)
+        started_at = clock + timedelta(seconds=waited)
         wall = step.seconds * node.speed * self.rng.lognormvariate(0, 0.35)
         running = status is AttemptStatus.RUNNING
         finished_at = None if running else started_at + timedelta(seconds=wall)
-        error = None
-        if status is AttemptStatus.LOST:
-            error = LOST
-        elif status is AttemptStatus.FAILED:
-            family = "send" if step.name.startswith("send") else step.pool
-            error = self.rng.choice(TRANSIENT[family])
-        elif status is AttemptStatus.CANCELLED:
-            error = ("CancelledError", "the run was cancelled")
+        error = self._error(step, status)
         self._add(
             "attempts",
             run_id=run_id,
@@ -353,7 +295,7 @@ class _Writer:
             status=status.value,
             executor=f"{step.pool}-{self.rng.randrange(2)}",
             incarnation="inc-1",
-            queued_at=queued_at,
+            queued_at=clock,
             started_at=started_at,
             finished_at=finished_at,
             node_id=node.node_id,
@@ -373,22 +315,44 @@ class _Writer:
             lines.append(("ERROR", f"{error[0]}: {error[1]}"))
         elif not running:
             lines.append(("INFO", f"{step.name} done in {wall:.2f}s"))
+        key = _AttemptKey(run_id, step.name, map_index, number, kind)
+        self._log_lines(key, lines, started_at, wall)
+        return started_at, finished_at or started_at
+
+    def _error(self, step: StepSpec, status: AttemptStatus) -> tuple[str, str] | None:
+        """The error type and message an attempt ending in `status` records, if any."""
+        if status is AttemptStatus.LOST:
+            return LOST
+        if status is AttemptStatus.FAILED:
+            family = "send" if step.name.startswith("send") else step.pool
+            return self.rng.choice(TRANSIENT[family])
+        if status is AttemptStatus.CANCELLED:
+            return ("CancelledError", "the run was cancelled")
+        return None
+
+    def _log_lines(
+        self,
+        key: _AttemptKey,
+        lines: list[tuple[str, str]],
+        started_at: datetime,
+        wall: float,
+    ) -> None:
+        """The attempt's log lines, spread evenly over its wall time."""
         for offset, (level, message) in enumerate(lines):
             ts = started_at + timedelta(seconds=wall * offset / len(lines))
-            identity = f"{run_id}|{step.name}|{map_index}|{number}|{kind}|{offset}"
+            identity = f"{key.run_id}|{key.step}|{key.map_index}|{key.number}|{key.kind}|{offset}"
             self._add(
                 "logs",
                 line_key=hashlib.sha256(identity.encode()).hexdigest()[:32],
-                run_id=run_id,
-                step=step.name,
-                map_index=map_index,
-                attempt=number,
+                run_id=key.run_id,
+                step=key.step,
+                map_index=key.map_index,
+                attempt=key.number,
                 ts=ts,
                 level=level,
-                logger=f"wfray.step.{step.name}",
+                logger=f"wfray.step.{key.step}",
                 message=message,
             )
-        return started_at, finished_at or started_at
 
     def _add_task(
         self,
@@ -427,15 +391,6 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
-        with self.engine.begin() as conn:
-            for table in (runs, tasks, attempts, logs):
-                batch = self.rows[table.name]
-                if batch:
-                    conn.execute(table.insert(), _uniform(batch))
-                batch.clear()
-
-
-def _uniform(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # executemany wants the same keys in every row; missing optional columns are NULL.
-    keys = {key for row in rows for key in row}
-    return [{key: row.get(key) for key in keys} for row in rows]
+        self.sink.insert(self.rows)
+        for rows in self.rows.values():
+            rows.clear()

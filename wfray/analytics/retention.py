@@ -1,14 +1,14 @@
 """Retention: delete (and optionally archive to Parquet) finished runs past a given age.
 
-Runs go in batches, each in its own short write transaction (`BEGIN IMMEDIATE` on SQLite;
-the chosen runs locked `FOR UPDATE` on PostgreSQL), so the coordinator is never blocked
-for long and a resumed run cannot be deleted under it. A run is kept while it, its parent
-or any of its children is still active. With an archive folder, each batch's rows are
-written to Parquet (one file per table and batch, under a timestamped name) and fsynced
-before the delete commits; the file gets its final name after the commit, so an archive
-never holds rows that are still in the store under a final name. With a blob root, the
-blob folders of a batch's runs are deleted once its delete has committed (a blob deleted
-before would be lost to a run that stays if the commit failed).
+Runs go in batches, each in its own short write transaction of the store (a
+`RetentionStore`, retention_store.py), so the coordinator is never blocked for long and a
+resumed run cannot be deleted under it. A run is kept while it, its parent or any of its
+children is still active. With an archive folder, each batch's rows are written to Parquet
+(one file per table and batch, under a timestamped name) and fsynced before the delete
+commits; the file gets its final name after the commit, so an archive never holds rows
+that are still in the store under a final name. With a blob root, the blob folders of a
+batch's runs are deleted once its delete has committed (a blob deleted before would be
+lost to a run that stays if the commit failed).
 """
 
 from __future__ import annotations
@@ -18,22 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyarrow as pa
-import sqlalchemy as sa
-
 from wfray.adapters.blob import FsBlobStore, blob_store
-from wfray.adapters.sqlalchemy.engine import WRITE, unavailable_as_store_error
-from wfray.adapters.sqlalchemy.tables import attempts, claims, logs, runs, tasks
-from wfray.analytics.arrow import SCHEMAS, open_engine, stream_batches
+from wfray.adapters.sqlalchemy.retention import SqlRetentionStore
 from wfray.analytics.export import write_parquet
-from wfray.domain.status import RUN_FINISHED
+from wfray.analytics.retention_store import RetentionBatch, RetentionStore
 
-FINISHED = sorted(status.value for status in RUN_FINISHED)
-# Children before parents: attempts reference tasks, tasks reference runs. A deleted run's
-# claims (done or died: the run finished) go with it; a claim protects its key only as long
-# as its holder's run is kept, and the claims of other runs are never touched.
-DELETE_ORDER = (logs, attempts, tasks, claims, runs)
-ARCHIVE_ORDER = (runs, tasks, attempts, logs)
+ARCHIVE_ORDER = ("runs", "tasks", "attempts", "logs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +79,20 @@ def apply_retention(
         blob_root: the blob store of the runs' large results (`Settings.blob_root`); the
             blobs of every deleted run go with it. An archive keeps the rows, not the blobs.
     """
+    cutoff = _cutoff(older_than, now, batch)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    if archive_dir is not None:
+        Path(archive_dir).mkdir(parents=True, exist_ok=True)
+    blobs = None if blob_root is None else blob_store(blob_root)
+    store = SqlRetentionStore.open(store_url)
+    try:
+        return prune(store, cutoff, archive_dir, stamp=stamp, batch=batch, blobs=blobs)
+    finally:
+        store.close()
+
+
+def _cutoff(older_than: timedelta, now: datetime | None, batch: int) -> datetime:
+    """The instant before which finished runs go, once the arguments are checked."""
     if older_than < timedelta(0):
         raise ValueError(f"older_than must not be negative, got {older_than}")
     if batch < 1:
@@ -96,39 +100,32 @@ def apply_retention(
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise ValueError(f"now must be an aware datetime (with a time zone), got {now!r}")
-    cutoff = (now - older_than).astimezone(UTC)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    if archive_dir is not None:
-        Path(archive_dir).mkdir(parents=True, exist_ok=True)
+    return (now - older_than).astimezone(UTC)
+
+
+def prune(
+    store: RetentionStore,
+    cutoff: datetime,
+    archive_dir: Path | None,
+    *,
+    stamp: str,
+    batch: int,
+    blobs: FsBlobStore | None,
+) -> RetentionReport:
+    """Delete the runs finished before `cutoff`, `batch` per transaction, until none is left.
+
+    `archive_dir` (which must exist) gets each batch's rows as Parquet files named after
+    `stamp` and the batch's number; `blobs` loses the blob folders of the deleted runs.
+    """
     totals = dict.fromkeys(("runs", "tasks", "attempts", "logs", "claims"), 0)
     files: list[Path] = []
     batches = 0
     blobs_deleted = 0
-    blobs = None if blob_root is None else blob_store(blob_root)
-    engine = open_engine(store_url)
-    writer = engine.execution_options(**{WRITE: True})
-    try:
-        while True:
-            partial: list[tuple[Path, Path]] = []
-            try:
-                with unavailable_as_store_error(engine.url), writer.begin() as conn:
-                    run_ids = _eligible(conn, cutoff, batch)
-                    if not run_ids:
-                        break
-                    if archive_dir is not None:
-                        name = f"{stamp}-{batches:06d}.parquet"
-                        partial = _archive(conn, run_ids, Path(archive_dir), name)
-                    for table in DELETE_ORDER:
-                        deleted = conn.execute(sa.delete(table).where(table.c.run_id.in_(run_ids)))
-                        totals[table.name] += deleted.rowcount
-            except BaseException:
-                for written, _ in partial:  # the delete did not commit: its archive is void
-                    written.unlink(missing_ok=True)
-                raise
-            blobs_deleted += _after_commit(partial, files, blobs, run_ids)
-            batches += 1
-    finally:
-        engine.dispose()
+    while pruned := _prune_batch(store, cutoff, batch, archive_dir, f"{stamp}-{batches:06d}"):
+        for table, rows in pruned.deleted.items():
+            totals[table] += rows
+        blobs_deleted += _after_commit(pruned.archive, files, blobs, pruned.run_ids)
+        batches += 1
     return RetentionReport(
         cutoff=cutoff,
         batches=batches,
@@ -136,6 +133,35 @@ def apply_retention(
         archive_files=tuple(files),
         **totals,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Pruned:
+    """One committed batch: its runs, rows deleted per table, (hidden, final) archive files."""
+
+    run_ids: list[str]
+    deleted: dict[str, int]
+    archive: list[tuple[Path, Path]]
+
+
+def _prune_batch(
+    store: RetentionStore, cutoff: datetime, limit: int, archive_dir: Path | None, name: str
+) -> _Pruned | None:
+    """Archive and delete one batch in one transaction; None when no run is eligible."""
+    archive: list[tuple[Path, Path]] = []
+    try:
+        with store.transaction() as transaction:
+            run_ids = transaction.eligible_runs(cutoff, limit)
+            if not run_ids:
+                return None
+            if archive_dir is not None:
+                archive = _archive(transaction, run_ids, Path(archive_dir), f"{name}.parquet")
+            deleted = transaction.delete_runs(run_ids)
+    except BaseException:
+        for written, _ in archive:  # the delete did not commit: its archive is void
+            written.unlink(missing_ok=True)
+        raise
+    return _Pruned(run_ids, deleted, archive)
 
 
 def _after_commit(
@@ -152,42 +178,15 @@ def _after_commit(
     return 0 if blobs is None else blobs.delete_runs(run_ids)
 
 
-def _eligible(conn: sa.Connection, cutoff: datetime, batch: int) -> list[str]:
-    related = runs.alias("related")
-    active_relative = sa.exists().where(
-        sa.or_(
-            related.c.parent_run_id == runs.c.run_id,
-            related.c.run_id == runs.c.parent_run_id,
-        ),
-        related.c.status.not_in(FINISHED),
-    )
-    query = (
-        sa.select(runs.c.run_id)
-        .where(
-            runs.c.status.in_(FINISHED),
-            runs.c.finished_at < cutoff,
-            ~active_relative,
-        )
-        .order_by(runs.c.finished_at, runs.c.run_id)
-        .limit(batch)
-    )
-    if conn.dialect.name == "postgresql":
-        # Lock the chosen runs so the coordinator cannot resume one before it is deleted.
-        query = query.with_for_update(of=runs, skip_locked=True)
-    return list(conn.execute(query).scalars())
-
-
 def _archive(
-    conn: sa.Connection, run_ids: list[str], folder: Path, name: str
+    transaction: RetentionBatch, run_ids: list[str], folder: Path, name: str
 ) -> list[tuple[Path, Path]]:
     """Write the rows of `run_ids` to hidden files; (hidden, final) path pairs."""
     pairs: list[tuple[Path, Path]] = []
     for table in ARCHIVE_ORDER:
-        final = folder / f"{table.name}-{name}"
+        final = folder / f"{table}-{name}"
         hidden = folder / f".{final.name}.pending"
-        batches = stream_batches(conn, table, [table.c.run_id.in_(run_ids)])
-        reader = pa.RecordBatchReader.from_batches(SCHEMAS[table.name], batches)
-        write_parquet(reader, hidden)
+        write_parquet(transaction.rows(table, run_ids), hidden)
         _fsync(hidden)
         pairs.append((hidden, final))
     return pairs

@@ -172,40 +172,50 @@ class Workflow:
                 an attempt silent for longer is treated as lost and retried.
         """
 
+        declared = {
+            "after": tuple(after),
+            "map": map,
+            "pool": pool,
+            "retry": retry,
+            "timeout_s": timeout_s,
+            "num_cpus": num_cpus,
+            "resources": dict(resources or {}),
+            "input_fields": input_fields,
+            "compensate": compensate,
+            "compensation_retry": compensation_retry,
+            "heartbeat_timeout_s": heartbeat_timeout_s,
+        }
+
         def decorate(func: F) -> F:
-            step_name = name or func.__name__
-            if step_name in self._steps:
-                raise DefinitionError(f"workflow {self.name!r}: duplicate step {step_name!r}")
-            where = f"workflow {self.name!r}, step {step_name!r}"
-            if compensate is not None and not (
-                inspect.isfunction(compensate) and "<locals>" not in compensate.__qualname__
-            ):
-                raise DefinitionError(
-                    f"{where}: compensate must be a module-level function, got {compensate!r}"
-                )
-            self._steps[step_name] = _StepDef(
-                func,
-                {
-                    "after": tuple(after),
-                    "map": map,
-                    "pool": pool,
-                    "retry": None if retry is None else validate_policy(step_name, retry),
-                    "timeout_s": timeout_s,
-                    "num_cpus": num_cpus,
-                    "resources": dict(resources or {}),
-                    "input_fields": input_fields,
-                    "compensate": compensate,
-                    "compensation_bindings": _compensation_bindings(where, compensate),
-                    "compensation_retry": None
-                    if compensation_retry is None
-                    else validate_policy(step_name, compensation_retry),
-                    "heartbeat_timeout_s": heartbeat_timeout_s,
-                },
-            )
-            self._schema = None
+            self._add_step(name or func.__name__, func, declared)
             return func
 
         return decorate(fn) if fn is not None else decorate
+
+    def _add_step(self, step_name: str, func: Callable[..., Any], declared: dict[str, Any]) -> None:
+        """Check a step's declaration and add it (DefinitionError naming what is wrong)."""
+        if step_name in self._steps:
+            raise DefinitionError(f"workflow {self.name!r}: duplicate step {step_name!r}")
+        where = f"workflow {self.name!r}, step {step_name!r}"
+        compensate = declared["compensate"]
+        if compensate is not None and not (
+            inspect.isfunction(compensate) and "<locals>" not in compensate.__qualname__
+        ):
+            raise DefinitionError(
+                f"{where}: compensate must be a module-level function, got {compensate!r}"
+            )
+        retry, compensation_retry = declared["retry"], declared["compensation_retry"]
+        options = {
+            **declared,
+            "resources": dict(declared["resources"]),  # a copy per step the decorator makes
+            "retry": None if retry is None else validate_policy(step_name, retry),
+            "compensation_bindings": _compensation_bindings(where, compensate),
+            "compensation_retry": None
+            if compensation_retry is None
+            else validate_policy(step_name, compensation_retry),
+        }
+        self._steps[step_name] = _StepDef(func, options)
+        self._schema = None
 
     @property
     def schema(self) -> WorkflowSchema:

@@ -4,7 +4,7 @@
 
 429 and 5xx answers, timeouts and connection errors ask to be retried later (honouring
 `Retry-After`); any other 4xx fails for good. The classification is a pair of pure functions,
-`classify_response` and `parse_retry_after`, so a user's own steps can reuse it.
+`classify_response` and `parse_retry_after` (http_outcome.py), so a user's own steps can reuse it.
 
 Every request passes the SSRF guard (http_guard.py): internal addresses are refused unless
 the operator allows them on the workers, redirects are checked hop by hop, the connection is
@@ -17,9 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel
@@ -27,23 +25,32 @@ from pydantic import BaseModel
 from wfray.application.context import StepContext
 from wfray.application.secrets import SecretRef, reveal
 from wfray.application.tasks import task
-from wfray.domain.errors import DestinationRefusedError, NonRetryableError, RetryLater, StepError
+from wfray.domain.errors import DestinationRefusedError, NonRetryableError
 from wfray.integrations.http_guard import GuardedTransport, HttpGuard, HttpLimits
+from wfray.integrations.http_outcome import (
+    BACKOFF_INITIAL_S,
+    BACKOFF_MAX_S,
+    backoff_s,
+    classify_response,
+    mask_url,
+    parse_retry_after,
+    transport_error,
+)
+
+__all__ = [
+    "BACKOFF_INITIAL_S",
+    "BACKOFF_MAX_S",
+    "METHODS",
+    "HttpResponse",
+    "backoff_s",
+    "classify_response",
+    "http_request",
+    "mask_url",
+    "parse_retry_after",
+    "send_request",
+]
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Used when a retryable answer carries no Retry-After: doubles per attempt up to the cap.
-BACKOFF_INITIAL_S = 1.0
-BACKOFF_MAX_S = 300.0
-_MASK = "***"
-_RETRYABLE_TRANSPORT_ERRORS = (
-    httpx.TimeoutException,
-    httpx.NetworkError,
-    httpx.RemoteProtocolError,
-    httpx.ProxyError,
-)
-_SECRET_QUERY_KEYS = frozenset(
-    {"access_token", "api_key", "apikey", "key", "password", "secret", "token", "sig"}
-)
 
 
 class HttpResponse(BaseModel):
@@ -64,87 +71,6 @@ class HttpResponse(BaseModel):
     body: str
     truncated: bool
     elapsed_ms: float
-
-
-def mask_url(url: str | httpx.URL) -> str:
-    """The URL with its password and secret-looking query values replaced by ***."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return "<invalid URL>"
-    if parsed.password:
-        parsed = parsed.copy_with(username=parsed.username, password=_MASK)
-    parts = urlsplit(str(parsed))
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
-        return str(parsed)
-    masked = [(key, _MASK if key.lower() in _SECRET_QUERY_KEYS else value) for key, value in pairs]
-    return urlunsplit(parts._replace(query=urlencode(masked, safe="*")))
-
-
-def backoff_s(attempt: int) -> float:
-    """The delay before retrying after failed attempt number `attempt` (1-based)."""
-    return min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2.0 ** max(0, attempt - 1))
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait according to a Retry-After header (delay-seconds or HTTP-date).
-
-    Returns None when the header is absent or unreadable; a date in the past gives 0.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; obsolete forms may lack the zone
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def classify_response(
-    method: str,
-    url: str,
-    status: int,
-    retry_after: str | None,
-    now: datetime,
-    attempt: int = 1,
-) -> StepError | None:
-    """The error a response stands for, or None when it is a success (1xx-3xx).
-
-    429 and 5xx give RetryLater after the Retry-After delay (or the default backoff for
-    `attempt`); any other 4xx gives NonRetryableError. The URL in messages is masked.
-    """
-    if status < 400:
-        return None
-    where = f"{method.upper()} {mask_url(url)}"
-    if status == 429 or status >= 500:
-        delay = parse_retry_after(retry_after, now)
-        source = "Retry-After" if delay is not None else "default backoff"
-        if delay is None:
-            delay = backoff_s(attempt)
-        return RetryLater(
-            f"{where} answered {status}; retrying in {delay:g} s ({source})", delay_s=delay
-        )
-    return NonRetryableError(f"{where} answered {status}: a client error that retrying cannot fix")
-
-
-def _transport_error(method: str, url: str, exc: Exception, attempt: int) -> StepError:
-    where = f"{method} {mask_url(url)}"
-    # httpx error messages may quote the URL: never let its credentials into the store
-    detail = f"{type(exc).__name__}: {str(exc).replace(url, mask_url(url))}"
-    if isinstance(exc, _RETRYABLE_TRANSPORT_ERRORS):
-        delay = backoff_s(attempt)
-        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-        return RetryLater(
-            f"{where} {kind} ({detail}); retrying in {delay:g} s",
-            delay_s=delay,
-        )
-    return NonRetryableError(f"{where} cannot be sent ({detail})")
 
 
 def _read_body(response: httpx.Response, limit: int) -> tuple[str, bool]:
@@ -237,40 +163,14 @@ def send_request(
     ctx: StepContext | None = None,
 ) -> HttpResponse:
     """http_request with the guard given: its limits and its resolver (tests inject one)."""
-    verb = method.upper()
-    if verb not in METHODS:
-        raise NonRetryableError(
-            f"method must be one of {', '.join(sorted(METHODS))}, got {method!r}"
-        )
-    if json_body is not None and text_body is not None:
-        raise NonRetryableError("give json_body or text_body, not both")
-    if (timeout_s is not None and timeout_s <= 0) or (
-        max_body_bytes is not None and max_body_bytes < 0
-    ):
-        raise NonRetryableError(
-            f"timeout_s must be positive and max_body_bytes not negative, "
-            f"got {timeout_s} and {max_body_bytes}"
-        )
-    limits = guard.limits
-    # the operator's limits are ceilings: a caller may only ask for less
-    timeout = limits.timeout_s if timeout_s is None else min(timeout_s, limits.timeout_s)
-    body_limit = (
-        limits.max_body_bytes
-        if max_body_bytes is None
-        else min(max_body_bytes, limits.max_body_bytes)
-    )
+    verb = _checked_verb(method, json_body, text_body, timeout_s, max_body_bytes)
+    timeout, body_limit = _ceilings(guard.limits, timeout_s, max_body_bytes)
     attempt = ctx.attempt if ctx is not None else 1
-    request_headers = {name: reveal(value) for name, value in (headers or {}).items()}
-    # a secret goes to the origin it was meant for only, never to a redirect's other site
-    secret_headers = {n for n, v in (headers or {}).items() if isinstance(v, SecretRef)}
-    if idempotency_header and ctx is not None:
-        request_headers[idempotency_header] = ctx.idempotency_key
+    request_headers, secret_headers = _request_headers(headers, idempotency_header, ctx)
     started = time.perf_counter()
     transport = GuardedTransport(guard, time.monotonic() + timeout)
     try:
-        target = httpx.URL(url)
-        if params:
-            target = target.copy_merge_params(params)
+        target = _target(url, params)
         # trust_env=False: proxy variables would send the request to a proxy that resolves
         # the name itself, past the guard's check and pin
         with httpx.Client(transport=transport, timeout=timeout, trust_env=False) as client:
@@ -281,18 +181,33 @@ def send_request(
                 json=json_body,
                 content=None if text_body is None else text_body.encode(),
             )
+            redirects = guard.limits.max_redirects
             response = _follow(
-                client, request, follow_redirects, limits.max_redirects, verb, url, secret_headers
+                client, request, follow_redirects, redirects, verb, url, secret_headers
             )
             try:
                 body, truncated = _read_body(response, body_limit)
             finally:
                 response.close()
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise _transport_error(verb, url, exc, attempt) from exc
+        raise transport_error(verb, url, exc, attempt) from exc
     except DestinationRefusedError as exc:
         raise DestinationRefusedError(f"{verb} {mask_url(url)}: {exc}") from exc
     elapsed_ms = (time.perf_counter() - started) * 1000.0
+    return _answer(verb, url, response, body, truncated, elapsed_ms, attempt, ctx)
+
+
+def _answer(
+    verb: str,
+    url: str,
+    response: httpx.Response,
+    body: str,
+    truncated: bool,
+    elapsed_ms: float,
+    attempt: int,
+    ctx: StepContext | None,
+) -> HttpResponse:
+    """The response as the task returns it, or the error its status means (logged either way)."""
     error = classify_response(
         verb, url, response.status_code, response.headers.get("retry-after"), _now(), attempt
     )
@@ -308,6 +223,65 @@ def send_request(
         truncated=truncated,
         elapsed_ms=round(elapsed_ms, 3),
     )
+
+
+def _target(url: str, params: dict[str, str] | None) -> httpx.URL:
+    """`url` with `params` merged into its query (httpx.InvalidURL if it is no URL)."""
+    target = httpx.URL(url)
+    return target.copy_merge_params(params) if params else target
+
+
+def _checked_verb(
+    method: str,
+    json_body: Any,
+    text_body: str | None,
+    timeout_s: float | None,
+    max_body_bytes: int | None,
+) -> str:
+    """The upper-case method, once the caller's arguments are checked (NonRetryableError)."""
+    verb = method.upper()
+    if verb not in METHODS:
+        raise NonRetryableError(
+            f"method must be one of {', '.join(sorted(METHODS))}, got {method!r}"
+        )
+    if json_body is not None and text_body is not None:
+        raise NonRetryableError("give json_body or text_body, not both")
+    if (timeout_s is not None and timeout_s <= 0) or (
+        max_body_bytes is not None and max_body_bytes < 0
+    ):
+        raise NonRetryableError(
+            f"timeout_s must be positive and max_body_bytes not negative, "
+            f"got {timeout_s} and {max_body_bytes}"
+        )
+    return verb
+
+
+def _ceilings(
+    limits: HttpLimits, timeout_s: float | None, max_body_bytes: int | None
+) -> tuple[float, int]:
+    """The timeout and body limit of one request: the caller's, capped by the operator's."""
+    # the operator's limits are ceilings: a caller may only ask for less
+    timeout = limits.timeout_s if timeout_s is None else min(timeout_s, limits.timeout_s)
+    body_limit = (
+        limits.max_body_bytes
+        if max_body_bytes is None
+        else min(max_body_bytes, limits.max_body_bytes)
+    )
+    return timeout, body_limit
+
+
+def _request_headers(
+    headers: Mapping[str, str | SecretRef] | None,
+    idempotency_header: str | None,
+    ctx: StepContext | None,
+) -> tuple[dict[str, str], set[str]]:
+    """The headers to send, secrets revealed, and the names of those that held a secret."""
+    request_headers = {name: reveal(value) for name, value in (headers or {}).items()}
+    # a secret goes to the origin it was meant for only, never to a redirect's other site
+    secret_headers = {n for n, v in (headers or {}).items() if isinstance(v, SecretRef)}
+    if idempotency_header and ctx is not None:
+        request_headers[idempotency_header] = ctx.idempotency_key
+    return request_headers, secret_headers
 
 
 def _follow(

@@ -1,5 +1,8 @@
 """The store's history as Arrow record batches, streamed with bounded memory.
 
+This is the store's side of wfray.analytics: the one place that reads the tables for it,
+so analytics never touches them (the layer test checks).
+
 Rows come through SQLAlchemy Core with `stream_results` (a server-side cursor on
 PostgreSQL, lazy `fetchmany` on SQLite) and `partitions(batch)`, so at most one batch of
 rows is in Python at a time. Every batch carries the explicit schema of its table:
