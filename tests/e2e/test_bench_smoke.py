@@ -174,7 +174,8 @@ def check_profile_w1(out: Any) -> None:
         "others_cores",
         "samples",
     }
-    assert (out["store"], out["mode"], out["duration_s"]) == ("sqlite", "on-CPU", 1)
+    assert (out["store"], out["mode"]) == ("sqlite", "on-CPU")
+    assert is_number(out["duration_s"]) and is_number(out["rate"])
     assert_figures(out["w1"], {"steps", "seconds", "steps_per_s"})
     assert "total" in out["cores"] and all(is_number(v) for v in out["cores"].values())
     assert_figures(out["samples"], {"coordinator", "executor-cpu", "task workers"})
@@ -208,7 +209,7 @@ SMOKES = (
         120,
         check_http_load,
     ),
-    Smoke("profile_w1", ("--duration", "2", "--runs", "100"), 120, check_profile_w1, py_spy=True),
+    Smoke("profile_w1", ("--duration", "1", "--runs", "50"), 120, check_profile_w1, py_spy=True),
     Smoke("throughput", ("--quick",), 180, check_throughput, postgres=True),
 )
 
