@@ -1,6 +1,7 @@
 """The coordinator's own ceiling: W1 with no Ray at all (optionally under cProfile).
 
     python -m bench.coordinator_inproc [--store sqlite|postgres] [--runs 2000] [--cprofile]
+                                       [--json]
 
 The Ray-free Coordinator with the real SqlRunStore (SQLite with synchronous=FULL in a temp
 dir, or a throwaway PostgreSQL database) and an InlineExecutor per pool (steps run as
@@ -8,7 +9,8 @@ coroutines, sync ones in threads, in this process). It submits `--runs` no-op on
 at once and waits for all of them, as W1 does. What this reaches is what the coordinator
 and the store can do by themselves; the gap to bench.throughput's W1 is Ray's dispatch path
 (executor actor, Ray tasks, actor calls). Store commits are timed by wrapping the store's
-`commit` (batch rows per commit, commit latency).
+`commit` (batch rows per commit, commit latency). `--json` prints the figures as one JSON
+object (with the store, its synchronous setting and the run count) instead of the text.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ import asyncio
 import contextlib
 import cProfile
 import io
+import json
 import pstats
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TextIO
 
-from bench._common import log, percentile, postgres_database, setup_logging
+from bench._common import log, percentile, postgres_database, setup_logging, stdout_to_stderr
 
 
 @contextlib.contextmanager
@@ -111,31 +114,43 @@ async def w1(
     }
 
 
+def print_profile(profiler: cProfile.Profile, top: int, stream: TextIO) -> None:
+    for order in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(top)
+        print(f"-- cProfile, top {top} by {order} (event-loop thread only)", file=stream)
+        print(out.getvalue().split("\n", 6)[-1].rstrip(), file=stream)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.coordinator_inproc", description=__doc__)
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=2000, help="runs submitted at once")
     parser.add_argument("--cprofile", action="store_true", help="profile the measured part")
     parser.add_argument(
         "--sqlite-synchronous", default="FULL", help="FULL (fsync per commit), NORMAL, OFF"
     )
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object only (cProfile to stderr)"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     profiler = cProfile.Profile() if args.cprofile else None
-    with store_url(args.store) as url:
+    with store_url(args.store) as url, stdout_to_stderr():
         result = asyncio.run(w1(url, args.runs, profiler, args.sqlite_synchronous))
     log.info("done")
-    sync = f" (synchronous={args.sqlite_synchronous})" if args.store == "sqlite" else ""
-    print(f"in-process coordinator, store {args.store}{sync}, W1 of {args.runs} no-op runs:")
-    for key, value in result.items():
-        print(f"  {key:<22} {value:,.2f}")
+    synchronous = args.sqlite_synchronous if args.store == "sqlite" else None
+    if args.json:
+        header = {"store": args.store, "sqlite_synchronous": synchronous, "runs": args.runs}
+        print(json.dumps({**header, **{key: round(v, 4) for key, v in result.items()}}))
+    else:
+        sync = f" (synchronous={synchronous})" if synchronous else ""
+        print(f"in-process coordinator, store {args.store}{sync}, W1 of {args.runs} no-op runs:")
+        for key, value in result.items():
+            print(f"  {key:<22} {value:,.2f}")
     if profiler is not None:
-        for order in ("tottime", "cumulative"):
-            out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(args.top)
-            print(f"-- cProfile, top {args.top} by {order} (event-loop thread only)")
-            print(out.getvalue().split("\n", 6)[-1].rstrip())
+        print_profile(profiler, args.top, sys.stderr if args.json else sys.stdout)
     return 0
 
 

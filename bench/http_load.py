@@ -14,6 +14,10 @@ Per phase:
     p50_ms, p99_ms     latency of one submission (request sent -> 202 received)
     completions_per_s  runs completed / time from the first submission to the last completion
     ratio_to_client    the HTTP figure over the Python client's, measured in the same run
+
+`--json` prints the two phases as a JSON list of objects (name, runs, requests_per_s, p50_ms,
+p99_ms, completions_per_s, foreign_cores). Serve (its proxy and the API application) and the
+Ray instance are shut down before the process exits, whatever happened.
 """
 
 from __future__ import annotations
@@ -167,15 +171,23 @@ def client_submitter(client: Any, flow: Any) -> Callable[[], Callable[[], str]]:
 
 
 def run(args: argparse.Namespace) -> list[Phase]:
+    import ray
+
+    start_ray()
+    try:
+        return serve_and_measure(args)
+    finally:
+        ray.shutdown()
+
+
+def serve_and_measure(args: argparse.Namespace) -> list[Phase]:
     from bench import workloads
     from wfray.entrypoints.http.serve import start_api, stop_api
 
-    with stdout_to_stderr():
-        start_ray()
     with wfray_instance("sqlite", modules=("bench.workloads",), api_port=free_port()) as client:
-        with stdout_to_stderr():
-            url = start_api(client.settings)
         try:
+            url = start_api(client.settings)
+            log.info("API served at %s", url)
             wait_until_served(url)
             warm = [client.submit(workloads.bench_noop).run_id for _ in range(5)]
             for _ in range(5):
@@ -186,8 +198,7 @@ def run(args: argparse.Namespace) -> list[Phase]:
                 measure("client", client, client_submitter(client, workloads.bench_noop), args),
             ]
         finally:
-            with stdout_to_stderr():
-                stop_api()
+            stop_api()
 
 
 def report(phases: list[Phase], as_json: bool) -> None:
@@ -209,16 +220,19 @@ def report(phases: list[Phase], as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="python -m bench.http_load", description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="submission time per phase")
     parser.add_argument("--max-runs", type=int, default=1000, help="runs per phase at most")
     parser.add_argument("--clients", type=int, default=4, help="concurrent submitting threads")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print one JSON list only")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-    report(run(args), args.json)
+    # Ray and Serve print to fd 1 (Serve's start-up lines): keep stdout for the results
+    with stdout_to_stderr():
+        phases = run(args)
+    report(phases, args.json)
     return 0
 
 

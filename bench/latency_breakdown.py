@@ -1,6 +1,6 @@
 """Where the unloaded latency of a one-step wfray run goes (W0_step, hop by hop).
 
-    python -m bench.latency_breakdown [--store sqlite|postgres] [--runs 200]
+    python -m bench.latency_breakdown [--store sqlite|postgres] [--runs 200] [--json]
 
 Runs one-step no-op runs strictly one at a time (as W0_step: `client.execute`, submit and
 wait in one call), stamping on the client (wall clock) the call and its return, then reads the times
@@ -13,16 +13,27 @@ started_at and finished_at (inside the Ray worker). Medians of each hop:
     step runs             the attempt in the worker (argument decoding, call, result encoding)
     step ends -> turn     the worker's own report to the coordinator (light load), next turn
     turn -> client        commit of that turn, the waiting call answered
+
+`--json` prints one JSON object, `{"store", "runs", "hops_ms": {hop: {"p50", "p90",
+"mean"}}}` (hops as above, plus "total").
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
 
-from bench._common import log, percentile, setup_logging, start_ray, wfray_instance
+from bench._common import (
+    log,
+    percentile,
+    setup_logging,
+    start_ray,
+    stdout_to_stderr,
+    wfray_instance,
+)
 
 HOPS = (
     "submit -> turn",
@@ -69,29 +80,42 @@ def measure(store: str, runs: int) -> dict[str, list[float]]:
     return hops
 
 
+def summarise(hops: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """p50, p90 and mean of each hop, in milliseconds."""
+    return {
+        hop: {
+            "p50": percentile(values, 50) * 1000,
+            "p90": percentile(values, 90) * 1000,
+            "mean": sum(values) / len(values) * 1000,
+        }
+        for hop, values in hops.items()
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.latency_breakdown", description=__doc__)
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=200, help="runs, one at a time")
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
     args = parser.parse_args(argv)
     setup_logging()
     import ray
 
-    start_ray()
-    try:
-        hops = measure(args.store, args.runs)
-    finally:
-        ray.shutdown()
+    with stdout_to_stderr():
+        start_ray()
+        try:
+            hops = summarise(measure(args.store, args.runs))
+        finally:
+            ray.shutdown()
     log.info("done")
+    if args.json:
+        rounded = {hop: {k: round(v, 3) for k, v in f.items()} for hop, f in hops.items()}
+        print(json.dumps({"store": args.store, "runs": args.runs, "hops_ms": rounded}))
+        return 0
     print(f"W0_step latency by hop, store {args.store}, {args.runs} runs one at a time (ms)")
     print(f"{'hop':<26}{'p50':>9}{'p90':>9}{'mean':>9}")
-    for hop in HOPS:
-        values = hops[hop]
-        mean = sum(values) / len(values)
-        print(
-            f"{hop:<26}{percentile(values, 50) * 1000:>9.2f}"
-            f"{percentile(values, 90) * 1000:>9.2f}{mean * 1000:>9.2f}"
-        )
+    for hop, figures in hops.items():
+        print(f"{hop:<26}{figures['p50']:>9.2f}{figures['p90']:>9.2f}{figures['mean']:>9.2f}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Where wfray spends its time under W1: py-spy on the coordinator (and executor) actors.
 
-    python -m bench.profile_w1 [--store sqlite|postgres] [--duration 15] [--idle] [--gil]
+    python -m bench.profile_w1 [--store sqlite|postgres] [--duration 15] [--runs 2000]
+                               [--idle] [--gil] [--out DIR] [--json]
 
 Starts one local Ray instance and one wfray instance (as bench.throughput does), warms it
 up, attaches `py-spy record --format raw --nonblocking` to the coordinator actor and to the
@@ -14,12 +15,17 @@ cpu executor actor, and keeps W1 going (batches of one-step no-op runs submitted
 Without --idle, py-spy keeps only samples of threads that were running on a CPU (a thread
 waiting in fsync or on a socket is idle); with --idle, every sample counts (wall time).
 --gil keeps only samples of the thread holding the GIL (pure Python CPU).
+
+`--json` prints a summary as one JSON object instead (store, mode, duration_s, rate, raw_dir,
+w1: steps/seconds/steps_per_s, cores per kind of process, others_cores, samples per target);
+the folded stacks stay in py-spy's raw files.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import math
 import re
 import shutil
@@ -30,6 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,7 @@ from bench._common import (
     postgres_backend_pids,
     setup_logging,
     start_ray,
+    stdout_to_stderr,
     tree_cpu_s,
     wfray_instance,
 )
@@ -91,17 +99,22 @@ def label(pid: int, known: dict[int, str]) -> str:
     return Path(title.split()[0]).name
 
 
-def cpu_breakdown(
+def cores_by_label(
     before: dict[int, float], after: dict[int, float], known: dict[int, str], elapsed: float
-) -> str:
+) -> dict[str, float]:
+    """Cores each kind of process used while sampled, busiest first (under 0.005 left out)."""
     by_label: dict[str, float] = collections.defaultdict(float)
     for pid, used in after.items():
         by_label[label(pid, known)] += used - before.get(pid, 0.0)
+    shown = {name: used / elapsed for name, used in by_label.items() if used / elapsed >= 0.005}
+    shown = dict(sorted(shown.items(), key=lambda item: -item[1]))
+    shown["total"] = sum(by_label.values()) / elapsed
+    return shown
+
+
+def cpu_breakdown(cores: dict[str, float], elapsed: float) -> str:
     lines = [f"-- CPU of the whole Ray instance while sampled ({elapsed:.1f}s wall, 2 cores)"]
-    for name, used in sorted(by_label.items(), key=lambda item: -item[1]):
-        if used / elapsed >= 0.005:
-            lines.append(f"{used / elapsed:6.2f} cores  {name}")
-    lines.append(f"{sum(by_label.values()) / elapsed:6.2f} cores  total")
+    lines.extend(f"{used:6.2f} cores  {name}" for name, used in cores.items())
     return "\n".join(lines)
 
 
@@ -196,6 +209,123 @@ def report(name: str, stacks: list[tuple[list[str], int]], top: int) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Profiled:
+    """What one profiling session measured; py-spy's raw files are in `out`."""
+
+    steps: int = 0
+    seconds: float = float("nan")
+    elapsed: float = float("nan")
+    cores: dict[str, float] = field(default_factory=dict)
+    others_cores: float = float("nan")
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.seconds if self.seconds else float("nan")
+
+
+def spy_command(args: argparse.Namespace, pid: int, output: Path) -> list[str]:
+    command = [py_spy(), "record", "--pid", str(pid), "--duration", str(args.duration)]
+    command += ["--rate", str(args.rate), "--format", "raw", "--nolineno", "--threads"]
+    command += ["--nonblocking", "--output", str(output)]
+    if args.idle:
+        command.append("--idle")
+    if args.gil:
+        command.append("--gil")
+    return command
+
+
+def profile(client: Any, args: argparse.Namespace, out: Path) -> Profiled:
+    """Warm up, attach py-spy to the actors and task workers, keep W1 going while it samples."""
+    from bench.workloads import bench_noop
+
+    ids = [uuid.uuid4().hex for _ in range(100)]
+    client.submit_many(bench_noop, [None] * 100, run_ids=ids)
+    client.wait(ids, timeout=120)
+    pids = actor_pids(client)
+    targets = {"coordinator": [pids["coordinator"]], "executor-cpu": [pids["executor-cpu"]]}
+    targets["task workers"] = task_workers(set(pids.values()))
+    log.info("actor pids: %s; task workers: %s", pids, targets["task workers"])
+    spies = [
+        subprocess.Popen(
+            spy_command(args, pid, out / f"{target.replace(' ', '_')}-{pid}.txt"),
+            stdout=subprocess.DEVNULL,
+            stderr=sys.stderr,
+        )
+        for target, target_pids in targets.items()
+        for pid in target_pids
+    ]
+    time.sleep(1.0)  # py-spy attaches
+    known = {pid: name for name, pid in pids.items()}
+    known[psutil.Process().pid] = "driver (this benchmark, client + waits)"
+    backends = postgres_backend_pids(client.settings.database_url)
+    known.update({pid: "PostgreSQL backends of its database" for pid in backends})
+    known.update({spy.pid: "py-spy" for spy in spies})
+    before = tree_cpu_s(backends)
+    foreign = ForeignLoad(lambda: backends)
+    began = time.perf_counter()
+    stop = threading.Event()
+    box: dict[str, tuple[int, float]] = {}
+    worker = threading.Thread(
+        target=lambda: box.setdefault("w1", keep_w1_running(client, args.runs, stop))
+    )
+    worker.start()
+    for spy in spies:
+        spy.wait(timeout=args.duration + 120)
+    elapsed = time.perf_counter() - began
+    result = Profiled(elapsed=elapsed, others_cores=foreign.cores())
+    result.cores = cores_by_label(before, tree_cpu_s(backends), known, elapsed)
+    stop.set()
+    worker.join(timeout=600)
+    result.steps, result.seconds = box.get("w1", (0, float("nan")))
+    return result
+
+
+TARGETS = ("coordinator", "executor-cpu", "task workers")
+
+
+def target_stacks(out: Path, target: str) -> list[tuple[list[str], int]]:
+    paths = sorted(out.glob(f"{target.replace(' ', '_')}-*.txt"))
+    return [stack for path in paths for stack in parse_raw(path)]
+
+
+def as_json(args: argparse.Namespace, mode: str, out: Path, result: Profiled) -> str:
+    samples = {t: sum(n for _, n in target_stacks(out, t)) for t in TARGETS}
+    return json.dumps(
+        {
+            "store": args.store,
+            "mode": mode,
+            "duration_s": args.duration,
+            "rate": args.rate,
+            "raw_dir": str(out),
+            "w1": {
+                "steps": result.steps,
+                "seconds": round(result.seconds, 3),
+                "steps_per_s": round(result.steps_per_s, 1),
+            },
+            "cores": {name: round(used, 3) for name, used in result.cores.items()},
+            "others_cores": round(result.others_cores, 3),
+            "samples": samples,
+        }
+    )
+
+
+def as_text(args: argparse.Namespace, mode: str, out: Path, result: Profiled) -> str:
+    lines = [
+        f"store {args.store}, {mode} samples, {args.duration}s at {args.rate}/s; raw: {out}",
+        f"W1 under py-spy: {result.steps} steps in {result.seconds:.1f}s = "
+        f"{result.steps_per_s:.1f} steps/s",
+        cpu_breakdown(result.cores, result.elapsed),
+        f"other processes on the host (not this benchmark): {result.others_cores:.2f} cores",
+    ]
+    for target in TARGETS:
+        stacks = target_stacks(out, target)
+        lines.append(
+            report(target, stacks, args.top) if stacks else f"== {target}: no py-spy output"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_w1", description=__doc__)
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
@@ -206,95 +336,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gil", action="store_true", help="only the thread holding the GIL")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", help="folder for py-spy's raw files (default: a temp dir)")
+    parser.add_argument("--json", action="store_true", help="print one JSON summary only")
     args = parser.parse_args(argv)
     setup_logging()
+    py_spy()  # before Ray starts: without py-spy there is nothing to measure
     out = Path(args.out or tempfile.mkdtemp(prefix="wfray-profile-"))
     out.mkdir(parents=True, exist_ok=True)
-    summary_lines: list[str] = []
 
     import ray
 
-    from bench.workloads import bench_noop
-
-    start_ray()
-    try:
-        with wfray_instance(args.store) as client:
-            ids = [uuid.uuid4().hex for _ in range(100)]
-            client.submit_many(bench_noop, [None] * 100, run_ids=ids)
-            client.wait(ids, timeout=120)
-            pids = actor_pids(client)
-            targets = {"coordinator": [pids["coordinator"]], "executor-cpu": [pids["executor-cpu"]]}
-            targets["task workers"] = task_workers(set(pids.values()))
-            log.info("actor pids: %s; task workers: %s", pids, targets["task workers"])
-            spies: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
-            for target, pid in [(t, p) for t, ps in targets.items() for p in ps]:
-                command = [
-                    py_spy(),
-                    "record",
-                    "--pid",
-                    str(pid),
-                    "--duration",
-                    str(args.duration),
-                    "--rate",
-                    str(args.rate),
-                    "--format",
-                    "raw",
-                    "--nolineno",
-                    "--threads",
-                    "--nonblocking",
-                    "--output",
-                    str(out / f"{target.replace(' ', '_')}-{pid}.txt"),
-                ]
-                if args.idle:
-                    command.append("--idle")
-                if args.gil:
-                    command.append("--gil")
-                spies[(target, pid)] = subprocess.Popen(
-                    command, stdout=subprocess.DEVNULL, stderr=sys.stderr
-                )
-            time.sleep(1.0)  # py-spy attaches
-            known = {pid: name for name, pid in pids.items()}
-            known[psutil.Process().pid] = "driver (this benchmark, client + waits)"
-            backends = postgres_backend_pids(client.settings.database_url)
-            known.update({pid: "PostgreSQL backends of its database" for pid in backends})
-            before = tree_cpu_s(backends)
-            foreign = ForeignLoad(lambda: backends)
-            began = time.perf_counter()
-            stop = threading.Event()
-            box: dict[str, tuple[int, float]] = {}
-            worker = threading.Thread(
-                target=lambda: box.setdefault("w1", keep_w1_running(client, args.runs, stop))
-            )
-            worker.start()
-            for spy in spies.values():
-                spy.wait(timeout=args.duration + 120)
-            elapsed = time.perf_counter() - began
-            after = tree_cpu_s(backends)
-            for name in ("py-spy",):
-                known.update({spy.pid: name for spy in spies.values()})
-            summary_lines.append(cpu_breakdown(before, after, known, elapsed))
-            summary_lines.append(
-                f"other processes on the host (not this benchmark): {foreign.cores():.2f} cores"
-            )
-            stop.set()
-            worker.join(timeout=600)
-            steps, seconds = box.get("w1", (0, float("nan")))
-            summary_lines.insert(
-                0,
-                f"W1 under py-spy: {steps} steps in {seconds:.1f}s = "
-                f"{steps / seconds if seconds else float('nan'):.1f} steps/s",
-            )
-    finally:
-        ray.shutdown()
+    with stdout_to_stderr():
+        start_ray()
+        try:
+            with wfray_instance(args.store) as client:
+                result = profile(client, args, out)
+        finally:
+            ray.shutdown()
     mode = "wall (--idle)" if args.idle else ("GIL holder" if args.gil else "on-CPU")
-    print(f"store {args.store}, {mode} samples, {args.duration}s at {args.rate}/s; raw: {out}")
-    print("\n".join(summary_lines))
-    for target in ("coordinator", "executor-cpu", "task workers"):
-        paths = sorted(out.glob(f"{target.replace(' ', '_')}-*.txt"))
-        if paths:
-            print(report(target, [s for path in paths for s in parse_raw(path)], args.top))
-        else:
-            print(f"== {target}: no py-spy output")
+    print((as_json if args.json else as_text)(args, mode, out, result))
     return 0
 
 

@@ -18,7 +18,9 @@ each ObjectRef to the next task. wfray's no-op step runs in its cpu pool, which 
 Ray task holding one CPU. When many no-op steps wait (W1, W2), wfray runs up to eight of
 them one after the other in one Ray task (steps seen to take under 10 ms, each still its own
 attempt and record: wfray/application/fusion.py); the human table adds a column,
-wfray_sqlite_1pt, measured with that turned off (one attempt per task, as raw Ray).
+wfray_sqlite_1pt, measured with that turned off (one attempt per task, as raw Ray); --json
+leaves that column out and does not measure it. `--quick` runs about 5x fewer runs of the
+same workloads.
 
 Metrics per system and workload:
     steps_per_s       steps completed / wall time from the first submit to the last completion
@@ -87,9 +89,9 @@ from bench._common import (
 )
 
 SYSTEMS = ("raw_ray", "wfray_sqlite", "wfray_postgres")
-# Shown in the table, not in --json: wfray on SQLite with every attempt in a Ray task of its
-# own (WFRAY_CPU_ATTEMPTS_PER_TASK=1), so what sharing tasks between short steps buys is
-# measured in the same run, not claimed.
+# Shown in the table, not in --json (nor measured then): wfray on SQLite with every attempt
+# in a Ray task of its own (WFRAY_CPU_ATTEMPTS_PER_TASK=1), so what sharing tasks between
+# short steps buys is measured in the same run, not claimed.
 UNSHARED = "wfray_sqlite_1pt"
 WORKLOADS = ("W0_step", "W0_chain", "W1", "W2")
 CHAIN_STEPS = 5
@@ -327,7 +329,8 @@ def bench_wfray(
 # -- running and reporting --------------------------------------------------------------------
 
 
-def run_all(counts: Counts) -> Results:
+def run_all(counts: Counts, unshared: bool = True) -> Results:
+    """Measure every system; `unshared=False` leaves out the table-only column."""
     import ray
 
     started = time.perf_counter()
@@ -336,7 +339,8 @@ def run_all(counts: Counts) -> Results:
         results: Results = {"raw_ray": bench_raw_ray(counts)}
         for store in ("sqlite", "postgres"):
             results[f"wfray_{store}"] = bench_wfray(store, counts, f"wfray_{store}")
-        results[UNSHARED] = bench_wfray("sqlite", counts, UNSHARED, cpu_attempts_per_task=1)
+        if unshared:
+            results[UNSHARED] = bench_wfray("sqlite", counts, UNSHARED, cpu_attempts_per_task=1)
     finally:
         ray.shutdown()
     log.info("all measured in %.0fs", time.perf_counter() - started)
@@ -409,8 +413,16 @@ def table(results: Results, counts: Counts) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print one JSON object only")
-    parser.add_argument("--quick", action="store_true", help="about 5x fewer runs (smoke test)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=f"print one JSON object only (without {UNSHARED}, which is then not measured)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="about 5x fewer runs of each workload (40, 20, 400, 40)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -418,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("counts: %s", counts)
     if args.json:
         with stdout_to_stderr():
-            results = run_all(counts)
+            results = run_all(counts, unshared=False)  # not in the JSON: not measured
         sys.stdout.write(json.dumps(as_json(results)) + "\n")
     else:
         results = run_all(counts)

@@ -1,0 +1,331 @@
+"""Every benchmark in bench/ runs at its smallest size, as a user runs it, and prints the JSON
+it promises.
+
+`python -m bench.X --json ...` from the repository root in a subprocess of its own (each
+benchmark starts and stops its own local Ray instance on random ports, never 6379), one after
+the other. Only the shape is checked: exit code 0 within a timeout, the JSON's keys and
+figure names, figures that are numbers; never the figures themselves, which depend on the
+machine. Every process a benchmark starts (Ray's, Serve's proxy, py-spy) carries a marker in
+its environment and must be gone once the benchmark has exited.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import DEFAULT_POSTGRES_URL, service_unavailable
+from tests.fixtures.processes import MARK, kill_marked
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+# Imported by the benchmarks, not run by users; a new library module is added here, any
+# other new module needs a smoke run below.
+LIBRARIES = frozenset({"__init__", "_common", "workloads"})
+# Ray processes outlive ray.shutdown() by a moment; a process still there after this leaked.
+EXIT_GRACE_S = 30.0
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def assert_figures(
+    found: Any, names: set[str], may_be_missing: frozenset[str] = frozenset()
+) -> None:
+    """`found` is an object with exactly these figures, each a number (or null if allowed)."""
+    assert isinstance(found, dict), found
+    assert set(found) == names, f"figures {sorted(found)}, promised {sorted(names)}"
+    for name in names:
+        value = found[name]
+        assert is_number(value) or (value is None and name in may_be_missing), (name, value)
+
+
+# -- what each benchmark promises ------------------------------------------------------------
+
+
+def check_throughput(out: Any) -> None:
+    assert set(out) == {"raw_ray", "wfray_sqlite", "wfray_postgres"}
+    for system, workloads in out.items():
+        assert set(workloads) == {"W0_step", "W0_chain", "W1", "W2"}, system
+        for figures in workloads.values():
+            assert_figures(figures, {"steps_per_s", "p50_ms", "p99_ms", "ratio_to_raw_ray"})
+
+
+def check_backlog_memory(out: Any) -> None:
+    assert set(out) == {"100"}, "one result per backlog size, keyed by the size"
+    assert_figures(
+        out["100"],
+        {
+            "runs_submitted",
+            "submit_s",
+            "submits_per_s",
+            "rss_idle_mib",
+            "rss_after_submit_mib",
+            "rss_settled_mib",
+            "peak_rss_mib",
+            "runs_in_memory_after_submit",
+            "tasks_held_after_submit",
+            "runs_in_memory",
+            "tasks_held",
+            "queued",
+            "running_attempts",
+        },
+        may_be_missing=frozenset({"peak_rss_mib"}),
+    )
+
+
+def check_coordinator_inproc(out: Any) -> None:
+    assert out["store"] == "sqlite"
+    assert out["sqlite_synchronous"] == "FULL"
+    figures = {
+        key: value for key, value in out.items() if key not in {"store", "sqlite_synchronous"}
+    }
+    assert_figures(
+        figures,
+        {
+            "runs",
+            "steps_per_s",
+            "wall_s",
+            "commits",
+            "commit_p50_ms",
+            "commit_p99_ms",
+            "commit_share_of_wall",
+            "rows_per_commit",
+        },
+    )
+
+
+def check_fanout_growth(out: Any) -> None:
+    assert set(out) == {"100"}, "one result per fan-out size, keyed by the size"
+    result = out["100"]
+    assert set(result) == {"raw_ray", "wfray_sqlite", "cost_ratio"}
+    assert is_number(result["cost_ratio"])
+    assert_figures(
+        result["raw_ray"], {"wall_s", "us_per_item", "driver_cpu_us_per_item", "others_cores"}
+    )
+    assert_figures(
+        result["wfray_sqlite"],
+        {
+            "wall_s",
+            "us_per_item",
+            "coordinator_cpu_us_per_item",
+            "coordinator_peak_rss_mib",
+            "others_cores",
+        },
+        may_be_missing=frozenset({"coordinator_peak_rss_mib"}),
+    )
+
+
+def check_hop_floor(out: Any) -> None:
+    assert set(out) == {"rounds"}
+    assert len(out["rounds"]) == 1, "--rounds 1"
+    assert_figures(out["rounds"][0], {"hop_chain_p50_ms", "raw_ray_p50_ms", "ratio"})
+
+
+def check_http_load(out: Any) -> None:
+    assert isinstance(out, list), out
+    assert [phase.get("name") for phase in out] == ["http", "client"]
+    for phase in out:
+        figures = {key: value for key, value in phase.items() if key != "name"}
+        assert_figures(
+            figures,
+            {"runs", "requests_per_s", "p50_ms", "p99_ms", "completions_per_s", "foreign_cores"},
+        )
+
+
+def check_latency_breakdown(out: Any) -> None:
+    assert set(out) == {"store", "runs", "hops_ms"}
+    assert (out["store"], out["runs"]) == ("sqlite", 10)
+    hops = out["hops_ms"]
+    assert list(hops) == [
+        "submit -> turn",
+        "turn -> step starts",
+        "step runs",
+        "step ends -> turn",
+        "turn -> client",
+        "total",
+    ]
+    for figures in hops.values():
+        assert_figures(figures, {"p50", "p90", "mean"})
+
+
+def check_profile_w1(out: Any) -> None:
+    assert set(out) == {
+        "store",
+        "mode",
+        "duration_s",
+        "rate",
+        "raw_dir",
+        "w1",
+        "cores",
+        "others_cores",
+        "samples",
+    }
+    assert (out["store"], out["mode"]) == ("sqlite", "on-CPU")
+    assert is_number(out["duration_s"]) and is_number(out["rate"])
+    assert_figures(out["w1"], {"steps", "seconds", "steps_per_s"})
+    assert "total" in out["cores"] and all(is_number(v) for v in out["cores"].values())
+    assert_figures(out["samples"], {"coordinator", "executor-cpu", "task workers"})
+    # py-spy's own files, in the folder the test gave it
+    assert list(Path(out["raw_dir"]).glob("coordinator-*.txt")), "py-spy wrote no samples"
+
+
+# -- the benchmarks at their smallest sizes --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Smoke:
+    module: str
+    args: tuple[str, ...]
+    timeout_s: float
+    check: Callable[[Any], None]
+    starts_ray: bool = True
+    postgres: bool = False
+    py_spy: bool = False
+
+
+SMOKES = (
+    Smoke("coordinator_inproc", ("--runs", "100"), 60, check_coordinator_inproc, starts_ray=False),
+    Smoke("hop_floor", ("--runs", "10", "--rounds", "1"), 90, check_hop_floor),
+    Smoke("latency_breakdown", ("--runs", "10"), 90, check_latency_breakdown),
+    Smoke("backlog_memory", ("--sizes", "100"), 90, check_backlog_memory),
+    Smoke("fanout_growth", ("--sizes", "100"), 90, check_fanout_growth),
+    Smoke(
+        "http_load",
+        ("--seconds", "1", "--max-runs", "10", "--clients", "2"),
+        120,
+        check_http_load,
+    ),
+    Smoke("profile_w1", ("--duration", "1", "--runs", "50"), 120, check_profile_w1, py_spy=True),
+    Smoke("throughput", ("--quick",), 180, check_throughput, postgres=True),
+)
+
+
+def smoke_param(smoke: Smoke) -> Any:
+    marks = [pytest.mark.slow, pytest.mark.timeout(smoke.timeout_s + EXIT_GRACE_S + 60)]
+    if smoke.starts_ray:
+        marks.append(pytest.mark.ray)
+    if smoke.postgres:
+        marks.append(pytest.mark.postgres)
+    return pytest.param(smoke, id=smoke.module, marks=marks)
+
+
+def runnable_modules() -> set[str]:
+    """The modules of bench/ a user runs with `python -m bench.X`: all but the libraries."""
+    return {path.stem for path in BENCH.glob("*.py")} - LIBRARIES
+
+
+def test_every_runnable_benchmark_has_a_smoke_run() -> None:
+    assert {smoke.module for smoke in SMOKES} == runnable_modules()
+
+
+def test_every_benchmark_the_readme_names_has_a_smoke_run() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"python -m bench\.([a-z_0-9]+)", readme))
+    assert named, "the README's performance section names no benchmark"
+    assert named <= {smoke.module for smoke in SMOKES}
+
+
+# -- running one ------------------------------------------------------------------------------
+
+
+def child_env(mark: str, postgres_admin_url: str | None) -> dict[str, str]:
+    # RAY_ADDRESS / RAY_GCS_SERVER_PORT could point the benchmark's Ray at the host's port
+    # 6379 (Redis runs there): a local ray.init picks free ports without them.
+    env = {k: v for k, v in os.environ.items() if k not in {"RAY_ADDRESS", "RAY_GCS_SERVER_PORT"}}
+    env["RAY_AUTH_MODE"] = "disabled"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env[MARK] = mark
+    if postgres_admin_url is not None:
+        env["WFRAY_BENCH_POSTGRES_URL"] = postgres_admin_url
+    return env
+
+
+def run_benchmark(smoke: Smoke, args: list[str], env: dict[str, str], logs: Path) -> str:
+    """Run it to the end (killed at its timeout); returns its stdout, fails on a non-zero exit."""
+    command = [sys.executable, "-m", f"bench.{smoke.module}", "--json", *args]
+    with (logs / "stdout").open("w+") as stdout, (logs / "stderr").open("w+") as stderr:
+        try:
+            done = subprocess.run(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=stdout,
+                stderr=stderr,
+                timeout=smoke.timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"`{' '.join(command[1:])}` ran over {smoke.timeout_s}s; stderr:\n"
+                f"{tail(logs / 'stderr')}",
+                pytrace=False,
+            )
+    assert done.returncode == 0, (
+        f"`{' '.join(command[1:])}` exited with {done.returncode}; stderr:\n{tail(logs / 'stderr')}"
+    )
+    return (logs / "stdout").read_text(encoding="utf-8")
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")[-chars:]
+
+
+def refuses_connections(url: str) -> bool:
+    match = re.match(r"http://([^:/]+):(\d+)", url)
+    assert match, url
+    with socket.socket() as probe:
+        probe.settimeout(5)
+        return probe.connect_ex((match[1], int(match[2]))) != 0
+
+
+def has_py_spy() -> bool:
+    """Where bench.profile_w1 looks for it: on the PATH or beside the interpreter."""
+    return bool(shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists())
+
+
+@pytest.mark.parametrize("smoke", [smoke_param(smoke) for smoke in SMOKES])
+def test_a_benchmark_runs_small_and_prints_its_json(
+    smoke: Smoke, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # every benchmark imports ray (bench.workloads defines Ray tasks), even the Ray-free one
+    if importlib.util.find_spec("ray") is None:
+        service_unavailable("Ray", "the ray package is not installed")
+    postgres_admin_url = None
+    if smoke.postgres:
+        request.getfixturevalue("_postgres_admin")  # reachable, or skip (fail in CI)
+        postgres_admin_url = os.environ.get("WFRAY_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    if smoke.py_spy and not has_py_spy():
+        service_unavailable("py-spy", "bench.profile_w1 samples with it: pip install py-spy")
+    args = list(smoke.args)
+    if smoke.py_spy:
+        args += ["--out", str(tmp_path / "py-spy")]
+    mark = f"bench-smoke-{uuid.uuid4().hex[:12]}"
+    try:
+        stdout = run_benchmark(smoke, args, child_env(mark, postgres_admin_url), tmp_path)
+    finally:
+        left = kill_marked(mark, grace_s=EXIT_GRACE_S)
+    assert not left, f"bench.{smoke.module} left processes running: {left}"
+    try:
+        printed = json.loads(stdout)
+    except json.JSONDecodeError as exc:
+        pytest.fail(f"bench.{smoke.module} --json printed no JSON ({exc}):\n{stdout[-3000:]}")
+    smoke.check(printed)
+    if smoke.module == "http_load":
+        served = re.findall(r"API served at (\S+)", (tmp_path / "stderr").read_text())
+        assert served, "http_load did not say where it served the API"
+        assert refuses_connections(served[0]), f"the API at {served[0]} still answers"
