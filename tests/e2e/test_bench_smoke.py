@@ -109,6 +109,24 @@ def check_coordinator_inproc(out: Any) -> None:
     )
 
 
+def check_dag_growth(out: Any) -> None:
+    assert out["bench"] == "dag_growth" and set(out["shapes"]) == {"chain", "wide"}
+    for rows in out["shapes"].values():
+        assert [row["steps"] for row in rows] == [10, 20], "one row per size, in order"
+        for row in rows:
+            assert_figures(
+                row,
+                {
+                    "steps",
+                    "declare_us_per_step",
+                    "register_us_per_step",
+                    "run_us_per_step",
+                    "raw_ray_us_per_step",
+                    "peak_rss_mib",
+                },
+            )
+
+
 def check_fanout_growth(out: Any) -> None:
     assert set(out) == {"100"}, "one result per fan-out size, keyed by the size"
     result = out["100"]
@@ -204,6 +222,7 @@ SMOKES = (
     Smoke("latency_breakdown", ("--runs", "10"), 90, check_latency_breakdown),
     Smoke("backlog_memory", ("--sizes", "100"), 90, check_backlog_memory),
     Smoke("fanout_growth", ("--sizes", "100"), 90, check_fanout_growth),
+    Smoke("dag_growth", ("--sizes", "10,20"), 90, check_dag_growth),
     Smoke(
         "http_load",
         ("--seconds", "1", "--max-runs", "10", "--clients", "2"),

@@ -215,10 +215,19 @@ def _release_downstream(state: RunState, step: str, now: datetime, changes: Chan
         child = state.schema.step(child_name)
         if state.task(child_name).status is not TaskStatus.PENDING:
             continue
-        if all(state.task(parent).status is TaskStatus.COMPLETED for parent in child.after):
+        if _parents_completed(state, child):
             _make_ready(state, child, now, changes, fresh=False)
             if state.finished:
                 return
+
+
+def _parents_completed(state: RunState, step: StepSchema) -> bool:
+    parents = step.after
+    done = state.parents_done.get(step.name, 0)
+    while done < len(parents) and state.task(parents[done]).status is TaskStatus.COMPLETED:
+        done += 1
+    state.parents_done[step.name] = done
+    return done == len(parents)
 
 
 def _make_ready(

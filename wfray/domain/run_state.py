@@ -42,6 +42,9 @@ class RunState:
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # completed items per fanned-out step: a completion need not look at every sibling
     items_done: dict[str, int] = field(default_factory=dict)
+    # per waiting step, how many of its parents (in order) are known completed: a fan-in
+    # over N steps looks at each parent once, not N times (a completed task stays so)
+    parents_done: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.children:

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from wfray.domain.errors import CycleError, DefinitionError
 from wfray.domain.policy import RetryPolicy
@@ -77,6 +77,7 @@ class WorkflowSchema(BaseModel):
     # what a second submission with the same key gets.
     unique: UniquePolicy | None = None
     version: str = ""
+    _by_name: dict[str, StepSchema] | None = PrivateAttr(default=None)
 
     @classmethod
     def build(
@@ -127,10 +128,13 @@ class WorkflowSchema(BaseModel):
         return override or self.step(step).retry or self.default_retry or fallback
 
     def step(self, name: str) -> StepSchema:
-        for step in self.steps:
-            if step.name == name:
-                return step
-        raise DefinitionError(f"workflow {self.name!r} has no step {name!r}")
+        by_name = self._by_name
+        if by_name is None:  # built once: the engine looks steps up on every event
+            by_name = self._by_name = {step.name: step for step in self.steps}
+        found = by_name.get(name)
+        if found is None:
+            raise DefinitionError(f"workflow {self.name!r} has no step {name!r}")
+        return found
 
     @property
     def step_names(self) -> tuple[str, ...]:
