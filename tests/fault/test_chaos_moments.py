@@ -66,11 +66,6 @@ def test_a_worker_killed_after_its_side_effect_repeats_only_that_step(
     assert first.status is AttemptStatus.LOST and second.status is AttemptStatus.SUCCEEDED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a defect this test found: after the io executor restarts, the retried attempt "
-    "can be judged lost while it runs there, and runs a third time (its effect twice)",
-)
 def test_an_io_executor_killed_as_a_step_starts_runs_it_once(
     wf: Any, chaos: Chaos, request: pytest.FixtureRequest
 ) -> None:

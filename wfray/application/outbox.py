@@ -7,25 +7,43 @@ its drains and snapshots raise the outbox's epoch to it. A dispatch sent by an e
 coordinator that arrives after that (Ray does not order calls from different callers) is
 refused: the new coordinator judged that attempt lost at its snapshot and runs it again, so
 running it here too would run it twice.
+
+Numbers are acknowledged by the coordinator, which knows nothing of this process's restarts:
+after one, it still holds the numbers of the outbox that died with it. So a new outbox
+numbers on from the clock (microseconds), above anything an earlier one handed out, and an
+acknowledgement of a number it never handed out is not its own: it acknowledges nothing,
+and the outbox numbers everything it holds above it (a clock that runs behind a dead
+incarnation's). Numbering from 1 again would let the old numbers acknowledge, and drop,
+outcomes not yet committed: an attempt that ran here would be judged lost, and run again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 
 from wfray.application.wire import AttemptKey, Sealed, SealedBatch, SealedSnapshot
+
+# Renumbering above a foreign acknowledgement leaves this much room: the coordinator may
+# still acknowledge outcomes of the dead incarnation it had drained but not yet committed.
+FOREIGN_ACK_GAP = 1 << 32
+
+
+def clock_numbering() -> int:
+    """Where a new outbox starts numbering: above the numbers of any earlier one."""
+    return time.time_ns() // 1000
 
 
 class Outbox:
     """Numbered outcomes; `drain` hands each out once, `snapshot` hands out all unacknowledged."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_seq: int | None = None) -> None:
         self.incarnation = uuid.uuid4().hex
         self._items: list[tuple[int, Sealed]] = []
-        self._seq = 0
-        self._sent = 0
+        self._seq = clock_numbering() if first_seq is None else first_seq
+        self._sent = self._seq  # the highest number handed out (none yet)
         self._ready = asyncio.Event()
         self.epoch = 0
 
@@ -46,8 +64,17 @@ class Outbox:
             self._ready.set()
 
     def _ack(self, ack: int) -> None:
-        if self._items and self._items[0][0] <= ack:
+        if ack > self._sent:  # an earlier incarnation's number: see the module's docstring
+            self._renumber_above(ack + FOREIGN_ACK_GAP)
+        elif self._items and self._items[0][0] <= ack:
             self._items = [item for item in self._items if item[0] > ack]
+
+    def _renumber_above(self, floor: int) -> None:
+        """Number everything held above `floor`, to be handed out again: what was handed
+        out under the old numbers could never be acknowledged (a duplicate is ignored)."""
+        self._items = [(floor + i, sealed) for i, (_, sealed) in enumerate(self._items, 1)]
+        self._sent = floor
+        self._seq = floor + len(self._items)
 
     async def drain(self, ack: int, wait_s: float, epoch: int = 0) -> SealedBatch:
         self._raise_epoch(epoch)
