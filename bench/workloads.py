@@ -121,3 +121,33 @@ def ray_fan_item(item: int) -> int:
 @ray.remote(num_cpus=1)
 def ray_fan_sum(refs: list[ray.ObjectRef]) -> int:  # type: ignore[type-arg]
     return sum(ray.get(refs, timeout=3600))
+
+
+# -- results of growing size (bench.result_growth) --------------------------------------------
+
+
+class ResultSize(BaseModel):
+    size: int
+
+
+bench_result = Workflow("bench_result", input=ResultSize)
+
+
+@bench_result.step
+def make_result(input: ResultSize) -> str:
+    return "x" * input.size
+
+
+@bench_result.step
+def measure_result(make_result: str) -> int:
+    return len(make_result)
+
+
+@ray.remote
+def ray_make_result(size: int) -> str:
+    return "x" * size
+
+
+@ray.remote
+def ray_measure_result(text: str) -> int:
+    return len(text)

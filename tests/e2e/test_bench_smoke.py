@@ -109,6 +109,18 @@ def check_coordinator_inproc(out: Any) -> None:
     )
 
 
+def check_result_growth(out: Any) -> None:
+    assert out["bench"] == "result_growth" and set(out["sizes"]) == {"1000", "300000"}
+    for result in out["sizes"].values():
+        assert is_number(result["cost_ratio"])
+        assert_figures(result["raw_ray"], {"wall_ms", "ms_per_mb"})
+        assert_figures(
+            result["wfray_sqlite"],
+            {"wall_ms", "ms_per_mb", "coordinator_cpu_ms", "coordinator_peak_rss_mib"},
+            may_be_missing=frozenset({"coordinator_peak_rss_mib"}),
+        )
+
+
 def check_dag_growth(out: Any) -> None:
     assert out["bench"] == "dag_growth" and set(out["shapes"]) == {"chain", "wide"}
     for rows in out["shapes"].values():
@@ -223,6 +235,7 @@ SMOKES = (
     Smoke("backlog_memory", ("--sizes", "100"), 90, check_backlog_memory),
     Smoke("fanout_growth", ("--sizes", "100"), 90, check_fanout_growth),
     Smoke("dag_growth", ("--sizes", "10,20"), 90, check_dag_growth),
+    Smoke("result_growth", ("--sizes", "1000,300000"), 120, check_result_growth),
     Smoke(
         "http_load",
         ("--seconds", "1", "--max-runs", "10", "--clients", "2"),
