@@ -16,14 +16,9 @@ import ray
 from pydantic import TypeAdapter
 
 from wfray.adapters.blob import check_blob_root
+from wfray.adapters.ray.actors import coordinator_actor, executor_actor_names
 from wfray.adapters.ray.handle import RunHandle, decode_result, settled
-from wfray.adapters.ray.host import (
-    COORDINATOR_NAME,
-    coordinator_actor,
-    executor_actor_names,
-    executor_name,
-    io_executor_ids,
-)
+from wfray.adapters.ray.host import COORDINATOR_NAME, executor_name, io_executor_ids
 from wfray.adapters.ray.link import CoordinatorLink
 from wfray.adapters.ray.submission import build_requests, not_fresh, one_run, raise_refusal
 from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
