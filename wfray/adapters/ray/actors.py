@@ -20,6 +20,7 @@ from wfray.adapters.ray.executor import (
     Envelope,
     ExecutorConfig,
     IoExecutor,
+    collect_garbage_rarely,
     run_cpu_attempts,
 )
 from wfray.adapters.ray.host import (
@@ -51,7 +52,7 @@ DETACHED: dict[str, Any] = {
 
 
 class CoordinatorActor(CoordinatorHost):
-    """The coordinator host as Ray runs it.
+    """The coordinator host as Ray runs it, in a process of its own.
 
     Ray awaits an async constructor on the actor's event loop, so the start can be set going
     here without a Ray call: a restarted coordinator resumes its runs by itself, before any
@@ -59,6 +60,8 @@ class CoordinatorActor(CoordinatorHost):
     """
 
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
+        logging.basicConfig(level=logging.INFO)
+        collect_garbage_rarely()
         super().__init__(settings)
         self.begin_start()
 

@@ -11,21 +11,15 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
-from wfray.adapters.ray.executor import collect_garbage_rarely
-from wfray.application.claims import ClaimView
-from wfray.application.coordinator import Coordinator
-from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
-from wfray.application.scheduler import ScheduleInfo, Scheduler
+from wfray.application.client_commands import Command, R
+from wfray.application.client_handlers import answer
+from wfray.application.runtime import AttemptKey
 from wfray.application.wire import Sealed, open_outcome
 from wfray.bootstrap import System, build_system
 from wfray.config import Settings
 from wfray.domain.errors import WfrayError
-from wfray.domain.records import LogRecord
-from wfray.domain.schedule import ScheduleSpec
-from wfray.domain.workflow import WorkflowSchema
 
 log = logging.getLogger("wfray.host")
 
@@ -48,8 +42,6 @@ class CoordinatorHost:
     """Builds and starts the system on (re)start, recovering from the store; then serves it."""
 
     def __init__(self, settings: Settings, build: Build = build_system) -> None:
-        logging.basicConfig(level=logging.INFO)
-        collect_garbage_rarely()
         self.settings = settings
         self.build = build
         self.system: System | None = None
@@ -130,115 +122,31 @@ class CoordinatorHost:
         self._loops = [asyncio.create_task(run(), name=name) for name, run in system.loops]
         self.system = system
 
-    async def _ready(self) -> Coordinator:
-        return (await self.ready()).coordinator
+    async def stop(self) -> None:
+        """Stop the loops and the coordinator: for a host run in-process (a test's); the
+        actor is never stopped, only killed, and a restart recovers from the store."""
+        for task in [self._starter, *self._loops]:
+            if task is not None:
+                task.cancel()
+        if self.system is not None:
+            await self.system.coordinator.stop()
 
-    async def register(self, schemas: Sequence[WorkflowSchema]) -> None:
-        await (await self._ready()).register(schemas)
+    # -- what arrives ------------------------------------------------------------------------------
 
-    async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
-        return await (await self._ready()).submit(requests)
+    async def handle(self, command: Command[R]) -> R:
+        """Every client call: one command, answered by its handler (client_handlers.py)."""
+        return await answer(self, command)
 
-    async def wait(self, run_ids: Sequence[str], timeout_s: float) -> list[RunView]:
-        return await (await self._ready()).wait(run_ids, timeout_s)
-
-    async def submit_and_wait(
-        self, requests: Sequence[SubmitRequest], timeout_s: float
-    ) -> tuple[list[SubmitResult], list[RunView]]:
-        return await (await self._ready()).submit_and_wait(requests, timeout_s)
-
-    async def views(self, run_ids: Sequence[str]) -> list[RunView]:
-        return await (await self._ready()).views(run_ids)
-
-    async def query(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        queries = (await self.ready()).queries
-        return await asyncio.to_thread(queries.call, name, *args, **kwargs)
-
-    async def cancel(
-        self, run_ids: Sequence[str], reason: str = "", compensate: bool = True
-    ) -> list[CommandResult]:
-        return await (await self._ready()).cancel(run_ids, reason, compensate)
-
-    async def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
-        return await (await self._ready()).retry_compensation(run_ids)
-
-    async def publish(
-        self,
-        name: str,
-        payload_json: str,
-        event_id: str,
-        source: str = "client",
-        inputs: Mapping[str, str] | None = None,
-        keys: Mapping[str, str] | None = None,
-    ) -> list[str]:
-        coordinator = await self._ready()
-        return await coordinator.publish(name, payload_json, event_id, source, inputs, keys)
-
-    async def next_value(self, counter: str, count: int = 1) -> int:
-        return await (await self._ready()).next_value(counter, count)
-
-    async def claim(self, key: str, attempt: tuple[str, str, int, int], ttl_s: float) -> ClaimView:
-        return await (await self._ready()).claims.claim(key, attempt, ttl_s)
-
-    async def finish_claim(
-        self, key: str, attempt: tuple[str, str, int, int], result_json: str
-    ) -> ClaimView:
-        return await (await self._ready()).claims.done(key, attempt, result_json)
-
-    async def claimed(
-        self, key: str, asker: tuple[str, str, int, int] | None = None
-    ) -> ClaimView | None:
-        return await (await self._ready()).claims.read(key, asker)
-
-    async def run_claims(self, run_ids: Sequence[str]) -> list[ClaimView]:
-        return await (await self._ready()).claims.of_runs(list(run_ids))
+    # Fire and forget, once per attempt (report) or beat (heartbeat), from the processes that
+    # run steps: not commands, so the busiest path pays for no wrapper and no lookup, and no
+    # client's retrying call carries them (a lost one is covered by the executor's copy, or
+    # by the next beat).
 
     async def report(self, pool: str, outcome: Sealed) -> None:
-        (await self._ready()).report(pool, open_outcome(outcome))
+        (await self.ready()).coordinator.report(pool, open_outcome(outcome))
 
-    async def append_logs(self, lines: Sequence[LogRecord]) -> bool:
-        """Answers once the lines are committed (the worker keeps them until then)."""
-        return await (await self._ready()).append_logs(lines)
-
-    async def heartbeat(
-        self, beats: Sequence[tuple[tuple[str, str, int, int], str | None]]
-    ) -> None:
-        (await self._ready()).heartbeat(beats)
-
-    async def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
-        return await (await self._ready()).resume(run_ids)
-
-    async def stats(self) -> dict[str, object]:
-        return (await self._ready()).stats()
-
-    async def pid(self) -> int:
-        return os.getpid()
-
-    # -- schedules ---------------------------------------------------------------------------
-
-    async def _ready_scheduler(self) -> Scheduler:
-        return (await self.ready()).scheduler
-
-    async def upsert_schedule(self, spec: ScheduleSpec) -> bool:
-        return await (await self._ready_scheduler()).upsert(spec)
-
-    async def declare_schedules(self, specs: Sequence[ScheduleSpec]) -> None:
-        await (await self._ready_scheduler()).declare(specs)
-
-    async def delete_schedule(self, name: str) -> None:
-        await (await self._ready_scheduler()).delete(name)
-
-    async def pause_schedule(self, name: str) -> None:
-        await (await self._ready_scheduler()).pause(name)
-
-    async def resume_schedule(self, name: str) -> None:
-        await (await self._ready_scheduler()).resume(name)
-
-    async def trigger_schedule(self, name: str) -> SubmitResult:
-        return await (await self._ready_scheduler()).trigger(name)
-
-    async def list_schedules(self, count: int = 3) -> list[ScheduleInfo]:
-        return await (await self._ready_scheduler()).list_schedules(count)
+    async def heartbeat(self, beats: Sequence[tuple[AttemptKey, str | None]]) -> None:
+        (await self.ready()).coordinator.heartbeat(beats)
 
 
 def _crash_on_failure(task: asyncio.Task[None]) -> None:
