@@ -124,8 +124,9 @@ def actor_pids(client: Any) -> dict[str, int]:
     import ray
 
     from wfray.adapters.ray.host import executor_name
+    from wfray.application.client_commands import Pid
 
-    pids = {"coordinator": int(client.call("pid"))}
+    pids = {"coordinator": int(client.call(Pid()))}
     for pool in ("cpu", "io"):
         handle: Any = ray.get_actor(executor_name(pool), namespace=client.settings.namespace)
         pids[f"executor-{pool}"] = int(ray.get(handle.pid.remote(), timeout=GET_TIMEOUT_S))

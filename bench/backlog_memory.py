@@ -8,7 +8,7 @@ small io dispatch window (8) and one queue "slow" limited to 4 concurrent tasks.
 that many one-step runs of `bench_nap` (an io step sleeping 0.5 s) on queue "slow", in
 `submit_many` calls of 5,000 (--chunk), does not wait for them, and reads:
 
-    * the coordinator actor process's RSS (psutil, on the pid from `client.call("pid")`)
+    * the coordinator actor process's RSS (psutil, on the pid from `client.call(Pid())`)
       before submitting, right after, and after a short settle; and its peak RSS (VmHWM)
     * `client.stats()`: runs_in_memory, tasks_held (ready tasks in memory), queued
       (backlog), running_attempts
@@ -48,11 +48,12 @@ NAP_S = 0.5  # 4 at a time: even the 100-run backlog is still queued when measur
 
 def measure(size: int, store: str, chunk: int = SUBMIT_CHUNK) -> dict[str, Any]:
     from bench.workloads import bench_nap
+    from wfray.application.client_commands import Pid
 
     with wfray_instance(
         store, memory_cap=MEMORY_CAP, io_window=IO_WINDOW, queues=[QUEUE]
     ) as client:
-        process = psutil.Process(int(client.call("pid")))
+        process = psutil.Process(int(client.call(Pid())))
         client.register(bench_nap)
         rss_idle = process.memory_info().rss
         log.info("backlog %d: submitting", size)

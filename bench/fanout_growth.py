@@ -72,10 +72,11 @@ def raw_ray(size: int) -> dict[str, Any]:
 
 def wfray_run(size: int, **overrides: Any) -> dict[str, Any]:
     from bench.workloads import bench_fanout
+    from wfray.application.client_commands import Pid
 
     with wfray_instance("sqlite", **overrides) as client:
         client.submit(bench_fanout, {"count": 2}).result(timeout=GET_TIMEOUT_S)  # warm up
-        coordinator = psutil.Process(int(client.call("pid")))
+        coordinator = psutil.Process(int(client.call(Pid())))
         cpu_before = coordinator.cpu_times()
         load = ForeignLoad()
         started = time.perf_counter()

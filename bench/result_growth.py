@@ -56,10 +56,11 @@ def raw_ray(size: int) -> dict[str, Any]:
 
 def wfray_run(size: int) -> dict[str, Any]:
     from bench.workloads import bench_result
+    from wfray.application.client_commands import Pid
 
     with wfray_instance("sqlite") as client:
         client.submit(bench_result, {"size": 10}).result(timeout=GET_TIMEOUT_S)  # warm up
-        coordinator = psutil.Process(int(client.call("pid")))
+        coordinator = psutil.Process(int(client.call(Pid())))
         cpu_before = coordinator.cpu_times()
         started = time.perf_counter()
         length = client.submit(bench_result, {"size": size}).result(timeout=600)

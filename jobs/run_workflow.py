@@ -25,6 +25,7 @@ from typing import Any
 
 import wfray
 from wfray import RunStatus
+from wfray.application.client_commands import Views
 from wfray.application.definition import Workflow, registered
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not status.finished:
         say(f"run {run.run_id} still {status.value} after {args.timeout:.0f}s")
         return EXIT_TIMEOUT
-    view = client.call("views", [run.run_id])[0]
+    view = client.call(Views([run.run_id]))[0]
     if status is RunStatus.COMPLETED:
         say(f"run {run.run_id} completed: result {json.dumps(to_json(client, view, flow))}")
         return EXIT_OK

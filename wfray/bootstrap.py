@@ -1,20 +1,63 @@
-"""The composition root: the one place that picks adapters and wires them together."""
+"""The composition root: the one place that picks adapters and wires them together.
+
+`build_system` makes everything the coordinator actor runs from the settings: the store, the
+executors, the coordinator, the read side, the scheduler and the loops beside them. Adapters
+are imported where they are picked, so that importing this module pulls in neither Ray nor a
+database driver.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from wfray.application.coordinator import Coordinator, CoordinatorSettings
 from wfray.application.ports import RunLedger, RunStore, StepExecutor
+from wfray.application.queries import Queries
+from wfray.application.schedule_ports import ScheduleStore
+from wfray.application.scheduler import Scheduler
 from wfray.application.storable import TextLimits
 from wfray.config import Settings
 
 MEMORY_URL = "memory://"
+SCHEDULER_TICK_S = 1.0
+
+# A loop to run beside the coordinator while it lives: its task name, and how to start it.
+Loop = tuple[str, Callable[[], Coroutine[Any, Any, None]]]
 
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class System:
+    """wfray wired: what the coordinator actor starts and answers its clients with."""
+
+    store: RunStore
+    coordinator: Coordinator
+    queries: Queries
+    scheduler: Scheduler
+    loops: tuple[Loop, ...]
+
+
+async def build_system(settings: Settings) -> System:
+    """Everything from the settings. The store comes first (migrated, off the event loop):
+    a database that cannot be reached starts no executor actors."""
+    store = await asyncio.to_thread(build_store, settings)
+    coordinator = build_coordinator(settings, store, build_executors(settings))
+    scheduler = Scheduler(build_schedule_store(settings, store), coordinator, SystemClock())
+    return System(
+        store=store,
+        coordinator=coordinator,
+        queries=Queries(store),
+        scheduler=scheduler,
+        loops=build_loops(settings, coordinator, scheduler),
+    )
 
 
 def build_store(settings: Settings) -> RunStore:
@@ -26,6 +69,27 @@ def build_store(settings: Settings) -> RunStore:
     from wfray.adapters.sqlalchemy.store import SqlRunStore
 
     return SqlRunStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+
+
+def build_schedule_store(settings: Settings, runs: RunStore) -> ScheduleStore:
+    """The schedule store beside the run store: the same database (and engine) or memory."""
+    if settings.database_url == MEMORY_URL:
+        from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
+
+        return InMemoryScheduleStore()
+    from wfray.adapters.sqlalchemy.schedule_store import SqlScheduleStore
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    if isinstance(runs, SqlRunStore):
+        return SqlScheduleStore(runs.engine)
+    return SqlScheduleStore(settings.database_url)
+
+
+def build_executors(settings: Settings) -> dict[str, StepExecutor]:
+    """One detached executor actor per pool (got if it already runs), reached by handle."""
+    from wfray.adapters.ray.actors import step_executors
+
+    return step_executors(settings)
 
 
 def coordinator_settings(settings: Settings) -> CoordinatorSettings:
@@ -51,3 +115,22 @@ def build_coordinator(
     settings: Settings, store: RunLedger, executors: dict[str, StepExecutor]
 ) -> Coordinator:
     return Coordinator(store, executors, SystemClock(), coordinator_settings(settings))
+
+
+def build_loops(
+    settings: Settings, coordinator: Coordinator, scheduler: Scheduler
+) -> tuple[Loop, ...]:
+    """The scheduler's ticks, the metrics export, and (when some pool may grow) the requests
+    to Ray's autoscaler."""
+    from wfray.adapters.ray.autoscale import BacklogScaler, enabled, max_bundles
+    from wfray.adapters.ray.metrics import export_forever
+
+    loops: list[Loop] = [
+        ("wfray-scheduler-loop", lambda: scheduler.run_forever(SCHEDULER_TICK_S)),
+        ("wfray-metrics-export", lambda: export_forever(coordinator)),
+    ]
+    if enabled(settings):
+        scaler = BacklogScaler(coordinator, max_bundles(settings))
+        interval_s = settings.autoscale_interval_s
+        loops.append(("wfray-autoscale-loop", lambda: scaler.run_forever(interval_s)))
+    return tuple(loops)

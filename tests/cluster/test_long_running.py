@@ -14,6 +14,7 @@ import ray
 
 from tests.cluster.conftest import start_wfray
 from tests.fixtures import cluster_flows
+from wfray.application.client_commands import Views
 from wfray.domain.status import AttemptStatus, RunStatus
 
 LONG_S = 20.0
@@ -50,7 +51,7 @@ def test_short_tasks_flow_past_long_steps_that_survive_a_coordinator_restart(wf:
     views = wf.wait([r.run_id for r in shorts], timeout=LONG_S)
     short_done_s = time.monotonic() - started
     assert {v.status for v in views} == {RunStatus.COMPLETED}
-    assert [v.status for v in wf.call("views", long_ids)] == [RunStatus.RUNNING] * 2
+    assert [v.status for v in wf.call(Views(long_ids))] == [RunStatus.RUNNING] * 2
     assert short_done_s < LONG_S / 2, f"{2 * SHORT} short tasks took {short_done_s:.1f}s"
 
     # the coordinator goes down and comes back while the long steps run on in their executors

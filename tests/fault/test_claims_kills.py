@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures import claim_flows as cf
+from wfray.application.client_commands import Pid
 from wfray.domain.status import AttemptStatus, RunStatus
 
 
@@ -71,11 +72,11 @@ def test_a_coordinator_killed_between_claim_and_done_loses_nothing(
     k = key()
     holder = client.enqueue(cf.send_once, key=k, folder=str(tmp_path))
     wait_for_file(tmp_path, f"holding-{holder.run_id}-1")
-    old_pid: int = client.call("pid")
+    old_pid: int = client.call(Pid())
     os.kill(old_pid, signal.SIGKILL)
     # the claim survived: a racing run, answered by the restarted coordinator, sees it held
     other = client.enqueue(cf.send_once, key=k, folder=str(tmp_path)).result(timeout=120)
-    assert client.call("pid") != old_pid
+    assert client.call(Pid()) != old_pid
     assert other["acquired"] is False and other["state"] == "running"
     assert other["holder"] == [holder.run_id, "send_once", 1]
     (tmp_path / "release").touch()

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from tests.fixtures import flows
+from wfray.application.client_commands import Pid
 from wfray.domain.status import AttemptStatus
 
 
@@ -22,7 +23,7 @@ def test_a_30s_retry_survives_a_coordinator_kill_at_5s_and_fires_once(client: An
     else:
         raise AssertionError("the second attempt never failed")
     time.sleep(5)
-    os.kill(client.call("pid"), signal.SIGKILL)  # the timer is due in about 25 s
+    os.kill(client.call(Pid()), signal.SIGKILL)  # the timer is due in about 25 s
     assert run.result(timeout=90) == 3
     attempts = client.detail(run.run_id).attempts
     assert [a.status for a in attempts] == [

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures import flows
+from wfray.application.client_commands import Pid
 from wfray.domain.status import AttemptStatus, RunStatus
 
 
@@ -48,7 +49,7 @@ def test_coordinator_killed_mid_compensation_completes_every_undo_in_order(
         time.sleep(0.05)
     else:
         raise AssertionError("no compensation started")
-    os.kill(client.call("pid"), signal.SIGKILL)
+    os.kill(client.call(Pid()), signal.SIGKILL)
 
     views = client.wait([r.run_id for r in runs], timeout=120)
     for view in views:

@@ -15,6 +15,7 @@ import ray
 from tests.fixtures import flows
 from tests.integration.conftest import start_wfray
 from wfray.adapters.ray.host import executor_name
+from wfray.application.client_commands import Pid
 from wfray.domain.status import AttemptStatus, RunStatus
 
 
@@ -26,7 +27,7 @@ def wide(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def coordinator_pid(client: Any) -> int:
-    pid: int = client.call("pid")
+    pid: int = client.call(Pid())
     return pid
 
 

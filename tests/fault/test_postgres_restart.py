@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import free_port, service_unavailable
 from tests.fixtures import flows
 from tests.integration.conftest import start_wfray
+from wfray.application.client_commands import Pid
 from wfray.domain.status import AttemptStatus, RunStatus
 
 CHAINS = 150
@@ -136,7 +137,7 @@ def test_runs_complete_once_across_a_postgres_restart(wf: Any, pg_server: PgServ
         assert time.monotonic() < deadline, "the runs did not start"
         time.sleep(0.05)
 
-    pid_before = wf.call("pid")
+    pid_before = wf.call(Pid())
     t0 = time.monotonic()
     pg_server.stop("fast")
     # a submission arriving during the outage is answered once the database is back
@@ -151,7 +152,7 @@ def test_runs_complete_once_across_a_postgres_restart(wf: Any, pg_server: PgServ
     assert len(late.run_ids) == LATE
     run_ids += late.run_ids
     # the coordinator waited for the database instead of crashing and restarting
-    assert wf.call("pid") == pid_before
+    assert wf.call(Pid()) == pid_before
 
     views = wf.wait(run_ids, timeout=120)
     t2 = time.monotonic()

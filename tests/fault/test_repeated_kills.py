@@ -21,6 +21,7 @@ from ray._private.state import state as ray_state
 
 from tests.fixtures import flows
 from tests.integration.conftest import start_wfray
+from wfray.application.client_commands import Pid
 from wfray.domain.records import AttemptRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
@@ -97,7 +98,7 @@ def kill_repeatedly(client: Any) -> list[int]:
                 in_flight.append(work_in_flight(client))
                 time.sleep(MID_WORK_DWELL_S[number // 4 % len(MID_WORK_DWELL_S)])
             # otherwise as soon as the new incarnation answers, likely mid-recovery
-            os.kill(client.call("pid"), signal.SIGKILL)
+            os.kill(client.call(Pid()), signal.SIGKILL)
         else:
             ray.kill(client.handle, no_restart=False)
         last = time.monotonic()

@@ -18,6 +18,7 @@ import pytest
 from tests.fixtures import versioned_v1 as v1
 from tests.fixtures import versioned_v2 as v2
 from tests.integration.conftest import start_wfray
+from wfray.application.client_commands import Pid, Submit
 from wfray.application.messages import SubmitRequest
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
@@ -37,7 +38,7 @@ def submit_by_name(client: Any, name: str) -> str:
     """Submit without a version, as a caller that only knows the name: the latest applies."""
     run_id = uuid.uuid4().hex
     request = SubmitRequest(run_id=run_id, workflow=name, version="", input_json="null")
-    (result,) = client.call("submit", [request])
+    (result,) = client.call(Submit([request]))
     assert result.error is None, result
     return run_id
 
@@ -53,7 +54,7 @@ def test_a_run_in_flight_keeps_its_version_after_a_new_version_and_a_restart(wf:
         assert time.monotonic() < deadline, "v1's slow step never started"
         time.sleep(0.05)
     wf.register(v2.flow)
-    os.kill(wf.call("pid"), signal.SIGKILL)
+    os.kill(wf.call(Pid()), signal.SIGKILL)
 
     assert run.result(timeout=60) == "v1:finish"
     detail = run.detail()

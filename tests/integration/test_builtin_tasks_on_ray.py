@@ -9,6 +9,7 @@ from typing import Any
 from pypdf import PdfReader
 
 import wfray.integrations  # noqa: F401  (declares the built-in tasks in this process)
+from wfray.application.client_commands import Workflows
 from wfray.domain.status import RunStatus
 
 
@@ -17,7 +18,7 @@ def test_a_builtin_task_runs_by_name(client: Any) -> None:
     run = client.submit("render_pdf", {"template": "table", "data": data, "title": "Stock"})
     (view,) = client.wait([run.run_id], timeout=60)
     assert view.status is RunStatus.COMPLETED, view.error
-    names = {schema.name for schema in client.call("query", "workflows")}
+    names = {schema.name for schema in client.call(Workflows())}
     assert "render_pdf" in names  # the client registered what it submitted
     document = run.result(timeout=10)
     pdf = base64.b64decode(document.content_base64)

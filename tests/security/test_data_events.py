@@ -13,6 +13,7 @@ import pytest
 
 from tests.security import _data_support as support
 from tests.security._data_support import ARRIVED, start_wfray
+from wfray.application.client_commands import Publish
 from wfray.domain.errors import InputValidationError
 from wfray.entrypoints.http.app import create_app
 
@@ -81,7 +82,7 @@ def test_a_wrong_field_type_from_the_python_client_names_subscriber_and_field(
 def test_a_publisher_that_skips_validation_is_refused_by_the_coordinator(client: Any) -> None:
     # the coordinator's own publish, called without the validated inputs
     with pytest.raises(InputValidationError, match="was not validated against the input model"):
-        client.call("publish", ARRIVED, json.dumps({"parcel": 3}), "e-raw", "client")
+        client.call(Publish(ARRIVED, json.dumps({"parcel": 3}), "e-raw", "client"))
     assert runs_of_subscribers(client) == []
 
 

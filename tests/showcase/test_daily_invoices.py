@@ -34,6 +34,7 @@ from jobs.invoices.seed import DATABASE_ID, SCHEMA, TEAM_ID, seed_data
 from jobs.invoices.settings import InvoiceSettings, NinoxTarget
 from jobs.invoices.smtp_sink import SmtpSink, running_sink
 from tests.integration.conftest import start_wfray
+from wfray.application.client_commands import Pid
 from wfray.domain.status import RunStatus
 from wfray.integrations.email import SmtpSettings
 
@@ -260,12 +261,12 @@ def test_a_run_whose_coordinator_is_killed_halfway_finishes_without_duplicates(
     while not any(r.fields.get("Status") for r in ninox.list_records(INVOICES)):
         assert time.monotonic() < deadline, "no invoice was created within 60 s"
         time.sleep(0.05)
-    pid: int = wf.call("pid")
+    pid: int = wf.call(Pid())
     os.kill(pid, signal.SIGKILL)
 
     summary = DailySummary.model_validate(run.result(timeout=RUN_TIMEOUT_S))
 
-    assert wf.call("pid") != pid, "the coordinator was not restarted"
+    assert wf.call(Pid()) != pid, "the coordinator was not restarted"
     assert summary.failed == [] and len(summary.invoiced) == 6
     invoices = assert_invoiced_exactly_once(ninox)
     assert_mailed_once(ninox, sink, invoices)

@@ -52,6 +52,7 @@ from tests.showcase.test_daily_invoices import (  # the fixtures wf, server, nin
     wf_fixture,  # noqa: F401
 )
 from wfray.adapters.ray.host import executor_name
+from wfray.application.client_commands import Pid
 from wfray.domain.status import AttemptStatus, RunStatus
 
 WEEK = "2025-W48"
@@ -262,7 +263,7 @@ def test_two_manual_runs_for_one_customer_at_once_create_one_invoice(
 
 
 def kill_coordinator(wf: Any) -> int:
-    pid: int = wf.call("pid")
+    pid: int = wf.call(Pid())
     os.kill(pid, signal.SIGKILL)
     return pid
 
@@ -286,7 +287,7 @@ def test_weekly_runs_at_once_with_the_coordinator_killed_mid_send_mail_once(
     hold.release.set()
     wait_completed(wf, runs)
 
-    assert wf.call("pid") != old
+    assert wf.call(Pid()) != old
     # the sender's step kept running: its 250 arrived and nothing is sent twice
     assert_one_weekly_mail_each(ninox, sink.messages()[immediate:], due)
     summaries = [WeeklySummary.model_validate(r.result(timeout=10)) for r in runs]
@@ -360,6 +361,6 @@ def test_daily_runs_at_once_with_the_coordinator_killed_invoice_and_mail_once(
     hold.release.set()
     wait_completed(wf, runs)
 
-    assert wf.call("pid") != old
+    assert wf.call(Pid()) != old
     invoices = assert_invoiced_exactly_once(ninox)
     assert_mailed_once(ninox, sink, invoices)

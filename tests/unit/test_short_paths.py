@@ -24,6 +24,7 @@ from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.adapters.ray import client as client_module
 from wfray.adapters.ray.client import Client
 from wfray.application import dispatcher
+from wfray.application.client_commands import Submit
 from wfray.application.coordinator import Coordinator
 from wfray.application.definition import Workflow
 from wfray.application.messages import Outcome, SubmitRequest, SubmitResult
@@ -215,14 +216,14 @@ def fake_client(
     sent: list[list[bool]] = []
 
     class Method:
-        def remote(self, requests: list[SubmitRequest]) -> list[SubmitResult]:
-            sent.append([r.fresh_id for r in requests])
+        def remote(self, command: Submit) -> list[SubmitResult]:
+            sent.append([r.fresh_id for r in command.requests])
             if lose_first and len(sent) == 1:
                 raise rex.GetTimeoutError("answer lost")
-            return [SubmitResult(r.run_id, True) for r in requests]
+            return [SubmitResult(r.run_id, True) for r in command.requests]
 
     class Handle:
-        submit = Method()
+        handle = Method()
 
     monkeypatch.setattr(client_module.ray, "get", lambda ref, timeout: ref)
     client = Client(load_settings(namespace="unit"), handle=Handle())

@@ -21,7 +21,10 @@ from wfray.domain.workflow import WorkflowSchema
 
 if TYPE_CHECKING:  # runtime.py and claims.py use the ports: importing them here would cycle
     from wfray.application.claims import ClaimView
+    from wfray.application.coordinator import Coordinator
+    from wfray.application.queries import Queries
     from wfray.application.runtime import ChildPlacement, ChildStatus
+    from wfray.application.scheduler import Scheduler
 
 
 class Clock(Protocol):
@@ -214,3 +217,22 @@ class BlobStore(Protocol):
     def get_item(self, uri: str, index: int) -> bytes:
         """One item of a list written by `put_list`, without reading the others."""
         ...
+
+
+class Started(Protocol):
+    """What the handlers act on, once wfray has started (bootstrap.System is one)."""
+
+    @property
+    def coordinator(self) -> Coordinator: ...
+
+    @property
+    def queries(self) -> Queries: ...
+
+    @property
+    def scheduler(self) -> Scheduler: ...
+
+
+class Desk(Protocol):
+    """Where the commands arrive (the coordinator host): it starts wfray and waits for it."""
+
+    async def ready(self, wait_s: float = ...) -> Started: ...

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter
 
 from wfray.adapters.ray.handle import result_adapter
-from wfray.adapters.ray.submission import build_requests, one_run, raise_refusal
+from wfray.adapters.ray.submission import SubmitOptions, build_requests, raise_refusal
 from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow, subscribers
 from wfray.application.events import unique_keys, validated_inputs
 from wfray.application.messages import CommandResult, RunView
@@ -158,7 +158,10 @@ class LocalWfray(asserts.Assertions):
         """Start one run. The same idempotency key returns the same run."""
         return self.submit_many(
             workflow,
-            **one_run(input, idempotency_key, concurrency_key, run_id),
+            [input],
+            idempotency_keys=[idempotency_key],
+            concurrency_keys=[concurrency_key],
+            run_ids=[run_id] if run_id else None,
             priority=priority,
             queue=queue,
             retry=retry,
@@ -189,19 +192,22 @@ class LocalWfray(asserts.Assertions):
         """Start many runs; each input is validated before anything is stored."""
         flow = self.workflow(workflow)
         self.register(flow)
-        requests = build_requests(
-            flow,
-            inputs,
-            idempotency_keys=idempotency_keys,
+        options = SubmitOptions(
             priority=priority,
             queue=queue,
-            concurrency_keys=concurrency_keys,
-            run_ids=run_ids,
             retry=retry,
             deadline_s=deadline_s,
             parent_run_id=parent_run_id,
             trigger=trigger,
             trigger_id=trigger_id,
+        )
+        requests = build_requests(
+            flow,
+            inputs,
+            options,
+            idempotency_keys=idempotency_keys,
+            concurrency_keys=concurrency_keys,
+            run_ids=run_ids,
         )
         results = []
         for start in range(0, len(requests), chunk):

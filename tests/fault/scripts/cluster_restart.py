@@ -27,6 +27,7 @@ import ray
 
 import wfray
 from tests.fixtures import flows
+from wfray.application.client_commands import Views
 
 
 def start_ray(temp_dir: str) -> None:
@@ -62,7 +63,7 @@ def before(args: argparse.Namespace) -> None:
             raise SystemExit(f"fewer than {args.holds} attempts running after 60s")
         time.sleep(0.05)
     ids = [r.run_id for r in holds + chains]
-    finished = [v.run_id for v in client.call("views", ids) if v.status.finished]
+    finished = [v.run_id for v in client.call(Views(ids)) if v.status.finished]
     answer(
         {
             "holds": [r.run_id for r in holds],

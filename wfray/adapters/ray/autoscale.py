@@ -74,13 +74,3 @@ class BacklogScaler:
             except Exception as exc:
                 log.warning("resource request failed, retrying in %.1fs: %s", interval_s, exc)
             await asyncio.sleep(interval_s)
-
-
-def start_autoscaling(settings: Settings, coordinator: Coordinator) -> asyncio.Task[None] | None:
-    """Start the request loop beside the coordinator, when some pool has a cap above 0."""
-    if not enabled(settings):
-        return None
-    scaler = BacklogScaler(coordinator, max_bundles(settings))
-    return asyncio.create_task(
-        scaler.run_forever(settings.autoscale_interval_s), name="wfray-autoscale-loop"
-    )

@@ -16,19 +16,43 @@ import ray
 from pydantic import TypeAdapter
 
 from wfray.adapters.blob import check_blob_root
+from wfray.adapters.ray.actors import coordinator_actor, executor_actor_names
 from wfray.adapters.ray.handle import RunHandle, decode_result, settled
-from wfray.adapters.ray.host import (
-    COORDINATOR_NAME,
-    coordinator_actor,
-    executor_actor_names,
-    executor_name,
-    io_executor_ids,
-)
+from wfray.adapters.ray.host import COORDINATOR_NAME, executor_name, io_executor_ids
 from wfray.adapters.ray.link import CoordinatorLink
-from wfray.adapters.ray.submission import build_requests, not_fresh, one_run, raise_refusal
+from wfray.adapters.ray.submission import (
+    SubmitOptions,
+    build_requests,
+    not_fresh,
+    one_request,
+    raise_refusal,
+)
+from wfray.application.client_commands import (
+    Cancel,
+    DeclareSchedules,
+    DeleteSchedule,
+    Detail,
+    ListRuns,
+    ListSchedules,
+    Logs,
+    NextValue,
+    PauseSchedule,
+    Publish,
+    Register,
+    Resume,
+    ResumeSchedule,
+    RetryCompensation,
+    Start,
+    Stats,
+    Submit,
+    SubmitAndWait,
+    TriggerSchedule,
+    UpsertSchedule,
+    Wait,
+)
 from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
 from wfray.application.events import unique_keys, validated_inputs
-from wfray.application.messages import CommandResult, RunView, SubmitResult
+from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
 from wfray.application.queries import RunDetail
 from wfray.application.scheduler import ScheduleInfo
 from wfray.application.schedules import build_spec, declared
@@ -37,6 +61,8 @@ from wfray.domain.errors import WfrayError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
+
+SUBMIT_CHUNK = 5000  # runs per coordinator call
 
 
 class Client(CoordinatorLink):
@@ -59,7 +85,7 @@ class Client(CoordinatorLink):
             if (schema.name, schema.version) not in self._registered:
                 schemas.append(schema)
         if schemas:
-            self.call("register", schemas)
+            self.call(Register(schemas))
             self._registered.update((s.name, s.version) for s in schemas)
         specs = [
             spec
@@ -68,7 +94,7 @@ class Client(CoordinatorLink):
             if spec not in self._declared
         ]
         if specs:
-            self.call("declare_schedules", specs)
+            self.call(DeclareSchedules(specs))
             self._declared.update(specs)
 
     # -- submitting ----------------------------------------------------------------------------
@@ -91,14 +117,10 @@ class Client(CoordinatorLink):
         `retry` overrides the retry policy of every step of this run; `deadline_s` its
         workflow's deadline (past it, the run fails and is compensated).
         """
-        return self.submit_many(
-            workflow,
-            **one_run(input, idempotency_key, concurrency_key, run_id),
-            priority=priority,
-            queue=queue,
-            retry=retry,
-            deadline_s=deadline_s,
-        )[0]
+        options = SubmitOptions(priority=priority, queue=queue, retry=retry, deadline_s=deadline_s)
+        flow = self._register_flow(workflow)
+        requests = one_request(flow, input, options, idempotency_key, concurrency_key, run_id)
+        return self._submit(flow, requests)[0]
 
     def enqueue(self, fn: Callable[..., Any], /, **kwargs: Any) -> RunHandle:
         """Enqueue a plain @wfray.task with keyword arguments."""
@@ -116,32 +138,45 @@ class Client(CoordinatorLink):
         run_ids: Sequence[str] | None = None,
         retry: RetryPolicy | None = None,
         deadline_s: float | None = None,
-        chunk: int = 5000,
+        chunk: int = SUBMIT_CHUNK,
         parent_run_id: str | None = None,
         trigger: str = "client",
         trigger_id: str | None = None,
     ) -> list[RunHandle]:
         """Start many runs in few calls; each input is validated before anything is sent."""
-        flow = self.workflow(workflow)
-        self.register(flow)
-        requests = build_requests(
-            flow,
-            inputs,
-            idempotency_keys=idempotency_keys,
+        options = SubmitOptions(
             priority=priority,
             queue=queue,
-            concurrency_keys=concurrency_keys,
-            run_ids=run_ids,
             retry=retry,
             deadline_s=deadline_s,
             parent_run_id=parent_run_id,
             trigger=trigger,
             trigger_id=trigger_id,
         )
+        flow = self._register_flow(workflow)
+        requests = build_requests(
+            flow,
+            inputs,
+            options,
+            idempotency_keys=idempotency_keys,
+            concurrency_keys=concurrency_keys,
+            run_ids=run_ids,
+        )
+        return self._submit(flow, requests, chunk)
+
+    def _register_flow(self, workflow: WorkflowRef) -> Workflow:
+        flow = self.workflow(workflow)
+        self.register(flow)
+        return flow
+
+    def _submit(
+        self, flow: Workflow, requests: list[SubmitRequest], chunk: int = SUBMIT_CHUNK
+    ) -> list[RunHandle]:
         results: list[SubmitResult] = []
         for start in range(0, len(requests), chunk):
             part = requests[start : start + chunk]
-            results.extend(self.call("submit", part, before_resend=not_fresh(part)))
+            answered = self.call(Submit(part), before_resend=not_fresh(part))
+            results.extend(answered)
         handles = [RunHandle(self, r.run_id, flow) for r in results if r.error is None]
         raise_refusal(results, handles)
         return handles
@@ -166,20 +201,11 @@ class Client(CoordinatorLink):
         Raises RunFailedError if the run failed, WaitTimeoutError if it is still running
         after `timeout` seconds (it goes on: `client.run(run_id)` finds it).
         """
-        flow = self.workflow(workflow)
-        self.register(flow)
-        requests = build_requests(
-            flow,
-            **one_run(input, idempotency_key, concurrency_key, run_id),
-            priority=priority,
-            queue=queue,
-            retry=retry,
-            deadline_s=deadline_s,
-        )
+        options = SubmitOptions(priority=priority, queue=queue, retry=retry, deadline_s=deadline_s)
+        flow = self._register_flow(workflow)
+        requests = one_request(flow, input, options, idempotency_key, concurrency_key, run_id)
         results, views = self.call(
-            "submit_and_wait",
-            requests,
-            timeout,
+            SubmitAndWait(requests, timeout),
             timeout_s=timeout + 30,
             before_resend=not_fresh(requests),
         )
@@ -200,7 +226,7 @@ class Client(CoordinatorLink):
             left = deadline - time.monotonic()
             if not waiting or left <= 0:
                 break
-            for view in self.call("wait", waiting, min(left, 30.0), timeout_s=left + 30):
+            for view in self.call(Wait(waiting, min(left, 30.0)), timeout_s=left + 30):
                 views[view.run_id] = view
         return [views[rid] for rid in ids if rid in views]
 
@@ -211,9 +237,8 @@ class Client(CoordinatorLink):
         within about a second (by force if need be), an io coroutine at its next await;
         sync code running in the io pool's threads cannot be interrupted and runs to its end.
         """
-        (answer,) = self.call("cancel", [run_id], reason, compensate)
-        result: CommandResult = answer
-        return result
+        (answer,) = self.call(Cancel([run_id], reason, compensate))
+        return answer
 
     def publish(
         self, name: str, payload: Any = None, *, id: str, source: str = "client"
@@ -225,8 +250,7 @@ class Client(CoordinatorLink):
         keys = unique_keys(name, inputs, local)
         self.register(*local)  # ours are known to wfray before it
         payload_json = TypeAdapter(Any).dump_json(payload).decode()
-        run_ids: list[str] = self.call("publish", name, payload_json, id, source, inputs, keys)
-        return run_ids
+        return self.call(Publish(name, payload_json, id, source, inputs, keys))
 
     def _local_subscribers(self, name: str) -> list[Workflow]:
         from wfray.application.definition import subscribers
@@ -235,8 +259,7 @@ class Client(CoordinatorLink):
 
     def next_value(self, counter: str, count: int = 1) -> int:
         """Advance a counter owned by wfray's store; values are never handed out twice."""
-        value: int = self.call("next_value", counter, count)
-        return value
+        return self.call(NextValue(counter, count))
 
     def dead_letter(self, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
         """Runs whose compensation failed: they need attention (see `retry_compensation`)."""
@@ -244,14 +267,12 @@ class Client(CoordinatorLink):
 
     def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
         """Try the failed compensations of these runs again."""
-        answers: list[CommandResult] = self.call("retry_compensation", list(run_ids))
-        return answers
+        return self.call(RetryCompensation(list(run_ids)))
 
     def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
         """Resume failed or cancelled runs from the steps that did not complete: completed
         steps are not run again, and new attempts continue the attempt numbering."""
-        answers: list[CommandResult] = self.call("resume", list(run_ids))
-        return answers
+        return self.call(Resume(list(run_ids)))
 
     def resume_failed(
         self,
@@ -268,8 +289,7 @@ class Client(CoordinatorLink):
         return RunHandle(self, run_id, None)
 
     def detail(self, run_id: str) -> RunDetail:
-        detail: RunDetail = self.call("query", "run_detail", run_id)
-        return detail
+        return self.call(Detail(run_id))
 
     def list_runs(
         self,
@@ -282,10 +302,7 @@ class Client(CoordinatorLink):
     ) -> list[RunRecord]:
         """Runs, newest first, filtered by workflow, status and creation time; with
         `position` (created_at, run_id), those after it in that order."""
-        runs: list[RunRecord] = self.call(
-            "query", "list_runs", workflow, status, limit, created_after, created_before, position
-        )
-        return runs
+        return self.call(ListRuns(workflow, status, limit, created_after, created_before, position))
 
     def logs(
         self,
@@ -295,12 +312,10 @@ class Client(CoordinatorLink):
         limit: int | None = None,
     ) -> list[LogRecord]:
         """Log lines in order; with `after_id`, those after that line (`LogRecord.id`)."""
-        lines: list[LogRecord] = self.call("query", "logs", run_id, step, after_id, limit)
-        return lines
+        return self.call(Logs(run_id, step, after_id, limit))
 
     def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self.call("stats")
-        return stats
+        return self.call(Stats())
 
     def shutdown(self) -> None:
         """Stop wfray's actors on this cluster. Nothing is lost: runs resume on the next start."""
@@ -329,30 +344,29 @@ class Client(CoordinatorLink):
         else:
             spec = build_spec(schedule, **options)
             self.register(schedule)
-        self.call("upsert_schedule", spec)
+        self.call(UpsertSchedule(spec))
         return spec
 
     def delete_schedule(self, name: str) -> None:
         """Delete a schedule; its runs stay. ScheduleNotFoundError if there is none."""
-        self.call("delete_schedule", name)
+        self.call(DeleteSchedule(name))
 
     def pause_schedule(self, name: str) -> None:
         """Stop firing until resumed; ticks that fall while paused never fire."""
-        self.call("pause_schedule", name)
+        self.call(PauseSchedule(name))
 
     def resume_schedule(self, name: str) -> None:
-        self.call("resume_schedule", name)
+        self.call(ResumeSchedule(name))
 
     def trigger_schedule(self, name: str) -> RunHandle:
         """Start a run of the schedule now, outside its cron."""
-        result: SubmitResult = self.call("trigger_schedule", name)
+        result = self.call(TriggerSchedule(name))
         raise_refusal([result], [])
         return RunHandle(self, result.run_id, None)
 
     def list_schedules(self, next_count: int = 3) -> list[ScheduleInfo]:
         """Every schedule with its next `next_count` fire times (none while paused)."""
-        schedules: list[ScheduleInfo] = self.call("list_schedules", next_count)
-        return schedules
+        return self.call(ListSchedules(next_count))
 
     def decode(self, view: RunView, flow: Workflow | None) -> Any:
         """A finished run's result as a value of its final step's return type."""
@@ -374,7 +388,7 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Client:
     try:
         # the start waits nearly as long as the call may: on a loaded cluster, creating the
         # actors and migrating the store can take far longer than on an idle one
-        client.call("start", CONNECT_TIMEOUT_S - 10, timeout_s=CONNECT_TIMEOUT_S)
+        client.call(Start(CONNECT_TIMEOUT_S - 10), timeout_s=CONNECT_TIMEOUT_S)
     except WfrayError:
         client.shutdown()  # do not leave a coordinator retrying a start that cannot succeed
         raise

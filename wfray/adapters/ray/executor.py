@@ -19,6 +19,7 @@ import pickle
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -140,7 +141,6 @@ def _config(sealed: bytes) -> ExecutorConfig:
     return config
 
 
-@ray.remote(max_retries=0)
 def run_cpu_attempts(bundle: bytes, executor: Any = None) -> list[Sealed]:
     """Attempts in a Ray worker process, one after the other (several only when they are
     short: application/fusion.py): the executor's config and the sealed dispatches in, one
@@ -167,13 +167,9 @@ def run_cpu_attempts(bundle: bytes, executor: Any = None) -> list[Sealed]:
     return outcomes
 
 
-@functools.cache
-def _remote_for(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> Any:
-    # .options() builds a new remote function each call: one per resource shape is enough
-    options: dict[str, Any] = {"num_cpus": num_cpus}
-    if resources:
-        options["resources"] = dict(resources)
-    return run_cpu_attempts.options(**options)
+# The Ray task that runs `run_cpu_attempts` for a resource shape (num_cpus, resources): made
+# in actors.py, where wfray applies ray.remote, and handed to the cpu executor.
+CpuTasks = Callable[[float, tuple[tuple[str, float], ...]], Any]
 
 
 def _ended(key: AttemptKey, status: AttemptStatus, kind: str, message: str) -> Sealed:
@@ -219,9 +215,10 @@ class CpuExecutor:
     thousand coroutines.
     """
 
-    def __init__(self, config: ExecutorConfig) -> None:
+    def __init__(self, config: ExecutorConfig, cpu_tasks: CpuTasks) -> None:
         collect_garbage_rarely()
         self.config = config
+        self.cpu_tasks = cpu_tasks
         self.prefix = config_prefix(config)
         self.outbox = Outbox()
         self.running: dict[AttemptKey, Any] = {}
@@ -257,7 +254,7 @@ class CpuExecutor:
     def _launch(self, together: tuple[Envelope, ...]) -> None:
         first = together[0]
         bundle = self.prefix + pickle.dumps([e.dispatch for e in together])
-        remote = _remote_for(first.num_cpus, first.resources)
+        remote = self.cpu_tasks(first.num_cpus, first.resources)
         if len(together) == 1 and first.timeout_s is not None:
             ref = remote.remote(bundle, ray.get_runtime_context().current_actor)
         else:

@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from wfray.adapters.blob import blob_store
 from wfray.application.arg_text import arg_text
+from wfray.application.client_commands import Views
 from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult, RunView
 from wfray.application.queries import RunDetail
@@ -35,7 +36,7 @@ class RunHandle:
         return f"RunHandle({self.run_id!r})"
 
     def status(self) -> RunStatus:
-        views: list[RunView] = self.client.call("views", [self.run_id])
+        views = self.client.call(Views([self.run_id]))
         if not views:
             raise WfrayError(f"no run with id {self.run_id!r}")
         return views[0].status

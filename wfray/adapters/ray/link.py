@@ -1,5 +1,6 @@
-"""The client's line to the coordinator actor: found by name, called with retries while it
-restarts, its own errors raised without Ray's frames."""
+"""The client's line to the coordinator actor: found by name, sent one command per call (its
+`handle` method answers them all), retried while it restarts, its own errors raised without
+Ray's frames."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import ray
 from ray import exceptions as rex
 
 from wfray.adapters.ray.host import COORDINATOR_NAME
+from wfray.application.client_commands import Command, R
 from wfray.config import Settings
 from wfray.domain.errors import CoordinatorUnavailableError, WaitTimeoutError, WfrayError
 
@@ -30,16 +32,17 @@ class CoordinatorLink:
 
     def call(
         self,
-        method: str,
-        *args: Any,
+        command: Command[R],
+        *,
         timeout_s: float = 60.0,
         before_resend: Callable[[], None] | None = None,
-    ) -> Any:
-        """Call the coordinator, riding out its restarts until `timeout_s` has passed.
+    ) -> R:
+        """Send the coordinator a command, riding out its restarts until `timeout_s` has passed.
 
         `before_resend` runs before the call is sent again (the first send may have been
         carried out even though its answer was lost).
         """
+        asked = type(command).__name__
         deadline = time.monotonic() + timeout_s
         delay = 0.05
         sent = False
@@ -49,8 +52,9 @@ class CoordinatorLink:
                 if sent and before_resend is not None:
                     before_resend()
                 sent = True
-                ref = getattr(self.handle, method).remote(*args)
-                return ray.get(ref, timeout=max(0.1, left))
+                ref = self.handle.handle.remote(command)
+                answer: R = ray.get(ref, timeout=max(0.1, left))
+                return answer
             except rex.RayTaskError as exc:
                 if isinstance(exc.cause, WfrayError):
                     raise exc.cause from None  # the coordinator's own error, without Ray's frames
@@ -58,13 +62,13 @@ class CoordinatorLink:
             except RETRYABLE as exc:
                 if time.monotonic() + delay >= deadline:
                     raise WaitTimeoutError(
-                        f"the coordinator did not answer {method!r} within {timeout_s}s: {exc}"
+                        f"the coordinator did not answer {asked} within {timeout_s}s: {exc}"
                     ) from exc
             except ValueError as exc:  # the named actor is gone: look it up again
                 if time.monotonic() + delay >= deadline:
                     raise CoordinatorUnavailableError(
                         f"no wfray coordinator in Ray namespace {self.settings.namespace!r} "
-                        f"answered {method!r} within {timeout_s}s ({exc}); start it with "
+                        f"answered {asked} within {timeout_s}s ({exc}); start it with "
                         "`wfray start` or `wfray.connect()`"
                     ) from None
                 self._handle = None

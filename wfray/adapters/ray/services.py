@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from wfray.application.claims import ClaimView
+from wfray.application.client_commands import AppendLogs, Claim, FinishClaim, ReadClaim
 from wfray.application.runtime import AttemptKey, ChildPlacement, ChildStatus
 from wfray.application.wire import Sealed
 from wfray.config import load_settings
 from wfray.domain.records import LogRecord
+
+if TYPE_CHECKING:
+    from wfray.adapters.ray.client import Client
 
 log = logging.getLogger("wfray.step")
 
@@ -21,10 +25,10 @@ class RayStepServices:
     def __init__(self, namespace: str, blob_root: str | None) -> None:
         self.namespace = namespace
         self.blob_root = blob_root
-        self._client: Any = None
+        self._client: Client | None = None
 
     @property
-    def client(self) -> Any:
+    def client(self) -> Client:
         if self._client is None:
             from wfray.adapters.ray.client import Client
 
@@ -51,7 +55,8 @@ class RayStepServices:
     def logs(self, lines: list[LogRecord]) -> bool:
         try:
             # answered once committed: a coordinator that dies first leaves them with us
-            committed: bool = ray.get(self.client.handle.append_logs.remote(lines), timeout=30)
+            sent = self.client.handle.handle.remote(AppendLogs(lines))
+            committed: bool = ray.get(sent, timeout=30)
             return committed
         except (ValueError, ray.exceptions.RayError) as exc:
             self.client._handle = None
@@ -64,16 +69,13 @@ class RayStepServices:
 
     def claim(self, key: str, attempt: AttemptKey, ttl_s: float) -> ClaimView:
         # answered once committed; a resend after a lost answer gets the claim back
-        view: ClaimView = self.client.call("claim", key, attempt, ttl_s)
-        return view
+        return self.client.call(Claim(key, attempt, ttl_s))
 
     def finish_claim(self, key: str, attempt: AttemptKey, result_json: str) -> ClaimView:
-        view: ClaimView = self.client.call("finish_claim", key, attempt, result_json)
-        return view
+        return self.client.call(FinishClaim(key, attempt, result_json))
 
     def claimed(self, key: str, asker: AttemptKey) -> ClaimView | None:
-        view: ClaimView | None = self.client.call("claimed", key, asker)
-        return view
+        return self.client.call(ReadClaim(key, asker))
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         ids: list[str] = self.client.publish(name, payload, id=event_id)

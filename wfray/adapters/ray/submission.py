@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from wfray.application.definition import Workflow, encode_input
@@ -35,22 +36,40 @@ ERRORS_BY_CODE = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class SubmitOptions:
+    """What every run of one submission shares: the client's keyword arguments in one value.
+
+    Attributes:
+        priority, queue: where the runs wait for a slot, and in which order.
+        retry: overrides the retry policy of every step of the runs.
+        deadline_s: overrides the workflow's deadline.
+        parent_run_id, trigger, trigger_id: who started the runs ("client", "parent", ...).
+    """
+
+    priority: int = 0
+    queue: str = "default"
+    retry: RetryPolicy | None = None
+    deadline_s: float | None = None
+    parent_run_id: str | None = None
+    trigger: str = "client"
+    trigger_id: str | None = None
+
+
+DEFAULT_OPTIONS = SubmitOptions()
+
+
 def build_requests(
     flow: Workflow,
     inputs: Sequence[Any],
+    options: SubmitOptions = DEFAULT_OPTIONS,
     *,
     idempotency_keys: Sequence[str | None] | None = None,
-    priority: int = 0,
-    queue: str = "default",
     concurrency_keys: Sequence[str | None] | None = None,
     run_ids: Sequence[str] | None = None,
-    retry: RetryPolicy | None = None,
-    deadline_s: float | None = None,
-    parent_run_id: str | None = None,
-    trigger: str = "client",
-    trigger_id: str | None = None,
 ) -> list[SubmitRequest]:
-    """One request per input, each validated against the workflow's input model."""
+    """One request per input, each validated against the workflow's input model; the keys
+    and ids, when given, are one per input."""
     schema = flow.schema
     payloads = [encode_input(flow, value) for value in inputs]
     unique_keys = [flow.unique_key(payload) for payload in payloads]
@@ -59,7 +78,7 @@ def build_requests(
     fresh = run_ids is None  # ids made up here: no run can hold them yet
     ids = [check_run_id(i) for i in run_ids] if run_ids is not None else []
     ids = ids or [uuid.uuid4().hex for _ in payloads]
-    retry_json = None if retry is None else retry.model_dump_json()
+    retry_json = None if options.retry is None else options.retry.model_dump_json()
     return [
         SubmitRequest(
             run_id=ids[i],
@@ -67,31 +86,38 @@ def build_requests(
             version=schema.version,
             input_json=payloads[i],
             idempotency_key=keys[i],
-            priority=priority,
-            queue=queue,
+            priority=options.priority,
+            queue=options.queue,
             concurrency_key=ckeys[i],
             retry_json=retry_json,
-            deadline_s=deadline_s,
+            deadline_s=options.deadline_s,
             unique_key=unique_keys[i],
-            parent_run_id=parent_run_id,
-            trigger=trigger,
-            trigger_id=trigger_id,
+            parent_run_id=options.parent_run_id,
+            trigger=options.trigger,
+            trigger_id=options.trigger_id,
             fresh_id=fresh,
         )
         for i in range(len(payloads))
     ]
 
 
-def one_run(
-    input: Any, idempotency_key: str | None, concurrency_key: str | None, run_id: str | None
-) -> dict[str, Any]:
-    """The per-run arguments of `build_requests` for a single run."""
-    return {
-        "inputs": [input],
-        "idempotency_keys": [idempotency_key],
-        "concurrency_keys": [concurrency_key],
-        "run_ids": [run_id] if run_id else None,
-    }
+def one_request(
+    flow: Workflow,
+    input: Any,
+    options: SubmitOptions,
+    idempotency_key: str | None,
+    concurrency_key: str | None,
+    run_id: str | None,
+) -> list[SubmitRequest]:
+    """The request for a single run."""
+    return build_requests(
+        flow,
+        [input],
+        options,
+        idempotency_keys=[idempotency_key],
+        concurrency_keys=[concurrency_key],
+        run_ids=[run_id] if run_id else None,
+    )
 
 
 def not_fresh(requests: Sequence[SubmitRequest]) -> Callable[[], None]:

@@ -28,10 +28,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wfray.adapters.ray.client import Client
+from wfray.application.client_commands import ListRuns, Stats, Workflows
 from wfray.application.definition import Workflow
 from wfray.config import Settings
 from wfray.domain.errors import WfrayError
-from wfray.domain.workflow import WorkflowSchema
 from wfray.entrypoints.http.auth import (
     BrowserGuard,
     TokenBook,
@@ -134,7 +134,7 @@ def _catalog_routes(
     )
     def list_workflows() -> list[WorkflowOut]:
         """Known workflows with their DAG; those whose module is loaded here are submittable."""
-        stored: list[WorkflowSchema] = client.call("query", "workflows")
+        stored = client.call(Workflows())
         return WorkflowOut.listing(flows.values(), stored)
 
     @router.get("/queues", response_model=QueuesOut, tags=["queues"], dependencies=[needs("read")])
@@ -196,12 +196,12 @@ def operations_routes(
 
 def check_health(client: Client) -> HealthOut:
     try:
-        client.call("stats", timeout_s=HEALTH_TIMEOUT_S)
+        client.call(Stats(), timeout_s=HEALTH_TIMEOUT_S)
     except Exception as exc:  # whatever the reason, health reports it rather than raising
         reason = f"unreachable: {type(exc).__name__}: {exc}"
         return HealthOut(status="unavailable", coordinator=reason, store="unknown")
     try:
-        client.call("query", "list_runs", None, None, 1, timeout_s=HEALTH_TIMEOUT_S)
+        client.call(ListRuns(limit=1), timeout_s=HEALTH_TIMEOUT_S)
     except Exception as exc:
         reason = f"unreachable: {type(exc).__name__}: {exc}"
         return HealthOut(status="unavailable", coordinator="ok", store=reason)

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 
 from wfray.adapters.ray.client import Client
+from wfray.application.client_commands import DetailPage
 from wfray.application.queries import RunDetail
 from wfray.domain.records import RunRecord
 from wfray.domain.status import RunStatus
@@ -103,9 +104,7 @@ def page_detail(
     """The run, and a page of its tasks and of its attempts after `position`; the next
     cursor goes on with whichever of the two has more."""
     tasks_after, attempts_after = position or (None, None)
-    detail: RunDetail = client.call(
-        "query", "run_detail_page", run_id, limit + 1, tasks_after, attempts_after
-    )
+    detail = client.call(DetailPage(run_id, limit + 1, tasks_after, attempts_after))
     tasks, attempts = detail.tasks[:limit], detail.attempts[:limit]
     next_cursor = None
     if len(detail.tasks) > limit or len(detail.attempts) > limit:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from wfray.adapters.ray.client import Client
+from wfray.application.client_commands import Views
 from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult, RunView
 from wfray.config import Settings
@@ -180,7 +181,7 @@ def run_routes(
 
 
 def run_view(client: Client, run_id: str) -> RunView:
-    views: list[RunView] = client.call("views", [run_id])
+    views = client.call(Views([run_id]))
     if not views:
         raise RunNotFoundError(f"no run with id {run_id!r}")
     return views[0]

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
+from wfray.adapters.ray.actors import api_deployment
 from wfray.config import Settings
 from wfray.domain.errors import DefinitionError
 from wfray.entrypoints.http.app import create_app
@@ -24,16 +25,9 @@ from wfray.entrypoints.http.catalog import check_api_tasks
 APP_NAME = "wfray-api"
 
 
-@serve.deployment(
-    name="WfrayApi",
-    # The replica waits on the coordinator; it needs no CPU of its own (2-core machines).
-    ray_actor_options={"num_cpus": 0},
-    # Serve's default (5) would let a few followed log streams hold every slot; requests
-    # here mostly wait on the coordinator, so many can be in flight at once.
-    max_ongoing_requests=64,
-)
-@serve.ingress()
 class WfrayApi:
+    """The API replica's body; its Serve deployment is made in adapters/ray/actors.py."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
@@ -65,7 +59,7 @@ def start_api(settings: Settings, app_name: str = APP_NAME) -> str:
             f"listens on {host!r} (port {port}), not on loopback as configured "
             f"({settings.api_host!r}): set WFRAY_API_TOKEN or WFRAY_API_TOKENS"
         )
-    application: Any = WfrayApi.bind(settings)  # type: ignore[attr-defined]
+    application: Any = api_deployment(WfrayApi).bind(settings)
     serve.run(application, name=app_name, route_prefix=prefix)
     shown = settings.api_host if _is_wildcard(host) else host
     shown = f"[{shown}]" if ":" in shown else shown

@@ -1,0 +1,198 @@
+"""How wfray's Ray actors, tasks and Serve deployment are made and found.
+
+The one module that applies `ray.remote` and `serve.deployment`: the classes it wraps (the
+coordinator host, the executors, the HTTP API) are plain, as Ray Serve wraps its plain
+ServeController in `controller_actor_class.py`. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from wfray.adapters.ray.executor import (
+    CpuExecutor,
+    Envelope,
+    ExecutorConfig,
+    IoExecutor,
+    collect_garbage_rarely,
+    run_cpu_attempts,
+)
+from wfray.adapters.ray.host import (
+    COORDINATOR_NAME,
+    CoordinatorHost,
+    executor_name,
+    io_executor_ids,
+)
+from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
+from wfray.application.ports import StepExecutor
+from wfray.application.step_runner import RunnerSettings
+from wfray.application.wire import SealedBatch, SealedSnapshot
+from wfray.config import Settings
+
+log = logging.getLogger("wfray.actors")
+
+# Detached so they outlive the process that made them; restarted by Ray for ever; a call is
+# never retried by Ray (wfray decides what a lost call means); no CPU held (2-core machines).
+DETACHED: dict[str, Any] = {
+    "lifetime": "detached",
+    "max_restarts": -1,
+    "max_task_retries": 0,
+    "get_if_exists": True,
+    "num_cpus": 0,
+}
+
+
+# -- the coordinator -----------------------------------------------------------------------------
+
+
+class CoordinatorActor(CoordinatorHost):
+    """The coordinator host as Ray runs it, in a process of its own.
+
+    Ray awaits an async constructor on the actor's event loop, so the start can be set going
+    here without a Ray call: a restarted coordinator resumes its runs by itself, before any
+    client asks.
+    """
+
+    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
+        logging.basicConfig(level=logging.INFO)
+        collect_garbage_rarely()
+        super().__init__(settings)
+        self.begin_start()
+
+
+def coordinator_actor(settings: Settings, *, node_id: str | None = None) -> Any:
+    """Get or create the coordinator actor, pinned to `node_id` (default: this node)."""
+    pin = node_id or ray.get_runtime_context().get_node_id()
+    return (
+        ray.remote(CoordinatorActor)
+        .options(
+            name=COORDINATOR_NAME,
+            namespace=settings.namespace,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(pin, soft=False),
+            **DETACHED,
+        )
+        .remote(settings)
+    )
+
+
+# -- the executors -------------------------------------------------------------------------------
+
+
+@functools.cache
+def _cpu_attempts_task() -> Any:
+    return ray.remote(max_retries=0)(run_cpu_attempts)
+
+
+@functools.cache
+def cpu_attempts_task(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> Any:
+    """The Ray task running cpu attempts with this resource shape (CpuExecutor launches it)."""
+    # .options() builds a new remote function each call: one per resource shape is enough
+    options: dict[str, Any] = {"num_cpus": num_cpus}
+    if resources:
+        options["resources"] = dict(resources)
+    return _cpu_attempts_task().options(**options)
+
+
+def executor_config(settings: Settings) -> ExecutorConfig:
+    return ExecutorConfig(
+        blob_root=settings.blob_root,
+        runner=RunnerSettings(
+            blob_threshold_bytes=settings.blob_threshold_bytes,
+            max_result_bytes=settings.max_result_bytes,
+            log_limit=settings.log_limit,
+            secret_dir=settings.secret_dir,
+            max_log_line_chars=settings.max_log_line_chars,
+        ),
+        io_concurrency=settings.io_concurrency,
+        attempts_per_task=settings.cpu_attempts_per_task,
+        namespace=settings.namespace,
+        io_sync_timeout_s=settings.io_sync_timeout_s,
+    )
+
+
+def executor_actor_names(namespace: str) -> list[str]:
+    """The executor actors running in a namespace, whatever they were configured as."""
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == namespace and a["name"].startswith(executor_name(""))
+    ]
+
+
+def stop_unconfigured_executors(settings: Settings) -> None:
+    """io executors left from a start with more of them: stopped, so that no attempt runs
+    on there unseen (the coordinator records their attempts as lost and runs them again)."""
+    wanted = {executor_name(e) for e in ["cpu", *io_executor_ids(settings)]}
+    for name in executor_actor_names(settings.namespace):
+        if name not in wanted:
+            log.warning("stopping executor %s: no longer configured", name)
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(name, namespace=settings.namespace), no_restart=True)
+
+
+def executor_actors(settings: Settings) -> dict[str, Any]:
+    """Get or create the detached executor actors, one per pool."""
+    config = executor_config(settings)
+    stop_unconfigured_executors(settings)
+    common = dict(DETACHED, namespace=settings.namespace)
+    # several io executors go to different nodes where they can: SPREAD
+    io_options = dict(common, scheduling_strategy="SPREAD")
+    if ray.cluster_resources().get("io", 0) >= 1:
+        io_options["resources"] = {"io": 1}
+    io_actor = ray.remote(IoExecutor)
+    cpu_actor = ray.remote(CpuExecutor).options(name=executor_name("cpu"), **common)
+    executors: dict[str, Any] = {"cpu": cpu_actor.remote(config, cpu_attempts_task)}
+    for executor in io_executor_ids(settings):
+        options = dict(io_options, name=executor_name(executor))
+        executors[executor] = io_actor.options(**options).remote(config)
+    return executors
+
+
+class ActorExecutor:
+    """The StepExecutor port over an executor actor's handle."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def dispatch(self, dispatches: list[Dispatch], epoch: int) -> None:
+        await self.handle.dispatch.remote([Envelope.of(d) for d in dispatches], epoch)
+
+    async def drain(self, ack: int, wait_s: float, epoch: int) -> Drained:
+        drained: SealedBatch = await self.handle.drain.remote(ack, wait_s, epoch)
+        return drained.opened()
+
+    async def snapshot(self, ack: int, epoch: int) -> ExecutorSnapshot:
+        snapshot: SealedSnapshot = await self.handle.snapshot.remote(ack, epoch)
+        return snapshot.opened()
+
+    async def cancel(self, attempts: list[tuple[str, str, int, int]]) -> None:
+        await self.handle.cancel.remote(attempts)
+
+
+def step_executors(settings: Settings) -> dict[str, StepExecutor]:
+    """The coordinator's executors: one actor per pool, reached through its handle."""
+    return {pool: ActorExecutor(handle) for pool, handle in executor_actors(settings).items()}
+
+
+# -- the HTTP API --------------------------------------------------------------------------------
+
+
+def api_deployment(api_class: type[Any]) -> Any:
+    """The Serve deployment of the HTTP API: `api_class` builds the FastAPI app in its
+    replica (`__serve_build_asgi_app__`), after the replica imported the user's modules."""
+    from ray import serve  # Serve pulls in the web stack: only where the API is served
+
+    return serve.deployment(
+        name="WfrayApi",
+        # The replica waits on the coordinator; it needs no CPU of its own (2-core machines).
+        ray_actor_options={"num_cpus": 0},
+        # Serve's default (5) would let a few followed log streams hold every slot; requests
+        # here mostly wait on the coordinator, so many can be in flight at once.
+        max_ongoing_requests=64,
+    )(serve.ingress()(api_class))
