@@ -55,9 +55,19 @@ def run_routes(
     needs: Any,
     flows: Mapping[str, Workflow],
 ) -> None:
-    queues = declared_queues(settings.queues)
-    slots = StreamSlots(settings.api_max_streams)
+    _submit_route(router, client, needs, flows, declared_queues(settings.queues))
+    _read_routes(router, client, needs)
+    _log_route(router, settings, client, needs, StreamSlots(settings.api_max_streams))
+    _command_routes(router, client, needs)
 
+
+def _submit_route(
+    router: APIRouter,
+    client: Client,
+    needs: Any,
+    flows: Mapping[str, Workflow],
+    queues: frozenset[str],
+) -> None:
     @router.post(
         "/runs",
         status_code=202,
@@ -93,6 +103,8 @@ def run_routes(
         response.headers["Location"] = link
         return SubmitAccepted(run_id=handle.run_id, workflow=flow.name, link=link)
 
+
+def _read_routes(router: APIRouter, client: Client, needs: Any) -> None:
     @router.get("/runs", response_model=RunPage, tags=["runs"], dependencies=[needs("read")])
     def list_runs(
         workflow: Annotated[str | None, Query(pattern=NAME)] = None,
@@ -123,6 +135,10 @@ def run_routes(
         error); `next_cursor` reads on."""
         return page_detail(client, run_id, limit, cursor_or_422(cursor, decode_detail_cursor))
 
+
+def _log_route(
+    router: APIRouter, settings: Settings, client: Client, needs: Any, slots: StreamSlots
+) -> None:
     @router.get(
         "/runs/{run_id}/logs",
         response_model=list[LogLineOut],
@@ -157,6 +173,8 @@ def run_routes(
             stream, media_type="application/x-ndjson", background=BackgroundTask(release)
         )
 
+
+def _command_routes(router: APIRouter, client: Client, needs: Any) -> None:
     @router.post(
         "/runs/{run_id}/cancel",
         response_model=CommandOut,

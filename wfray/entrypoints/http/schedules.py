@@ -3,7 +3,7 @@ and listed with their next fire times, through the same Client as the rest of th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -92,6 +92,15 @@ def schedule_routes(
                 return ScheduleOut.of(info)
         raise ScheduleNotFoundError(f"no schedule named {name!r}")
 
+    _listing_routes(router, client, needs)
+    _definition_routes(router, client, needs, flows, queues, one)
+    _control_routes(router, client, needs, one)
+
+
+One = Callable[[str], ScheduleOut]  # a schedule as the API shows it, by name
+
+
+def _listing_routes(router: APIRouter, client: Client, needs: Any) -> None:
     @router.get(
         "/schedules",
         response_model=list[ScheduleOut],
@@ -104,6 +113,15 @@ def schedule_routes(
         """Every schedule, with how far it fired and its next fire times."""
         return [ScheduleOut.of(info) for info in client.list_schedules(next)]
 
+
+def _definition_routes(
+    router: APIRouter,
+    client: Client,
+    needs: Any,
+    flows: Mapping[str, Workflow],
+    queues: frozenset[str],
+    one: One,
+) -> None:
     @router.put(
         "/schedules/{name}",
         response_model=ScheduleOut,
@@ -130,6 +148,16 @@ def schedule_routes(
         )
         return one(name)
 
+    @router.delete(
+        "/schedules/{name}", status_code=204, tags=["schedules"], dependencies=[needs("admin")]
+    )
+    def delete(name: ScheduleName) -> Response:
+        """Delete the schedule; the runs it started stay."""
+        client.delete_schedule(name)
+        return Response(status_code=204)
+
+
+def _control_routes(router: APIRouter, client: Client, needs: Any, one: One) -> None:
     @router.post(
         "/schedules/{name}/pause",
         response_model=ScheduleOut,
@@ -164,11 +192,3 @@ def schedule_routes(
         link = str(request.url_for("get_run", run_id=handle.run_id))
         response.headers["Location"] = link
         return TriggerAccepted(schedule=name, run_id=handle.run_id, link=link)
-
-    @router.delete(
-        "/schedules/{name}", status_code=204, tags=["schedules"], dependencies=[needs("admin")]
-    )
-    def delete(name: ScheduleName) -> Response:
-        """Delete the schedule; the runs it started stay."""
-        client.delete_schedule(name)
-        return Response(status_code=204)
