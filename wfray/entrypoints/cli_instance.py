@@ -26,7 +26,6 @@ import importlib
 import json
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import psutil
 from rich.console import Console
 
 from wfray.config import Settings, load_settings
+from wfray.entrypoints.cli_processes import kill_tree, local_ray_token, use_ray_auth
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, load_workflows
 
 if TYPE_CHECKING:
@@ -48,9 +48,7 @@ if TYPE_CHECKING:
 
 STATE_FILE = "instance.json"
 LOG_FILE = "local-ray.log"
-RAY_TOKEN_FILE = "ray_auth_token"
 API_MODULE = "wfray.entrypoints.http.serve"
-STOP_GRACE_S = 30.0
 
 
 @dataclass
@@ -278,38 +276,12 @@ def _start_local(settings: Settings, args: argparse.Namespace) -> Instance:
             elif exit_code is not None:
                 reason = f"it exited with code {exit_code}"
             if daemon.poll() is None:  # take down what it started so far
-                _kill_tree(psutil.Process(daemon.pid))
+                kill_tree(psutil.Process(daemon.pid))
             raise CliError(
                 f"the local Ray instance did not start: {reason} (log: {log_path})",
                 Exit.UNREACHABLE,
             )
         time.sleep(0.2)
-
-
-def use_ray_auth(token_path: str) -> None:
-    """Set this process up for Ray's token authentication with the token in `token_path`,
-    or with authentication off when it is empty; before Ray is imported."""
-    if token_path:
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN_PATH"] = token_path
-        os.environ.pop("RAY_AUTH_TOKEN", None)  # it would win over the file
-    else:
-        os.environ["RAY_AUTH_MODE"] = "disabled"
-    raylet: Any = sys.modules.get("ray._raylet")
-    if raylet is not None:  # Ray read its config at import: make it read it again
-        raylet.Config.initialize("")
-        raylet.AuthenticationTokenLoader.instance().reset_cache()
-
-
-def local_ray_token(data_dir: Path) -> Path:
-    """The local instance's Ray token file, made once (256 random bits, readable only by
-    its owner) and kept across restarts."""
-    path = data_dir / RAY_TOKEN_FILE
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            out.write(secrets.token_hex(32))
-    return path
 
 
 def run_local_instance(path: Path, options: dict[str, Any]) -> int:
@@ -384,7 +356,7 @@ def stop(ctx: CliContext, args: argparse.Namespace) -> int:
             _stop_api(instance, ctx.console)
         ray.shutdown()  # disconnect before the instance goes away under us
     if owner is not None:
-        _kill_tree(owner)
+        kill_tree(owner)
     state_path(ctx.settings).unlink(missing_ok=True)
     what = "and its local Ray instance " if instance.local else ""
     ctx.console.print(f"wfray {what}stopped ({instance.address or 'never started'})")
@@ -401,23 +373,6 @@ def _stop_api(instance: Instance, console: Console) -> None:
         console.print(f"note: {API_MODULE} has no stop_api(); the HTTP API is left running")
     else:
         stop_api(getattr(module, "APP_NAME", None))  # only ours: other Serve apps stay
-
-
-def _kill_tree(owner: psutil.Process) -> None:
-    """SIGTERM the owner (it shuts its Ray instance down), then SIGKILL what survives of the
-    processes that were its descendants when we looked."""
-    try:
-        family = [owner, *owner.children(recursive=True)]
-        owner.terminate()
-    except psutil.NoSuchProcess:
-        return
-    _, alive = psutil.wait_procs([owner], timeout=STOP_GRACE_S)
-    descendants = [p for p in family[1:] if p.is_running()]
-    _, alive = psutil.wait_procs([*alive, *descendants], timeout=5)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(alive, timeout=5)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from wfray.adapters.ray.executor import (
     CpuExecutor,
     Envelope,
     ExecutorConfig,
-    IoExecutor,
     collect_garbage_rarely,
     run_cpu_attempts,
 )
@@ -29,6 +28,7 @@ from wfray.adapters.ray.host import (
     executor_name,
     io_executor_ids,
 )
+from wfray.adapters.ray.io_executor import IoExecutor
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
 from wfray.application.ports import StepExecutor
 from wfray.application.step_runner import RunnerSettings

@@ -2,8 +2,8 @@
 
 Detached, so a coordinator restart kills no running step (under Ray's ownership model a
 task dies with the process that submitted it). The cpu executor runs each attempt as a Ray
-task holding a CPU; the io executor runs attempts as coroutines inside itself, sync code in
-threads, many at a time.
+task holding a CPU; the io executor (io_executor.py) runs attempts as coroutines inside
+itself, sync code in threads, many at a time. What both share is here too.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import inspect
 import logging
 import math
 import os
@@ -20,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -33,13 +32,10 @@ from wfray.application.messages import Dispatch, Outcome
 from wfray.application.outbox import Outbox
 from wfray.application.step_runner import (
     RunnerSettings,
-    load_function,
     run_attempt,
-    run_attempt_async,
 )
 from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.config import masked_repr
-from wfray.domain.errors import StepImportError
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
 
@@ -176,7 +172,7 @@ def _ended(key: AttemptKey, status: AttemptStatus, kind: str, message: str) -> S
     return seal(Outcome.ended(key, status, kind, message))
 
 
-def _stopped(
+def stopped(
     key: AttemptKey, timed_out: bool, timeout_s: float | None, default: bool = False
 ) -> Sealed:
     """How an attempt this executor stopped ended: past its timeout, or cancelled."""
@@ -192,7 +188,7 @@ def _stopped(
     return _ended(key, AttemptStatus.CANCELLED, "wfray.Cancelled", "cancelled")
 
 
-def _admitted(outbox: Outbox, envelopes: list[Envelope], epoch: int) -> bool:
+def admitted(outbox: Outbox, envelopes: list[Envelope], epoch: int) -> bool:
     """Whether these dispatches may run: not if an earlier coordinator sent them (outbox.py)."""
     if outbox.admits(epoch):
         return True
@@ -238,7 +234,7 @@ class CpuExecutor:
         self.launched_attempts = 0
 
     async def dispatch(self, envelopes: list[Envelope], epoch: int) -> None:
-        if not _admitted(self.outbox, envelopes, epoch):
+        if not admitted(self.outbox, envelopes, epoch):
             return
         self._loop = asyncio.get_running_loop()
         shareable: dict[tuple[float, tuple[tuple[str, float], ...]], list[Envelope]] = {}
@@ -336,7 +332,7 @@ class CpuExecutor:
                 together, self._outcomes(together, future), strict=True
             ):
                 if e.key in self.dropped:
-                    outcome, from_worker = _stopped(e.key, False, None), False
+                    outcome, from_worker = stopped(e.key, False, None), False
                 # the worker reported an outcome of its own making to the coordinator already
                 self.outbox.put(outcome, wake=not (from_worker and e.report_directly))
                 self.running.pop(e.key, None)
@@ -356,9 +352,7 @@ class CpuExecutor:
             outcomes: list[Sealed] = future.result()
             return [(outcome, True) for outcome in outcomes]
         except (rex.TaskCancelledError, CancelledError):
-            return [
-                (_stopped(e.key, e.key in self.timed_out, e.timeout_s), False) for e in together
-            ]
+            return [(stopped(e.key, e.key in self.timed_out, e.timeout_s), False) for e in together]
         except Exception as exc:  # the wrapper catches user errors: this is Ray's own failure
             kind, message = f"ray.{type(exc).__name__}", str(exc)[:2000]
             return [(_ended(e.key, AttemptStatus.LOST, kind, message), False) for e in together]
@@ -377,96 +371,6 @@ class CpuExecutor:
             "tasks": self.launched_tasks,
             "attempts": self.launched_attempts,
         }
-
-    async def pid(self) -> int:
-        return os.getpid()
-
-
-class IoExecutor:
-    """Runs io attempts as coroutines in this actor; sync steps in a bounded thread pool."""
-
-    def __init__(self, config: ExecutorConfig) -> None:
-        self.config = config
-        self.outbox = Outbox()
-        self.running: dict[AttemptKey, asyncio.Task[None]] = {}
-        self.timed_out: set[AttemptKey] = set()
-        self.blobs = blob_store(config.blob_root) if config.blob_root else None
-        self.identity: WorkerIdentity | None = None
-        self.threads = ThreadPoolExecutor(max_workers=config.io_concurrency)
-        self.slots: asyncio.Semaphore | None = None
-
-    async def dispatch(self, envelopes: list[Envelope], epoch: int) -> None:
-        if not _admitted(self.outbox, envelopes, epoch):
-            return
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(self.threads)
-        if self.slots is None:
-            self.slots = asyncio.Semaphore(self.config.io_concurrency)
-        if self.identity is None:
-            self.identity = worker_identity()
-        for e in envelopes:
-            d = open_dispatch(e.dispatch)
-            self.running[e.key] = loop.create_task(self._run(d))
-            timeout_s = self._timeout_s(d)
-            if timeout_s is not None:
-                loop.call_later(timeout_s, self._time_out, e.key)
-
-    def _timeout_s(self, d: Dispatch) -> float | None:
-        """The step's own timeout; else, for sync code, the default: a sync step holds one
-        of the io threads while it runs, and one stuck on a slow server would hold it for
-        ever (its thread runs on after the timeout, but its slot and attempt are freed)."""
-        if d.timeout_s is not None or self.config.io_sync_timeout_s is None:
-            return d.timeout_s
-        try:
-            is_async = inspect.iscoroutinefunction(load_function(d.fn))
-        except StepImportError:
-            is_async = False  # the attempt fails at once anyway
-        return None if is_async else self.config.io_sync_timeout_s
-
-    def _time_out(self, key: AttemptKey) -> None:
-        task = self.running.get(key)
-        if task is not None:
-            self.timed_out.add(key)
-            task.cancel()  # sync code in a thread cannot be interrupted: its outcome is dropped
-
-    async def cancel(self, attempts: list[AttemptKey]) -> None:
-        """Coroutines stop at their next await; sync steps in threads run on to their end
-        (Python cannot interrupt a thread), and their outcome is dropped."""
-        for key in attempts:
-            task = self.running.get(key)
-            if task is not None:
-                task.cancel()
-
-    async def _run(self, d: Dispatch) -> None:
-        assert self.slots is not None and self.identity is not None
-        try:
-            async with self.slots:
-                outcome = await run_attempt_async(
-                    d,
-                    self.blobs,
-                    self.identity,
-                    self.config.runner,
-                    step_services(self.config.namespace, self.config.blob_root),
-                )
-        except asyncio.CancelledError:
-            key = d.attempt_key
-            timeout_s = self._timeout_s(d)
-            default = d.timeout_s is None and timeout_s is not None
-            self.outbox.put(_stopped(key, key in self.timed_out, timeout_s, default))
-            return
-        finally:
-            self.running.pop(d.attempt_key, None)
-            self.timed_out.discard(d.attempt_key)
-        self.outbox.put(seal(outcome))
-
-    async def drain(self, ack: int, wait_s: float, epoch: int) -> SealedBatch:
-        return await self.outbox.drain(ack, wait_s, epoch)
-
-    async def snapshot(self, ack: int, epoch: int) -> SealedSnapshot:
-        return self.outbox.snapshot(ack, list(self.running), epoch)
-
-    async def stats(self) -> dict[str, int]:
-        return {"running": len(self.running), "unacked": len(self.outbox)}
 
     async def pid(self) -> int:
         return os.getpid()
