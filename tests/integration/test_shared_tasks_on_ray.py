@@ -1,4 +1,4 @@
-"""Short attempts sharing Ray tasks on a real Ray instance (application/fusion.py): each is
+"""Short attempts sharing Ray tasks on a real Ray instance (application/shared_tasks.py): each is
 still its own attempt, a worker killed under a shared task loses none of them, and a
 cancelled one is dropped without stopping the others."""
 

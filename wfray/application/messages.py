@@ -95,7 +95,7 @@ class Dispatch:
     # hop shorter than through its executor (whose copy stays the durable one).
     report_directly: bool = False
     # Seen to be short, and free of timeouts: it may share one Ray task with other such
-    # attempts when the backlog is deep (application/fusion.py).
+    # attempts when the backlog is deep (application/shared_tasks.py).
     shareable: bool = False
     kind: str = "step"  # or "compensation"
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
 from wfray.application.coordinator_settings import CoordinatorSettings
-from wfray.application.fusion import ShortSteps
+from wfray.application.shared_tasks import ShortSteps
 from wfray.application.timers import TimerQueue
 from wfray.domain.queueing import QueueManager
 from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord

@@ -27,9 +27,9 @@ import ray
 from ray import exceptions as rex
 
 from wfray.adapters.blob import blob_store
-from wfray.application.fusion import MAX_SHARED, share_out
 from wfray.application.messages import Dispatch, Outcome
 from wfray.application.outbox import Outbox
+from wfray.application.shared_tasks import MAX_SHARED, share_out
 from wfray.application.step_runner import (
     RunnerSettings,
     run_attempt,
@@ -139,7 +139,7 @@ def _config(sealed: bytes) -> ExecutorConfig:
 
 def run_cpu_attempts(bundle: bytes, executor: Any = None) -> list[Sealed]:
     """Attempts in a Ray worker process, one after the other (several only when they are
-    short: application/fusion.py): the executor's config and the sealed dispatches in, one
+    short: application/shared_tasks.py): the executor's config and the sealed dispatches in, one
     sealed outcome per dispatch out. An attempt with a timeout comes alone, with the
     executor's handle: it hears when the attempt begins, and starts the clock then."""
     config, dispatches = _unbundle(bundle)
@@ -204,7 +204,7 @@ def admitted(outbox: Outbox, envelopes: list[Envelope], epoch: int) -> bool:
 
 class CpuExecutor:
     """Owns cpu attempts as Ray tasks: one attempt per task, or a few short ones together
-    when many arrive at once (application/fusion.py).
+    when many arrive at once (application/shared_tasks.py).
 
     Completions arrive as callbacks on Ray's threads; they are collected and handed to the
     event loop in bursts, so a thousand finishing tasks cost a few loop wake-ups, not a
@@ -261,7 +261,7 @@ class CpuExecutor:
         self.launched_attempts += len(together)
         if len(together) > 1:
             self.shared.update(e.key for e in together)
-        elif first.timeout_s is not None:  # never shared: fusion.py
+        elif first.timeout_s is not None:  # never shared: shared_tasks.py
             assert self._loop is not None
             self.timeouts[first.key] = first.timeout_s
             grace = first.timeout_s + UNHEARD_START_GRACE_S

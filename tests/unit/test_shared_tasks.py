@@ -1,4 +1,4 @@
-"""Which attempts may share one Ray task (application/fusion.py): steps seen to be short,
+"""Which attempts may share one Ray task (application/shared_tasks.py): steps seen to be short,
 without a timeout or heartbeat, dispatched while the backlog is deep; and how a batch of
 them is shared out so that every CPU still has work."""
 
@@ -15,8 +15,8 @@ from tests.unit.test_coordinator_inline import coordinator, run
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.application.definition import Workflow
 from wfray.application.dispatcher import LIGHT_LOAD
-from wfray.application.fusion import MAX_SHARED, SHORT_STEP_S, ShortSteps, share_out
 from wfray.application.messages import Dispatch, SubmitRequest
+from wfray.application.shared_tasks import MAX_SHARED, SHORT_STEP_S, ShortSteps, share_out
 from wfray.config import load_settings
 from wfray.domain.errors import DefinitionError
 
