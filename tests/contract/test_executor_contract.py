@@ -1,6 +1,6 @@
 """The StepExecutor contract, run on every executor: the inline one (memory) and the Ray
 executor actors of the cpu and io pools, driven through the port as the coordinator drives
-them (wfray.adapters.ray.host.ActorExecutor over actors made by `start_executors`).
+them (wfray.adapters.ray.actors.ActorExecutor over actors made by `executor_actors`).
 
 What the port promises (application/ports.py, outbox.py, messages.py): a dispatched attempt
 ends in one outcome (result or error, its log lines, its worker and times); outcomes carry
@@ -134,7 +134,7 @@ def ray_executors(
     """The cpu and io executor actors, made as the coordinator's host makes them."""
     import ray
 
-    from wfray.adapters.ray.host import start_executors
+    from wfray.adapters.ray.actors import executor_actors
     from wfray.config import load_settings
 
     settings = load_settings(
@@ -143,7 +143,7 @@ def ray_executors(
         blob_threshold_bytes=BLOB_THRESHOLD,
         io_executors=1,
     )
-    handles = start_executors(settings)
+    handles = executor_actors(settings)
     try:
         yield RayExecutors(handles, settings.blob_root)
     finally:
@@ -197,7 +197,7 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
             inline.crash()
 
         return Subject(inline, "io", blob_root, crash, tmp_path)
-    from wfray.adapters.ray.host import ActorExecutor
+    from wfray.adapters.ray.actors import ActorExecutor
 
     executors: RayExecutors = request.getfixturevalue("ray_executors")
     pool = request.param.removeprefix("ray-")
