@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 
-from wfray.adapters.ray.handle import result_adapter
-from wfray.adapters.ray.submission import SubmitOptions, build_requests, raise_refusal
 from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow, subscribers
 from wfray.application.events import unique_keys, validated_inputs
 from wfray.application.messages import CommandResult, RunView
 from wfray.application.queries import RunDetail
 from wfray.application.scheduler import ScheduleInfo
 from wfray.application.schedules import build_spec, declared
+from wfray.client.handle import result_adapter
+from wfray.client.submission import SubmitOptions, build_requests, raise_refusal
 from wfray.config import Settings, load_settings
 from wfray.domain.errors import RunFailedError, WfrayError
 from wfray.domain.policy import RetryPolicy
