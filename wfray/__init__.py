@@ -46,8 +46,9 @@ from wfray.domain.status import RunStatus, TaskStatus
 from wfray.domain.uniqueness import UniquePolicy
 
 if TYPE_CHECKING:
-    from wfray.adapters.ray.client import Client, connect
-    from wfray.adapters.ray.handle import RunHandle
+    from wfray.adapters.ray.client import connect
+    from wfray.client.client import Client
+    from wfray.client.handle import RunHandle
 
 __all__ = [
     "BacklogFullError",
@@ -83,12 +84,17 @@ __all__ = [
     "task",
 ]
 
-_LAZY = {"Client", "RunHandle", "connect"}
+# imported when first asked for: they pull in Ray (connect) or pyarrow (the handle)
+_LAZY = {
+    "Client": "wfray.client.client",
+    "RunHandle": "wfray.client.handle",
+    "connect": "wfray.adapters.ray.client",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from wfray.adapters.ray import client
+        import importlib
 
-        return getattr(client, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'wfray' has no attribute {name!r}")

@@ -10,7 +10,7 @@ import pytest
 import ray
 
 import wfray
-from wfray.adapters.ray.client import Client
+from wfray.adapters.ray.client import RayClient
 from wfray.adapters.ray.host import COORDINATOR_NAME, executor_name
 from wfray.domain.errors import WfrayError
 
@@ -51,7 +51,7 @@ def test_connect_to_an_unreachable_database_fails_clearly_and_leaves_nothing(
         # the executors are only started once the store is reachable
         assert executor_name("cpu") not in wfray_actors(namespace)
     finally:
-        Client(settings).shutdown()
+        RayClient(settings).shutdown()
     assert wfray_actors(namespace) == []
     # a second shutdown finds nothing to stop and does not fail
-    Client(settings).shutdown()
+    RayClient(settings).shutdown()

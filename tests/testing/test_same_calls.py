@@ -26,7 +26,7 @@ def parameters(function: Any) -> list[tuple[str, Any, Any]]:
 
 
 def test_every_call_of_the_real_client_is_here_with_the_same_parameters() -> None:
-    from wfray.adapters.ray.client import Client
+    from wfray.client.client import Client
 
     local = public_calls(LocalWfray)
     for name, real in public_calls(Client).items():
@@ -37,7 +37,7 @@ def test_every_call_of_the_real_client_is_here_with_the_same_parameters() -> Non
 
 
 def test_a_local_run_handle_has_the_calls_of_a_run_handle() -> None:
-    from wfray.adapters.ray.handle import RunHandle
+    from wfray.client.handle import RunHandle
 
     local = public_calls(LocalRunHandle)
     for name, real in public_calls(RunHandle).items():

@@ -115,8 +115,20 @@ user_test_kit_rule = forbid(
     "wfray.analytics",
     "wfray.integrations",
 )
-# The public facade: the user API and the Ray client that connects to a cluster.
-facade_rule = allow_only("wfray.domain", "wfray.application", "wfray.config", "wfray.adapters.ray")
+# The client: wfray's calls over a transport (Ray's, or the test kit's); Ray-free, so that
+# the test kit can use it; it reads blob results through the blob store.
+client_rule = allow_only(
+    "pydantic",
+    "wfray.domain",
+    "wfray.application",
+    "wfray.config",
+    "wfray.client",
+    "wfray.adapters.blob",
+)
+# The public facade: the user API, the client and the Ray connection to a cluster.
+facade_rule = allow_only(
+    "wfray.domain", "wfray.application", "wfray.config", "wfray.client", "wfray.adapters.ray"
+)
 # The composition root wires every layer below the entrypoints, which call it.
 bootstrap_rule = forbid(*WEB, "wfray.entrypoints", "wfray.analytics", "jobs")
 
@@ -181,7 +193,12 @@ LAYERS = (
         "any layer but the entrypoints, analytics and integrations, and no infrastructure "
         "(no Ray, database or web framework)",
     ),
-    Layer("wfray.__init__", facade_rule, "domain, application, config and the Ray client"),
+    Layer(
+        "wfray.client",
+        client_rule,
+        "the stdlib, pydantic, domain, application, config, itself and the blob store",
+    ),
+    Layer("wfray.__init__", facade_rule, "domain, application, config, the client and Ray's"),
     Layer("wfray.bootstrap", bootstrap_rule, "any layer but entrypoints and analytics"),
     Layer("wfray.config", settings_rule, "the stdlib, pydantic and wfray.domain"),
     Layer("wfray.config_env", settings_rule, "the stdlib, pydantic and wfray.domain"),

@@ -28,7 +28,7 @@ from tests.fixtures import unit_flows
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
 from wfray.adapters.ray import link
-from wfray.adapters.ray.client import Client
+from wfray.adapters.ray.client import RayClient
 from wfray.adapters.ray.host import CoordinatorHost
 from wfray.application import client_commands, client_handlers
 from wfray.application.client_commands import Command, Pid, Start
@@ -165,7 +165,9 @@ class ActorStandIn:
 
 
 @pytest.fixture
-def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Client, ActorStandIn]]:
+def wired(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[tuple[RayClient, ActorStandIn]]:
     settings = load_settings(data_dir=str(tmp_path), namespace="unit-cmd", database_url=MEMORY_URL)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -175,7 +177,7 @@ def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Cli
     monkeypatch.setattr(link.ray, "get", lambda ref, timeout: ref.result(timeout))
     unit_flows.reset()
     try:
-        yield Client(settings, handle=actor), actor
+        yield RayClient(settings, handle=actor), actor
     finally:
         asyncio.run_coroutine_threadsafe(host.stop(), loop).result(ANSWER_S)
         loop.call_soon_threadsafe(loop.stop)
@@ -184,7 +186,7 @@ def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Cli
 
 
 def test_the_client_keyword_api_reaches_the_coordinator_as_commands(
-    wired: tuple[Client, ActorStandIn],
+    wired: tuple[RayClient, ActorStandIn],
 ) -> None:
     client, actor = wired
     client.call(Start(ANSWER_S))
@@ -255,7 +257,7 @@ def test_the_client_keyword_api_reaches_the_coordinator_as_commands(
 
 
 def test_the_coordinator_s_own_errors_reach_the_client_as_they_are(
-    wired: tuple[Client, ActorStandIn],
+    wired: tuple[RayClient, ActorStandIn],
 ) -> None:
     client, _ = wired
     with pytest.raises(WfrayError, match="unknown run status 'sleeping'"):

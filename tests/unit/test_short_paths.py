@@ -22,7 +22,7 @@ from tests.unit.test_coordinator_inline import coordinator as inline_coordinator
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.adapters.ray import client as client_module
-from wfray.adapters.ray.client import Client
+from wfray.adapters.ray.client import RayClient
 from wfray.application import dispatcher
 from wfray.application.client_commands import Submit
 from wfray.application.coordinator import Coordinator
@@ -210,7 +210,7 @@ def test_an_outcome_put_without_waking_rides_along_with_the_next_drain() -> None
 
 def fake_client(
     monkeypatch: pytest.MonkeyPatch, lose_first: bool
-) -> tuple[Client, list[list[bool]]]:
+) -> tuple[RayClient, list[list[bool]]]:
     """A client whose coordinator records the fresh marks it receives; its first answer
     can be lost (as after a coordinator restart)."""
     sent: list[list[bool]] = []
@@ -226,7 +226,7 @@ def fake_client(
         handle = Method()
 
     monkeypatch.setattr(client_module.ray, "get", lambda ref, timeout: ref)
-    client = Client(load_settings(namespace="unit"), handle=Handle())
+    client = RayClient(load_settings(namespace="unit"), handle=Handle())
     client._registered.add((unit_flows.single.schema.name, unit_flows.single.schema.version))
     return client, sent
 

@@ -15,10 +15,10 @@ from tests.fixtures import unique_flows
 from tests.fixtures.unique_flows import Week
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
-from wfray.adapters.ray.submission import build_requests
 from wfray.application.coordinator import Coordinator, CoordinatorSettings
 from wfray.application.definition import Workflow
 from wfray.application.messages import SubmitRequest, SubmitResult
+from wfray.client.submission import build_requests
 from wfray.domain.errors import DefinitionError, UniqueKeyError, UniqueRunError
 from wfray.domain.limits import MAX_KEY_CHARS
 from wfray.domain.status import RunStatus

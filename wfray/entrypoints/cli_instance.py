@@ -44,7 +44,7 @@ from wfray.entrypoints.cli_processes import kill_tree, local_ray_token, use_ray_
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, load_workflows
 
 if TYPE_CHECKING:
-    from wfray.adapters.ray.client import Client
+    from wfray.adapters.ray.client import RayClient
 
 STATE_FILE = "instance.json"
 LOG_FILE = "local-ray.log"
@@ -105,7 +105,7 @@ def write_instance(path: Path, instance: Instance) -> None:
 # -- finding wfray again -------------------------------------------------------------------------
 
 
-def connect_client(settings: Settings) -> Client:
+def connect_client(settings: Settings) -> RayClient:
     """A client of the running wfray, without starting one: exit 4 if there is none."""
     instance = read_instance(settings)
     if instance is not None and instance.local:
@@ -126,10 +126,10 @@ def connect_client(settings: Settings) -> Client:
     return _attach(settings, address)
 
 
-def _attach(settings: Settings, address: str) -> Client:
+def _attach(settings: Settings, address: str) -> RayClient:
     import ray
 
-    from wfray.adapters.ray.client import Client
+    from wfray.adapters.ray.client import RayClient
     from wfray.adapters.ray.host import COORDINATOR_NAME
 
     try:
@@ -149,7 +149,7 @@ def _attach(settings: Settings, address: str) -> Client:
             f"namespace {settings.namespace!r}): run `wfray start`",
             Exit.UNREACHABLE,
         ) from None
-    return Client(settings, handle)
+    return RayClient(settings, handle)
 
 
 # -- start ---------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from rich.table import Table
 
-from wfray.adapters.ray.client import Client
 from wfray.application.scheduler import ScheduleInfo
+from wfray.client.client import Client
 from wfray.domain.errors import UnknownWorkflowError
 from wfray.entrypoints.cli_instance import connect_client, read_instance
 from wfray.entrypoints.cli_support import (

@@ -80,6 +80,10 @@ class LocalEngine:
             raise RuntimeError("the local wfray is not started (use it in a `with` block)")
         return self._scheduler
 
+    async def ready(self, wait_s: float = 0.0) -> LocalEngine:
+        """The engine as the coordinator's command handlers see it (ports.Desk)."""
+        return self
+
     @property
     def activity(self) -> Activity:
         assert self._activity is not None

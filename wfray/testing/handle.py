@@ -6,49 +6,32 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from wfray.application.definition import Workflow
-from wfray.application.messages import CommandResult, RunView
-from wfray.application.queries import RunDetail
+from wfray.application.messages import RunView
+from wfray.client.handle import RunHandle
 from wfray.domain.errors import WaitTimeoutError
-from wfray.domain.records import LogRecord
-from wfray.domain.status import RunStatus
 
 if TYPE_CHECKING:
     from wfray.testing.engine import Quiet
     from wfray.testing.local import LocalWfray
 
 
-class LocalRunHandle:
-    """One run: its status, its result, its history."""
+class LocalRunHandle(RunHandle):
+    """One run: its status, its result, its history (wfray.RunHandle's calls), waiting on
+    the fake clock's terms."""
+
+    client: LocalWfray
 
     def __init__(self, client: LocalWfray, run_id: str, flow: Workflow | None) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.flow = flow
+        super().__init__(client, run_id, flow)
 
     def __repr__(self) -> str:
         return f"LocalRunHandle({self.run_id!r})"
-
-    def status(self) -> RunStatus:
-        return self.client.status(self.run_id)
 
     def result(self, timeout: float = 60.0) -> Any:
         """The run's result. Raises RunFailedError if the run failed, WaitTimeoutError if it
         is still going: at once when nothing can happen until the fake clock moves, else
         after `timeout` seconds of real time."""
         return self.client.result_of(self.run_id, self.flow, timeout)
-
-    def detail(self) -> RunDetail:
-        return self.client.detail(self.run_id)
-
-    def cancel(self, reason: str = "") -> CommandResult:
-        return self.client.cancel(self.run_id, reason)
-
-    def resume(self) -> CommandResult:
-        (answer,) = self.client.resume([self.run_id])
-        return answer
-
-    def logs(self, step: str | None = None) -> list[LogRecord]:
-        return self.client.logs(self.run_id, step)
 
 
 def unfinished(view: RunView, quiet: Quiet, timeout: float, now: datetime) -> WaitTimeoutError:

@@ -1,321 +1,34 @@
-"""The Python client: submit runs, wait for them, read their history.
-
-Every call retries while the coordinator restarts, and every submission carries run ids the
-client chose, so a retried submission never creates a second run.
-"""
+"""The client over Ray: `wfray.connect()` finds (or starts) the coordinator actor of the
+cluster this process is attached to, and `RayClient` sends it commands (link.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 import ray
-from pydantic import TypeAdapter
 
 from wfray.adapters.blob import check_blob_root
 from wfray.adapters.ray.actors import coordinator_actor, executor_actor_names
-from wfray.adapters.ray.handle import RunHandle, decode_result, settled
 from wfray.adapters.ray.host import COORDINATOR_NAME, executor_name, io_executor_ids
 from wfray.adapters.ray.link import CoordinatorLink
-from wfray.adapters.ray.submission import (
-    SubmitOptions,
-    build_requests,
-    not_fresh,
-    one_request,
-    raise_refusal,
-)
-from wfray.application.client_commands import (
-    Cancel,
-    DeclareSchedules,
-    DeleteSchedule,
-    Detail,
-    ListRuns,
-    ListSchedules,
-    Logs,
-    NextValue,
-    PauseSchedule,
-    Publish,
-    Register,
-    Resume,
-    ResumeSchedule,
-    RetryCompensation,
-    Start,
-    Stats,
-    Submit,
-    SubmitAndWait,
-    TriggerSchedule,
-    UpsertSchedule,
-    Wait,
-)
-from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
-from wfray.application.events import unique_keys, validated_inputs
-from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
-from wfray.application.queries import RunDetail
-from wfray.application.scheduler import ScheduleInfo
-from wfray.application.schedules import build_spec, declared
+from wfray.application.client_commands import Start
+from wfray.client.client import Client
 from wfray.config import Settings, load_settings
 from wfray.domain.errors import WfrayError
-from wfray.domain.policy import RetryPolicy
-from wfray.domain.records import LogRecord, RunRecord
-from wfray.domain.schedule import ScheduleSpec
-
-SUBMIT_CHUNK = 5000  # runs per coordinator call
 
 
-class Client(CoordinatorLink):
+class RayClient(Client):
     """A connection to the wfray coordinator of the current Ray cluster."""
 
     def __init__(self, settings: Settings, handle: Any = None) -> None:
-        super().__init__(settings, handle)
-        self._registered: set[tuple[str, str]] = set()
-        self._declared: set[ScheduleSpec] = set()  # code-declared schedules already upserted
+        self.link = CoordinatorLink(settings, handle)
+        super().__init__(settings, self.link)
 
-    # -- workflows -----------------------------------------------------------------------------
-
-    def workflow(self, ref: WorkflowRef) -> Workflow:
-        return resolve_workflow(ref)
-
-    def register(self, *workflows: WorkflowRef) -> None:
-        schemas = []
-        for ref in workflows:
-            schema = self.workflow(ref).schema
-            if (schema.name, schema.version) not in self._registered:
-                schemas.append(schema)
-        if schemas:
-            self.call(Register(schemas))
-            self._registered.update((s.name, s.version) for s in schemas)
-        specs = [
-            spec
-            for ref in workflows
-            for spec in declared(self.workflow(ref).name)
-            if spec not in self._declared
-        ]
-        if specs:
-            self.call(DeclareSchedules(specs))
-            self._declared.update(specs)
-
-    # -- submitting ----------------------------------------------------------------------------
-
-    def submit(
-        self,
-        workflow: WorkflowRef,
-        input: Any = None,
-        *,
-        idempotency_key: str | None = None,
-        priority: int = 0,
-        queue: str = "default",
-        concurrency_key: str | None = None,
-        run_id: str | None = None,
-        retry: RetryPolicy | None = None,
-        deadline_s: float | None = None,
-    ) -> RunHandle:
-        """Start one run. The same idempotency key returns the same run.
-
-        `retry` overrides the retry policy of every step of this run; `deadline_s` its
-        workflow's deadline (past it, the run fails and is compensated).
-        """
-        options = SubmitOptions(priority=priority, queue=queue, retry=retry, deadline_s=deadline_s)
-        flow = self._register_flow(workflow)
-        requests = one_request(flow, input, options, idempotency_key, concurrency_key, run_id)
-        return self._submit(flow, requests)[0]
-
-    def enqueue(self, fn: Callable[..., Any], /, **kwargs: Any) -> RunHandle:
-        """Enqueue a plain @wfray.task with keyword arguments."""
-        return self.submit(fn, kwargs)
-
-    def submit_many(
-        self,
-        workflow: WorkflowRef,
-        inputs: Sequence[Any],
-        *,
-        idempotency_keys: Sequence[str | None] | None = None,
-        priority: int = 0,
-        queue: str = "default",
-        concurrency_keys: Sequence[str | None] | None = None,
-        run_ids: Sequence[str] | None = None,
-        retry: RetryPolicy | None = None,
-        deadline_s: float | None = None,
-        chunk: int = SUBMIT_CHUNK,
-        parent_run_id: str | None = None,
-        trigger: str = "client",
-        trigger_id: str | None = None,
-    ) -> list[RunHandle]:
-        """Start many runs in few calls; each input is validated before anything is sent."""
-        options = SubmitOptions(
-            priority=priority,
-            queue=queue,
-            retry=retry,
-            deadline_s=deadline_s,
-            parent_run_id=parent_run_id,
-            trigger=trigger,
-            trigger_id=trigger_id,
-        )
-        flow = self._register_flow(workflow)
-        requests = build_requests(
-            flow,
-            inputs,
-            options,
-            idempotency_keys=idempotency_keys,
-            concurrency_keys=concurrency_keys,
-            run_ids=run_ids,
-        )
-        return self._submit(flow, requests, chunk)
-
-    def _register_flow(self, workflow: WorkflowRef) -> Workflow:
-        flow = self.workflow(workflow)
-        self.register(flow)
-        return flow
-
-    def _submit(
-        self, flow: Workflow, requests: list[SubmitRequest], chunk: int = SUBMIT_CHUNK
-    ) -> list[RunHandle]:
-        results: list[SubmitResult] = []
-        for start in range(0, len(requests), chunk):
-            part = requests[start : start + chunk]
-            answered = self.call(Submit(part), before_resend=not_fresh(part))
-            results.extend(answered)
-        handles = [RunHandle(self, r.run_id, flow) for r in results if r.error is None]
-        raise_refusal(results, handles)
-        return handles
-
-    def execute(
-        self,
-        workflow: WorkflowRef,
-        input: Any = None,
-        *,
-        timeout: float = 60.0,
-        idempotency_key: str | None = None,
-        priority: int = 0,
-        queue: str = "default",
-        concurrency_key: str | None = None,
-        run_id: str | None = None,
-        retry: RetryPolicy | None = None,
-        deadline_s: float | None = None,
-    ) -> Any:
-        """Run a workflow and return its result: submit and wait in one coordinator call,
-        the shortest path from a request to its answer.
-
-        Raises RunFailedError if the run failed, WaitTimeoutError if it is still running
-        after `timeout` seconds (it goes on: `client.run(run_id)` finds it).
-        """
-        options = SubmitOptions(priority=priority, queue=queue, retry=retry, deadline_s=deadline_s)
-        flow = self._register_flow(workflow)
-        requests = one_request(flow, input, options, idempotency_key, concurrency_key, run_id)
-        results, views = self.call(
-            SubmitAndWait(requests, timeout),
-            timeout_s=timeout + 30,
-            before_resend=not_fresh(requests),
-        )
-        raise_refusal(results, [])
-        if not views:
-            raise WfrayError(f"no run with id {results[0].run_id!r}")
-        return self.decode(settled(views[0], timeout), flow)
-
-    # -- waiting and reading -------------------------------------------------------------------
-
-    def wait(self, run_ids: Iterable[str], timeout: float = 60.0) -> list[RunView]:
-        """Wait for runs to finish; returns their views (unfinished ones as they are)."""
-        ids = list(run_ids)
-        deadline = time.monotonic() + timeout
-        views: dict[str, RunView] = {}
-        while True:
-            waiting = [rid for rid in ids if rid not in views or not views[rid].status.finished]
-            left = deadline - time.monotonic()
-            if not waiting or left <= 0:
-                break
-            for view in self.call(Wait(waiting, min(left, 30.0)), timeout_s=left + 30):
-                views[view.run_id] = view
-        return [views[rid] for rid in ids if rid in views]
-
-    def cancel(self, run_id: str, reason: str = "", compensate: bool = True) -> CommandResult:
-        """Cancel a run, then compensate what it completed unless `compensate` is False.
-
-        A run that already finished is left as it is (`applied` False). A cpu step stops
-        within about a second (by force if need be), an io coroutine at its next await;
-        sync code running in the io pool's threads cannot be interrupted and runs to its end.
-        """
-        (answer,) = self.call(Cancel([run_id], reason, compensate))
-        return answer
-
-    def publish(
-        self, name: str, payload: Any = None, *, id: str, source: str = "client"
-    ) -> list[str]:
-        """Publish an internal event: every workflow subscribed to `name` starts once per
-        event `id` (publishing the same id again starts nothing). Returns the run ids."""
-        local = self._local_subscribers(name)
-        inputs = validated_inputs(name, payload, local)  # refused here: nothing was sent
-        keys = unique_keys(name, inputs, local)
-        self.register(*local)  # ours are known to wfray before it
-        payload_json = TypeAdapter(Any).dump_json(payload).decode()
-        return self.call(Publish(name, payload_json, id, source, inputs, keys))
-
-    def _local_subscribers(self, name: str) -> list[Workflow]:
-        from wfray.application.definition import subscribers
-
-        return subscribers(name)
-
-    def next_value(self, counter: str, count: int = 1) -> int:
-        """Advance a counter owned by wfray's store; values are never handed out twice."""
-        return self.call(NextValue(counter, count))
-
-    def dead_letter(self, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
-        """Runs whose compensation failed: they need attention (see `retry_compensation`)."""
-        return self.list_runs(workflow, "compensation_failed", limit)
-
-    def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
-        """Try the failed compensations of these runs again."""
-        return self.call(RetryCompensation(list(run_ids)))
-
-    def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
-        """Resume failed or cancelled runs from the steps that did not complete: completed
-        steps are not run again, and new attempts continue the attempt numbering."""
-        return self.call(Resume(list(run_ids)))
-
-    def resume_failed(
-        self,
-        workflow: str | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        limit: int = 1000,
-    ) -> list[CommandResult]:
-        """Resume, in bulk, the failed runs of a workflow created in a time range."""
-        failed = self.list_runs(workflow, "failed", limit, created_after, created_before)
-        return self.resume([run.run_id for run in failed]) if failed else []
-
-    def run(self, run_id: str) -> RunHandle:
-        return RunHandle(self, run_id, None)
-
-    def detail(self, run_id: str) -> RunDetail:
-        return self.call(Detail(run_id))
-
-    def list_runs(
-        self,
-        workflow: str | None = None,
-        status: str | None = None,
-        limit: int = 100,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        position: tuple[datetime, str] | None = None,
-    ) -> list[RunRecord]:
-        """Runs, newest first, filtered by workflow, status and creation time; with
-        `position` (created_at, run_id), those after it in that order."""
-        return self.call(ListRuns(workflow, status, limit, created_after, created_before, position))
-
-    def logs(
-        self,
-        run_id: str,
-        step: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[LogRecord]:
-        """Log lines in order; with `after_id`, those after that line (`LogRecord.id`)."""
-        return self.call(Logs(run_id, step, after_id, limit))
-
-    def stats(self) -> dict[str, Any]:
-        return self.call(Stats())
+    @property
+    def handle(self) -> Any:
+        """The coordinator actor's handle (looked up by name when first needed)."""
+        return self.link.handle
 
     def shutdown(self) -> None:
         """Stop wfray's actors on this cluster. Nothing is lost: runs resume on the next start."""
@@ -327,56 +40,13 @@ class Client(CoordinatorLink):
         for name in names:
             with contextlib.suppress(ValueError):  # ValueError: it is not running
                 ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
-        self._handle = None
-
-    # -- schedules -----------------------------------------------------------------------------
-
-    def create_schedule(
-        self, schedule: ScheduleSpec | WorkflowRef, /, **options: Any
-    ) -> ScheduleSpec:
-        """Create or update a cron schedule: a `wfray.Schedule`, or a workflow and the
-        keyword arguments of `wfray.schedule` (name, cron, tz, input, misfire, overlap...).
-        Its ticks start runs from now on; an update keeps how far it fired."""
-        if isinstance(schedule, ScheduleSpec):
-            if options:
-                raise TypeError("pass either a Schedule or a workflow with options, not both")
-            spec = schedule
-        else:
-            spec = build_spec(schedule, **options)
-            self.register(schedule)
-        self.call(UpsertSchedule(spec))
-        return spec
-
-    def delete_schedule(self, name: str) -> None:
-        """Delete a schedule; its runs stay. ScheduleNotFoundError if there is none."""
-        self.call(DeleteSchedule(name))
-
-    def pause_schedule(self, name: str) -> None:
-        """Stop firing until resumed; ticks that fall while paused never fire."""
-        self.call(PauseSchedule(name))
-
-    def resume_schedule(self, name: str) -> None:
-        self.call(ResumeSchedule(name))
-
-    def trigger_schedule(self, name: str) -> RunHandle:
-        """Start a run of the schedule now, outside its cron."""
-        result = self.call(TriggerSchedule(name))
-        raise_refusal([result], [])
-        return RunHandle(self, result.run_id, None)
-
-    def list_schedules(self, next_count: int = 3) -> list[ScheduleInfo]:
-        """Every schedule with its next `next_count` fire times (none while paused)."""
-        return self.call(ListSchedules(next_count))
-
-    def decode(self, view: RunView, flow: Workflow | None) -> Any:
-        """A finished run's result as a value of its final step's return type."""
-        return decode_result(view, flow, self.settings.blob_root)
+        self.link.forget()
 
 
 CONNECT_TIMEOUT_S = 120.0
 
 
-def connect(settings: Settings | None = None, **overrides: Any) -> Client:
+def connect(settings: Settings | None = None, **overrides: Any) -> RayClient:
     """Connect to (or start) wfray on the Ray cluster this process is attached to."""
     settings = settings or load_settings(**overrides)
     if not ray.is_initialized():
@@ -384,7 +54,7 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Client:
     alive = sum(1 for node in ray.nodes() if node.get("Alive"))
     check_blob_root(settings.blob_root, settings.blob_root_shared, alive)
     handle = coordinator_actor(settings)
-    client = Client(settings, handle)
+    client = RayClient(settings, handle)
     try:
         # the start waits nearly as long as the call may: on a loaded cluster, creating the
         # actors and migrating the store can take far longer than on an idle one

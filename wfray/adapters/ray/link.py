@@ -24,6 +24,10 @@ class CoordinatorLink:
         self.settings = settings
         self._handle = handle
 
+    def forget(self) -> None:
+        """The actor was stopped: look it up again on the next call."""
+        self._handle = None
+
     @property
     def handle(self) -> Any:
         if self._handle is None:

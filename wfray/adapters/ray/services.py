@@ -16,7 +16,7 @@ from wfray.config import load_settings
 from wfray.domain.records import LogRecord
 
 if TYPE_CHECKING:
-    from wfray.adapters.ray.client import Client
+    from wfray.adapters.ray.client import RayClient
 
 log = logging.getLogger("wfray.step")
 
@@ -25,14 +25,16 @@ class RayStepServices:
     def __init__(self, namespace: str, blob_root: str | None) -> None:
         self.namespace = namespace
         self.blob_root = blob_root
-        self._client: Client | None = None
+        self._client: RayClient | None = None
 
     @property
-    def client(self) -> Client:
+    def client(self) -> RayClient:
         if self._client is None:
-            from wfray.adapters.ray.client import Client
+            from wfray.adapters.ray.client import RayClient
 
-            self._client = Client(load_settings(namespace=self.namespace, blob_root=self.blob_root))
+            self._client = RayClient(
+                load_settings(namespace=self.namespace, blob_root=self.blob_root)
+            )
         return self._client
 
     def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None:
@@ -41,7 +43,7 @@ class RayStepServices:
         try:
             self.client.handle.heartbeat.remote([(key, progress_json)])
         except (ValueError, ray.exceptions.RayError) as exc:
-            self.client._handle = None  # look the coordinator up again next time
+            self.client.link.forget()  # look the coordinator up again next time
             log.warning("heartbeat not delivered: %s", exc)
 
     def report(self, pool: str, outcome: Sealed) -> None:
@@ -49,7 +51,7 @@ class RayStepServices:
         try:
             self.client.handle.report.remote(pool, outcome)
         except (ValueError, ray.exceptions.RayError) as exc:
-            self.client._handle = None
+            self.client.link.forget()
             log.debug("outcome not reported directly: %s", exc)
 
     def logs(self, lines: list[LogRecord]) -> bool:
@@ -59,7 +61,7 @@ class RayStepServices:
             committed: bool = ray.get(sent, timeout=30)
             return committed
         except (ValueError, ray.exceptions.RayError) as exc:
-            self.client._handle = None
+            self.client.link.forget()
             log.warning("%d log lines not delivered yet: %s", len(lines), exc)
             return False
 

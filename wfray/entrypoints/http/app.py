@@ -27,9 +27,10 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wfray.adapters.ray.client import Client
+from wfray.adapters.ray.client import RayClient
 from wfray.application.client_commands import ListRuns, Stats, Workflows
 from wfray.application.definition import Workflow
+from wfray.client.client import Client
 from wfray.config import Settings
 from wfray.domain.errors import WfrayError
 from wfray.entrypoints.http.auth import (
@@ -64,7 +65,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     Imports `settings.modules` first, so that their workflows can be submitted by name.
     """
-    client = client or Client(settings)
+    client = client or RayClient(settings)
     flows = api_workflows(settings)  # the user's workflows; built-ins only if listed
     app = FastAPI(
         title="wfray",

@@ -14,9 +14,9 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
-from wfray.adapters.ray.client import Client
 from wfray.application.client_commands import DetailPage
 from wfray.application.queries import RunDetail
+from wfray.client.client import Client
 from wfray.domain.records import RunRecord
 from wfray.domain.status import RunStatus
 from wfray.entrypoints.http.models import RunDetailOut, RunOut, RunPage

@@ -14,10 +14,10 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from wfray.adapters.ray.client import Client
 from wfray.application.client_commands import Views
 from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult, RunView
+from wfray.client.client import Client
 from wfray.config import Settings
 from wfray.domain.errors import RunNotFoundError
 from wfray.domain.status import RunStatus

@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from wfray.adapters.ray.client import Client
 from wfray.application.definition import Workflow
 from wfray.application.scheduler import ScheduleInfo
+from wfray.client.client import Client
 from wfray.config import Settings
 from wfray.domain.errors import ScheduleNotFoundError
 from wfray.entrypoints.http.catalog import startable

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
-from wfray.adapters.ray.client import Client
+from wfray.client.client import Client
 from wfray.domain.errors import TooManyStreamsError
 from wfray.entrypoints.http.models import LogLineOut
 

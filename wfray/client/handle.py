@@ -21,7 +21,7 @@ from wfray.domain.records import LogRecord
 from wfray.domain.status import RunStatus
 
 if TYPE_CHECKING:
-    from wfray.adapters.ray.client import Client
+    from wfray.client.client import Client
 
 
 class RunHandle:
