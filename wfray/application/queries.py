@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from wfray.application.ports import RunReader
 from wfray.domain.claims import ClaimRecord
@@ -29,15 +28,8 @@ class RunDetail:
 
 
 class Queries:
-    NAMES = frozenset({"run_detail", "run_detail_page", "list_runs", "logs", "workflows"})
-
     def __init__(self, store: RunReader) -> None:
         self.store = store
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        if name not in self.NAMES:
-            raise WfrayError(f"unknown query {name!r}; known: {', '.join(sorted(self.NAMES))}")
-        return getattr(self, name)(*args, **kwargs)
 
     def run_detail(self, run_id: str) -> RunDetail:
         runs = self.store.find_runs([run_id])

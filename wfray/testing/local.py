@@ -186,12 +186,6 @@ class LocalWfray(Client, asserts.Assertions):
             return None  # no blob store here: every result is stored as JSON
         return result_adapter(flow).validate_json(view.result_json)
 
-    def status(self, run_id: str) -> RunStatus:
-        views = self._call(self.engine.coordinator.views([run_id]))
-        if not views:
-            raise WfrayError(f"no run with id {run_id!r}")
-        return views[0].status
-
     def _handle(self, run_id: str, flow: Workflow | None) -> LocalRunHandle:
         return LocalRunHandle(self, run_id, flow)
 
