@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wfray.application.coordinator import Coordinator, CoordinatorSettings
-from wfray.application.ports import RunLedger, RunStore, StepExecutor
+from wfray.application.ports import RunLedger, RunStore, ScheduleStore, StepExecutor
 from wfray.application.queries import Queries
-from wfray.application.schedule_ports import ScheduleStore
 from wfray.application.scheduler import Scheduler
 from wfray.application.storable import TextLimits
 from wfray.config import Settings

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
-from wfray.application.schedule_ports import ScheduleStore
+from wfray.application.ports import ScheduleStore
 from wfray.domain.schedule import ScheduleSpec
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)

@@ -28,12 +28,14 @@ from tests.fixtures import contract_steps as steps
 from wfray.adapters.blob import FsBlobStore
 from wfray.adapters.memory import InlineExecutor, InlineStepServices, InMemoryRunStore
 from wfray.application.coordinator import Coordinator
-from wfray.application.runtime import AttemptKey, ChildPlacement, StepServices, event_run_id
+from wfray.application.runtime import StepServices
 from wfray.application.step_runner import RunnerSettings
+from wfray.application.views import ChildPlacement
 from wfray.bootstrap import SystemClock
 from wfray.domain.claims import Holder
 from wfray.domain.errors import ClaimNotHeldError, InvalidClaimError, UnknownWorkflowError
-from wfray.domain.records import LogRecord, TaskRecord
+from wfray.domain.ids import event_run_id
+from wfray.domain.records import AttemptKey, LogRecord, TaskRecord
 from wfray.domain.status import TaskStatus
 
 pytestmark = pytest.mark.timeout(120)

@@ -20,7 +20,7 @@ from wfray.adapters.sqlalchemy.store import SqlRunStore
 from wfray.application.ports import RunLedger, RunLookup, RunReader, RunStore
 
 APPLICATION = Path(__file__).resolve().parents[2] / "wfray" / "application"
-PORT_MODULES = {"ports.py", "schedule_ports.py"}
+PORT_MODULES = {"ports.py"}
 # Seams between the coordinator's own parts, implemented inside the application: not ports.
 LOCAL_SEAMS = {
     "dispatcher.py:Placement",  # the reconciler's choice of executor, for the launcher

@@ -14,8 +14,8 @@ from wfray.adapters.memory.services import InlineStepServices
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.events import validated_inputs
 from wfray.application.heartbeats import HEARTBEAT_LOST
-from wfray.application.runtime import event_run_id
 from wfray.application.step_runner import RunnerSettings
+from wfray.domain.ids import event_run_id
 from wfray.domain.queueing import QueueConfig
 from wfray.domain.status import AttemptStatus, RunStatus
 

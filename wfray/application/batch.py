@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 RunKey = str
 TaskRowKey = tuple[str, str, int]
-AttemptKey = tuple[str, str, int, int]
 
 
 @dataclass(frozen=True, slots=True)

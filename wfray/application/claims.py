@@ -14,13 +14,12 @@ memory if it is live, the store otherwise (domain/claims.py has the rules).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import datetime
 
 from wfray.application.durable import DurableStore
 from wfray.application.ports import Clock
-from wfray.application.state import AttemptKey, CoordinatorState
+from wfray.application.state import CoordinatorState
 from wfray.application.storable import problem
+from wfray.application.views import ClaimView, claim_view
 from wfray.domain.claims import (
     ClaimRecord,
     ClaimState,
@@ -34,56 +33,11 @@ from wfray.domain.claims import (
     state_of,
 )
 from wfray.domain.errors import InvalidClaimError, StoreUnavailableError
-from wfray.domain.records import TaskRecord
+from wfray.domain.records import AttemptKey, TaskRecord
 from wfray.domain.status import TaskStatus
 
 _WAITING = frozenset({TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RETRYING})
 _MAX_RACES = 20  # lost compare-and-sets in a row: another coordinator keeps writing
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimView:
-    """A claim as a step (or an operator) sees it.
-
-    Attributes:
-        key: the claimed name.
-        acquired: the asking step holds the claim.
-        state: its holder's state: "running", "retrying", "done" or "died".
-        holder: the attempt holding it (run_id, step, map_index, attempt).
-        claimed_at, expires_at: when the holder's step got it; when an unfinished hold
-            lapses (past it, the claim counts as died).
-        done_at, result_json: when and with what the holder marked it done.
-        regained: the asking step held it already (a retry or a rerun got it back).
-        taken_over_from: the dead holder this claim was taken from (None: it never was).
-    """
-
-    key: str
-    acquired: bool
-    state: str
-    holder: Holder
-    claimed_at: datetime
-    expires_at: datetime
-    done_at: datetime | None = None
-    result_json: str | None = None
-    regained: bool = False
-    taken_over_from: Holder | None = None
-
-
-def view(
-    record: ClaimRecord, acquired: bool, state: ClaimState, regained: bool = False
-) -> ClaimView:
-    return ClaimView(
-        key=record.key,
-        acquired=acquired,
-        state=state.value,
-        holder=record.holder,
-        claimed_at=record.claimed_at,
-        expires_at=record.expires_at,
-        done_at=record.done_at,
-        result_json=record.result_json,
-        regained=regained,
-        taken_over_from=record.taken_over_from,
-    )
 
 
 class ClaimDesk:
@@ -109,7 +63,9 @@ class ClaimDesk:
                 decision = decide(current, claimant, key, ttl, liveness, self.clock.now())
                 if decision.write and not await self._put(decision.record, current):
                     continue
-                return view(decision.record, decision.acquired, decision.state, decision.regained)
+                return claim_view(
+                    decision.record, decision.acquired, decision.state, decision.regained
+                )
         raise StoreUnavailableError(f"claim {key!r}: other writers kept changing it")
 
     async def done(self, key: str, attempt: AttemptKey, result_json: str) -> ClaimView:
@@ -125,7 +81,7 @@ class ClaimDesk:
                 current = await self._get(key)
                 record = finish(current, claimant, result_json, self.clock.now())
                 if record is current or await self._put(record, current):
-                    return view(record, True, ClaimState.DONE, regained=True)
+                    return claim_view(record, True, ClaimState.DONE, regained=True)
         raise StoreUnavailableError(f"claim {key!r}: other writers kept changing it")
 
     async def read(self, key: str, asker: AttemptKey | None = None) -> ClaimView | None:
@@ -136,7 +92,7 @@ class ClaimDesk:
             return None
         liveness = StepLiveness.RUNNING if current.done else await self.liveness(current.holder)
         mine = asker is not None and current.holder.same_step(Holder(*asker))
-        return view(current, mine, state_of(current, liveness, self.clock.now()))
+        return claim_view(current, mine, state_of(current, liveness, self.clock.now()))
 
     async def of_runs(self, run_ids: list[str]) -> list[ClaimView]:
         """The claims these runs hold, with their holders' states."""
@@ -145,7 +101,7 @@ class ClaimDesk:
         views = []
         for record in found:
             live = StepLiveness.RUNNING if record.done else await self.liveness(record.holder)
-            views.append(view(record, False, state_of(record, live, now)))
+            views.append(claim_view(record, False, state_of(record, live, now)))
         return views
 
     async def liveness(self, holder: Holder) -> StepLiveness:

@@ -18,12 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from wfray.application.claims import ClaimView
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
-from wfray.application.queries import RunDetail
-from wfray.application.runtime import AttemptKey
-from wfray.application.scheduler import ScheduleInfo
-from wfray.domain.records import LogRecord, RunRecord
+from wfray.application.views import ClaimView, RunDetail, ScheduleInfo
+from wfray.domain.records import AttemptKey, LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
 from wfray.domain.workflow import WorkflowSchema
 

@@ -8,7 +8,6 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from wfray.application.claims import ClaimView
 from wfray.application.client_commands import (
     AppendLogs,
     Cancel,
@@ -45,8 +44,8 @@ from wfray.application.client_commands import (
 from wfray.application.coordinator import Coordinator
 from wfray.application.messages import CommandResult, RunView, SubmitResult
 from wfray.application.ports import Desk
-from wfray.application.queries import RunDetail
-from wfray.application.scheduler import ScheduleInfo, Scheduler
+from wfray.application.scheduler import Scheduler
+from wfray.application.views import ClaimView, RunDetail, ScheduleInfo
 from wfray.domain.errors import WfrayError
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.workflow import WorkflowSchema

@@ -10,8 +10,9 @@ from wfray.application.batch import Batch
 from wfray.application.compensator import Compensator
 from wfray.application.loading import RunLoader
 from wfray.application.messages import CommandResult
-from wfray.application.state import AttemptKey, CoordinatorState
+from wfray.application.state import CoordinatorState
 from wfray.domain import engine, saga
+from wfray.domain.records import AttemptKey
 from wfray.domain.run_state import RunState
 from wfray.domain.status import RunStatus
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from wfray.application import events
+from wfray.application import publishing
 from wfray.application.batch import Batch
 from wfray.application.claims import ClaimDesk
 from wfray.application.commands import Commands
@@ -41,12 +41,12 @@ from wfray.application.outcomes import OutcomeApplier
 from wfray.application.poison import REFUSED, PoisonGuard
 from wfray.application.ports import Clock, RunLedger, StepExecutor
 from wfray.application.reconciler import Reconciler
-from wfray.application.state import AttemptKey, CoordinatorState
+from wfray.application.state import CoordinatorState
 from wfray.application.storable import clean_logs, problem
 from wfray.application.timers import TimerKind
 from wfray.application.waiting import Waiting
 from wfray.domain import engine
-from wfray.domain.records import LogRecord
+from wfray.domain.records import AttemptKey, LogRecord
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
@@ -207,9 +207,9 @@ class Coordinator:
         keys: Mapping[str, str] | None = None,
     ) -> list[str]:
         """Start every workflow subscribed to event `name`, once per event id, each with
-        its input as validated by the publisher (`events.validated_inputs`) and its
-        uniqueness key (`events.unique_keys`)."""
-        return await events.publish(
+        its input as validated by the publisher (`wfray.sdk.events.validated_inputs`) and its
+        uniqueness key (`wfray.sdk.events.unique_keys`)."""
+        return await publishing.publish(
             self.durable, self.intake, name, payload_json, event_id, source, inputs, keys
         )
 

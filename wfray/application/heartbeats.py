@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 
 from wfray.application.batch import Batch
 from wfray.application.messages import Outcome
-from wfray.application.state import AttemptKey, CoordinatorState
-from wfray.domain.records import TaskRecord
+from wfray.application.state import CoordinatorState
+from wfray.domain.records import AttemptKey, TaskRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
 
 HEARTBEAT_LOST = "wfray.HeartbeatTimeout"

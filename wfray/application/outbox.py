@@ -24,7 +24,8 @@ import contextlib
 import time
 import uuid
 
-from wfray.application.wire import AttemptKey, Sealed, SealedBatch, SealedSnapshot
+from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot
+from wfray.domain.records import AttemptKey
 
 # Renumbering above a foreign acknowledgement leaves this much room: the coordinator may
 # still acknowledge outcomes of the dead incarnation it had drained but not yet committed.

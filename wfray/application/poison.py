@@ -26,10 +26,10 @@ from wfray.application.ports import Clock
 from wfray.application.quarantine import QUARANTINED, died_applying
 from wfray.application.quarantine import REFUSED as REFUSED_STATUS
 from wfray.application.reconciler import Inbox, Reconciler
-from wfray.application.state import AttemptKey, CoordinatorState
+from wfray.application.state import CoordinatorState
 from wfray.application.storable import clean_text, not_stored
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
-from wfray.domain.records import WorkerIdentity
+from wfray.domain.records import AttemptKey, WorkerIdentity
 
 log = logging.getLogger("wfray.coordinator")
 

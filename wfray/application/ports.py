@@ -1,8 +1,8 @@
 """The ports the application needs; adapters implement them.
 
-The scheduler's (ScheduleStore, RunStarter) are beside it in schedule_ports.py. The store is
-two sides: RunLedger for the coordinator, the single writer, and RunReader for those who
-only read (queries.py, the HTTP API, the CLI); RunStore, both, is what an adapter builds.
+The store is two sides: RunLedger for the coordinator, the single writer, and RunReader for
+those who only read (queries.py, the HTTP API, the CLI); RunStore, both, is what an adapter
+builds. The scheduler's store (ScheduleStore) and engine (RunStarter) are here too.
 """
 
 from __future__ import annotations
@@ -12,19 +12,27 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wfray.application.batch import Batch, RejectedRow
-from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
-from wfray.application.quarantine import AttemptKey, QuarantinedOutcome
+from wfray.application.messages import (
+    CommandResult,
+    Dispatch,
+    Drained,
+    ExecutorSnapshot,
+    RunView,
+    SubmitRequest,
+    SubmitResult,
+)
+from wfray.application.quarantine import QuarantinedOutcome
 from wfray.domain.claims import ClaimRecord
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.schedule import ScheduleRecord, ScheduleSpec
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
 
 if TYPE_CHECKING:  # runtime.py and claims.py use the ports: importing them here would cycle
-    from wfray.application.claims import ClaimView
     from wfray.application.coordinator import Coordinator
     from wfray.application.queries import Queries
-    from wfray.application.runtime import ChildPlacement, ChildStatus
     from wfray.application.scheduler import Scheduler
+    from wfray.application.views import ChildPlacement, ChildStatus, ClaimView
 
 
 class Clock(Protocol):
@@ -217,6 +225,58 @@ class BlobStore(Protocol):
     def get_item(self, uri: str, index: int) -> bytes:
         """One item of a list written by `put_list`, without reading the others."""
         ...
+
+
+class ScheduleStore(Protocol):
+    """The truth about schedules. Sync, like RunStore; the scheduler calls it from a thread.
+
+    `advance` is a compare-and-set on `last_fired`: of two schedulers that handled the same
+    tick, one moves the schedule on and the other learns it lost (False) and changes nothing.
+    """
+
+    def upsert(self, spec: ScheduleSpec, now: datetime, *, keep_paused: bool = False) -> bool:
+        """Create the schedule (last fired = now) or replace its spec, keeping how far it
+        fired. `keep_paused`: an existing schedule keeps its stored paused flag (code
+        declarations must not undo an operator's pause). True if it was created."""
+        ...
+
+    def get(self, name: str) -> ScheduleRecord | None: ...
+    def load_all(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+        ...
+
+    def delete(self, name: str) -> bool:
+        """Remove the schedule; False if there was none."""
+        ...
+
+    def set_paused(self, name: str, paused: bool, now: datetime) -> bool:
+        """Pause or resume. Resuming moves `last_fired` to `now` (if later) and drops a
+        buffered tick: a paused schedule's ticks never fire. False if there is no schedule."""
+        ...
+
+    def advance(
+        self,
+        name: str,
+        expected_last_fired: datetime,
+        last_fired: datetime,
+        last_run_id: str | None,
+        buffered_at: datetime | None,
+        now: datetime,
+    ) -> bool:
+        """Record the ticks handled, if `last_fired` is still `expected_last_fired`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class RunStarter(Protocol):
+    """The part of the Coordinator the scheduler uses (the Coordinator itself fits)."""
+
+    async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]: ...
+    async def cancel(
+        self, run_ids: Sequence[str], reason: str = "", compensate: bool = True
+    ) -> list[CommandResult]: ...
+    async def views(self, run_ids: Sequence[str]) -> list[RunView]: ...
 
 
 class Started(Protocol):

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-AttemptKey = tuple[str, str, int, int]
+from wfray.domain.records import AttemptKey
+
 PENDING = "pending"  # undelivered at a start, not yet being applied
 APPLYING = "applying"  # a coordinator began applying it (and has not committed it)
 QUARANTINED = "quarantined"

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from wfray.application.ports import RunReader
-from wfray.domain.claims import ClaimRecord
+from wfray.application.views import RunDetail
 from wfray.domain.errors import RunNotFoundError, WfrayError
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
-
-
-@dataclass(slots=True)
-class RunDetail:
-    """A run with its task executions and every attempt."""
-
-    run: RunRecord
-    tasks: list[TaskRecord]
-    attempts: list[AttemptRecord]
-    children: list[RunRecord] = field(default_factory=list)  # runs its steps started
-    claims: list[ClaimRecord] = field(default_factory=list)  # the claims it holds, by key
-
-    def attempts_of(self, step: str, map_index: int = -1) -> list[AttemptRecord]:
-        return [a for a in self.attempts if a.step == step and a.map_index == map_index]
 
 
 class Queries:

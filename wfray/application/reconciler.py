@@ -22,8 +22,8 @@ from wfray.application.loading import RunLoader
 from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
 from wfray.application.moments import Moment, reached
 from wfray.application.ports import Clock, StepExecutor
-from wfray.application.state import AttemptKey, CoordinatorState
-from wfray.domain.records import AttemptRecord, TaskRecord
+from wfray.application.state import CoordinatorState
+from wfray.domain.records import AttemptKey, AttemptRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
 
 Inbox = list[tuple[str, Outcome]]  # outcomes that arrived, by executor, for the next turn

@@ -7,16 +7,14 @@ coordinator actor, the in-process tests with calls to an in-process Coordinator.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError
 
-from wfray.application.claims import ClaimView
 from wfray.application.ports import StepServices
+from wfray.application.views import ChildStatus, ClaimView
 from wfray.domain.claims import Holder, check_result
 from wfray.domain.errors import (
     ChildRunsFailedError,
@@ -25,28 +23,10 @@ from wfray.domain.errors import (
     NonRetryableError,
     RetryLater,
 )
+from wfray.domain.records import AttemptKey
 from wfray.domain.status import RunStatus
 
-AttemptKey = tuple[str, str, int, int]
 COMPLETED = RunStatus.COMPLETED.value
-
-
-@dataclass(frozen=True, slots=True)
-class ChildStatus:
-    run_id: str
-    status: str  # a RunStatus value; "unknown" if the run was not found in time
-    result: Any = None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChildPlacement:
-    """Where child runs wait: their queue, priority, and one concurrency key per child
-    (None: no key), so a queue's per-key limit holds across parents."""
-
-    queue: str = "default"
-    priority: int = 0
-    concurrency_keys: tuple[str | None, ...] | None = None
 
 
 class ChildRun(BaseModel):
@@ -79,20 +59,6 @@ class ChildRuns(BaseModel):
 
 OnChildFailure = Literal["fail", "continue"]
 _FINISHED = frozenset(s.value for s in RunStatus if s.finished)
-
-
-def child_run_id(parent_key: AttemptKey, call: int, workflow: str, index: int) -> str:
-    """The same child for every attempt of the parent's step: a retried parent step finds
-    the children it started before instead of starting them twice."""
-    run_id, step, map_index, _ = parent_key
-    text = f"{run_id}\0{step}\0{map_index}\0{call}\0{workflow}\0{index}"
-    return "child-" + hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def event_run_id(workflow: str, name: str, event_id: str) -> str:
-    """One run per workflow and event id, however often the event is published."""
-    text = f"{workflow}\0{name}\0{event_id}"
-    return "evt-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def gather_children(

@@ -17,8 +17,8 @@ from datetime import datetime
 
 from wfray.application.messages import RunView, SubmitRequest, SubmitResult
 from wfray.application.metrics import Metrics
-from wfray.application.ports import Clock
-from wfray.application.schedule_ports import RunStarter, ScheduleStore
+from wfray.application.ports import Clock, RunStarter, ScheduleStore
+from wfray.application.views import ScheduleInfo
 from wfray.domain.errors import ScheduleNotFoundError, StoreUnavailableError, UniqueRunError
 from wfray.domain.schedule import (
     OverlapAction,
@@ -38,22 +38,6 @@ UNIQUE_REFUSED = UniqueRunError.code
 log = logging.getLogger("wfray.scheduler")
 
 TRIGGER = "schedule"
-
-
-@dataclass(slots=True)
-class ScheduleInfo:
-    """A schedule as an operator sees it: its spec, how far it fired, what comes next."""
-
-    spec: ScheduleSpec
-    last_fired: datetime
-    last_run_id: str | None
-    buffered_at: datetime | None
-    next_fire_times: list[datetime]
-    last_error: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
 
 
 @dataclass(slots=True)

@@ -15,12 +15,10 @@ from wfray.application.coordinator_settings import CoordinatorSettings
 from wfray.application.shared_tasks import ShortSteps
 from wfray.application.timers import TimerQueue
 from wfray.domain.queueing import QueueManager
-from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptKey, AttemptRecord, RunRecord, TaskRecord
 from wfray.domain.run_state import Changes, RunState
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
-
-AttemptKey = tuple[str, str, int, int]  # run id, step, map index, attempt number
 
 
 class CoordinatorState:

@@ -12,8 +12,8 @@ import pickle
 from dataclasses import dataclass
 
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
+from wfray.domain.records import AttemptKey
 
-AttemptKey = tuple[str, str, int, int]
 Sealed = bytes
 
 

@@ -42,9 +42,8 @@ from wfray.application.client_commands import (
 from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
 from wfray.application.events import unique_keys, validated_inputs
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
-from wfray.application.queries import RunDetail
-from wfray.application.scheduler import ScheduleInfo
 from wfray.application.schedules import build_spec, declared
+from wfray.application.views import RunDetail, ScheduleInfo
 from wfray.client.handle import RunHandle, decode_result, settled
 from wfray.client.submission import (
     SubmitOptions,

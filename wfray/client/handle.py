@@ -14,8 +14,8 @@ from wfray.application.arg_text import arg_text
 from wfray.application.client_commands import Views
 from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult, RunView
-from wfray.application.queries import RunDetail
 from wfray.application.step_runner import load_function
+from wfray.application.views import RunDetail
 from wfray.domain.errors import RunFailedError, WaitTimeoutError, WfrayError
 from wfray.domain.records import LogRecord
 from wfray.domain.status import RunStatus

@@ -7,6 +7,7 @@ and the blob key builder once more before anything is written.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from wfray.domain.errors import BlobKeyError, InvalidRunIdError
@@ -37,3 +38,19 @@ def blob_key(run_id: str, step: str, map_index: int, attempt: int) -> str:
     if not isinstance(map_index, int) or not isinstance(attempt, int):
         raise BlobKeyError(f"map index and attempt must be integers: {map_index!r}, {attempt!r}")
     return f"{run_id}/{step}/{map_index}-{attempt}.json"
+
+
+def child_run_id(
+    parent_key: tuple[str, str, int, int], call: int, workflow: str, index: int
+) -> str:
+    """The same child for every attempt of the parent's step: a retried parent step finds
+    the children it started before instead of starting them twice."""
+    run_id, step, map_index, _ = parent_key
+    text = f"{run_id}\0{step}\0{map_index}\0{call}\0{workflow}\0{index}"
+    return "child-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def event_run_id(workflow: str, name: str, event_id: str) -> str:
+    """One run per workflow and event id, however often the event is published."""
+    text = f"{workflow}\0{name}\0{event_id}"
+    return "evt-" + hashlib.sha256(text.encode()).hexdigest()[:32]

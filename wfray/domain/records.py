@@ -15,6 +15,7 @@ from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 WHOLE_STEP = -1  # map_index of a step that is not fanned out (or of a fan-out's group row)
 
 TaskKey = tuple[str, int]  # (step, map_index)
+AttemptKey = tuple[str, str, int, int]  # run id, step, map index, attempt number
 
 
 @dataclass(slots=True)

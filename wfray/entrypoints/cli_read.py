@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.tree import Tree
 
-from wfray.application.queries import Queries, RunDetail
+from wfray.application.queries import Queries
+from wfray.application.views import RunDetail
 from wfray.domain.masking import mask_text
 from wfray.domain.records import WHOLE_STEP, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus

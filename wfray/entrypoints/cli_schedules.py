@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from rich.table import Table
 
-from wfray.application.scheduler import ScheduleInfo
+from wfray.application.views import ScheduleInfo
 from wfray.client.client import Client
 from wfray.domain.errors import UnknownWorkflowError
 from wfray.entrypoints.cli_instance import connect_client, read_instance

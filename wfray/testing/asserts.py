@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from wfray.application.queries import RunDetail
+from wfray.application.views import RunDetail
 from wfray.domain.records import AttemptRecord, LogRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 

@@ -19,11 +19,10 @@ from wfray.adapters.memory.services import CALL_TIMEOUT_S, InlineStepServices
 from wfray.application.coordinator import Coordinator
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
 from wfray.application.ports import Clock
-from wfray.application.runtime import ChildStatus
-from wfray.domain.records import LogRecord
+from wfray.application.views import ChildStatus
+from wfray.domain.records import AttemptKey, LogRecord
 
 T = TypeVar("T")
-AttemptKey = tuple[str, str, int, int]
 
 
 class Activity:

@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from wfray.application.arg_text import arg_text
-from wfray.application.claims import ClaimView
 from wfray.application.definition import encode_input, resolve_workflow, subscribers
 from wfray.application.events import unique_keys, validated_inputs
 from wfray.application.messages import RunView, SubmitRequest
 from wfray.application.ports import BlobStore
-from wfray.application.runtime import AttemptKey, ChildPlacement, ChildStatus
-from wfray.domain.records import LogRecord
+from wfray.application.views import ChildPlacement, ChildStatus, ClaimView
+from wfray.domain.records import AttemptKey, LogRecord
 
 if TYPE_CHECKING:
     from wfray.application.coordinator import Coordinator

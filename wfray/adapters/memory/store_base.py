@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from wfray.application.quarantine import AttemptKey, QuarantinedOutcome
+from wfray.application.quarantine import QuarantinedOutcome
 from wfray.domain.claims import ClaimRecord
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.workflow import WorkflowSchema
 
 

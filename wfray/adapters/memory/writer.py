@@ -12,10 +12,10 @@ from datetime import datetime
 
 from wfray.adapters.memory.store_base import InMemoryStoreBase
 from wfray.application.batch import Batch, RejectedRow
-from wfray.application.quarantine import APPLYING, PENDING, AttemptKey, QuarantinedOutcome
+from wfray.application.quarantine import APPLYING, PENDING, QuarantinedOutcome
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
+from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
 from wfray.domain.workflow import WorkflowSchema
 
 

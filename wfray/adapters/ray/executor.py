@@ -36,13 +36,12 @@ from wfray.application.step_runner import (
 )
 from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.config import masked_repr
-from wfray.domain.records import WorkerIdentity
+from wfray.domain.records import AttemptKey, WorkerIdentity
 from wfray.domain.status import AttemptStatus
 
 if TYPE_CHECKING:
     from wfray.adapters.ray.services import RayStepServices
 
-AttemptKey = tuple[str, str, int, int]
 log = logging.getLogger("wfray.executor")
 CANCEL_GRACE_S = 1.0
 # A timed cpu attempt's clock starts when its worker begins it, not at launch: a worker that

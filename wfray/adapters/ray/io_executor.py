@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from wfray.adapters.blob import blob_store
 from wfray.adapters.ray.executor import (
-    AttemptKey,
     Envelope,
     ExecutorConfig,
     admitted,
@@ -24,7 +23,7 @@ from wfray.application.outbox import Outbox
 from wfray.application.step_runner import load_function, run_attempt_async
 from wfray.application.wire import SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.domain.errors import StepImportError
-from wfray.domain.records import WorkerIdentity
+from wfray.domain.records import AttemptKey, WorkerIdentity
 
 
 class IoExecutor:

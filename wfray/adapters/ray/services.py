@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from wfray.application.claims import ClaimView
 from wfray.application.client_commands import AppendLogs, Claim, FinishClaim, ReadClaim
-from wfray.application.runtime import AttemptKey, ChildPlacement, ChildStatus
+from wfray.application.views import ChildPlacement, ChildStatus, ClaimView
 from wfray.application.wire import Sealed
 from wfray.config import load_settings
-from wfray.domain.records import LogRecord
+from wfray.domain.records import AttemptKey, LogRecord
 
 if TYPE_CHECKING:
     from wfray.adapters.ray.client import RayClient

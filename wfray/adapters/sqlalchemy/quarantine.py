@@ -8,7 +8,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from wfray.adapters.sqlalchemy.tables import outcome_quarantine as q
-from wfray.application.quarantine import APPLYING, PENDING, AttemptKey, QuarantinedOutcome
+from wfray.application.quarantine import APPLYING, PENDING, QuarantinedOutcome
+from wfray.domain.records import AttemptKey
 
 _KEY = (q.c.run_id, q.c.step, q.c.map_index, q.c.attempt)
 

@@ -22,10 +22,9 @@ from wfray.adapters.sqlalchemy.probe import ProbeGroup, Write, probe
 from wfray.adapters.sqlalchemy.store_base import SqlStoreBase, chunks
 from wfray.adapters.sqlalchemy.tables import attempts, counters, logs, runs, tasks, workflows
 from wfray.application.batch import Batch, RejectedRow
-from wfray.application.quarantine import AttemptKey
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
-from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptKey, AttemptRecord, RunRecord, TaskRecord
 from wfray.domain.workflow import WorkflowSchema
 
 # (record, expected status) pairs, as a batch holds them

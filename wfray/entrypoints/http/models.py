@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult
-from wfray.application.queries import RunDetail
+from wfray.application.views import RunDetail
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.masking import MaskedData, MaskedOptionalText, MaskedText
 from wfray.domain.queueing import QueueConfig

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 
 from wfray.application.client_commands import DetailPage
-from wfray.application.queries import RunDetail
+from wfray.application.views import RunDetail
 from wfray.client.client import Client
 from wfray.domain.records import RunRecord
 from wfray.domain.status import RunStatus

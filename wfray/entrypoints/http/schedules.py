@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from wfray.application.definition import Workflow
-from wfray.application.scheduler import ScheduleInfo
+from wfray.application.views import ScheduleInfo
 from wfray.client.client import Client
 from wfray.config import Settings
 from wfray.domain.errors import ScheduleNotFoundError

@@ -1,0 +1,108 @@
+"""What readers see: a run's detail, a schedule, a claim, a child run's status.
+
+Values that cross from the coordinator's side to the client, the API, the CLI and the steps;
+they live here, with the ports and messages, so that none of those imports the coordinator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from wfray.domain.claims import ClaimRecord, ClaimState, Holder
+from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.schedule import ScheduleSpec
+
+
+@dataclass(slots=True)
+class RunDetail:
+    """A run with its task executions and every attempt."""
+
+    run: RunRecord
+    tasks: list[TaskRecord]
+    attempts: list[AttemptRecord]
+    children: list[RunRecord] = field(default_factory=list)  # runs its steps started
+    claims: list[ClaimRecord] = field(default_factory=list)  # the claims it holds, by key
+
+    def attempts_of(self, step: str, map_index: int = -1) -> list[AttemptRecord]:
+        return [a for a in self.attempts if a.step == step and a.map_index == map_index]
+
+
+@dataclass(slots=True)
+class ScheduleInfo:
+    """A schedule as an operator sees it: its spec, how far it fired, what comes next."""
+
+    spec: ScheduleSpec
+    last_fired: datetime
+    last_run_id: str | None
+    buffered_at: datetime | None
+    next_fire_times: list[datetime]
+    last_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimView:
+    """A claim as a step (or an operator) sees it.
+
+    Attributes:
+        key: the claimed name.
+        acquired: the asking step holds the claim.
+        state: its holder's state: "running", "retrying", "done" or "died".
+        holder: the attempt holding it (run_id, step, map_index, attempt).
+        claimed_at, expires_at: when the holder's step got it; when an unfinished hold
+            lapses (past it, the claim counts as died).
+        done_at, result_json: when and with what the holder marked it done.
+        regained: the asking step held it already (a retry or a rerun got it back).
+        taken_over_from: the dead holder this claim was taken from (None: it never was).
+    """
+
+    key: str
+    acquired: bool
+    state: str
+    holder: Holder
+    claimed_at: datetime
+    expires_at: datetime
+    done_at: datetime | None = None
+    result_json: str | None = None
+    regained: bool = False
+    taken_over_from: Holder | None = None
+
+
+def claim_view(
+    record: ClaimRecord, acquired: bool, state: ClaimState, regained: bool = False
+) -> ClaimView:
+    return ClaimView(
+        key=record.key,
+        acquired=acquired,
+        state=state.value,
+        holder=record.holder,
+        claimed_at=record.claimed_at,
+        expires_at=record.expires_at,
+        done_at=record.done_at,
+        result_json=record.result_json,
+        regained=regained,
+        taken_over_from=record.taken_over_from,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStatus:
+    run_id: str
+    status: str  # a RunStatus value; "unknown" if the run was not found in time
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildPlacement:
+    """Where child runs wait: their queue, priority, and one concurrency key per child
+    (None: no key), so a queue's per-key limit holds across parents."""
+
+    queue: str = "default"
+    priority: int = 0
+    concurrency_keys: tuple[str | None, ...] | None = None
