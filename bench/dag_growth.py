@@ -53,7 +53,7 @@ def raw_ray_s(size: int, shape: str) -> float:
 
 
 def declare(size: int, shape: str) -> Any:
-    from wfray.application.definition import Workflow
+    from wfray.sdk.definition import Workflow
 
     flow = Workflow(f"dag_{shape}_{size}")
     names = [f"s{i:05d}" for i in range(size)]
@@ -73,9 +73,9 @@ def declare(size: int, shape: str) -> Any:
 async def register_and_run(schema: Any, folder: str) -> tuple[float, float]:
     from wfray.adapters.memory.executor import InlineExecutor
     from wfray.adapters.sqlalchemy.store import SqlRunStore
-    from wfray.application.coordinator import Coordinator
     from wfray.application.messages import SubmitRequest
     from wfray.bootstrap import SystemClock
+    from wfray.coordinator.coordinator import Coordinator
 
     store = SqlRunStore(f"sqlite:///{folder}/{schema.name}.db")
     inline = InlineExecutor()

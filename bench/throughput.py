@@ -17,7 +17,7 @@ Raw Ray runs the same shapes with `@ray.remote(num_cpus=1)` no-op functions; its
 each ObjectRef to the next task. wfray's no-op step runs in its cpu pool, which is also a
 Ray task holding one CPU. When many no-op steps wait (W1, W2), wfray runs up to eight of
 them one after the other in one Ray task (steps seen to take under 10 ms, each still its own
-attempt and record: wfray/application/shared_tasks.py); the human table adds a column,
+attempt and record: wfray/coordinator/shared_tasks.py); the human table adds a column,
 wfray_sqlite_1pt, measured with that turned off (one attempt per task, as raw Ray); --json
 leaves that column out and does not measure it. `--quick` runs about 5x fewer runs of the
 same workloads.

@@ -11,8 +11,8 @@ import time
 import ray
 from pydantic import BaseModel
 
-from wfray.application.definition import Workflow
-from wfray.application.tasks import task
+from wfray.sdk.definition import Workflow
+from wfray.sdk.tasks import task
 
 # -- wfray ----------------------------------------------------------------------------------
 

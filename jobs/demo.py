@@ -36,8 +36,8 @@ from jobs.invoices.seed import DATABASE_ID, DEFAULT_TODAY, TEAM_ID, build_state
 from jobs.invoices.settings import InvoiceSettings, NinoxTarget
 from jobs.invoices.smtp_sink import running_sink
 from jobs.invoices.weekly import WeeklyInput, WeeklySummary, weekly_email
-from wfray.application.secrets import SecretRef
 from wfray.integrations.email import SmtpSettings
+from wfray.sdk.secrets import SecretRef
 
 NAMESPACE = "wfray-invoice-demo"
 API_KEY = "demo-7f3c2a91-1a26-11ec-9621-0242ac130002"

@@ -26,7 +26,7 @@ from typing import Any
 import wfray
 from wfray import RunStatus
 from wfray.application.client_commands import Views
-from wfray.application.definition import Workflow, registered
+from wfray.sdk.definition import Workflow, registered
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 

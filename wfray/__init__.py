@@ -17,10 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wfray.application.context import StepContext
-from wfray.application.definition import Workflow
-from wfray.application.schedules import Schedule, schedule
-from wfray.application.tasks import task
 from wfray.config import Settings, load_settings
 from wfray.domain.errors import (
     BacklogFullError,
@@ -44,6 +40,10 @@ from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig
 from wfray.domain.status import RunStatus, TaskStatus
 from wfray.domain.uniqueness import UniquePolicy
+from wfray.sdk.context import StepContext
+from wfray.sdk.definition import Workflow
+from wfray.sdk.schedules import Schedule, schedule
+from wfray.sdk.tasks import task
 
 if TYPE_CHECKING:
     from wfray.adapters.ray.client import connect

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from wfray.application.coordinator import Coordinator, CoordinatorSettings
 from wfray.application.ports import RunLedger, RunStore, ScheduleStore, StepExecutor
 from wfray.application.queries import Queries
-from wfray.application.scheduler import Scheduler
 from wfray.application.storable import TextLimits
 from wfray.config import Settings
+from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
+from wfray.coordinator.scheduler import Scheduler
 
 MEMORY_URL = "memory://"
 SCHEDULER_TICK_S = 1.0

@@ -20,9 +20,9 @@ import hashlib
 import time
 
 from wfray import StepContext
-from wfray.application.runtime import Claim
 from wfray.domain.errors import RetryLater
 from wfray.domain.limits import MAX_KEY_CHARS
+from wfray.sdk.runtime import Claim
 
 WAIT_POLL_S = 0.2
 

@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from jobs.invoices.invoice_pdf import Supplier
 from jobs.invoices.ninox_client import PUBLIC_CLOUD_URL, NinoxConfig
-from wfray.application.secrets import SecretRef, reveal
 from wfray.domain.errors import NonRetryableError
 from wfray.integrations.email import SmtpSettings
+from wfray.sdk.secrets import SecretRef, reveal
 
 ENV_PREFIX = "INVOICES_"
 

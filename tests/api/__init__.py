@@ -10,8 +10,8 @@ import time
 
 from pydantic import BaseModel
 
-from wfray.application.context import StepContext
-from wfray.application.definition import Workflow
+from wfray.sdk.context import StepContext
+from wfray.sdk.definition import Workflow
 
 
 class Signup(BaseModel):

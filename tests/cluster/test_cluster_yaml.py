@@ -13,9 +13,9 @@ import ray
 import yaml
 
 from wfray.adapters.ray.autoscale import max_bundles
-from wfray.application.coordinator import CoordinatorSettings
-from wfray.application.scaling import attempt_shape
 from wfray.config import load_settings
+from wfray.coordinator.coordinator import CoordinatorSettings
+from wfray.coordinator.scaling import attempt_shape
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -31,8 +31,8 @@ from wfray.adapters.blob import FsBlobStore
 from wfray.adapters.memory import InlineExecutor
 from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
 from wfray.application.ports import StepExecutor
-from wfray.application.step_runner import RunnerSettings
 from wfray.domain.status import AttemptStatus
+from wfray.worker.step_runner import RunnerSettings
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -27,16 +27,16 @@ import pytest
 from tests.fixtures import contract_steps as steps
 from wfray.adapters.blob import FsBlobStore
 from wfray.adapters.memory import InlineExecutor, InlineStepServices, InMemoryRunStore
-from wfray.application.coordinator import Coordinator
-from wfray.application.runtime import StepServices
-from wfray.application.step_runner import RunnerSettings
 from wfray.application.views import ChildPlacement
 from wfray.bootstrap import SystemClock
+from wfray.coordinator.coordinator import Coordinator
 from wfray.domain.claims import Holder
 from wfray.domain.errors import ClaimNotHeldError, InvalidClaimError, UnknownWorkflowError
 from wfray.domain.ids import event_run_id
 from wfray.domain.records import AttemptKey, LogRecord, TaskRecord
 from wfray.domain.status import TaskStatus
+from wfray.sdk.runtime import StepServices
+from wfray.worker.step_runner import RunnerSettings
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -18,9 +18,9 @@ import pytest
 from tests.fixtures import flows
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.sqlalchemy.store import SqlRunStore
-from wfray.application.coordinator import Coordinator
 from wfray.application.messages import SubmitRequest
 from wfray.bootstrap import SystemClock
+from wfray.coordinator.coordinator import Coordinator
 
 RUN_IDS = ["run-ok", "run-flaky", "run-failed"]
 

@@ -12,10 +12,10 @@ import pytest
 
 import wfray
 from tests.fixtures import flows
-from wfray.application.schedules import forget
 from wfray.domain.errors import ScheduleNotFoundError
 from wfray.domain.records import RunRecord
 from wfray.domain.status import RunStatus
+from wfray.sdk.schedules import forget
 
 
 def runs_of(client: Any, name: str) -> list[RunRecord]:

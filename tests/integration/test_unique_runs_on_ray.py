@@ -16,9 +16,9 @@ import ray
 import wfray
 from tests.fixtures import unique_flows
 from tests.fixtures.unique_flows import Week
-from wfray.application.schedules import forget
 from wfray.domain.errors import UniqueKeyError, UniqueRunError
 from wfray.domain.status import RunStatus
+from wfray.sdk.schedules import forget
 
 THREADS, EACH = 6, 4
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
-from wfray.application.coordinator import Coordinator, CoordinatorSettings
 from wfray.application.messages import RunView, SubmitRequest
+from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 from wfray.domain.records import AttemptRecord
 
 

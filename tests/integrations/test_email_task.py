@@ -15,7 +15,6 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from tests.conftest import free_port
 from tests.integrations import run_inline
-from wfray.application.definition import registered
 from wfray.domain.errors import NonRetryableError, RetryLater
 from wfray.integrations.email import (
     Attachment,
@@ -27,6 +26,7 @@ from wfray.integrations.email import (
     send_email,
     send_message,
 )
+from wfray.sdk.definition import registered
 
 PDF_BYTES = b"%PDF-1.4\n% a tiny stand-in\n%%EOF\n"
 

@@ -15,7 +15,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.integrations import run_inline
-from wfray.application.definition import registered
 from wfray.domain.errors import NonRetryableError, RetryLater
 from wfray.integrations.http import (
     HttpResponse,
@@ -25,6 +24,7 @@ from wfray.integrations.http import (
     mask_url,
     parse_retry_after,
 )
+from wfray.sdk.definition import registered
 
 NOW = datetime(2025, 3, 10, 12, 0, 0, tzinfo=UTC)
 

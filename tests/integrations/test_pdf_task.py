@@ -13,7 +13,6 @@ from pypdf import PdfReader
 from reportlab.platypus import Flowable, Paragraph
 
 from tests.integrations import run_inline
-from wfray.application.definition import registered
 from wfray.domain.errors import DefinitionError, NonRetryableError
 from wfray.integrations.pdf import (
     PdfDocument,
@@ -21,6 +20,7 @@ from wfray.integrations.pdf import (
     render_pdf,
     template_names,
 )
+from wfray.sdk.definition import registered
 
 
 def _stock(rows: int) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from wfray.adapters.blob import FsBlobStore
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.sqlalchemy.store import SqlRunStore
-from wfray.application.coordinator import Coordinator
-from wfray.application.definition import Workflow
-from wfray.application.step_runner import RunnerSettings
 from wfray.bootstrap import SystemClock
+from wfray.coordinator.coordinator import Coordinator
+from wfray.sdk.definition import Workflow
+from wfray.worker.step_runner import RunnerSettings
 
 
 def start_wfray(data_dir: Path, **overrides: Any) -> Any:

@@ -18,9 +18,9 @@ import httpx
 import wfray
 from tests.api.conftest import wait_until_served
 from tests.conftest import free_port
-from wfray.application.secrets import SecretRef
 from wfray.integrations import http_request, send_email  # noqa: F401  (merely imported)
 from wfray.integrations.pdf import render_pdf  # noqa: F401  (merely imported)
+from wfray.sdk.secrets import SecretRef
 
 
 @wfray.task(pool="io")

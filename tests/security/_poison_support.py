@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from wfray.application.context import StepContext
-from wfray.application.definition import Workflow
 from wfray.domain.policy import RetryPolicy
+from wfray.sdk.context import StepContext
+from wfray.sdk.definition import Workflow
 
 T = TypeVar("T")
 
@@ -111,7 +111,7 @@ def run(scenario: Callable[[], Coroutine[Any, Any, T]], timeout_s: float = 60) -
 async def coordinator(store: Any, executor: Any = None, **settings: Any) -> AsyncIterator[Any]:
     """A Coordinator over `store`, with one inline executor for both pools."""
     from wfray.adapters.memory.executor import InlineExecutor
-    from wfray.application.coordinator import Coordinator, CoordinatorSettings
+    from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 
     shared = executor or InlineExecutor()
     c = Coordinator(

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from wfray.application.tasks import task
 from wfray.domain.policy import RetryPolicy
 from wfray.integrations.http_guard import IPAddress
+from wfray.sdk.tasks import task
 
 # path -> (status, headers, body)
 Route = tuple[int, dict[str, str], bytes]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from wfray.application.context import StepContext
-from wfray.application.tasks import task
+from wfray.sdk.context import StepContext
+from wfray.sdk.tasks import task
 
 
 @task(pool="io")

@@ -17,10 +17,10 @@ import pytest
 from reportlab.platypus import Flowable
 
 from tests.integrations import run_inline
-from wfray.application.definition import encode_input
 from wfray.domain.errors import InputValidationError, NonRetryableError
 from wfray.domain.status import RunStatus
 from wfray.integrations.pdf import render_pdf
+from wfray.sdk.definition import encode_input
 
 MARK_ENV = "WFRAY_TEST_PDF_TEMPLATE_MARK"
 ATTACK = f"{__name__}:leave_a_mark"

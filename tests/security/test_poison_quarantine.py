@@ -19,9 +19,9 @@ import pytest
 
 from tests.security._poison_support import coordinator, gate, held, run
 from wfray.adapters.memory.executor import InlineExecutor
-from wfray.application.coordinator import Coordinator, CoordinatorSettings
 from wfray.application.messages import SubmitRequest
 from wfray.application.quarantine import QUARANTINED, died_applying
+from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 from wfray.domain.status import AttemptStatus, RunStatus
 
 pytestmark = pytest.mark.timeout(120)

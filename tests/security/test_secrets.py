@@ -19,13 +19,13 @@ import pytest
 from pydantic import ValidationError
 
 from tests.security._integrations_support import call_with_secret, connect
-from wfray.application.secrets import (
+from wfray.domain.errors import SecretNotFoundError
+from wfray.domain.status import RunStatus
+from wfray.sdk.secrets import (
     SecretRef,
     resolve_secret,
     resolved_values,
 )
-from wfray.domain.errors import SecretNotFoundError
-from wfray.domain.status import RunStatus
 
 KEY = "sk-live-4f1d9a7c2b"
 

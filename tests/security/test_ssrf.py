@@ -19,7 +19,6 @@ import pytest
 
 from tests.integration.conftest import start_wfray
 from tests.security._ssrf_support import Server, StubResolver, certificates, same_port, serve
-from wfray.application.secrets import SecretRef
 from wfray.domain.errors import DestinationRefusedError, NonRetryableError, RetryLater
 from wfray.domain.status import AttemptStatus, RunStatus
 from wfray.integrations.http import http_request, send_request
@@ -29,6 +28,7 @@ from wfray.integrations.http_guard import (
     literal_address,
     why_refused,
 )
+from wfray.sdk.secrets import SecretRef
 
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
 _GUARD_VARIABLES = (

@@ -58,14 +58,16 @@ WEB = ("fastapi", "starlette", "uvicorn")
 
 # croniter: pure calendar arithmetic the schedule rules need (no I/O, no framework).
 domain_rule = allow_only("pydantic", "typing_extensions", "croniter", "wfray.domain")
-application_rule = forbid(
-    *INFRASTRUCTURE,
-    "wfray.adapters",
-    "wfray.entrypoints",
-    "wfray.integrations",
-    "wfray.analytics",
-    "wfray.bootstrap",
-)
+OUTER = ("wfray.adapters", "wfray.entrypoints", "wfray.integrations", "wfray.analytics")
+OUTER += ("wfray.bootstrap", "wfray.client", "wfray.testing")
+# What every role shares (ports, messages, views, commands): it knows none of the roles.
+application_rule = forbid(*INFRASTRUCTURE, *OUTER, "wfray.sdk", "wfray.worker", "wfray.coordinator")
+# What users import to declare workflows and what their steps call: never the engine.
+sdk_rule = forbid(*INFRASTRUCTURE, *OUTER, "wfray.worker", "wfray.coordinator")
+# What runs a step where it runs: the step's side of the sdk, never the coordinator.
+worker_rule = forbid(*INFRASTRUCTURE, *OUTER, "wfray.coordinator")
+# The single writer's state and phases: it never runs user code, so it needs no sdk either.
+coordinator_rule = forbid(*INFRASTRUCTURE, *OUTER, "wfray.sdk", "wfray.worker")
 # The adapters serve the layers inside; what uses them (the CLI and API, analytics, the
 # built-in tasks) is outside them. The Ray adapter hosts the coordinator that bootstrap
 # wires, so it may import the composition root and the other adapters.
@@ -99,6 +101,7 @@ integrations_rule = allow_only(
     "reportlab",
     "wfray.domain",
     "wfray.application",
+    "wfray.sdk",
     "wfray.integrations",
 )
 # The CLI and the HTTP API may use every layer, but the store only through its adapters'
@@ -121,13 +124,19 @@ client_rule = allow_only(
     "pydantic",
     "wfray.domain",
     "wfray.application",
+    "wfray.sdk",
     "wfray.config",
     "wfray.client",
     "wfray.adapters.blob",
 )
 # The public facade: the user API, the client and the Ray connection to a cluster.
 facade_rule = allow_only(
-    "wfray.domain", "wfray.application", "wfray.config", "wfray.client", "wfray.adapters.ray"
+    "wfray.domain",
+    "wfray.application",
+    "wfray.sdk",
+    "wfray.config",
+    "wfray.client",
+    "wfray.adapters.ray",
 )
 # The composition root wires every layer below the entrypoints, which call it.
 bootstrap_rule = forbid(*WEB, "wfray.entrypoints", "wfray.analytics", "jobs")
@@ -151,9 +160,12 @@ LAYERS = (
     Layer(
         "wfray.application",
         application_rule,
-        "no infrastructure and no outer layer (adapters, entrypoints, integrations, "
-        "analytics, bootstrap)",
+        "no infrastructure, no outer layer (adapters, entrypoints, integrations, analytics, "
+        "bootstrap, client, testing) and no role (sdk, worker, coordinator)",
     ),
+    Layer("wfray.sdk", sdk_rule, "what wfray.application may, and wfray.application"),
+    Layer("wfray.worker", worker_rule, "what wfray.sdk may, and wfray.sdk"),
+    Layer("wfray.coordinator", coordinator_rule, "what wfray.application may, and it"),
     Layer(
         "wfray.adapters",
         adapters_rule,
@@ -179,7 +191,7 @@ LAYERS = (
     Layer(
         "wfray.integrations",
         integrations_rule,
-        "the stdlib, pydantic, httpx, httpcore, reportlab, wfray.domain, wfray.application",
+        "the stdlib, pydantic, httpx, httpcore, reportlab, wfray.domain, application, sdk",
     ),
     Layer(
         "wfray.analytics",
@@ -196,9 +208,9 @@ LAYERS = (
     Layer(
         "wfray.client",
         client_rule,
-        "the stdlib, pydantic, domain, application, config, itself and the blob store",
+        "the stdlib, pydantic, domain, application, sdk, config, itself and the blob store",
     ),
-    Layer("wfray.__init__", facade_rule, "domain, application, config, the client and Ray's"),
+    Layer("wfray.__init__", facade_rule, "domain, application, sdk, config, the client and Ray's"),
     Layer("wfray.bootstrap", bootstrap_rule, "any layer but entrypoints and analytics"),
     Layer("wfray.config", settings_rule, "the stdlib, pydantic and wfray.domain"),
     Layer("wfray.config_env", settings_rule, "the stdlib, pydantic and wfray.domain"),

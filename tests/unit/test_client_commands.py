@@ -30,13 +30,14 @@ from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
 from wfray.adapters.ray import link
 from wfray.adapters.ray.client import RayClient
 from wfray.adapters.ray.host import CoordinatorHost
-from wfray.application import client_commands, client_handlers
+from wfray.application import client_commands
 from wfray.application.client_commands import Command, Pid, Start
-from wfray.application.client_handlers import HANDLERS
 from wfray.application.queries import Queries
-from wfray.application.scheduler import Scheduler
 from wfray.bootstrap import MEMORY_URL, System, SystemClock, build_coordinator, build_store
 from wfray.config import Settings, load_settings
+from wfray.coordinator import client_handlers
+from wfray.coordinator.client_handlers import HANDLERS
+from wfray.coordinator.scheduler import Scheduler
 from wfray.domain.errors import IdempotencyConflictError, WfrayError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.status import RunStatus

@@ -19,12 +19,12 @@ from tests.fixtures import unit_flows
 from tests.fixtures.unit_flows import calls
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
-from wfray.application.coordinator import Coordinator, CoordinatorSettings
-from wfray.application.definition import Workflow
 from wfray.application.messages import RunView, SubmitRequest, SubmitResult
+from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import AttemptRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+from wfray.sdk.definition import Workflow
 
 T = TypeVar("T")
 

@@ -12,22 +12,22 @@ from datetime import UTC, datetime, timedelta
 
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.batch import Batch
-from wfray.application.compensator import Compensator
-from wfray.application.coordinator_settings import CoordinatorSettings
-from wfray.application.definition import Workflow
-from wfray.application.dispatcher import Dispatcher, Launcher
-from wfray.application.durable import DurableStore
-from wfray.application.heartbeats import HeartbeatWatch
-from wfray.application.loading import RunLoader
 from wfray.application.messages import Outcome
 from wfray.application.metrics import MetricsBuffer
-from wfray.application.outcomes import OutcomeApplier
-from wfray.application.state import CoordinatorState
-from wfray.application.timers import TimerKind, TimerQueue
+from wfray.coordinator.compensator import Compensator
+from wfray.coordinator.dispatcher import Dispatcher, Launcher
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.heartbeats import HeartbeatWatch
+from wfray.coordinator.loading import RunLoader
+from wfray.coordinator.outcomes import OutcomeApplier
+from wfray.coordinator.settings import CoordinatorSettings
+from wfray.coordinator.state import CoordinatorState
+from wfray.coordinator.timers import TimerKind, TimerQueue
 from wfray.domain import engine
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import RunRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
+from wfray.sdk.definition import Workflow
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 RETRY = RetryPolicy(max_attempts=3, initial_delay_s=60, backoff=2.0, jitter=0)

@@ -116,8 +116,8 @@ def test_an_event_payload_one_subscriber_refuses_starts_no_run_for_any() -> None
     from tests.fixtures import unit_flows
     from tests.unit.test_coordinator_inline import coordinator
     from wfray.adapters.memory.store import InMemoryRunStore
-    from wfray.application.events import validated_inputs
     from wfray.domain.errors import InputValidationError
+    from wfray.sdk.events import validated_inputs
 
     async def scenario() -> None:
         store = InMemoryRunStore()

@@ -82,7 +82,7 @@ PUBLISHED = {
 # The modules errors lived in before they moved; users import them from there.
 FORMER_PUBLIC_HOMES = {
     "wfray.domain.schedule": "ScheduleNotFoundError",
-    "wfray.application.secrets": "SecretNotFoundError",
+    "wfray.sdk.secrets": "SecretNotFoundError",
     "wfray.integrations.http_guard": "DestinationRefusedError",
     "wfray.integrations.email": "EmailRefusedError",
 }

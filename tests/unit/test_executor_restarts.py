@@ -22,9 +22,9 @@ from tests.unit.test_coordinator_inline import (
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.messages import Drained, Outcome
-from wfray.application.outbox import Outbox
 from wfray.application.wire import seal
 from wfray.domain.status import AttemptStatus
+from wfray.worker.outbox import Outbox
 
 
 def sealed(attempt: int) -> bytes:

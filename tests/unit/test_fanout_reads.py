@@ -14,12 +14,12 @@ from tests.fixtures import flows
 from wfray.adapters.blob import OFFSETS, FsBlobStore, blob_store
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
-from wfray.application.coordinator import Coordinator, CoordinatorSettings
-from wfray.application.definition import Workflow
 from wfray.application.messages import RunView, SubmitRequest
-from wfray.application.step_runner import RunnerSettings
 from wfray.bootstrap import SystemClock
+from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 from wfray.domain.status import RunStatus
+from wfray.sdk.definition import Workflow
+from wfray.worker.step_runner import RunnerSettings
 
 pytestmark = pytest.mark.timeout(120)
 

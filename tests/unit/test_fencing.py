@@ -19,8 +19,8 @@ from tests.unit.test_coordinator_inline import (
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.messages import Dispatch
-from wfray.application.outbox import Outbox
 from wfray.domain.status import AttemptStatus, RunStatus
+from wfray.worker.outbox import Outbox
 
 
 def test_drains_and_snapshots_raise_the_epoch_and_older_dispatches_are_refused() -> None:

@@ -19,8 +19,8 @@ from tests.unit.test_coordinator_inline import (
 )
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
-from wfray.application.reconciler import pool_of
 from wfray.config import load_settings
+from wfray.coordinator.reconciler import pool_of
 from wfray.domain.errors import DefinitionError
 from wfray.domain.status import AttemptStatus, RunStatus
 

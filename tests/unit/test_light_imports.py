@@ -12,7 +12,7 @@ UNIT_TIER_IMPORTS = [
     "wfray",
     "wfray.domain.engine",
     "wfray.domain.queueing",
-    "wfray.application.coordinator",
+    "wfray.coordinator.coordinator",
     "wfray.adapters.memory.executor",
     "wfray.adapters.memory.store",
     "tests.fixtures.unit_flows",

@@ -12,12 +12,12 @@ from tests.unit.test_coordinator_inline import coordinator, finish, request, run
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.services import InlineStepServices
 from wfray.adapters.memory.store import InMemoryRunStore
-from wfray.application.events import validated_inputs
-from wfray.application.heartbeats import HEARTBEAT_LOST
-from wfray.application.step_runner import RunnerSettings
+from wfray.coordinator.heartbeats import HEARTBEAT_LOST
 from wfray.domain.ids import event_run_id
 from wfray.domain.queueing import QueueConfig
 from wfray.domain.status import AttemptStatus, RunStatus
+from wfray.sdk.events import validated_inputs
+from wfray.worker.step_runner import RunnerSettings
 
 pytestmark = pytest.mark.timeout(60)
 

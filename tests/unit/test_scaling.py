@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from wfray.application.scaling import attempt_shape, count_backlog, demand
+from wfray.coordinator.scaling import attempt_shape, count_backlog, demand
 from wfray.domain.records import RunRecord, TaskRecord
 from wfray.domain.run_state import RunState
 from wfray.domain.status import RunStatus, TaskStatus

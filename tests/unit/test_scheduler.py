@@ -21,8 +21,8 @@ from tests.unit.test_coordinator_inline import WallClock, _fresh_counters  # noq
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
 from wfray.adapters.memory.store import InMemoryRunStore
-from wfray.application.coordinator import Coordinator
-from wfray.application.scheduler import Scheduler
+from wfray.coordinator.coordinator import Coordinator
+from wfray.coordinator.scheduler import Scheduler
 from wfray.domain.errors import ScheduleNotFoundError, StoreUnavailableError
 from wfray.domain.records import RunRecord
 from wfray.domain.schedule import (

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from tests.fixtures import unit_flows
 from tests.unit.test_coordinator_inline import coordinator, run
 from wfray.adapters.memory.executor import InlineExecutor
-from wfray.application.definition import Workflow
-from wfray.application.dispatcher import LIGHT_LOAD
 from wfray.application.messages import Dispatch, SubmitRequest
-from wfray.application.shared_tasks import MAX_SHARED, SHORT_STEP_S, ShortSteps, share_out
 from wfray.config import load_settings
+from wfray.coordinator.dispatcher import LIGHT_LOAD
+from wfray.coordinator.shared_tasks import MAX_SHARED, SHORT_STEP_S, ShortSteps, share_out
 from wfray.domain.errors import DefinitionError
+from wfray.sdk.definition import Workflow
 
 
 def test_a_step_never_seen_to_finish_is_not_short() -> None:

@@ -23,16 +23,16 @@ from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.adapters.ray import client as client_module
 from wfray.adapters.ray.client import RayClient
-from wfray.application import dispatcher
 from wfray.application.client_commands import Submit
-from wfray.application.coordinator import Coordinator
-from wfray.application.definition import Workflow
 from wfray.application.messages import Outcome, SubmitRequest, SubmitResult
-from wfray.application.outbox import Outbox
 from wfray.application.wire import seal
 from wfray.config import load_settings
+from wfray.coordinator import dispatcher
+from wfray.coordinator.coordinator import Coordinator
 from wfray.domain.records import RunRecord
 from wfray.domain.status import AttemptStatus, RunStatus
+from wfray.sdk.definition import Workflow
+from wfray.worker.outbox import Outbox
 
 T = TypeVar("T")
 pytestmark = pytest.mark.timeout(60)

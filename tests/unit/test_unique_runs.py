@@ -15,14 +15,14 @@ from tests.fixtures import unique_flows
 from tests.fixtures.unique_flows import Week
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.store import InMemoryRunStore
-from wfray.application.coordinator import Coordinator, CoordinatorSettings
-from wfray.application.definition import Workflow
 from wfray.application.messages import SubmitRequest, SubmitResult
 from wfray.client.submission import build_requests
+from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 from wfray.domain.errors import DefinitionError, UniqueKeyError, UniqueRunError
 from wfray.domain.limits import MAX_KEY_CHARS
 from wfray.domain.status import RunStatus
 from wfray.domain.uniqueness import UniqueAnswer, UniquePolicy
+from wfray.sdk.definition import Workflow
 
 pytestmark = pytest.mark.timeout(60)
 NEW, EXISTING, REFUSE = UniqueAnswer.NEW, UniqueAnswer.EXISTING, UniqueAnswer.REFUSE
@@ -288,8 +288,8 @@ def test_schedule_ticks_honour_the_policy_and_a_refused_tick_is_not_retried() ->
     from datetime import UTC, datetime, timedelta
 
     from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
-    from wfray.application.scheduler import Scheduler
-    from wfray.application.schedules import build_spec
+    from wfray.coordinator.scheduler import Scheduler
+    from wfray.sdk.schedules import build_spec
 
     t0 = datetime(2025, 5, 1, tzinfo=UTC)
     hour, late = timedelta(hours=1), timedelta(seconds=2)

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from wfray.application.definition import Workflow
-from wfray.application.tasks import task
 from wfray.domain.errors import CycleError, DefinitionError
 from wfray.domain.policy import RetryPolicy, validate_policy
 from wfray.domain.workflow import StepSchema, WorkflowSchema, find_cycle, topological_order
+from wfray.sdk.definition import Workflow
+from wfray.sdk.tasks import task
 
 FN = "tests.fixtures.unit_flows:one"
 
@@ -438,8 +438,8 @@ def test_retry_precedence_is_override_then_step_then_workflow_then_global() -> N
 
 
 def test_a_compensation_that_is_not_a_module_level_function_is_rejected() -> None:
-    from wfray.application.definition import Workflow
     from wfray.domain.errors import DefinitionError
+    from wfray.sdk.definition import Workflow
 
     flow = Workflow("bad_undo", register=False)
     with pytest.raises(DefinitionError, match=r"step 'charge': compensate must be a module-level"):
@@ -459,8 +459,8 @@ def test_a_compensation_that_is_not_a_module_level_function_is_rejected() -> Non
 
 def test_a_compensation_with_an_unknown_parameter_is_rejected() -> None:
     from tests.fixtures import unit_flows
-    from wfray.application.definition import Workflow
     from wfray.domain.errors import DefinitionError
+    from wfray.sdk.definition import Workflow
 
     flow = Workflow("bad_undo_params", register=False)
     with pytest.raises(DefinitionError, match=r"compensation parameter 'what' must be"):

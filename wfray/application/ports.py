@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.messages import (
@@ -22,17 +22,12 @@ from wfray.application.messages import (
     SubmitResult,
 )
 from wfray.application.quarantine import QuarantinedOutcome
+from wfray.application.views import ChildPlacement, ChildStatus, ClaimView
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.schedule import ScheduleRecord, ScheduleSpec
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
-
-if TYPE_CHECKING:  # runtime.py and claims.py use the ports: importing them here would cycle
-    from wfray.application.coordinator import Coordinator
-    from wfray.application.queries import Queries
-    from wfray.application.scheduler import Scheduler
-    from wfray.application.views import ChildPlacement, ChildStatus, ClaimView
 
 
 class Clock(Protocol):
@@ -277,22 +272,3 @@ class RunStarter(Protocol):
         self, run_ids: Sequence[str], reason: str = "", compensate: bool = True
     ) -> list[CommandResult]: ...
     async def views(self, run_ids: Sequence[str]) -> list[RunView]: ...
-
-
-class Started(Protocol):
-    """What the handlers act on, once wfray has started (bootstrap.System is one)."""
-
-    @property
-    def coordinator(self) -> Coordinator: ...
-
-    @property
-    def queries(self) -> Queries: ...
-
-    @property
-    def scheduler(self) -> Scheduler: ...
-
-
-class Desk(Protocol):
-    """Where the commands arrive (the coordinator host): it starts wfray and waits for it."""
-
-    async def ready(self, wait_s: float = ...) -> Started: ...

@@ -39,10 +39,7 @@ from wfray.application.client_commands import (
     UpsertSchedule,
     Wait,
 )
-from wfray.application.definition import Workflow, WorkflowRef, resolve_workflow
-from wfray.application.events import unique_keys, validated_inputs
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
-from wfray.application.schedules import build_spec, declared
 from wfray.application.views import RunDetail, ScheduleInfo
 from wfray.client.handle import RunHandle, decode_result, settled
 from wfray.client.submission import (
@@ -58,6 +55,9 @@ from wfray.domain.errors import WfrayError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
+from wfray.sdk.definition import Workflow, WorkflowRef, resolve_workflow
+from wfray.sdk.events import unique_keys, validated_inputs
+from wfray.sdk.schedules import build_spec, declared
 
 SUBMIT_CHUNK = 5000  # runs per coordinator call
 
@@ -265,7 +265,7 @@ class Client:
         return self.call(Publish(name, payload_json, id, source, inputs, keys))
 
     def _local_subscribers(self, name: str) -> list[Workflow]:
-        from wfray.application.definition import subscribers
+        from wfray.sdk.definition import subscribers
 
         return subscribers(name)
 

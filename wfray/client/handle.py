@@ -12,13 +12,13 @@ from pydantic import TypeAdapter
 from wfray.adapters.blob import blob_store
 from wfray.application.arg_text import arg_text
 from wfray.application.client_commands import Views
-from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult, RunView
-from wfray.application.step_runner import load_function
 from wfray.application.views import RunDetail
 from wfray.domain.errors import RunFailedError, WaitTimeoutError, WfrayError
 from wfray.domain.records import LogRecord
 from wfray.domain.status import RunStatus
+from wfray.sdk.definition import Workflow
+from wfray.sdk.step_code import load_function
 
 if TYPE_CHECKING:
     from wfray.client.client import Client

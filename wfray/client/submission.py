@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wfray.application.definition import Workflow, encode_input
 from wfray.application.messages import SubmitRequest, SubmitResult
 from wfray.domain.errors import (
     BacklogFullError,
@@ -21,6 +20,7 @@ from wfray.domain.errors import (
 )
 from wfray.domain.ids import check_run_id
 from wfray.domain.policy import RetryPolicy
+from wfray.sdk.definition import Workflow, encode_input
 
 ERRORS_BY_CODE = {
     cls.code: cls

@@ -18,7 +18,6 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 
-from wfray.application.definition import Workflow
 from wfray.application.queries import Queries
 from wfray.bootstrap import build_store
 from wfray.config import Settings
@@ -35,6 +34,7 @@ from wfray.domain.errors import (
     WfrayError,
 )
 from wfray.domain.masking import mask_data
+from wfray.sdk.definition import Workflow
 
 
 class Exit(IntEnum):

@@ -26,10 +26,6 @@ from email.utils import parseaddr
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wfray.application.context import StepContext
-from wfray.application.secrets import reveal
-from wfray.application.tasks import task
-
 # its home before every error moved to domain/errors.py; users import it from here
 from wfray.domain.errors import EmailRefusedError as EmailRefusedError
 from wfray.domain.errors import NonRetryableError, RetryLater, StepError
@@ -42,6 +38,9 @@ from wfray.integrations.email_message import (
     normal_message_id,
 )
 from wfray.integrations.smtp_server import SmtpOverrides, SmtpSettings
+from wfray.sdk.context import StepContext
+from wfray.sdk.secrets import reveal
+from wfray.sdk.tasks import task
 
 __all__ = [
     "CONNECTION_RETRY_DELAY_S",

@@ -22,9 +22,6 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from wfray.application.context import StepContext
-from wfray.application.secrets import SecretRef, reveal
-from wfray.application.tasks import task
 from wfray.domain.errors import DestinationRefusedError, NonRetryableError
 from wfray.integrations.http_guard import GuardedTransport, HttpGuard, HttpLimits
 from wfray.integrations.http_outcome import (
@@ -36,6 +33,9 @@ from wfray.integrations.http_outcome import (
     parse_retry_after,
     transport_error,
 )
+from wfray.sdk.context import StepContext
+from wfray.sdk.secrets import SecretRef, reveal
+from wfray.sdk.tasks import task
 
 __all__ = [
     "BACKOFF_INITIAL_S",

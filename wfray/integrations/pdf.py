@@ -28,9 +28,9 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from wfray.application.tasks import task
 from wfray.domain.errors import DefinitionError, NonRetryableError
 from wfray.integrations.typeface import BOLD, REGULAR, register_fonts, unicode_styles
+from wfray.sdk.tasks import task
 
 Template = Callable[[Mapping[str, Any]], list[Flowable]]
 

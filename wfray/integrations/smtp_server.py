@@ -8,8 +8,8 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wfray.application.secrets import SecretRef
 from wfray.domain.errors import NonRetryableError
+from wfray.sdk.secrets import SecretRef
 
 
 class SmtpSettings(BaseModel):

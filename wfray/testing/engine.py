@@ -19,10 +19,9 @@ from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.messages import RunView
 from wfray.application.ports import StepExecutor
 from wfray.application.queries import Queries
-from wfray.application.scheduler import Scheduler
-from wfray.application.step_runner import RunnerSettings
 from wfray.bootstrap import coordinator_settings
 from wfray.config import Settings
+from wfray.coordinator.scheduler import Scheduler
 from wfray.domain.errors import WaitTimeoutError
 from wfray.domain.schedule import next_fire_times
 from wfray.testing.clock import FakeClock
@@ -32,6 +31,7 @@ from wfray.testing.observed import (
     LocalStepServices,
     ObservedCoordinator,
 )
+from wfray.worker.step_runner import RunnerSettings
 
 
 @dataclass(slots=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from wfray.application.definition import Workflow
 from wfray.application.messages import RunView
 from wfray.client.handle import RunHandle
 from wfray.domain.errors import WaitTimeoutError
+from wfray.sdk.definition import Workflow
 
 if TYPE_CHECKING:
     from wfray.testing.engine import Quiet

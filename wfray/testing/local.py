@@ -15,15 +15,15 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from wfray.application.client_commands import Command, R
-from wfray.application.client_handlers import answer
-from wfray.application.definition import Workflow, WorkflowRef
 from wfray.application.messages import RunView
 from wfray.client.client import Client
 from wfray.client.handle import result_adapter
 from wfray.config import Settings, load_settings
+from wfray.coordinator.client_handlers import answer
 from wfray.domain.errors import RunFailedError, WfrayError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.status import RunStatus
+from wfray.sdk.definition import Workflow, WorkflowRef
 from wfray.testing import asserts
 from wfray.testing.clock import FakeClock
 from wfray.testing.engine import LocalEngine, Quiet

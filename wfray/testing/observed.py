@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.services import CALL_TIMEOUT_S, InlineStepServices
-from wfray.application.coordinator import Coordinator
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
 from wfray.application.ports import Clock
 from wfray.application.views import ChildStatus
+from wfray.coordinator.coordinator import Coordinator
 from wfray.domain.records import AttemptKey, LogRecord
 
 T = TypeVar("T")

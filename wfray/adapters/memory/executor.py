@@ -8,12 +8,12 @@ import socket
 from collections.abc import Callable
 
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot, Outcome
-from wfray.application.outbox import Outbox
 from wfray.application.ports import BlobStore, StepServices
-from wfray.application.step_runner import RunnerSettings, run_attempt_async
 from wfray.application.wire import seal
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
+from wfray.worker.outbox import Outbox
+from wfray.worker.step_runner import RunnerSettings, run_attempt_async
 
 
 class InlineExecutor:

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from wfray.application.arg_text import arg_text
-from wfray.application.definition import encode_input, resolve_workflow, subscribers
-from wfray.application.events import unique_keys, validated_inputs
 from wfray.application.messages import RunView, SubmitRequest
 from wfray.application.ports import BlobStore
 from wfray.application.views import ChildPlacement, ChildStatus, ClaimView
 from wfray.domain.records import AttemptKey, LogRecord
+from wfray.sdk.definition import encode_input, resolve_workflow, subscribers
+from wfray.sdk.events import unique_keys, validated_inputs
 
 if TYPE_CHECKING:
-    from wfray.application.coordinator import Coordinator
+    from wfray.coordinator.coordinator import Coordinator
 
 CALL_TIMEOUT_S = 30.0
 

@@ -31,9 +31,9 @@ from wfray.adapters.ray.host import (
 from wfray.adapters.ray.io_executor import IoExecutor
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
 from wfray.application.ports import StepExecutor
-from wfray.application.step_runner import RunnerSettings
 from wfray.application.wire import SealedBatch, SealedSnapshot
 from wfray.config import Settings
+from wfray.worker.step_runner import RunnerSettings
 
 log = logging.getLogger("wfray.actors")
 

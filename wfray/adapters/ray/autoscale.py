@@ -1,7 +1,7 @@
 """Tells the Ray autoscaler what the backlog needs, beside the coordinator in its actor.
 
 Every few seconds the queued and running tasks become a list of resource bundles
-(`wfray.application.scaling`), handed to `ray.autoscaler.sdk.request_resources` only when it
+(`wfray.coordinator.scaling`), handed to `ray.autoscaler.sdk.request_resources` only when it
 changed. The request is persistent in Ray until replaced, so a drained backlog sends an
 empty list, which releases it and lets idle nodes time out.
 """
@@ -12,9 +12,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from wfray.application.coordinator import Coordinator
-from wfray.application.scaling import Bundle, count_backlog, demand
 from wfray.config import Settings
+from wfray.coordinator.coordinator import Coordinator
+from wfray.coordinator.scaling import Bundle, count_backlog, demand
 
 log = logging.getLogger("wfray.autoscale")
 

@@ -28,16 +28,16 @@ from ray import exceptions as rex
 
 from wfray.adapters.blob import blob_store
 from wfray.application.messages import Dispatch, Outcome
-from wfray.application.outbox import Outbox
-from wfray.application.shared_tasks import MAX_SHARED, share_out
-from wfray.application.step_runner import (
+from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
+from wfray.config import masked_repr
+from wfray.coordinator.shared_tasks import MAX_SHARED, share_out
+from wfray.domain.records import AttemptKey, WorkerIdentity
+from wfray.domain.status import AttemptStatus
+from wfray.worker.outbox import Outbox
+from wfray.worker.step_runner import (
     RunnerSettings,
     run_attempt,
 )
-from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
-from wfray.config import masked_repr
-from wfray.domain.records import AttemptKey, WorkerIdentity
-from wfray.domain.status import AttemptStatus
 
 if TYPE_CHECKING:
     from wfray.adapters.ray.services import RayStepServices

@@ -14,10 +14,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from wfray.application.client_commands import Command, R
-from wfray.application.client_handlers import answer
 from wfray.application.wire import Sealed, open_outcome
 from wfray.bootstrap import System, build_system
 from wfray.config import Settings
+from wfray.coordinator.client_handlers import answer
 from wfray.domain.errors import WfrayError
 from wfray.domain.records import AttemptKey
 

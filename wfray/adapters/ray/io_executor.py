@@ -19,11 +19,12 @@ from wfray.adapters.ray.executor import (
     worker_identity,
 )
 from wfray.application.messages import Dispatch
-from wfray.application.outbox import Outbox
-from wfray.application.step_runner import load_function, run_attempt_async
 from wfray.application.wire import SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.domain.errors import StepImportError
 from wfray.domain.records import AttemptKey, WorkerIdentity
+from wfray.sdk.step_code import load_function
+from wfray.worker.outbox import Outbox
+from wfray.worker.step_runner import run_attempt_async
 
 
 class IoExecutor:

@@ -13,8 +13,8 @@ from typing import Any
 
 from ray.util import metrics as ray_metrics
 
-from wfray.application.coordinator import Coordinator
 from wfray.application.metrics import DURATION_BUCKETS, MetricsBuffer
+from wfray.coordinator.coordinator import Coordinator
 
 log = logging.getLogger("wfray.metrics")
 

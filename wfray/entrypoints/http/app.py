@@ -29,7 +29,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wfray.adapters.ray.client import RayClient
 from wfray.application.client_commands import ListRuns, Stats, Workflows
-from wfray.application.definition import Workflow
 from wfray.client.client import Client
 from wfray.config import Settings
 from wfray.domain.errors import WfrayError
@@ -53,6 +52,7 @@ from wfray.entrypoints.http.models import (
 )
 from wfray.entrypoints.http.runs import run_routes
 from wfray.entrypoints.http.schedules import schedule_routes
+from wfray.sdk.definition import Workflow
 
 HEALTH_TIMEOUT_S = 3.0
 ERRORS: dict[int | str, dict[str, Any]] = {

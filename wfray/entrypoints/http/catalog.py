@@ -13,9 +13,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Mapping
 
-from wfray.application.definition import Workflow
 from wfray.config import Settings
 from wfray.domain.errors import DefinitionError, UnknownWorkflowError, WorkflowNotStartableError
+from wfray.sdk.definition import Workflow
 
 # Code in these packages is wfray's own: anything declared there is a built-in.
 _BUILTIN_PACKAGES = ("wfray.",)

@@ -14,11 +14,11 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wfray.application.definition import Workflow
 from wfray.domain.errors import WfrayError
 from wfray.domain.queueing import QueueConfig
 from wfray.entrypoints.http.errors import http_status_of
 from wfray.entrypoints.http.models import ErrorDetail, ErrorOut
+from wfray.sdk.definition import Workflow
 
 HTTP_CODES = {
     400: "bad_request",

@@ -13,7 +13,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult
 from wfray.application.views import RunDetail
 from wfray.domain.claims import ClaimRecord
@@ -22,6 +21,7 @@ from wfray.domain.queueing import QueueConfig
 from wfray.domain.records import LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
+from wfray.sdk.definition import Workflow
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$"  # workflow and queue names, as the domain has them
 RUN_ID = r"^[^\x00-\x1f\x7f]{1,200}$"  # any printable id: clients may choose their own

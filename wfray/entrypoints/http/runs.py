@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from wfray.application.client_commands import Views
-from wfray.application.definition import Workflow
 from wfray.application.messages import CommandResult, RunView
 from wfray.client.client import Client
 from wfray.config import Settings
@@ -43,6 +42,7 @@ from wfray.entrypoints.http.paging import (
     page_runs,
 )
 from wfray.entrypoints.http.streams import Follow, StreamSlots, follow_logs
+from wfray.sdk.definition import Workflow
 
 RunId = Annotated[str, Path(pattern=RUN_ID, description="the run's id")]
 PAGE_MAX = 1000  # runs, tasks, attempts or log lines in one answer

@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from wfray.application.definition import Workflow
 from wfray.application.views import ScheduleInfo
 from wfray.client.client import Client
 from wfray.config import Settings
@@ -18,6 +17,7 @@ from wfray.domain.errors import ScheduleNotFoundError
 from wfray.entrypoints.http.catalog import startable
 from wfray.entrypoints.http.checks import check_queue, declared_queues
 from wfray.entrypoints.http.models import MAX_PRIORITY, NAME, Strict
+from wfray.sdk.definition import Workflow
 
 ScheduleName = Annotated[str, Path(pattern=NAME, description="the schedule's name")]
 

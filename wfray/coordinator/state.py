@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from wfray.application.arguments import ArgumentBuilder
 from wfray.application.batch import Batch
-from wfray.application.coordinator_settings import CoordinatorSettings
-from wfray.application.shared_tasks import ShortSteps
-from wfray.application.timers import TimerQueue
+from wfray.coordinator.arguments import ArgumentBuilder
+from wfray.coordinator.settings import CoordinatorSettings
+from wfray.coordinator.shared_tasks import ShortSteps
+from wfray.coordinator.timers import TimerQueue
 from wfray.domain.queueing import QueueManager
 from wfray.domain.records import AttemptKey, AttemptRecord, RunRecord, TaskRecord
 from wfray.domain.run_state import Changes, RunState

@@ -15,8 +15,6 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from wfray.application.ports import StepServices
-from wfray.application.runtime import ChildRuns, Claim, OnChildFailure, gather_children
-from wfray.application.secrets import resolved_values
 from wfray.application.storable import clean_text
 from wfray.application.views import ChildPlacement
 from wfray.domain.claims import check_key, check_ttl
@@ -24,6 +22,8 @@ from wfray.domain.errors import NonRetryableError, WfrayError
 from wfray.domain.ids import child_run_id
 from wfray.domain.masking import mask_text
 from wfray.domain.records import LogRecord
+from wfray.sdk.runtime import ChildRuns, Claim, OnChildFailure, gather_children
+from wfray.sdk.secrets import resolved_values
 
 _current: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
     "wfray_attempt_log", default=None

@@ -16,17 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from wfray.application import publishing
 from wfray.application.batch import Batch
-from wfray.application.claims import ClaimDesk
-from wfray.application.commands import Commands
-from wfray.application.compensator import Compensator
-from wfray.application.coordinator_settings import CoordinatorSettings
-from wfray.application.dispatcher import Dispatcher, Launcher
-from wfray.application.durable import DurableStore
-from wfray.application.heartbeats import HeartbeatWatch
-from wfray.application.intake import Intake
-from wfray.application.loading import RunLoader
 from wfray.application.messages import (
     CommandResult,
     Dispatch,
@@ -37,14 +27,24 @@ from wfray.application.messages import (
 )
 from wfray.application.metrics import Metrics, MetricsBuffer
 from wfray.application.moments import CHAOS_DIR_ENV, Moment, reached
-from wfray.application.outcomes import OutcomeApplier
-from wfray.application.poison import REFUSED, PoisonGuard
 from wfray.application.ports import Clock, RunLedger, StepExecutor
-from wfray.application.reconciler import Reconciler
-from wfray.application.state import CoordinatorState
 from wfray.application.storable import clean_logs, problem
-from wfray.application.timers import TimerKind
-from wfray.application.waiting import Waiting
+from wfray.coordinator import publishing
+from wfray.coordinator.claims import ClaimDesk
+from wfray.coordinator.commands import Commands
+from wfray.coordinator.compensator import Compensator
+from wfray.coordinator.dispatcher import Dispatcher, Launcher
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.heartbeats import HeartbeatWatch
+from wfray.coordinator.intake import Intake
+from wfray.coordinator.loading import RunLoader
+from wfray.coordinator.outcomes import OutcomeApplier
+from wfray.coordinator.poison import REFUSED, PoisonGuard
+from wfray.coordinator.reconciler import Reconciler
+from wfray.coordinator.settings import CoordinatorSettings
+from wfray.coordinator.state import CoordinatorState
+from wfray.coordinator.timers import TimerKind
+from wfray.coordinator.waiting import Waiting
 from wfray.domain import engine
 from wfray.domain.records import AttemptKey, LogRecord
 from wfray.domain.status import TaskStatus

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from wfray.application.client_commands import (
     AppendLogs,
@@ -41,14 +41,34 @@ from wfray.application.client_commands import (
     Wait,
     Workflows,
 )
-from wfray.application.coordinator import Coordinator
 from wfray.application.messages import CommandResult, RunView, SubmitResult
-from wfray.application.ports import Desk
-from wfray.application.scheduler import Scheduler
+from wfray.application.queries import Queries
 from wfray.application.views import ClaimView, RunDetail, ScheduleInfo
+from wfray.coordinator.coordinator import Coordinator
+from wfray.coordinator.scheduler import Scheduler
 from wfray.domain.errors import WfrayError
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.workflow import WorkflowSchema
+
+
+class Started(Protocol):
+    """What the handlers act on, once wfray has started (bootstrap.System is one)."""
+
+    @property
+    def coordinator(self) -> Coordinator: ...
+
+    @property
+    def queries(self) -> Queries: ...
+
+    @property
+    def scheduler(self) -> Scheduler: ...
+
+
+class Desk(Protocol):
+    """Where the commands arrive (the coordinator host): it starts wfray and waits for it."""
+
+    async def ready(self, wait_s: float = ...) -> Started: ...
+
 
 Handler = Callable[[Desk, Any], Awaitable[Any]]
 

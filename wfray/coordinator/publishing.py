@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from wfray.application.durable import DurableStore
-from wfray.application.intake import Intake
 from wfray.application.messages import SubmitRequest
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.intake import Intake
 from wfray.domain.errors import EventError, InputValidationError
 from wfray.domain.ids import event_run_id
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from wfray.application.batch import Batch
-from wfray.application.compensator import Compensator
-from wfray.application.loading import RunLoader
 from wfray.application.messages import CommandResult
-from wfray.application.state import CoordinatorState
+from wfray.coordinator.compensator import Compensator
+from wfray.coordinator.loading import RunLoader
+from wfray.coordinator.state import CoordinatorState
 from wfray.domain import engine, saga
 from wfray.domain.records import AttemptKey
 from wfray.domain.run_state import RunState

@@ -16,18 +16,18 @@ import logging
 from collections.abc import Sequence
 
 from wfray.application.batch import Batch, RejectedRow
-from wfray.application.coordinator_settings import CoordinatorSettings
-from wfray.application.durable import DurableStore
-from wfray.application.heartbeats import HeartbeatWatch
-from wfray.application.intake import Answer
 from wfray.application.messages import Dispatch, Outcome, SubmitResult
 from wfray.application.metrics import Metrics
 from wfray.application.ports import Clock
 from wfray.application.quarantine import QUARANTINED, died_applying
 from wfray.application.quarantine import REFUSED as REFUSED_STATUS
-from wfray.application.reconciler import Inbox, Reconciler
-from wfray.application.state import CoordinatorState
 from wfray.application.storable import clean_text, not_stored
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.heartbeats import HeartbeatWatch
+from wfray.coordinator.intake import Answer
+from wfray.coordinator.reconciler import Inbox, Reconciler
+from wfray.coordinator.settings import CoordinatorSettings
+from wfray.coordinator.state import CoordinatorState
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
 from wfray.domain.records import AttemptKey, WorkerIdentity
 

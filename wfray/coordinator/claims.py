@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 
-from wfray.application.durable import DurableStore
 from wfray.application.ports import Clock
-from wfray.application.state import CoordinatorState
 from wfray.application.storable import problem
 from wfray.application.views import ClaimView, claim_view
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.state import CoordinatorState
 from wfray.domain.claims import (
     ClaimRecord,
     ClaimState,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from wfray.application.durable import DurableStore
-from wfray.application.state import CoordinatorState
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.state import CoordinatorState
 from wfray.domain.errors import UnknownWorkflowError
 from wfray.domain.workflow import WorkflowSchema
 

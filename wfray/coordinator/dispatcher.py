@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Protocol
 
 from wfray.application.batch import Batch
-from wfray.application.coordinator_settings import CoordinatorSettings
-from wfray.application.durable import DurableStore
-from wfray.application.heartbeats import HeartbeatWatch
-from wfray.application.loading import RunLoader
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
-from wfray.application.state import CoordinatorState
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.heartbeats import HeartbeatWatch
+from wfray.coordinator.loading import RunLoader
+from wfray.coordinator.settings import CoordinatorSettings
+from wfray.coordinator.state import CoordinatorState
 from wfray.domain import engine
 from wfray.domain.policy import FailureInfo
 from wfray.domain.records import AttemptRecord, TaskRecord

@@ -8,7 +8,6 @@ go to the blob store from here, so they never pass through the coordinator.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import json
 import logging
@@ -23,12 +22,9 @@ import pydantic_core
 from pydantic import TypeAdapter
 
 from wfray.application.arg_text import arg_text, has_field
-from wfray.application.context import AttemptLog, StepContext, bind, unbind
-from wfray.application.log_stream import streamer_for
 from wfray.application.messages import Dispatch, Outcome
 from wfray.application.moments import Moment, reached
 from wfray.application.ports import BlobStore, StepServices
-from wfray.application.secrets import bind_secret_dir, resolved_values, unbind_secret_dir
 from wfray.domain.errors import (
     BlobWriteError,
     NonRetryableError,
@@ -36,13 +32,16 @@ from wfray.domain.errors import (
     ResultNotStorableError,
     ResultTooLargeError,
     RetryLater,
-    StepImportError,
 )
 from wfray.domain.ids import blob_key
 from wfray.domain.masking import mask_text
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
 from wfray.domain.workflow import CONTEXT
+from wfray.sdk.context import AttemptLog, StepContext, bind, unbind
+from wfray.sdk.secrets import bind_secret_dir, resolved_values, unbind_secret_dir
+from wfray.sdk.step_code import load_function
+from wfray.worker.log_stream import streamer_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,22 +62,6 @@ def _not_stored(step: str, why: str) -> str:
 
 
 @functools.cache
-def load_function(path: str) -> Callable[..., Any]:
-    module_name, _, qualname = path.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise StepImportError(
-            f"cannot import step {path!r} on this worker ({exc}); ship the code to every node "
-            "as an installed package or through Ray's runtime_env (working_dir / py_modules)"
-        ) from exc
-    if not callable(target):
-        raise StepImportError(f"{path!r} is not callable")
-    return typing.cast(Callable[..., Any], target)
-
-
 @dataclass(frozen=True, slots=True)
 class _Signature:
     params: dict[str, TypeAdapter[Any]]

@@ -9,13 +9,13 @@ from datetime import datetime
 from typing import Protocol
 
 from wfray.application.batch import Batch
-from wfray.application.compensator import COMPENSATION, Compensator
-from wfray.application.coordinator_settings import CoordinatorSettings
-from wfray.application.dispatcher import count_failure
 from wfray.application.messages import Outcome
 from wfray.application.metrics import Metrics
-from wfray.application.state import CoordinatorState
 from wfray.application.storable import screen
+from wfray.coordinator.compensator import COMPENSATION, Compensator
+from wfray.coordinator.dispatcher import count_failure
+from wfray.coordinator.settings import CoordinatorSettings
+from wfray.coordinator.state import CoordinatorState
 from wfray.domain import engine
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import WHOLE_STEP, AttemptRecord, TaskRecord

@@ -15,14 +15,14 @@ import logging
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
-from wfray.application.coordinator_settings import CoordinatorSettings
-from wfray.application.durable import DurableStore
-from wfray.application.heartbeats import HeartbeatWatch
-from wfray.application.loading import RunLoader
 from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
 from wfray.application.moments import Moment, reached
 from wfray.application.ports import Clock, StepExecutor
-from wfray.application.state import CoordinatorState
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.heartbeats import HeartbeatWatch
+from wfray.coordinator.loading import RunLoader
+from wfray.coordinator.settings import CoordinatorSettings
+from wfray.coordinator.state import CoordinatorState
 from wfray.domain.records import AttemptKey, AttemptRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from wfray.application.arguments import task_ref
 from wfray.application.batch import Batch
-from wfray.application.dispatcher import Launcher, count_failure
 from wfray.application.messages import ArgSpec, Dispatch, Outcome
-from wfray.application.state import CoordinatorState
+from wfray.coordinator.arguments import task_ref
+from wfray.coordinator.dispatcher import Launcher, count_failure
+from wfray.coordinator.state import CoordinatorState
 from wfray.domain import engine, saga
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import TaskRecord

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from wfray.application.context import AttemptLog
 from wfray.application.ports import StepServices
+from wfray.sdk.context import AttemptLog
 
 log = logging.getLogger("wfray.logs")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from wfray.application.durable import DurableStore
 from wfray.application.messages import RunView
-from wfray.application.state import CoordinatorState
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.state import CoordinatorState
 from wfray.domain.records import RunRecord
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wfray.application.shared_tasks import SHORT_STEP_S
 from wfray.application.storable import TextLimits
+from wfray.coordinator.shared_tasks import SHORT_STEP_S
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig
 

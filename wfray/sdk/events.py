@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from wfray.application.definition import Workflow, encode_input
 from wfray.domain.errors import InputValidationError, UniqueKeyError
+from wfray.sdk.definition import Workflow, encode_input
 
 
 def validated_inputs(name: str, payload: Any, subscribers: Iterable[Workflow]) -> dict[str, str]:

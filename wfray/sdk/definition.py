@@ -25,9 +25,6 @@ from typing import Any, TypedDict, TypeVar, Unpack, get_origin, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from wfray.application.unique_key import UniqueSpec
-from wfray.application.unique_key import check_spec as check_unique_spec
-from wfray.application.unique_key import compute_key as compute_unique_key
 from wfray.domain.errors import DefinitionError, InputValidationError, UnknownWorkflowError
 from wfray.domain.policy import RetryPolicy, validate_policy
 from wfray.domain.uniqueness import UniquePolicy
@@ -39,6 +36,9 @@ from wfray.domain.workflow import (
     StepSchema,
     WorkflowSchema,
 )
+from wfray.sdk.unique_key import UniqueSpec
+from wfray.sdk.unique_key import check_spec as check_unique_spec
+from wfray.sdk.unique_key import compute_key as compute_unique_key
 
 F = TypeVar("F", bound=Callable[..., Any])
 

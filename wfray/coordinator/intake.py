@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from wfray.application.batch import Batch
-from wfray.application.coordinator_settings import CoordinatorSettings
-from wfray.application.durable import DurableStore
-from wfray.application.loading import RunLoader
 from wfray.application.messages import SubmitRequest, SubmitResult
 from wfray.application.ports import RunLedger
-from wfray.application.state import CoordinatorState
 from wfray.application.storable import problem
-from wfray.application.unique_runs import UniqueHolders, UniqueRef, unique_ref
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.loading import RunLoader
+from wfray.coordinator.settings import CoordinatorSettings
+from wfray.coordinator.state import CoordinatorState
+from wfray.coordinator.unique_runs import UniqueHolders, UniqueRef, unique_ref
 from wfray.domain import engine
 from wfray.domain.errors import (
     BacklogFullError,

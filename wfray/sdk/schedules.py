@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from wfray.application.definition import WorkflowRef, encode_input, resolve_workflow
 from wfray.domain.errors import DefinitionError, WfrayError
 from wfray.domain.schedule import ScheduleSpec
+from wfray.sdk.definition import WorkflowRef, encode_input, resolve_workflow
 
 Schedule = ScheduleSpec  # the public name
 

@@ -9,9 +9,9 @@ from typing import Any, TypedDict, Unpack, overload
 
 from pydantic import BaseModel, create_model
 
-from wfray.application.definition import F, Workflow
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.workflow import CONTEXT
+from wfray.sdk.definition import F, Workflow
 
 
 class TaskOptions(TypedDict, total=False):

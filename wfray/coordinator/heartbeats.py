@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from wfray.application.batch import Batch
 from wfray.application.messages import Outcome
-from wfray.application.state import CoordinatorState
+from wfray.coordinator.state import CoordinatorState
 from wfray.domain.records import AttemptKey, TaskRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
 
