@@ -1,16 +1,15 @@
-"""Kill the coordinator while runs compensate: every undo runs once, in order, and ends."""
+"""Kill the coordinator while runs compensate: every undo runs once, in order, and ends.
+
+The kills happen at armed moments of the engine (wfray.testing.chaos), not after a sleep."""
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from tests.fixtures import flows
-from wfray.application.client_commands import Pid
 from wfray.domain.status import AttemptStatus, RunStatus
+from wfray.testing.chaos import Chaos, Moment
 
 
 def describe(client: Any, run_id: str) -> str:
@@ -30,26 +29,26 @@ UNDO = ["recall parcel-1", "refund payment-1", "release stock-1"]
 
 
 def test_coordinator_killed_mid_compensation_completes_every_undo_in_order(
-    client: Any, tmp_path: Path
+    client: Any, tmp_path: Path, chaos_folder: Path
 ) -> None:
     """Every run ends compensated, each undo recorded as succeeded once, in reverse order.
 
-    The journal may still show an undo twice, since compensations are at-least-once like
-    steps (they get a stable `ctx.idempotency_key` for that). It was seen once in many runs
-    under heavy load before executors fenced out the dispatches of a replaced coordinator
-    (tests/unit/test_fencing.py), the cause found for it; the check stays tolerant.
+    The coordinator is killed twice, at armed moments (wfray.testing.chaos): right after it
+    committed a turn that sent or ended an undo, then, restarted, right before committing
+    one. The journal may still show an undo twice, since compensations are at-least-once
+    like steps (they get a stable `ctx.idempotency_key` for that). It was seen once in many
+    runs under heavy load before executors fenced out the dispatches of a replaced
+    coordinator (tests/unit/test_fencing.py), the cause found for it; the check stays
+    tolerant.
     """
+    chaos = Chaos(chaos_folder)
+    after = chaos.arm(Moment.COORDINATOR_AFTER_COMMIT, workflow="saga5", kind="compensation")
     journals = [tmp_path / f"journal-{i}" for i in range(8)]
     runs = client.submit_many(flows.saga5, [{"journal": str(j), "undo_s": 1.0} for j in journals])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # kill once undos are under way, not before
-        undone = sum(1 for j in journals if j.exists() and "recall" in j.read_text())
-        if undone >= 3:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("no compensation started")
-    os.kill(client.call(Pid()), signal.SIGKILL)
+    first_pid = chaos.wait_fired(after, timeout_s=120)
+    before = chaos.arm(Moment.COORDINATOR_BEFORE_COMMIT, workflow="saga5", kind="compensation")
+    second_pid = chaos.wait_fired(before, timeout_s=120)
+    assert first_pid != second_pid  # the restarted coordinator died the second time
 
     views = client.wait([r.run_id for r in runs], timeout=120)
     for view in views:

@@ -36,12 +36,13 @@ def reached(
     *,
     workflows: Collection[str] = (),
     steps: Collection[str] = (),
-    kind: str | None = None,
+    kinds: Collection[str] = (),
 ) -> None:
-    """Die here if a test armed this moment for one of these workflows and steps."""
+    """Die here if a test armed this moment for one of these workflows, steps and kinds
+    ("step", "compensation")."""
     root = os.environ.get(CHAOS_DIR_ENV)
     if root:
-        _fire_if_armed(Path(root), moment, workflows, steps, kind)
+        _fire_if_armed(Path(root), moment, workflows, steps, kinds)
 
 
 def _fire_if_armed(
@@ -49,7 +50,7 @@ def _fire_if_armed(
     moment: Moment,
     workflows: Collection[str],
     steps: Collection[str],
-    kind: str | None,
+    kinds: Collection[str],
 ) -> None:
     prefix = f"{moment.value}."
     try:
@@ -62,7 +63,7 @@ def _fire_if_armed(
             wanted = json.loads(armed.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # taken meanwhile, or still being written
-        if not _matches(wanted, workflows, steps, kind):
+        if not _matches(wanted, workflows, steps, kinds):
             continue
         fired = armed.with_name(name[: -len(ARMED)] + FIRED)
         try:
@@ -78,11 +79,11 @@ def _matches(
     wanted: dict[str, str | None],
     workflows: Collection[str],
     steps: Collection[str],
-    kind: str | None,
+    kinds: Collection[str],
 ) -> bool:
     workflow, step, of_kind = wanted.get("workflow"), wanted.get("step"), wanted.get("kind")
     return (
         (workflow is None or workflow in workflows)
         and (step is None or step in steps)
-        and (of_kind is None or of_kind == kind)
+        and (of_kind is None or of_kind in kinds)
     )

@@ -285,6 +285,7 @@ class Coordinator:
         accepted = await self.intake.take(batch, now, touched)
         outcomes = list(self.outcomes)
         self.outcomes.clear()
+        ended_kinds = self._kinds_ending(outcomes)
         await self.guard.applying(outcomes)
         acks: dict[str, int] = {}
         self.heartbeats.apply(batch)
@@ -309,13 +310,13 @@ class Coordinator:
             [memory.runs[r] for r in touched if r in memory.runs], batch, now
         )
         aside: set[str] | None = None
-        self._reached(Moment.COORDINATOR_BEFORE_COMMIT, touched, outcomes, dispatches)
+        self._reached(Moment.COORDINATOR_BEFORE_COMMIT, touched, outcomes, dispatches, ended_kinds)
         try:
             await self.durable.commit(batch)
         except REFUSED as exc:  # not an outage: what it holds (poison.py)
             aside = await self.guard.commit_around(batch, exc, outcomes, accepted)
         self._count_finished(aside)
-        self._reached(Moment.COORDINATOR_AFTER_COMMIT, touched, outcomes, dispatches)
+        self._reached(Moment.COORDINATOR_AFTER_COMMIT, touched, outcomes, dispatches, ended_kinds)
         for pool, keys in to_cancel.items():
             self.reconciler.cancel_in(pool, keys)
         for waiter in log_waiters:
@@ -377,15 +378,27 @@ class Coordinator:
         touched: set[str],
         outcomes: list[tuple[str, Outcome]],
         dispatches: list[Dispatch],
+        ended_kinds: set[str],
     ) -> None:
         """A moment a test may kill the coordinator at (moments.py), for what the turn
-        moved: the workflows of its runs, the steps of its outcomes and dispatches."""
+        moved: the workflows of its runs, the steps of its outcomes and dispatches, and
+        their kinds (a step, or a compensation)."""
         if not os.environ.get(CHAOS_DIR_ENV):
             return  # the common case costs one lookup, not the sets below
         runs = self.state.runs
         workflows = {runs[r].run.workflow for r in touched if r in runs}
         steps = {o.step for _, o in outcomes} | {d.step for d in dispatches}
-        reached(moment, workflows=workflows, steps=steps)
+        kinds = ended_kinds | {d.kind for d in dispatches}
+        reached(moment, workflows=workflows, steps=steps, kinds=kinds)
+
+    def _kinds_ending(self, outcomes: list[tuple[str, Outcome]]) -> set[str]:
+        """Whether the attempts these outcomes end are steps or compensations: read before
+        the outcomes are applied, which forgets the attempts (only when a test arms moments)."""
+        if not os.environ.get(CHAOS_DIR_ENV):
+            return set()
+        attempts = self.state.attempts
+        keys = ((o.run_id, o.step, o.map_index, o.attempt) for _, o in outcomes)
+        return {attempts[key].kind for key in keys if key in attempts}
 
     def _count_finished(self, aside: set[str] | None) -> None:
         finished, self.state.finished = self.state.finished, []

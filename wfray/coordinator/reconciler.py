@@ -286,7 +286,10 @@ class Reconciler:
                 raise LookupError(f"no executor for pool {pool!r}")
             await executor.dispatch(group, self.epoch)
             steps, workflows = {d.step for d in group}, {d.workflow for d in group}
-            reached(Moment.COORDINATOR_AFTER_DISPATCH, workflows=workflows, steps=steps)
+            kinds = {d.kind for d in group}
+            reached(
+                Moment.COORDINATOR_AFTER_DISPATCH, workflows=workflows, steps=steps, kinds=kinds
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -137,7 +137,7 @@ class PreparedAttempt:
 
     def reached(self, moment: Moment) -> None:
         d = self.dispatch
-        reached(moment, workflows=(d.workflow,), steps=(d.step,), kind=d.kind)
+        reached(moment, workflows=(d.workflow,), steps=(d.step,), kinds=(d.kind,))
 
     @property
     def is_async(self) -> bool:
