@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,14 +18,13 @@ from typing import Any, TypeVar
 from wfray.application.batch import Batch
 from wfray.application.messages import (
     CommandResult,
-    Dispatch,
     Outcome,
     RunView,
     SubmitRequest,
     SubmitResult,
 )
 from wfray.application.metrics import Metrics, MetricsBuffer
-from wfray.application.moments import CHAOS_DIR_ENV, Moment, reached
+from wfray.application.moments import Moment
 from wfray.application.ports import Clock, RunLedger, StepExecutor
 from wfray.application.storable import clean_logs, problem
 from wfray.coordinator import publishing
@@ -44,6 +42,7 @@ from wfray.coordinator.reconciler import Reconciler
 from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.state import CoordinatorState
 from wfray.coordinator.timers import TimerKind
+from wfray.coordinator.turn_moments import Moved, kinds_ending
 from wfray.coordinator.waiting import Waiting
 from wfray.domain import engine
 from wfray.domain.records import AttemptKey, LogRecord
@@ -285,7 +284,7 @@ class Coordinator:
         accepted = await self.intake.take(batch, now, touched)
         outcomes = list(self.outcomes)
         self.outcomes.clear()
-        ended_kinds = self._kinds_ending(outcomes)
+        ended_kinds = kinds_ending(self.state, outcomes)
         await self.guard.applying(outcomes)
         acks: dict[str, int] = {}
         self.heartbeats.apply(batch)
@@ -310,13 +309,14 @@ class Coordinator:
             [memory.runs[r] for r in touched if r in memory.runs], batch, now
         )
         aside: set[str] | None = None
-        self._reached(Moment.COORDINATOR_BEFORE_COMMIT, touched, outcomes, dispatches, ended_kinds)
+        moved = Moved(self.state, touched, outcomes, dispatches, ended_kinds)
+        moved.reached(Moment.COORDINATOR_BEFORE_COMMIT)
         try:
             await self.durable.commit(batch)
         except REFUSED as exc:  # not an outage: what it holds (poison.py)
             aside = await self.guard.commit_around(batch, exc, outcomes, accepted)
         self._count_finished(aside)
-        self._reached(Moment.COORDINATOR_AFTER_COMMIT, touched, outcomes, dispatches, ended_kinds)
+        moved.reached(Moment.COORDINATOR_AFTER_COMMIT)
         for pool, keys in to_cancel.items():
             self.reconciler.cancel_in(pool, keys)
         for waiter in log_waiters:
@@ -371,34 +371,6 @@ class Coordinator:
                     memory.evict(run_id)
             elif not memory.live(state):
                 memory.evict(run_id)
-
-    def _reached(
-        self,
-        moment: Moment,
-        touched: set[str],
-        outcomes: list[tuple[str, Outcome]],
-        dispatches: list[Dispatch],
-        ended_kinds: set[str],
-    ) -> None:
-        """A moment a test may kill the coordinator at (moments.py), for what the turn
-        moved: the workflows of its runs, the steps of its outcomes and dispatches, and
-        their kinds (a step, or a compensation)."""
-        if not os.environ.get(CHAOS_DIR_ENV):
-            return  # the common case costs one lookup, not the sets below
-        runs = self.state.runs
-        workflows = {runs[r].run.workflow for r in touched if r in runs}
-        steps = {o.step for _, o in outcomes} | {d.step for d in dispatches}
-        kinds = ended_kinds | {d.kind for d in dispatches}
-        reached(moment, workflows=workflows, steps=steps, kinds=kinds)
-
-    def _kinds_ending(self, outcomes: list[tuple[str, Outcome]]) -> set[str]:
-        """Whether the attempts these outcomes end are steps or compensations: read before
-        the outcomes are applied, which forgets the attempts (only when a test arms moments)."""
-        if not os.environ.get(CHAOS_DIR_ENV):
-            return set()
-        attempts = self.state.attempts
-        keys = ((o.run_id, o.step, o.map_index, o.attempt) for _, o in outcomes)
-        return {attempts[key].kind for key in keys if key in attempts}
 
     def _count_finished(self, aside: set[str] | None) -> None:
         finished, self.state.finished = self.state.finished, []
