@@ -23,6 +23,7 @@ from wfray.application.messages import CommandResult, RunView, SubmitRequest, Su
 from wfray.application.queries import RunDetail
 from wfray.application.runtime import AttemptKey
 from wfray.application.scheduler import ScheduleInfo
+from wfray.domain.code_env import CodeEnv
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
 from wfray.domain.workflow import WorkflowSchema
@@ -61,6 +62,13 @@ class Stats(Command[dict[str, Any]]):
 @dataclass(frozen=True, slots=True)
 class Register(Command[None]):
     schemas: Sequence[WorkflowSchema]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEnv(Command[str]):
+    """Store a runtime environment (domain/code_env.py); the answer is its hash."""
+
+    env: CodeEnv
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,9 @@ class RunRecord:
     request_hash: str | None = None
     # The workflow's uniqueness key for this run's input (domain/uniqueness.py), if declared.
     unique_key: str | None = None
+    # The runtime environment its steps run in (domain/code_env.py), by content hash;
+    # None: the cluster's own (runs from before 0012, local development).
+    env_hash: str | None = None
 
 
 @dataclass(slots=True)
