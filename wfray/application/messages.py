@@ -69,6 +69,7 @@ class RunView:
     result_json: str | None = None
     result_ref: str | None = None
     error: str | None = None
+    version: str | None = None  # the DAG's shape, and the code's identity (code_env.py)
 
 
 @dataclass(slots=True)

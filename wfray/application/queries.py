@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from wfray.application.ports import RunReader
 from wfray.domain.claims import ClaimRecord
@@ -22,6 +24,8 @@ class RunDetail:
     attempts: list[AttemptRecord]
     children: list[RunRecord] = field(default_factory=list)  # runs its steps started
     claims: list[ClaimRecord] = field(default_factory=list)  # the claims it holds, by key
+    # the runtime env its steps run in, as recorded (code_env.py); None: the cluster's own
+    runtime_env: dict[str, Any] | None = None
 
     def attempts_of(self, step: str, map_index: int = -1) -> list[AttemptRecord]:
         return [a for a in self.attempts if a.step == step and a.map_index == map_index]
@@ -41,7 +45,14 @@ class Queries:
             attempts=self.store.get_attempts(run_id),
             children=self.store.child_runs([run_id]),
             claims=self.store.claims_of([run_id]),
+            runtime_env=self._env_of(runs[run_id]),
         )
+
+    def _env_of(self, run: RunRecord) -> dict[str, Any] | None:
+        if run.env_hash is None:
+            return None
+        text = self.store.get_runtime_envs([run.env_hash]).get(run.env_hash)
+        return None if text is None else dict(json.loads(text))
 
     def run_detail_page(
         self,
@@ -59,6 +70,7 @@ class Queries:
             run=runs[run_id],
             tasks=self.store.page_tasks(run_id, tasks_after, limit),
             attempts=self.store.page_attempts(run_id, attempts_after, limit),
+            runtime_env=self._env_of(runs[run_id]),
             # on the first page only: a run of a million items claims at most that many keys
             claims=self.store.claims_of([run_id], limit)
             if tasks_after is None and attempts_after is None
