@@ -71,6 +71,7 @@ def test_migration_0012_keeps_stored_runs_and_goes_back(fresh_url: str) -> None:
             command.downgrade(migrate.alembic_config(conn), "0011")
         inspector = sa.inspect(engine)
         assert "env_hash" not in {c["name"] for c in inspector.get_columns("runs")}
+        assert "env_hash" not in {c["name"] for c in inspector.get_columns("schedules")}
         assert "runtime_envs" not in inspector.get_table_names()
     finally:
         engine.dispose()

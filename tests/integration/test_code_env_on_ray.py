@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures import code_env_flows as probes
+from wfray.application.schedules import build_spec
 from wfray.domain.errors import InputValidationError, RunFailedError
 from wfray.domain.status import AttemptStatus, RunStatus
 
@@ -57,6 +58,21 @@ def test_children_run_in_their_parents_env(client: Any, tmp_path: Path) -> None:
     assert parent.result(timeout=180) == ["cpu:C", "io:C"]
     children = parent.detail().children
     assert {c.env_hash for c in children} == {parent.detail().run.env_hash}
+
+
+def test_a_schedule_runs_the_code_of_the_env_it_was_created_with(
+    client: Any, tmp_path: Path
+) -> None:
+    env_hash = client.env_hash({"working_dir": str(probe_dir(tmp_path, "S"))})
+    client.register(probes.io_probe)
+    spec = build_spec(probes.io_probe, name="code-env-probe", input={}, cron="0 0 1 1 *")
+    client.create_schedule(spec.with_(env_hash=env_hash))
+    try:
+        run = client.trigger_schedule(spec.name)
+        assert run.result(timeout=180) == "io:S"
+        assert run.detail().run.env_hash == env_hash
+    finally:
+        client.delete_schedule(spec.name)
 
 
 def test_runs_without_an_env_behave_as_before(client: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 from tests.fixtures import unit_flows
 from wfray.application.client_commands import Submit
 from wfray.application.messages import SubmitRequest
+from wfray.application.schedules import build_spec
 from wfray.domain.code_env import (
     MAX_ENTRIES,
     CodeEnv,
@@ -19,7 +20,7 @@ from wfray.domain.code_env import (
     recorded_env,
     shown_version,
 )
-from wfray.domain.errors import InputValidationError
+from wfray.domain.errors import DefinitionError, InputValidationError
 from wfray.testing import local_wfray
 
 WORKING_DIR = "gcs://_ray_pkg_3f1c0a9e2b7d4c6e8f0a1b2c3d4e5f60.zip"
@@ -119,6 +120,19 @@ def test_the_recorded_env_is_bounded() -> None:
     many = [f"package-{i}=={'9' * 900}" for i in range(MAX_ENTRIES)]
     with pytest.raises(InputValidationError, match="characters"):
         recorded_env({"pip": many})
+
+
+def test_a_schedule_starts_its_runs_in_the_env_it_records() -> None:
+    with local_wfray() as wf:
+        env_hash = wf.env_hash({"py_modules": [MODULE]})
+        wf.register(unit_flows.single)
+        spec = build_spec(unit_flows.single, name="env-probe", cron="0 0 1 1 *")
+        wf.create_schedule(spec.with_(env_hash=env_hash))
+        run = wf.trigger_schedule("env-probe")
+        assert run.result(timeout=30) == unit_flows.only()
+        assert wf.detail(run.run_id).run.env_hash == env_hash
+        with pytest.raises(DefinitionError, match="env_hash"):
+            spec.with_(env_hash="not-a-hash")
 
 
 def test_runs_record_their_env_once_and_unknown_envs_are_refused() -> None:

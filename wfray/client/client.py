@@ -110,7 +110,9 @@ class Client:
             if spec not in self._declared
         ]
         if specs:
-            self.call(DeclareSchedules(specs))
+            # their runs record this client's env, as runs submitted here do
+            env_hash = self.env_hash()
+            self.call(DeclareSchedules([s.with_(env_hash=s.env_hash or env_hash) for s in specs]))
             self._declared.update(specs)
 
     # -- the code's environment ------------------------------------------------------------------
@@ -389,6 +391,8 @@ class Client:
         else:
             spec = build_spec(schedule, **options)
             self.register(schedule)
+        if spec.env_hash is None:
+            spec = spec.with_(env_hash=self.env_hash())
         self.call(UpsertSchedule(spec))
         return spec
 

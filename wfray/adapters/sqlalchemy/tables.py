@@ -236,6 +236,8 @@ schedules = sa.Table(
     sa.Column("overlap", sa.String, nullable=False),
     sa.Column("paused", sa.Boolean, nullable=False),
     sa.Column("unique_key", sa.String, nullable=True),
+    # The runtime env its runs' steps run in, by content hash (runtime_envs, 0012).
+    sa.Column("env_hash", sa.String(64), nullable=True),
     # The latest tick handled; compare-and-set guards it against a racing scheduler.
     sa.Column("last_fired", UtcDateTime, nullable=False),
     sa.Column("last_run_id", sa.String, nullable=True),

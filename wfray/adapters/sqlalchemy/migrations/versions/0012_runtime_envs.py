@@ -1,5 +1,5 @@
 """Code travels with the run: runtime environments stored once per content hash, and the
-run's reference to the one its steps run in (domain/code_env.py).
+references of runs and schedules to the one their steps run in (domain/code_env.py).
 
 Revision ID: 0012
 Revises: 0011
@@ -29,9 +29,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("env_hash", sa.String(64), nullable=True))
+    with op.batch_alter_table("schedules") as batch:
+        batch.add_column(sa.Column("env_hash", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("schedules") as batch:
+        batch.drop_column("env_hash")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("env_hash")
     op.drop_table("runtime_envs")
