@@ -109,6 +109,7 @@ def test_bad_explicit_envs_are_refused_before_anything_runs(client: Any, tmp_pat
         ({"env_vars": {"BAD NAME": "x"}}, "env_vars"),
         ({"pip": ["x" * 5000]}, "pip"),
         ({"py_modules": ["a\x00b"]}, "py_modules"),
+        ({"pip": {"packages": ["pyyaml"], "unknown_option": True}}, "pip"),
     ]:
         with pytest.raises(InputValidationError, match=field):
             client.submit(probes.cpu_probe, {}, runtime_env=bad)

@@ -285,11 +285,19 @@ class CpuExecutor:
         first = together[0]
         bundle = self.prefix + pickle.dumps([e.dispatch for e in together])
         env_json = None if first.env is None else first.env[1]
-        remote = self.cpu_tasks(first.num_cpus, first.resources, env_json)
-        if len(together) == 1 and first.timeout_s is not None:
-            ref = remote.remote(bundle, ray.get_runtime_context().current_actor)
-        else:
-            ref = remote.remote(bundle)
+        try:
+            remote = self.cpu_tasks(first.num_cpus, first.resources, env_json)
+            if len(together) == 1 and first.timeout_s is not None:
+                ref = remote.remote(bundle, ray.get_runtime_context().current_actor)
+            else:
+                ref = remote.remote(bundle)
+        except (ValueError, TypeError, rex.RayError) as exc:
+            if env_json is None:
+                raise
+            # a runtime env Ray refuses to take: these attempts fail, the batch goes on
+            for e in together:
+                self.outbox.put(env_failed(e.key, exc))
+            return
         for e in together:
             self.running[e.key] = ref
         self.launched_tasks += 1

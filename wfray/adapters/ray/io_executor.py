@@ -174,7 +174,11 @@ class IoExecutor:
         if runner is None:
             if self.env_runners is None:
                 raise RuntimeError("this io executor cannot start runners for runtime envs")
-            runner = self.runners[env_hash] = self.env_runners(self.config, env_json)
+            try:
+                runner = self.env_runners(self.config, env_json)
+            except (ValueError, TypeError, ray.exceptions.RayError) as exc:
+                return env_failed(e.key, exc)  # a runtime env Ray refuses to take
+            self.runners[env_hash] = runner
             log.info("started an io runner for runtime env %s", env_hash[:12])
         running, _ = self.runner_use.get(env_hash, (0, 0.0))
         self.runner_use[env_hash] = (running + 1, time.monotonic())

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import ray
+from ray.runtime_env import RuntimeEnv
 
 from wfray.domain.code_env import CodeEnv, job_env, recorded_env, refuse
 
@@ -51,4 +52,9 @@ def uploaded_env(runtime_env: Mapping[str, Any]) -> CodeEnv:
             except (OSError, ValueError, TypeError, ray.exceptions.RayError) as exc:
                 raise refuse(field, f"could not be uploaded: {exc}"[:500]) from exc
     env.pop("excludes", None)
-    return recorded_env(env, require_uris=True)
+    recorded = recorded_env(env, require_uris=True)
+    try:  # Ray's own checks of the fields (pip options, uv, ...), before any run records it
+        RuntimeEnv(**recorded.ray_options())
+    except (ValueError, TypeError) as exc:
+        raise refuse("runtime_env", str(exc)[:500]) from exc
+    return recorded
