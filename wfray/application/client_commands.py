@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
 from wfray.application.views import ClaimView, RunDetail, ScheduleInfo
+from wfray.domain.code_env import CodeEnv
 from wfray.domain.records import AttemptKey, LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
 from wfray.domain.workflow import WorkflowSchema
@@ -58,6 +59,13 @@ class Stats(Command[dict[str, Any]]):
 @dataclass(frozen=True, slots=True)
 class Register(Command[None]):
     schemas: Sequence[WorkflowSchema]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEnv(Command[str]):
+    """Store a runtime environment (domain/code_env.py); the answer is its hash."""
+
+    env: CodeEnv
 
 
 @dataclass(frozen=True, slots=True)

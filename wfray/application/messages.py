@@ -12,6 +12,10 @@ from typing import Any
 from wfray.domain.records import LogRecord, WorkerIdentity
 from wfray.domain.status import AttemptStatus, RunStatus
 
+# What a dispatch carries as its runtime env when the run's could not be read from the
+# store: its executor fails the attempt, saying so, instead of running it elsewhere.
+UNREADABLE_ENV = "!unreadable"
+
 # An argument: {"json": text} | {"blob": uri} | {"list": [arg, ...]} | {"dict": {name: arg}}
 ArgSpec = dict[str, Any]
 
@@ -39,6 +43,9 @@ class SubmitRequest:
     # first time: no run can hold it yet, so intake need not look it up in the store.
     # A resend after a lost answer clears it.
     fresh_id: bool = False
+    # The runtime environment the run's steps need (domain/code_env.py), recorded before
+    # the request is sent (RecordEnv); None: the cluster's own. Children take their parent's.
+    env_hash: str | None = None
 
 
 @dataclass(slots=True)
@@ -62,6 +69,7 @@ class RunView:
     result_json: str | None = None
     result_ref: str | None = None
     error: str | None = None
+    version: str | None = None  # the DAG's shape, and the code's identity (code_env.py)
 
 
 @dataclass(slots=True)
@@ -98,6 +106,10 @@ class Dispatch:
     # attempts when the backlog is deep (application/shared_tasks.py).
     shareable: bool = False
     kind: str = "step"  # or "compensation"
+    # The run's runtime environment: its hash, and the `runtime_env` Ray builds for it as
+    # canonical JSON (domain/code_env.py); None for runs in the cluster's own environment.
+    env_hash: str | None = None
+    runtime_env_json: str | None = None
 
     @property
     def attempt_key(self) -> tuple[str, str, int, int]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from wfray.application.ports import RunReader
 from wfray.application.views import RunDetail
@@ -26,7 +28,14 @@ class Queries:
             attempts=self.store.get_attempts(run_id),
             children=self.store.child_runs([run_id]),
             claims=self.store.claims_of([run_id]),
+            runtime_env=self._env_of(runs[run_id]),
         )
+
+    def _env_of(self, run: RunRecord) -> dict[str, Any] | None:
+        if run.env_hash is None:
+            return None
+        text = self.store.get_runtime_envs([run.env_hash]).get(run.env_hash)
+        return None if text is None else dict(json.loads(text))
 
     def run_detail_page(
         self,
@@ -44,6 +53,7 @@ class Queries:
             run=runs[run_id],
             tasks=self.store.page_tasks(run_id, tasks_after, limit),
             attempts=self.store.page_attempts(run_id, attempts_after, limit),
+            runtime_env=self._env_of(runs[run_id]),
             # on the first page only: a run of a million items claims at most that many keys
             claims=self.store.claims_of([run_id], limit)
             if tasks_after is None and attempts_after is None

@@ -24,6 +24,8 @@ class RunDetail:
     attempts: list[AttemptRecord]
     children: list[RunRecord] = field(default_factory=list)  # runs its steps started
     claims: list[ClaimRecord] = field(default_factory=list)  # the claims it holds, by key
+    # the runtime env its steps run in, as recorded (code_env.py); None: the cluster's own
+    runtime_env: dict[str, Any] | None = None
 
     def attempts_of(self, step: str, map_index: int = -1) -> list[AttemptRecord]:
         return [a for a in self.attempts if a.step == step and a.map_index == map_index]

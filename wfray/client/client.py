@@ -9,7 +9,7 @@ never creates a second run. Ray-free: `wfray.connect()` gives one over Ray
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from wfray.application.client_commands import (
     PauseSchedule,
     Publish,
     R,
+    RecordEnv,
     Register,
     Resume,
     ResumeSchedule,
@@ -51,6 +52,7 @@ from wfray.client.submission import (
 )
 from wfray.client.transport import Transport
 from wfray.config import Settings
+from wfray.domain.code_env import CodeEnv, recorded_env
 from wfray.domain.errors import WfrayError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import LogRecord, RunRecord
@@ -71,6 +73,7 @@ class Client:
         self.transport = transport
         self._registered: set[tuple[str, str]] = set()
         self._declared: set[ScheduleSpec] = set()  # code-declared schedules already upserted
+        self._recorded_envs: set[str] = set()  # runtime env hashes the coordinator stores
 
     def call(
         self,
@@ -106,8 +109,33 @@ class Client:
             if spec not in self._declared
         ]
         if specs:
-            self.call(DeclareSchedules(specs))
+            # their runs record this client's env, as runs submitted here do
+            env_hash = self.env_hash()
+            self.call(DeclareSchedules([s.with_(env_hash=s.env_hash or env_hash) for s in specs]))
             self._declared.update(specs)
+
+    # -- the code's environment ------------------------------------------------------------------
+
+    def default_env(self) -> CodeEnv | None:
+        """The runtime env runs record when none is given: the submitting job's own
+        (adapters/ray/client.py); none in-process."""
+        return None
+
+    def prepare_env(self, runtime_env: Mapping[str, Any]) -> CodeEnv:
+        """An explicitly given runtime env as recorded: validated; packages must be URIs
+        here (the client over Ray uploads local directories first)."""
+        return recorded_env(runtime_env, require_uris=True)
+
+    def env_hash(self, runtime_env: Mapping[str, Any] | None = None) -> str | None:
+        """The hash runs record for `runtime_env` (None: the default), stored at the
+        coordinator once per client and environment."""
+        env = self.default_env() if runtime_env is None else self.prepare_env(runtime_env)
+        if env is None:
+            return None
+        if env.hash not in self._recorded_envs:
+            self.call(RecordEnv(env))
+            self._recorded_envs.add(env.hash)
+        return env.hash
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -123,13 +151,21 @@ class Client:
         run_id: str | None = None,
         retry: RetryPolicy | None = None,
         deadline_s: float | None = None,
+        runtime_env: Mapping[str, Any] | None = None,
     ) -> RunHandle:
         """Start one run. The same idempotency key returns the same run.
 
         `retry` overrides the retry policy of every step of this run; `deadline_s` its
-        workflow's deadline (past it, the run fails and is compensated).
+        workflow's deadline (past it, the run fails and is compensated); `runtime_env` the
+        Ray runtime env its steps run in (default: this job's own; see the README).
         """
-        options = SubmitOptions(priority=priority, queue=queue, retry=retry, deadline_s=deadline_s)
+        options = SubmitOptions(
+            priority=priority,
+            queue=queue,
+            retry=retry,
+            deadline_s=deadline_s,
+            env_hash=self.env_hash(runtime_env),
+        )
         flow = self._register_flow(workflow)
         requests = one_request(flow, input, options, idempotency_key, concurrency_key, run_id)
         return self._submit(flow, requests)[0]
@@ -154,8 +190,10 @@ class Client:
         parent_run_id: str | None = None,
         trigger: str = "client",
         trigger_id: str | None = None,
+        runtime_env: Mapping[str, Any] | None = None,
     ) -> list[RunHandle]:
-        """Start many runs in few calls; each input is validated before anything is sent."""
+        """Start many runs in few calls; each input is validated before anything is sent.
+        Children (trigger "parent") run in their parent's runtime env, whatever is sent."""
         options = SubmitOptions(
             priority=priority,
             queue=queue,
@@ -164,6 +202,7 @@ class Client:
             parent_run_id=parent_run_id,
             trigger=trigger,
             trigger_id=trigger_id,
+            env_hash=None if trigger == "parent" else self.env_hash(runtime_env),
         )
         flow = self._register_flow(workflow)
         requests = build_requests(
@@ -206,6 +245,7 @@ class Client:
         run_id: str | None = None,
         retry: RetryPolicy | None = None,
         deadline_s: float | None = None,
+        runtime_env: Mapping[str, Any] | None = None,
     ) -> Any:
         """Run a workflow and return its result: submit and wait in one coordinator call,
         the shortest path from a request to its answer.
@@ -213,7 +253,13 @@ class Client:
         Raises RunFailedError if the run failed, WaitTimeoutError if it is still running
         after `timeout` seconds (it goes on: `client.run(run_id)` finds it).
         """
-        options = SubmitOptions(priority=priority, queue=queue, retry=retry, deadline_s=deadline_s)
+        options = SubmitOptions(
+            priority=priority,
+            queue=queue,
+            retry=retry,
+            deadline_s=deadline_s,
+            env_hash=self.env_hash(runtime_env),
+        )
         flow = self._register_flow(workflow)
         requests = one_request(flow, input, options, idempotency_key, concurrency_key, run_id)
         results, views = self.call(
@@ -344,6 +390,8 @@ class Client:
         else:
             spec = build_spec(schedule, **options)
             self.register(schedule)
+        if spec.env_hash is None:
+            spec = spec.with_(env_hash=self.env_hash())
         self.call(UpsertSchedule(spec))
         return spec
 

@@ -45,6 +45,8 @@ class SubmitOptions:
         retry: overrides the retry policy of every step of the runs.
         deadline_s: overrides the workflow's deadline.
         parent_run_id, trigger, trigger_id: who started the runs ("client", "parent", ...).
+        env_hash: the recorded runtime environment the runs' steps run in (None: the
+            cluster's own); the client records it first (Client.env_hash).
     """
 
     priority: int = 0
@@ -54,6 +56,7 @@ class SubmitOptions:
     parent_run_id: str | None = None
     trigger: str = "client"
     trigger_id: str | None = None
+    env_hash: str | None = None
 
 
 DEFAULT_OPTIONS = SubmitOptions()
@@ -96,6 +99,7 @@ def build_requests(
             trigger=options.trigger,
             trigger_id=options.trigger_id,
             fresh_id=fresh,
+            env_hash=options.env_hash,
         )
         for i in range(len(payloads))
     ]

@@ -27,6 +27,7 @@ from wfray.application.client_commands import (
     Publish,
     R,
     ReadClaim,
+    RecordEnv,
     Register,
     Resume,
     ResumeSchedule,
@@ -110,6 +111,10 @@ async def stats(desk: Desk, command: Stats) -> dict[str, object]:
 
 async def register(desk: Desk, command: Register) -> None:
     await (await _coordinator(desk)).register(command.schemas)
+
+
+async def record_env(desk: Desk, command: RecordEnv) -> str:
+    return await (await _coordinator(desk)).record_env(command.env)
 
 
 async def submit(desk: Desk, command: Submit) -> list[SubmitResult]:
@@ -245,6 +250,7 @@ HANDLERS: dict[type[Command[Any]], Handler] = {
     Pid: pid,
     Stats: stats,
     Register: register,
+    RecordEnv: record_env,
     Submit: submit,
     SubmitAndWait: submit_and_wait,
     Wait: wait,

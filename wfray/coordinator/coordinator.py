@@ -45,6 +45,7 @@ from wfray.coordinator.timers import TimerKind
 from wfray.coordinator.turn_moments import Moved, kinds_ending
 from wfray.coordinator.waiting import Waiting
 from wfray.domain import engine
+from wfray.domain.code_env import CodeEnv
 from wfray.domain.records import AttemptKey, LogRecord
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -135,6 +136,15 @@ class Coordinator:
             if (schema.name, schema.version) not in self.state.schemas:
                 await self.durably(self.store.save_workflow, schema)
                 self.state.schemas[(schema.name, schema.version)] = schema
+
+    async def record_env(self, env: CodeEnv) -> str:
+        """Store a runtime environment once per content hash; returns the hash runs name
+        it by. Checked again here: a client's word is input."""
+        env = CodeEnv.from_json(env.to_json())
+        if env.hash not in self.state.envs:
+            await self.durably(self.store.save_runtime_env, env.hash, env.to_json())
+            self.loader.remember_env(env)
+        return env.hash
 
     def heartbeat(self, beats: Sequence[tuple[AttemptKey, str | None]]) -> None:
         """Running attempts report they are alive, with their progress (JSON) if any."""

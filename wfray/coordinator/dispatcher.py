@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Protocol
 
 from wfray.application.batch import Batch
-from wfray.application.messages import ArgSpec, Dispatch, Outcome
+from wfray.application.messages import UNREADABLE_ENV, ArgSpec, Dispatch, Outcome
 from wfray.coordinator.durable import DurableStore
 from wfray.coordinator.heartbeats import HeartbeatWatch
 from wfray.coordinator.loading import RunLoader
@@ -110,6 +110,9 @@ class Launcher:
         memory.attempt_started(key, attempt)
         if kind == "step" and step.heartbeat_timeout_s is not None:
             self.heartbeats.watch(key, step.heartbeat_timeout_s, now)
+        env_hash = state.run.env_hash
+        # loaded with the run (loading.py); one that cannot be read fails in its executor
+        runtime_env = None if env_hash is None else memory.envs.get(env_hash, UNREADABLE_ENV)
         return Dispatch(
             run_id=task.run_id,
             workflow=state.run.workflow,
@@ -132,6 +135,8 @@ class Launcher:
             and step.heartbeat_timeout_s is None
             and memory.short_steps.is_short(state.run.workflow, task.step),
             kind=kind,
+            env_hash=env_hash,
+            runtime_env_json=runtime_env or None,
         )
 
 

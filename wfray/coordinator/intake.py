@@ -16,6 +16,7 @@ from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.state import CoordinatorState
 from wfray.coordinator.unique_runs import UniqueHolders, UniqueRef, unique_ref
 from wfray.domain import engine
+from wfray.domain.code_env import check_env_hash
 from wfray.domain.errors import (
     BacklogFullError,
     IdempotencyConflictError,
@@ -121,6 +122,7 @@ class Intake:
             return known
         try:
             schema = await self.loader.schema(request.workflow, request.version or None)
+            env_hash = await self._env_of(request)
         except WfrayError as exc:
             return SubmitResult(request.run_id, False, exc.message, exc.code)
         decided = unique.answer(request, schema)  # an existing run, or a refusal
@@ -134,6 +136,7 @@ class Intake:
             )
             return SubmitResult(request.run_id, False, error.message, error.code, 1.0)
         run = _new_run(request, schema, fingerprint, now)
+        run.env_hash = env_hash
         deadline_s = request.deadline_s or schema.deadline_s
         if deadline_s is not None:
             run.deadline_at = now + timedelta(seconds=deadline_s)
@@ -148,6 +151,28 @@ class Intake:
         existing[run.run_id] = run
         unique.started(run)
         return SubmitResult(run.run_id, created=True)
+
+    async def _env_of(self, request: SubmitRequest) -> str | None:
+        """The runtime env the run records: its parent's for a child (whatever the worker
+        that asked sent), else the one the request names, which must be stored already."""
+        if request.trigger == "parent" and request.parent_run_id is not None:
+            parent = self.state.runs.get(request.parent_run_id)
+            if parent is None:
+                found = await self.durable.call(
+                    self.durable.store.find_runs, [request.parent_run_id]
+                )
+                held = found.get(request.parent_run_id)
+                env_hash = held.env_hash if held is not None else None
+            else:
+                env_hash = parent.run.env_hash
+            await self.loader.load_envs([env_hash])
+            return env_hash
+        env_hash = check_env_hash(request.env_hash)
+        if env_hash is not None and await self.loader.load_envs([env_hash]):
+            raise InputValidationError(
+                f"unknown runtime env {env_hash[:12]}: record it (RecordEnv) before submitting"
+            )
+        return env_hash
 
     def answer(self, answers: list[Answer]) -> None:
         for future, result in answers:

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterable
+
 from wfray.coordinator.durable import DurableStore
 from wfray.coordinator.state import CoordinatorState
-from wfray.domain.errors import UnknownWorkflowError
+from wfray.domain.code_env import CodeEnv
+from wfray.domain.errors import InputValidationError, UnknownWorkflowError
 from wfray.domain.workflow import WorkflowSchema
+
+log = logging.getLogger("wfray.coordinator")
+
+
+def ray_options_json(env: CodeEnv) -> str:
+    """What a dispatch carries of an environment: the `runtime_env` Ray builds, as JSON
+    ("" when there is nothing to build, as for an environment of variable names only)."""
+    options = env.ray_options()
+    return json.dumps(options, sort_keys=True, separators=(",", ":")) if options else ""
 
 
 class RunLoader:
@@ -24,6 +38,25 @@ class RunLoader:
         known[(found.name, found.version)] = found
         return found
 
+    def remember_env(self, env: CodeEnv) -> None:
+        self.state.envs[env.hash] = ray_options_json(env)
+
+    async def load_envs(self, env_hashes: Iterable[str | None]) -> set[str]:
+        """Bring these runtime environments into memory (those not there yet); the hashes
+        the store does not hold are returned."""
+        wanted = {h for h in env_hashes if h is not None and h not in self.state.envs}
+        if not wanted:
+            return set()
+        stored = await self.durable.call(self.durable.store.get_runtime_envs, sorted(wanted))
+        for env_hash, text in stored.items():
+            try:
+                self.remember_env(CodeEnv.from_json(text))
+            except (ValueError, InputValidationError) as exc:
+                # a row that no longer reads: its runs' attempts fail, the others go on
+                log.error("runtime env %s cannot be read: %s", env_hash, exc)
+                continue
+        return wanted - set(self.state.envs)
+
     async def load_runs(self, run_ids: set[str]) -> None:
         """Bring runs (and their tasks) from the store into memory."""
         if not run_ids:
@@ -32,6 +65,7 @@ class RunLoader:
         store = self.durable.store
         runs = await self.durable.call(store.find_runs, ids)
         tasks = await self.durable.call(store.get_tasks, ids)
+        await self.load_envs(run.env_hash for run in runs.values())
         for run in runs.values():
             if run.run_id not in self.state.runs:
                 self.state.adopt(

@@ -115,6 +115,7 @@ class Reconciler:
         memory, durable, store = self.state, self.durable, self.durable.store
         self.epoch = await durable.call(store.next_value, EPOCH_COUNTER)
         runs, tasks, attempts = await durable.call(store.load_active)
+        await self.loader.load_envs(run.env_hash for run in runs)
         by_run: dict[str, list[TaskRecord]] = defaultdict(list)
         for task in tasks:
             by_run[task.run_id].append(task)

@@ -240,6 +240,7 @@ def _request(spec: ScheduleSpec, run_id: str, tick: datetime) -> SubmitRequest:
         trigger=TRIGGER,
         trigger_id=trigger_id(spec.name, tick),
         unique_key=None if key is None else for_tick(key, tick, zone),
+        env_hash=spec.env_hash,
     )
 
 

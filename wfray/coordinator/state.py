@@ -25,6 +25,9 @@ class CoordinatorState:
     def __init__(self, settings: CoordinatorSettings) -> None:
         self.settings = settings
         self.schemas: dict[tuple[str, str], WorkflowSchema] = {}
+        # runtime environments by hash, as Ray is given them (JSON; "" if nothing to
+        # build): loaded with the runs that use them, so a dispatch reads no store
+        self.envs: dict[str, str] = {}
         self.short_steps = ShortSteps(settings.short_step_s)  # learnt, kept across rebuilds
         self.runs: dict[str, RunState] = {}
         self.attempts: dict[AttemptKey, AttemptRecord] = {}

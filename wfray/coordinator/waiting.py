@@ -77,4 +77,5 @@ def view_of(run: RunRecord) -> RunView:
         result_json=run.result_json,
         result_ref=run.result_ref,
         error=run.error,
+        version=run.shown_version,
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from wfray.domain.code_env import shown_version
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
 WHOLE_STEP = -1  # map_index of a step that is not fanned out (or of a fan-out's group row)
@@ -45,6 +46,14 @@ class RunRecord:
     request_hash: str | None = None
     # The workflow's uniqueness key for this run's input (domain/uniqueness.py), if declared.
     unique_key: str | None = None
+    # The runtime environment its steps run in (domain/code_env.py), by content hash;
+    # None: the cluster's own (runs from before 0012, local development).
+    env_hash: str | None = None
+
+    @property
+    def shown_version(self) -> str:
+        """The workflow version as shown: the DAG's shape, and the code's identity."""
+        return shown_version(self.version, self.env_hash)
 
 
 @dataclass(slots=True)

@@ -28,7 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from wfray.domain.errors import DefinitionError
+from wfray.domain.code_env import check_env_hash
+from wfray.domain.errors import DefinitionError, InputValidationError
 
 # its home before every error moved to domain/errors.py; users import it from here
 from wfray.domain.errors import ScheduleNotFoundError as ScheduleNotFoundError
@@ -63,6 +64,8 @@ class ScheduleSpec:
         paused: a paused schedule fires nothing; resuming does not replay the pause.
         unique_key: the workflow's uniqueness key of the input (computed where the
             input was validated), which every run it starts carries.
+        env_hash: the runtime env its runs' steps run in (domain/code_env.py), recorded
+            by the client that created or declared it; None: the cluster's own.
     """
 
     name: str
@@ -78,9 +81,14 @@ class ScheduleSpec:
     overlap: str = "skip"
     paused: bool = False
     unique_key: str | None = None  # the workflow's uniqueness key of `input_json`, if any
+    env_hash: str | None = None
 
     def __post_init__(self) -> None:
         where = f"schedule {self.name!r}"
+        try:
+            check_env_hash(self.env_hash)
+        except InputValidationError as exc:
+            raise DefinitionError(f"{where}: {exc.message}") from None
         if not isinstance(self.name, str) or not self.name.strip():
             raise DefinitionError(f"schedule name: expected a non-empty string, got {self.name!r}")
         if not isinstance(self.workflow, str) or not self.workflow:

@@ -15,6 +15,7 @@ from rich.tree import Tree
 
 from wfray.application.queries import Queries
 from wfray.application.views import RunDetail
+from wfray.domain.code_env import shown_version
 from wfray.domain.masking import mask_text
 from wfray.domain.records import WHOLE_STEP, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
@@ -111,8 +112,9 @@ def run_tree(queries: Queries, detail: RunDetail) -> Tree:
     """The run as a tree: its steps in DAG order (with what each waits for), a fanned-out
     step's items under it, and every attempt under the task it tried."""
     run = detail.run
+    version = shown_version(run.version[:12], run.env_hash)
     label = (
-        f"[bold]{escape(run.run_id)}[/] {escape(run.workflow)}@{run.version[:12]} "
+        f"[bold]{escape(run.run_id)}[/] {escape(run.workflow)}@{version} "
         f"{styled(run.status.value)}"
         f" {short_duration(run.started_at or run.created_at, run.finished_at)}"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -140,6 +140,7 @@ class LocalWfray(Client, asserts.Assertions):
         run_id: str | None = None,
         retry: RetryPolicy | None = None,
         deadline_s: float | None = None,
+        runtime_env: Mapping[str, Any] | None = None,
     ) -> Any:
         """Submit a run and return its result (see LocalRunHandle.result)."""
         flow = self.workflow(workflow)
@@ -153,6 +154,7 @@ class LocalWfray(Client, asserts.Assertions):
             run_id=run_id,
             retry=retry,
             deadline_s=deadline_s,
+            runtime_env=runtime_env,
         )
         return self.result_of(handle.run_id, flow, timeout)
 

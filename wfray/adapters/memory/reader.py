@@ -27,6 +27,10 @@ class InMemoryRunReader(InMemoryStoreBase):
                     return self._workflows[key]
             return None
 
+    def get_runtime_envs(self, env_hashes: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            return {h: self._envs[h] for h in env_hashes if h in self._envs}
+
     def list_workflows(self) -> list[WorkflowSchema]:
         with self._lock:
             latest: dict[str, WorkflowSchema] = {}

@@ -20,6 +20,7 @@ class InMemoryStoreBase:
         self._claims: dict[str, ClaimRecord] = {}
         self._workflows: dict[tuple[str, str], WorkflowSchema] = {}
         self._workflow_order: list[tuple[str, str]] = []
+        self._envs: dict[str, str] = {}
         self._runs: dict[str, RunRecord] = {}
         self._keys: dict[str, str] = {}
         self._tasks: dict[tuple[str, str, int], TaskRecord] = {}

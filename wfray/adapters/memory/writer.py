@@ -165,6 +165,10 @@ class InMemoryRunWriter(InMemoryStoreBase):
             self._workflows[key] = schema
             self._workflow_order.append(key)
 
+    def save_runtime_env(self, env_hash: str, env_json: str) -> None:
+        with self._lock:
+            self._envs.setdefault(env_hash, env_json)
+
     def next_value(self, counter: str, count: int = 1) -> int:
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 from typing import Any
 
@@ -28,7 +29,7 @@ from wfray.adapters.ray.host import (
     executor_name,
     io_executor_ids,
 )
-from wfray.adapters.ray.io_executor import IoExecutor
+from wfray.adapters.ray.io_executor import IoEnvRunner, IoExecutor
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
 from wfray.application.ports import StepExecutor
 from wfray.application.wire import SealedBatch, SealedSnapshot
@@ -89,14 +90,29 @@ def _cpu_attempts_task() -> Any:
     return ray.remote(max_retries=0)(run_cpu_attempts)
 
 
-@functools.cache
-def cpu_attempts_task(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> Any:
-    """The Ray task running cpu attempts with this resource shape (CpuExecutor launches it)."""
-    # .options() builds a new remote function each call: one per resource shape is enough
+@functools.lru_cache(maxsize=256)
+def cpu_attempts_task(
+    num_cpus: float, resources: tuple[tuple[str, float], ...], env_json: str | None = None
+) -> Any:
+    """The Ray task running cpu attempts with this resource shape, in this runtime env (its
+    JSON; None: the executor's own), as CpuExecutor launches it."""
+    # .options() builds a new remote function each call: one per shape and env is enough
     options: dict[str, Any] = {"num_cpus": num_cpus}
     if resources:
         options["resources"] = dict(resources)
+    if env_json is not None:
+        options["runtime_env"] = json.loads(env_json)
     return _cpu_attempts_task().options(**options)
+
+
+def io_env_runner(config: ExecutorConfig, env_json: str) -> Any:
+    """An actor running io attempts in one runtime env, owned by the io executor that asks
+    (it dies with it). Not restarted: its owner starts another for the next attempt."""
+    return (
+        ray.remote(IoEnvRunner)
+        .options(num_cpus=0, max_restarts=0, max_task_retries=0, runtime_env=json.loads(env_json))
+        .remote(config)
+    )
 
 
 def executor_config(settings: Settings) -> ExecutorConfig:
@@ -150,7 +166,7 @@ def executor_actors(settings: Settings) -> dict[str, Any]:
     executors: dict[str, Any] = {"cpu": cpu_actor.remote(config, cpu_attempts_task)}
     for executor in io_executor_ids(settings):
         options = dict(io_options, name=executor_name(executor))
-        executors[executor] = io_actor.options(**options).remote(config)
+        executors[executor] = io_actor.options(**options).remote(config, io_env_runner)
     return executors
 
 

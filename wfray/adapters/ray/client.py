@@ -4,6 +4,7 @@ cluster this process is attached to, and `RayClient` sends it commands (link.py)
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import ray
@@ -12,9 +13,11 @@ from wfray.adapters.blob import check_blob_root
 from wfray.adapters.ray.actors import coordinator_actor, executor_actor_names
 from wfray.adapters.ray.host import COORDINATOR_NAME, executor_name, io_executor_ids
 from wfray.adapters.ray.link import CoordinatorLink
+from wfray.adapters.ray.runtime_env import current_job_env, uploaded_env
 from wfray.application.client_commands import Start
 from wfray.client.client import Client
 from wfray.config import Settings, load_settings
+from wfray.domain.code_env import CodeEnv
 from wfray.domain.errors import WfrayError
 
 
@@ -23,7 +26,17 @@ class RayClient(Client):
 
     def __init__(self, settings: Settings, handle: Any = None) -> None:
         self.link = CoordinatorLink(settings, handle)
+        self._job_env: tuple[CodeEnv | None] | None = None
         super().__init__(settings, self.link)
+
+    def default_env(self) -> CodeEnv | None:
+        """This job's own runtime env (read once: a job's env does not change)."""
+        if self._job_env is None:
+            self._job_env = (current_job_env(),)
+        return self._job_env[0]
+
+    def prepare_env(self, runtime_env: Mapping[str, Any]) -> CodeEnv:
+        return uploaded_env(runtime_env)
 
     @property
     def handle(self) -> Any:

@@ -27,7 +27,7 @@ import ray
 from ray import exceptions as rex
 
 from wfray.adapters.blob import blob_store
-from wfray.application.messages import Dispatch, Outcome
+from wfray.application.messages import UNREADABLE_ENV, Dispatch, Outcome
 from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.config import masked_repr
 from wfray.coordinator.shared_tasks import MAX_SHARED, share_out
@@ -42,6 +42,7 @@ from wfray.worker.step_runner import (
 if TYPE_CHECKING:
     from wfray.adapters.ray.services import RayStepServices
 
+RunEnv = tuple[str, str]  # an env's hash, and the runtime_env Ray builds for it as JSON
 log = logging.getLogger("wfray.executor")
 CANCEL_GRACE_S = 1.0
 # A timed cpu attempt's clock starts when its worker begins it, not at launch: a worker that
@@ -101,11 +102,16 @@ class Envelope(NamedTuple):
     report_directly: bool
     shareable: bool
     dispatch: Sealed
+    # the run's runtime env: (hash, Ray's runtime_env as JSON), None for the cluster's own
+    env: RunEnv | None = None
 
     @classmethod
     def of(cls, d: Dispatch) -> Envelope:
         num_cpus = 1.0 if d.num_cpus is None else d.num_cpus
         resources = tuple(sorted(d.resources.items()))
+        env = None
+        if d.env_hash is not None and d.runtime_env_json is not None:
+            env = (d.env_hash, d.runtime_env_json)
         return cls(
             d.attempt_key,
             num_cpus,
@@ -114,6 +120,7 @@ class Envelope(NamedTuple):
             d.report_directly,
             d.shareable,
             seal(d),
+            env,
         )
 
 
@@ -162,9 +169,33 @@ def run_cpu_attempts(bundle: bytes, executor: Any = None) -> list[Sealed]:
     return outcomes
 
 
-# The Ray task that runs `run_cpu_attempts` for a resource shape (num_cpus, resources): made
-# in actors.py, where wfray applies ray.remote, and handed to the cpu executor.
-CpuTasks = Callable[[float, tuple[tuple[str, float], ...]], Any]
+# The Ray task that runs `run_cpu_attempts` for a resource shape (num_cpus, resources) in a
+# runtime env (its JSON, or None): made in actors.py, where wfray applies ray.remote, and
+# handed to the cpu executor.
+CpuTasks = Callable[[float, tuple[tuple[str, float], ...], str | None], Any]
+
+
+def env_failed(key: AttemptKey, exc: BaseException) -> Sealed:
+    """An attempt whose runtime env Ray could not build: failed with Ray's error, and not
+    retried (building the same env again fails the same way; `wfray resume` tries again)."""
+    message = str(exc)[:4000]
+    outcome = Outcome.ended(key, AttemptStatus.FAILED, "ray.RuntimeEnvSetupError", message)
+    outcome.retryable = False
+    return seal(outcome)
+
+
+def unreadable_env(key: AttemptKey) -> Sealed:
+    message = "the run's runtime env could not be read from the store: not run elsewhere"
+    outcome = Outcome.ended(key, AttemptStatus.FAILED, "wfray.RuntimeEnvUnreadable", message)
+    outcome.retryable = False
+    return seal(outcome)
+
+
+def is_env_failure(exc: BaseException) -> bool:
+    """Ray's error for an env it could not build: a task's own, or an actor's death from it."""
+    if isinstance(exc, rex.RuntimeEnvSetupError):
+        return True
+    return isinstance(exc, rex.ActorDiedError) and "runtime env" in str(exc).lower()
 
 
 def _ended(key: AttemptKey, status: AttemptStatus, kind: str, message: str) -> Sealed:
@@ -236,10 +267,13 @@ class CpuExecutor:
         if not admitted(self.outbox, envelopes, epoch):
             return
         self._loop = asyncio.get_running_loop()
-        shareable: dict[tuple[float, tuple[tuple[str, float], ...]], list[Envelope]] = {}
+        shareable: dict[tuple[float, tuple[tuple[str, float], ...], RunEnv | None], list[Envelope]]
+        shareable = {}
         for e in envelopes:
-            if e.shareable:
-                shareable.setdefault((e.num_cpus, e.resources), []).append(e)
+            if e.env is not None and e.env[1] == UNREADABLE_ENV:
+                self.outbox.put(unreadable_env(e.key))
+            elif e.shareable:
+                shareable.setdefault((e.num_cpus, e.resources, e.env), []).append(e)
             else:
                 self._launch((e,))
         for group in shareable.values():
@@ -249,11 +283,20 @@ class CpuExecutor:
     def _launch(self, together: tuple[Envelope, ...]) -> None:
         first = together[0]
         bundle = self.prefix + pickle.dumps([e.dispatch for e in together])
-        remote = self.cpu_tasks(first.num_cpus, first.resources)
-        if len(together) == 1 and first.timeout_s is not None:
-            ref = remote.remote(bundle, ray.get_runtime_context().current_actor)
-        else:
-            ref = remote.remote(bundle)
+        env_json = None if first.env is None else first.env[1]
+        try:
+            remote = self.cpu_tasks(first.num_cpus, first.resources, env_json)
+            if len(together) == 1 and first.timeout_s is not None:
+                ref = remote.remote(bundle, ray.get_runtime_context().current_actor)
+            else:
+                ref = remote.remote(bundle)
+        except (ValueError, TypeError, rex.RayError) as exc:
+            if env_json is None:
+                raise
+            # a runtime env Ray refuses to take: these attempts fail, the batch goes on
+            for e in together:
+                self.outbox.put(env_failed(e.key, exc))
+            return
         for e in together:
             self.running[e.key] = ref
         self.launched_tasks += 1
@@ -352,6 +395,8 @@ class CpuExecutor:
             return [(outcome, True) for outcome in outcomes]
         except (rex.TaskCancelledError, CancelledError):
             return [(stopped(e.key, e.key in self.timed_out, e.timeout_s), False) for e in together]
+        except rex.RuntimeEnvSetupError as exc:  # this run's env, not the worker, failed
+            return [(env_failed(e.key, exc), False) for e in together]
         except Exception as exc:  # the wrapper catches user errors: this is Ray's own failure
             kind, message = f"ray.{type(exc).__name__}", str(exc)[:2000]
             return [(_ended(e.key, AttemptStatus.LOST, kind, message), False) for e in together]

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from wfray.adapters.sqlalchemy import claims, quarantine, rows, unique
 from wfray.adapters.sqlalchemy.store_base import SqlStoreBase, chunks
-from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks, workflows
+from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, runtime_envs, tasks, workflows
 from wfray.application.quarantine import QuarantinedOutcome
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
@@ -35,6 +35,15 @@ class SqlRunReader(SqlStoreBase):
         with self._errors(), self._engine.connect() as conn:
             text = conn.execute(query).scalar_one_or_none()
         return None if text is None else WorkflowSchema.model_validate_json(text)
+
+    def get_runtime_envs(self, env_hashes: Sequence[str]) -> dict[str, str]:
+        if not env_hashes:
+            return {}
+        query = sa.select(runtime_envs.c.env_hash, runtime_envs.c.env_json).where(
+            runtime_envs.c.env_hash.in_(sorted(set(env_hashes)))
+        )
+        with self._errors(), self._engine.connect() as conn:
+            return {row.env_hash: row.env_json for row in conn.execute(query)}
 
     def list_workflows(self) -> list[WorkflowSchema]:
         latest = (

@@ -63,6 +63,8 @@ runs = sa.Table(
     sa.Column("request_hash", sa.String(64), nullable=True),
     # Not unique: a policy may start a new run once the key's run finished (uniqueness.py).
     sa.Column("unique_key", sa.String, nullable=True),
+    # The runtime environment its steps run in, by content hash (runtime_envs, 0012).
+    sa.Column("env_hash", sa.String(64), nullable=True),
     sa.Index("ix_runs_workflow_status_created_at", "workflow", "status", "created_at"),
     sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_created_at", "created_at"),
@@ -166,6 +168,16 @@ logs = sa.Table(
     sa.Index("ix_logs_run_id_step", "run_id", "step"),
 )
 
+# Runtime environments (domain/code_env.py), stored once per content hash: package URIs,
+# requirements, names of variables; never the variables' values.
+runtime_envs = sa.Table(
+    "runtime_envs",
+    metadata,
+    sa.Column("env_hash", sa.String(64), primary_key=True),
+    sa.Column("env_json", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
 # Small key/value facts about the installation (for the coordinator lease, later).
 meta = sa.Table(
     "meta",
@@ -224,6 +236,8 @@ schedules = sa.Table(
     sa.Column("overlap", sa.String, nullable=False),
     sa.Column("paused", sa.Boolean, nullable=False),
     sa.Column("unique_key", sa.String, nullable=True),
+    # The runtime env its runs' steps run in, by content hash (runtime_envs, 0012).
+    sa.Column("env_hash", sa.String(64), nullable=True),
     # The latest tick handled; compare-and-set guards it against a racing scheduler.
     sa.Column("last_fired", UtcDateTime, nullable=False),
     sa.Column("last_run_id", sa.String, nullable=True),

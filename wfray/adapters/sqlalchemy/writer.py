@@ -20,7 +20,15 @@ from wfray.adapters.sqlalchemy.engine import refusal_reason, refused_data
 from wfray.adapters.sqlalchemy.fastpath import CompiledWrite
 from wfray.adapters.sqlalchemy.probe import ProbeGroup, Write, probe
 from wfray.adapters.sqlalchemy.store_base import SqlStoreBase, chunks
-from wfray.adapters.sqlalchemy.tables import attempts, counters, logs, runs, tasks, workflows
+from wfray.adapters.sqlalchemy.tables import (
+    attempts,
+    counters,
+    logs,
+    runs,
+    runtime_envs,
+    tasks,
+    workflows,
+)
 from wfray.application.batch import Batch, RejectedRow
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
@@ -249,6 +257,16 @@ class SqlRunWriter(SqlStoreBase):
             .on_conflict_do_nothing(index_elements=["name", "version"])
         )
         conn.execute(stmt)
+
+    def save_runtime_env(self, env_hash: str, env_json: str) -> None:
+        """Store an environment under its content hash, once (a second save is a no-op)."""
+        stmt = (
+            self._insert(runtime_envs)
+            .values(env_hash=env_hash, env_json=env_json, created_at=datetime.now(UTC))
+            .on_conflict_do_nothing(index_elements=["env_hash"])
+        )
+        with self._errors(), self._writer.begin() as conn:
+            conn.execute(stmt)
 
     def next_value(self, counter: str, count: int = 1) -> int:
         """Advance a named counter by `count`; returns the last value handed out.

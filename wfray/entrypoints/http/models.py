@@ -82,7 +82,8 @@ class SubmitAccepted(BaseModel):
 class RunOut(BaseModel):
     run_id: str
     workflow: str
-    version: str
+    version: str = Field(description="the DAG's shape, then `+` and the code's env hash")
+    env_hash: str | None = Field(description="the runtime env its steps run in, if recorded")
     status: RunStatus
     queue: str
     priority: int
@@ -105,7 +106,8 @@ class RunOut(BaseModel):
         return cls(
             run_id=run.run_id,
             workflow=run.workflow,
-            version=run.version,
+            version=run.shown_version,
+            env_hash=run.env_hash,
             status=run.status,
             queue=run.queue,
             priority=run.priority,

@@ -1,0 +1,115 @@
+"""Code travels with the run: two runs of one workflow, each with its own runtime env, each
+run their own code (cpu and io steps); a run whose env Ray cannot build fails with Ray's
+error recorded while a run beside it completes. The probe module lives in tmp_path, never
+in the repository (which is on every worker's PYTHONPATH and would hide the difference)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures import code_env_flows as probes
+from wfray.domain.errors import InputValidationError, RunFailedError
+from wfray.domain.status import AttemptStatus, RunStatus
+from wfray.sdk.schedules import build_spec
+
+pytestmark = pytest.mark.timeout(300)
+
+MISSING_PACKAGE = "gcs://_ray_pkg_" + "0" * 32 + ".zip"
+
+
+def probe_dir(root: Path, value: str) -> Path:
+    folder = root / f"env_{value}"
+    folder.mkdir()
+    (folder / "wf_code_probe.py").write_text(f"VALUE = {value!r}\n")
+    return folder
+
+
+def test_each_run_runs_the_code_of_its_own_env(client: Any, tmp_path: Path) -> None:
+    a = probe_dir(tmp_path, "A")
+    b = probe_dir(tmp_path, "B")
+    env_a = {"working_dir": str(a), "env_vars": {"PROBE_SECRET": "never-stored"}}
+    env_b = {"py_modules": [str(b / "wf_code_probe.py")]}
+    runs = {
+        "cpu:A": client.submit(probes.cpu_probe, {}, runtime_env=env_a),
+        "cpu:B": client.submit(probes.cpu_probe, {}, runtime_env=env_b),
+        "io:A": client.submit(probes.io_probe, {}, runtime_env=env_a),
+        "io:B": client.submit(probes.io_probe, {}, runtime_env=env_b),
+    }
+    for expected, run in runs.items():
+        assert run.result(timeout=180) == expected
+    detail_a, detail_b = runs["cpu:A"].detail(), runs["cpu:B"].detail()
+    assert detail_a.run.env_hash != detail_b.run.env_hash
+    assert detail_a.run.shown_version.endswith("+" + detail_a.run.env_hash[:12])
+    recorded = detail_a.runtime_env
+    assert recorded["working_dir"].startswith("gcs://_ray_pkg_")
+    assert recorded["env_var_names"] == ["PROBE_SECRET"]
+    assert "never-stored" not in repr(recorded)
+    assert detail_b.runtime_env["py_modules"][0].startswith("gcs://_ray_pkg_")
+    # the io attempts of one env share one runner, started for it
+    assert runs["io:A"].detail().attempts[0].pid != runs["io:B"].detail().attempts[0].pid
+
+
+def test_children_run_in_their_parents_env(client: Any, tmp_path: Path) -> None:
+    env = {"working_dir": str(probe_dir(tmp_path, "C"))}
+    parent = client.submit(probes.parent_probe, {}, runtime_env=env)
+    assert parent.result(timeout=180) == ["cpu:C", "io:C"]
+    children = parent.detail().children
+    assert {c.env_hash for c in children} == {parent.detail().run.env_hash}
+
+
+def test_a_schedule_runs_the_code_of_the_env_it_was_created_with(
+    client: Any, tmp_path: Path
+) -> None:
+    env_hash = client.env_hash({"working_dir": str(probe_dir(tmp_path, "S"))})
+    client.register(probes.io_probe)
+    spec = build_spec(probes.io_probe, name="code-env-probe", input={}, cron="0 0 1 1 *")
+    client.create_schedule(spec.with_(env_hash=env_hash))
+    try:
+        run = client.trigger_schedule(spec.name)
+        assert run.result(timeout=180) == "io:S"
+        assert run.detail().run.env_hash == env_hash
+    finally:
+        client.delete_schedule(spec.name)
+
+
+def test_runs_without_an_env_behave_as_before(client: Any) -> None:
+    run = client.submit(probes.cpu_probe, {})
+    with pytest.raises(RunFailedError, match="wf_code_probe"):
+        run.result(timeout=120)
+    assert run.detail().run.env_hash is None
+
+
+@pytest.mark.parametrize("probe", [probes.cpu_probe, probes.io_probe], ids=["cpu", "io"])
+def test_an_env_ray_cannot_build_fails_only_its_run(
+    client: Any, tmp_path: Path, probe: Any
+) -> None:
+    broken = client.submit(probe, {}, runtime_env={"working_dir": MISSING_PACKAGE})
+    fine = client.submit(probe, {}, runtime_env={"working_dir": str(probe_dir(tmp_path, "D"))})
+    assert fine.result(timeout=180).endswith(":D")
+    with pytest.raises(RunFailedError):
+        broken.result(timeout=180)
+    detail = broken.detail()
+    assert detail.run.status is RunStatus.FAILED
+    (attempt,) = detail.attempts
+    assert attempt.status is AttemptStatus.FAILED
+    assert attempt.error_type == "ray.RuntimeEnvSetupError"
+    assert "Failed to set up runtime environment" in (attempt.error_message or "")
+    assert client.execute(probe, {}, runtime_env={"working_dir": str(tmp_path / "env_D")}) == (
+        fine.result(timeout=1)
+    )
+
+
+def test_bad_explicit_envs_are_refused_before_anything_runs(client: Any, tmp_path: Path) -> None:
+    for bad, field in [
+        ({"conda": "base"}, "conda"),
+        ({"working_dir": str(tmp_path / "missing")}, "working_dir"),
+        ({"env_vars": {"BAD NAME": "x"}}, "env_vars"),
+        ({"pip": ["x" * 5000]}, "pip"),
+        ({"py_modules": ["a\x00b"]}, "py_modules"),
+        ({"pip": {"packages": ["pyyaml"], "unknown_option": True}}, "pip"),
+    ]:
+        with pytest.raises(InputValidationError, match=field):
+            client.submit(probes.cpu_probe, {}, runtime_env=bad)
