@@ -44,6 +44,7 @@ from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig
 from wfray.domain.status import RunStatus, TaskStatus
 from wfray.domain.uniqueness import UniquePolicy
+from wfray.domain.versions import WFRAY_VERSION
 
 if TYPE_CHECKING:
     from wfray.adapters.ray.client import connect
@@ -83,6 +84,8 @@ __all__ = [
     "schedule",
     "task",
 ]
+
+__version__ = WFRAY_VERSION
 
 # imported when first asked for: they pull in Ray (connect) or pyarrow (the handle)
 _LAZY = {

@@ -32,6 +32,7 @@ from wfray.domain.errors import (
     StoreUnavailableError,
     UniqueKeyError,
     UnknownWorkflowError,
+    VersionMismatchError,
     WfrayError,
 )
 from wfray.domain.masking import mask_data
@@ -79,7 +80,12 @@ def exit_code_of(error: WfrayError) -> Exit:
         return Exit.NOT_FOUND
     if isinstance(error, InputValidationError | DefinitionError | UniqueKeyError):
         return Exit.USAGE
-    unreachable = CoordinatorUnavailableError | StoreUnavailableError | SchemaOutdatedError
+    unreachable = (
+        CoordinatorUnavailableError
+        | StoreUnavailableError
+        | SchemaOutdatedError
+        | VersionMismatchError
+    )
     if isinstance(error, unreachable):
         return Exit.UNREACHABLE
     return Exit.RUN_FAILED

@@ -38,6 +38,7 @@ from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dis
 from wfray.config import masked_repr
 from wfray.domain.records import WorkerIdentity
 from wfray.domain.status import AttemptStatus
+from wfray.domain.versions import CURRENT
 
 if TYPE_CHECKING:
     from wfray.adapters.ray.services import RayStepServices
@@ -371,6 +372,10 @@ class CpuExecutor:
             "tasks": self.launched_tasks,
             "attempts": self.launched_attempts,
         }
+
+    def versions(self) -> dict[str, str]:
+        """This executor's wfray and schema versions: the coordinator checks them first."""
+        return CURRENT.as_dict()
 
     async def pid(self) -> int:
         return os.getpid()

@@ -25,6 +25,7 @@ from wfray.application.step_runner import load_function, run_attempt_async
 from wfray.application.wire import SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.domain.errors import StepImportError
 from wfray.domain.records import WorkerIdentity
+from wfray.domain.versions import CURRENT
 
 
 class IoExecutor:
@@ -112,6 +113,10 @@ class IoExecutor:
 
     async def stats(self) -> dict[str, int]:
         return {"running": len(self.running), "unacked": len(self.outbox)}
+
+    def versions(self) -> dict[str, str]:
+        """This executor's wfray and schema versions: the coordinator checks them first."""
+        return CURRENT.as_dict()
 
     async def pid(self) -> int:
         return os.getpid()
