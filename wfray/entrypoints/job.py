@@ -5,7 +5,8 @@
 
 It imports MODULE, takes its attribute WORKFLOW (a `wfray.Workflow` or a `@wfray.task`
 function), validates the input against it, connects to the Ray cluster the job runs on
-(RAY_ADDRESS, which `ray job submit` sets, else `--address`), starts or finds wfray there
+(`--address`, else RAY_ADDRESS, which `ray job submit` sets, else the cluster `wfray start`
+recorded), starts or finds wfray there
 and submits one run. Without --wait it prints the run id; with --wait it follows the run
 (progress on standard error) and prints its result as JSON on standard output, the status
 line on standard error. The same idempotency key returns the same run, so a job submitted
@@ -32,6 +33,8 @@ from wfray.config import Settings, load_settings
 from wfray.domain.errors import WfrayError
 from wfray.domain.masking import mask_text
 from wfray.domain.status import RunStatus
+from wfray.entrypoints.cli_instance import read_instance
+from wfray.entrypoints.cli_processes import use_ray_auth
 from wfray.entrypoints.cli_support import (
     CliError,
     Exit,
@@ -70,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--timeout", type=float, default=24 * 3600.0, help="seconds to --wait")
     cmd.add_argument("--poll", type=float, default=2.0, help="seconds between progress lines")
     cmd.add_argument(
-        "--address", help="the Ray cluster (default: RAY_ADDRESS, else a running local one)"
+        "--address", help="the Ray cluster (default: RAY_ADDRESS, else `wfray start`'s)"
     )
     return cmd
 
@@ -155,12 +158,25 @@ def find_workflow(target: str) -> Workflow:
 
 
 def connect(settings: Settings, address: str | None) -> Any:
-    """Start or find wfray on the cluster: the one a Ray job runs on, else `address`."""
+    """Start or find wfray on the cluster named by `--address`, RAY_ADDRESS (set by Ray for
+    every job) or `wfray start`'s record: never one found by scanning the host's processes,
+    which on a shared machine may be anyone's."""
+    where = address or os.environ.get("RAY_ADDRESS", "")
+    instance = None if where else read_instance(settings)
+    if instance is not None and instance.address:
+        if instance.local:
+            use_ray_auth(instance.ray_auth_token_path)  # as `wfray start` started it
+        where = instance.address
+    if not where:
+        raise CliError(
+            "no Ray cluster named: pass --address, or set RAY_ADDRESS (`ray job submit` sets "
+            "it for its jobs), or start one with `wfray start`",
+            Exit.UNREACHABLE,
+        )
     import ray
 
     import wfray
 
-    where = address or os.environ.get("RAY_ADDRESS") or "auto"
     if not ray.is_initialized():
         try:
             ray.init(
