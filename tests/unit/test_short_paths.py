@@ -33,6 +33,7 @@ from wfray.application.wire import seal
 from wfray.config import load_settings
 from wfray.domain.records import RunRecord
 from wfray.domain.status import AttemptStatus, RunStatus
+from wfray.domain.versions import CURRENT
 
 T = TypeVar("T")
 pytestmark = pytest.mark.timeout(60)
@@ -222,8 +223,13 @@ def fake_client(
                 raise rex.GetTimeoutError("answer lost")
             return [SubmitResult(r.run_id, True) for r in command.requests]
 
+    class Versions:
+        def remote(self) -> dict[str, str]:
+            return CURRENT.as_dict()  # this wfray: checked before the first command
+
     class Handle:
         handle = Method()
+        versions = Versions()
 
     monkeypatch.setattr(client_module.ray, "get", lambda ref, timeout: ref)
     client = RayClient(load_settings(namespace="unit"), handle=Handle())
