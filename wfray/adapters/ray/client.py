@@ -21,8 +21,8 @@ from wfray.domain.errors import VersionMismatchError, WfrayError
 class RayClient(Client):
     """A connection to the wfray coordinator of the current Ray cluster."""
 
-    def __init__(self, settings: Settings, handle: Any = None) -> None:
-        self.link = CoordinatorLink(settings, handle)
+    def __init__(self, settings: Settings, handle: Any = None, *, trusted: bool = False) -> None:
+        self.link = CoordinatorLink(settings, handle, trusted)
         super().__init__(settings, self.link)
 
     @property

@@ -21,9 +21,13 @@ RETRYABLE = (rex.ActorUnavailableError, rex.ActorDiedError, rex.GetTimeoutError)
 
 
 class CoordinatorLink:
-    def __init__(self, settings: Settings, handle: Any = None) -> None:
+    def __init__(self, settings: Settings, handle: Any = None, trusted: bool = False) -> None:
         self.settings = settings
         self._handle = handle
+        # skip the versions check: for the processes running steps, whose executor the
+        # coordinator checked before it dispatched a step there (a blocking call inside an
+        # io executor's event loop, and a round trip, saved)
+        self.trusted = trusted
         self._checked = False  # the handle's versions are this process's (versions.py)
 
     def forget(self) -> None:
@@ -38,7 +42,7 @@ class CoordinatorLink:
         if self._handle is None:
             self._handle = ray.get_actor(COORDINATOR_NAME, namespace=self.settings.namespace)
             self._checked = False
-        if not self._checked:
+        if not (self._checked or self.trusted):
             who = f"the coordinator in Ray namespace {self.settings.namespace!r}"
             check_actor(self._handle, who, "this client")
             self._checked = True
