@@ -84,3 +84,30 @@ def test_versions_travel_as_plain_data() -> None:
     assert answer == {"wfray": WFRAY_VERSION, "schema": SCHEMA_REVISION}
     assert Versions.from_answer({**answer, "extra": "ignored"}) == CURRENT
     assert str(CURRENT) == f"wfray {WFRAY_VERSION} at schema {SCHEMA_REVISION}"
+
+
+def test_a_coordinator_whose_executors_run_another_wfray_refuses_at_once_for_good() -> None:
+    import asyncio
+
+    from wfray.adapters.ray.host import START_WAIT_S, CoordinatorHost
+    from wfray.bootstrap import System
+    from wfray.config import load_settings
+
+    builds = []
+
+    async def old_executors(settings: object) -> System:
+        builds.append(1)
+        raise VersionMismatchError("the executor wfray-executor-cpu runs wfray 0.0.9")
+
+    async def scenario() -> None:
+        host = CoordinatorHost(load_settings(namespace="unit"), build=old_executors)
+        assert host.versions() == CURRENT.as_dict()  # answered whatever the start does
+        for _ in range(2):
+            with pytest.raises(VersionMismatchError, match="wfray-executor-cpu") as caught:
+                await host.start(wait_s=START_WAIT_S * 3)
+            # the build's own error, not the one a start budget run out gives
+            assert "could not start within" not in str(caught.value)
+        assert builds == [1]  # not retried: no start can cure it
+        await host.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
