@@ -40,6 +40,7 @@ from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig
 from wfray.domain.status import RunStatus, TaskStatus
 from wfray.domain.uniqueness import UniquePolicy
+from wfray.domain.versions import WFRAY_VERSION
 from wfray.sdk.context import StepContext
 from wfray.sdk.definition import Workflow
 from wfray.sdk.schedules import Schedule, schedule
@@ -83,6 +84,8 @@ __all__ = [
     "schedule",
     "task",
 ]
+
+__version__ = WFRAY_VERSION
 
 # imported when first asked for: they pull in Ray (connect) or pyarrow (the handle)
 _LAZY = {

@@ -48,7 +48,7 @@ async def build_system(settings: Settings) -> System:
     """Everything from the settings. The store comes first (migrated, off the event loop):
     a database that cannot be reached starts no executor actors."""
     store = await asyncio.to_thread(build_store, settings)
-    coordinator = build_coordinator(settings, store, build_executors(settings))
+    coordinator = build_coordinator(settings, store, await build_executors(settings))
     scheduler = Scheduler(build_schedule_store(settings, store), coordinator, SystemClock())
     return System(
         store=store,
@@ -84,11 +84,11 @@ def build_schedule_store(settings: Settings, runs: RunStore) -> ScheduleStore:
     return SqlScheduleStore(settings.database_url)
 
 
-def build_executors(settings: Settings) -> dict[str, StepExecutor]:
-    """One detached executor actor per pool (got if it already runs), reached by handle."""
+async def build_executors(settings: Settings) -> dict[str, StepExecutor]:
+    """One detached executor actor per pool (got if it already runs and runs this wfray)."""
     from wfray.adapters.ray.actors import step_executors
 
-    return step_executors(settings)
+    return await step_executors(settings)
 
 
 def coordinator_settings(settings: Settings) -> CoordinatorSettings:

@@ -1,13 +1,14 @@
 """Batch runs through Ray's Job Submission API against a `ray start --head` of our own.
 
-The job is what the README tells users to run: `python -m jobs.run_workflow ...` with the
-repository as working dir. It starts the coordinator on that cluster, follows the run in
-the job's log and sets the job's status from the run's.
+The job is what the README tells users to run: `python -m wfray.job MODULE:WORKFLOW ...
+--wait` with the repository as working dir. It starts the coordinator on that cluster,
+follows the run in the job's log and sets the job's status from the run's.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import time
@@ -25,11 +26,9 @@ def entrypoint(tally: dict[str, Any], key: str) -> str:
         [
             sys.executable,  # the cluster's Python: `python` in the README
             "-m",
-            "jobs.run_workflow",
-            "--module",
-            "tests.fixtures.cluster_flows",
-            "--workflow",
-            "cluster-tally",
+            "wfray.job",
+            "tests.fixtures.cluster_flows:tally",
+            "--wait",
             "--input",
             json.dumps(tally),
             "--idempotency-key",
@@ -97,9 +96,8 @@ def test_a_batch_job_runs_a_workflow_and_its_status_follows_the_run(
     # tasks finish one after another while the job watches: the count grows line by line
     done = [int(line.split()[1].split("/")[0]) for line in progress]
     assert len(progress) >= 3 and done == sorted(done) and done[0] < done[-1], log
-    # items, the fanned-out step with its 6 items, sum_up
-    assert progress[-1].startswith("progress: 9/9 tasks done (completed)"), log
-    assert "completed: result 150" in log, log  # (0 + 1 + ... + 5) * 10
+    assert re.search(r"^run \S+ of cluster-tally: completed$", log, re.MULTILINE), log
+    assert "\n150\n" in f"\n{log}", log  # the result as JSON: (0 + 1 + ... + 5) * 10
 
     bad = submit(
         jobs,
@@ -110,7 +108,7 @@ def test_a_batch_job_runs_a_workflow_and_its_status_follows_the_run(
     )
     assert wait_for_end(jobs, bad) == JobStatus.FAILED, jobs.get_job_logs(bad)[-3000:]
     bad_log = jobs.get_job_logs(bad)
-    assert "failed: " in bad_log and "cannot be weighed" in bad_log, bad_log
+    assert ": failed: " in bad_log and "cannot be weighed" in bad_log, bad_log
     assert jobs.get_job_info(bad).message and "exit code 1" in jobs.get_job_info(bad).message
 
     # the same idempotency key is the same run: resubmitting a job does not run it again

@@ -629,6 +629,31 @@ def test_a_database_at_another_revision_fails_the_schema_check(sql_url: str, sta
         sql_store(sql_url, create=False)
 
 
+def test_a_store_migrated_by_a_newer_wfray_refuses_to_start_and_is_left_alone(
+    sql_url: str,
+) -> None:
+    import sqlalchemy as sa
+
+    from wfray.adapters.sqlalchemy import migrate
+    from wfray.adapters.sqlalchemy.engine import create_engine
+    from wfray.domain.versions import WFRAY_VERSION
+
+    migrate.upgrade(sql_url)
+    engine = create_engine(sql_url)
+    table = migrate.VERSION_TABLE
+    try:
+        with engine.begin() as conn:  # as a later release's migration would leave it
+            conn.execute(sa.text(f"UPDATE {table} SET version_num = '0099_future'"))
+        with pytest.raises(SchemaOutdatedError) as caught:
+            sql_store(sql_url)  # the coordinator's start: it migrates
+        assert migrate.current_revisions(engine) == ("0099_future",)
+    finally:
+        engine.dispose()
+    message = str(caught.value)
+    assert "0099_future" in message and "a newer wfray migrated it" in message
+    assert f"({WFRAY_VERSION}, schema {migrate.head_revisions()[0]})" in message
+
+
 def test_an_unreachable_postgres_names_the_url_without_its_password() -> None:
     url = "postgresql+psycopg://wfray:s3cr3t-pw@127.0.0.1:1/wfray"
     with pytest.raises(StoreUnavailableError) as caught:

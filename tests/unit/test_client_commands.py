@@ -151,6 +151,18 @@ async def inline_system(settings: Settings) -> System:
     return System(store, coordinator, Queries(store), scheduler, loops=())
 
 
+class AnsweredAtOnce:
+    """An actor method as the client sees it: `.remote()` gives what `ray.get` waits on."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    def remote(self) -> Future[Any]:
+        done: Future[Any] = Future()
+        done.set_result(self.answer)
+        return done
+
+
 class ActorStandIn:
     """The coordinator actor as the client's line sees it: `handle.handle.remote(command)`
     answered by a CoordinatorHost on an event loop of its own."""
@@ -158,6 +170,7 @@ class ActorStandIn:
     def __init__(self, host: CoordinatorHost, loop: asyncio.AbstractEventLoop) -> None:
         self.host, self.loop = host, loop
         self.handle = self
+        self.versions = AnsweredAtOnce(host.versions())  # checked before the first command
         self.sent: list[type[Any]] = []
 
     def remote(self, command: Command[Any]) -> Future[Any]:

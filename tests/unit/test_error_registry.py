@@ -74,6 +74,7 @@ PUBLISHED = {
     "too_many_streams": 429,
     "unique_run_exists": 409,
     "unknown_workflow": 404,
+    "version_mismatch": 503,
     "wait_timeout": 504,
     "wfray_error": 500,
     "workflow_not_startable": 403,

@@ -31,6 +31,7 @@ from wfray.coordinator import dispatcher
 from wfray.coordinator.coordinator import Coordinator
 from wfray.domain.records import RunRecord
 from wfray.domain.status import AttemptStatus, RunStatus
+from wfray.domain.versions import CURRENT
 from wfray.sdk.definition import Workflow
 from wfray.worker.outbox import Outbox
 
@@ -222,8 +223,13 @@ def fake_client(
                 raise rex.GetTimeoutError("answer lost")
             return [SubmitResult(r.run_id, True) for r in command.requests]
 
+    class Versions:
+        def remote(self) -> dict[str, str]:
+            return CURRENT.as_dict()  # this wfray: checked before the first command
+
     class Handle:
         handle = Method()
+        versions = Versions()
 
     monkeypatch.setattr(client_module.ray, "get", lambda ref, timeout: ref)
     client = RayClient(load_settings(namespace="unit"), handle=Handle())

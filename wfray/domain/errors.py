@@ -23,6 +23,7 @@
      +-- StoreUnavailableError                     store_unavailable
      +-- StoreRejectedError                        store_rejected
      +-- SchemaOutdatedError                       schema_outdated
+     +-- VersionMismatchError                      version_mismatch
      +-- InvalidRunIdError                         invalid_run_id
      +-- BlobKeyError                              invalid_blob_key
      +-- BlobRootError                             blob_root_not_shared
@@ -214,6 +215,13 @@ class SchemaOutdatedError(WfrayError):
     """The database schema is not at the revision this wfray expects: run `wfray db upgrade`."""
 
     code = "schema_outdated"
+
+
+class VersionMismatchError(WfrayError):
+    """A wfray actor found on the cluster runs another wfray version or store schema than
+    this process: stop wfray's actors and start them with this version."""
+
+    code = "version_mismatch"
 
 
 # -- data placement: ids, blob keys and the blob root ---------------------------------------

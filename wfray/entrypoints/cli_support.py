@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel
@@ -31,6 +32,7 @@ from wfray.domain.errors import (
     StoreUnavailableError,
     UniqueKeyError,
     UnknownWorkflowError,
+    VersionMismatchError,
     WfrayError,
 )
 from wfray.domain.masking import mask_data
@@ -79,7 +81,12 @@ def exit_code_of(error: WfrayError) -> Exit:
         return Exit.NOT_FOUND
     if isinstance(error, InputValidationError | DefinitionError | UniqueKeyError):
         return Exit.USAGE
-    unreachable = CoordinatorUnavailableError | StoreUnavailableError | SchemaOutdatedError
+    unreachable = (
+        CoordinatorUnavailableError
+        | StoreUnavailableError
+        | SchemaOutdatedError
+        | VersionMismatchError
+    )
     if isinstance(error, unreachable):
         return Exit.UNREACHABLE
     return Exit.RUN_FAILED
@@ -137,17 +144,31 @@ def parse_time(text: str | None, option: str, now: datetime) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def parse_json_argument(text: str, option: str) -> Any:
-    """Inline JSON, or `@path` for JSON read from a file (`@-` for standard input)."""
+# A run's input is stored with the run and sent with each of its dispatches: a larger one
+# belongs in the blob store or an external system, referenced from the input.
+MAX_JSON_ARGUMENT_BYTES = 16 * 1024 * 1024
+
+
+def parse_json_argument(text: str, option: str, max_bytes: int = MAX_JSON_ARGUMENT_BYTES) -> Any:
+    """Inline JSON, or `@path` for JSON read from a file (`@-` for standard input), of at
+    most `max_bytes` (UTF-8): a larger or undecodable one is refused before it is parsed."""
     where = "inline"
+    raw = text.encode("utf-8", "surrogateescape")
     if text.startswith("@"):
         where = text[1:]
-        try:
-            text = sys.stdin.read() if where == "-" else Path(where).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CliError(f"{option}: cannot read {where!r}: {exc.strerror}", Exit.USAGE) from None
+        raw = _read_bounded(where, option, max_bytes)
+    if len(raw) > max_bytes:
+        raise CliError(
+            f"{option}: larger than {max_bytes} bytes ({where}); pass a reference to the data "
+            "(a path, a URL, a blob) instead",
+            Exit.USAGE,
+        )
     try:
-        return json.loads(text)
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CliError(
+            f"{option}: not UTF-8 text ({where}): byte {exc.start} cannot be decoded", Exit.USAGE
+        ) from None
     except json.JSONDecodeError as exc:
         raise CliError(
             f"{option}: not valid JSON ({where}): {exc.msg} at line {exc.lineno} "
@@ -156,28 +177,44 @@ def parse_json_argument(text: str, option: str) -> Any:
         ) from None
 
 
+def _read_bounded(where: str, option: str, max_bytes: int) -> bytes:
+    """At most one byte more than `max_bytes` of a file or of standard input ("-")."""
+    try:
+        if where == "-":
+            return sys.stdin.buffer.read(max_bytes + 1)
+        with Path(where).open("rb") as source:
+            return source.read(max_bytes + 1)
+    except OSError as exc:
+        raise CliError(f"{option}: cannot read {where!r}: {exc.strerror}", Exit.USAGE) from None
+
+
 def load_workflows(modules: Iterable[str]) -> list[Workflow]:
     """Import the user's workflow modules and collect the workflows and tasks they declare.
 
     The current directory goes on the path first, as with `python -m`, so a project's own
     packages import without being installed.
     """
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     found: dict[int, Workflow] = {}
     for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except Exception as exc:
-            raise CliError(
-                f"cannot import workflow module {name!r}: {type(exc).__name__}: {exc}",
-                Exit.USAGE,
-            ) from None
+        module = import_module_of_workflows(name)
         for value in vars(module).values():
             flow = value if isinstance(value, Workflow) else getattr(value, "__wfray_workflow__", 0)
             if isinstance(flow, Workflow):
                 found[id(flow)] = flow
     return list(found.values())
+
+
+def import_module_of_workflows(name: str) -> ModuleType:
+    """A user's module, imported from the current directory too (as `python -m` does); any
+    failure of its import (missing, a syntax error, an exception it raises) in one line."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        raise CliError(
+            f"cannot import workflow module {name!r}: {type(exc).__name__}: {exc}", Exit.USAGE
+        ) from None
 
 
 def short_duration(start: datetime | None, end: datetime | None) -> str:

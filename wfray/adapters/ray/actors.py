@@ -30,6 +30,7 @@ from wfray.adapters.ray.host import (
     io_executor_ids,
 )
 from wfray.adapters.ray.io_executor import IoEnvRunner, IoExecutor
+from wfray.adapters.ray.versions import check_actors_async
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
 from wfray.application.ports import StepExecutor
 from wfray.application.wire import SealedBatch, SealedSnapshot
@@ -191,9 +192,14 @@ class ActorExecutor:
         await self.handle.cancel.remote(attempts)
 
 
-def step_executors(settings: Settings) -> dict[str, StepExecutor]:
-    """The coordinator's executors: one actor per pool, reached through its handle."""
-    return {pool: ActorExecutor(handle) for pool, handle in executor_actors(settings).items()}
+async def step_executors(settings: Settings) -> dict[str, StepExecutor]:
+    """The coordinator's executors: one actor per pool, reached through its handle, each
+    checked to run this wfray first (one found by name may be left from another release)."""
+    handles = executor_actors(settings)
+    where = f"in Ray namespace {settings.namespace!r}"
+    who = {pool: f"the executor {executor_name(pool)} {where}" for pool in handles}
+    await check_actors_async(handles, who, "this coordinator")
+    return {pool: ActorExecutor(handle) for pool, handle in handles.items()}
 
 
 # -- the HTTP API --------------------------------------------------------------------------------

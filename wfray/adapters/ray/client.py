@@ -14,18 +14,18 @@ from wfray.adapters.ray.actors import coordinator_actor, executor_actor_names
 from wfray.adapters.ray.host import COORDINATOR_NAME, executor_name, io_executor_ids
 from wfray.adapters.ray.link import CoordinatorLink
 from wfray.adapters.ray.runtime_env import current_job_env, uploaded_env
-from wfray.application.client_commands import Start
+from wfray.application.client_commands import Pid, Start
 from wfray.client.client import Client
 from wfray.config import Settings, load_settings
 from wfray.domain.code_env import CodeEnv
-from wfray.domain.errors import WfrayError
+from wfray.domain.errors import VersionMismatchError, WfrayError
 
 
 class RayClient(Client):
     """A connection to the wfray coordinator of the current Ray cluster."""
 
-    def __init__(self, settings: Settings, handle: Any = None) -> None:
-        self.link = CoordinatorLink(settings, handle)
+    def __init__(self, settings: Settings, handle: Any = None, *, trusted: bool = False) -> None:
+        self.link = CoordinatorLink(settings, handle, trusted)
         self._job_env: tuple[CodeEnv | None] | None = None
         super().__init__(settings, self.link)
 
@@ -68,10 +68,14 @@ def connect(settings: Settings | None = None, **overrides: Any) -> RayClient:
     check_blob_root(settings.blob_root, settings.blob_root_shared, alive)
     handle = coordinator_actor(settings)
     client = RayClient(settings, handle)
+    # one found by name may run another wfray: refused before anything is sent or stopped
+    client.call(Pid(), timeout_s=CONNECT_TIMEOUT_S)  # the link checks versions first
     try:
         # the start waits nearly as long as the call may: on a loaded cluster, creating the
         # actors and migrating the store can take far longer than on an idle one
         client.call(Start(CONNECT_TIMEOUT_S - 10), timeout_s=CONNECT_TIMEOUT_S)
+    except VersionMismatchError:
+        raise  # its executors run another wfray: stopping them is the operator's call
     except WfrayError:
         client.shutdown()  # do not leave a coordinator retrying a start that cannot succeed
         raise

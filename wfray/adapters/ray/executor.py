@@ -33,6 +33,7 @@ from wfray.config import masked_repr
 from wfray.coordinator.shared_tasks import MAX_SHARED, share_out
 from wfray.domain.records import AttemptKey, WorkerIdentity
 from wfray.domain.status import AttemptStatus
+from wfray.domain.versions import CURRENT
 from wfray.worker.outbox import Outbox
 from wfray.worker.step_runner import (
     RunnerSettings,
@@ -415,6 +416,10 @@ class CpuExecutor:
             "tasks": self.launched_tasks,
             "attempts": self.launched_attempts,
         }
+
+    def versions(self) -> dict[str, str]:
+        """This executor's wfray and schema versions: the coordinator checks them first."""
+        return CURRENT.as_dict()
 
     async def pid(self) -> int:
         return os.getpid()

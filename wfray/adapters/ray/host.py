@@ -18,8 +18,9 @@ from wfray.application.wire import Sealed, open_outcome
 from wfray.bootstrap import System, build_system
 from wfray.config import Settings
 from wfray.coordinator.client_handlers import answer
-from wfray.domain.errors import WfrayError
+from wfray.domain.errors import VersionMismatchError, WfrayError
 from wfray.domain.records import AttemptKey
+from wfray.domain.versions import CURRENT
 
 log = logging.getLogger("wfray.host")
 
@@ -48,6 +49,8 @@ class CoordinatorHost:
         self._starter: asyncio.Task[None] | None = None
         self._started: asyncio.Event | None = None
         self._start_error: Exception | None = None
+        # an error no retry can cure (executors of another wfray): answered at once, for good
+        self._refused: VersionMismatchError | None = None
         self._loops: list[asyncio.Task[None]] = []
 
     def begin_start(self) -> None:
@@ -86,6 +89,8 @@ class CoordinatorHost:
         deadline = time.monotonic() + wait_s
         failing_since = time.monotonic() + START_WAIT_S
         while True:
+            if self._refused is not None:
+                raise self._refused
             left = deadline - time.monotonic()
             if self._start_error is not None:
                 left = min(left, failing_since - time.monotonic())
@@ -104,6 +109,10 @@ class CoordinatorHost:
         while True:
             try:
                 await self._start()
+            except VersionMismatchError as exc:
+                self._start_error = self._refused = exc
+                log.error("coordinator not started: %s", exc)
+                return
             except Exception as exc:
                 self._start_error = exc
                 log.warning("coordinator start failed, retrying in %.1fs: %s", delay, exc)
@@ -132,6 +141,11 @@ class CoordinatorHost:
             await self.system.coordinator.stop()
 
     # -- what arrives ------------------------------------------------------------------------------
+
+    def versions(self) -> dict[str, str]:
+        """This coordinator's wfray and schema versions, as plain data (versions.py), answered
+        before it has started: a client checks them before it trusts the actor."""
+        return CURRENT.as_dict()
 
     async def handle(self, command: Command[R]) -> R:
         """Every client call: one command, answered by its handler (client_handlers.py)."""

@@ -39,6 +39,7 @@ from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dis
 from wfray.domain.errors import StepImportError
 from wfray.domain.records import AttemptKey, WorkerIdentity
 from wfray.domain.status import AttemptStatus
+from wfray.domain.versions import CURRENT
 from wfray.sdk.step_code import load_function
 from wfray.worker.outbox import Outbox
 from wfray.worker.step_runner import run_attempt_async
@@ -225,6 +226,10 @@ class IoExecutor:
             "unacked": len(self.outbox),
             "env_runners": len(self.runners),
         }
+
+    def versions(self) -> dict[str, str]:
+        """This executor's wfray and schema versions: the coordinator checks them first."""
+        return CURRENT.as_dict()
 
     async def pid(self) -> int:
         return os.getpid()

@@ -12,6 +12,7 @@ import ray
 from ray import exceptions as rex
 
 from wfray.adapters.ray.host import COORDINATOR_NAME
+from wfray.adapters.ray.versions import check_actor
 from wfray.application.client_commands import Command, R
 from wfray.config import Settings
 from wfray.domain.errors import CoordinatorUnavailableError, WaitTimeoutError, WfrayError
@@ -20,18 +21,31 @@ RETRYABLE = (rex.ActorUnavailableError, rex.ActorDiedError, rex.GetTimeoutError)
 
 
 class CoordinatorLink:
-    def __init__(self, settings: Settings, handle: Any = None) -> None:
+    def __init__(self, settings: Settings, handle: Any = None, trusted: bool = False) -> None:
         self.settings = settings
         self._handle = handle
+        # skip the versions check: for the processes running steps, whose executor the
+        # coordinator checked before it dispatched a step there (a blocking call inside an
+        # io executor's event loop, and a round trip, saved)
+        self.trusted = trusted
+        self._checked = False  # the handle's versions are this process's (versions.py)
 
     def forget(self) -> None:
         """The actor was stopped: look it up again on the next call."""
         self._handle = None
+        self._checked = False
 
     @property
     def handle(self) -> Any:
+        """The coordinator's handle, found by name if need be and checked to run this wfray
+        before its first use (VersionMismatchError otherwise)."""
         if self._handle is None:
             self._handle = ray.get_actor(COORDINATOR_NAME, namespace=self.settings.namespace)
+            self._checked = False
+        if not (self._checked or self.trusted):
+            who = f"the coordinator in Ray namespace {self.settings.namespace!r}"
+            check_actor(self._handle, who, "this client")
+            self._checked = True
         return self._handle
 
     def call(
@@ -75,6 +89,6 @@ class CoordinatorLink:
                         f"answered {asked} within {timeout_s}s ({exc}); start it with "
                         "`wfray start` or `wfray.connect()`"
                     ) from None
-                self._handle = None
+                self.forget()
             time.sleep(delay)
             delay = min(delay * 2, 1.0)

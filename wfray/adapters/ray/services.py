@@ -31,9 +31,8 @@ class RayStepServices:
         if self._client is None:
             from wfray.adapters.ray.client import RayClient
 
-            self._client = RayClient(
-                load_settings(namespace=self.namespace, blob_root=self.blob_root)
-            )
+            settings = load_settings(namespace=self.namespace, blob_root=self.blob_root)
+            self._client = RayClient(settings, trusted=True)  # see CoordinatorLink.trusted
         return self._client
 
     def heartbeat(self, key: AttemptKey, progress_json: str | None) -> None:

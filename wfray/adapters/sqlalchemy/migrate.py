@@ -19,6 +19,7 @@ from alembic.util import CommandError
 
 from wfray.adapters.sqlalchemy.engine import WRITE, create_engine, unavailable_as_store_error
 from wfray.domain.errors import SchemaOutdatedError
+from wfray.domain.versions import WFRAY_VERSION
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Our own version table, so a database shared with another alembic project is safe.
@@ -58,6 +59,7 @@ def upgrade(engine_or_url: sa.Engine | str, revision: str = "heads") -> None:
             if conn.dialect.name == "postgresql":
                 lock = sa.text("SELECT pg_advisory_xact_lock(:key)")
                 conn.execute(lock, {"key": PG_LOCK_KEY})
+            _refuse_unknown(engine, _stamped(conn))
             command.upgrade(alembic_config(conn), revision)
     finally:
         if engine is not engine_or_url:
@@ -79,8 +81,26 @@ def prepare(engine: sa.Engine, create: bool) -> None:
 def current_revisions(engine: sa.Engine) -> tuple[str, ...]:
     """The revisions the database is stamped with (empty for an empty database)."""
     with unavailable_as_store_error(engine.url), engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        return tuple(context.get_current_heads())
+        return _stamped(conn)
+
+
+def _stamped(conn: sa.Connection) -> tuple[str, ...]:
+    context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+    return tuple(context.get_current_heads())
+
+
+def _refuse_unknown(engine: sa.Engine, current: tuple[str, ...]) -> None:
+    """A store migrated by a newer wfray is never touched: neither downgraded nor written
+    with tables this code does not know."""
+    script = ScriptDirectory.from_config(alembic_config())
+    unknown = sorted(rev for rev in current if not _known(script, rev))
+    if unknown:
+        where = engine.url.render_as_string(hide_password=True)
+        raise SchemaOutdatedError(
+            f"database {where} is at revision {', '.join(unknown)}, which this version of "
+            f"wfray ({WFRAY_VERSION}, schema {', '.join(head_revisions())}) does not know: "
+            "a newer wfray migrated it; run that wfray (or a later one) against it"
+        )
 
 
 def check_current(engine: sa.Engine) -> None:
@@ -95,13 +115,7 @@ def check_current(engine: sa.Engine) -> None:
         raise SchemaOutdatedError(
             f"database {where} has no wfray schema (expected revision {head}); {UPGRADE_HINT}"
         )
-    script = ScriptDirectory.from_config(alembic_config())
-    unknown = sorted(rev for rev in current if not _known(script, rev))
-    if unknown:
-        raise SchemaOutdatedError(
-            f"database {where} is at revision {', '.join(unknown)}, which this version of "
-            f"wfray does not know (its head is {head}): upgrade wfray to match the database"
-        )
+    _refuse_unknown(engine, tuple(current))
     raise SchemaOutdatedError(
         f"database {where} is at revision {', '.join(sorted(current))}, behind the "
         f"expected {head}; {UPGRADE_HINT}"

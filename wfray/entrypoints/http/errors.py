@@ -36,6 +36,7 @@ from wfray.domain.errors import (
     UniqueKeyError,
     UniqueRunError,
     UnknownWorkflowError,
+    VersionMismatchError,
     WaitTimeoutError,
     WorkflowNotStartableError,
 )
@@ -64,6 +65,7 @@ HTTP_STATUS: Mapping[type[Exception], int] = MappingProxyType(
         StoreUnavailableError: 503,
         StoreRejectedError: 422,  # not an outage: the same request fails again
         SchemaOutdatedError: 503,
+        VersionMismatchError: 503,  # until the actors run the caller's version
         InvalidRunIdError: 400,
         BlobKeyError: 400,
         BlobRootError: SERVER_ERROR,
