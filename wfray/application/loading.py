@@ -5,6 +5,7 @@ from __future__ import annotations
 from wfray.application.durable import DurableStore
 from wfray.application.state import CoordinatorState
 from wfray.domain.errors import UnknownWorkflowError
+from wfray.domain.records import TaskRecord
 from wfray.domain.workflow import WorkflowSchema
 
 
@@ -31,11 +32,13 @@ class RunLoader:
         ids = sorted(run_ids)
         store = self.durable.store
         runs = await self.durable.call(store.find_runs, ids)
-        tasks = await self.durable.call(store.get_tasks, ids)
+        tasks_of: dict[str, list[TaskRecord]] = {run_id: [] for run_id in ids}
+        for task in await self.durable.call(store.get_tasks, ids):
+            tasks_of[task.run_id].append(task)
+        # grouped once: a page of N runs costs N, not N squared (a page is up to the
+        # memory cap, 10,000 runs by default)
         for run in runs.values():
             if run.run_id not in self.state.runs:
                 self.state.adopt(
-                    run,
-                    [t for t in tasks if t.run_id == run.run_id],
-                    await self.schema(run.workflow, run.version),
+                    run, tasks_of[run.run_id], await self.schema(run.workflow, run.version)
                 )

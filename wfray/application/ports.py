@@ -139,6 +139,10 @@ class RunReader(RunLookup, Protocol):
         """A run's attempts in (step, map_index, attempt) order, after `after`."""
         ...
 
+    def count_history(self, run_id: str) -> tuple[int, int]:
+        """How many tasks and attempts the run has, without reading them."""
+        ...
+
     def get_logs(
         self,
         run_id: str,

@@ -150,6 +150,13 @@ class SqlRunReader(SqlStoreBase):
         with self._errors(), self._engine.connect() as conn:
             return [rows.to_attempt(row._mapping) for row in conn.execute(query)]
 
+    def count_history(self, run_id: str) -> tuple[int, int]:
+        count = sa.func.count()
+        with self._errors(), self._engine.connect() as conn:
+            found_tasks = conn.scalar(sa.select(count).where(tasks.c.run_id == run_id))
+            found_attempts = conn.scalar(sa.select(count).where(attempts.c.run_id == run_id))
+        return int(found_tasks or 0), int(found_attempts or 0)
+
     def _bytewise(self, column: Any) -> Any:
         """Byte order on PostgreSQL too, like Python's sort and SQLite's BINARY."""
         return column.collate("C") if self._engine.dialect.name == "postgresql" else column
