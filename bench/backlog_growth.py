@@ -189,6 +189,7 @@ def measure(sizes: Sequence[int]) -> dict[int, dict[str, Any]]:
             raw = raw_ray(size)
             log.info("raw Ray, %d tasks: %s", size, raw)
             ours = wfray_run(size)
+            log.info("wfray, %d runs: %s", size, ours)
             results[size] = {"raw_ray": raw, "wfray_sqlite": ours}
         return results
     finally:

@@ -130,7 +130,9 @@ class RunReader(RunLookup, Protocol):
     def page_tasks(
         self, run_id: str, after: tuple[str, int] | None, limit: int
     ) -> list[TaskRecord]:
-        """A run's tasks in (step, map_index) order, after `after`, at most `limit`."""
+        """A run's tasks in (step, map_index) order, after `after`, at most `limit` (step
+        names in the store's collation: its primary key's order, so a page reads `limit`
+        rows)."""
         ...
 
     def page_attempts(
