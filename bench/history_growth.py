@@ -53,6 +53,7 @@ ATTEMPTS_PER_ITEM = 10
 REPEATS = 3
 API_PAGE = 1000  # the API's largest page
 BUILD_TIMEOUT_S = 3600.0
+SERVE_TIMEOUT_S = 300.0  # Serve's proxy takes long to route on a loaded machine
 
 
 def best_of(read: Callable[[], Any]) -> tuple[float, Any]:
@@ -204,7 +205,7 @@ def measure(sizes: Sequence[int]) -> dict[int, dict[str, Any]]:
                 built[size] = (run_id, build_s)
             try:
                 url = start_api(client.settings)
-                wait_until_served(url)
+                wait_until_served(url, timeout_s=SERVE_TIMEOUT_S)
                 with httpx.Client(base_url=url, timeout=GET_TIMEOUT_S) as http:
                     base = read_all(client, http, baseline_id)
                     results = {}

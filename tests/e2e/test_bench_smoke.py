@@ -298,7 +298,7 @@ SMOKES = (
     Smoke("backlog_memory", ("--sizes", "100"), 90, check_backlog_memory),
     Smoke("fanout_growth", ("--sizes", "100"), 90, check_fanout_growth),
     Smoke("backlog_growth", ("--sizes", "100"), 120, check_backlog_growth),
-    Smoke("history_growth", ("--sizes", "100"), 180, check_history_growth),
+    Smoke("history_growth", ("--sizes", "100"), 300, check_history_growth),
     Smoke("dag_growth", ("--sizes", "10,20"), 90, check_dag_growth),
     Smoke("result_growth", ("--sizes", "1000,300000"), 120, check_result_growth),
     Smoke(
