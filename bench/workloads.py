@@ -7,10 +7,14 @@ between the two is what wfray adds: durable bookkeeping and its dispatch path.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import ray
 from pydantic import BaseModel
 
+from wfray.domain.policy import RetryPolicy
+from wfray.sdk.context import StepContext
 from wfray.sdk.definition import Workflow
 from wfray.sdk.tasks import task
 
@@ -151,3 +155,83 @@ def ray_make_result(size: int) -> str:
 @ray.remote
 def ray_measure_result(text: str) -> int:
     return len(text)
+
+
+# -- a backlog held back, then drained (bench.backlog_growth) -----------------------------------
+
+GATE_LIMIT_S = 6 * 3600.0  # a gate left shut (the benchmark died) frees its CPU after this
+GATE_POLL_S = 0.01
+
+
+def wait_at_gate(started: str, gate: str) -> None:
+    """Say so in the file `started`, then hold the CPU until the file `gate` exists."""
+    Path(started).touch()
+    deadline = time.monotonic() + GATE_LIMIT_S
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(GATE_POLL_S)
+
+
+@task
+def bench_gate(started: str, gate: str) -> None:
+    """Holds one CPU until the benchmark opens the gate, so the backlog behind it queues."""
+    wait_at_gate(started, gate)
+
+
+@ray.remote(num_cpus=1)
+def ray_gate(started: str, gate: str) -> None:
+    wait_at_gate(started, gate)
+
+
+# -- a run with a long history of attempts (bench.history_growth) ------------------------------
+
+
+class History(BaseModel):
+    items: int
+    attempts: int  # per item: all but the last fail
+
+
+# no backoff: the history builds as fast as the coordinator turns
+bench_history = Workflow(
+    "bench_history", input=History, retry=RetryPolicy(max_attempts=1_000, initial_delay_s=0)
+)
+
+
+@bench_history.step
+def history_items(input: History) -> list[int]:
+    return [input.attempts] * input.items
+
+
+@bench_history.step(map="history_items")
+def history_item(history_items: int, ctx: StepContext) -> int:
+    if ctx.attempt < history_items:
+        raise ValueError(f"attempt {ctx.attempt} of {history_items} fails on purpose")
+    return ctx.attempt
+
+
+@ray.remote(num_cpus=0)
+class HistoryHolder:
+    """Raw Ray's floor for reading a history: an actor hands N attempt-shaped dicts over."""
+
+    def attempts(self, count: int) -> list[dict[str, object]]:
+        now = datetime.now(UTC)
+        return [
+            {
+                "run_id": "history",
+                "step": "history_item",
+                "map_index": i // 10,
+                "attempt": i % 10 + 1,
+                "status": "failed",
+                "kind": "normal",
+                "queued_at": now,
+                "started_at": now,
+                "finished_at": now,
+                "node_id": "f" * 56,
+                "worker_id": "e" * 56,
+                "pid": 4242,
+                "executor": "cpu",
+                "error_type": "ValueError",
+                "error_message": f"attempt {i % 10 + 1} of 10 fails on purpose",
+                "traceback": "Traceback (most recent call last): ...",
+            }
+            for i in range(count)
+        ]

@@ -884,6 +884,8 @@ def test_tasks_and_attempts_are_paged_by_key(store: RunStore) -> None:
     after = [(a.step, a.attempt) for a in store.page_attempts("r1", ("b", 0, 1), 5)]
     assert after == [("b", 2)]
     assert store.page_tasks("nope", None, 5) == []
+    assert store.count_history("r1") == (4, 3)  # another run's rows are not counted
+    assert store.count_history("nope") == (0, 0)
 
 
 def test_log_lines_have_increasing_ids_and_are_read_after_one(store: RunStore) -> None:

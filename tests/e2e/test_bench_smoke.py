@@ -160,6 +160,69 @@ def check_fanout_growth(out: Any) -> None:
     )
 
 
+def check_backlog_growth(out: Any) -> None:
+    assert set(out) == {"100"}, "one result per backlog size, keyed by the size"
+    result = out["100"]
+    assert set(result) == {"raw_ray", "wfray_sqlite"}
+    assert_figures(
+        result["raw_ray"],
+        {
+            "queue_us_per_run",
+            "drain_us_per_run",
+            "driver_cpu_queue_us_per_run",
+            "driver_cpu_drain_us_per_run",
+            "others_cores_queue",
+            "others_cores_drain",
+        },
+    )
+    assert_figures(
+        result["wfray_sqlite"],
+        {
+            "queue_us_per_run",
+            "drain_us_per_run",
+            "coordinator_cpu_queue_us_per_run",
+            "coordinator_cpu_drain_us_per_run",
+            "coordinator_rss_idle_mib",
+            "coordinator_rss_queued_mib",
+            "coordinator_peak_rss_mib",
+            "tasks_held_queued",
+            "backlog_queued",
+            "others_cores_queue",
+            "others_cores_drain",
+        },
+        may_be_missing=frozenset({"coordinator_peak_rss_mib"}),
+    )
+
+
+def check_history_growth(out: Any) -> None:
+    assert set(out) == {"100"}, "one result per history size, keyed by the size"
+    readers = ("detail", "cli_all", "api_pages")
+    assert_figures(
+        out["100"],
+        {
+            "attempts",
+            "build_us_per_attempt",
+            "detail_ms",
+            "detail_us_per_attempt",
+            "detail_coordinator_cpu_us_per_attempt",
+            "cli_ms",
+            "cli_lines",
+            "cli_all_ms",
+            "cli_all_us_per_attempt",
+            "cli_all_lines",
+            "api_ms",
+            "api_attempts",
+            "api_kib",
+            "api_pages_ms",
+            "api_pages_us_per_attempt",
+            "api_pages",
+            "raw_ray_us_per_attempt",
+            "others_cores",
+        }
+        | {f"{reader}_marginal_us_per_attempt" for reader in readers},
+    )
+
+
 def check_hop_floor(out: Any) -> None:
     assert set(out) == {"rounds"}
     assert len(out["rounds"]) == 1, "--rounds 1"
@@ -234,6 +297,8 @@ SMOKES = (
     Smoke("latency_breakdown", ("--runs", "10"), 90, check_latency_breakdown),
     Smoke("backlog_memory", ("--sizes", "100"), 90, check_backlog_memory),
     Smoke("fanout_growth", ("--sizes", "100"), 90, check_fanout_growth),
+    Smoke("backlog_growth", ("--sizes", "100"), 120, check_backlog_growth),
+    Smoke("history_growth", ("--sizes", "100"), 300, check_history_growth),
     Smoke("dag_growth", ("--sizes", "10,20"), 90, check_dag_growth),
     Smoke("result_growth", ("--sizes", "1000,300000"), 120, check_result_growth),
     Smoke(

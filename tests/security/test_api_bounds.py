@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from tests.security._api_support import ADMIN, READ, SecuredApi, auth, secured_api, wait_for
+from wfray.entrypoints.http.runs import DETAIL_PAGE as PAGE_DEFAULT
 
 __all__ = ["secured_api"]
 
@@ -170,3 +171,32 @@ def test_a_queue_not_declared_is_refused_naming_the_declared_ones(
     assert "'invented'" in problem["msg"] and "declared_q, default" in problem["msg"]
     assert declared.status_code == 202
     assert schedule.status_code == 422
+
+
+def test_a_long_history_is_answered_one_page_at_a_time_by_default(
+    secured_api: SecuredApi,
+) -> None:
+    # 200 items failing nine times each: 2,002 attempts, 203 tasks, on the API's SQLite store
+    run_id = start(secured_api, "long_history", {"items": 200, "attempts": 10})
+    (view,) = secured_api.client.wait([run_id], timeout=600)  # a loaded machine: generous
+    assert view.status.value == "completed", view
+    answer = secured_api.http.get(f"/v1/runs/{run_id}", headers=auth(READ))
+    first = answer.raise_for_status().json()  # the default answer: no limit, no cursor
+    assert 0 < len(first["attempts"]) <= PAGE_DEFAULT and len(first["tasks"]) <= PAGE_DEFAULT
+    assert first["next_cursor"], "a page that is not the last says how to read on"
+
+    attempts = [(a["step"], a["map_index"], a["attempt"]) for a in first["attempts"]]
+    cursor = first["next_cursor"]
+    pages = 1
+    while cursor is not None and pages < 20:
+        page = secured_api.http.get(
+            f"/v1/runs/{run_id}", params={"cursor": cursor}, headers=auth(READ)
+        )
+        body = page.raise_for_status().json()
+        assert len(body["attempts"]) <= PAGE_DEFAULT
+        attempts += [(a["step"], a["map_index"], a["attempt"]) for a in body["attempts"]]
+        cursor = body["next_cursor"]
+        pages += 1
+    assert cursor is None, "the pages end"
+    assert len(attempts) == len(set(attempts)) == 2 * 1 + 200 * 10  # each once, none lost
+    assert pages == -(-len(attempts) // PAGE_DEFAULT)

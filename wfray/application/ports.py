@@ -141,13 +141,19 @@ class RunReader(RunLookup, Protocol):
     def page_tasks(
         self, run_id: str, after: tuple[str, int] | None, limit: int
     ) -> list[TaskRecord]:
-        """A run's tasks in (step, map_index) order, after `after`, at most `limit`."""
+        """A run's tasks in (step, map_index) order, after `after`, at most `limit` (step
+        names in the store's collation: its primary key's order, so a page reads `limit`
+        rows)."""
         ...
 
     def page_attempts(
         self, run_id: str, after: tuple[str, int, int] | None, limit: int
     ) -> list[AttemptRecord]:
         """A run's attempts in (step, map_index, attempt) order, after `after`."""
+        ...
+
+    def count_history(self, run_id: str) -> tuple[int, int]:
+        """How many tasks and attempts the run has, without reading them."""
         ...
 
     def get_logs(

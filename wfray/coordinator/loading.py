@@ -10,6 +10,7 @@ from wfray.coordinator.durable import DurableStore
 from wfray.coordinator.state import CoordinatorState
 from wfray.domain.code_env import CodeEnv
 from wfray.domain.errors import InputValidationError, UnknownWorkflowError
+from wfray.domain.records import TaskRecord
 from wfray.domain.workflow import WorkflowSchema
 
 log = logging.getLogger("wfray.coordinator")
@@ -64,12 +65,14 @@ class RunLoader:
         ids = sorted(run_ids)
         store = self.durable.store
         runs = await self.durable.call(store.find_runs, ids)
-        tasks = await self.durable.call(store.get_tasks, ids)
+        tasks_of: dict[str, list[TaskRecord]] = {run_id: [] for run_id in ids}
+        for task in await self.durable.call(store.get_tasks, ids):
+            tasks_of[task.run_id].append(task)
+        # grouped once: a page of N runs costs N, not N squared (a page is up to the
+        # memory cap, 10,000 runs by default)
         await self.load_envs(run.env_hash for run in runs.values())
         for run in runs.values():
             if run.run_id not in self.state.runs:
                 self.state.adopt(
-                    run,
-                    [t for t in tasks if t.run_id == run.run_id],
-                    await self.schema(run.workflow, run.version),
+                    run, tasks_of[run.run_id], await self.schema(run.workflow, run.version)
                 )

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from wfray.config import load_settings
 from wfray.domain.errors import WfrayError
-from wfray.entrypoints import cli_act, cli_instance, cli_read, cli_schedules
+from wfray.entrypoints import cli_act, cli_instance, cli_read, cli_schedules, cli_show
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, exit_code_of
 
 Command = Callable[[CliContext, argparse.Namespace], int]
@@ -161,8 +161,15 @@ def _read_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     runs.add_argument("--until", help="created before: ISO time, or a duration back")
     runs.add_argument("--limit", type=int, default=50)
 
-    show = command("show", cli_read.show, "a run as a tree of its steps and attempts")
+    show = command("show", cli_show.show, "a run as a tree of its steps and attempts")
     show.add_argument("run_id", metavar="RUN")
+    show.add_argument(
+        "--limit",
+        type=int,
+        default=cli_show.SHOW_LIMIT,
+        help=f"tasks and attempts shown, together (default {cli_show.SHOW_LIMIT})",
+    )
+    show.add_argument("--all", action="store_true", help="every task and attempt, however many")
 
     logs = command("logs", cli_read.logs, "a run's log lines")
     logs.add_argument("run_id", metavar="RUN")

@@ -11,11 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
-from rich.tree import Tree
 
 from wfray.application.queries import Queries
-from wfray.application.views import RunDetail
-from wfray.domain.code_env import shown_version
 from wfray.domain.masking import mask_text
 from wfray.domain.records import WHOLE_STEP, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
@@ -96,85 +93,6 @@ def dead_letter(ctx: CliContext, args: argparse.Namespace) -> int:
     queries, console = ctx.queries, ctx.console
     found = queries.list_runs(args.workflow, RunStatus.COMPENSATION_FAILED.value, args.limit)
     return print_runs(found, args.json, console)
-
-
-def show(ctx: CliContext, args: argparse.Namespace) -> int:
-    queries, console = ctx.queries, ctx.console
-    detail = queries.run_detail(args.run_id)
-    if args.json:
-        print_json(detail)
-        return Exit.OK
-    console.print(run_tree(queries, detail))
-    return Exit.OK
-
-
-def run_tree(queries: Queries, detail: RunDetail) -> Tree:
-    """The run as a tree: its steps in DAG order (with what each waits for), a fanned-out
-    step's items under it, and every attempt under the task it tried."""
-    run = detail.run
-    version = shown_version(run.version[:12], run.env_hash)
-    label = (
-        f"[bold]{escape(run.run_id)}[/] {escape(run.workflow)}@{version} "
-        f"{styled(run.status.value)}"
-        f" {short_duration(run.started_at or run.created_at, run.finished_at)}"
-    )
-    if run.unique_key:
-        label += f" [dim]unique key {escape(run.unique_key)}[/]"
-    if run.error:
-        label += f"\n[red]{escape(run.error)}[/]"
-    tree = Tree(label)
-    schema = queries.store.get_workflow(run.workflow, run.version)
-    after = {step.name: step.after for step in schema.steps} if schema else {}
-    order = {name: i for i, name in enumerate(after)}
-    groups = sorted(
-        (t for t in detail.tasks if t.map_index == WHOLE_STEP),
-        key=lambda t: (order.get(t.step, len(order)), t.seq),
-    )
-    for group in groups:
-        waits = f" [dim]<- {', '.join(after[group.step])}[/]" if after.get(group.step) else ""
-        items = f" [dim]x{group.map_count}[/]" if group.map_count is not None else ""
-        node = tree.add(f"[bold]{escape(group.step)}[/]{items} {_task_label(group)}{waits}")
-        _add_attempts(node, detail, group)
-        for item in sorted(
-            (t for t in detail.tasks if t.step == group.step and t.map_index >= 0),
-            key=lambda t: t.map_index,
-        ):
-            label = escape(f"{item.step}[{item.map_index}]")
-            _add_attempts(node.add(f"{label} {_task_label(item)}"), detail, item)
-    if detail.claims:
-        held = tree.add("[bold]claims[/]")
-        for claim in detail.claims:
-            where = claim.holder.step + (
-                f"[{claim.holder.map_index}]" if claim.holder.map_index >= 0 else ""
-            )
-            state = f"done {claim.result_json}" if claim.done else "held"
-            label = f"{escape(claim.key)} {escape(state)} by {escape(where)}#{claim.holder.attempt}"
-            if claim.taken_over_from is not None:
-                label += f" [yellow]taken over from {escape(claim.taken_over_from.run_id)}[/]"
-            held.add(label)
-    return tree
-
-
-def _task_label(task: TaskRecord) -> str:
-    label = f"{styled(task.status.value)} {short_duration(task.started_at, task.finished_at)}"
-    if task.attempts > 1:
-        label += f" attempts={task.attempts}"
-    if task.error_message:
-        label += f" [red]{escape(f'{task.error_type}: {mask_text(task.error_message)[:80]}')}[/]"
-    return label
-
-
-def _add_attempts(node: Tree, detail: RunDetail, task: TaskRecord) -> None:
-    for attempt in detail.attempts_of(task.step, task.map_index):
-        kind = "undo " if attempt.kind == "compensation" else ""
-        worker = f"{(attempt.node_id or '')[:8]}:{attempt.pid}" if attempt.pid else ""
-        message = mask_text(attempt.error_message or "")[:80]
-        error = f" [red]{escape(f'{attempt.error_type}: {message}')}[/]"
-        node.add(
-            f"{kind}#{attempt.attempt} {styled(attempt.status.value)} "
-            f"{short_duration(attempt.started_at, attempt.finished_at)} [dim]{worker}[/]"
-            + (error if attempt.error_type else "")
-        )
 
 
 def logs(ctx: CliContext, args: argparse.Namespace) -> int:

@@ -126,6 +126,12 @@ class InMemoryRunReader(InMemoryStoreBase):
         found.sort(key=lambda a: (a.step, a.map_index, a.attempt))
         return found[:limit]
 
+    def count_history(self, run_id: str) -> tuple[int, int]:
+        with self._lock:
+            tasks = sum(1 for t in self._tasks.values() if t.run_id == run_id)
+            attempts = sum(1 for a in self._attempts.values() if a.run_id == run_id)
+        return tasks, attempts
+
     def get_logs(
         self,
         run_id: str,

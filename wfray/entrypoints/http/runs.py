@@ -46,6 +46,7 @@ from wfray.sdk.definition import Workflow
 
 RunId = Annotated[str, Path(pattern=RUN_ID, description="the run's id")]
 PAGE_MAX = 1000  # runs, tasks, attempts or log lines in one answer
+DETAIL_PAGE = 500  # tasks and attempts in a run's detail when the caller names no limit
 
 
 def run_routes(
@@ -128,7 +129,7 @@ def _read_routes(router: APIRouter, client: Client, needs: Any) -> None:
     )
     def get_run(
         run_id: RunId,
-        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 500,
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = DETAIL_PAGE,
         cursor: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> RunDetailOut:
         """A run with a page of its tasks (statuses, retries) and attempts (worker, node,
