@@ -303,7 +303,12 @@ def scenario(address: str, data_dir: str) -> dict[str, Any]:
             and not any(d.startswith(n.split(".")[0] + ".done.") for d in names)
         ]
 
-    wait_for(lambda: len(running()) >= 1, 120, "a step running")
+    try:
+        wait_for(lambda: len(running()) >= 1, 300, "a step running")
+    except AssertionError:
+        first = client.detail(runs[0].run_id)
+        say(f"first run: {first.status.value}, attempts {first.attempts!r}")
+        raise
     in_flight = running()
     queued = [r for r in runs if client.detail(r.run_id).status.value == "queued"]
     say(f"{len(in_flight)} steps running, {len(queued)} runs queued: killing the GCS")
