@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import typing
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Any
 from wfray.domain.errors import StepImportError
 
 
+@functools.cache
 def load_function(path: str) -> Callable[..., Any]:
     module_name, _, qualname = path.partition(":")
     try:

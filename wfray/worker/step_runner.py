@@ -61,7 +61,6 @@ def _not_stored(step: str, why: str) -> str:
     return f"the outcome could not be stored: the result of step {step!r} {why}"
 
 
-@functools.cache
 @dataclass(frozen=True, slots=True)
 class _Signature:
     params: dict[str, TypeAdapter[Any]]
