@@ -15,6 +15,8 @@ from wfray.domain.errors import DefinitionError
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.queueing import QueueConfig
 
+MAX_DATABASE_URL_BYTES = 4096
+
 NUMBERS: tuple[tuple[str, type[int] | type[float]], ...] = (
     ("blob_threshold_bytes", int),
     ("max_result_bytes", int),
@@ -48,7 +50,7 @@ def environment_values(
     given relative, tasks given as a list)."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
-        "database_url": env.get("WFRAY_DATABASE_URL", f"sqlite:///{data_dir}/wfray.db"),
+        "database_url": _database_url(env, data_dir),
         "blob_root": env.get("WFRAY_BLOB_ROOT", f"{data_dir}/blobs"),
         "namespace": env.get("WFRAY_NAMESPACE", "wfray"),
     }
@@ -60,6 +62,31 @@ def environment_values(
     values.update(_data_values(env))
     values.update(_store_values(env))
     return values
+
+
+def _database_url(env: Mapping[str, str], data_dir: str) -> str:
+    """WFRAY_DATABASE_URL, or the first line of the file WFRAY_DATABASE_URL_FILE names (a
+    secret the operator mounts, so the password appears in no config file); SQLite in
+    data_dir by default. Errors name the file, never its content."""
+    if env.get("WFRAY_DATABASE_URL") and env.get("WFRAY_DATABASE_URL_FILE"):
+        raise DefinitionError("set WFRAY_DATABASE_URL or WFRAY_DATABASE_URL_FILE, not both")
+    if not env.get("WFRAY_DATABASE_URL_FILE"):
+        return env.get("WFRAY_DATABASE_URL") or f"sqlite:///{data_dir}/wfray.db"
+    path = Path(env["WFRAY_DATABASE_URL_FILE"])
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_DATABASE_URL_BYTES + 1)
+    except OSError as exc:
+        raise DefinitionError(f"WFRAY_DATABASE_URL_FILE {str(path)!r}: {exc.strerror}") from exc
+    lines = raw.decode("utf-8", errors="replace").strip().splitlines()
+    url = lines[0].strip() if lines else ""
+    if len(raw) > MAX_DATABASE_URL_BYTES or len(lines) > 1 or "\x00" in url:
+        raise DefinitionError(
+            f"WFRAY_DATABASE_URL_FILE {str(path)!r} must hold one database URL on one line"
+        )
+    if "://" not in url:
+        raise DefinitionError(f"WFRAY_DATABASE_URL_FILE {str(path)!r} holds no database URL")
+    return url
 
 
 def _numbers(env: Mapping[str, str]) -> dict[str, Any]:

@@ -68,15 +68,46 @@ class CoordinatorActor(CoordinatorHost):
         self.begin_start()
 
 
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives it to the head node only
+
+
+def store_is_local(settings: Settings) -> bool:
+    """True when the store is a file on the node that opens it (SQLite)."""
+    return settings.database_url.startswith("sqlite")
+
+
+def head_node_id() -> str | None:
+    """The head node's id, while it is alive."""
+    for node in ray.nodes():
+        if node.get("Alive") and HEAD_NODE_RESOURCE in node.get("Resources", {}):
+            return str(node["NodeID"])
+    return None
+
+
+def coordinator_placement(settings: Settings, node_id: str | None) -> Any:
+    """Where the coordinator runs, and where Ray may restart it.
+
+    A SQLite store is a file on the node that created it: the coordinator is pinned there
+    (`node_id`, default this node), as a restart anywhere else would open an empty store.
+    A shared store (PostgreSQL) lets it run anywhere: it prefers the head (`node_id`,
+    default the head, else this node) but is not bound to it, so that when that node dies
+    Ray restarts the coordinator on a node that lives.
+    """
+    if store_is_local(settings):
+        pin = node_id or ray.get_runtime_context().get_node_id()
+        return NodeAffinitySchedulingStrategy(pin, soft=False)
+    preferred = node_id or head_node_id() or ray.get_runtime_context().get_node_id()
+    return NodeAffinitySchedulingStrategy(preferred, soft=True)
+
+
 def coordinator_actor(settings: Settings, *, node_id: str | None = None) -> Any:
-    """Get or create the coordinator actor, pinned to `node_id` (default: this node)."""
-    pin = node_id or ray.get_runtime_context().get_node_id()
+    """Get or create the coordinator actor, placed by `coordinator_placement`."""
     return (
         ray.remote(CoordinatorActor)
         .options(
             name=COORDINATOR_NAME,
             namespace=settings.namespace,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(pin, soft=False),
+            scheduling_strategy=coordinator_placement(settings, node_id),
             **DETACHED,
         )
         .remote(settings)
