@@ -35,7 +35,14 @@ from wfray.application.client_commands import Command, Pid, Start
 from wfray.application.client_handlers import HANDLERS
 from wfray.application.queries import Queries
 from wfray.application.scheduler import Scheduler
-from wfray.bootstrap import MEMORY_URL, System, SystemClock, build_coordinator, build_store
+from wfray.bootstrap import (
+    MEMORY_URL,
+    System,
+    SystemClock,
+    build_audit_log,
+    build_coordinator,
+    build_store,
+)
 from wfray.config import Settings, load_settings
 from wfray.domain.errors import IdempotencyConflictError, WfrayError
 from wfray.domain.policy import RetryPolicy
@@ -147,7 +154,8 @@ async def inline_system(settings: Settings) -> System:
     shared = InlineExecutor()
     coordinator = build_coordinator(settings, store, {"cpu": shared, "io": shared})
     scheduler = Scheduler(InMemoryScheduleStore(), coordinator, SystemClock())
-    return System(store, coordinator, Queries(store), scheduler, loops=())
+    audit = build_audit_log(settings, store)
+    return System(store, coordinator, Queries(store), scheduler, loops=(), audit=audit)
 
 
 class ActorStandIn:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
 from wfray.application.quarantine import AttemptKey, QuarantinedOutcome
+from wfray.domain.audit import AuditEntry, AuditQuery
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
@@ -219,6 +220,22 @@ class BlobStore(Protocol):
         ...
 
 
+class AuditLog(Protocol):
+    """The audit trail: entries appended (never changed), read newest first, purged by age."""
+
+    def record(self, entries: Sequence[AuditEntry]) -> None:
+        """Store the entries (built by `domain.audit.audit_entry`, so already bounded)."""
+        ...
+
+    def read(self, query: AuditQuery) -> list[AuditEntry]:
+        """Entries matching `query`, newest (highest id) first, at most `query.limit`."""
+        ...
+
+    def purge(self, before: datetime) -> int:
+        """Delete the entries recorded before `before`; how many went."""
+        ...
+
+
 class Started(Protocol):
     """What the handlers act on, once wfray has started (bootstrap.System is one)."""
 
@@ -230,6 +247,9 @@ class Started(Protocol):
 
     @property
     def scheduler(self) -> Scheduler: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
 
 class Desk(Protocol):
