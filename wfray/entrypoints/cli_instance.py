@@ -123,7 +123,9 @@ def connect_client(settings: Settings) -> RayClient:
             "start it with `wfray start`",
             Exit.UNREACHABLE,
         )
-    return _attach(settings, address)
+    client = _attach(settings, address)
+    client.origin = cli_origin()  # the audit trail's who and where
+    return client
 
 
 def _attach(settings: Settings, address: str) -> RayClient:
@@ -149,9 +151,7 @@ def _attach(settings: Settings, address: str) -> RayClient:
             f"namespace {settings.namespace!r}): run `wfray start`",
             Exit.UNREACHABLE,
         ) from None
-    client = RayClient(settings, handle)
-    client.origin = cli_origin()  # the audit trail's who and where
-    return client
+    return RayClient(settings, handle)
 
 
 # -- start ---------------------------------------------------------------------------------------
