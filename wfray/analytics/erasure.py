@@ -157,8 +157,11 @@ def erase(
 
     try:
         report = _erase(store, selector, blob_root, archive_dirs, cancel, dry_run)
+    except ActiveRunsError:
+        note("refused: some of the runs are still active")
+        raise
     except Exception as exc:
-        note(f"error: {type(exc).__name__}: {exc}")
+        note(f"error: {type(exc).__name__}")  # its message may name the subject's runs
         raise
     else:
         note(report.summary())
@@ -196,7 +199,8 @@ def _erase(
     if dry_run:
         counts = {f.name: _rows_of(f, chosen) for f in files}
         return ErasureReport(selector, len(chosen), {"runs": len(stored)}, 0, counts, 0, True)
-    deleted = store.delete(sorted(stored)) if stored else {}
+    # every chosen id: rows that outlived an archived run (claims, set-aside outcomes) go too
+    deleted = store.delete(chosen)
     blobs = blob_store(blob_root).delete_runs(chosen) if blob_root else 0
     rewritten = {str(f): _drop_rows(f, chosen) for f in files}
     return ErasureReport(
