@@ -136,7 +136,7 @@ def test_migration_0013_adds_the_audit_log_and_goes_back(fresh_url: str) -> None
     try:
         migrate.upgrade(engine, "0011")
         assert "audit_log" not in sa.inspect(engine).get_table_names()
-        migrate.upgrade(engine, "0013")
+        migrate.upgrade(engine)  # through 0013 and what followed it
         log = SqlAuditLog(fresh_url, create=False)
         try:
             log.record([audit_entry(T0, CLI, "retention", (), {"older_than": "30d"}, "0 runs")])
