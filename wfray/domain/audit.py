@@ -46,8 +46,8 @@ def clean_text(text: object, limit: int = MAX_TEXT_CHARS) -> str:
     value = _CONTROL.sub("", text if isinstance(text, str) else str(text))
     if len(value) <= limit:
         return value
-    note = f"...[{len(value) - limit} more characters cut]"
-    return value[: max(limit - len(note), 0)] + note
+    kept = max(limit - len(f"...[{len(value)} more characters cut]"), 0)  # the longest note
+    return value[:kept] + f"...[{len(value) - kept} more characters cut]"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
@@ -21,6 +22,9 @@ from wfray.entrypoints.cli_support import (
     parse_time,
     print_json,
 )
+
+if TYPE_CHECKING:  # analytics pulls in pyarrow: imported when erasing, not on every command
+    from wfray.analytics.erasure import ErasureReport
 
 CANCEL_WAIT_S = 300.0
 
@@ -137,10 +141,7 @@ def erase_runs(ctx: CliContext, args: argparse.Namespace) -> int:
     return Exit.OK if report.matched else Exit.NOT_FOUND
 
 
-def _counts(report: object) -> dict[str, object]:
-    from wfray.analytics.erasure import ErasureReport
-
-    assert isinstance(report, ErasureReport)
+def _counts(report: ErasureReport) -> dict[str, object]:
     return {
         "runs": report.runs,
         "deleted": report.deleted,

@@ -28,6 +28,7 @@ from wfray.domain.audit import ACTIONS, AuditEntry, AuditQuery, Origin, audit_en
 from wfray.entrypoints.http.checks import as_utc
 
 MAX_GROUPS = 10_000
+ACTION_PATTERN = "^(?:" + "|".join(a.replace(".", r"\.") for a in ACTIONS) + ")$"
 OVERFLOW_ADDRESS = "(more)"
 log = logging.getLogger(__name__)
 
@@ -77,19 +78,19 @@ class TokenUse:
                 )
                 self._thread.start()
 
-    def flush(self) -> int:
+    def flush(self, timeout_s: float = 30.0) -> int:
         """Record what was counted since the last flush; how many entries."""
         with self._lock:
             counts, self._counts = self._counts, {}
         entries = [_entry(group, *seen) for group, seen in counts.items()]
         if entries:
-            self._client.call(RecordAudit(entries))
+            self._client.call(RecordAudit(entries), timeout_s=timeout_s)
         return len(entries)
 
     def close(self) -> None:
         self._stop.set()
         with contextlib.suppress(Exception):  # the coordinator may be gone by now
-            self.flush()
+            self.flush(timeout_s=5.0)  # a replica shutting down waits no longer
 
     def _run(self) -> None:
         while not self._stop.wait(self._every_s):
@@ -154,7 +155,7 @@ def audit_routes(router: APIRouter, client: Client, needs: Any) -> None:
     @router.get("/audit", response_model=AuditPage, tags=["audit"], dependencies=[needs("admin")])
     def read_audit(
         actor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-        action: Annotated[str | None, Query(pattern="|".join(ACTIONS).replace(".", r"\."))] = None,
+        action: Annotated[str | None, Query(pattern=ACTION_PATTERN)] = None,
         target: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
         since: datetime | None = None,
         until: datetime | None = None,
