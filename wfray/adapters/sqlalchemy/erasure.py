@@ -64,12 +64,13 @@ class SqlErasureStore:
         deleted: dict[str, int] = {}
         with unavailable_as_store_error(self._engine.url), self._writer.begin() as conn:
             for part in chunks(list(run_ids)):
-                active = conn.execute(
-                    sa.select(runs.c.run_id).where(
-                        runs.c.run_id.in_(part), runs.c.status.not_in(FINISHED)
-                    )
-                ).scalars()
-                still = list(active)
+                chosen = sa.select(runs.c.run_id, runs.c.status).where(runs.c.run_id.in_(part))
+                if conn.dialect.name == "postgresql":
+                    # locked until the delete commits: the coordinator cannot resume one
+                    # in between (SQLite's BEGIN IMMEDIATE already holds the write lock)
+                    chosen = chosen.with_for_update()
+                rows = conn.execute(chosen).all()
+                still = [run_id for run_id, status in rows if status not in FINISHED]
                 if still:
                     raise ValueError(f"runs became active again: {', '.join(still[:10])}")
                 for table, count in SqlRetentionBatch(conn).delete_runs(part).items():
