@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wfray.application.ports import RunLedger, RunStore, ScheduleStore, StepExecutor
+from wfray.application.ports import AuditLog, RunLedger, RunStore, ScheduleStore, StepExecutor
 from wfray.application.queries import Queries
 from wfray.application.storable import TextLimits
 from wfray.config import Settings
@@ -42,6 +42,7 @@ class System:
     queries: Queries
     scheduler: Scheduler
     loops: tuple[Loop, ...]
+    audit: AuditLog
 
 
 async def build_system(settings: Settings) -> System:
@@ -50,12 +51,15 @@ async def build_system(settings: Settings) -> System:
     store = await asyncio.to_thread(build_store, settings)
     coordinator = build_coordinator(settings, store, await build_executors(settings))
     scheduler = Scheduler(build_schedule_store(settings, store), coordinator, SystemClock())
+    audit = build_audit_log(settings, store)
+    loops = (*build_loops(settings, coordinator, scheduler), *audit_loops(settings, audit))
     return System(
         store=store,
         coordinator=coordinator,
         queries=Queries(store),
         scheduler=scheduler,
-        loops=build_loops(settings, coordinator, scheduler),
+        loops=loops,
+        audit=audit,
     )
 
 
@@ -82,6 +86,30 @@ def build_schedule_store(settings: Settings, runs: RunStore) -> ScheduleStore:
     if isinstance(runs, SqlRunStore):
         return SqlScheduleStore(runs.engine)
     return SqlScheduleStore(settings.database_url)
+
+
+def build_audit_log(settings: Settings, runs: RunStore | None = None) -> AuditLog:
+    """The audit trail beside the run store: the same database (and engine) or memory."""
+    if settings.database_url == MEMORY_URL:
+        from wfray.adapters.memory.audit import InMemoryAuditLog
+
+        return InMemoryAuditLog()
+    from wfray.adapters.sqlalchemy.audit import SqlAuditLog
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    if isinstance(runs, SqlRunStore):
+        return SqlAuditLog(runs.engine)
+    return SqlAuditLog(settings.database_url)
+
+
+def audit_loops(settings: Settings, audit: AuditLog) -> tuple[Loop, ...]:
+    """The audit trail's own retention (WFRAY_AUDIT_RETENTION_DAYS; 0 keeps it all)."""
+    from wfray.coordinator.audit_retention import purge_forever
+
+    if settings.audit_retention_days <= 0:
+        return ()
+    keep = timedelta(days=settings.audit_retention_days)
+    return (("wfray-audit-retention", lambda: purge_forever(audit, SystemClock(), keep)),)
 
 
 async def build_executors(settings: Settings) -> dict[str, StepExecutor]:

@@ -104,6 +104,10 @@ class Settings:
         api_max_streams: followed log streams one token may hold at once (then 429).
         api_follow_max_s: a followed log stream ends after this long (the client reconnects
             after its last line id).
+        audit_retention_days: audit entries older than this many days are deleted (hourly,
+            by the coordinator); 0 keeps them forever.
+        api_audit_flush_s: how often the API records its tokens' use (counted per token,
+            scope, route and outcome in between).
         blob_root_shared: the operator's word that a folder blob root is a filesystem every
             node mounts (NFS, ...); without it, a folder is refused on a multi-node cluster.
     """
@@ -154,6 +158,9 @@ class Settings:
     api_follow_max_s: float = 3600.0
     # -- data placement (security issue 13, item 7)
     blob_root_shared: bool = False
+    # -- operations: the audit trail (issue 16)
+    audit_retention_days: int = 365
+    api_audit_flush_s: float = 10.0
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

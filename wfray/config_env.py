@@ -38,6 +38,8 @@ NUMBERS: tuple[tuple[str, type[int] | type[float]], ...] = (
     ("max_error_chars", int),
     ("max_traceback_chars", int),
     ("max_log_line_chars", int),
+    ("audit_retention_days", int),
+    ("api_audit_flush_s", float),
 )
 
 
@@ -238,6 +240,15 @@ def check_bounds(values: Mapping[str, Any]) -> None:
         raise DefinitionError(
             "WFRAY_QUARANTINE_AFTER_DEATHS must be at least 1 (starts gone down applying one "
             f"outcome), got {values['quarantine_after_deaths']}"
+        )
+    if values.get("audit_retention_days", 0) < 0:
+        raise DefinitionError(
+            "WFRAY_AUDIT_RETENTION_DAYS must be 0 (keep forever) or more, got "
+            f"{values['audit_retention_days']}"
+        )
+    if values.get("api_audit_flush_s", 1.0) <= 0:
+        raise DefinitionError(
+            f"WFRAY_API_AUDIT_FLUSH_S must be positive, got {values['api_audit_flush_s']}"
         )
     if values.get("cpu_attempts_per_task", 1) < 1:
         raise DefinitionError(

@@ -81,7 +81,8 @@ sql_adapter_rule = all_of(
 )
 # Analytics holds no SQL: no SQLAlchemy (so no deletes of its own) and no tables. It reads
 # the history through the SQL adapter's Arrow reader and changes the store only through the
-# entry points made for it (RetentionStore's SqlRetentionStore, SqlHistoryWriter).
+# entry points made for it (RetentionStore's SqlRetentionStore, SqlHistoryWriter, erasure's
+# SqlErasureStore) and records what it did through the audit trail's SqlAuditLog.
 analytics_rule = allow_only(
     "pyarrow",
     "duckdb",
@@ -91,6 +92,8 @@ analytics_rule = allow_only(
     "wfray.adapters.sqlalchemy.arrow",
     "wfray.adapters.sqlalchemy.retention",
     "wfray.adapters.sqlalchemy.history_rows",
+    "wfray.adapters.sqlalchemy.erasure",
+    "wfray.adapters.sqlalchemy.audit",
 )
 # What user steps call: the domain's errors, the step context and task decorator, and the
 # client libraries of what they talk to; never the store, Ray or the entrypoints.

@@ -17,7 +17,6 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures import unit_flows
+from tests.fixtures.stand_ins import ActorStandIn
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
 from wfray.adapters.ray import link
@@ -33,7 +33,14 @@ from wfray.adapters.ray.host import CoordinatorHost
 from wfray.application import client_commands
 from wfray.application.client_commands import Command, Pid, Start
 from wfray.application.queries import Queries
-from wfray.bootstrap import MEMORY_URL, System, SystemClock, build_coordinator, build_store
+from wfray.bootstrap import (
+    MEMORY_URL,
+    System,
+    SystemClock,
+    build_audit_log,
+    build_coordinator,
+    build_store,
+)
 from wfray.config import Settings, load_settings
 from wfray.coordinator import client_handlers
 from wfray.coordinator.client_handlers import HANDLERS
@@ -148,34 +155,8 @@ async def inline_system(settings: Settings) -> System:
     shared = InlineExecutor()
     coordinator = build_coordinator(settings, store, {"cpu": shared, "io": shared})
     scheduler = Scheduler(InMemoryScheduleStore(), coordinator, SystemClock())
-    return System(store, coordinator, Queries(store), scheduler, loops=())
-
-
-class AnsweredAtOnce:
-    """An actor method as the client sees it: `.remote()` gives what `ray.get` waits on."""
-
-    def __init__(self, answer: Any) -> None:
-        self.answer = answer
-
-    def remote(self) -> Future[Any]:
-        done: Future[Any] = Future()
-        done.set_result(self.answer)
-        return done
-
-
-class ActorStandIn:
-    """The coordinator actor as the client's line sees it: `handle.handle.remote(command)`
-    answered by a CoordinatorHost on an event loop of its own."""
-
-    def __init__(self, host: CoordinatorHost, loop: asyncio.AbstractEventLoop) -> None:
-        self.host, self.loop = host, loop
-        self.handle = self
-        self.versions = AnsweredAtOnce(host.versions())  # checked before the first command
-        self.sent: list[type[Any]] = []
-
-    def remote(self, command: Command[Any]) -> Future[Any]:
-        self.sent.append(type(command))
-        return asyncio.run_coroutine_threadsafe(self.host.handle(command), self.loop)
+    audit = build_audit_log(settings, store)
+    return System(store, coordinator, Queries(store), scheduler, loops=(), audit=audit)
 
 
 @pytest.fixture

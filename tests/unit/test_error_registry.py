@@ -38,6 +38,7 @@ from wfray.entrypoints.http.errors import HTTP_STATUS, http_status_of
 
 # code -> HTTP status, as the API answered before the statuses moved out of the domain
 PUBLISHED = {
+    "active_runs": 409,
     "backlog_full": 429,
     "bad_event": 400,
     "blob_root_not_shared": 500,

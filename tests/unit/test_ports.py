@@ -29,8 +29,8 @@ LOCAL_SEAMS = {
     "application/metrics.py:Metrics",  # MetricsBuffer; adapters export the buffer
     # the desk the command handlers serve (the Ray host is one): it names the coordinator's
     # own classes, so it sits beside the handlers rather than in the shared ports
-    "coordinator/client_handlers.py:Started",
-    "coordinator/client_handlers.py:Desk",
+    "coordinator/desk.py:Started",
+    "coordinator/desk.py:Desk",
 }
 SIDES = [RunLookup, RunLedger, RunReader, RunStore]
 ADAPTERS = [InMemoryRunStore, SqlRunStore]

@@ -19,9 +19,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from wfray.adapters.blob import FsBlobStore, blob_store
+from wfray.adapters.sqlalchemy.audit import SqlAuditLog
 from wfray.adapters.sqlalchemy.retention import SqlRetentionStore
 from wfray.analytics.export import write_parquet
 from wfray.analytics.retention_store import RetentionBatch, RetentionStore
+from wfray.domain.audit import Origin, audit_entry
 
 ARCHIVE_ORDER = ("runs", "tasks", "attempts", "logs")
 
@@ -66,6 +68,7 @@ def apply_retention(
     now: datetime | None = None,
     batch: int = 500,
     blob_root: str | None = None,
+    origin: Origin | None = None,
 ) -> RetentionReport:
     """Delete finished runs that finished more than `older_than` ago, with their rows.
 
@@ -78,6 +81,8 @@ def apply_retention(
         batch: runs per transaction.
         blob_root: the blob store of the runs' large results (`Settings.blob_root`); the
             blobs of every deleted run go with it. An archive keeps the rows, not the blobs.
+        origin: who runs it, for the audit trail (which always gets an entry: "client" if
+            not given; a failed run is recorded with its error).
     """
     cutoff = _cutoff(older_than, now, batch)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -85,9 +90,25 @@ def apply_retention(
         Path(archive_dir).mkdir(parents=True, exist_ok=True)
     blobs = None if blob_root is None else blob_store(blob_root)
     store = SqlRetentionStore.open(store_url)
+    audit = SqlAuditLog(store_url, create=False)
+    params = {
+        "older_than": str(older_than),
+        "cutoff": cutoff.isoformat(),
+        "archive": None if archive_dir is None else str(archive_dir),
+    }
     try:
-        return prune(store, cutoff, archive_dir, stamp=stamp, batch=batch, blobs=blobs)
+        report = prune(store, cutoff, archive_dir, stamp=stamp, batch=batch, blobs=blobs)
+    except Exception as exc:
+        outcome = f"error: {type(exc).__name__}: {exc}"
+        audit.record([audit_entry(datetime.now(UTC), origin, "retention", (), params, outcome)])
+        raise
+    else:
+        counts = {**report.counts, "claims": report.claims, "blobs": report.blobs}
+        outcome = ", ".join(f"{n} {table}" for table, n in counts.items()) + " deleted"
+        audit.record([audit_entry(datetime.now(UTC), origin, "retention", (), params, outcome)])
+        return report
     finally:
+        audit.close()
         store.close()
 
 

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
 from wfray.application.views import ClaimView, RunDetail, ScheduleInfo
+from wfray.domain.audit import AuditEntry, AuditQuery, Origin
 from wfray.domain.code_env import CodeEnv
 from wfray.domain.records import AttemptKey, LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
@@ -99,16 +100,19 @@ class Cancel(Command[list[CommandResult]]):
     run_ids: Sequence[str]
     reason: str = ""
     compensate: bool = True
+    origin: Origin | None = None  # who asks, for the audit trail (None: "client")
 
 
 @dataclass(frozen=True, slots=True)
 class Resume(Command[list[CommandResult]]):
     run_ids: Sequence[str]
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RetryCompensation(Command[list[CommandResult]]):
     run_ids: Sequence[str]
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +210,7 @@ class Workflows(Command[list[WorkflowSchema]]):
 @dataclass(frozen=True, slots=True)
 class UpsertSchedule(Command[bool]):
     spec: ScheduleSpec
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,23 +223,44 @@ class DeclareSchedules(Command[None]):
 @dataclass(frozen=True, slots=True)
 class DeleteSchedule(Command[None]):
     name: str
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PauseSchedule(Command[None]):
     name: str
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ResumeSchedule(Command[None]):
     name: str
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TriggerSchedule(Command[SubmitResult]):
     name: str
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ListSchedules(Command[list[ScheduleInfo]]):
     count: int = 3
+
+
+# -- the audit trail -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAudit(Command[list[AuditEntry]]):
+    """Audit entries, newest first (`query.before_id` pages on)."""
+
+    query: AuditQuery
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAudit(Command[None]):
+    """Entries an entry point recorded itself (the API's token use); bounded again on arrival."""
+
+    entries: Sequence[AuditEntry]

@@ -23,6 +23,7 @@ from wfray.application.messages import (
 )
 from wfray.application.quarantine import QuarantinedOutcome
 from wfray.application.views import ChildPlacement, ChildStatus, ClaimView
+from wfray.domain.audit import AuditEntry, AuditQuery
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.schedule import ScheduleRecord, ScheduleSpec
@@ -233,6 +234,22 @@ class BlobStore(Protocol):
 
     def get_item(self, uri: str, index: int) -> bytes:
         """One item of a list written by `put_list`, without reading the others."""
+        ...
+
+
+class AuditLog(Protocol):
+    """The audit trail: entries appended (never changed), read newest first, purged by age."""
+
+    def record(self, entries: Sequence[AuditEntry]) -> None:
+        """Store the entries (built by `domain.audit.audit_entry`, so already bounded)."""
+        ...
+
+    def read(self, query: AuditQuery) -> list[AuditEntry]:
+        """Entries matching `query`, newest (highest id) first, at most `query.limit`."""
+        ...
+
+    def purge(self, before: datetime) -> int:
+        """Delete the entries recorded before `before`; how many went."""
         ...
 
 

@@ -8,6 +8,7 @@ never creates a second run. Ray-free: `wfray.connect()` gives one over Ray
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -28,6 +29,7 @@ from wfray.application.client_commands import (
     PauseSchedule,
     Publish,
     R,
+    ReadAudit,
     RecordEnv,
     Register,
     Resume,
@@ -52,6 +54,7 @@ from wfray.client.submission import (
 )
 from wfray.client.transport import Transport
 from wfray.config import Settings
+from wfray.domain.audit import AuditEntry, AuditQuery, Origin
 from wfray.domain.code_env import CodeEnv, recorded_env
 from wfray.domain.errors import WfrayError
 from wfray.domain.policy import RetryPolicy
@@ -74,6 +77,9 @@ class Client:
         self._registered: set[tuple[str, str]] = set()
         self._declared: set[ScheduleSpec] = set()  # code-declared schedules already upserted
         self._recorded_envs: set[str] = set()  # runtime env hashes the coordinator stores
+        # Who this client's operator actions are recorded as (the audit trail); set it to
+        # name the person or service, or pass `origin=` to one call.
+        self.origin = Origin("client", "client", socket.gethostname())
 
     def call(
         self,
@@ -288,14 +294,21 @@ class Client:
                 views[view.run_id] = view
         return [views[rid] for rid in ids if rid in views]
 
-    def cancel(self, run_id: str, reason: str = "", compensate: bool = True) -> CommandResult:
+    def cancel(
+        self,
+        run_id: str,
+        reason: str = "",
+        compensate: bool = True,
+        *,
+        origin: Origin | None = None,
+    ) -> CommandResult:
         """Cancel a run, then compensate what it completed unless `compensate` is False.
 
         A run that already finished is left as it is (`applied` False). A cpu step stops
         within about a second (by force if need be), an io coroutine at its next await;
         sync code running in the io pool's threads cannot be interrupted and runs to its end.
         """
-        (answer,) = self.call(Cancel([run_id], reason, compensate))
+        (answer,) = self.call(Cancel([run_id], reason, compensate, origin or self.origin))
         return answer
 
     def publish(
@@ -323,14 +336,18 @@ class Client:
         """Runs whose compensation failed: they need attention (see `retry_compensation`)."""
         return self.list_runs(workflow, "compensation_failed", limit)
 
-    def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
+    def retry_compensation(
+        self, run_ids: Sequence[str], *, origin: Origin | None = None
+    ) -> list[CommandResult]:
         """Try the failed compensations of these runs again."""
-        return self.call(RetryCompensation(list(run_ids)))
+        return self.call(RetryCompensation(list(run_ids), origin or self.origin))
 
-    def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
+    def resume(
+        self, run_ids: Sequence[str], *, origin: Origin | None = None
+    ) -> list[CommandResult]:
         """Resume failed or cancelled runs from the steps that did not complete: completed
         steps are not run again, and new attempts continue the attempt numbering."""
-        return self.call(Resume(list(run_ids)))
+        return self.call(Resume(list(run_ids), origin or self.origin))
 
     def resume_failed(
         self,
@@ -338,10 +355,12 @@ class Client:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         limit: int = 1000,
+        *,
+        origin: Origin | None = None,
     ) -> list[CommandResult]:
         """Resume, in bulk, the failed runs of a workflow created in a time range."""
         failed = self.list_runs(workflow, "failed", limit, created_after, created_before)
-        return self.resume([run.run_id for run in failed]) if failed else []
+        return self.resume([run.run_id for run in failed], origin=origin) if failed else []
 
     def run(self, run_id: str) -> RunHandle:
         return self._handle(run_id, None)
@@ -378,7 +397,12 @@ class Client:
     # -- schedules -----------------------------------------------------------------------------
 
     def create_schedule(
-        self, schedule: ScheduleSpec | WorkflowRef, /, **options: Any
+        self,
+        schedule: ScheduleSpec | WorkflowRef,
+        /,
+        *,
+        origin: Origin | None = None,
+        **options: Any,
     ) -> ScheduleSpec:
         """Create or update a cron schedule: a `wfray.Schedule`, or a workflow and the
         keyword arguments of `wfray.schedule` (name, cron, tz, input, misfire, overlap...).
@@ -392,29 +416,36 @@ class Client:
             self.register(schedule)
         if spec.env_hash is None:
             spec = spec.with_(env_hash=self.env_hash())
-        self.call(UpsertSchedule(spec))
+        self.call(UpsertSchedule(spec, origin or self.origin))
         return spec
 
-    def delete_schedule(self, name: str) -> None:
+    def delete_schedule(self, name: str, *, origin: Origin | None = None) -> None:
         """Delete a schedule; its runs stay. ScheduleNotFoundError if there is none."""
-        self.call(DeleteSchedule(name))
+        self.call(DeleteSchedule(name, origin or self.origin))
 
-    def pause_schedule(self, name: str) -> None:
+    def pause_schedule(self, name: str, *, origin: Origin | None = None) -> None:
         """Stop firing until resumed; ticks that fall while paused never fire."""
-        self.call(PauseSchedule(name))
+        self.call(PauseSchedule(name, origin or self.origin))
 
-    def resume_schedule(self, name: str) -> None:
-        self.call(ResumeSchedule(name))
+    def resume_schedule(self, name: str, *, origin: Origin | None = None) -> None:
+        self.call(ResumeSchedule(name, origin or self.origin))
 
-    def trigger_schedule(self, name: str) -> RunHandle:
+    def trigger_schedule(self, name: str, *, origin: Origin | None = None) -> RunHandle:
         """Start a run of the schedule now, outside its cron."""
-        result = self.call(TriggerSchedule(name))
+        result = self.call(TriggerSchedule(name, origin or self.origin))
         raise_refusal([result], [])
         return self._handle(result.run_id, None)
 
     def list_schedules(self, next_count: int = 3) -> list[ScheduleInfo]:
         """Every schedule with its next `next_count` fire times (none while paused)."""
         return self.call(ListSchedules(next_count))
+
+    # -- the audit trail -------------------------------------------------------------------------
+
+    def audit(self, query: AuditQuery | None = None, **filters: Any) -> list[AuditEntry]:
+        """Audit entries, newest first: an `AuditQuery`, or its fields as keywords (actor,
+        action, target, since, until, before_id, limit)."""
+        return self.call(ReadAudit(query or AuditQuery(**filters)))
 
     def decode(self, view: RunView, flow: Workflow | None) -> Any:
         """A finished run's result as a value of its final step's return type."""

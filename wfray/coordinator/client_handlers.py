@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from wfray.application.client_commands import (
     AppendLogs,
@@ -26,7 +26,9 @@ from wfray.application.client_commands import (
     Pid,
     Publish,
     R,
+    ReadAudit,
     ReadClaim,
+    RecordAudit,
     RecordEnv,
     Register,
     Resume,
@@ -43,33 +45,15 @@ from wfray.application.client_commands import (
     Workflows,
 )
 from wfray.application.messages import CommandResult, RunView, SubmitResult
-from wfray.application.queries import Queries
 from wfray.application.views import ClaimView, RunDetail, ScheduleInfo
+from wfray.coordinator.audit_trail import audited, done, rebounded, record, results_outcome
 from wfray.coordinator.coordinator import Coordinator
+from wfray.coordinator.desk import Desk
 from wfray.coordinator.scheduler import Scheduler
+from wfray.domain.audit import AuditEntry
 from wfray.domain.errors import WfrayError
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.workflow import WorkflowSchema
-
-
-class Started(Protocol):
-    """What the handlers act on, once wfray has started (bootstrap.System is one)."""
-
-    @property
-    def coordinator(self) -> Coordinator: ...
-
-    @property
-    def queries(self) -> Queries: ...
-
-    @property
-    def scheduler(self) -> Scheduler: ...
-
-
-class Desk(Protocol):
-    """Where the commands arrive (the coordinator host): it starts wfray and waits for it."""
-
-    async def ready(self, wait_s: float = ...) -> Started: ...
-
 
 Handler = Callable[[Desk, Any], Awaitable[Any]]
 
@@ -135,17 +119,36 @@ async def views(desk: Desk, command: Views) -> list[RunView]:
     return await (await _coordinator(desk)).views(command.run_ids)
 
 
-async def cancel(desk: Desk, command: Cancel) -> list[CommandResult]:
-    coordinator = await _coordinator(desk)
-    return await coordinator.cancel(command.run_ids, command.reason, command.compensate)
+async def cancel(desk: Desk, c: Cancel) -> list[CommandResult]:
+    started = await desk.ready()
+    return await audited(
+        started,
+        c.origin,
+        "run.cancel",
+        c.run_ids,
+        {"reason": c.reason, "compensate": c.compensate},
+        lambda: started.coordinator.cancel(c.run_ids, c.reason, c.compensate),
+        results_outcome,
+    )
 
 
-async def resume(desk: Desk, command: Resume) -> list[CommandResult]:
-    return await (await _coordinator(desk)).resume(command.run_ids)
+async def resume(desk: Desk, c: Resume) -> list[CommandResult]:
+    started = await desk.ready()
+    act = lambda: started.coordinator.resume(c.run_ids)  # noqa: E731
+    return await audited(started, c.origin, "run.resume", c.run_ids, None, act, results_outcome)
 
 
-async def retry_compensation(desk: Desk, command: RetryCompensation) -> list[CommandResult]:
-    return await (await _coordinator(desk)).retry_compensation(command.run_ids)
+async def retry_compensation(desk: Desk, c: RetryCompensation) -> list[CommandResult]:
+    started = await desk.ready()
+    return await audited(
+        started,
+        c.origin,
+        "run.retry_compensation",
+        c.run_ids,
+        None,
+        lambda: started.coordinator.retry_compensation(c.run_ids),
+        results_outcome,
+    )
 
 
 async def publish(desk: Desk, c: Publish) -> list[str]:
@@ -217,32 +220,79 @@ async def workflows(desk: Desk, command: Workflows) -> list[WorkflowSchema]:
 # -- schedules -----------------------------------------------------------------------------------
 
 
-async def upsert_schedule(desk: Desk, command: UpsertSchedule) -> bool:
-    return await (await _scheduler(desk)).upsert(command.spec)
+async def upsert_schedule(desk: Desk, c: UpsertSchedule) -> bool:
+    started = await desk.ready()
+    spec = c.spec
+    params = {
+        "workflow": spec.workflow,
+        "cron": spec.cron,
+        "tz": spec.tz,
+        "queue": spec.queue,
+        "priority": spec.priority,
+        "misfire": spec.misfire,
+        "overlap": spec.overlap,
+        "paused": spec.paused,
+    }  # not its input: that is the caller's data
+    return await audited(
+        started,
+        c.origin,
+        "schedule.create",
+        [spec.name],
+        params,
+        lambda: started.scheduler.upsert(spec),
+        lambda created: "created" if created else "updated",
+    )
 
 
 async def declare_schedules(desk: Desk, command: DeclareSchedules) -> None:
     await (await _scheduler(desk)).declare(command.specs)
 
 
-async def delete_schedule(desk: Desk, command: DeleteSchedule) -> None:
-    await (await _scheduler(desk)).delete(command.name)
+async def delete_schedule(desk: Desk, c: DeleteSchedule) -> None:
+    started = await desk.ready()
+    act = lambda: started.scheduler.delete(c.name)  # noqa: E731
+    await audited(started, c.origin, "schedule.delete", [c.name], None, act, done)
 
 
-async def pause_schedule(desk: Desk, command: PauseSchedule) -> None:
-    await (await _scheduler(desk)).pause(command.name)
+async def pause_schedule(desk: Desk, c: PauseSchedule) -> None:
+    started = await desk.ready()
+    act = lambda: started.scheduler.pause(c.name)  # noqa: E731
+    await audited(started, c.origin, "schedule.pause", [c.name], None, act, done)
 
 
-async def resume_schedule(desk: Desk, command: ResumeSchedule) -> None:
-    await (await _scheduler(desk)).resume(command.name)
+async def resume_schedule(desk: Desk, c: ResumeSchedule) -> None:
+    started = await desk.ready()
+    act = lambda: started.scheduler.resume(c.name)  # noqa: E731
+    await audited(started, c.origin, "schedule.resume", [c.name], None, act, done)
 
 
-async def trigger_schedule(desk: Desk, command: TriggerSchedule) -> SubmitResult:
-    return await (await _scheduler(desk)).trigger(command.name)
+async def trigger_schedule(desk: Desk, c: TriggerSchedule) -> SubmitResult:
+    started = await desk.ready()
+    return await audited(
+        started,
+        c.origin,
+        "schedule.trigger",
+        [c.name],
+        None,
+        lambda: started.scheduler.trigger(c.name),
+        lambda result: f"refused: {result.error}" if result.error else f"run {result.run_id}",
+    )
 
 
 async def list_schedules(desk: Desk, command: ListSchedules) -> list[ScheduleInfo]:
     return await (await _scheduler(desk)).list_schedules(command.count)
+
+
+# -- the audit trail ----------------------------------------------------------------------------
+
+
+async def read_audit(desk: Desk, command: ReadAudit) -> list[AuditEntry]:
+    audit = (await desk.ready()).audit
+    return await asyncio.to_thread(audit.read, command.query)
+
+
+async def record_audit(desk: Desk, command: RecordAudit) -> None:
+    await record(await desk.ready(), rebounded(command.entries))
 
 
 HANDLERS: dict[type[Command[Any]], Handler] = {
@@ -276,4 +326,6 @@ HANDLERS: dict[type[Command[Any]], Handler] = {
     ResumeSchedule: resume_schedule,
     TriggerSchedule: trigger_schedule,
     ListSchedules: list_schedules,
+    ReadAudit: read_audit,
+    RecordAudit: record_audit,
 }

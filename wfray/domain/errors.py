@@ -16,6 +16,7 @@
      +-- EventError                                bad_event
      +-- TooManyStreamsError                       too_many_streams
      +-- RunNotFoundError                          run_not_found
+     +-- ActiveRunsError                           active_runs
      +-- ScheduleNotFoundError                     schedule_not_found
      +-- RunFailedError                            run_failed
      +-- WaitTimeoutError                          wait_timeout
@@ -165,6 +166,12 @@ class RunNotFoundError(WfrayError):
     """No run with that id."""
 
     code = "run_not_found"
+
+
+class ActiveRunsError(WfrayError):
+    """Some of the runs to erase are still active: cancel them first."""
+
+    code = "active_runs"
 
 
 class ScheduleNotFoundError(WfrayError):

@@ -1,8 +1,9 @@
 """The `wfray` command: start and stop wfray, submit and steer runs, read the history.
 
-Read commands (runs, show, logs, watch, dead-letter, workflows, export) go straight to the
-store named by WFRAY_DATABASE_URL: no Ray needed. Commands that act (start, stop, submit,
-cancel, retry, publish, queues) go through the coordinator on Ray. Every read command takes
+Read commands (runs, show, logs, watch, dead-letter, workflows, export, audit) go straight
+to the store named by WFRAY_DATABASE_URL: no Ray needed, as do retention and erase. Commands
+that act (start, stop, submit, cancel, retry, publish, queues) go through the coordinator on
+Ray. Every read command takes
 `--json` for scripts; the exit codes are listed in `wfray --help`.
 """
 
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from wfray.config import load_settings
 from wfray.domain.errors import WfrayError
-from wfray.entrypoints import cli_act, cli_instance, cli_read, cli_schedules, cli_show
+from wfray.entrypoints import cli_act, cli_audit, cli_instance, cli_read, cli_schedules, cli_show
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, exit_code_of
 
 Command = Callable[[CliContext, argparse.Namespace], int]
@@ -90,6 +91,7 @@ def parser() -> argparse.ArgumentParser:
     _act_commands(command)
     _read_commands(command)
     cli_schedules.add_commands(command)
+    cli_audit.add_commands(command)
     dbc = command("db", db, "database schema", json=False)
     dbc.add_argument("action", choices=["upgrade"])
     return root

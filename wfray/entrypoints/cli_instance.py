@@ -41,7 +41,7 @@ from rich.console import Console
 
 from wfray.config import Settings, load_settings
 from wfray.entrypoints.cli_processes import kill_tree, local_ray_token, use_ray_auth
-from wfray.entrypoints.cli_support import CliContext, CliError, Exit, load_workflows
+from wfray.entrypoints.cli_support import CliContext, CliError, Exit, cli_origin, load_workflows
 
 if TYPE_CHECKING:
     from wfray.adapters.ray.client import RayClient
@@ -123,7 +123,9 @@ def connect_client(settings: Settings) -> RayClient:
             "start it with `wfray start`",
             Exit.UNREACHABLE,
         )
-    return _attach(settings, address)
+    client = _attach(settings, address)
+    client.origin = cli_origin()  # the audit trail's who and where
+    return client
 
 
 def _attach(settings: Settings, address: str) -> RayClient:

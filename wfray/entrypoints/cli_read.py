@@ -20,6 +20,7 @@ from wfray.entrypoints.cli_support import (
     CliContext,
     CliError,
     Exit,
+    cli_origin,
     parse_duration,
     parse_time,
     print_json,
@@ -213,7 +214,11 @@ def retention(ctx: CliContext, args: argparse.Namespace) -> int:
     older_than = parse_duration(args.older_than, "--older-than")
     archive = Path(args.archive) if args.archive else None
     report = apply_retention(
-        ctx.settings.database_url, older_than, archive, blob_root=ctx.settings.blob_root
+        ctx.settings.database_url,
+        older_than,
+        archive,
+        blob_root=ctx.settings.blob_root,
+        origin=cli_origin(),
     )
     if args.json:
         print_json(report)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import importlib
 import json
 import os
 import re
+import socket
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from rich.console import Console
 from wfray.application.queries import Queries
 from wfray.bootstrap import build_store
 from wfray.config import Settings
+from wfray.domain.audit import Origin
 from wfray.domain.errors import (
     CoordinatorUnavailableError,
     DefinitionError,
@@ -66,6 +69,15 @@ class CliContext:
     def close(self) -> None:
         if self._queries is not None:
             self._queries.store.close()
+
+
+def cli_origin() -> Origin:
+    """Who the CLI's actions are recorded as in the audit trail: the OS user, on this host."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in this environment (a container without passwd entry)
+        user = "cli"
+    return Origin(user or "cli", "cli", socket.gethostname())
 
 
 class CliError(Exception):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from wfray.adapters.memory.audit import InMemoryAuditLog
 from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.messages import RunView
@@ -50,6 +51,7 @@ class LocalEngine:
         self.clock = clock
         self.store = InMemoryRunStore()
         self.schedules = InMemoryScheduleStore()
+        self.audit = InMemoryAuditLog()
         self.queries = Queries(self.store)
         self.services = LocalStepServices(clock)
         runner = RunnerSettings(

@@ -266,3 +266,21 @@ outcome_quarantine = sa.Table(
     sa.Column("deaths", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_outcome_quarantine_status", "status"),
 )
+
+# The audit trail (domain/audit.py): operator actions, appended only, purged by age.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("via", sa.String(200), nullable=False),
+    sa.Column("address", sa.String(200), nullable=True),
+    sa.Column("action", sa.String(200), nullable=False),
+    sa.Column("targets_json", sa.Text, nullable=False),
+    sa.Column("params_json", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Index("ix_audit_log_at", "at"),
+    sa.Index("ix_audit_log_actor_id", "actor", "id"),
+    sa.Index("ix_audit_log_action_id", "action", "id"),
+)

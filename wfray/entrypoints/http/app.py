@@ -9,6 +9,7 @@
     POST /v1/events                    publish an event                                 submit
     GET  /v1/workflows, /v1/queues     workflows with their DAG; queues and limits      read
     /v1/schedules...                   list (read); create, pause, trigger... (admin)
+    GET  /v1/audit                     operator actions and token use, newest first     admin
     GET  /healthz                      up or down (the reasons for a read token)
     GET  /metrics, /docs, /openapi.json   read, unless WFRAY_API_METRICS_PUBLIC
 
@@ -20,6 +21,8 @@ runs sync endpoints in its thread pool, so a slow coordinator call never stalls 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -32,6 +35,7 @@ from wfray.application.client_commands import ListRuns, Stats, Workflows
 from wfray.client.client import Client
 from wfray.config import Settings
 from wfray.domain.errors import WfrayError
+from wfray.entrypoints.http.audit import TokenUse, audit_routes
 from wfray.entrypoints.http.auth import (
     BrowserGuard,
     TokenBook,
@@ -67,7 +71,17 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     """
     client = client or RayClient(settings)
     flows = api_workflows(settings)  # the user's workflows; built-ins only if listed
+    token_use = TokenUse(client, settings.api_audit_flush_s)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            token_use.close()  # the last interval's counts are recorded too
+
     app = FastAPI(
+        lifespan=lifespan,
         title="wfray",
         summary="Durable workflows and task queues on Ray",
         version="1",
@@ -80,7 +94,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         max_body_size=settings.api_max_body_bytes,
     )
     book = TokenBook(settings)
-    needs = needs_factory(book)
+    needs = needs_factory(book, token_use.note)
     metrics = ApiMetrics(client.stats)
     app.middleware("http")(metrics.middleware)
     # Added last, so it runs first: a refused Host or body never reaches a route.
@@ -104,6 +118,7 @@ def v1_router(
     run_routes(router, settings, client, needs, flows)
     _catalog_routes(router, settings, client, flows, needs)
     schedule_routes(router, client, settings, needs, flows)
+    audit_routes(router, client, needs)
     return router
 
 

@@ -85,18 +85,30 @@ class TokenBook:
         return found
 
 
+# Told of every use of a scope: (who, scope, request, "granted" | "denied: why").
+OnUse = Callable[[str, str, Request, str], None]
+UNKNOWN_TOKEN = "(no valid token)"
+
+
+def _ignore(actor: str, scope: str, request: Request, outcome: str) -> None:
+    return None
+
+
 class Needs:
     """The dependency a route declares: its caller must hold `scope`."""
 
-    def __init__(self, book: TokenBook, scope: str) -> None:
+    def __init__(self, book: TokenBook, scope: str, on_use: OnUse = _ignore) -> None:
         if scope not in API_SCOPES:
             raise ValueError(f"unknown scope {scope!r}; known: {', '.join(API_SCOPES)}")
         self.book = book
         self.scope = scope
+        self.on_use = on_use
 
     def __call__(self, request: Request, credentials: Credentials) -> Caller:
         caller = self.book.caller(credentials.credentials if credentials else None)
         if caller is None:
+            reason = "denied: a token was given but none matched" if credentials else "denied"
+            self.on_use(UNKNOWN_TOKEN, self.scope, request, reason)
             raise HTTPException(
                 status_code=401,
                 detail="a valid bearer token is required: Authorization: Bearer <token>",
@@ -104,10 +116,12 @@ class Needs:
             )
         request.state.caller = caller  # the audit trail's "who"
         if self.scope not in caller.scopes:
+            self.on_use(caller.name, self.scope, request, "denied: scope not granted")
             raise HTTPException(
                 status_code=403,
                 detail=f"token {caller.name!r} lacks the scope {self.scope!r} this route needs",
             )
+        self.on_use(caller.name, self.scope, request, "granted")
         return caller
 
 
@@ -119,14 +133,17 @@ class OpenNeeds(Needs):
         caller = self.book.caller(None)
         assert caller is not None  # without tokens, everyone is the anonymous caller
         request.state.caller = caller
+        self.on_use(caller.name, self.scope, request, "granted")
         return caller
 
 
-def needs_factory(book: TokenBook) -> Callable[[str], Any]:
-    """`needs("read")`: the route dependency requiring a scope, for `dependencies=[...]`."""
+def needs_factory(book: TokenBook, on_use: OnUse = _ignore) -> Callable[[str], Any]:
+    """`needs("read")`: the route dependency requiring a scope, for `dependencies=[...]`;
+    `on_use` is told of every use (the audit trail's token use)."""
 
     def needs(scope: str) -> Any:
-        return Depends(Needs(book, scope) if book.enabled else OpenNeeds(book, scope))
+        kind = Needs if book.enabled else OpenNeeds
+        return Depends(kind(book, scope, on_use))
 
     return needs
 

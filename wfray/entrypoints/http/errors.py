@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from wfray.domain.errors import (
+    ActiveRunsError,
     BacklogFullError,
     BlobKeyError,
     BlobRootError,
@@ -59,6 +60,7 @@ HTTP_STATUS: Mapping[type[Exception], int] = MappingProxyType(
         TooManyStreamsError: 429,
         RunNotFoundError: 404,
         ScheduleNotFoundError: 404,
+        ActiveRunsError: 409,
         RunFailedError: SERVER_ERROR,
         WaitTimeoutError: 504,
         CoordinatorUnavailableError: 503,

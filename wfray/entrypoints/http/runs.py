@@ -20,6 +20,7 @@ from wfray.client.client import Client
 from wfray.config import Settings
 from wfray.domain.errors import RunNotFoundError
 from wfray.domain.status import RunStatus
+from wfray.entrypoints.http.audit import http_origin
 from wfray.entrypoints.http.auth import ANONYMOUS
 from wfray.entrypoints.http.catalog import startable
 from wfray.entrypoints.http.checks import as_utc, check_queue, declared_queues, validate_input
@@ -182,10 +183,13 @@ def _command_routes(router: APIRouter, client: Client, needs: Any) -> None:
         tags=["runs"],
         dependencies=[needs("admin")],
     )
-    def cancel(run_id: RunId, body: Annotated[CancelBody | None, Body()] = None) -> Any:
+    def cancel(
+        request: Request, run_id: RunId, body: Annotated[CancelBody | None, Body()] = None
+    ) -> Any:
         """Cancel a run, then compensate what it completed unless `compensate` is false."""
         body = body or CancelBody()
-        return command_response(client.cancel(run_id, body.reason, body.compensate))
+        origin = http_origin(request)
+        return command_response(client.cancel(run_id, body.reason, body.compensate, origin=origin))
 
     @router.post(
         "/runs/{run_id}/retry",
@@ -193,9 +197,9 @@ def _command_routes(router: APIRouter, client: Client, needs: Any) -> None:
         tags=["runs"],
         dependencies=[needs("admin")],
     )
-    def retry(run_id: RunId) -> Any:
+    def retry(request: Request, run_id: RunId) -> Any:
         """Resume a failed or cancelled run from the steps that did not complete."""
-        (answer,) = client.resume([run_id])
+        (answer,) = client.resume([run_id], origin=http_origin(request))
         return command_response(answer)
 
 

@@ -14,6 +14,7 @@ from wfray.application.views import ScheduleInfo
 from wfray.client.client import Client
 from wfray.config import Settings
 from wfray.domain.errors import ScheduleNotFoundError
+from wfray.entrypoints.http.audit import http_origin
 from wfray.entrypoints.http.catalog import startable
 from wfray.entrypoints.http.checks import check_queue, declared_queues
 from wfray.entrypoints.http.models import MAX_PRIORITY, NAME, Strict
@@ -128,7 +129,7 @@ def _definition_routes(
         tags=["schedules"],
         dependencies=[needs("admin")],
     )
-    def put_schedule(name: ScheduleName, body: ScheduleBody) -> ScheduleOut:
+    def put_schedule(request: Request, name: ScheduleName, body: ScheduleBody) -> ScheduleOut:
         """Create a schedule, or replace its definition (it keeps how far it fired)."""
         check_queue(body.queue, queues)
         flow = startable(flows, body.workflow)
@@ -145,15 +146,16 @@ def _definition_routes(
             queue=body.queue,
             priority=body.priority,
             paused=body.paused,
+            origin=http_origin(request),
         )
         return one(name)
 
     @router.delete(
         "/schedules/{name}", status_code=204, tags=["schedules"], dependencies=[needs("admin")]
     )
-    def delete(name: ScheduleName) -> Response:
+    def delete(request: Request, name: ScheduleName) -> Response:
         """Delete the schedule; the runs it started stay."""
-        client.delete_schedule(name)
+        client.delete_schedule(name, origin=http_origin(request))
         return Response(status_code=204)
 
 
@@ -164,9 +166,9 @@ def _control_routes(router: APIRouter, client: Client, needs: Any, one: One) -> 
         tags=["schedules"],
         dependencies=[needs("admin")],
     )
-    def pause(name: ScheduleName) -> ScheduleOut:
+    def pause(request: Request, name: ScheduleName) -> ScheduleOut:
         """Fire nothing until resumed; ticks that fall meanwhile never fire."""
-        client.pause_schedule(name)
+        client.pause_schedule(name, origin=http_origin(request))
         return one(name)
 
     @router.post(
@@ -175,8 +177,8 @@ def _control_routes(router: APIRouter, client: Client, needs: Any, one: One) -> 
         tags=["schedules"],
         dependencies=[needs("admin")],
     )
-    def resume(name: ScheduleName) -> ScheduleOut:
-        client.resume_schedule(name)
+    def resume(request: Request, name: ScheduleName) -> ScheduleOut:
+        client.resume_schedule(name, origin=http_origin(request))
         return one(name)
 
     @router.post(
@@ -188,7 +190,7 @@ def _control_routes(router: APIRouter, client: Client, needs: Any, one: One) -> 
     )
     def trigger(name: ScheduleName, request: Request, response: Response) -> TriggerAccepted:
         """Start a run of the schedule now, outside its cron."""
-        handle = client.trigger_schedule(name)
+        handle = client.trigger_schedule(name, origin=http_origin(request))
         link = str(request.url_for("get_run", run_id=handle.run_id))
         response.headers["Location"] = link
         return TriggerAccepted(schedule=name, run_id=handle.run_id, link=link)
