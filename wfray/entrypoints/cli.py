@@ -14,11 +14,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from wfray.config import load_settings
 from wfray.domain.errors import WfrayError
 from wfray.entrypoints import cli_act, cli_instance, cli_read, cli_schedules
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, exit_code_of
+from wfray.entrypoints.cli_text import printable, terminal_width
 
 Command = Callable[[CliContext, argparse.Namespace], int]
 
@@ -40,14 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = Console(stderr=True, soft_wrap=True)
     context: CliContext | None = None
     try:
-        context = CliContext(load_settings(), Console())
+        context = CliContext(load_settings(), Console(width=terminal_width()))
         command: Command = args.handler
         return int(command(context, args))
     except CliError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        errors.print(f"[red]error:[/red] {_shown(exc)}", highlight=False)
         return int(exc.code)
     except WfrayError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        errors.print(f"[red]error:[/red] {_shown(exc)}", highlight=False)
         return int(exit_code_of(exc))
     except KeyboardInterrupt:
         return 130
@@ -57,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if context is not None:
             context.close()
+
+
+def _shown(error: Exception) -> str:
+    """An error's message as text: what it quotes (a run id, a path) is never markup."""
+    return escape(printable(str(error), keep_lines=True))
 
 
 def db(context: CliContext, args: argparse.Namespace) -> int:

@@ -101,6 +101,18 @@ class SqlRunReader(SqlStoreBase):
         with self._errors(), self._engine.connect() as conn:
             return [rows.to_run(row._mapping) for row in conn.execute(query)]
 
+    def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """A range on the primary key in byte order (`id >= prefix AND id < successor`), not
+        LIKE: `_` is a wildcard there and SQLite's LIKE ignores case."""
+        column = self._bytewise(runs.c.run_id)
+        query = sa.select(runs.c.run_id).where(column >= prefix)
+        upper = successor(prefix)
+        if upper is not None:
+            query = query.where(column < upper)
+        with self._errors(), self._engine.connect() as conn:
+            found = conn.execute(query.order_by(column).limit(limit)).scalars().all()
+        return [rid for rid in found if rid.startswith(prefix)]
+
     def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
         """The runs started by steps of these runs, oldest first."""
         found: list[RunRecord] = []
@@ -241,3 +253,17 @@ class SqlRunReader(SqlStoreBase):
     def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
         with self._errors(), self._engine.connect() as conn:
             return quarantine.listed(conn)
+
+
+def successor(prefix: str) -> str | None:
+    """The least string greater than every string starting with `prefix` (None: no bound).
+
+    Its last character plus one, past the surrogates that UTF-8 cannot hold."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last == 0xD800:
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
