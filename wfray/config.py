@@ -106,6 +106,9 @@ class Settings:
             after its last line id).
         blob_root_shared: the operator's word that a folder blob root is a filesystem every
             node mounts (NFS, ...); without it, a folder is refused on a multi-node cluster.
+        pg_bin_dir: the folder of the pg_dump and pg_restore that `wfray backup` and
+            `wfray restore` use on PostgreSQL (WFRAY_PG_BIN_DIR; default: found on PATH).
+            They must be of the server's major version or newer.
     """
 
     data_dir: str
@@ -154,6 +157,8 @@ class Settings:
     api_follow_max_s: float = 3600.0
     # -- data placement (security issue 13, item 7)
     blob_root_shared: bool = False
+    # -- backup and restore: where pg_dump and pg_restore are (None: on PATH)
+    pg_bin_dir: str | None = None
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

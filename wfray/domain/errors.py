@@ -216,6 +216,13 @@ class SchemaOutdatedError(WfrayError):
     code = "schema_outdated"
 
 
+class BackupError(WfrayError):
+    """A backup could not be taken, or a backup cannot be restored (it is incomplete or
+    corrupt, or the target is not empty)."""
+
+    code = "backup_failed"
+
+
 # -- data placement: ids, blob keys and the blob root ---------------------------------------
 
 

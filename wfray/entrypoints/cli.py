@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from wfray.config import load_settings
 from wfray.domain.errors import WfrayError
-from wfray.entrypoints import cli_act, cli_instance, cli_read, cli_schedules
+from wfray.entrypoints import cli_act, cli_backup, cli_instance, cli_read, cli_schedules
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, exit_code_of
 from wfray.entrypoints.cli_text import printable, terminal_width
 
@@ -95,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     _instance_commands(command)
     _act_commands(command)
     _read_commands(command)
+    _backup_commands(command)
     cli_schedules.add_commands(command)
     dbc = command("db", db, "database schema", json=False)
     dbc.add_argument("action", choices=["upgrade"])
@@ -191,6 +192,16 @@ def _read_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     retention = command("retention", cli_read.retention, "delete (or archive) old runs")
     retention.add_argument("--older-than", required=True, help="e.g. 30d")
     retention.add_argument("--archive", metavar="DIR", help="archive as Parquet first")
+
+
+def _backup_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    backup = command("backup", cli_backup.backup, "copy the store and the blobs into DIR")
+    backup.add_argument("folder", metavar="DIR", help="a new or empty folder")
+    restore = command("restore", cli_backup.restore, "bring a backup back into an empty store")
+    restore.add_argument("folder", metavar="DIR", help="a folder `wfray backup` wrote")
+    restore.add_argument(
+        "--force", action="store_true", help="replace a store that holds runs (they are lost)"
+    )
 
 
 if __name__ == "__main__":
