@@ -225,3 +225,40 @@ def test_backup_to_a_folder_that_cannot_be_written_copies_nothing(
     assert refused.returncode == 1
     assert "is not empty" in refused.stderr
     assert sorted(p.name for p in busy.iterdir()) == ["keep"]
+
+
+def test_submit_wait_prints_the_result_as_json_and_the_status_on_stderr(
+    ray_session: None, tmp_path: Path
+) -> None:
+    import ray
+
+    data = tmp_path / "data"
+    instance = start_wfray(data)
+    try:
+        env = {
+            "WFRAY_DATA_DIR": str(data),
+            "WFRAY_NAMESPACE": instance.settings.namespace,
+            "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+            "COLUMNS": "80",
+        }
+        module = ("--module", "tests.fixtures.backup_flows")
+        done = wfray_cli(env, "submit", "quick", "--input", '{"n": 21}', "--wait", *module)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == 42  # stdout: the result alone, as JSON
+        run_id, said = done.stderr.strip().split(": ", 1)
+        assert said == "completed" and len(run_id) == 32
+
+        nasty = json.dumps({"message": "\x1b[2Jbad\nnews"})
+        failed = wfray_cli(env, "submit", "hostile", "--input", nasty, "--wait", *module)
+        assert failed.returncode == 1
+        assert failed.stdout == ""  # no result to read
+        assert ": failed" in failed.stderr and "\\x1b[2Jbad\\nnews" in failed.stderr
+        assert "\x1b" not in failed.stderr
+
+        # acting commands take a prefix too; cancelling a finished run says so, exit 0
+        cancelled = wfray_cli(env, "cancel", run_id[:10], "--json")
+        assert cancelled.returncode == 0, cancelled.stderr
+        (answer,) = json.loads(cancelled.stdout)
+        assert (answer["run_id"], answer["applied"]) == (run_id, False)
+    finally:
+        instance.shutdown()
