@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +72,14 @@ def take_backup(settings: Settings, folder: Path) -> Manifest:
     """Copy the store, then the blobs, into `folder` (new or empty), then write the manifest.
     BackupError before anything is copied when the folder cannot be written."""
     folder = _writable_empty_folder(folder)
+    try:
+        return _fill(settings, folder)
+    except BaseException:
+        _empty(folder)  # it was empty before: a failed backup leaves nothing to mistake for one
+        raise
+
+
+def _fill(settings: Settings, folder: Path) -> Manifest:
     url = settings.database_url
     revisions = store_copy.revisions(url)
     store_file = store_copy.dump(url, folder, settings.pg_bin_dir)
@@ -190,6 +199,14 @@ def _writable_empty_folder(folder: Path) -> Path:
     except OSError as exc:
         raise BackupError(f"cannot write the backup into {folder}: {exc.strerror or exc}") from None
     return folder
+
+
+def _empty(folder: Path) -> None:
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _refuse_if_in_use(url: str, blob_fs: fs.FileSystem, blob_base: str, blob_root: str) -> None:
