@@ -114,3 +114,33 @@ def test_successor_bounds_every_string_with_the_prefix() -> None:
     assert successor("a\U0010ffff") == "b"
     assert successor("\U0010ffff") is None
     assert successor("a\ud7ff") == "a\ue000"
+
+
+@pytest.mark.postgres
+def test_on_a_database_not_sorted_bytewise_the_lookup_takes_byte_order(postgres_url: str) -> None:
+    """The test database sorts as C.UTF-8 (bytewise: the range walks the primary key); on
+    an en_US database the same query runs under COLLATE "C". Both answer alike."""
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    store = SqlRunStore(postgres_url)
+    try:
+        batch = Batch()
+        for run_id in IDS:
+            batch.insert_run(
+                RunRecord(
+                    run_id=run_id,
+                    workflow="w",
+                    version="v1",
+                    status=RunStatus.QUEUED,
+                    input_json="{}",
+                    created_at=T0,
+                )
+            )
+        store.commit(batch)
+        assert store.run_ids_starting("abc", 10) == ["abc%2", "abcX1", "abc_1"]
+        assert store._bytewise_collation is True
+        store._bytewise_collation = False  # as an en_US.UTF-8 database would be
+        assert store.run_ids_starting("abc", 10) == ["abc%2", "abcX1", "abc_1"]
+        assert store.run_ids_starting("ABC", 10) == ["ABC3"]
+    finally:
+        store.close()
