@@ -134,3 +134,15 @@ def test_prefixes_resolve_on_postgresql(postgres_url: str, tmp_path: Path) -> No
     assert {row.split()[0] for row in lines_of(listed.stdout)[1:]} == {
         run_id[:11] for run_id in IDS
     }
+
+
+def test_acting_without_the_store_passes_the_id_as_typed(tmp_path: Path) -> None:
+    """The coordinator knows run ids whole: a machine that reaches Ray but not the database
+    can still cancel by full id (here neither is reachable: the answer is about Ray)."""
+    env = {
+        "WFRAY_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        "WFRAY_DATA_DIR": str(tmp_path),
+    }
+    result = wfray_cli(env, "cancel", LONELY)
+    assert result.returncode == 4, result.stderr
+    assert "wfray is not running" in result.stderr

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wfray.application.messages import CommandResult
-from wfray.domain.errors import UnknownWorkflowError
+from wfray.domain.errors import SchemaOutdatedError, StoreUnavailableError, UnknownWorkflowError
 from wfray.domain.status import RunStatus
 from wfray.entrypoints.cli_ids import resolve_run_ids
 from wfray.entrypoints.cli_instance import connect_client, read_instance
@@ -95,8 +95,17 @@ def _report(ctx: CliContext, results: list[CommandResult], as_json: bool) -> int
     return Exit.OK
 
 
+def _resolved(ctx: CliContext, typed: list[str]) -> list[str]:
+    """Run ids from what was typed (prefixes too); when this machine cannot read the store,
+    the ids as typed: the coordinator knows them whole."""
+    try:
+        return resolve_run_ids(ctx.queries.store, typed)
+    except (StoreUnavailableError, SchemaOutdatedError):
+        return typed
+
+
 def cancel(ctx: CliContext, args: argparse.Namespace) -> int:
-    run_ids = resolve_run_ids(ctx.queries.store, args.runs)
+    run_ids = _resolved(ctx, args.runs)
     client = connect_client(ctx.settings)
     results = [client.cancel(run_id, args.reason, not args.no_compensate) for run_id in run_ids]
     return _report(ctx, results, args.json)
@@ -111,7 +120,7 @@ def retry(ctx: CliContext, args: argparse.Namespace) -> int:
         )
     now = datetime.now(UTC)
     since, until = parse_time(args.since, "--since", now), parse_time(args.until, "--until", now)
-    run_ids = resolve_run_ids(ctx.queries.store, args.runs)
+    run_ids = _resolved(ctx, args.runs)
     client = connect_client(ctx.settings)
     if args.compensation:
         results = client.retry_compensation(run_ids)
