@@ -40,6 +40,7 @@ from wfray.entrypoints.http.errors import HTTP_STATUS, http_status_of
 PUBLISHED = {
     "backlog_full": 429,
     "bad_event": 400,
+    "backup_failed": 500,
     "blob_root_not_shared": 500,
     "blob_write_failed": 500,
     "child_runs_failed": 500,

@@ -23,6 +23,7 @@
      +-- StoreUnavailableError                     store_unavailable
      +-- StoreRejectedError                        store_rejected
      +-- SchemaOutdatedError                       schema_outdated
+     +-- BackupError                               backup_failed
      +-- InvalidRunIdError                         invalid_run_id
      +-- BlobKeyError                              invalid_blob_key
      +-- BlobRootError                             blob_root_not_shared

@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 from wfray.domain.errors import (
     BacklogFullError,
+    BackupError,
     BlobKeyError,
     BlobRootError,
     ClaimNotHeldError,
@@ -64,6 +65,7 @@ HTTP_STATUS: Mapping[type[Exception], int] = MappingProxyType(
         StoreUnavailableError: 503,
         StoreRejectedError: 422,  # not an outage: the same request fails again
         SchemaOutdatedError: 503,
+        BackupError: SERVER_ERROR,
         InvalidRunIdError: 400,
         BlobKeyError: 400,
         BlobRootError: SERVER_ERROR,
