@@ -110,6 +110,9 @@ class Settings:
             scope, route and outcome in between).
         blob_root_shared: the operator's word that a folder blob root is a filesystem every
             node mounts (NFS, ...); without it, a folder is refused on a multi-node cluster.
+        pg_bin_dir: the folder of the pg_dump and pg_restore that `wfray backup` and
+            `wfray restore` use on PostgreSQL (WFRAY_PG_BIN_DIR; default: found on PATH).
+            They must be of the server's major version or newer.
     """
 
     data_dir: str
@@ -161,6 +164,8 @@ class Settings:
     # -- operations: the audit trail (issue 16)
     audit_retention_days: int = 365
     api_audit_flush_s: float = 10.0
+    # -- backup and restore: where pg_dump and pg_restore are (None: on PATH)
+    pg_bin_dir: str | None = None
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -108,10 +108,12 @@ def _numbers(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _store_values(env: Mapping[str, str]) -> dict[str, Any]:
-    """WFRAY_SQLITE_SYNCHRONOUS, WFRAY_QUEUES and WFRAY_DEFAULT_RETRY."""
+    """WFRAY_SQLITE_SYNCHRONOUS, WFRAY_PG_BIN_DIR, WFRAY_QUEUES and WFRAY_DEFAULT_RETRY."""
     values: dict[str, Any] = {}
     if "WFRAY_SQLITE_SYNCHRONOUS" in env:
         values["sqlite_synchronous"] = env["WFRAY_SQLITE_SYNCHRONOUS"]
+    if env.get("WFRAY_PG_BIN_DIR"):
+        values["pg_bin_dir"] = str(Path(env["WFRAY_PG_BIN_DIR"]).resolve())
     if "WFRAY_QUEUES" in env:
         values["queues"] = parse_queues(env["WFRAY_QUEUES"])
     if "WFRAY_DEFAULT_RETRY" in env:

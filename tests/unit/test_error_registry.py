@@ -41,6 +41,7 @@ PUBLISHED = {
     "active_runs": 409,
     "backlog_full": 429,
     "bad_event": 400,
+    "backup_failed": 500,
     "blob_root_not_shared": 500,
     "blob_write_failed": 500,
     "child_runs_failed": 500,

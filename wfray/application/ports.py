@@ -171,6 +171,11 @@ class RunReader(RunLookup, Protocol):
         """Outcomes refused or quarantined, oldest first (not the marks of a start)."""
         ...
 
+    def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """The ids of runs that start with `prefix`, in byte order, at most `limit` of them
+        (an operator's abbreviated run id, resolved as git resolves commits)."""
+        ...
+
     def close(self) -> None: ...
 
 

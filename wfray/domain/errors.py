@@ -25,6 +25,7 @@
      +-- StoreRejectedError                        store_rejected
      +-- SchemaOutdatedError                       schema_outdated
      +-- VersionMismatchError                      version_mismatch
+     +-- BackupError                               backup_failed
      +-- InvalidRunIdError                         invalid_run_id
      +-- BlobKeyError                              invalid_blob_key
      +-- BlobRootError                             blob_root_not_shared
@@ -229,6 +230,13 @@ class VersionMismatchError(WfrayError):
     this process: stop wfray's actors and start them with this version."""
 
     code = "version_mismatch"
+
+
+class BackupError(WfrayError):
+    """A backup could not be taken, or a backup cannot be restored (it is incomplete or
+    corrupt, or the target is not empty)."""
+
+    code = "backup_failed"
 
 
 # -- data placement: ids, blob keys and the blob root ---------------------------------------

@@ -15,11 +15,21 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from wfray.config import load_settings
 from wfray.domain.errors import WfrayError
-from wfray.entrypoints import cli_act, cli_audit, cli_instance, cli_read, cli_schedules, cli_show
+from wfray.entrypoints import (
+    cli_act,
+    cli_audit,
+    cli_backup,
+    cli_instance,
+    cli_read,
+    cli_schedules,
+    cli_show,
+)
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, exit_code_of
+from wfray.entrypoints.cli_text import printable, terminal_width
 
 Command = Callable[[CliContext, argparse.Namespace], int]
 
@@ -42,14 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = Console(stderr=True, soft_wrap=True)
     context: CliContext | None = None
     try:
-        context = CliContext(load_settings(), Console())
+        context = CliContext(load_settings(), Console(width=terminal_width()))
         command: Command = args.handler
         return int(command(context, args))
     except CliError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        errors.print(f"[red]error:[/red] {_shown(exc)}", highlight=False)
         return int(exc.code)
     except WfrayError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        errors.print(f"[red]error:[/red] {_shown(exc)}", highlight=False)
         return int(exit_code_of(exc))
     except KeyboardInterrupt:
         return 130
@@ -59,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if context is not None:
             context.close()
+
+
+def _shown(error: Exception) -> str:
+    """An error's message as text: what it quotes (a run id, a path) is never markup."""
+    return escape(printable(str(error), keep_lines=True))
 
 
 def db(context: CliContext, args: argparse.Namespace) -> int:
@@ -90,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     _instance_commands(command)
     _act_commands(command)
     _read_commands(command)
+    _backup_commands(command)
     cli_schedules.add_commands(command)
     cli_audit.add_commands(command)
     dbc = command("db", db, "database schema", json=False)
@@ -194,6 +210,16 @@ def _read_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     retention = command("retention", cli_read.retention, "delete (or archive) old runs")
     retention.add_argument("--older-than", required=True, help="e.g. 30d")
     retention.add_argument("--archive", metavar="DIR", help="archive as Parquet first")
+
+
+def _backup_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    backup = command("backup", cli_backup.backup, "copy the store and the blobs into DIR")
+    backup.add_argument("folder", metavar="DIR", help="a new or empty folder")
+    restore = command("restore", cli_backup.restore, "bring a backup back into an empty store")
+    restore.add_argument("folder", metavar="DIR", help="a folder `wfray backup` wrote")
+    restore.add_argument(
+        "--force", action="store_true", help="replace a store that holds runs (they are lost)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 from wfray.application.messages import CommandResult
-from wfray.domain.errors import UnknownWorkflowError
+from wfray.domain.errors import SchemaOutdatedError, StoreUnavailableError, UnknownWorkflowError
 from wfray.domain.status import RunStatus
+from wfray.entrypoints.cli_ids import resolve_run_ids
 from wfray.entrypoints.cli_instance import connect_client, read_instance
-from wfray.entrypoints.cli_read import styled
+from wfray.entrypoints.cli_read import safe, styled
 from wfray.entrypoints.cli_support import (
     CliContext,
     CliError,
@@ -54,19 +56,23 @@ def submit(ctx: CliContext, args: argparse.Namespace) -> int:
     view = views[0] if views else None
     status = view.status if view else RunStatus.QUEUED
     result = client.decode(view, handle.flow) if view and status is RunStatus.COMPLETED else None
+    error = view.error if view else None
     if args.json:
         print_json(
             {
                 "run_id": handle.run_id,
                 "status": status.value,
                 "result": plain(result),
-                "error": view.error if view else None,
+                "error": error,
             }
         )
     else:
-        ctx.console.print(f"{handle.run_id}: {styled(status.value)} {view.error if view else ''}")
+        # the result alone on stdout, as JSON, for `result=$(wfray submit ... --wait)`; what
+        # happened goes to stderr, for the person at the terminal
+        status_line = f"{handle.run_id}: {styled(status.value)}"
+        Console(stderr=True).print(status_line + (f" {safe(error)}" if error else ""))
         if status is RunStatus.COMPLETED:
-            ctx.console.print(result)
+            print_json(plain(result))
     if not status.finished:
         raise CliError(
             f"run {handle.run_id} is still {status.value} after {args.timeout}s", Exit.RUN_FAILED
@@ -81,7 +87,7 @@ def _report(ctx: CliContext, results: list[CommandResult], as_json: bool) -> int
         for result in results:
             mark = "ok" if result.applied else "--"
             ctx.console.print(
-                f"{mark} {result.run_id}: {styled(result.status)} {result.message}",
+                f"{mark} {safe(result.run_id)}: {styled(result.status)} {safe(result.message)}",
                 highlight=False,
             )
     if any(result.status == "unknown" for result in results):
@@ -89,9 +95,19 @@ def _report(ctx: CliContext, results: list[CommandResult], as_json: bool) -> int
     return Exit.OK
 
 
+def _resolved(ctx: CliContext, typed: list[str]) -> list[str]:
+    """Run ids from what was typed (prefixes too); when this machine cannot read the store,
+    the ids as typed: the coordinator knows them whole."""
+    try:
+        return resolve_run_ids(ctx.queries.store, typed)
+    except (StoreUnavailableError, SchemaOutdatedError):
+        return typed
+
+
 def cancel(ctx: CliContext, args: argparse.Namespace) -> int:
+    run_ids = _resolved(ctx, args.runs)
     client = connect_client(ctx.settings)
-    results = [client.cancel(run_id, args.reason, not args.no_compensate) for run_id in args.runs]
+    results = [client.cancel(run_id, args.reason, not args.no_compensate) for run_id in run_ids]
     return _report(ctx, results, args.json)
 
 
@@ -104,13 +120,14 @@ def retry(ctx: CliContext, args: argparse.Namespace) -> int:
         )
     now = datetime.now(UTC)
     since, until = parse_time(args.since, "--since", now), parse_time(args.until, "--until", now)
+    run_ids = _resolved(ctx, args.runs)
     client = connect_client(ctx.settings)
     if args.compensation:
-        results = client.retry_compensation(args.runs)
+        results = client.retry_compensation(run_ids)
     elif args.failed:
         results = client.resume_failed(args.workflow, since, until, args.limit)
     else:
-        results = client.resume(args.runs)
+        results = client.resume(run_ids)
     return _report(ctx, results, args.json)
 
 

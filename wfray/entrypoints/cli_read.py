@@ -10,12 +10,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Column, Table
+from rich.table import Table
+from rich.text import Text
 
 from wfray.application.queries import Queries
 from wfray.domain.masking import mask_text
 from wfray.domain.records import WHOLE_STEP, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
+from wfray.entrypoints.cli_ids import resolve_run_id, short_ids
 from wfray.entrypoints.cli_support import (
     CliContext,
     CliError,
@@ -26,8 +28,11 @@ from wfray.entrypoints.cli_support import (
     print_json,
     short_duration,
 )
+from wfray.entrypoints.cli_text import Column as TableColumn
+from wfray.entrypoints.cli_text import fit_table, printable
 
 POLL_S = 0.5
+ERROR_CHARS = 300  # of an error, at most, on a run's line
 STATUS_STYLE = {
     "completed": "green",
     "succeeded": "green",
@@ -46,19 +51,27 @@ STATUS_STYLE = {
 }
 
 
+def safe(text: str, keep_lines: bool = False) -> str:
+    """Stored text for a rich markup string: control characters shown as escapes, markup
+    taken literally."""
+    return escape(printable(text, keep_lines))
+
+
 def styled(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def run_or_exit(queries: Queries, run_id: str) -> RunRecord:
+def run_or_exit(queries: Queries, typed: str) -> RunRecord:
+    """The run that `typed` names: its id, or the start of one (cli_ids.py)."""
+    run_id = resolve_run_id(queries.store, typed)
     run = queries.store.find_runs([run_id]).get(run_id)
-    if run is None:
+    if run is None:  # deleted (retention) between the two reads
         raise CliError(f"no run with id {run_id!r}", Exit.NOT_FOUND)
     return run
 
 
 def runs(ctx: CliContext, args: argparse.Namespace) -> int:
-    queries, console = ctx.queries, ctx.console
+    queries = ctx.queries
     now = datetime.now(UTC)
     found = queries.list_runs(
         args.workflow,
@@ -67,33 +80,48 @@ def runs(ctx: CliContext, args: argparse.Namespace) -> int:
         parse_time(args.since, "--since", now),
         parse_time(args.until, "--until", now),
     )
-    return print_runs(found, args.json, console)
+    return print_runs(ctx, found, args.json)
 
 
-def print_runs(found: list[RunRecord], as_json: bool, console: Console) -> int:
+# The columns of `wfray runs`, left to right; in narrow terminals those of low `keep` go first.
+RUN_COLUMNS = (
+    TableColumn("run"),
+    TableColumn("workflow", max_width=24, keep=3),
+    TableColumn("status", max_width=19, keep=4),
+    TableColumn("created", max_width=19, keep=2),
+    TableColumn("took", drop_below=72, max_width=9, keep=1),
+    TableColumn("trigger", drop_below=110, max_width=12),
+    TableColumn("error", max_width=ERROR_CHARS),
+)
+
+
+def print_runs(ctx: CliContext, found: list[RunRecord], as_json: bool) -> int:
+    """One line per run, laid out for the terminal's width; ids shortened, as git does."""
     if as_json:
         print_json(found)
         return Exit.OK
-    table = Table("workflow", "status", "trigger", "created", "took", "error")
-    table.columns.insert(0, Column("run", no_wrap=True))
-    for run in found:
-        table.add_row(
-            run.run_id,
-            run.workflow,
-            styled(run.status.value),
-            run.trigger,
-            f"{run.created_at:%Y-%m-%d %H:%M:%S}",
-            short_duration(run.started_at or run.created_at, run.finished_at),
-            escape((run.error or "")[:60]),
-        )
-    console.print(table)
+    width = ctx.console.width
+    shown = short_ids(ctx.queries.store, [run.run_id for run in found])
+    when = "%Y-%m-%d %H:%M:%S" if width >= 120 else "%m-%d %H:%M:%S"
+    rows = [
+        [
+            Text(shown[run.run_id]),
+            Text(printable(run.workflow)),
+            Text(run.status.value, style=STATUS_STYLE.get(run.status.value, "")),
+            Text(f"{run.created_at:{when}}"),
+            Text(short_duration(run.started_at or run.created_at, run.finished_at)),
+            Text(printable(run.trigger)),
+            Text(printable(mask_text(run.error or "")[:ERROR_CHARS]), style="red"),
+        ]
+        for run in found
+    ]
+    ctx.console.print(fit_table(RUN_COLUMNS, rows, width))
     return Exit.OK
 
 
 def dead_letter(ctx: CliContext, args: argparse.Namespace) -> int:
-    queries, console = ctx.queries, ctx.console
-    found = queries.list_runs(args.workflow, RunStatus.COMPENSATION_FAILED.value, args.limit)
-    return print_runs(found, args.json, console)
+    found = ctx.queries.list_runs(args.workflow, RunStatus.COMPENSATION_FAILED.value, args.limit)
+    return print_runs(ctx, found, args.json)
 
 
 def logs(ctx: CliContext, args: argparse.Namespace) -> int:
@@ -102,14 +130,14 @@ def logs(ctx: CliContext, args: argparse.Namespace) -> int:
     last: int | None = None  # the id of the last line shown: each read asks for newer ones
     while True:
         finished = run.status.finished
-        lines = queries.logs(args.run_id, args.step, last)
+        lines = queries.logs(run.run_id, args.step, last)
         for line in lines:
             _print_log(line, args.json, console)
         last = lines[-1].id if lines else last
         if not args.follow or finished:
             return Exit.OK
         time.sleep(POLL_S)
-        run = run_or_exit(queries, args.run_id)
+        run = run_or_exit(queries, run.run_id)
 
 
 def _print_log(line: LogRecord, as_json: bool, console: Console) -> None:
@@ -118,8 +146,11 @@ def _print_log(line: LogRecord, as_json: bool, console: Console) -> None:
         return
     item = f"[{line.map_index}]" if line.map_index >= 0 else ""
     console.print(
-        f"{line.ts:%H:%M:%S.%f} {line.step}{item}#{line.attempt} {line.level} "
-        f"{mask_text(line.message)}",
+        printable(
+            f"{line.ts:%H:%M:%S.%f} {line.step}{item}#{line.attempt} {line.level} "
+            f"{mask_text(line.message)}",
+            keep_lines=True,
+        ),
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -152,11 +183,11 @@ def watch(ctx: CliContext, args: argparse.Namespace) -> int:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console, disable=args.json) as bar:
-        task_id = bar.add_task(f"{run.run_id} {run.status.value}", total=None)
+        task_id = bar.add_task(f"{safe(run.run_id)} {run.status.value}", total=None)
         while True:
             done, total = progress_of(queries.store.get_tasks([run.run_id]))
             bar.update(task_id, completed=done, total=total or None)
-            bar.update(task_id, description=f"{run.run_id} {run.status.value}")
+            bar.update(task_id, description=f"{safe(run.run_id)} {run.status.value}")
             if run.status.finished:
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -169,7 +200,7 @@ def watch(ctx: CliContext, args: argparse.Namespace) -> int:
     if args.json:
         print_json({"run_id": run.run_id, "status": run.status.value, "error": run.error})
     else:
-        console.print(f"{run.run_id}: {styled(run.status.value)} {run.error or ''}")
+        console.print(f"{safe(run.run_id)}: {styled(run.status.value)} {safe(run.error or '')}")
     return Exit.OK if run.status is RunStatus.COMPLETED else Exit.RUN_FAILED
 
 

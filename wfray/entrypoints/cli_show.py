@@ -13,7 +13,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from rich.console import Console
-from rich.markup import escape
 from rich.tree import Tree
 
 from wfray.application.queries import Queries
@@ -21,7 +20,8 @@ from wfray.application.views import RunDetail
 from wfray.domain.code_env import shown_version
 from wfray.domain.masking import mask_text
 from wfray.domain.records import WHOLE_STEP, AttemptRecord, RunRecord, TaskRecord
-from wfray.entrypoints.cli_read import run_or_exit, styled
+from wfray.entrypoints.cli_ids import resolve_run_id
+from wfray.entrypoints.cli_read import run_or_exit, safe, styled
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, plain, print_json
 from wfray.entrypoints.cli_support import short_duration as took
 
@@ -34,7 +34,7 @@ def show(ctx: CliContext, args: argparse.Namespace) -> int:
     queries, console = ctx.queries, ctx.console
     if args.limit < 1:
         raise CliError(f"--limit must be at least 1, got {args.limit}", Exit.USAGE)
-    run = run_or_exit(queries, args.run_id)
+    run = run_or_exit(queries, resolve_run_id(queries.store, args.run_id))
     schema = queries.store.get_workflow(run.workflow, run.version)
     after = {step.name: list(step.after) for step in schema.steps} if schema else {}
     if args.all:
@@ -122,7 +122,7 @@ def _say_what_is_hidden(
 ) -> None:
     console.print(
         f"[yellow]{tasks:,} more tasks and {attempts:,} more attempts not shown[/] "
-        f"(at most {limit:,} shown): `wfray show {escape(run_id)} --limit N` for more, "
+        f"(at most {limit:,} shown): `wfray show {safe(run_id)} --limit N` for more, "
         "`--all` for everything; the HTTP API pages them (GET /v1/runs/{run_id}, next_cursor)",
         highlight=False,
     )
@@ -135,13 +135,13 @@ def run_tree(detail: RunDetail, after: dict[str, list[str]]) -> Tree:
     run = detail.run
     version = shown_version(run.version[:12], run.env_hash)
     label = (
-        f"[bold]{escape(run.run_id)}[/] {escape(run.workflow)}@{version} "
+        f"[bold]{safe(run.run_id)}[/] {safe(run.workflow)}@{version} "
         f"{styled(run.status.value)} {took(run.started_at or run.created_at, run.finished_at)}"
     )
     if run.unique_key:
-        label += f" [dim]unique key {escape(run.unique_key)}[/]"
+        label += f" [dim]unique key {safe(run.unique_key)}[/]"
     if run.error:
-        label += f"\n[red]{escape(run.error)}[/]"
+        label += f"\n[red]{safe(run.error, keep_lines=True)}[/]"
     tree = Tree(label)
     attempts_of: dict[TaskKey, list[AttemptRecord]] = defaultdict(list)
     for attempt in detail.attempts:
@@ -158,10 +158,10 @@ def run_tree(detail: RunDetail, after: dict[str, list[str]]) -> Tree:
     for group in groups:
         waits = f" [dim]<- {', '.join(after[group.step])}[/]" if after.get(group.step) else ""
         items = f" [dim]x{group.map_count}[/]" if group.map_count is not None else ""
-        node = tree.add(f"[bold]{escape(group.step)}[/]{items} {_task_label(group)}{waits}")
+        node = tree.add(f"[bold]{safe(group.step)}[/]{items} {_task_label(group)}{waits}")
         _add_attempts(node, attempts_of[(group.step, WHOLE_STEP)])
         for item in sorted(items_of[group.step], key=lambda t: t.map_index):
-            label = escape(f"{item.step}[{item.map_index}]")
+            label = safe(f"{item.step}[{item.map_index}]")
             item_node = node.add(f"{label} {_task_label(item)}")
             _add_attempts(item_node, attempts_of[(item.step, item.map_index)])
     if detail.claims:
@@ -176,9 +176,9 @@ def _add_claims(tree: Tree, detail: RunDetail) -> None:
             f"[{claim.holder.map_index}]" if claim.holder.map_index >= 0 else ""
         )
         state = f"done {claim.result_json}" if claim.done else "held"
-        label = f"{escape(claim.key)} {escape(state)} by {escape(where)}#{claim.holder.attempt}"
+        label = f"{safe(claim.key)} {safe(state)} by {safe(where)}#{claim.holder.attempt}"
         if claim.taken_over_from is not None:
-            label += f" [yellow]taken over from {escape(claim.taken_over_from.run_id)}[/]"
+            label += f" [yellow]taken over from {safe(claim.taken_over_from.run_id)}[/]"
         held.add(label)
 
 
@@ -187,7 +187,7 @@ def _task_label(task: TaskRecord) -> str:
     if task.attempts > 1:
         label += f" attempts={task.attempts}"
     if task.error_message:
-        label += f" [red]{escape(f'{task.error_type}: {mask_text(task.error_message)[:80]}')}[/]"
+        label += f" [red]{safe(f'{task.error_type}: {mask_text(task.error_message)[:80]}')}[/]"
     return label
 
 
@@ -196,7 +196,7 @@ def _add_attempts(node: Tree, attempts: list[AttemptRecord]) -> None:
         kind = "undo " if attempt.kind == "compensation" else ""
         worker = f"{(attempt.node_id or '')[:8]}:{attempt.pid}" if attempt.pid else ""
         message = mask_text(attempt.error_message or "")[:80]
-        error = f" [red]{escape(f'{attempt.error_type}: {message}')}[/]"
+        error = f" [red]{safe(f'{attempt.error_type}: {message}')}[/]"
         node.add(
             f"{kind}#{attempt.attempt} {styled(attempt.status.value)} "
             f"{took(attempt.started_at, attempt.finished_at)} [dim]{worker}[/]"

@@ -81,6 +81,11 @@ class InMemoryRunReader(InMemoryStoreBase):
         runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return runs[:limit]
 
+    def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        with self._lock:
+            found = sorted(rid for rid in self._runs if rid.startswith(prefix))
+        return found[:limit]
+
     def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
         wanted = set(parent_run_ids)
         with self._lock:

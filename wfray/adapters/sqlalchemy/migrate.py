@@ -122,6 +122,15 @@ def check_current(engine: sa.Engine) -> None:
     )
 
 
+def is_known(revision: str) -> bool:
+    """Whether this wfray's migrations include `revision` (exactly, not as a prefix)."""
+    try:
+        found = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    except Exception:  # alembic's resolution errors are not all CommandErrors
+        return False
+    return found is not None and found.revision == revision
+
+
 def _known(script: ScriptDirectory, revision: str) -> bool:
     try:
         return script.get_revision(revision) is not None

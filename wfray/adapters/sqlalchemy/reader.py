@@ -23,8 +23,18 @@ from wfray.domain.workflow import WorkflowSchema
 QUEUED = TaskStatus.QUEUED.value
 
 
+# True when the current database sorts text as C does (libc provider, C or C.UTF-8 locale).
+BYTEWISE_DATABASE = """
+SELECT datcollate IN ('C', 'POSIX', 'C.UTF-8', 'C.utf8')
+       AND to_jsonb(d) ->> 'datlocprovider' IS DISTINCT FROM 'i'
+FROM pg_database AS d WHERE datname = current_database()
+"""
+
+
 class SqlRunReader(SqlStoreBase):
     """Reads through the plain engine; writes nothing."""
+
+    _bytewise_collation: bool | None = None
 
     def get_workflow(self, name: str, version: str | None = None) -> WorkflowSchema | None:
         query = sa.select(workflows.c.schema_json).where(workflows.c.name == name)
@@ -108,6 +118,29 @@ class SqlRunReader(SqlStoreBase):
         query = query.order_by(runs.c.created_at.desc(), self._run_id_order.desc()).limit(limit)
         with self._errors(), self._engine.connect() as conn:
             return [rows.to_run(row._mapping) for row in conn.execute(query)]
+
+    def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """A range on the primary key in byte order (`id >= prefix AND id < successor`), not
+        LIKE: `_` is a wildcard there and SQLite's LIKE ignores case."""
+        with self._errors(), self._engine.connect() as conn:
+            column = runs.c.run_id if self._sorts_bytewise(conn) else runs.c.run_id.collate("C")
+            query = sa.select(runs.c.run_id).where(column >= prefix)
+            upper = successor(prefix)
+            if upper is not None:
+                query = query.where(column < upper)
+            found = conn.execute(query.order_by(column).limit(limit)).scalars().all()
+        return [rid for rid in found if rid.startswith(prefix)]
+
+    def _sorts_bytewise(self, conn: sa.Connection) -> bool:
+        """Whether the database's own collation is byte order, so that a range on run_id
+        walks its primary key index. SQLite's BINARY is; a PostgreSQL database is when its
+        collation is C (or glibc's C.UTF-8, code point order). On any other PostgreSQL the
+        range is taken under COLLATE "C", which no index of the schema serves: it scans."""
+        if self._bytewise_collation is None:
+            self._bytewise_collation = conn.dialect.name != "postgresql" or bool(
+                conn.execute(sa.text(BYTEWISE_DATABASE)).scalar()
+            )
+        return self._bytewise_collation
 
     def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
         """The runs started by steps of these runs, oldest first."""
@@ -258,3 +291,17 @@ class SqlRunReader(SqlStoreBase):
     def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
         with self._errors(), self._engine.connect() as conn:
             return quarantine.listed(conn)
+
+
+def successor(prefix: str) -> str | None:
+    """The least string greater than every string starting with `prefix` (None: no bound).
+
+    Its last character plus one, past the surrogates that UTF-8 cannot hold."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last == 0xD800:
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from wfray.domain.errors import (
     ActiveRunsError,
     BacklogFullError,
+    BackupError,
     BlobKeyError,
     BlobRootError,
     ClaimNotHeldError,
@@ -68,6 +69,7 @@ HTTP_STATUS: Mapping[type[Exception], int] = MappingProxyType(
         StoreRejectedError: 422,  # not an outage: the same request fails again
         SchemaOutdatedError: 503,
         VersionMismatchError: 503,  # until the actors run the caller's version
+        BackupError: SERVER_ERROR,
         InvalidRunIdError: 400,
         BlobKeyError: 400,
         BlobRootError: SERVER_ERROR,
