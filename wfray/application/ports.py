@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wfray.application.batch import Batch, RejectedRow
+from wfray.application.health import StoreFacts
 from wfray.application.messages import Dispatch, Drained, ExecutorSnapshot
 from wfray.application.quarantine import AttemptKey, QuarantinedOutcome
 from wfray.domain.claims import ClaimRecord
@@ -102,6 +103,15 @@ class RunLedger(RunLookup, Protocol):
     def queued_queues(self) -> list[str]: ...
     def max_task_seq(self) -> int: ...
     def next_value(self, counter: str, count: int = 1) -> int: ...
+    def counters(self, prefix: str) -> dict[str, int]:
+        """The named counters whose name starts with `prefix`, with their values."""
+        ...
+
+    def store_facts(self) -> StoreFacts:
+        """The oldest queued run's creation time and the store's size: cheap enough to ask
+        every few seconds, whatever the backlog (application/health.py)."""
+        ...
+
     def get_claim(self, key: str) -> ClaimRecord | None: ...
     def put_claim(self, claim: ClaimRecord, expected_version: int | None) -> bool:
         """Store `claim` if the stored one is at `expected_version` (None: none stored);

@@ -63,6 +63,7 @@ class CoordinatorActor(CoordinatorHost):
         logging.basicConfig(level=logging.INFO)
         collect_garbage_rarely()
         super().__init__(settings)
+        self.restarted_by_ray = ray.get_runtime_context().was_current_actor_reconstructed
         self.begin_start()
 
 
@@ -89,11 +90,12 @@ def _cpu_attempts_task() -> Any:
     return ray.remote(max_retries=0)(run_cpu_attempts)
 
 
-@functools.cache
-def cpu_attempts_task(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> Any:
-    """The Ray task running cpu attempts with this resource shape (CpuExecutor launches it)."""
-    # .options() builds a new remote function each call: one per resource shape is enough
-    options: dict[str, Any] = {"num_cpus": num_cpus}
+@functools.lru_cache(maxsize=4096)
+def cpu_attempts_task(num_cpus: float, resources: tuple[tuple[str, float], ...], name: str) -> Any:
+    """The Ray task running cpu attempts with this resource shape, under the name the Ray
+    Dashboard lists it by (`wfray:<workflow>.<step>`; CpuExecutor launches it)."""
+    # .options() builds a new remote function each call: one per shape and name is enough
+    options: dict[str, Any] = {"num_cpus": num_cpus, "name": name}
     if resources:
         options["resources"] = dict(resources)
     return _cpu_attempts_task().options(**options)

@@ -8,6 +8,7 @@ its plain ServeController; the constructor makes no Ray call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from wfray.application.client_commands import Command, R
 from wfray.application.client_handlers import answer
+from wfray.application.health import note_crash
 from wfray.application.runtime import AttemptKey
 from wfray.application.wire import Sealed, open_outcome
 from wfray.bootstrap import System, build_system
@@ -49,6 +51,8 @@ class CoordinatorHost:
         self._started: asyncio.Event | None = None
         self._start_error: Exception | None = None
         self._loops: list[asyncio.Task[None]] = []
+        # Ray restarted this actor: its process replaces one that died (application/health.py)
+        self.restarted_by_ray = False
 
     def begin_start(self) -> None:
         """Set the start going on the running event loop, if it is not already."""
@@ -116,9 +120,9 @@ class CoordinatorHost:
 
     async def _start(self) -> None:
         system = await self.build(self.settings)
-        await system.coordinator.start()
+        await system.coordinator.start(self.restarted_by_ray)
         assert system.coordinator._loop_task is not None
-        system.coordinator._loop_task.add_done_callback(_crash_on_failure)
+        system.coordinator._loop_task.add_done_callback(functools.partial(_crash, system))
         self._loops = [asyncio.create_task(run(), name=name) for name, run in system.loops]
         self.system = system
 
@@ -149,8 +153,12 @@ class CoordinatorHost:
         (await self.ready()).coordinator.heartbeat(beats)
 
 
-def _crash_on_failure(task: asyncio.Task[None]) -> None:
+def _crash(system: System, task: asyncio.Task[None]) -> None:
     if task.cancelled() or task.exception() is None:
         return
     log.critical("coordinator loop died; restarting the actor", exc_info=task.exception())
+    try:  # for the next start's cause; the store may be what failed
+        note_crash(system.store)
+    except Exception as exc:
+        log.warning("could not note the crash in the store: %s", exc)
     os._exit(1)  # Ray restarts the actor (max_restarts=-1) and it recovers from the store
