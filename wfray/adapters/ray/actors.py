@@ -63,7 +63,7 @@ class CoordinatorActor(CoordinatorHost):
         logging.basicConfig(level=logging.INFO)
         collect_garbage_rarely()
         super().__init__(settings)
-        self.restarted_by_ray = ray.get_runtime_context().was_current_actor_reconstructed
+        self.restarted_by_ray = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         self.begin_start()
 
 
