@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -83,6 +84,10 @@ def test_start_submit_show_logs_cancel_retry_stop(cli: Cli, tmp_path: Path) -> N
     family = cli.family
     names = {p.name() for p in family}
     assert {"raylet", "gcs_server"} <= names, names  # a Ray instance of its own
+    # with Ray's dashboard on, on loopback: wfray's actors and named tasks show there
+    dashboard = str(cli.instance()["dashboard_url"])
+    assert dashboard.startswith("http://127.0.0.1:"), dashboard
+    assert urllib.request.urlopen(dashboard, timeout=30).status == 200
 
     done = cli.json("submit", "numbers", "--input", '{"count": 4}', "--wait")
     assert (done["status"], done["result"]) == ("completed", 14)

@@ -23,6 +23,7 @@ from tests.security._api_support import (
     secured_api,
 )
 from wfray.config import API_SCOPES, load_settings
+from wfray.coordinator.health import START_CAUSES
 from wfray.domain.errors import DefinitionError
 
 __all__ = ["secured_api"]
@@ -110,7 +111,14 @@ def test_healthz_without_a_token_says_up_or_down_only(secured_api: SecuredApi) -
 
     assert anonymous.status_code == 200
     assert anonymous.json() == {"status": "ok"}
-    assert reader.json() == {"status": "ok", "coordinator": "ok", "store": "ok"}
+    detail = reader.json()
+    health = detail.pop("coordinator_health")
+    assert detail == {"status": "ok", "coordinator": "ok", "store": "ok"}
+    # the coordinator's own health, for operators: bounded, whatever the load
+    assert health["start_cause"] in START_CAUSES and health["turns"] >= 1
+    assert set(health["attempts_in_flight"]) == set(health["outbox_outcomes"]) >= {"cpu", "io"}
+    assert health["commit_failures"] == {}
+    assert len(reader.content) < 4096
 
 
 def test_metrics_and_docs_need_a_token_unless_made_public(secured_api: SecuredApi) -> None:

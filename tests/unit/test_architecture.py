@@ -216,6 +216,7 @@ LAYERS = (
     Layer("wfray.__init__", facade_rule, "domain, application, sdk, config, the client and Ray's"),
     Layer("wfray.job", entrypoints_rule, "what wfray.entrypoints may (`-m wfray.job`)"),
     Layer("wfray.bootstrap", bootstrap_rule, "any layer but entrypoints and analytics"),
+    Layer("wfray.observability", allow_only(), "only the stdlib: it names the files it ships"),
     Layer("wfray.config", settings_rule, "the stdlib, pydantic and wfray.domain"),
     Layer("wfray.config_env", settings_rule, "the stdlib, pydantic and wfray.domain"),
     Layer("wfray.api_tokens", settings_rule, "the stdlib, pydantic and wfray.domain"),

@@ -179,6 +179,7 @@ class Drained:
 
     incarnation: str
     outcomes: list[Outcome]
+    held: int = 0  # outcomes the executor holds, not yet acknowledged (health.py)
 
 
 @dataclass(slots=True)

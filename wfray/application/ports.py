@@ -22,7 +22,7 @@ from wfray.application.messages import (
     SubmitResult,
 )
 from wfray.application.quarantine import QuarantinedOutcome
-from wfray.application.views import ChildPlacement, ChildStatus, ClaimView
+from wfray.application.views import ChildPlacement, ChildStatus, ClaimView, StoreFacts
 from wfray.domain.audit import AuditEntry, AuditQuery
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord
@@ -114,6 +114,15 @@ class RunLedger(RunLookup, Protocol):
     def queued_queues(self) -> list[str]: ...
     def max_task_seq(self) -> int: ...
     def next_value(self, counter: str, count: int = 1) -> int: ...
+    def counters(self, prefix: str) -> dict[str, int]:
+        """The named counters whose name starts with `prefix`, with their values."""
+        ...
+
+    def store_facts(self) -> StoreFacts:
+        """The oldest queued run's creation time and the store's size: cheap enough to ask
+        every few seconds, whatever the backlog (coordinator/health.py)."""
+        ...
+
     def get_claim(self, key: str) -> ClaimRecord | None: ...
     def put_claim(self, claim: ClaimRecord, expected_version: int | None) -> bool:
         """Store `claim` if the stored one is at `expected_version` (None: none stored);

@@ -108,3 +108,12 @@ class ChildPlacement:
     queue: str = "default"
     priority: int = 0
     concurrency_keys: tuple[str | None, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFacts:
+    """What the store says of itself: the oldest queued run's creation, its size on disk
+    (None where the database does not say)."""
+
+    oldest_queued_run_at: datetime | None = None
+    size_bytes: int | None = None

@@ -38,9 +38,10 @@ class SealedBatch:
 
     incarnation: str
     items: list[tuple[int, Sealed]]
+    held: int = 0  # outcomes the outbox holds, not yet acknowledged (these among them)
 
     def opened(self) -> Drained:
-        return Drained(self.incarnation, _open_all(self.items))
+        return Drained(self.incarnation, _open_all(self.items), self.held)
 
 
 @dataclass(slots=True)

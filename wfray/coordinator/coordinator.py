@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from wfray.coordinator.commands import Commands
 from wfray.coordinator.compensator import Compensator
 from wfray.coordinator.dispatcher import Dispatcher, Launcher
 from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.health import Health, record_start, stats
 from wfray.coordinator.heartbeats import HeartbeatWatch
 from wfray.coordinator.intake import Intake
 from wfray.coordinator.loading import RunLoader
@@ -57,7 +59,10 @@ T = TypeVar("T")
 
 
 class Coordinator:
-    """Orchestrates runs: persists every decision before acting on it."""
+    """Orchestrates runs: persists every decision before acting on it.
+
+    `stopwatch` (monotonic seconds) times loop turns and commits for the metrics.
+    """
 
     def __init__(
         self,
@@ -65,15 +70,20 @@ class Coordinator:
         executors: dict[str, StepExecutor],
         clock: Clock,
         settings: CoordinatorSettings | None = None,
+        stopwatch: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.store = store
         self.executors = executors
         self.clock = clock
+        self.stopwatch = stopwatch
         self.settings = settings = settings or CoordinatorSettings()
         self.state = state = CoordinatorState(settings)
-        self.durable = durable = DurableStore(store, settings.commit_retry_max_s)
-        self.wake = wake = asyncio.Event()
         self.metrics: Metrics = MetricsBuffer()
+        self.health = Health()
+        self.durable = durable = DurableStore(
+            store, settings.commit_retry_max_s, self.metrics, stopwatch
+        )
+        self.wake = wake = asyncio.Event()
         self.loader = loader = RunLoader(state, durable)
         self.heartbeats = heartbeats = HeartbeatWatch(state)
         self.outcomes: list[tuple[str, Outcome]] = []  # the inbox: arrived, for the next turn
@@ -108,8 +118,15 @@ class Coordinator:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Recover from the store, reconcile with the executors, and start the loop."""
+    async def start(self, restarted_by_ray: bool = False) -> None:
+        """Recover from the store, reconcile with the executors, and start the loop.
+        `restarted_by_ray`: this process replaces a dead one of the same actor (health.py)."""
+        cause, starts = await self.durably(record_start, self.store, restarted_by_ray)
+        self.health.started_at, self.health.start_cause, self.health.starts = (
+            self.clock.now(),
+            cause,
+            starts,
+        )
         await self.reconciler.recover()
         await self.guard.quarantine_repeats()
         self._loop_task = asyncio.create_task(self._run_loop(), name="wfray-coordinator-loop")
@@ -245,19 +262,7 @@ class Coordinator:
         return await self.loader.schema(name, version)
 
     def stats(self) -> dict[str, object]:
-        memory = self.state
-        return {
-            "runs_in_memory": len(memory.runs),
-            "tasks_held": memory.queues.held,
-            "running_attempts": len(memory.attempts),
-            "running_by_executor": {e: n for e, n in memory.running_on.items() if n},
-            "queued": memory.queued_count,
-            "timers": len(memory.timers),
-            "turns": self.turns,
-            "traffic": dict(self.reconciler.traffic),
-            "queues": memory.queues.depth(),
-            "metrics": self.metrics.snapshot() if isinstance(self.metrics, MetricsBuffer) else {},
-        }
+        return stats(self)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -287,6 +292,14 @@ class Coordinator:
         return max(0.0, (min(deadlines) - now).total_seconds())
 
     async def _turn(self) -> None:
+        started = self.stopwatch()
+        try:
+            await self._decide_commit_act()
+        finally:
+            self.health.last_turn_s = took = self.stopwatch() - started
+            self.metrics.turn_took(took)
+
+    async def _decide_commit_act(self) -> None:
         self.turns += 1
         now = self.clock.now()
         batch = Batch()

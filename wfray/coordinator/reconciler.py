@@ -76,6 +76,8 @@ class Reconciler:
         self._suspect: set[str] = set()  # pools a dispatch may not have reached
         # calls to the executors and what they carried: batch sizes, for operators
         self.traffic: Counter[str] = Counter()
+        # outcomes each executor held, unacknowledged, when it last answered (health.py)
+        self.outbox_sizes: dict[str, int] = {}
         self.shards: dict[str, list[str]] = defaultdict(list)  # pool -> its executors
         for executor in sorted(executors):
             self.shards[pool_of(executor)].append(executor)
@@ -165,6 +167,7 @@ class Reconciler:
         if changed:
             self.settling[pool] = self.clock.now() + SETTLING
         self.incarnations[pool] = snapshot.incarnation
+        self.outbox_sizes[pool] = len(snapshot.outcomes)
         known = set(snapshot.in_flight) | {o.attempt_key for o in snapshot.outcomes}
         self.inbox.extend((pool, o) for o in snapshot.outcomes)
         now = self.clock.now()
@@ -233,6 +236,7 @@ class Reconciler:
                     log.debug("reconcile of %s failed: %s", pool, again)
                 continue
             self.traffic["drains"] += 1
+            self.outbox_sizes[pool] = drained.held
             if drained.outcomes:
                 self.traffic["drained_outcomes"] += len(drained.outcomes)
                 self.inbox.extend((pool, o) for o in drained.outcomes)

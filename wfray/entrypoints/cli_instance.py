@@ -66,6 +66,7 @@ class Instance:
     pid: int | None = None  # the process that owns the local Ray instance
     pid_created: float | None = None  # its start time: a reused PID is not ours
     ray_auth_token_path: str = ""  # the local instance's Ray token file ("": auth off)
+    dashboard_url: str = ""  # the local instance's Ray Dashboard (on loopback)
 
     def owner(self) -> psutil.Process | None:
         """The owning process if it is still the one we started, else None."""
@@ -192,6 +193,8 @@ def start(ctx: CliContext, args: argparse.Namespace) -> int:
         )
     if instance.api_url:
         ctx.console.print(f"HTTP API: {instance.api_url}")
+    if instance.dashboard_url:
+        ctx.console.print(f"Ray Dashboard: {instance.dashboard_url}")
     return Exit.OK
 
 
@@ -310,12 +313,14 @@ def run_local_instance(path: Path, options: dict[str, Any]) -> int:
     )
     try:
         store_mb = options.get("object_store_mb")
-        ray.init(
+        context = ray.init(
             address="local",
             _node_ip_address="127.0.0.1",
             num_cpus=options.get("num_cpus"),
             resources={"io": 4},
-            include_dashboard=False,
+            # the Ray Dashboard shows wfray's actors and named tasks; loopback only
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
             log_to_driver=False,
             namespace=settings.namespace,
             object_store_memory=None if store_mb is None else int(store_mb) * 1024**2,
@@ -324,6 +329,8 @@ def run_local_instance(path: Path, options: dict[str, Any]) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.set())
         instance.address = ray.get_runtime_context().gcs_address
+        if context.dashboard_url:
+            instance.dashboard_url = f"http://{context.dashboard_url}"
         instance.api_url = start_wfray(settings, options["api"])
         instance.status = "ready"
         write_instance(path, instance)

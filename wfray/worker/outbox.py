@@ -87,7 +87,7 @@ class Outbox:
         fresh = [item for item in self._items if item[0] > self._sent]
         if fresh:
             self._sent = fresh[-1][0]
-        return SealedBatch(self.incarnation, fresh)
+        return SealedBatch(self.incarnation, fresh, len(self._items))
 
     def snapshot(self, ack: int, in_flight: list[AttemptKey], epoch: int = 0) -> SealedSnapshot:
         self._raise_epoch(epoch)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from wfray.adapters.memory.store_base import InMemoryStoreBase
 from wfray.application.quarantine import APPLYING, PENDING, QuarantinedOutcome
+from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
@@ -194,6 +195,15 @@ class InMemoryRunReader(InMemoryStoreBase):
     def queued_queues(self) -> list[str]:
         with self._lock:
             return sorted({t.queue for t in self._tasks.values() if t.status == TaskStatus.QUEUED})
+
+    def counters(self, prefix: str) -> dict[str, int]:
+        with self._lock:
+            return {k: v for k, v in self._counters.items() if k.startswith(prefix)}
+
+    def store_facts(self) -> StoreFacts:
+        with self._lock:
+            queued = [r.created_at for r in self._runs.values() if r.status == RunStatus.QUEUED]
+        return StoreFacts(min(queued, default=None), None)  # memory has no size on disk
 
     def max_task_seq(self) -> int:
         with self._lock:

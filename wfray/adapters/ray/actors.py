@@ -65,6 +65,7 @@ class CoordinatorActor(CoordinatorHost):
         logging.basicConfig(level=logging.INFO)
         collect_garbage_rarely()
         super().__init__(settings)
+        self.restarted_by_ray = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         self.begin_start()
 
 
@@ -122,14 +123,18 @@ def _cpu_attempts_task() -> Any:
     return ray.remote(max_retries=0)(run_cpu_attempts)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4096)
 def cpu_attempts_task(
-    num_cpus: float, resources: tuple[tuple[str, float], ...], env_json: str | None = None
+    num_cpus: float,
+    resources: tuple[tuple[str, float], ...],
+    name: str,
+    env_json: str | None = None,
 ) -> Any:
-    """The Ray task running cpu attempts with this resource shape, in this runtime env (its
-    JSON; None: the executor's own), as CpuExecutor launches it."""
-    # .options() builds a new remote function each call: one per shape and env is enough
-    options: dict[str, Any] = {"num_cpus": num_cpus}
+    """The Ray task running cpu attempts with this resource shape, under the name the Ray
+    Dashboard lists it by (`wfray:<workflow>.<step>`), in this runtime env (its JSON; None:
+    the executor's own), as CpuExecutor launches it."""
+    # .options() builds a new remote function each call: one per shape, name and env is enough
+    options: dict[str, Any] = {"num_cpus": num_cpus, "name": name}
     if resources:
         options["resources"] = dict(resources)
     if env_json is not None:

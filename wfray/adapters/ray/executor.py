@@ -18,7 +18,7 @@ import pickle
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -103,6 +103,7 @@ class Envelope(NamedTuple):
     report_directly: bool
     shareable: bool
     dispatch: Sealed
+    task_name: str  # the Ray task's name in the Ray Dashboard: task_name()
     # the run's runtime env: (hash, Ray's runtime_env as JSON), None for the cluster's own
     env: RunEnv | None = None
 
@@ -121,8 +122,15 @@ class Envelope(NamedTuple):
             d.report_directly,
             d.shareable,
             seal(d),
+            task_name(d.workflow, d.step),
             env,
         )
+
+
+def task_name(workflow: str, step: str) -> str:
+    """What the Ray Dashboard lists a cpu attempt's task as (several attempts of one step
+    that share a task too)."""
+    return f"wfray:{workflow}.{step}"
 
 
 def config_prefix(config: ExecutorConfig) -> bytes:
@@ -170,10 +178,10 @@ def run_cpu_attempts(bundle: bytes, executor: Any = None) -> list[Sealed]:
     return outcomes
 
 
-# The Ray task that runs `run_cpu_attempts` for a resource shape (num_cpus, resources) in a
-# runtime env (its JSON, or None): made in actors.py, where wfray applies ray.remote, and
-# handed to the cpu executor.
-CpuTasks = Callable[[float, tuple[tuple[str, float], ...], str | None], Any]
+# The Ray task that runs `run_cpu_attempts` for a resource shape (num_cpus, resources) under
+# a task name, in a runtime env (its JSON, or None): made in actors.py, where wfray applies
+# ray.remote, and handed to the cpu executor.
+CpuTasks = Callable[[float, tuple[tuple[str, float], ...], str, str | None], Any]
 
 
 def env_failed(key: AttemptKey, exc: BaseException) -> Sealed:
@@ -233,6 +241,22 @@ def admitted(outbox: Outbox, envelopes: list[Envelope], epoch: int) -> bool:
     return False
 
 
+def _by_name(envelope: Envelope) -> str:
+    return envelope.task_name
+
+
+def _split_by_name(together: Sequence[Envelope]) -> list[tuple[Envelope, ...]]:
+    """A shared task's attempts cut where their step changes: each task is named after its
+    step, at the cost of one task more per step boundary (they arrive sorted by name)."""
+    parts: list[tuple[Envelope, ...]] = []
+    start = 0
+    for i in range(1, len(together) + 1):
+        if i == len(together) or together[i].task_name != together[start].task_name:
+            parts.append(tuple(together[start:i]))
+            start = i
+    return parts
+
+
 class CpuExecutor:
     """Owns cpu attempts as Ray tasks: one attempt per task, or a few short ones together
     when many arrive at once (application/shared_tasks.py).
@@ -278,15 +302,17 @@ class CpuExecutor:
             else:
                 self._launch((e,))
         for group in shareable.values():
+            group.sort(key=_by_name)  # mostly one step per task, so that it bears its name
             for together in share_out(group, self._cluster_cpus(), self.config.attempts_per_task):
-                self._launch(tuple(together))
+                for same_step in _split_by_name(together):
+                    self._launch(same_step)
 
     def _launch(self, together: tuple[Envelope, ...]) -> None:
         first = together[0]
         bundle = self.prefix + pickle.dumps([e.dispatch for e in together])
         env_json = None if first.env is None else first.env[1]
         try:
-            remote = self.cpu_tasks(first.num_cpus, first.resources, env_json)
+            remote = self.cpu_tasks(first.num_cpus, first.resources, first.task_name, env_json)
             if len(together) == 1 and first.timeout_s is not None:
                 ref = remote.remote(bundle, ray.get_runtime_context().current_actor)
             else:

@@ -8,6 +8,7 @@ its plain ServeController; the constructor makes no Ray call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -18,6 +19,7 @@ from wfray.application.wire import Sealed, open_outcome
 from wfray.bootstrap import System, build_system
 from wfray.config import Settings
 from wfray.coordinator.client_handlers import answer
+from wfray.coordinator.health import note_crash
 from wfray.domain.errors import VersionMismatchError, WfrayError
 from wfray.domain.records import AttemptKey
 from wfray.domain.versions import CURRENT
@@ -52,6 +54,8 @@ class CoordinatorHost:
         # an error no retry can cure (executors of another wfray): answered at once, for good
         self._refused: VersionMismatchError | None = None
         self._loops: list[asyncio.Task[None]] = []
+        # Ray restarted this actor: its process replaces one that died (coordinator/health.py)
+        self.restarted_by_ray = False
 
     def begin_start(self) -> None:
         """Set the start going on the running event loop, if it is not already."""
@@ -125,9 +129,9 @@ class CoordinatorHost:
 
     async def _start(self) -> None:
         system = await self.build(self.settings)
-        await system.coordinator.start()
+        await system.coordinator.start(self.restarted_by_ray)
         assert system.coordinator._loop_task is not None
-        system.coordinator._loop_task.add_done_callback(_crash_on_failure)
+        system.coordinator._loop_task.add_done_callback(functools.partial(_crash, system))
         self._loops = [asyncio.create_task(run(), name=name) for name, run in system.loops]
         self.system = system
 
@@ -163,8 +167,12 @@ class CoordinatorHost:
         (await self.ready()).coordinator.heartbeat(beats)
 
 
-def _crash_on_failure(task: asyncio.Task[None]) -> None:
+def _crash(system: System, task: asyncio.Task[None]) -> None:
     if task.cancelled() or task.exception() is None:
         return
     log.critical("coordinator loop died; restarting the actor", exc_info=task.exception())
+    try:  # for the next start's cause; the store may be what failed
+        note_crash(system.store)
+    except Exception as exc:
+        log.warning("could not note the crash in the store: %s", exc)
     os._exit(1)  # Ray restarts the actor (max_restarts=-1) and it recovers from the store

@@ -13,48 +13,25 @@ from typing import Any
 
 from ray.util import metrics as ray_metrics
 
-from wfray.application.metrics import DURATION_BUCKETS, MetricsBuffer
+from wfray.application.metrics import COUNTERS, GAUGES, HISTOGRAMS, MetricsBuffer
+from wfray.coordinator import health
 from wfray.coordinator.coordinator import Coordinator
 
 log = logging.getLogger("wfray.metrics")
-
-_COUNTERS = {
-    "runs_total": ("runs that ended, by workflow and final status", ("workflow", "status")),
-    "attempts_total": ("step attempts that ended, by status", ("workflow", "step", "status")),
-    "retries_total": ("retries scheduled", ("workflow", "step")),
-    "compensations_total": ("compensation attempts that ended", ("workflow", "step", "status")),
-    "outcomes_quarantined_total": (
-        "outcomes set aside: refused by the database, or undelivered at two starts",
-        ("reason",),
-    ),
-}
-_GAUGES = {
-    "queue_depth": ("tasks waiting in a queue (held in memory)", ("queue",)),
-    "queue_running": ("tasks of a queue running now", ("queue",)),
-    "schedule_last_lag_seconds": ("how late the last tick of a schedule started", ("schedule",)),
-}
-_HISTOGRAMS = {
-    "step_duration_seconds": ("step attempt wall time", ("workflow", "step"), DURATION_BUCKETS),
-    "schedule_lag_seconds": (
-        "how late schedule ticks started",
-        ("schedule",),
-        (0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0),
-    ),
-}
 
 
 class RayMetricsExporter:
     def __init__(self) -> None:
         self._metrics: dict[str, Any] = {}
-        for name, (text, keys) in _COUNTERS.items():
+        for name, (text, keys) in COUNTERS.items():
             self._metrics[name] = ray_metrics.Counter(
                 f"wfray_{name}", description=text, tag_keys=keys
             )
-        for name, (text, keys) in _GAUGES.items():
+        for name, (text, keys) in GAUGES.items():
             self._metrics[name] = ray_metrics.Gauge(
                 f"wfray_{name}", description=text, tag_keys=keys
             )
-        for name, (text, keys, buckets) in _HISTOGRAMS.items():
+        for name, (text, keys, buckets) in HISTOGRAMS.items():
             self._metrics[name] = ray_metrics.Histogram(
                 f"wfray_{name}", description=text, boundaries=list(buckets), tag_keys=keys
             )
@@ -79,7 +56,10 @@ async def export_forever(coordinator: Coordinator, interval_s: float = 1.0) -> N
     while True:
         await asyncio.sleep(interval_s)
         try:
+            now = coordinator.clock.now()
             buffer.queue_levels(coordinator.state.queues.depth())
+            health.set_gauges(coordinator, now)
             exporter.export(buffer)
+            await health.measure_store(coordinator, now)  # every few seconds, in a thread
         except Exception:  # metrics must never take the coordinator down
             log.exception("exporting metrics failed")

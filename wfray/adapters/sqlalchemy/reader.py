@@ -13,14 +13,24 @@ import sqlalchemy as sa
 
 from wfray.adapters.sqlalchemy import claims, quarantine, rows, unique
 from wfray.adapters.sqlalchemy.store_base import SqlStoreBase, chunks
-from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, runtime_envs, tasks, workflows
+from wfray.adapters.sqlalchemy.tables import (
+    attempts,
+    counters,
+    logs,
+    runs,
+    runtime_envs,
+    tasks,
+    workflows,
+)
 from wfray.application.quarantine import QuarantinedOutcome
+from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 QUEUED = TaskStatus.QUEUED.value
+QUEUED_RUN = RunStatus.QUEUED.value
 
 
 # True when the current database sorts text as C does (libc provider, C or C.UTF-8 locale).
@@ -274,6 +284,40 @@ class SqlRunReader(SqlStoreBase):
         query = sa.select(tasks.c.queue).where(tasks.c.status == QUEUED).distinct()
         with self._errors(), self._engine.connect() as conn:
             return sorted(conn.execute(query).scalars())
+
+    def counters(self, prefix: str) -> dict[str, int]:
+        query = sa.select(counters.c.name, counters.c.value).where(
+            sa.func.substr(counters.c.name, 1, len(prefix)) == prefix
+        )
+        with self._errors(), self._engine.connect() as conn:
+            return {name: int(value) for name, value in conn.execute(query)}
+
+    def store_facts(self) -> StoreFacts:
+        # one index seek per workflow (workflow, status, created_at), never a scan of the
+        # backlog: a million queued runs cost what ten do
+        per_flow = sa.select(workflows.c.name).distinct()
+        with self._errors(), self._engine.connect() as conn:
+            firsts = []
+            for (name,) in conn.execute(per_flow):
+                query = sa.select(sa.func.min(runs.c.created_at)).where(
+                    runs.c.workflow == name, runs.c.status == QUEUED_RUN
+                )
+                first = conn.execute(query).scalar_one_or_none()
+                if first is not None:
+                    firsts.append(first)
+            size = self._size_bytes(conn)
+        return StoreFacts(min(firsts, default=None), size)
+
+    def _size_bytes(self, conn: sa.Connection) -> int | None:
+        dialect = self._engine.dialect.name
+        if dialect == "sqlite":
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+            page_size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+            return int(pages) * int(page_size)
+        if dialect == "postgresql":
+            size = conn.exec_driver_sql("SELECT pg_database_size(current_database())")
+            return int(size.scalar_one())
+        return None
 
     def max_task_seq(self) -> int:
         query = sa.select(sa.func.coalesce(sa.func.max(tasks.c.seq), 0))

@@ -212,7 +212,7 @@ def operations_routes(
 
 def check_health(client: Client) -> HealthOut:
     try:
-        client.call(Stats(), timeout_s=HEALTH_TIMEOUT_S)
+        stats = client.call(Stats(), timeout_s=HEALTH_TIMEOUT_S)
     except Exception as exc:  # whatever the reason, health reports it rather than raising
         reason = f"unreachable: {type(exc).__name__}: {exc}"
         return HealthOut(status="unavailable", coordinator=reason, store="unknown")
@@ -221,4 +221,6 @@ def check_health(client: Client) -> HealthOut:
     except Exception as exc:
         reason = f"unreachable: {type(exc).__name__}: {exc}"
         return HealthOut(status="unavailable", coordinator="ok", store=reason)
-    return HealthOut(status="ok", coordinator="ok", store="ok")
+    detail = stats.get("health")
+    detail = detail if isinstance(detail, dict) else None
+    return HealthOut(status="ok", coordinator="ok", store="ok", coordinator_health=detail)

@@ -345,6 +345,12 @@ class HealthOut(BaseModel):
     status: str = Field(description="ok, or unavailable")
     coordinator: str | None = Field(default=None, description="with a token: its state")
     store: str | None = Field(default=None, description="with a token: its state")
+    coordinator_health: dict[str, Any] | None = Field(
+        default=None,
+        description="with a read token: start cause and counts, uptime, loop turns, commit "
+        "failures, outcomes set aside, attempts in flight and outbox sizes per executor, "
+        "queued tasks, ages of the oldest queued run and running attempt, store size",
+    )
 
 
 class EventAccepted(BaseModel):
