@@ -122,11 +122,7 @@ class Coordinator:
         """Recover from the store, reconcile with the executors, and start the loop.
         `restarted_by_ray`: this process replaces a dead one of the same actor (health.py)."""
         cause, starts = await self.durably(record_start, self.store, restarted_by_ray)
-        self.health.started_at, self.health.start_cause, self.health.starts = (
-            self.clock.now(),
-            cause,
-            starts,
-        )
+        self.health.started(self.clock.now(), cause, starts)
         await self.reconciler.recover()
         await self.guard.quarantine_repeats()
         self._loop_task = asyncio.create_task(self._run_loop(), name="wfray-coordinator-loop")

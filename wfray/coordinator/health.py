@@ -72,6 +72,9 @@ class Health:
     store_measured_at: datetime | None = None
     last_turn_s: float = 0.0
 
+    def started(self, at: datetime, cause: str, starts: dict[str, int]) -> None:
+        self.started_at, self.start_cause, self.starts = at, cause, starts
+
 
 def ages(coordinator: Coordinator, now: datetime) -> tuple[float, float]:
     """The age of the oldest queued run (as the store last said) and of the oldest running
