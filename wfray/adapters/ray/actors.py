@@ -16,9 +16,9 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from wfray.adapters.ray.envelopes import Envelope
 from wfray.adapters.ray.executor import (
     CpuExecutor,
-    Envelope,
     ExecutorConfig,
     collect_garbage_rarely,
     run_cpu_attempts,

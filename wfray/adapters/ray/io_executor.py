@@ -22,18 +22,16 @@ from typing import Any
 import ray
 
 from wfray.adapters.blob import blob_store
-from wfray.adapters.ray.executor import (
+from wfray.adapters.ray.envelopes import (
     Envelope,
-    ExecutorConfig,
     RunEnv,
     admitted,
     env_failed,
     is_env_failure,
-    step_services,
     stopped,
     unreadable_env,
-    worker_identity,
 )
+from wfray.adapters.ray.executor import ExecutorConfig, step_services, worker_identity
 from wfray.application.messages import UNREADABLE_ENV, Dispatch, Outcome
 from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.domain.errors import StepImportError
