@@ -24,6 +24,7 @@ from wfray.application.compensator import Compensator
 from wfray.application.coordinator_settings import CoordinatorSettings
 from wfray.application.dispatcher import Dispatcher, Launcher
 from wfray.application.durable import DurableStore
+from wfray.application.fanout import FanOuts
 from wfray.application.heartbeats import HeartbeatWatch
 from wfray.application.intake import Intake
 from wfray.application.loading import RunLoader
@@ -83,6 +84,7 @@ class Coordinator:
         self.launcher = launcher = Launcher(state, self.reconciler, self.heartbeats, settings)
         self.compensator = Compensator(state, launcher, settings.default_retry)
         self.dispatcher = Dispatcher(state, launcher, loader, durable, wake)
+        self.fanouts = FanOuts(state, durable, wake)
         self.intake = Intake(state, durable, loader, settings, wake)
         self.commands = Commands(state, self.compensator, loader, wake)
         self.guard = PoisonGuard(
@@ -243,6 +245,7 @@ class Coordinator:
             "running_attempts": len(memory.attempts),
             "running_by_executor": {e: n for e, n in memory.running_on.items() if n},
             "queued": memory.queued_count,
+            "fanning_out": len(memory.fanning),
             "timers": len(memory.timers),
             "turns": self.turns,
             "traffic": dict(self.reconciler.traffic),
@@ -304,6 +307,8 @@ class Coordinator:
         memory = self.state
         touched |= memory.retouch
         memory.retouch = set()
+        self.fanouts.complete(batch, now, touched)
+        self.fanouts.create(batch, now, touched)
         dispatches = self.dispatcher.dispatch(batch, now, touched)
         dispatches += self.compensator.advance(
             [memory.runs[r] for r in touched if r in memory.runs], batch, now
@@ -334,6 +339,7 @@ class Coordinator:
         self.reconciler.send(dispatches)
         self._settle(touched)
         await self.dispatcher.page_in()
+        await self.fanouts.collect()
 
     async def durably(self, call: Callable[..., T], *args: Any) -> T:
         """A store call in a thread, database outages waited out (durable.py)."""

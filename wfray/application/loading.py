@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from wfray.application.durable import DurableStore
 from wfray.application.state import CoordinatorState
 from wfray.domain.errors import UnknownWorkflowError
+from wfray.domain.records import RunRecord, TaskRecord
+from wfray.domain.run_state import RunState
+from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 
@@ -28,14 +33,42 @@ class RunLoader:
         """Bring runs (and their tasks) from the store into memory."""
         if not run_ids:
             return
-        ids = sorted(run_ids)
-        store = self.durable.store
-        runs = await self.durable.call(store.find_runs, ids)
-        tasks = await self.durable.call(store.get_tasks, ids)
-        for run in runs.values():
-            if run.run_id not in self.state.runs:
-                self.state.adopt(
-                    run,
-                    [t for t in tasks if t.run_id == run.run_id],
-                    await self.schema(run.workflow, run.version),
-                )
+        runs = await self.durable.call(self.durable.store.find_runs, sorted(run_ids))
+        await self.adopt([run for run in runs.values() if run.run_id not in self.state.runs])
+
+    async def adopt(self, runs: list[RunRecord]) -> list[RunState]:
+        """Hold these runs with their tasks, less the completed items of fan-outs wider
+        than the memory cap (counted instead); those fan-outs that completed have their
+        results read once, here, for the steps that take them."""
+        if not runs:
+            return []
+        store, memory = self.durable.store, self.state
+        schemas = {run.run_id: await self.schema(run.workflow, run.version) for run in runs}
+        window = memory.settings.memory_cap
+        ids = [run.run_id for run in runs]
+        tasks, counts = await self.durable.call(store.live_tasks, ids, window)
+        by_run: dict[str, list[TaskRecord]] = defaultdict(list)
+        for task in tasks:
+            by_run[task.run_id].append(task)
+        adopted = []
+        for run in runs:
+            if run.run_id in memory.runs:  # adopted by another caller meanwhile
+                continue
+            state = memory.adopt(run, by_run[run.run_id], schemas[run.run_id], counts)
+            await self._collect_done(state)
+            adopted.append(state)
+        return adopted
+
+    async def _collect_done(self, state: RunState) -> None:
+        for step in sorted(state.paged):
+            group = state.task(step)
+            if state.items_done.get(step) != group.map_count:
+                continue
+            if group.status not in (TaskStatus.RUNNING, TaskStatus.COMPLETED):
+                continue
+            result = await self.durable.call(
+                self.durable.store.collect_items, state.run.run_id, step
+            )
+            state.collected[step] = result
+            if group.status is TaskStatus.RUNNING:  # its completion was not recorded yet
+                self.state.collected.append((state.run.run_id, step, result))

@@ -23,7 +23,7 @@ from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
 from wfray.application.moments import Moment, reached
 from wfray.application.ports import Clock, StepExecutor
 from wfray.application.state import AttemptKey, CoordinatorState
-from wfray.domain.records import AttemptRecord, TaskRecord
+from wfray.domain.records import AttemptRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
 
 Inbox = list[tuple[str, Outcome]]  # outcomes that arrived, by executor, for the next turn
@@ -114,14 +114,9 @@ class Reconciler:
         batch)."""
         memory, durable, store = self.state, self.durable, self.durable.store
         self.epoch = await durable.call(store.next_value, EPOCH_COUNTER)
-        runs, tasks, attempts = await durable.call(store.load_active)
-        by_run: dict[str, list[TaskRecord]] = defaultdict(list)
-        for task in tasks:
-            by_run[task.run_id].append(task)
-        for run in runs:
-            schema = await self.loader.schema(run.workflow, run.version)
-            state = memory.adopt(run, by_run[run.run_id], schema)
-            memory.retouch.add(run.run_id)  # a compensation may be ready to go on
+        runs, _, attempts = await durable.call(store.load_active, False)
+        for state in await self.loader.adopt(runs):
+            memory.retouch.add(state.run.run_id)  # a compensation may be ready to go on
             for task in state.tasks.values():
                 waiting = task.status in (TaskStatus.RETRYING, TaskStatus.COMPENSATING)
                 if waiting and task.ready_at is not None:
