@@ -58,18 +58,16 @@ def collect(
     """A fan-out's item results, (json, blob ref) in map order, as `step_result` gives a
     fan-out's result; read once, written into one text (no list of N parts held) unless a
     part is in the blob store (`any_blob`: then the parts are references)."""
-    if any_blob:
-        parts = [
-            {"blob": ref} if ref is not None else {"json": text or "null"} for text, ref in results
-        ]
-        return None, json.dumps({"list": parts})
     out = io.StringIO()
-    out.write("[")
+    out.write('{"list": [' if any_blob else "[")
     first = True
-    for text, _ in results:
+    for text, ref in results:
         if not first:
-            out.write(",")
-        out.write(text or "null")
+            out.write(", " if any_blob else ",")
+        if any_blob:
+            out.write(json.dumps({"blob": ref} if ref is not None else {"json": text or "null"}))
+        else:
+            out.write(text or "null")
         first = False
-    out.write("]")
-    return out.getvalue(), None
+    out.write("]}" if any_blob else "]")
+    return (None, out.getvalue()) if any_blob else (out.getvalue(), None)
