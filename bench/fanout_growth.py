@@ -18,7 +18,9 @@ coordinator's CPU time per item and its peak RSS (VmHWM), and the CPU other proc
 meanwhile (figures taken while others used more than ~0.2 cores are disturbed). Cost per item
 that grows with N is the bug this measures (issue 18: a list over the blob threshold,
 WFRAY_BLOB_THRESHOLD_BYTES, 256 KB by default, about 45,000 integers, was read whole by every
-item). `--quick` runs 1,000 and 10,000 only; `--million` adds 1,000,000 (long: minutes).
+item; and past the memory cap, WFRAY_MEMORY_CAP, the coordinator held every item of the
+fan-out: now it is paged, see wfray/application/fanout.py). `--quick` runs 1,000 and 10,000
+only; `--million` adds 1,000,000 (long: an hour on a loaded 2-core machine, raw Ray included).
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ class Settings:
         max_result_bytes: a step's result larger than this (as JSON) fails its attempt,
             without retry, naming the limit (WFRAY_MAX_RESULT_BYTES).
         max_map_items: a list larger than this, mapped over by a later step, fails the step
-            that returned it, without retry: the fan-out's task rows are written in one
-            commit and held in the coordinator's memory (WFRAY_MAX_MAP_ITEMS).
+            that returned it, without retry, naming the limit: past it a fan-out is better
+            split into child runs (its rows, its collected results) (WFRAY_MAX_MAP_ITEMS).
         quarantine_after_deaths: an outcome that coordinators went down while applying, at
             this many starts, is quarantined: its attempt fails saying so
             (WFRAY_QUARANTINE_AFTER_DEATHS).
@@ -57,7 +57,8 @@ class Settings:
             one Ray task when the backlog is deep (1: every attempt in a task of its own).
         short_step_s: a step whose attempts take less than this on average counts as short
             (WFRAY_SHORT_STEP_S, seconds).
-        memory_cap: ready tasks held in the coordinator's memory; the rest wait in the store.
+        memory_cap: ready tasks held in the coordinator's memory; the rest wait in the store,
+            and a wider fan-out is paged: its items are created as room frees.
         max_backlog: queued tasks past which submissions are refused (retry later).
         queues: named queues with their limits.
         default_retry: the retry policy of steps whose workflow and step set none.
@@ -120,7 +121,7 @@ class Settings:
     blob_root: str
     blob_threshold_bytes: int = 256 * 1024
     max_result_bytes: int = 1024**3
-    max_map_items: int = 1_000_000
+    max_map_items: int = 10_000_000
     quarantine_after_deaths: int = 3
     namespace: str = "wfray"
     cpu_window: int = 256

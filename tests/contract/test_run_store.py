@@ -482,6 +482,63 @@ def test_load_active(store: RunStore) -> None:
     assert [(a.run_id, a.step, a.attempt) for a in attempts] == [("run", "b", 2)]
 
 
+def test_load_active_without_tasks(store: RunStore) -> None:
+    commit(store, make_run("run", status=RunStatus.RUNNING), make_task("run", "a"))
+    runs, tasks, _ = store.load_active(False)
+    assert ([r.run_id for r in runs], tasks) == (["run"], [])
+
+
+def test_live_tasks_leave_out_the_completed_items_of_wide_fan_outs_and_count_them(
+    store: RunStore,
+) -> None:
+    done, queued, running = TaskStatus.COMPLETED, TaskStatus.QUEUED, TaskStatus.RUNNING
+    commit(
+        store,
+        make_run("w", status=RunStatus.RUNNING),
+        make_run("n", status=RunStatus.RUNNING),
+        make_task("w", "wide", status=running, map_count=5),  # over the window of 3
+        *(make_task("w", "wide", i, status=done) for i in range(3)),
+        make_task("w", "wide", 3, status=running),  # the fifth is not created yet
+        make_task("w", "other"),
+        make_task("n", "narrow", status=running, map_count=2),
+        make_task("n", "narrow", 0, status=done),
+        make_task("n", "narrow", 1, status=queued),
+        make_task("n", "plain"),
+    )
+    tasks, counts = store.live_tasks(["w", "n", "nope"], 3)
+    assert sorted((t.run_id, t.step, t.map_index) for t in tasks) == [
+        ("n", "narrow", -1),
+        ("n", "narrow", 0),  # a fan-out within the window keeps its items
+        ("n", "narrow", 1),
+        ("n", "plain", -1),
+        ("w", "other", -1),
+        ("w", "wide", -1),
+        ("w", "wide", 3),
+    ]
+    assert counts == {("w", "wide"): (4, 3), ("n", "narrow"): (2, 1)}
+
+
+def test_collect_items_reads_results_in_map_order(store: RunStore) -> None:
+    done = TaskStatus.COMPLETED
+    commit(
+        store,
+        make_run("j"),
+        make_run("b"),
+        make_task("j", "m", status=done, map_count=11),
+        *(make_task("j", "m", i, status=done, result_json=f'"{i}"') for i in (10, 2, 0, 1)),
+        make_task("j", "m", 3, status=done),  # a null result
+        make_task("b", "m", status=done, map_count=2),
+        make_task("b", "m", 1, status=done, result_ref="file:///x/1"),
+        make_task("b", "m", 0, status=done, result_json="[1]"),
+    )
+    assert store.collect_items("j", "m") == ('["0","1","2",null,"10"]', None)
+    assert store.collect_items("b", "m") == (
+        None,
+        '{"list": [{"json": "[1]"}, {"blob": "file:///x/1"}]}',
+    )
+    assert store.collect_items("nope", "m") == ("[]", None)
+
+
 def test_page_queued_orders_by_priority_then_seq(store: RunStore) -> None:
     commit(store, make_run())
     specs = [(0, 5), (2, 9), (0, 1), (2, 3), (1, 7), (0, 2), (2, 4)]

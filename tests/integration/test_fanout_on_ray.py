@@ -1,5 +1,6 @@
 """A fan-out over a list in the blob store, on Ray: every item gets its own value, and the
-workers read the list O(N) bytes in total, not once per item (issue 18)."""
+workers read the list O(N) bytes in total, not once per item (issue 18); a fan-out wider
+than the coordinator's memory cap is paged and still runs every item once."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures import flows
+from tests.fixtures import flows, wide_flows
 from tests.integration.conftest import start_wfray
 from wfray.adapters.blob import OFFSETS
-from wfray.domain.status import RunStatus
+from wfray.domain.status import RunStatus, TaskStatus
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +52,28 @@ def test_a_fan_out_over_a_result_that_is_not_a_list_names_the_step_and_the_type(
     assert run.detail().run.error == (
         "step 'take' maps over 'give', whose result is a JSON object, not a list"
     )
+
+
+@pytest.fixture(scope="module")
+def small_cap(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    wf = start_wfray(tmp_path_factory.mktemp("wfray"), memory_cap=50)
+    yield wf
+    wf.shutdown()
+
+
+def test_a_fan_out_wider_than_the_memory_cap_is_paged_and_runs_every_item_once(
+    small_cap: Any,
+) -> None:
+    count = 1_500  # 30 times the cap: items are created as room frees, then collected
+    run = small_cap.submit(wide_flows.wide, {"count": count, "flaky": [7]})
+    assert run.result(timeout=240) == [2 * i + 1 for i in range(count)]
+    detail = run.detail()
+    items = sorted(
+        (t for t in detail.tasks if t.step == "item" and t.map_index >= 0),
+        key=lambda t: t.map_index,
+    )
+    assert [t.map_index for t in items] == list(range(count))
+    assert {t.status for t in items} == {TaskStatus.COMPLETED}
+    assert {t.map_index: t.attempts for t in items if t.attempts != 1} == {7: 2}
+    stats = small_cap.stats()
+    assert (stats["fanning_out"], stats["queued"]) == (0, 0)

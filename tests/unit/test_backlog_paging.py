@@ -34,10 +34,13 @@ class CountingStore(InMemoryRunStore):
         super().__init__()
         self.answers: list[ReadCounted] = []
 
-    def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
-        answer = ReadCounted(super().get_tasks(run_ids))
+    def live_tasks(
+        self, run_ids: Sequence[str], window: int
+    ) -> tuple[list[TaskRecord], dict[tuple[str, str], tuple[int, int]]]:
+        tasks, counts = super().live_tasks(run_ids, window)
+        answer = ReadCounted(tasks)
         self.answers.append(answer)
-        return answer
+        return answer, counts
 
 
 def test_a_page_of_the_backlog_reads_its_runs_tasks_once() -> None:

@@ -109,6 +109,16 @@ def test_the_backlog_counts_queued_running_and_compensating_tasks_by_pool_and_sh
     assert demand(backlog, CAPS) == [{"CPU": 2.0}] * 2 + [{"io": 1.0}] * 2
 
 
+def test_the_backlog_counts_the_items_a_paged_fan_out_has_yet_to_create() -> None:
+    state = _state("r1", [("crunch", TaskStatus.RUNNING), ("crunch", TaskStatus.QUEUED)])
+    group = TaskRecord("r1", "crunch", -1, TaskStatus.RUNNING, "cpu", T0, map_count=100)
+    state.tasks[group.key] = group
+    state.next_item["crunch"] = 2  # items 0 and 1 exist (above), 98 are still to come
+    assert count_backlog([state]) == Counter({("cpu", (("CPU", 2.0),)): 2 + 98})
+    group.status = TaskStatus.CANCELLED  # a stopped fan-out asks for nothing more
+    assert count_backlog([state]) == Counter({("cpu", (("CPU", 2.0),)): 2})
+
+
 def test_io_slots_are_asked_for_no_more_than_one_per_io_executor() -> None:
     from wfray.adapters.ray.autoscale import max_bundles
     from wfray.config import load_settings

@@ -99,8 +99,23 @@ class RunLedger(RunLookup, Protocol):
         is one, else the newest by (created_at, run_id); keys no run holds are left out."""
         ...
 
-    def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
-        """Runs with work in flight (running, compensating), their tasks, running attempts."""
+    def load_active(
+        self, with_tasks: bool = True
+    ) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
+        """Runs with work in flight (running, compensating), their tasks (unless not
+        `with_tasks`: then none), running attempts."""
+        ...
+
+    def live_tasks(
+        self, run_ids: Sequence[str], window: int
+    ) -> tuple[list[TaskRecord], dict[tuple[str, str], tuple[int, int]]]:
+        """The runs' tasks less the completed items of fan-outs over `window` items, and
+        per (run id, fanned-out step): (items stored, items completed)."""
+        ...
+
+    def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
+        """A fan-out's item results, each read once in map order, as
+        `wfray.domain.results.collect` shapes them."""
         ...
 
     def page_queued(

@@ -23,10 +23,13 @@ class ArgumentBuilder:
 
     def __init__(self) -> None:
         self._split: dict[tuple[str, str], list[str]] = {}
+        self._listed: dict[tuple[str, str], list[ArgSpec]] = {}
 
     def forget(self, run_id: str) -> None:
         for key in [k for k in self._split if k[0] == run_id]:
             del self._split[key]
+        for key in [k for k in self._listed if k[0] == run_id]:
+            del self._listed[key]
 
     def build(self, state: RunState, step: StepSchema, task: TaskRecord) -> dict[str, ArgSpec]:
         args: dict[str, ArgSpec] = {}
@@ -48,14 +51,29 @@ class ArgumentBuilder:
     def _item(self, state: RunState, source: str, index: int) -> ArgSpec:
         group = state.task(source)
         if group.map_count is not None:
-            return task_ref(state.task(source, index))
+            item = state.tasks.get((source, index))
+            if item is not None or source not in state.collected:
+                return task_ref(state.task(source, index))
+            text, ref = state.collected[source]  # a paged fan-out: its items left memory
+            if ref is not None:
+                return self._parts(state, source, ref)[index]
+            return {"json": self._split_text(state, source, text)[index]}
         if group.result_ref is not None:
             return {"item": {"blob": group.result_ref}, "index": index}
+        return {"json": self._split_text(state, source, group.result_json)[index]}
+
+    def _split_text(self, state: RunState, source: str, text: str | None) -> list[str]:
         key = (state.run.run_id, source)
         if key not in self._split:
-            items = json.loads(group.result_json or "[]")
+            items = json.loads(text or "[]")
             self._split[key] = [json.dumps(item, separators=(",", ":")) for item in items]
-        return {"json": self._split[key][index]}
+        return self._split[key]
+
+    def _parts(self, state: RunState, source: str, ref: str) -> list[ArgSpec]:
+        key = (state.run.run_id, source)
+        if key not in self._listed:
+            self._listed[key] = json.loads(ref)["list"]
+        return self._listed[key]
 
 
 def _loads(text: str) -> Any:

@@ -34,6 +34,7 @@ from wfray.coordinator.commands import Commands
 from wfray.coordinator.compensator import Compensator
 from wfray.coordinator.dispatcher import Dispatcher, Launcher
 from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.fanout import FanOuts
 from wfray.coordinator.health import Health, record_start, stats
 from wfray.coordinator.heartbeats import HeartbeatWatch
 from wfray.coordinator.intake import Intake
@@ -93,6 +94,7 @@ class Coordinator:
         self.launcher = launcher = Launcher(state, self.reconciler, self.heartbeats, settings)
         self.compensator = Compensator(state, launcher, settings.default_retry)
         self.dispatcher = Dispatcher(state, launcher, loader, durable, wake)
+        self.fanouts = FanOuts(state, durable, wake)
         self.intake = Intake(state, durable, loader, settings, wake)
         self.commands = Commands(state, self.compensator, loader, wake)
         self.guard = PoisonGuard(
@@ -323,6 +325,8 @@ class Coordinator:
         memory = self.state
         touched |= memory.retouch
         memory.retouch = set()
+        self.fanouts.complete(batch, now, touched)
+        self.fanouts.create(batch, now, touched)
         dispatches = self.dispatcher.dispatch(batch, now, touched)
         dispatches += self.compensator.advance(
             [memory.runs[r] for r in touched if r in memory.runs], batch, now
@@ -354,6 +358,7 @@ class Coordinator:
         self.reconciler.send(dispatches)
         self._settle(touched)
         await self.dispatcher.page_in()
+        await self.fanouts.collect()
 
     async def durably(self, call: Callable[..., T], *args: Any) -> T:
         """A store call in a thread, database outages waited out (durable.py)."""

@@ -134,6 +134,7 @@ def stats(coordinator: Coordinator) -> dict[str, object]:
         "running_attempts": len(memory.attempts),
         "running_by_executor": {e: n for e, n in memory.running_on.items() if n},
         "queued": memory.queued_count,
+        "fanning_out": len(memory.fanning),
         "timers": len(memory.timers),
         "turns": coordinator.turns,
         "traffic": dict(coordinator.reconciler.traffic),

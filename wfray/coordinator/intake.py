@@ -28,7 +28,6 @@ from wfray.domain.idempotency import check_claim, request_hash
 from wfray.domain.ids import MAX_RUN_ID, check_run_id
 from wfray.domain.limits import key_problem
 from wfray.domain.records import RunRecord
-from wfray.domain.run_state import RunState
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
 
@@ -141,8 +140,7 @@ class Intake:
         if deadline_s is not None:
             run.deadline_at = now + timedelta(seconds=deadline_s)
             self.state.timers.deadline_at(run.deadline_at, run.run_id)
-        state = RunState(run=run, schema=schema)
-        self.state.runs[run.run_id] = state
+        state = self.state.adopt(run, [], schema)
         batch.insert_run(run)
         self.state.record(state, engine.start_run(state, now), batch)
         touched.add(run.run_id)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 
 from wfray.coordinator.durable import DurableStore
 from wfray.coordinator.state import CoordinatorState
 from wfray.domain.code_env import CodeEnv
 from wfray.domain.errors import InputValidationError, UnknownWorkflowError
-from wfray.domain.records import TaskRecord
+from wfray.domain.records import RunRecord, TaskRecord
+from wfray.domain.run_state import RunState
+from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 log = logging.getLogger("wfray.coordinator")
@@ -62,17 +65,44 @@ class RunLoader:
         """Bring runs (and their tasks) from the store into memory."""
         if not run_ids:
             return
-        ids = sorted(run_ids)
-        store = self.durable.store
-        runs = await self.durable.call(store.find_runs, ids)
-        tasks_of: dict[str, list[TaskRecord]] = {run_id: [] for run_id in ids}
-        for task in await self.durable.call(store.get_tasks, ids):
-            tasks_of[task.run_id].append(task)
-        # grouped once: a page of N runs costs N, not N squared (a page is up to the
-        # memory cap, 10,000 runs by default)
-        await self.load_envs(run.env_hash for run in runs.values())
-        for run in runs.values():
-            if run.run_id not in self.state.runs:
-                self.state.adopt(
-                    run, tasks_of[run.run_id], await self.schema(run.workflow, run.version)
-                )
+        runs = await self.durable.call(self.durable.store.find_runs, sorted(run_ids))
+        await self.adopt([run for run in runs.values() if run.run_id not in self.state.runs])
+
+    async def adopt(self, runs: list[RunRecord]) -> list[RunState]:
+        """Hold these runs with their tasks (grouped once: a page of N runs costs N, not N
+        squared), less the completed items of fan-outs wider than the memory cap (counted
+        instead); those fan-outs that completed have their results read once, here, for the
+        steps that take them. Their runtime environments come with them."""
+        if not runs:
+            return []
+        store, memory = self.durable.store, self.state
+        await self.load_envs(run.env_hash for run in runs)
+        schemas = {run.run_id: await self.schema(run.workflow, run.version) for run in runs}
+        window = memory.settings.memory_cap
+        ids = [run.run_id for run in runs]
+        tasks, counts = await self.durable.call(store.live_tasks, ids, window)
+        by_run: dict[str, list[TaskRecord]] = defaultdict(list)
+        for task in tasks:
+            by_run[task.run_id].append(task)
+        adopted = []
+        for run in runs:
+            if run.run_id in memory.runs:  # adopted by another caller meanwhile
+                continue
+            state = memory.adopt(run, by_run[run.run_id], schemas[run.run_id], counts)
+            await self._collect_done(state)
+            adopted.append(state)
+        return adopted
+
+    async def _collect_done(self, state: RunState) -> None:
+        for step in sorted(state.paged):
+            group = state.task(step)
+            if state.items_done.get(step) != group.map_count:
+                continue
+            if group.status not in (TaskStatus.RUNNING, TaskStatus.COMPLETED):
+                continue
+            result = await self.durable.call(
+                self.durable.store.collect_items, state.run.run_id, step
+            )
+            state.collected[step] = result
+            if group.status is TaskStatus.RUNNING:  # its completion was not recorded yet
+                self.state.collected.append((state.run.run_id, step, result))

@@ -62,7 +62,9 @@ class OutcomeApplier:
         if state is None:
             log.warning("outcome for run %s, which is not active: recorded only", outcome.run_id)
             return
-        task = state.tasks[(outcome.step, outcome.map_index)]
+        task = state.tasks.get((outcome.step, outcome.map_index))
+        if task is None:  # a paged fan-out's item that completed already: recorded only
+            return
         touched.add(state.run.run_id)
         if outcome.progress_json is not None and task.attempts == outcome.attempt:
             task.progress_json = outcome.progress_json  # stored with the task's update

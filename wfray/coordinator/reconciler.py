@@ -23,7 +23,7 @@ from wfray.coordinator.heartbeats import HeartbeatWatch
 from wfray.coordinator.loading import RunLoader
 from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.state import CoordinatorState
-from wfray.domain.records import AttemptKey, AttemptRecord, TaskRecord
+from wfray.domain.records import AttemptKey, AttemptRecord
 from wfray.domain.status import AttemptStatus, TaskStatus
 
 Inbox = list[tuple[str, Outcome]]  # outcomes that arrived, by executor, for the next turn
@@ -116,15 +116,9 @@ class Reconciler:
         batch)."""
         memory, durable, store = self.state, self.durable, self.durable.store
         self.epoch = await durable.call(store.next_value, EPOCH_COUNTER)
-        runs, tasks, attempts = await durable.call(store.load_active)
-        await self.loader.load_envs(run.env_hash for run in runs)
-        by_run: dict[str, list[TaskRecord]] = defaultdict(list)
-        for task in tasks:
-            by_run[task.run_id].append(task)
-        for run in runs:
-            schema = await self.loader.schema(run.workflow, run.version)
-            state = memory.adopt(run, by_run[run.run_id], schema)
-            memory.retouch.add(run.run_id)  # a compensation may be ready to go on
+        runs, _, attempts = await durable.call(store.load_active, False)
+        for state in await self.loader.adopt(runs):
+            memory.retouch.add(state.run.run_id)  # a compensation may be ready to go on
             for task in state.tasks.values():
                 waiting = task.status in (TaskStatus.RETRYING, TaskStatus.COMPENSATING)
                 if waiting and task.ready_at is not None:

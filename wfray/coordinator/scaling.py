@@ -40,13 +40,19 @@ def attempt_shape(pool: str, num_cpus: float | None, resources: Mapping[str, flo
 
 
 def count_backlog(runs: Iterable[RunState]) -> Counter[tuple[str, Shape]]:
-    """Queued and running tasks of the runs held in memory, by (pool, attempt shape)."""
+    """Queued and running tasks of the runs held in memory, by (pool, attempt shape), and
+    the items of paged fan-outs not yet created (they will be queued)."""
     counts: Counter[tuple[str, Shape]] = Counter()
     for state in runs:
         for task in state.tasks.values():
-            if task.status in DEMANDING:
+            if task.status in DEMANDING and task.map_count is None:  # a fan-out's row: its items
                 step = state.schema.step(task.step)
                 counts[(task.pool, attempt_shape(task.pool, step.num_cpus, step.resources))] += 1
+        for name, created in state.next_item.items():
+            group, step = state.task(name), state.schema.step(name)
+            if group.status is TaskStatus.RUNNING and group.map_count is not None:
+                shape = attempt_shape(group.pool, step.num_cpus, step.resources)
+                counts[(group.pool, shape)] += group.map_count - created
     return counts
 
 

@@ -17,7 +17,7 @@ class CoordinatorSettings:
     default_retry: RetryPolicy = field(default_factory=RetryPolicy)
     memory_cap: int = 10_000
     max_backlog: int = 1_000_000
-    max_map_items: int = 1_000_000  # a longer list mapped over fails its step (outcomes.py)
+    max_map_items: int = 10_000_000  # a longer list mapped over fails its step (outcomes.py)
     quarantine_after_deaths: int = 3  # starts gone down applying one outcome (poison.py)
     drain_wait_s: float = 1.0
     commit_retry_max_s: float = 5.0

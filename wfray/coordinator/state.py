@@ -7,7 +7,7 @@ object, never through the coordinator.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from wfray.application.batch import Batch
 from wfray.coordinator.arguments import ArgumentBuilder
@@ -15,7 +15,7 @@ from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.shared_tasks import ShortSteps
 from wfray.coordinator.timers import TimerQueue
 from wfray.domain.queueing import QueueManager
-from wfray.domain.records import AttemptKey, AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.records import WHOLE_STEP, AttemptKey, AttemptRecord, RunRecord, TaskRecord
 from wfray.domain.run_state import Changes, RunState
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -39,6 +39,9 @@ class CoordinatorState:
         self.seq = 0  # of the last task queued: the order within a priority
         self.queued_count = 0  # queued tasks, in memory or paged out in the store
         self.finished: list[RunRecord] = []  # runs that ended this turn, to count
+        self.fanning: set[str] = set()  # runs with paged fan-outs whose items are not all created
+        self.to_collect: list[tuple[str, str]] = []  # paged fan-outs done, read after the commit
+        self.collected: list[tuple[str, str, tuple[str | None, str | None]]] = []  # and read
 
     def forget(self) -> None:
         """Drop the cache (schemas and what was learnt of steps' durations stay): it is
@@ -51,13 +54,38 @@ class CoordinatorState:
         self.timers = TimerQueue()
         self.retouch = set()
         self.finished = []
+        self.fanning = set()
+        self.to_collect = []
+        self.collected = []
 
     # -- runs ------------------------------------------------------------------------------
 
     def adopt(
-        self, run: RunRecord, tasks: Iterable[TaskRecord], schema: WorkflowSchema
+        self,
+        run: RunRecord,
+        tasks: Iterable[TaskRecord],
+        schema: WorkflowSchema,
+        counts: Mapping[tuple[str, str], tuple[int, int]] | None = None,
     ) -> RunState:
-        state = RunState(run=run, schema=schema, tasks={t.key: t for t in tasks})
+        """Hold a run loaded from the store; `counts` (RunLedger.live_tasks) tell, per
+        fan-out, how many items are stored and how many completed."""
+        state = RunState(
+            run=run,
+            schema=schema,
+            tasks={t.key: t for t in tasks},
+            window=self.settings.memory_cap,
+        )
+        for task in list(state.tasks.values()):
+            if task.map_index != WHOLE_STEP or task.map_count is None or counts is None:
+                continue
+            stored, completed = counts.get((run.run_id, task.step), (0, 0))
+            if stored < task.map_count or state.pages(task.step, task.map_count):
+                state.paged.add(task.step)
+                state.items_done[task.step] = completed
+                if stored < task.map_count:
+                    state.next_item[task.step] = stored
+        if state.next_item:
+            self.fanning.add(run.run_id)
         self.runs[run.run_id] = state
         return state
 
@@ -87,6 +115,16 @@ class CoordinatorState:
             batch.update_task(task, expected)
             if expected is TaskStatus.QUEUED and task.status is TaskStatus.CANCELLED:
                 self.queued_count -= 1  # held or not, it left the backlog
+            if (
+                task.map_index != WHOLE_STEP
+                and task.status is TaskStatus.COMPLETED
+                and task.step in state.paged
+            ):
+                state.tasks.pop(task.key, None)  # counted in items_done; the batch writes it
+        if changes.collect:
+            self.to_collect.extend((state.run.run_id, step) for step in changes.collect)
+        if state.next_item:
+            self.fanning.add(state.run.run_id)
         if changes.run_changed is not None:
             batch.update_run(state.run, changes.run_changed)
             if state.run.status.finished:

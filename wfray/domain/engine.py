@@ -76,14 +76,75 @@ def complete_task(
     if task.map_index != WHOLE_STEP:
         group = state.task(task.step)
         if group.status is TaskStatus.RUNNING and state.items_done[task.step] == group.map_count:
-            group.finished_at = now
-            group.result_items = group.map_count
-            set_task(group, TaskStatus.COMPLETED, changes)
-            _release_downstream(state, task.step, now, changes)
+            if task.step in state.paged:  # its results are in the store: collected first
+                changes.collect.append(task.step)
+                return changes
+            _complete_group(state, group, now, changes)
     else:
         _release_downstream(state, task.step, now, changes)
     _finish_if_done(state, now, changes)
     return changes
+
+
+def _complete_group(state: RunState, group: TaskRecord, now: datetime, changes: Changes) -> None:
+    group.finished_at = now
+    group.result_items = group.map_count
+    set_task(group, TaskStatus.COMPLETED, changes)
+    _release_downstream(state, group.step, now, changes)
+
+
+def items_collected(
+    state: RunState, step: str, result: tuple[str | None, str | None], now: datetime
+) -> Changes:
+    """The results of a paged fan-out's items were read from the store (once, in map
+    order): the fan-out completes and what waited on it is released."""
+    changes = Changes()
+    state.collected[step] = result
+    group = state.task(step)
+    if state.finished or group.status is not TaskStatus.RUNNING:
+        return changes
+    if state.items_done.get(step, 0) != group.map_count:
+        return changes  # an item was reopened meanwhile (a resumed run): not yet
+    _complete_group(state, group, now, changes)
+    _finish_if_done(state, now, changes)
+    return changes
+
+
+def create_items(state: RunState, step: str, limit: int, now: datetime) -> Changes:
+    """Create (queued) up to `limit` more items of a paged fan-out, in index order."""
+    changes = Changes()
+    start = state.next_item.get(step)
+    group = state.task(step)
+    if start is None or state.finished or group.status is not TaskStatus.RUNNING:
+        return changes
+    count = group.map_count or 0
+    end = min(count, start + max(0, limit))
+    for index in range(start, end):
+        item = new_item(group, index, now)
+        state.tasks[item.key] = item
+        changes.new_tasks.append(item)
+        changes.ready.append(item)
+    if end >= count:
+        del state.next_item[step]
+    else:
+        state.next_item[step] = end
+    return changes
+
+
+def new_item(group: TaskRecord, index: int, now: datetime) -> TaskRecord:
+    """Item `index` of a fan-out, queued."""
+    return TaskRecord(
+        run_id=group.run_id,
+        step=group.step,
+        map_index=index,
+        status=TaskStatus.QUEUED,
+        pool=group.pool,
+        created_at=now,
+        queue=group.queue,
+        priority=group.priority,
+        concurrency_key=group.concurrency_key,
+        queued_at=now,
+    )
 
 
 def fail_task(state: RunState, task: TaskRecord, failure: FailureInfo, now: datetime) -> Changes:
@@ -192,6 +253,10 @@ def resume_run(state: RunState, now: datetime) -> Changes:
     state.run.error = None
     state.run.finished_at = None
     set_run(state, RunStatus.RUNNING, changes)
+    for name in state.paged:
+        group = state.task(name)
+        if group.status is TaskStatus.RUNNING and state.items_done.get(name) == group.map_count:
+            changes.collect.append(name)
     for step in state.schema.steps:
         task = state.task(step.name)
         ready = all(state.task(p).status is TaskStatus.COMPLETED for p in step.after)
@@ -258,19 +323,12 @@ def _make_ready(
     task.map_count = count
     task.started_at = now
     set_task(task, TaskStatus.RUNNING, changes)
+    if state.pages(step.name, count):
+        state.paged.add(step.name)
+        state.next_item[step.name] = 0  # created a slice at a time: create_items
+        return
     for index in range(count):
-        item = TaskRecord(
-            run_id=task.run_id,
-            step=task.step,
-            map_index=index,
-            status=TaskStatus.QUEUED,
-            pool=task.pool,
-            created_at=now,
-            queue=task.queue,
-            priority=task.priority,
-            concurrency_key=task.concurrency_key,
-            queued_at=now,
-        )
+        item = new_item(task, index, now)
         state.tasks[item.key] = item
         changes.new_tasks.append(item)
         changes.ready.append(item)

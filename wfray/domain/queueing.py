@@ -132,6 +132,11 @@ class QueueManager:
     def holds(self, key: FullKey) -> bool:
         return key in self._held
 
+    def overflowing(self, queue_name: str) -> bool:
+        """Do tasks of this queue wait in the store only (to be paged in first)?"""
+        queue = self._queues.get(queue_name)
+        return queue is not None and queue.overflow
+
     @property
     def held(self) -> int:
         return len(self._held)

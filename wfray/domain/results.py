@@ -4,7 +4,9 @@ store (a fan-out collects its items without reading them)."""
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterable
 
 from wfray.domain.records import TaskRecord
 from wfray.domain.run_state import RunState
@@ -13,6 +15,8 @@ from wfray.domain.run_state import RunState
 def step_result(state: RunState, step: str) -> tuple[str | None, str | None]:
     """A completed step's result as (json, blob-structure): a fan-out collects its items."""
     task = state.task(step)
+    if step in state.collected:  # a paged fan-out: its items are no longer in memory
+        return state.collected[step]
     if task.map_count is None:
         if task.result_ref is not None:
             return None, json.dumps({"blob": task.result_ref})
@@ -46,3 +50,24 @@ def run_result(state: RunState) -> tuple[str | None, str | None]:
         for name, (text, ref) in results.items()
     }
     return None, json.dumps({"dict": parts})
+
+
+def collect(
+    results: Iterable[tuple[str | None, str | None]], any_blob: bool
+) -> tuple[str | None, str | None]:
+    """A fan-out's item results, (json, blob ref) in map order, as `step_result` gives a
+    fan-out's result; read once, written into one text (no list of N parts held) unless a
+    part is in the blob store (`any_blob`: then the parts are references)."""
+    out = io.StringIO()
+    out.write('{"list": [' if any_blob else "[")
+    first = True
+    for text, ref in results:
+        if not first:
+            out.write(", " if any_blob else ",")
+        if any_blob:
+            out.write(json.dumps({"blob": ref} if ref is not None else {"json": text or "null"}))
+        else:
+            out.write(text or "null")
+        first = False
+    out.write("]}" if any_blob else "]")
+    return (None, out.getvalue()) if any_blob else (out.getvalue(), None)

@@ -23,11 +23,13 @@ class Changes:
     updated_tasks: list[tuple[TaskRecord, TaskStatus]] = field(default_factory=list)
     run_changed: RunStatus | None = None  # the run's status before the change
     ready: list[TaskRecord] = field(default_factory=list)  # tasks that became queued
+    collect: list[str] = field(default_factory=list)  # paged fan-outs whose items all completed
 
     def extend(self, other: Changes) -> None:
         self.new_tasks.extend(other.new_tasks)
         self.updated_tasks.extend(other.updated_tasks)
         self.ready.extend(other.ready)
+        self.collect.extend(other.collect)
         if self.run_changed is None:
             self.run_changed = other.run_changed
 
@@ -45,6 +47,14 @@ class RunState:
     # per waiting step, how many of its parents (in order) are known completed: a fan-in
     # over N steps looks at each parent once, not N times (a completed task stays so)
     parents_done: dict[str, int] = field(default_factory=dict)
+    # A fan-out wider than `window` items is paged: its items are created a slice at a
+    # time as the coordinator has room (`next_item`: the next index to create, while some
+    # are left), a completed item leaves memory (`items_done` counts it), and the results
+    # are collected from the store once, when the last one completes (`collected`).
+    window: int | None = None  # None: no fan-out is paged
+    paged: set[str] = field(default_factory=set)
+    next_item: dict[str, int] = field(default_factory=dict)
+    collected: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.children:
@@ -55,6 +65,12 @@ class RunState:
 
     def task(self, step: str, map_index: int = WHOLE_STEP) -> TaskRecord:
         return self.tasks[(step, map_index)]
+
+    def pages(self, step: str, count: int) -> bool:
+        """Is a fan-out of `count` items of `step` too wide to hold in memory? (Steps with
+        a compensation never are: undoing a run needs each completed item.)"""
+        window = self.window
+        return window is not None and count > window and self.schema.step(step).compensation is None
 
     def items(self, step: str) -> list[TaskRecord]:
         group = self.tasks[(step, WHOLE_STEP)]

@@ -11,6 +11,7 @@ from wfray.application.quarantine import APPLYING, PENDING, QuarantinedOutcome
 from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.results import collect
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.uniqueness import holds_before
 from wfray.domain.workflow import WorkflowSchema
@@ -155,10 +156,46 @@ class InMemoryRunReader(InMemoryStoreBase):
             ]
         return found if limit is None else found[:limit]
 
-    def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
+    def live_tasks(
+        self, run_ids: Sequence[str], window: int
+    ) -> tuple[list[TaskRecord], dict[tuple[str, str], tuple[int, int]]]:
+        wanted = set(run_ids)
+        counts: dict[tuple[str, str], tuple[int, int]] = {}
+        with self._lock:
+            mine = [t for t in self._tasks.values() if t.run_id in wanted]
+            wide = {
+                (t.run_id, t.step)
+                for t in mine
+                if t.map_index < 0 and t.map_count is not None and t.map_count > window
+            }
+            kept = []
+            for task in mine:
+                done = task.status is TaskStatus.COMPLETED
+                if task.map_index >= 0:
+                    stored, completed = counts.get((task.run_id, task.step), (0, 0))
+                    counts[(task.run_id, task.step)] = (stored + 1, completed + done)
+                    if done and (task.run_id, task.step) in wide:
+                        continue
+                kept.append(copy.copy(task))
+        kept.sort(key=lambda t: (t.run_id, t.created_at, t.step, t.map_index))
+        return kept, counts
+
+    def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
+        with self._lock:
+            items = sorted(
+                (t.map_index, t.result_json, t.result_ref)
+                for t in self._tasks.values()
+                if t.run_id == run_id and t.step == step and t.map_index >= 0
+            )
+        blob = any(ref is not None for _, _, ref in items)
+        return collect(((text, ref) for _, text, ref in items), blob)
+
+    def load_active(
+        self, with_tasks: bool = True
+    ) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
         with self._lock:
             runs = [copy.copy(r) for r in self._runs.values() if r.status in ACTIVE_RUNS]
-            ids = {r.run_id for r in runs}
+            ids = {r.run_id for r in runs} if with_tasks else set()
             tasks = [copy.copy(t) for t in self._tasks.values() if t.run_id in ids]
             attempts = [
                 copy.copy(a) for a in self._attempts.values() if a.status == AttemptStatus.RUNNING

@@ -26,6 +26,7 @@ from wfray.application.quarantine import QuarantinedOutcome
 from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.results import collect
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
@@ -39,6 +40,7 @@ SELECT datcollate IN ('C', 'POSIX', 'C.UTF-8', 'C.utf8')
        AND to_jsonb(d) ->> 'datlocprovider' IS DISTINCT FROM 'i'
 FROM pg_database AS d WHERE datname = current_database()
 """
+COMPLETED = TaskStatus.COMPLETED.value
 
 
 class SqlRunReader(SqlStoreBase):
@@ -232,7 +234,50 @@ class SqlRunReader(SqlStoreBase):
         with self._errors(), self._engine.connect() as conn:
             return [rows.to_log(row._mapping) for row in conn.execute(query)]
 
-    def load_active(self) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
+    def live_tasks(
+        self, run_ids: Sequence[str], window: int
+    ) -> tuple[list[TaskRecord], dict[tuple[str, str], tuple[int, int]]]:
+        found: list[TaskRecord] = []
+        counts: dict[tuple[str, str], tuple[int, int]] = {}
+        done = sa.func.sum(sa.case((tasks.c.status == COMPLETED, 1), else_=0))
+        with self._errors(), self._engine.connect() as conn:
+            for chunk in chunks(list(dict.fromkeys(run_ids))):
+                mine = tasks.c.run_id.in_(chunk)
+                counted = (
+                    sa.select(tasks.c.run_id, tasks.c.step, sa.func.count(), done)
+                    .where(mine, tasks.c.map_index >= 0)
+                    .group_by(tasks.c.run_id, tasks.c.step)
+                )
+                for run_id, step, stored, completed in conn.execute(counted):
+                    counts[(run_id, step)] = (int(stored), int(completed or 0))
+                whole = sa.select(tasks).where(mine, tasks.c.map_index < 0)
+                groups = [rows.to_task(row._mapping) for row in conn.execute(whole)]
+                found.extend(groups)
+                wide = [
+                    (g.run_id, g.step)
+                    for g in groups
+                    if g.map_count is not None and g.map_count > window
+                ]
+                items = sa.select(tasks).where(mine, tasks.c.map_index >= 0)
+                if wide:  # their completed items stay in the store (counted above)
+                    narrow = sa.tuple_(tasks.c.run_id, tasks.c.step).not_in(wide)
+                    items = items.where(sa.or_(tasks.c.status != COMPLETED, narrow))
+                found.extend(rows.to_task(row._mapping) for row in conn.execute(items))
+        found.sort(key=rows.task_order)
+        return found, counts
+
+    def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
+        mine = sa.and_(tasks.c.run_id == run_id, tasks.c.step == step, tasks.c.map_index >= 0)
+        any_blob = sa.select(tasks.c.map_index).where(mine, tasks.c.result_ref.is_not(None))
+        query = sa.select(tasks.c.result_json, tasks.c.result_ref).where(mine)
+        with self._errors(), self._engine.connect() as conn:
+            blob = conn.execute(any_blob.limit(1)).first() is not None
+            found = conn.execute(query.order_by(tasks.c.map_index))
+            return collect(((row[0], row[1]) for row in found), blob)
+
+    def load_active(
+        self, with_tasks: bool = True
+    ) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
         active = [status.value for status in ACTIVE_RUNS]
         active_ids = sa.select(runs.c.run_id).where(runs.c.status.in_(active))
         with self._errors(), self._engine.connect() as conn:
@@ -240,10 +285,14 @@ class SqlRunReader(SqlStoreBase):
                 rows.to_run(row._mapping)
                 for row in conn.execute(sa.select(runs).where(runs.c.status.in_(active)))
             ]
-            found_tasks = [
-                rows.to_task(row._mapping)
-                for row in conn.execute(sa.select(tasks).where(tasks.c.run_id.in_(active_ids)))
-            ]
+            found_tasks = (
+                [
+                    rows.to_task(row._mapping)
+                    for row in conn.execute(sa.select(tasks).where(tasks.c.run_id.in_(active_ids)))
+                ]
+                if with_tasks
+                else []
+            )
             query = sa.select(attempts).where(attempts.c.status == AttemptStatus.RUNNING.value)
             found_attempts = [rows.to_attempt(row._mapping) for row in conn.execute(query)]
         found_runs.sort(key=lambda run: (run.created_at, run.run_id))

@@ -1,0 +1,77 @@
+"""Paged fan-outs: a fan-out wider than the memory cap (`CoordinatorSettings.memory_cap`)
+is not held whole. Its items are created a slice at a time, as the queues have room; a
+completed item leaves memory (its run counts it); when the last one completes, the items'
+results are read from the store once, in map order, for the steps that collect them.
+
+So the coordinator's memory holds a window of a fan-out plus counters, whatever its width.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from wfray.application.batch import Batch
+from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.state import CoordinatorState
+from wfray.domain import engine
+
+SLICE = 4096  # items created per turn at most: a turn's commit stays short
+
+
+class FanOuts:
+    def __init__(self, state: CoordinatorState, durable: DurableStore, wake: asyncio.Event):
+        self.state = state
+        self.durable = durable
+        self.wake = wake
+
+    def complete(self, batch: Batch, now: datetime, touched: set[str]) -> None:
+        """Fan-outs whose results were collected after the last commit complete now."""
+        memory = self.state
+        collected, memory.collected = memory.collected, []
+        for run_id, step, result in collected:
+            state = memory.runs.get(run_id)
+            if state is None:
+                continue
+            touched.add(run_id)
+            memory.record(state, engine.items_collected(state, step, result, now), batch)
+
+    def create(self, batch: Batch, now: datetime, touched: set[str]) -> None:
+        """Create the next items of paged fan-outs, as many as the queues have room for
+        (never past queued tasks that wait in the store: those are paged in first)."""
+        memory = self.state
+        room = memory.settings.memory_cap - memory.queues.held
+        for run_id in sorted(memory.fanning):
+            if room <= 0:
+                return
+            state = memory.runs.get(run_id)
+            if state is None or state.finished or not state.next_item:
+                memory.fanning.discard(run_id)
+                continue
+            if memory.queues.overflowing(state.run.queue):
+                continue  # older tasks of its queue wait in the store: they go first
+            created = 0
+            for step in list(state.next_item):
+                changes = engine.create_items(state, step, min(room, SLICE), now)
+                room -= len(changes.new_tasks)
+                created += len(changes.new_tasks)
+                memory.record(state, changes, batch)
+                if room <= 0:
+                    break
+            if created:
+                touched.add(run_id)
+            else:  # its fan-outs stopped (the run failed or was cancelled): until a resume
+                memory.fanning.discard(run_id)
+        if memory.fanning and room > 0:
+            self.wake.set()
+
+    async def collect(self) -> None:
+        """Read the results of the fan-outs whose items all completed (after the commit
+        that recorded the last one): each result once, for the next turn."""
+        memory = self.state
+        pending, memory.to_collect = memory.to_collect, []
+        for run_id, step in pending:
+            result = await self.durable.call(self.durable.store.collect_items, run_id, step)
+            memory.collected.append((run_id, step, result))
+        if pending:
+            self.wake.set()
