@@ -20,31 +20,25 @@ from wfray.application.client_commands import (
     Cancel,
     Command,
     DeclareSchedules,
-    DeleteSchedule,
     Detail,
     ListRuns,
-    ListSchedules,
     Logs,
     NextValue,
-    PauseSchedule,
     Publish,
     R,
-    ReadAudit,
     RecordEnv,
     Register,
     Resume,
-    ResumeSchedule,
     RetryCompensation,
     Stats,
     Submit,
     SubmitAndWait,
-    TriggerSchedule,
-    UpsertSchedule,
     Wait,
 )
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
-from wfray.application.views import RunDetail, ScheduleInfo
+from wfray.application.views import RunDetail
 from wfray.client.handle import RunHandle, decode_result, settled
+from wfray.client.schedule_calls import ScheduleCalls
 from wfray.client.submission import (
     SubmitOptions,
     build_requests,
@@ -54,7 +48,7 @@ from wfray.client.submission import (
 )
 from wfray.client.transport import Transport
 from wfray.config import Settings
-from wfray.domain.audit import AuditEntry, AuditQuery, Origin
+from wfray.domain.audit import Origin
 from wfray.domain.code_env import CodeEnv, recorded_env
 from wfray.domain.errors import WfrayError
 from wfray.domain.policy import RetryPolicy
@@ -62,12 +56,12 @@ from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
 from wfray.sdk.definition import Workflow, WorkflowRef, resolve_workflow
 from wfray.sdk.events import unique_keys, validated_inputs
-from wfray.sdk.schedules import build_spec, declared
+from wfray.sdk.schedules import declared
 
 SUBMIT_CHUNK = 5000  # runs per coordinator call
 
 
-class Client:
+class Client(ScheduleCalls):
     """wfray's calls (submit, wait, read, schedules) over a transport to a coordinator: Ray's
     actor for `wfray.connect()`, the test kit's engine for `wfray.testing`."""
 
@@ -393,59 +387,6 @@ class Client:
 
     def stats(self) -> dict[str, Any]:
         return self.call(Stats())
-
-    # -- schedules -----------------------------------------------------------------------------
-
-    def create_schedule(
-        self,
-        schedule: ScheduleSpec | WorkflowRef,
-        /,
-        *,
-        origin: Origin | None = None,
-        **options: Any,
-    ) -> ScheduleSpec:
-        """Create or update a cron schedule: a `wfray.Schedule`, or a workflow and the
-        keyword arguments of `wfray.schedule` (name, cron, tz, input, misfire, overlap...).
-        Its ticks start runs from now on; an update keeps how far it fired."""
-        if isinstance(schedule, ScheduleSpec):
-            if options:
-                raise TypeError("pass either a Schedule or a workflow with options, not both")
-            spec = schedule
-        else:
-            spec = build_spec(schedule, **options)
-            self.register(schedule)
-        if spec.env_hash is None:
-            spec = spec.with_(env_hash=self.env_hash())
-        self.call(UpsertSchedule(spec, origin or self.origin))
-        return spec
-
-    def delete_schedule(self, name: str, *, origin: Origin | None = None) -> None:
-        """Delete a schedule; its runs stay. ScheduleNotFoundError if there is none."""
-        self.call(DeleteSchedule(name, origin or self.origin))
-
-    def pause_schedule(self, name: str, *, origin: Origin | None = None) -> None:
-        """Stop firing until resumed; ticks that fall while paused never fire."""
-        self.call(PauseSchedule(name, origin or self.origin))
-
-    def resume_schedule(self, name: str, *, origin: Origin | None = None) -> None:
-        self.call(ResumeSchedule(name, origin or self.origin))
-
-    def trigger_schedule(self, name: str, *, origin: Origin | None = None) -> RunHandle:
-        """Start a run of the schedule now, outside its cron."""
-        result = self.call(TriggerSchedule(name, origin or self.origin))
-        raise_refusal([result], [])
-        return self._handle(result.run_id, None)
-
-    def list_schedules(self, next_count: int = 3) -> list[ScheduleInfo]:
-        """Every schedule with its next `next_count` fire times (none while paused)."""
-        return self.call(ListSchedules(next_count))
-
-    # -- the audit trail -------------------------------------------------------------------------
-
-    def audit(self, query: AuditQuery | None = None, **filters: Any) -> list[AuditEntry]:
-        """Audit entries, newest first: an `AuditQuery`, or its fields as keywords (actor,
-        action, target, since, until, before_id, limit)."""
-        return self.call(ReadAudit(query or AuditQuery(**filters)))
 
     def decode(self, view: RunView, flow: Workflow | None) -> Any:
         """A finished run's result as a value of its final step's return type."""

@@ -44,13 +44,11 @@ from wfray.coordinator.poison import REFUSED, PoisonGuard
 from wfray.coordinator.reconciler import Reconciler
 from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.state import CoordinatorState
-from wfray.coordinator.timers import TimerKind
 from wfray.coordinator.turn_moments import Moved, kinds_ending
 from wfray.coordinator.waiting import Waiting
 from wfray.domain import engine
 from wfray.domain.code_env import CodeEnv
 from wfray.domain.records import AttemptKey, LogRecord
-from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
 log = logging.getLogger("wfray.coordinator")
@@ -307,20 +305,13 @@ class Coordinator:
         self.outcomes.clear()
         ended_kinds = kinds_ending(self.state, outcomes)
         await self.guard.applying(outcomes)
-        acks: dict[str, int] = {}
         self.heartbeats.apply(batch)
         log_waiters, self.log_waiters = self.log_waiters, []
         if self.streamed_logs:
             batch.logs.extend(self.streamed_logs)
             self.streamed_logs = []
-        apply = self.outcome_applier.apply
-        for pool, outcome in outcomes:
-            apply(outcome, batch, now, touched)
-            acks[pool] = max(acks.get(pool, 0), outcome.seq)
-        silent, to_cancel = self.heartbeats.expire(now)
-        for outcome in silent:
-            apply(outcome, batch, now, touched)
-        self._fire_timers(batch, now, touched)
+        acks, to_cancel = self._apply_outcomes(outcomes, batch, now, touched)
+        self.state.fire_timers(batch, now, touched, self._expire)
         cancelled, to_stop = await self.commands.take(batch, now, touched)
         memory = self.state
         touched |= memory.retouch
@@ -360,25 +351,26 @@ class Coordinator:
         await self.dispatcher.page_in()
         await self.fanouts.collect()
 
+    def _apply_outcomes(
+        self, outcomes: list[tuple[str, Outcome]], batch: Batch, now: datetime, touched: set[str]
+    ) -> tuple[dict[str, int], dict[str, list[AttemptKey]]]:
+        """The outcomes that arrived, then those of attempts fallen silent; what to
+        acknowledge to each executor, and what to cancel in each."""
+        acks: dict[str, int] = {}
+        for pool, outcome in outcomes:
+            self.outcome_applier.apply(outcome, batch, now, touched)
+            acks[pool] = max(acks.get(pool, 0), outcome.seq)
+        silent, to_cancel = self.heartbeats.expire(now)
+        for outcome in silent:
+            self.outcome_applier.apply(outcome, batch, now, touched)
+        return acks, to_cancel
+
     async def durably(self, call: Callable[..., T], *args: Any) -> T:
         """A store call in a thread, database outages waited out (durable.py)."""
         return await self.durable.call(call, *args)
 
-    def _fire_timers(self, batch: Batch, now: datetime, touched: set[str]) -> None:
-        memory = self.state
-        for timer in memory.timers.due(now):
-            if timer.kind is TimerKind.DEADLINE:
-                self.commands.internal("expire", timer.run_id)  # it may wait in the store only
-                continue
-            state = memory.runs.get(timer.run_id)
-            task = state.tasks.get((timer.step, timer.map_index)) if state else None
-            if state is None or task is None:
-                continue
-            if task.status is TaskStatus.COMPENSATING:
-                touched.add(timer.run_id)  # a compensation's retry is due: the saga phase sends it
-            elif task.status is TaskStatus.RETRYING:
-                touched.add(timer.run_id)
-                memory.record(state, engine.requeue(task, now), batch)
+    def _expire(self, run_id: str) -> None:
+        self.commands.internal("expire", run_id)  # it may wait in the store only
 
     # -- after the commit ----------------------------------------------------------------------
 

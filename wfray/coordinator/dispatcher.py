@@ -21,6 +21,7 @@ from wfray.domain.policy import FailureInfo
 from wfray.domain.records import AttemptRecord, TaskRecord
 from wfray.domain.run_state import RunState
 from wfray.domain.status import AttemptStatus, TaskStatus
+from wfray.domain.workflow import StepSchema
 
 # Attempts running at most, for workers to report outcomes to the coordinator directly:
 # one call per outcome beats the executor's batched path on latency, not on throughput.
@@ -76,6 +77,17 @@ class Launcher:
         self.heartbeats = heartbeats
         self.share_short_steps = settings.share_short_steps
 
+    def _shareable(self, workflow: str, task: TaskRecord, step: StepSchema, kind: str) -> bool:
+        """May this attempt share a Ray task with others (coordinator/shared_tasks.py)?"""
+        return (
+            self.share_short_steps
+            and kind == "step"
+            and task.pool == "cpu"
+            and step.timeout_s is None
+            and step.heartbeat_timeout_s is None
+            and self.state.short_steps.is_short(workflow, task.step)
+        )
+
     def launch(
         self,
         state: RunState,
@@ -127,13 +139,7 @@ class Launcher:
             timeout_s=step.timeout_s,
             heartbeat_timeout_s=step.heartbeat_timeout_s,
             report_directly=light_load,
-            shareable=self.share_short_steps
-            and not light_load
-            and kind == "step"
-            and task.pool == "cpu"
-            and step.timeout_s is None
-            and step.heartbeat_timeout_s is None
-            and memory.short_steps.is_short(state.run.workflow, task.step),
+            shareable=not light_load and self._shareable(state.run.workflow, task, step, kind),
             kind=kind,
             env_hash=env_hash,
             runtime_env_json=runtime_env or None,

@@ -7,13 +7,15 @@ object, never through the coordinator.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 
 from wfray.application.batch import Batch
 from wfray.coordinator.arguments import ArgumentBuilder
 from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.shared_tasks import ShortSteps
-from wfray.coordinator.timers import TimerQueue
+from wfray.coordinator.timers import TimerKind, TimerQueue
+from wfray.domain import engine
 from wfray.domain.queueing import QueueManager
 from wfray.domain.records import WHOLE_STEP, AttemptKey, AttemptRecord, RunRecord, TaskRecord
 from wfray.domain.run_state import Changes, RunState
@@ -160,3 +162,24 @@ class CoordinatorState:
     def _new_queues(self) -> QueueManager:
         s = self.settings
         return QueueManager(list(s.queues), s.pool_windows, s.memory_cap)
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def fire_timers(
+        self, batch: Batch, now: datetime, touched: set[str], expire: Callable[[str], None]
+    ) -> None:
+        """Due retries go back to their queue, a due compensation's run is touched (the saga
+        phase sends it), a passed deadline is handed to `expire`."""
+        for timer in self.timers.due(now):
+            if timer.kind is TimerKind.DEADLINE:
+                expire(timer.run_id)
+                continue
+            state = self.runs.get(timer.run_id)
+            task = state.tasks.get((timer.step, timer.map_index)) if state else None
+            if state is None or task is None:
+                continue
+            if task.status is TaskStatus.COMPENSATING:
+                touched.add(timer.run_id)
+            elif task.status is TaskStatus.RETRYING:
+                touched.add(timer.run_id)
+                self.record(state, engine.requeue(task, now), batch)
