@@ -120,14 +120,6 @@ def test_hostile_text_is_stored_clean_and_bounded(audit: AuditLog) -> None:
     assert len(json.dumps(back.params)) <= MAX_PARAMS_JSON
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'migrate.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 def test_migration_0013_adds_the_audit_log_and_goes_back(fresh_url: str) -> None:
     from wfray.adapters.sqlalchemy import migrate
     from wfray.adapters.sqlalchemy.audit import SqlAuditLog

@@ -4,9 +4,7 @@ began applying the outcome, and migration 0011 keeps the marks stored before it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 
@@ -31,14 +29,6 @@ def test_deaths_count_the_starts_that_went_down_applying(store: RunStore) -> Non
     assert store.note_undelivered([KEY], 5, NOW) == {KEY: 2}
     assert store.note_undelivered([KEY, OTHER], 6, NOW) == {KEY: 2}
     assert store.set_aside_outcomes() == []  # marks are not what operators are shown
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'migrate.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def test_migration_0011_keeps_the_marks_and_goes_back(fresh_url: str) -> None:

@@ -4,9 +4,7 @@ referred to by runs; and migration 0012, which adds them, keeps stored runs and 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 
@@ -32,14 +30,6 @@ def test_an_env_is_stored_once_and_runs_refer_to_it(store: RunStore) -> None:  #
     assert found["with-env"].env_hash == ENV.hash
     assert found["without"].env_hash is None
     assert CodeEnv.from_json(store.get_runtime_envs([ENV.hash])[ENV.hash]) == ENV
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'migrate.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def test_migration_0012_keeps_stored_runs_and_goes_back(fresh_url: str) -> None:

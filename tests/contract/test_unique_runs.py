@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 
@@ -59,14 +57,6 @@ def test_many_runs_of_one_key_and_many_keys(store: RunStore) -> None:  # noqa: F
     assert {ref[1]: run.run_id for ref, run in found.items()} == {
         f"k{j}": f"r{63 + j:03}" for j in range(7)
     }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'migrate.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def test_migration_0010_keeps_stored_runs_and_schedules_and_goes_back(fresh_url: str) -> None:
