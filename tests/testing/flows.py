@@ -150,3 +150,18 @@ on_paid = Workflow("testing_on_paid", input=Order, events=["testing.paid"])
 def thank(input: Order) -> str:
     EFFECTS[input.id].append("thanked")
     return f"thanks for {input.id}"
+
+
+# -- a run whose final step is mapped: its result is the list of its items' results ----------
+
+squares = Workflow("testing_squares")
+
+
+@squares.step
+def numbers(count: int = 3) -> list[int]:
+    return list(range(count))
+
+
+@squares.step(map="numbers")
+def square(numbers: int) -> int:
+    return numbers * numbers

@@ -90,15 +90,19 @@ def decode_result(view: RunView, flow: Workflow | None, blob_root: str | None) -
 
 
 def result_adapter(flow: Workflow | None) -> TypeAdapter[Any]:
-    """How a run's result is decoded: by the return type of its one final step."""
+    """How a run's result is decoded: by the return type of its one final step (a list of
+    them when that step is mapped: the run's result is its items' results)."""
     if flow is None:
-        return _adapter_for(None)
+        return _adapter_for(None, False)
     sinks = flow.schema.sinks()
-    return _adapter_for(flow.schema.step(sinks[0]).fn if len(sinks) == 1 else None)
+    if len(sinks) != 1:
+        return _adapter_for(None, False)
+    final = flow.schema.step(sinks[0])
+    return _adapter_for(final.fn, final.map is not None)
 
 
 @functools.lru_cache(maxsize=256)
-def _adapter_for(fn_path: str | None) -> TypeAdapter[Any]:
+def _adapter_for(fn_path: str | None, mapped: bool) -> TypeAdapter[Any]:
     # building a TypeAdapter costs more than a whole coordinator call: once per step
     if fn_path is None:
         return TypeAdapter(Any)
@@ -106,4 +110,4 @@ def _adapter_for(fn_path: str | None) -> TypeAdapter[Any]:
         hint = typing.get_type_hints(load_function(fn_path)).get("return", Any)
     except Exception:
         hint = Any
-    return TypeAdapter(hint)
+    return TypeAdapter(list[hint] if mapped else hint)  # type: ignore[valid-type]
