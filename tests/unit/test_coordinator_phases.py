@@ -17,7 +17,7 @@ from wfray.application.metrics import MetricsBuffer
 from wfray.coordinator.compensator import Compensator
 from wfray.coordinator.dispatcher import Dispatcher, Launcher
 from wfray.coordinator.durable import DurableStore
-from wfray.coordinator.heartbeats import HeartbeatWatch
+from wfray.coordinator.heartbeats import START_GRACE_S, HeartbeatWatch
 from wfray.coordinator.loading import RunLoader
 from wfray.coordinator.outcomes import OutcomeApplier
 from wfray.coordinator.settings import CoordinatorSettings
@@ -110,7 +110,32 @@ def test_dispatch_places_attempts_records_them_and_watches_their_heartbeats() ->
     assert phases.state.running_on == Counter({"io.0": 1, "io.1": 1})
     assert {a.executor for a in phases.state.attempts.values()} == {"io.0", "io.1"}
     assert len(batch.new_attempts) == 2 and phases.state.queued_count == 0
-    assert phases.heartbeats.next_due() == NOW + timedelta(seconds=30)
+    # its worker has START_GRACE_S to begin it before the 30 s of silence count
+    assert phases.heartbeats.next_due() == NOW + timedelta(seconds=30 + START_GRACE_S)
+
+
+def test_a_step_that_began_has_its_own_timeout_and_one_that_never_began_the_grace() -> None:
+    phases = Phases()
+    phases.start("began")
+    phases.start("never")
+    by_run = {d.run_id: d for d in phases.dispatcher.dispatch(Batch(), NOW, set())}
+    started_at = NOW + timedelta(seconds=20)  # a slow worker start
+    phases.heartbeats.beat(by_run["began"].attempt_key, None, started_at)  # its start beat
+    phases.heartbeats.apply(Batch())
+
+    lost, _ = phases.heartbeats.expire(started_at + timedelta(seconds=29))
+    assert lost == []  # the first 20 s were its worker starting, not silence
+    lost, stop = phases.heartbeats.expire(started_at + timedelta(seconds=31))
+    assert [o.run_id for o in lost] == ["began"]
+    assert "no heartbeat for 30s" in (lost[0].error_message or "")
+    assert sum(len(keys) for keys in stop.values()) == 1
+    phases.outcomes.apply(lost[0], Batch(), started_at + timedelta(seconds=31), set())
+
+    lost, _ = phases.heartbeats.expire(NOW + timedelta(seconds=30 + START_GRACE_S - 1))
+    assert lost == []  # never began: given the grace
+    lost, _ = phases.heartbeats.expire(NOW + timedelta(seconds=30 + START_GRACE_S))
+    assert [o.run_id for o in lost] == ["never"]
+    assert "(last: never)" in (lost[0].error_message or "")
 
 
 def test_a_failed_attempt_sets_a_retry_timer_and_frees_its_executor() -> None:

@@ -12,7 +12,7 @@ from typing import Protocol
 from wfray.application.batch import Batch
 from wfray.application.messages import UNREADABLE_ENV, ArgSpec, Dispatch, Outcome
 from wfray.coordinator.durable import DurableStore
-from wfray.coordinator.heartbeats import HeartbeatWatch
+from wfray.coordinator.heartbeats import START_GRACE_S, HeartbeatWatch
 from wfray.coordinator.loading import RunLoader
 from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.state import CoordinatorState
@@ -121,7 +121,7 @@ class Launcher:
         light_load = len(memory.attempts) < LIGHT_LOAD
         memory.attempt_started(key, attempt)
         if kind == "step" and step.heartbeat_timeout_s is not None:
-            self.heartbeats.watch(key, step.heartbeat_timeout_s, now)
+            self.heartbeats.watch(key, step.heartbeat_timeout_s, now, START_GRACE_S)
         env_hash = state.run.env_hash
         # loaded with the run (loading.py); one that cannot be read fails in its executor
         runtime_env = None if env_hash is None else memory.envs.get(env_hash, UNREADABLE_ENV)

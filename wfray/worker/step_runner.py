@@ -138,6 +138,15 @@ class PreparedAttempt:
         d = self.dispatch
         reached(moment, workflows=(d.workflow,), steps=(d.step,), kinds=(d.kind,))
 
+    def begin(self) -> None:
+        """The step's function is about to run. A step that must beat beats once now: its
+        watch began at dispatch with room for a slow worker start (coordinator/heartbeats.py),
+        and from this beat on it has its own timeout."""
+        self.reached(Moment.STEP_STARTED)
+        d = self.dispatch
+        if d.heartbeat_timeout_s is not None and d.kind == "step" and self.services is not None:
+            self.services.heartbeat(d.attempt_key, None)
+
     @property
     def is_async(self) -> bool:
         return self.fn is not None and _signature(self.fn).is_async
@@ -295,7 +304,7 @@ def run_attempt(
     try:
         attempt.prepare()
         assert attempt.fn is not None
-        attempt.reached(Moment.STEP_STARTED)
+        attempt.begin()
         value = attempt.fn(**attempt.kwargs)
         if inspect.isawaitable(value):
             import asyncio
@@ -331,7 +340,7 @@ async def run_attempt_async(
     try:
         attempt.prepare()
         assert attempt.fn is not None
-        attempt.reached(Moment.STEP_STARTED)
+        attempt.begin()
         if attempt.is_async:
             value = await attempt.fn(**attempt.kwargs)
         else:
