@@ -286,3 +286,12 @@ def tree_cpu_s(extra_pids: Iterable[int] = ()) -> dict[int, float]:
             cpu = proc.cpu_times()
             used[proc.pid] = cpu.user + cpu.system
     return used
+
+
+def cell(value: Any) -> str:
+    """A figure as the growth tables print it: thousands separated, two decimals below 10."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+    return f"{value:,}"

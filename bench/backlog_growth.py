@@ -37,6 +37,7 @@ import psutil
 
 from bench._common import (
     ForeignLoad,
+    cell,
     log,
     mib,
     peak_rss,
@@ -222,7 +223,7 @@ def table(results: dict[int, dict[str, Any]]) -> str:
     header = f"{'':<40}" + "".join(f"{f'{size:,} runs':>{width}}" for size in results)
     lines = [header, "-" * len(header)]
     for label, system, key in ROWS:
-        cells = "".join(f"{_fmt(results[size][system][key]):>{width}}" for size in results)
+        cells = "".join(f"{cell(results[size][system][key]):>{width}}" for size in results)
         lines.append(f"{label:<40}{cells}")
     lines.append("")
     lines.append(
@@ -231,14 +232,6 @@ def table(results: dict[int, dict[str, Any]]) -> str:
         "a fresh instance per size"
     )
     return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
-    return f"{value:,}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,7 @@ import psutil
 from bench._common import (
     GET_TIMEOUT_S,
     ForeignLoad,
+    cell,
     log,
     mib,
     peak_rss,
@@ -137,7 +138,7 @@ def table(results: dict[int, dict[str, Any]]) -> str:
         cells = ""
         for size in results:
             value = results[size][key] if system is None else results[size][system][key]
-            cells += f"{_fmt(value):>{width}}"
+            cells += f"{cell(value):>{width}}"
         lines.append(f"{label:<38}{cells}")
     lines.append("")
     lines.append(
@@ -145,14 +146,6 @@ def table(results: dict[int, dict[str, Any]]) -> str:
         "results; wfray on SQLite (fsync on every commit), a fresh instance per size"
     )
     return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
-    return f"{value:,}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,7 @@ import psutil
 from bench._common import (
     GET_TIMEOUT_S,
     ForeignLoad,
+    cell,
     log,
     setup_logging,
     start_ray,
@@ -253,7 +254,7 @@ def table(results: dict[int, dict[str, Any]]) -> str:
     header = f"{'':<52}" + "".join(f"{f'{size:,}':>{width}}" for size in results)
     lines = [header, "-" * len(header)]
     for label, key in ROWS:
-        cells = "".join(f"{_fmt(results[size][key]):>{width}}" for size in results)
+        cells = "".join(f"{cell(results[size][key]):>{width}}" for size in results)
         lines.append(f"{label:<52}{cells}")
     lines.append("")
     lines.append(
@@ -261,12 +262,6 @@ def table(results: dict[int, dict[str, Any]]) -> str:
         f"{ATTEMPTS_PER_ITEM - 1} times before it succeeds; wfray on SQLite; best of {REPEATS}"
     )
     return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
-    return f"{value:,}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
