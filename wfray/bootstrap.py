@@ -112,6 +112,14 @@ def audit_loops(settings: Settings, audit: AuditLog) -> tuple[Loop, ...]:
     return (("wfray-audit-retention", lambda: purge_forever(audit, SystemClock(), keep)),)
 
 
+def coordinator_actor(settings: Settings) -> Any:
+    """The coordinator actor of the cluster (got, or created to host what `build_system`
+    builds)."""
+    from wfray.adapters.ray import actors
+
+    return actors.coordinator_actor(settings, build_system)
+
+
 async def build_executors(settings: Settings) -> dict[str, StepExecutor]:
     """One detached executor actor per pool (got if it already runs and runs this wfray)."""
     from wfray.adapters.ray.actors import step_executors

@@ -25,6 +25,7 @@ from wfray.adapters.ray.executor import (
 )
 from wfray.adapters.ray.host import (
     COORDINATOR_NAME,
+    Build,
     CoordinatorHost,
     executor_name,
     io_executor_ids,
@@ -61,10 +62,10 @@ class CoordinatorActor(CoordinatorHost):
     client asks.
     """
 
-    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
+    async def __init__(self, settings: Settings, build: Build) -> None:  # type: ignore[misc]
         logging.basicConfig(level=logging.INFO)
         collect_garbage_rarely()
-        super().__init__(settings)
+        super().__init__(settings, build)
         self.restarted_by_ray = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         self.begin_start()
 
@@ -101,8 +102,9 @@ def coordinator_placement(settings: Settings, node_id: str | None) -> Any:
     return NodeAffinitySchedulingStrategy(preferred, soft=True)
 
 
-def coordinator_actor(settings: Settings, *, node_id: str | None = None) -> Any:
-    """Get or create the coordinator actor, placed by `coordinator_placement`."""
+def coordinator_actor(settings: Settings, build: Build, *, node_id: str | None = None) -> Any:
+    """Get or create the coordinator actor, placed by `coordinator_placement`, hosting what
+    `build` makes (a module-level function: Ray sends it by name; bootstrap picks it)."""
     return (
         ray.remote(CoordinatorActor)
         .options(
@@ -111,7 +113,7 @@ def coordinator_actor(settings: Settings, *, node_id: str | None = None) -> Any:
             scheduling_strategy=coordinator_placement(settings, node_id),
             **DETACHED,
         )
-        .remote(settings)
+        .remote(settings, build)
     )
 
 

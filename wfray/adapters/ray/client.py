@@ -10,11 +10,12 @@ from typing import Any
 import ray
 
 from wfray.adapters.blob import check_blob_root
-from wfray.adapters.ray.actors import coordinator_actor, executor_actor_names
+from wfray.adapters.ray.actors import executor_actor_names
 from wfray.adapters.ray.host import COORDINATOR_NAME, executor_name, io_executor_ids
 from wfray.adapters.ray.link import CoordinatorLink
 from wfray.adapters.ray.runtime_env import current_job_env, uploaded_env
 from wfray.application.client_commands import Pid, Start
+from wfray.bootstrap import coordinator_actor
 from wfray.client.client import Client
 from wfray.config import Settings, load_settings
 from wfray.domain.code_env import CodeEnv

@@ -2,7 +2,8 @@
 until that has started, and answers the coordinator's clients.
 
 A plain class: the Ray decoration is applied in actors.py, the one factory, as Ray Serve wraps
-its plain ServeController; the constructor makes no Ray call.
+its plain ServeController; the constructor makes no Ray call. What it starts is built by the
+composition root (bootstrap.build_system), handed in as `build`: the host names no adapter.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 from wfray.application.client_commands import Command, R
+from wfray.application.ports import RunLedger
 from wfray.application.wire import Sealed, open_outcome
-from wfray.bootstrap import System, build_system
 from wfray.config import Settings
 from wfray.coordinator.client_handlers import answer
+from wfray.coordinator.desk import Started
 from wfray.coordinator.health import note_crash
 from wfray.domain.errors import VersionMismatchError, WfrayError
 from wfray.domain.records import AttemptKey
@@ -29,7 +32,19 @@ log = logging.getLogger("wfray.host")
 COORDINATOR_NAME = "wfray-coordinator"
 START_WAIT_S = 20.0
 
-Build = Callable[[Settings], Awaitable[System]]
+
+class Hosted(Started, Protocol):
+    """What the host starts and serves (bootstrap.System is one): the handlers' view of it,
+    the store it notes a crash in, and the loops to run beside the coordinator."""
+
+    @property
+    def store(self) -> RunLedger: ...
+
+    @property
+    def loops(self) -> Sequence[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]: ...
+
+
+Build = Callable[[Settings], Awaitable[Hosted]]
 
 
 def executor_name(executor: str) -> str:
@@ -44,10 +59,10 @@ def io_executor_ids(settings: Settings) -> list[str]:
 class CoordinatorHost:
     """Builds and starts the system on (re)start, recovering from the store; then serves it."""
 
-    def __init__(self, settings: Settings, build: Build = build_system) -> None:
+    def __init__(self, settings: Settings, build: Build) -> None:
         self.settings = settings
         self.build = build
-        self.system: System | None = None
+        self.system: Hosted | None = None
         self._starter: asyncio.Task[None] | None = None
         self._started: asyncio.Event | None = None
         self._start_error: Exception | None = None
@@ -80,7 +95,7 @@ class CoordinatorHost:
                     f"{self._start_error or 'still starting'}"
                 ) from None
 
-    async def ready(self, wait_s: float = START_WAIT_S) -> System:
+    async def ready(self, wait_s: float = START_WAIT_S) -> Hosted:
         """The started system, once it has started (within `wait_s`)."""
         await self.start(wait_s)
         assert self.system is not None
@@ -167,7 +182,7 @@ class CoordinatorHost:
         (await self.ready()).coordinator.heartbeat(beats)
 
 
-def _crash(system: System, task: asyncio.Task[None]) -> None:
+def _crash(system: Hosted, task: asyncio.Task[None]) -> None:
     if task.cancelled() or task.exception() is None:
         return
     log.critical("coordinator loop died; restarting the actor", exc_info=task.exception())
