@@ -48,6 +48,7 @@ HOPS = (
 def measure(store: str, runs: int) -> dict[str, list[float]]:
     from bench.workloads import bench_noop
     from wfray.adapters.sqlalchemy.store import SqlRunStore
+    from wfray.domain.reads import RunFilter
 
     hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
     with wfray_instance(store) as client:
@@ -61,7 +62,7 @@ def measure(store: str, runs: int) -> dict[str, list[float]]:
         db = SqlRunStore(client.settings.database_url, create=False)
         try:
             # the runs just made, oldest first: one each, in the order of the stamps
-            made = db.list_runs(workflow=client.workflow(bench_noop).name, limit=runs)[::-1]
+            made = db.list_runs(RunFilter(client.workflow(bench_noop).name, limit=runs))[::-1]
             for run, (began, done) in zip(made, stamps, strict=True):
                 attempt = db.get_attempts(run.run_id)[-1]
                 assert run.finished_at and attempt.started_at and attempt.finished_at

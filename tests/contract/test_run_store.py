@@ -19,6 +19,7 @@ from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.batch import Batch
 from wfray.application.ports import RunStore
 from wfray.domain.errors import SchemaOutdatedError, StaleWriteError, StoreUnavailableError
+from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import StepSchema, WorkflowSchema
@@ -152,7 +153,7 @@ def snapshot(store: RunStore, run_ids: list[str]) -> tuple[Any, ...]:
         store.find_runs(run_ids),
         store.get_tasks(run_ids),
         [store.get_attempts(rid) for rid in run_ids],
-        [store.get_logs(rid) for rid in run_ids],
+        [store.get_logs(LogQuery(rid)) for rid in run_ids],
     )
 
 
@@ -220,7 +221,7 @@ def test_one_commit_round_trips_every_field(store: RunStore) -> None:
     got_attempt = store.get_attempts("r1")
     assert got_attempt == [attempt]
     assert isinstance(got_attempt[0].status, AttemptStatus)
-    got_logs = store.get_logs("r1")
+    got_logs = store.get_logs(LogQuery("r1"))
     assert got_logs == [replace(line, id=got_logs[0].id)]
     assert isinstance(got_logs[0].id, int)  # the store numbers its lines
     assert got_logs[0].ts.tzinfo is not None
@@ -240,7 +241,7 @@ def test_replaying_a_batch_changes_nothing(store: RunStore) -> None:
     before = snapshot(store, ["r1"])
     store.commit(batch)
     assert snapshot(store, ["r1"]) == before
-    assert [line.message for line in store.get_logs("r1")] == ["same", "same", "other"]
+    assert [line.message for line in store.get_logs(LogQuery("r1"))] == ["same", "same", "other"]
 
     update = Batch()
     update.update_run(replace(run, status=RunStatus.RUNNING), RunStatus.QUEUED)
@@ -250,13 +251,13 @@ def test_replaying_a_batch_changes_nothing(store: RunStore) -> None:
     after = snapshot(store, ["r1"])
     store.commit(update)  # a replay finds the new status and rewrites the same values
     assert snapshot(store, ["r1"]) == after
-    assert len(store.get_logs("r1")) == 4
+    assert len(store.get_logs(LogQuery("r1"))) == 4
     assert len(store.list_workflows()) == 1
 
 
 def test_empty_batch_is_fine(store: RunStore) -> None:
     store.commit(Batch())
-    assert store.list_runs() == []
+    assert store.list_runs(RunFilter()) == []
 
 
 @pytest.mark.parametrize("kind", ["run", "task", "attempt"])
@@ -419,18 +420,18 @@ def test_list_runs_filters_order_and_limit(store: RunStore) -> None:
         make_run("a3", workflow="a", created_at=T0 + timedelta(seconds=3)),  # tie: by run_id
     ]
     commit(store, *records)
-    assert [r.run_id for r in store.list_runs()] == ["a3", "a2", "b1", "a1"]
-    assert [r.run_id for r in store.list_runs(workflow="a")] == ["a3", "a2", "a1"]
-    assert [r.run_id for r in store.list_runs(status=RunStatus.RUNNING)] == ["a2", "b1"]
-    assert [r.run_id for r in store.list_runs("a", RunStatus.RUNNING)] == ["a2"]
-    assert [r.run_id for r in store.list_runs(limit=2)] == ["a3", "a2"]
-    assert store.list_runs(workflow="nope") == []
+    assert [r.run_id for r in store.list_runs(RunFilter())] == ["a3", "a2", "b1", "a1"]
+    assert [r.run_id for r in store.list_runs(RunFilter(workflow="a"))] == ["a3", "a2", "a1"]
+    assert [r.run_id for r in store.list_runs(RunFilter(status=RunStatus.RUNNING))] == ["a2", "b1"]
+    assert [r.run_id for r in store.list_runs(RunFilter("a", RunStatus.RUNNING))] == ["a2"]
+    assert [r.run_id for r in store.list_runs(RunFilter(limit=2))] == ["a3", "a2"]
+    assert store.list_runs(RunFilter(workflow="nope")) == []
     window = {
         "created_after": T0 + timedelta(seconds=2),
         "created_before": T0 + timedelta(seconds=3),
     }
-    assert [r.run_id for r in store.list_runs(**window)] == ["b1"]  # after is inclusive
-    later = store.list_runs("a", created_after=T0 + timedelta(seconds=2))
+    assert [r.run_id for r in store.list_runs(RunFilter(**window))] == ["b1"]  # after is inclusive
+    later = store.list_runs(RunFilter("a", created_after=T0 + timedelta(seconds=2)))
     assert [r.run_id for r in later] == ["a3", "a2"]
 
 
@@ -579,10 +580,10 @@ def test_get_logs_by_step(store: RunStore) -> None:
     lines = [make_log(step="a", message="1"), make_log(step="b", message="2")]
     commit(store, logs=lines)
     commit(store, logs=[make_log(step="a", message="3"), make_log("r2", step="a", message="x")])
-    assert [line.message for line in store.get_logs("r1")] == ["1", "2", "3"]
-    assert [line.message for line in store.get_logs("r1", "a")] == ["1", "3"]
-    assert store.get_logs("r1", "zz") == []
-    assert [line.message for line in store.get_logs("r2")] == ["x"]
+    assert [line.message for line in store.get_logs(LogQuery("r1"))] == ["1", "2", "3"]
+    assert [line.message for line in store.get_logs(LogQuery("r1", "a"))] == ["1", "3"]
+    assert store.get_logs(LogQuery("r1", "zz")) == []
+    assert [line.message for line in store.get_logs(LogQuery("r2"))] == ["x"]
 
 
 # -- SQL only -------------------------------------------------------------------------
@@ -803,7 +804,7 @@ def test_a_bulk_commit_uses_executemany(sql_url: str, monkeypatch: pytest.Monkey
         store.commit(batch)  # replayed
         assert store.count_queued() == 0
         assert len(store.get_tasks(["r1"])) == count
-        assert len(store.get_logs("r1")) == count
+        assert len(store.get_logs(LogQuery("r1"))) == count
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", record)
         store.close()
@@ -908,11 +909,11 @@ def test_list_runs_pages_by_keyset_after_a_position(store: RunStore) -> None:
         make_run("a-early", created_at=tie - timedelta(seconds=1)),
     )
     order = ["z-late", "t3", "t2", "t1", "a-early"]
-    assert [r.run_id for r in store.list_runs()] == order
+    assert [r.run_id for r in store.list_runs(RunFilter())] == order
     pages: list[list[str]] = []
     position = None
     while True:
-        page = store.list_runs(limit=2, position=position)
+        page = store.list_runs(RunFilter(limit=2, position=position))
         if not page:
             break
         pages.append([r.run_id for r in page])
@@ -920,9 +921,12 @@ def test_list_runs_pages_by_keyset_after_a_position(store: RunStore) -> None:
     assert pages == [["z-late", "t3"], ["t2", "t1"], ["a-early"]]
     # A position of the store's own instant in another zone finds the same rows.
     at_cest = tie.astimezone(CEST)
-    assert [r.run_id for r in store.list_runs(position=(at_cest, "t2"))] == ["t1", "a-early"]
+    assert [r.run_id for r in store.list_runs(RunFilter(position=(at_cest, "t2")))] == [
+        "t1",
+        "a-early",
+    ]
     # A forged position (an id that does not exist) is still one bounded page.
-    assert [r.run_id for r in store.list_runs(limit=1, position=(tie, "t25"))] == ["t2"]
+    assert [r.run_id for r in store.list_runs(RunFilter(limit=1, position=(tie, "t25")))] == ["t2"]
 
 
 def test_tasks_and_attempts_are_paged_by_key(store: RunStore) -> None:
@@ -950,16 +954,20 @@ def test_log_lines_have_increasing_ids_and_are_read_after_one(store: RunStore) -
     commit(store, logs=[make_log(message=str(i)) for i in range(3)])
     commit(store, logs=[make_log(step="other", message="3"), make_log(message="4")])
 
-    lines = store.get_logs("r1")
+    lines = store.get_logs(LogQuery("r1"))
     ids = [line.id for line in lines]
     assert all(isinstance(i, int) for i in ids) and ids == sorted(set(ids)), ids  # type: ignore[type-var]
-    assert [line.message for line in store.get_logs("r1", after_id=ids[1])] == ["2", "3", "4"]
-    assert [line.message for line in store.get_logs("r1", after_id=ids[1], limit=2)] == [
+    assert [line.message for line in store.get_logs(LogQuery("r1", after_id=ids[1]))] == [
+        "2",
+        "3",
+        "4",
+    ]
+    assert [line.message for line in store.get_logs(LogQuery("r1", after_id=ids[1], limit=2))] == [
         "2",
         "3",
     ]
-    assert [line.message for line in store.get_logs("r1", "fetch", ids[2])] == ["4"]
-    assert store.get_logs("r1", after_id=ids[-1]) == []
+    assert [line.message for line in store.get_logs(LogQuery("r1", "fetch", ids[2]))] == ["4"]
+    assert store.get_logs(LogQuery("r1", after_id=ids[-1])) == []
 
 
 def test_a_run_keeps_the_hash_of_the_request_that_claimed_its_key(store: RunStore) -> None:

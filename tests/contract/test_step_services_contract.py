@@ -33,6 +33,7 @@ from wfray.coordinator.coordinator import Coordinator
 from wfray.domain.claims import Holder
 from wfray.domain.errors import ClaimNotHeldError, InvalidClaimError, UnknownWorkflowError
 from wfray.domain.ids import event_run_id
+from wfray.domain.reads import LogQuery
 from wfray.domain.records import AttemptKey, LogRecord, TaskRecord
 from wfray.domain.status import TaskStatus
 from wfray.sdk.runtime import StepServices
@@ -103,7 +104,7 @@ class MemoryWiring(Wiring):
         return self.read(self.store.get_tasks, [run_id])
 
     def logs(self, run_id: str) -> list[LogRecord]:
-        return self.read(self.store.get_logs, run_id)
+        return self.read(self.store.get_logs, LogQuery(run_id))
 
     def close(self) -> None:
         async def stop() -> None:

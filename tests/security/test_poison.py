@@ -24,6 +24,7 @@ from tests.security._poison_support import (
     run,
 )
 from wfray.application.messages import SubmitRequest
+from wfray.domain.reads import LogQuery
 from wfray.domain.status import AttemptStatus, RunStatus
 
 pytestmark = pytest.mark.timeout(120)
@@ -69,7 +70,7 @@ def check(kind: str, store: Any, run_id: str) -> None:
     first = attempts[0]
     if kind.endswith("_log"):
         assert first.status is AttemptStatus.SUCCEEDED
-        lines = [line.message for line in store.get_logs(run_id)]
+        lines = [line.message for line in store.get_logs(LogQuery(run_id))]
         assert any("\ufffd" in line for line in lines), lines
         assert all("\x00" not in line for line in lines)
         return

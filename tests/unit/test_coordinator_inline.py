@@ -22,6 +22,7 @@ from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.messages import RunView, SubmitRequest, SubmitResult
 from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 from wfray.domain.policy import RetryPolicy
+from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.records import AttemptRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.sdk.definition import Workflow
@@ -212,14 +213,14 @@ def test_log_lines_are_stored_with_their_attempt() -> None:
     store = run(scenario)
     lines = [
         (x.step, x.map_index, x.attempt, x.level, x.logger, x.message)
-        for x in store.get_logs("talk")
+        for x in store.get_logs(LogQuery("talk"))
     ]
     logger = "wfray.step.unit_chatty.talk"
     assert lines == [
         ("talk", -1, 1, "INFO", logger, "talking to ninox"),
         ("talk", -1, 1, "WARNING", logger, "careful with attempt 1"),
     ]
-    assert store.get_logs("talk", step="other") == []
+    assert store.get_logs(LogQuery("talk", step="other")) == []
 
 
 # -- submissions -------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ def test_the_same_run_id_twice_makes_one_run() -> None:
     same_batch, next_batch, store = run(scenario)
     assert same_batch == [SubmitResult("once", True), SubmitResult("once", False)]
     assert next_batch == [SubmitResult("once", False)]
-    assert [r.run_id for r in store.list_runs()] == ["once"]
+    assert [r.run_id for r in store.list_runs(RunFilter())] == ["once"]
     assert len(store.get_attempts("once")) == 1
 
 
@@ -285,7 +286,7 @@ def test_one_idempotency_key_with_two_run_ids_makes_one_run() -> None:
     same_batch, next_batch, store = run(scenario)
     assert same_batch == [SubmitResult("first", True), SubmitResult("first", False)]
     assert next_batch == [SubmitResult("first", False)]
-    assert [r.run_id for r in store.list_runs()] == ["first"]
+    assert [r.run_id for r in store.list_runs(RunFilter())] == ["first"]
 
 
 def test_a_full_backlog_refuses_submissions_until_it_drains() -> None:
@@ -607,7 +608,7 @@ def test_a_failed_compensation_lands_on_the_dead_letter_list_and_can_be_retried(
             views = await finish(c, "dead")
             assert views["dead"].status is RunStatus.COMPENSATION_FAILED
             assert unit_flows.UNDONE == ["s3:3"]  # s1 waits behind the failed s2
-            dead_letter = store.list_runs(status=RunStatus.COMPENSATION_FAILED)
+            dead_letter = store.list_runs(RunFilter(status=RunStatus.COMPENSATION_FAILED))
             assert [r.run_id for r in dead_letter] == ["dead"]
             tries = [a for a in attempts(store, "dead", "s2") if a.kind == "compensation"]
             assert [a.status for a in tries] == [AttemptStatus.FAILED] * 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wfray.config import load_settings, mask_url_password
+from wfray.domain.reads import RunFilter
 
 PASSWORD = "hunter2-Secret"
 ENV = {
@@ -131,7 +132,7 @@ def test_an_event_payload_one_subscriber_refuses_starts_no_run_for_any() -> None
                 validated_inputs("order.delivered", {"order": "seven"}, unit_flows.ALL)
             assert "subscriber 'unit_on_delivered_a'" in str(bad.value)
             assert "order: Input should be a valid integer" in str(bad.value)
-            assert store.list_runs(limit=10) == []
+            assert store.list_runs(RunFilter(limit=10)) == []
             inputs = validated_inputs("order.delivered", {"order": "7"}, unit_flows.ALL)
             started = await c.publish("order.delivered", "ignored", "evt-ok", inputs=inputs)
             assert len(started) == 2

@@ -15,6 +15,7 @@ from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.coordinator.heartbeats import HEARTBEAT_LOST
 from wfray.domain.ids import event_run_id
 from wfray.domain.queueing import QueueConfig
+from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.status import AttemptStatus, RunStatus
 from wfray.sdk.events import validated_inputs
 from wfray.worker.step_runner import RunnerSettings
@@ -107,7 +108,7 @@ def test_a_step_publishes_events_once_even_when_run_twice() -> None:
                 services.publish, "order.delivered", {"order": 3}, "pub:announce:-1:1"
             )
             assert sorted(again) == sorted(started_ids)
-        subscribed = [r for r in store.list_runs(limit=50) if r.trigger == "event"]
+        subscribed = [r for r in store.list_runs(RunFilter(limit=50)) if r.trigger == "event"]
         assert len(subscribed) == 2
 
     run(scenario)
@@ -187,14 +188,14 @@ def test_a_running_step_streams_its_log_lines_before_it_ends() -> None:
         async with coordinator(store, {"cpu": shared, "io": shared}) as c:
             services.bind(c)
             await c.submit([request("story", unit_flows.streaming, None)])
-            while len(store.get_logs("story")) < 3:
+            while len(store.get_logs(LogQuery("story"))) < 3:
                 await asyncio.sleep(0.05)
             (task,) = store.get_tasks(["story"])
             assert task.status.value == "running"  # the lines arrived while it runs
             unit_flows.release("narrated")
             views = await finish(c, "story")
             assert views["story"].status is RunStatus.COMPLETED
-        messages = [line.message for line in store.get_logs("story")]
+        messages = [line.message for line in store.get_logs(LogQuery("story"))]
         assert messages == ["chapter 0", "chapter 1", "chapter 2"]  # each exactly once
 
     run(scenario, timeout_s=20)

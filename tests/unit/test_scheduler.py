@@ -24,6 +24,7 @@ from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.coordinator.coordinator import Coordinator
 from wfray.coordinator.scheduler import Scheduler
 from wfray.domain.errors import ScheduleNotFoundError, StoreUnavailableError
+from wfray.domain.reads import RunFilter
 from wfray.domain.records import RunRecord
 from wfray.domain.schedule import (
     ScheduleRecord,
@@ -76,7 +77,7 @@ def nap(seconds: float, **kw: Any) -> ScheduleSpec:
 
 
 def scheduled_runs(store: InMemoryRunStore) -> list[RunRecord]:
-    runs = store.list_runs(limit=1000)
+    runs = store.list_runs(RunFilter(limit=1000))
     return sorted((r for r in runs if r.trigger == "schedule"), key=lambda r: r.trigger_id or "")
 
 

@@ -20,6 +20,7 @@ from wfray.client.submission import build_requests
 from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 from wfray.domain.errors import DefinitionError, UniqueKeyError, UniqueRunError
 from wfray.domain.limits import MAX_KEY_CHARS
+from wfray.domain.reads import RunFilter
 from wfray.domain.status import RunStatus
 from wfray.domain.uniqueness import UniqueAnswer, UniquePolicy
 from wfray.sdk.definition import Workflow
@@ -180,7 +181,7 @@ def test_one_key_in_one_batch_makes_one_run_and_answers_all_with_it() -> None:
 
     results = scenario(body)
     assert results == [SubmitResult("r0", True)] + [SubmitResult("r0", False)] * 4
-    assert [(r.run_id, r.unique_key) for r in store.list_runs()] == [("r0", "weekly:W1")]
+    assert [(r.run_id, r.unique_key) for r in store.list_runs(RunFilter())] == [("r0", "weekly:W1")]
 
 
 def test_each_policy_after_the_run_finished() -> None:
@@ -221,7 +222,7 @@ def test_refuse_while_active_refuses_the_second_of_one_batch() -> None:
     assert first == SubmitResult("a", True) and other_week == SubmitResult("c", True)
     assert second.error_code == "unique_run_exists" and second.error is not None
     assert "is queued" in second.error and "while_active='refuse'" in second.error
-    assert sorted(r.run_id for r in store.list_runs()) == ["a", "c"]
+    assert sorted(r.run_id for r in store.list_runs(RunFilter())) == ["a", "c"]
 
 
 def test_new_if_failed_starts_again_after_a_failure_only() -> None:
@@ -259,7 +260,7 @@ def test_a_restarted_coordinator_reads_the_keys_holder_from_the_store() -> None:
 
     scenario(first)
     assert scenario(second) == [SubmitResult("before", False)]
-    assert [r.run_id for r in store.list_runs()] == ["before"]
+    assert [r.run_id for r in store.list_runs(RunFilter())] == ["before"]
 
 
 def test_a_request_without_the_key_its_workflow_declares_is_refused_and_stores_nothing() -> None:
@@ -278,7 +279,7 @@ def test_a_request_without_the_key_its_workflow_declares_is_refused_and_stores_n
     assert "'unit_unique_default' declares a uniqueness key" in keyless.error
     assert bad.error_code == "invalid_input" and bad.error is not None
     assert "NUL" in bad.error
-    assert store.list_runs() == []
+    assert store.list_runs(RunFilter()) == []
 
 
 # -- schedules ----------------------------------------------------------------------------------
@@ -323,4 +324,4 @@ def test_schedule_ticks_honour_the_policy_and_a_refused_tick_is_not_retried() ->
     for name in ("unit_unique_once", "unit_unique_refuse"):
         record = schedules.get(name)
         assert record is not None and record.last_fired == t0 + 3 * hour  # handled
-    assert sorted(r.unique_key or "" for r in store.list_runs()) == ["weekly:W9"] * 2
+    assert sorted(r.unique_key or "" for r in store.list_runs(RunFilter())) == ["weekly:W9"] * 2

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
 from wfray.application.views import ClaimView, RunDetail, ScheduleInfo
 from wfray.domain.audit import AuditEntry, AuditQuery, Origin
 from wfray.domain.code_env import CodeEnv
+from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.records import AttemptKey, LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
 from wfray.domain.workflow import WorkflowSchema
@@ -183,20 +183,12 @@ class DetailPage(Command[RunDetail]):
 
 @dataclass(frozen=True, slots=True)
 class ListRuns(Command[list[RunRecord]]):
-    workflow: str | None = None
-    status: str | None = None
-    limit: int = 100
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    position: tuple[datetime, str] | None = None
+    wanted: RunFilter
 
 
 @dataclass(frozen=True, slots=True)
 class Logs(Command[list[LogRecord]]):
-    run_id: str
-    step: str | None = None
-    after_id: int | None = None
-    limit: int | None = None
+    wanted: LogQuery
 
 
 @dataclass(frozen=True, slots=True)

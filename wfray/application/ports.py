@@ -25,9 +25,9 @@ from wfray.application.quarantine import QuarantinedOutcome
 from wfray.application.views import ChildPlacement, ChildStatus, ClaimView, StoreFacts
 from wfray.domain.audit import AuditEntry, AuditQuery
 from wfray.domain.claims import ClaimRecord
+from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.schedule import ScheduleRecord, ScheduleSpec
-from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
 
 
@@ -149,17 +149,8 @@ class RunReader(RunLookup, Protocol):
     """The read side: what operators and clients ask (queries.py, the HTTP API, the CLI).
     It writes nothing, and whoever built it closes it."""
 
-    def list_runs(
-        self,
-        workflow: str | None = None,
-        status: RunStatus | None = None,
-        limit: int = 100,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        position: tuple[datetime, str] | None = None,
-    ) -> list[RunRecord]:
-        """Runs newest first, (created_at, run_id) descending; with `position`, only those
-        after it in that order (a keyset page: the query reads `limit` rows, no more)."""
+    def list_runs(self, wanted: RunFilter) -> list[RunRecord]:
+        """The runs `wanted` names, newest first (domain/reads.py)."""
         ...
 
     def get_attempts(self, run_id: str) -> list[AttemptRecord]: ...
@@ -181,14 +172,8 @@ class RunReader(RunLookup, Protocol):
         """How many tasks and attempts the run has, without reading them."""
         ...
 
-    def get_logs(
-        self,
-        run_id: str,
-        step: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[LogRecord]:
-        """Log lines in the order stored (increasing `id`), after line `after_id`."""
+    def get_logs(self, wanted: LogQuery) -> list[LogRecord]:
+        """The log lines `wanted` names, in the order stored (increasing `id`)."""
         ...
 
     def set_aside_outcomes(self) -> list[QuarantinedOutcome]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from wfray.application.ports import RunReader
 from wfray.application.views import RunDetail
-from wfray.domain.errors import RunNotFoundError, WfrayError
+from wfray.domain.errors import RunNotFoundError
+from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.records import LogRecord, RunRecord
-from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
 
 
@@ -60,32 +59,11 @@ class Queries:
             else [],
         )
 
-    def list_runs(
-        self,
-        workflow: str | None = None,
-        status: str | None = None,
-        limit: int = 100,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        position: tuple[datetime, str] | None = None,
-    ) -> list[RunRecord]:
-        try:
-            wanted = RunStatus(status) if status is not None else None
-        except ValueError:
-            known = ", ".join(s.value for s in RunStatus)
-            raise WfrayError(f"unknown run status {status!r}; known: {known}") from None
-        return self.store.list_runs(
-            workflow, wanted, limit, created_after, created_before, position
-        )
+    def list_runs(self, wanted: RunFilter) -> list[RunRecord]:
+        return self.store.list_runs(wanted)
 
-    def logs(
-        self,
-        run_id: str,
-        step: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[LogRecord]:
-        return self.store.get_logs(run_id, step, after_id, limit)
+    def logs(self, wanted: LogQuery) -> list[LogRecord]:
+        return self.store.get_logs(wanted)
 
     def workflows(self) -> list[WorkflowSchema]:
         return self.store.list_workflows()

@@ -52,6 +52,7 @@ from wfray.domain.audit import Origin
 from wfray.domain.code_env import CodeEnv, recorded_env
 from wfray.domain.errors import WfrayError
 from wfray.domain.policy import RetryPolicy
+from wfray.domain.reads import LogQuery, RunFilter, run_status
 from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
 from wfray.sdk.definition import Workflow, WorkflowRef, resolve_workflow
@@ -373,7 +374,10 @@ class Client(ScheduleCalls):
     ) -> list[RunRecord]:
         """Runs, newest first, filtered by workflow, status and creation time; with
         `position` (created_at, run_id), those after it in that order."""
-        return self.call(ListRuns(workflow, status, limit, created_after, created_before, position))
+        wanted = RunFilter(
+            workflow, run_status(status), limit, created_after, created_before, position
+        )
+        return self.call(ListRuns(wanted))
 
     def logs(
         self,
@@ -383,7 +387,7 @@ class Client(ScheduleCalls):
         limit: int | None = None,
     ) -> list[LogRecord]:
         """Log lines in order; with `after_id`, those after that line (`LogRecord.id`)."""
-        return self.call(Logs(run_id, step, after_id, limit))
+        return self.call(Logs(LogQuery(run_id, step, after_id, limit)))
 
     def stats(self) -> dict[str, Any]:
         return self.call(Stats())

@@ -196,20 +196,12 @@ async def detail_page(desk: Desk, c: DetailPage) -> RunDetail:
 
 async def list_runs(desk: Desk, c: ListRuns) -> list[RunRecord]:
     queries = (await desk.ready()).queries
-    return await asyncio.to_thread(
-        queries.list_runs,
-        c.workflow,
-        c.status,
-        c.limit,
-        c.created_after,
-        c.created_before,
-        c.position,
-    )
+    return await asyncio.to_thread(queries.list_runs, c.wanted)
 
 
 async def logs(desk: Desk, c: Logs) -> list[LogRecord]:
     queries = (await desk.ready()).queries
-    return await asyncio.to_thread(queries.logs, c.run_id, c.step, c.after_id, c.limit)
+    return await asyncio.to_thread(queries.logs, c.wanted)
 
 
 async def workflows(desk: Desk, command: Workflows) -> list[WorkflowSchema]:

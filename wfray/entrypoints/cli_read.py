@@ -15,6 +15,7 @@ from rich.text import Text
 
 from wfray.application.queries import Queries
 from wfray.domain.masking import mask_text
+from wfray.domain.reads import LogQuery, RunFilter, run_status
 from wfray.domain.records import WHOLE_STEP, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import RunStatus
 from wfray.entrypoints.cli_ids import resolve_run_id, short_ids
@@ -74,11 +75,13 @@ def runs(ctx: CliContext, args: argparse.Namespace) -> int:
     queries = ctx.queries
     now = datetime.now(UTC)
     found = queries.list_runs(
-        args.workflow,
-        args.status,
-        args.limit,
-        parse_time(args.since, "--since", now),
-        parse_time(args.until, "--until", now),
+        RunFilter(
+            args.workflow,
+            run_status(args.status),
+            args.limit,
+            parse_time(args.since, "--since", now),
+            parse_time(args.until, "--until", now),
+        )
     )
     return print_runs(ctx, found, args.json)
 
@@ -120,7 +123,8 @@ def print_runs(ctx: CliContext, found: list[RunRecord], as_json: bool) -> int:
 
 
 def dead_letter(ctx: CliContext, args: argparse.Namespace) -> int:
-    found = ctx.queries.list_runs(args.workflow, RunStatus.COMPENSATION_FAILED.value, args.limit)
+    dead = RunFilter(args.workflow, RunStatus.COMPENSATION_FAILED, args.limit)
+    found = ctx.queries.list_runs(dead)
     return print_runs(ctx, found, args.json)
 
 
@@ -130,7 +134,7 @@ def logs(ctx: CliContext, args: argparse.Namespace) -> int:
     last: int | None = None  # the id of the last line shown: each read asks for newer ones
     while True:
         finished = run.status.finished
-        lines = queries.logs(run.run_id, args.step, last)
+        lines = queries.logs(LogQuery(run.run_id, args.step, last))
         for line in lines:
             _print_log(line, args.json, console)
         last = lines[-1].id if lines else last

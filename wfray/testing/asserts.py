@@ -19,15 +19,11 @@ COMPENSATION = "compensation"
 
 
 class Reader(Protocol):
+    """What the assertions read through (the client's methods of these names)."""
+
     def detail(self, run_id: str) -> RunDetail: ...
 
-    def logs(
-        self,
-        run_id: str,
-        step: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[LogRecord]: ...
+    def logs(self, run_id: str, step: str | None = None) -> list[LogRecord]: ...
 
 
 class HasRunId(Protocol):
@@ -111,46 +107,14 @@ def assert_logged(
 
 
 class Assertions:
-    """The assertions as methods of a reader (LocalWfray inherits them)."""
+    """The assertions as methods of a reader (LocalWfray inherits them): the functions
+    above, bound, so the reader is `self`."""
 
-    def detail(self, run_id: str) -> RunDetail:
-        raise NotImplementedError
-
-    def logs(
-        self,
-        run_id: str,
-        step: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[LogRecord]:
-        raise NotImplementedError
-
-    def attempts_of(
-        self, run: RunRef, step: str, *, kind: str = STEP, map_index: int = -1
-    ) -> list[AttemptRecord]:
-        return attempts_of(self, run, step, kind=kind, map_index=map_index)
-
-    def assert_attempts(
-        self,
-        run: RunRef,
-        step: str,
-        statuses: Sequence[str | AttemptStatus],
-        *,
-        kind: str = STEP,
-        map_index: int = -1,
-    ) -> list[AttemptRecord]:
-        return assert_attempts(self, run, step, statuses, kind=kind, map_index=map_index)
-
-    def assert_status(self, run: RunRef, status: str | RunStatus) -> None:
-        assert_status(self, run, status)
-
-    def step_logs(self, run: RunRef, step: str, *, attempt: int | None = None) -> list[str]:
-        return step_logs(self, run, step, attempt=attempt)
-
-    def assert_logged(
-        self, run: RunRef, step: str, text: str, *, attempt: int | None = None
-    ) -> None:
-        assert_logged(self, run, step, text, attempt=attempt)
+    attempts_of = attempts_of
+    assert_attempts = assert_attempts
+    assert_status = assert_status
+    step_logs = step_logs
+    assert_logged = assert_logged
 
 
 def _line(attempt: AttemptRecord) -> str:

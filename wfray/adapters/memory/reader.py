@@ -10,6 +10,7 @@ from wfray.adapters.memory.store_base import InMemoryStoreBase
 from wfray.application.quarantine import APPLYING, PENDING, QuarantinedOutcome
 from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
+from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.results import collect
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
@@ -61,27 +62,11 @@ class InMemoryRunReader(InMemoryStoreBase):
                     found[ref] = run
             return {ref: copy.copy(found[ref]) for ref in keys if ref in found}
 
-    def list_runs(
-        self,
-        workflow: str | None = None,
-        status: RunStatus | None = None,
-        limit: int = 100,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        position: tuple[datetime, str] | None = None,
-    ) -> list[RunRecord]:
+    def list_runs(self, wanted: RunFilter) -> list[RunRecord]:
         with self._lock:
-            runs = [
-                copy.copy(run)
-                for run in self._runs.values()
-                if (workflow is None or run.workflow == workflow)
-                and (status is None or run.status == status)
-                and (created_after is None or run.created_at >= created_after)
-                and (created_before is None or run.created_at < created_before)
-                and (position is None or (run.created_at, run.run_id) < position)
-            ]
+            runs = [copy.copy(run) for run in self._runs.values() if wanted.matches(run)]
         runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
-        return runs[:limit]
+        return runs[: wanted.limit]
 
     def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
         with self._lock:
@@ -139,22 +124,10 @@ class InMemoryRunReader(InMemoryStoreBase):
             attempts = sum(1 for a in self._attempts.values() if a.run_id == run_id)
         return tasks, attempts
 
-    def get_logs(
-        self,
-        run_id: str,
-        step: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[LogRecord]:
+    def get_logs(self, wanted: LogQuery) -> list[LogRecord]:
         with self._lock:
-            found = [
-                copy.copy(line)
-                for line in self._logs
-                if line.run_id == run_id
-                and (step is None or line.step == step)
-                and (after_id is None or (line.id or 0) > after_id)
-            ]
-        return found if limit is None else found[:limit]
+            found = [copy.copy(line) for line in self._logs if wanted.matches(line)]
+        return found if wanted.limit is None else found[: wanted.limit]
 
     def live_tasks(
         self, run_ids: Sequence[str], window: int

@@ -25,6 +25,7 @@ from wfray.adapters.sqlalchemy.tables import (
 from wfray.application.quarantine import QuarantinedOutcome
 from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
+from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.results import collect
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
@@ -101,33 +102,26 @@ class SqlRunReader(SqlStoreBase):
         with self._errors(), self._engine.connect() as conn:
             return unique.find_unique_runs(conn, keys)
 
-    def list_runs(
-        self,
-        workflow: str | None = None,
-        status: RunStatus | None = None,
-        limit: int = 100,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        position: tuple[datetime, str] | None = None,
-    ) -> list[RunRecord]:
+    def list_runs(self, wanted: RunFilter) -> list[RunRecord]:
         query = sa.select(runs)
-        if position is not None:
-            at, run_id = position
+        if wanted.position is not None:
+            at, run_id = wanted.position
             query = query.where(
                 sa.or_(
                     runs.c.created_at < at,
                     sa.and_(runs.c.created_at == at, self._run_id_order < run_id),
                 )
             )
-        if created_after is not None:
-            query = query.where(runs.c.created_at >= created_after)
-        if created_before is not None:
-            query = query.where(runs.c.created_at < created_before)
-        if workflow is not None:
-            query = query.where(runs.c.workflow == workflow)
-        if status is not None:
-            query = query.where(runs.c.status == RunStatus(status).value)
-        query = query.order_by(runs.c.created_at.desc(), self._run_id_order.desc()).limit(limit)
+        if wanted.created_after is not None:
+            query = query.where(runs.c.created_at >= wanted.created_after)
+        if wanted.created_before is not None:
+            query = query.where(runs.c.created_at < wanted.created_before)
+        if wanted.workflow is not None:
+            query = query.where(runs.c.workflow == wanted.workflow)
+        if wanted.status is not None:
+            query = query.where(runs.c.status == wanted.status.value)
+        newest_first = (runs.c.created_at.desc(), self._run_id_order.desc())
+        query = query.order_by(*newest_first).limit(wanted.limit)
         with self._errors(), self._engine.connect() as conn:
             return [rows.to_run(row._mapping) for row in conn.execute(query)]
 
@@ -216,21 +210,15 @@ class SqlRunReader(SqlStoreBase):
             found_attempts = conn.scalar(sa.select(count).where(attempts.c.run_id == run_id))
         return int(found_tasks or 0), int(found_attempts or 0)
 
-    def get_logs(
-        self,
-        run_id: str,
-        step: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[LogRecord]:
-        query = sa.select(logs).where(logs.c.run_id == run_id)
-        if step is not None:
-            query = query.where(logs.c.step == step)
-        if after_id is not None:
-            query = query.where(logs.c.id > after_id)
+    def get_logs(self, wanted: LogQuery) -> list[LogRecord]:
+        query = sa.select(logs).where(logs.c.run_id == wanted.run_id)
+        if wanted.step is not None:
+            query = query.where(logs.c.step == wanted.step)
+        if wanted.after_id is not None:
+            query = query.where(logs.c.id > wanted.after_id)
         query = query.order_by(logs.c.id)
-        if limit is not None:
-            query = query.limit(limit)
+        if wanted.limit is not None:
+            query = query.limit(wanted.limit)
         with self._errors(), self._engine.connect() as conn:
             return [rows.to_log(row._mapping) for row in conn.execute(query)]
 

@@ -35,6 +35,7 @@ from wfray.application.client_commands import ListRuns, Stats, Workflows
 from wfray.client.client import Client
 from wfray.config import Settings
 from wfray.domain.errors import WfrayError
+from wfray.domain.reads import RunFilter
 from wfray.entrypoints.http.audit import TokenUse, audit_routes
 from wfray.entrypoints.http.auth import (
     BrowserGuard,
@@ -217,7 +218,7 @@ def check_health(client: Client) -> HealthOut:
         reason = f"unreachable: {type(exc).__name__}: {exc}"
         return HealthOut(status="unavailable", coordinator=reason, store="unknown")
     try:
-        client.call(ListRuns(limit=1), timeout_s=HEALTH_TIMEOUT_S)
+        client.call(ListRuns(RunFilter(limit=1)), timeout_s=HEALTH_TIMEOUT_S)
     except Exception as exc:
         reason = f"unreachable: {type(exc).__name__}: {exc}"
         return HealthOut(status="unavailable", coordinator="ok", store=reason)
