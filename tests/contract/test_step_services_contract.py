@@ -27,7 +27,7 @@ import pytest
 from tests.fixtures import contract_steps as steps
 from wfray.adapters.blob import FsBlobStore
 from wfray.adapters.memory import InlineExecutor, InlineStepServices, InMemoryRunStore
-from wfray.application.views import ChildPlacement
+from wfray.application.views import ChildPlacement, ChildStart
 from wfray.bootstrap import SystemClock
 from wfray.coordinator.coordinator import Coordinator
 from wfray.domain.claims import Holder
@@ -192,7 +192,9 @@ def start_held(wiring: Wiring) -> tuple[AttemptKey, Path]:
     gate = wiring.gates / f"gate-{uuid.uuid4().hex[:8]}"
     (run_id,) = ids(1)
     wiring.services.start_runs(
-        steps.held, [{"gate": str(gate)}], [run_id], "contract-parent", "t1", ChildPlacement()
+        ChildStart(
+            steps.held, [{"gate": str(gate)}], [run_id], "contract-parent", "t1", ChildPlacement()
+        )
     )
 
     def running() -> bool:
@@ -216,7 +218,7 @@ def start_doubled(wiring: Wiring, values: list[int]) -> list[str]:
     run_ids = ids(len(values))
     inputs = [{"value": v} for v in values]
     wiring.services.start_runs(
-        steps.doubled, inputs, run_ids, "contract-parent", "t1", ChildPlacement()
+        ChildStart(steps.doubled, inputs, run_ids, "contract-parent", "t1", ChildPlacement())
     )
     return run_ids
 
@@ -247,12 +249,14 @@ def test_child_runs_start_once_per_run_id_and_are_awaited_in_order(wiring: Wirin
     ]
     # a retried parent step starts the same children again: nothing new runs
     wiring.services.start_runs(
-        steps.doubled,
-        [{"value": 7}, {"value": 8}, {"value": 9}],
-        run_ids,
-        "contract-parent",
-        "t1",
-        ChildPlacement(),
+        ChildStart(
+            steps.doubled,
+            [{"value": 7}, {"value": 8}, {"value": 9}],
+            run_ids,
+            "contract-parent",
+            "t1",
+            ChildPlacement(),
+        )
     )
     again = wiring.services.wait_runs(run_ids, WAIT_S)
     assert [s.result for s in again] == [4, 10, 0]
@@ -267,7 +271,7 @@ def test_a_child_workflow_is_named_as_a_workflow_its_name_or_a_task_function(
     flow = {"workflow": steps.doubled, "name": "contract_doubled", "task function": steps.tripled}
     run_ids = ids(1)
     wiring.services.start_runs(
-        flow[how], [{"value": 4}], run_ids, "contract-parent", "t1", ChildPlacement()
+        ChildStart(flow[how], [{"value": 4}], run_ids, "contract-parent", "t1", ChildPlacement())
     )
     (status,) = wiring.services.wait_runs(run_ids, WAIT_S)
     assert (status.status, status.result) == ("completed", doubled_or_tripled)
@@ -276,10 +280,14 @@ def test_a_child_workflow_is_named_as_a_workflow_its_name_or_a_task_function(
 def test_starting_no_children_starts_nothing_and_an_unknown_workflow_is_refused(
     wiring: Wiring,
 ) -> None:
-    wiring.services.start_runs(steps.doubled, [], [], "contract-parent", "t1", ChildPlacement())
+    wiring.services.start_runs(
+        ChildStart(steps.doubled, [], [], "contract-parent", "t1", ChildPlacement())
+    )
     with pytest.raises(UnknownWorkflowError, match="contract_not_declared"):
         wiring.services.start_runs(
-            "contract_not_declared", [{}], ids(1), "contract-parent", "t1", ChildPlacement()
+            ChildStart(
+                "contract_not_declared", [{}], ids(1), "contract-parent", "t1", ChildPlacement()
+            )
         )
 
 
@@ -294,7 +302,9 @@ def test_a_child_result_kept_in_the_blob_store_arrives_whole(wiring: Wiring) -> 
     (run_id,) = ids(1)
     size = 4 * BLOB_THRESHOLD
     wiring.services.start_runs(
-        steps.sized, [{"value": size}], [run_id], "contract-parent", "t1", ChildPlacement()
+        ChildStart(
+            steps.sized, [{"value": size}], [run_id], "contract-parent", "t1", ChildPlacement()
+        )
     )
     (status,) = wiring.services.wait_runs([run_id], WAIT_S)
     assert status.status == "completed"

@@ -22,7 +22,7 @@ from wfray.application.messages import (
     SubmitResult,
 )
 from wfray.application.quarantine import QuarantinedOutcome
-from wfray.application.views import ChildPlacement, ChildStatus, ClaimView, StoreFacts
+from wfray.application.views import ChildStart, ChildStatus, ClaimView, StoreFacts
 from wfray.domain.audit import AuditEntry, AuditQuery
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.reads import LogQuery, RunFilter
@@ -218,15 +218,7 @@ class StepServices(Protocol):
 
     def next_value(self, counter: str) -> int: ...
 
-    def start_runs(
-        self,
-        workflow: Any,
-        inputs: Sequence[Any],
-        run_ids: Sequence[str],
-        parent_run_id: str,
-        trigger_id: str,
-        placement: ChildPlacement,
-    ) -> None: ...
+    def start_runs(self, children: ChildStart) -> None: ...
 
     def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]: ...
 

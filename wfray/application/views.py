@@ -6,6 +6,7 @@ they live here, with the ports and messages, so that none of those imports the c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -108,6 +109,24 @@ class ChildPlacement:
     queue: str = "default"
     priority: int = 0
     concurrency_keys: tuple[str | None, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStart:
+    """Child runs a step starts: one per input, under the run ids the step chose, tagged
+    with their parent run and the step's call (`trigger_id`), waiting where `placement`
+    says."""
+
+    workflow: Any  # a Workflow, a declared workflow's name or a @wfray.task
+    inputs: Sequence[Any]
+    run_ids: Sequence[str]
+    parent_run_id: str
+    trigger_id: str
+    placement: ChildPlacement = ChildPlacement()
+
+    def concurrency_keys(self) -> Sequence[str | None]:
+        """One per child (None: no key)."""
+        return self.placement.concurrency_keys or [None] * len(self.inputs)
 
 
 @dataclass(frozen=True, slots=True)

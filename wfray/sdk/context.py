@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 
 from wfray.application.ports import StepServices
 from wfray.application.storable import clean_text
-from wfray.application.views import ChildPlacement
+from wfray.application.views import ChildPlacement, ChildStart
 from wfray.domain.claims import check_key, check_ttl
 from wfray.domain.errors import NonRetryableError, WfrayError
 from wfray.domain.ids import child_run_id
@@ -309,7 +309,9 @@ class StepContext:
         name = str(getattr(workflow, "name", None) or getattr(workflow, "__name__", workflow))
         run_ids = [child_run_id(self.attempt_key, call, name, i) for i in range(len(inputs))]
         tag = self._child_tag(call)
-        services.start_runs(workflow, list(inputs), run_ids, self.run_id, tag, placement)
+        services.start_runs(
+            ChildStart(workflow, list(inputs), run_ids, self.run_id, tag, placement)
+        )
         statuses = services.wait_runs(run_ids, timeout_s)
         return gather_children(name, run_ids, statuses, on_failure)
 

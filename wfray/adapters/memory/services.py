@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from wfray.application.arg_text import arg_text
 from wfray.application.messages import RunView, SubmitRequest
 from wfray.application.ports import BlobStore
-from wfray.application.views import ChildPlacement, ChildStatus, ClaimView
+from wfray.application.views import ChildStart, ChildStatus, ClaimView
 from wfray.domain.records import AttemptKey, LogRecord
 from wfray.sdk.definition import encode_input, resolve_workflow, subscribers
 from wfray.sdk.events import unique_keys, validated_inputs
@@ -92,17 +92,10 @@ class InlineStepServices:
         )
         return ids
 
-    def start_runs(
-        self,
-        workflow: Any,
-        inputs: Sequence[Any],
-        run_ids: Sequence[str],
-        parent_run_id: str,
-        trigger_id: str,
-        placement: ChildPlacement,
-    ) -> None:
+    def start_runs(self, children: ChildStart) -> None:
         c, _ = self._c()
-        flow = resolve_workflow(workflow)  # a Workflow, a declared name or a @wfray.task
+        flow = resolve_workflow(children.workflow)  # a Workflow, a name or a @wfray.task
+        placement = children.placement
         requests = [
             SubmitRequest(
                 run_id=run_id or uuid.uuid4().hex,
@@ -110,15 +103,15 @@ class InlineStepServices:
                 version=flow.schema.version,
                 input_json=(input_json := encode_input(flow, value)),
                 unique_key=flow.unique_key(input_json),
-                parent_run_id=parent_run_id,
+                parent_run_id=children.parent_run_id,
                 trigger="parent",
-                trigger_id=trigger_id,
+                trigger_id=children.trigger_id,
                 queue=placement.queue,
                 priority=placement.priority,
                 concurrency_key=key,
             )
             for run_id, value, key in zip(
-                run_ids, inputs, placement.concurrency_keys or [None] * len(inputs), strict=True
+                children.run_ids, children.inputs, children.concurrency_keys(), strict=True
             )
         ]
         self._call(c.register([flow.schema]))

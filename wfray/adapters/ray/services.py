@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from wfray.application.client_commands import AppendLogs, Claim, FinishClaim, ReadClaim
-from wfray.application.views import ChildPlacement, ChildStatus, ClaimView
+from wfray.application.views import ChildStart, ChildStatus, ClaimView
 from wfray.application.wire import Sealed
 from wfray.config import load_settings
 from wfray.domain.records import AttemptKey, LogRecord
@@ -81,26 +81,18 @@ class RayStepServices:
         ids: list[str] = self.client.publish(name, payload, id=event_id)
         return ids
 
-    def start_runs(
-        self,
-        workflow: Any,
-        inputs: Sequence[Any],
-        run_ids: Sequence[str],
-        parent_run_id: str,
-        trigger_id: str,
-        placement: ChildPlacement,
-    ) -> None:
-        if inputs:
+    def start_runs(self, children: ChildStart) -> None:
+        if children.inputs:
             self.client.submit_many(
-                workflow,
-                inputs,
-                run_ids=run_ids,
-                parent_run_id=parent_run_id,
+                children.workflow,
+                children.inputs,
+                run_ids=children.run_ids,
+                parent_run_id=children.parent_run_id,
                 trigger="parent",
-                trigger_id=trigger_id,
-                queue=placement.queue,
-                priority=placement.priority,
-                concurrency_keys=placement.concurrency_keys,
+                trigger_id=children.trigger_id,
+                queue=children.placement.queue,
+                priority=children.placement.priority,
+                concurrency_keys=children.placement.concurrency_keys,
             )
 
     def wait_runs(self, run_ids: Sequence[str], timeout_s: float) -> list[ChildStatus]:
