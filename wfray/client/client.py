@@ -263,6 +263,10 @@ class Client(ScheduleCalls):
         )
         flow = self._register_flow(workflow)
         requests = one_request(flow, input, options, idempotency_key, concurrency_key, run_id)
+        return self._execute(flow, requests, timeout)
+
+    def _execute(self, flow: Workflow, requests: list[SubmitRequest], timeout: float) -> Any:
+        """Submit one run and wait for its result in one coordinator call."""
         results, views = self.call(
             SubmitAndWait(requests, timeout),
             timeout_s=timeout + 30,

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from wfray.application.client_commands import Command, R
-from wfray.application.messages import RunView
+from wfray.application.messages import RunView, SubmitRequest
 from wfray.client.client import Client
 from wfray.client.handle import result_adapter
 from wfray.config import Settings, load_settings
 from wfray.coordinator.client_handlers import answer
 from wfray.domain.errors import RunFailedError, WfrayError
-from wfray.domain.policy import RetryPolicy
 from wfray.domain.status import RunStatus
-from wfray.sdk.definition import Workflow, WorkflowRef
+from wfray.sdk.definition import Workflow
 from wfray.testing import asserts
 from wfray.testing.clock import FakeClock
 from wfray.testing.engine import LocalEngine, Quiet
@@ -127,35 +126,9 @@ class LocalWfray(Client, asserts.Assertions):
 
     # -- what waits on the fake clock ----------------------------------------------------------
 
-    def execute(
-        self,
-        workflow: WorkflowRef,
-        input: Any = None,
-        *,
-        timeout: float = 60.0,
-        idempotency_key: str | None = None,
-        priority: int = 0,
-        queue: str = "default",
-        concurrency_key: str | None = None,
-        run_id: str | None = None,
-        retry: RetryPolicy | None = None,
-        deadline_s: float | None = None,
-        runtime_env: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """Submit a run and return its result (see LocalRunHandle.result)."""
-        flow = self.workflow(workflow)
-        handle = self.submit(
-            flow,
-            input,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            queue=queue,
-            concurrency_key=concurrency_key,
-            run_id=run_id,
-            retry=retry,
-            deadline_s=deadline_s,
-            runtime_env=runtime_env,
-        )
+    def _execute(self, flow: Workflow, requests: list[SubmitRequest], timeout: float) -> Any:
+        """Submit, then wait on the fake clock (see LocalRunHandle.result)."""
+        (handle,) = self._submit(flow, requests)
         return self.result_of(handle.run_id, flow, timeout)
 
     def wait(self, run_ids: Iterable[str], timeout: float = 60.0) -> list[RunView]:
