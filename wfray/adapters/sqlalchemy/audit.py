@@ -13,37 +13,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from wfray.adapters.sqlalchemy import migrate
-from wfray.adapters.sqlalchemy.engine import WRITE, create_engine, unavailable_as_store_error
+from wfray.adapters.sqlalchemy.side_store import SideStore
 from wfray.adapters.sqlalchemy.tables import audit_log
 from wfray.domain.audit import AuditEntry, AuditQuery
 
 
-class SqlAuditLog:
-    """The audit trail in a SQL database.
-
-    Args:
-        engine_or_url: the run store's engine (shared, not disposed by `close`), or a URL.
-        create: with a URL, migrate the schema on start; otherwise only check it is current.
-    """
-
-    def __init__(self, engine_or_url: sa.Engine | str, *, create: bool = True) -> None:
-        self._owns_engine = not isinstance(engine_or_url, sa.Engine)
-        self._engine = (
-            engine_or_url if isinstance(engine_or_url, sa.Engine) else create_engine(engine_or_url)
-        )
-        self._writer = self._engine.execution_options(**{WRITE: True})
-        if self._owns_engine:
-            migrate.prepare(self._engine, create)
-
-    def __repr__(self) -> str:
-        return f"SqlAuditLog({self._engine.url.render_as_string(hide_password=True)!r})"
+class SqlAuditLog(SideStore):
+    """The audit trail in a SQL database (on the run store's engine, or a URL: SideStore)."""
 
     def record(self, entries: Sequence[AuditEntry]) -> None:
         if not entries:
             return
         rows = [_row(entry) for entry in entries]
-        with unavailable_as_store_error(self._engine.url), self._writer.begin() as conn:
+        with self._errors(), self._writer.begin() as conn:
             conn.execute(audit_log.insert(), rows)
 
     def read(self, query: AuditQuery) -> list[AuditEntry]:
@@ -63,19 +45,15 @@ class SqlAuditLog:
         if query.before_id is not None:
             conditions.append(c.id < query.before_id)
         select = sa.select(audit_log).where(*conditions).order_by(c.id.desc()).limit(query.limit)
-        with unavailable_as_store_error(self._engine.url), self._engine.connect() as conn:
+        with self._errors(), self._engine.connect() as conn:
             found = [_entry(row._mapping) for row in conn.execute(select)]
         # the LIKE may match a target's text inside another target: keep exact matches only
         return [e for e in found if query.target is None or query.target in e.targets]
 
     def purge(self, before: datetime) -> int:
-        with unavailable_as_store_error(self._engine.url), self._writer.begin() as conn:
+        with self._errors(), self._writer.begin() as conn:
             result = conn.execute(sa.delete(audit_log).where(audit_log.c.at < before))
         return int(result.rowcount)
-
-    def close(self) -> None:
-        if self._owns_engine:
-            self._engine.dispose()
 
 
 def _escape_like(text: str) -> str:

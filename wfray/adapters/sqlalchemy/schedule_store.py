@@ -7,7 +7,6 @@ an engine of its own. Every write is one short transaction; `advance` is a compa
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -15,9 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from wfray.adapters.sqlalchemy import migrate
-from wfray.adapters.sqlalchemy.engine import WRITE, create_engine, unavailable_as_store_error
 from wfray.adapters.sqlalchemy.rows import UtcDateTime
+from wfray.adapters.sqlalchemy.side_store import SideStore
 from wfray.adapters.sqlalchemy.tables import schedules
 from wfray.domain.schedule import ScheduleRecord, ScheduleSpec
 
@@ -25,28 +23,14 @@ SPEC_FIELDS = tuple(f.name for f in fields(ScheduleSpec))
 STATE_FIELDS = ("last_fired", "last_run_id", "buffered_at", "created_at", "updated_at")
 
 
-class SqlScheduleStore:
-    """Schedules in a SQL database.
-
-    Args:
-        engine_or_url: the run store's engine (shared, not disposed by `close`), or a URL.
-        create: with a URL, migrate the schema on start; otherwise only check it is current.
-    """
+class SqlScheduleStore(SideStore):
+    """Schedules in a SQL database (on the run store's engine, or a URL: SideStore)."""
 
     def __init__(self, engine_or_url: sa.Engine | str, *, create: bool = True) -> None:
-        self._owns_engine = not isinstance(engine_or_url, sa.Engine)
-        self._engine = (
-            engine_or_url if isinstance(engine_or_url, sa.Engine) else create_engine(engine_or_url)
-        )
-        self._writer = self._engine.execution_options(**{WRITE: True})
+        super().__init__(engine_or_url, create=create)
         self._insert: Callable[[sa.Table], Any] = (
             postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
         )
-        if self._owns_engine:
-            migrate.prepare(self._engine, create)
-
-    def __repr__(self) -> str:
-        return f"SqlScheduleStore({self._engine.url.render_as_string(hide_password=True)!r})"
 
     def upsert(self, spec: ScheduleSpec, now: datetime, *, keep_paused: bool = False) -> bool:
         values = spec.as_dict()
@@ -117,13 +101,6 @@ class SqlScheduleStore:
         )
         with self._errors(), self._writer.begin() as conn:
             return conn.execute(stmt).rowcount == 1
-
-    def close(self) -> None:
-        if self._owns_engine:
-            self._engine.dispose()
-
-    def _errors(self) -> AbstractContextManager[None]:
-        return unavailable_as_store_error(self._engine.url)
 
 
 def _record(row: sa.RowMapping) -> ScheduleRecord:
