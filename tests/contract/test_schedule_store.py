@@ -12,7 +12,7 @@ import pytest
 
 from wfray.adapters.memory.schedule_store import InMemoryScheduleStore
 from wfray.application.ports import ScheduleStore
-from wfray.domain.schedule import ScheduleSpec
+from wfray.domain.schedule import ScheduleSpec, TicksHandled
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 LATER = T0 + timedelta(hours=1)
@@ -70,7 +70,7 @@ def test_a_created_schedule_reads_back_whole_and_starts_firing_from_its_creation
 
 def test_upsert_replaces_the_spec_and_keeps_how_far_it_fired(store: ScheduleStore) -> None:
     store.upsert(spec(), T0)
-    assert store.advance("nightly", T0, LATER, "run-1", None, LATER)
+    assert store.advance(TicksHandled("nightly", T0, LATER, "run-1", None), LATER)
     changed = spec(cron="0 3 * * *", misfire="skip", catchup_window_s=None, paused=True)
     assert store.upsert(changed, LATER + timedelta(minutes=1)) is False
     stored = store.get("nightly")
@@ -103,10 +103,13 @@ def test_delete_removes_and_says_whether_there_was_one(store: ScheduleStore) -> 
 
 def test_advance_is_a_compare_and_set_on_last_fired(store: ScheduleStore) -> None:
     store.upsert(spec(), T0)
-    assert store.advance("nightly", T0, LATER, "run-1", LATER, LATER) is True
+    assert store.advance(TicksHandled("nightly", T0, LATER, "run-1", LATER), LATER) is True
     # a racing scheduler that read last_fired = T0 loses and changes nothing
-    assert store.advance("nightly", T0, LATER + timedelta(hours=1), "run-2", None, LATER) is False
-    assert store.advance("missing", T0, LATER, None, None, LATER) is False
+    assert (
+        store.advance(TicksHandled("nightly", T0, LATER + timedelta(hours=1), "run-2", None), LATER)
+        is False
+    )
+    assert store.advance(TicksHandled("missing", T0, LATER, None, None), LATER) is False
     stored = store.get("nightly")
     assert stored is not None
     assert (stored.last_fired, stored.last_run_id, stored.buffered_at) == (LATER, "run-1", LATER)
@@ -119,7 +122,7 @@ def test_of_many_racing_advances_exactly_one_wins(store: ScheduleStore) -> None:
 
     def race(i: int) -> None:
         start.wait(timeout=10)
-        wins.append(store.advance("nightly", T0, LATER, f"run-{i}", None, LATER))
+        wins.append(store.advance(TicksHandled("nightly", T0, LATER, f"run-{i}", None), LATER))
 
     threads = [threading.Thread(target=race, args=(i,)) for i in range(4)]
     for thread in threads:
@@ -131,7 +134,7 @@ def test_of_many_racing_advances_exactly_one_wins(store: ScheduleStore) -> None:
 
 def test_resume_moves_last_fired_to_now_and_drops_the_buffered_tick(store: ScheduleStore) -> None:
     store.upsert(spec(), T0)
-    store.advance("nightly", T0, T0, "run-1", T0, T0)
+    store.advance(TicksHandled("nightly", T0, T0, "run-1", T0), T0)
     assert store.set_paused("nightly", True, LATER)
     paused = store.get("nightly")
     assert paused is not None and paused.spec.paused and paused.last_fired == T0
@@ -145,7 +148,7 @@ def test_resume_moves_last_fired_to_now_and_drops_the_buffered_tick(store: Sched
 
 def test_resume_never_moves_last_fired_back(store: ScheduleStore) -> None:
     store.upsert(spec(), T0)
-    store.advance("nightly", T0, LATER, None, None, LATER)
+    store.advance(TicksHandled("nightly", T0, LATER, None, None), LATER)
     store.set_paused("nightly", True, T0)
     store.set_paused("nightly", False, T0)
     stored = store.get("nightly")

@@ -27,7 +27,7 @@ from wfray.domain.audit import AuditEntry, AuditQuery
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord
-from wfray.domain.schedule import ScheduleRecord, ScheduleSpec
+from wfray.domain.schedule import ScheduleRecord, ScheduleSpec, TicksHandled
 from wfray.domain.workflow import WorkflowSchema
 
 
@@ -286,16 +286,9 @@ class ScheduleStore(Protocol):
         buffered tick: a paused schedule's ticks never fire. False if there is no schedule."""
         ...
 
-    def advance(
-        self,
-        name: str,
-        expected_last_fired: datetime,
-        last_fired: datetime,
-        last_run_id: str | None,
-        buffered_at: datetime | None,
-        now: datetime,
-    ) -> bool:
-        """Record the ticks handled, if `last_fired` is still `expected_last_fired`."""
+    def advance(self, handled: TicksHandled, now: datetime) -> bool:
+        """Record the ticks handled, if the schedule's `last_fired` is still
+        `handled.expected_last_fired` (False, writing nothing, if another came first)."""
         ...
 
     def close(self) -> None: ...

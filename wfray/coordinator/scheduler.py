@@ -24,6 +24,7 @@ from wfray.domain.schedule import (
     OverlapAction,
     ScheduleRecord,
     ScheduleSpec,
+    TicksHandled,
     due_ticks,
     for_tick,
     manual_run_id,
@@ -107,15 +108,14 @@ class Scheduler:
             return []  # last_fired stays: the same ticks (same run ids) are tried next time
         self.errors.pop(record.name, None)
         self._measure_lag(record.name, plan, results, now)
-        moved = await asyncio.to_thread(
-            self.store.advance,
+        handled = TicksHandled(
             record.name,
             record.last_fired,
             due.through or record.last_fired,
             plan.last_run_id,
             plan.buffered_at,
-            now,
         )
+        moved = await asyncio.to_thread(self.store.advance, handled, now)
         if not moved:
             log.info("schedule %r: another scheduler handled these ticks first", record.name)
         return [r.run_id for r in results if r.created]

@@ -167,6 +167,20 @@ class ScheduleRecord:
         return self.spec.name
 
 
+@dataclass(frozen=True, slots=True)
+class TicksHandled:
+    """How far a schedule fired in one pass: from `expected_last_fired` (what the scheduler
+    read; the store moves it only if it still holds, as another scheduler may have come
+    first) to `last_fired`, with the run of the latest started tick and the tick waiting for
+    the previous run (buffer_one), if any."""
+
+    name: str
+    expected_last_fired: datetime
+    last_fired: datetime
+    last_run_id: str | None
+    buffered_at: datetime | None
+
+
 # -- fire times --------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ import copy
 import threading
 from datetime import datetime
 
-from wfray.domain.schedule import ScheduleRecord, ScheduleSpec
+from wfray.domain.schedule import ScheduleRecord, ScheduleSpec, TicksHandled
 
 
 class InMemoryScheduleStore:
@@ -55,22 +55,14 @@ class InMemoryScheduleStore:
                 stored.buffered_at = None
             return True
 
-    def advance(
-        self,
-        name: str,
-        expected_last_fired: datetime,
-        last_fired: datetime,
-        last_run_id: str | None,
-        buffered_at: datetime | None,
-        now: datetime,
-    ) -> bool:
+    def advance(self, handled: TicksHandled, now: datetime) -> bool:
         with self._lock:
-            stored = self._schedules.get(name)
-            if stored is None or stored.last_fired != expected_last_fired:
+            stored = self._schedules.get(handled.name)
+            if stored is None or stored.last_fired != handled.expected_last_fired:
                 return False
-            stored.last_fired = last_fired
-            stored.last_run_id = last_run_id
-            stored.buffered_at = buffered_at
+            stored.last_fired = handled.last_fired
+            stored.last_run_id = handled.last_run_id
+            stored.buffered_at = handled.buffered_at
             stored.updated_at = now
             return True
 

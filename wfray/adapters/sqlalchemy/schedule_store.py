@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from wfray.adapters.sqlalchemy.rows import UtcDateTime
 from wfray.adapters.sqlalchemy.side_store import SideStore
 from wfray.adapters.sqlalchemy.tables import schedules
-from wfray.domain.schedule import ScheduleRecord, ScheduleSpec
+from wfray.domain.schedule import ScheduleRecord, ScheduleSpec, TicksHandled
 
 SPEC_FIELDS = tuple(f.name for f in fields(ScheduleSpec))
 STATE_FIELDS = ("last_fired", "last_run_id", "buffered_at", "created_at", "updated_at")
@@ -80,22 +80,15 @@ class SqlScheduleStore(SideStore):
         with self._errors(), self._writer.begin() as conn:
             return conn.execute(stmt).rowcount == 1
 
-    def advance(
-        self,
-        name: str,
-        expected_last_fired: datetime,
-        last_fired: datetime,
-        last_run_id: str | None,
-        buffered_at: datetime | None,
-        now: datetime,
-    ) -> bool:
+    def advance(self, handled: TicksHandled, now: datetime) -> bool:
+        moved = schedules.c.last_fired == handled.expected_last_fired
         stmt = (
             schedules.update()
-            .where(schedules.c.name == name, schedules.c.last_fired == expected_last_fired)
+            .where(schedules.c.name == handled.name, moved)
             .values(
-                last_fired=last_fired,
-                last_run_id=last_run_id,
-                buffered_at=buffered_at,
+                last_fired=handled.last_fired,
+                last_run_id=handled.last_run_id,
+                buffered_at=handled.buffered_at,
                 updated_at=now,
             )
         )
