@@ -19,7 +19,7 @@ import logging
 import struct
 import sys
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from pyarrow import fs
 
@@ -38,6 +38,26 @@ def check_key(key: str) -> str:
     if not key or "\\" in key or "\0" in key or any(p in ("", ".", "..") for p in parts):
         raise BlobKeyError(f"blob key {key!r} is not a plain relative path under the blob root")
     return key
+
+
+def run_folders(run_ids: Iterable[str]) -> Iterator[str]:
+    """The key of each run's blob folder. An id unfit for a path (stored before ids were
+    checked) is never a path to follow: it is passed over, with a warning."""
+    for run_id in run_ids:
+        try:
+            folder = check_key(check_run_id(run_id))
+        except WfrayError:
+            log.warning("run %r: id unfit for a path, its blobs (if any) are left", run_id)
+            continue
+        yield folder
+
+
+def item_of_whole(whole: bytes, index: int, uri: str) -> bytes:
+    """Item `index` of a list blob stored whole (written without offsets), as JSON."""
+    items = json.loads(whole)
+    if not 0 <= index < len(items):  # not items[-1]: as the offsets path refuses it
+        raise IndexError(f"item {index} of a list of {len(items)} items in {uri!r}")
+    return json.dumps(items[index], separators=(",", ":")).encode()
 
 
 def is_node_local(root: str) -> bool:
@@ -110,17 +130,11 @@ class FsBlobStore:
                     raise IndexError(f"item {index} of a list of {count} items in {uri!r}")
                 start, end = struct.unpack("<QQ", table.read_at(16, 8 * index))
         except FileNotFoundError:
-            return self._item_of_whole(uri, index)
+            return item_of_whole(self.get(uri), index, uri)
         with filesystem.open_input_file(path) as blob:
             item = bytes(blob.read_at(end - 1 - start, start))
         self._count(16 + len(item), reads=2)
         return item
-
-    def _item_of_whole(self, uri: str, index: int) -> bytes:
-        items = json.loads(self.get(uri))
-        if not 0 <= index < len(items):  # not items[-1]: as the offsets path refuses it
-            raise IndexError(f"item {index} of a list of {len(items)} items in {uri!r}")
-        return json.dumps(items[index], separators=(",", ":")).encode()
 
     def _locate(self, uri: str) -> tuple[fs.FileSystem, str]:
         if uri.startswith(self._prefix):  # ours: no new filesystem (an S3 client) per read
@@ -136,12 +150,8 @@ class FsBlobStore:
         """Delete the blob folders of these runs (the blobs of all their attempts); returns
         how many runs had one."""
         deleted = 0
-        for run_id in run_ids:
-            try:
-                path = f"{self.root.rstrip('/')}/{check_key(check_run_id(run_id))}"
-            except WfrayError:  # stored before ids were checked: never a path to follow
-                log.warning("run %r: id unfit for a path, its blobs (if any) are left", run_id)
-                continue
+        for folder in run_folders(run_ids):
+            path = f"{self.root.rstrip('/')}/{folder}"
             if self.fs.get_file_info(path).type == fs.FileType.NotFound:
                 continue
             self.fs.delete_dir(path)

@@ -7,17 +7,11 @@ blob that is not there, IndexError for an item that is not, and the same read co
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
 
-from wfray.adapters.blob import check_key
-from wfray.domain.errors import WfrayError
-from wfray.domain.ids import check_run_id
-
-log = logging.getLogger("wfray.blob")
+from wfray.adapters.blob import check_key, item_of_whole, run_folders
 
 
 class InMemoryBlobStore:
@@ -74,10 +68,7 @@ class InMemoryBlobStore:
         if data is None:
             raise FileNotFoundError(f"no blob {uri!r}")
         if offsets is None:
-            items = json.loads(self.get(uri))
-            if not 0 <= index < len(items):
-                raise IndexError(f"item {index} of a list of {len(items)} items in {uri!r}")
-            return json.dumps(items[index], separators=(",", ":")).encode()
+            return item_of_whole(self.get(uri), index, uri)
         count = len(offsets) - 1
         if not 0 <= index < count:
             raise IndexError(f"item {index} of a list of {count} items in {uri!r}")
@@ -88,14 +79,9 @@ class InMemoryBlobStore:
     def delete_runs(self, run_ids: Iterable[str]) -> int:
         """Delete the blobs of these runs; returns how many runs had any."""
         deleted = 0
-        for run_id in run_ids:
-            try:
-                folder = f"{check_key(check_run_id(run_id))}/"
-            except WfrayError:  # stored before ids were checked: never a path to follow
-                log.warning("run %r: id unfit for a path, its blobs (if any) are left", run_id)
-                continue
+        for folder in run_folders(run_ids):
             with self._lock:
-                keys = [key for key in self._blobs if key.startswith(folder)]
+                keys = [key for key in self._blobs if key.startswith(f"{folder}/")]
                 for key in keys:
                     del self._blobs[key]
                     self._offsets.pop(key, None)
