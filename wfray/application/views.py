@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from wfray.domain.claims import ClaimRecord, ClaimState, Holder
-from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptRecord, RunRecord, TaskRecord, as_row
 from wfray.domain.schedule import ScheduleSpec
 
 
@@ -79,18 +79,9 @@ class ClaimView:
 def claim_view(
     record: ClaimRecord, acquired: bool, state: ClaimState, regained: bool = False
 ) -> ClaimView:
-    return ClaimView(
-        key=record.key,
-        acquired=acquired,
-        state=state.value,
-        holder=record.holder,
-        claimed_at=record.claimed_at,
-        expires_at=record.expires_at,
-        done_at=record.done_at,
-        result_json=record.result_json,
-        regained=regained,
-        taken_over_from=record.taken_over_from,
-    )
+    """The record as the asking step sees it: its fields, but for the store's `version`."""
+    shown = {name: value for name, value in as_row(record).items() if name != "version"}
+    return ClaimView(**shown, acquired=acquired, state=state.value, regained=regained)
 
 
 @dataclass(frozen=True, slots=True)

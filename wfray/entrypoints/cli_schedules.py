@@ -61,6 +61,20 @@ def schedules(ctx: CliContext, args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+# The flags of `schedule-create` that pass through as wfray.schedule's options of these names.
+SCHEDULE_OPTIONS = (
+    "name",
+    "cron",
+    "tz",
+    "misfire",
+    "catchup_window",
+    "overlap",
+    "queue",
+    "priority",
+    "paused",
+)
+
+
 def create(ctx: CliContext, args: argparse.Namespace) -> int:
     """Create a schedule, or replace its definition (it keeps how far it fired)."""
     payload = parse_json_argument(args.input, "--input") if args.input is not None else None
@@ -69,19 +83,8 @@ def create(ctx: CliContext, args: argparse.Namespace) -> int:
     load_workflows([*ctx.settings.modules, *(instance.modules if instance else []), *args.module])
     client = connect_client(ctx.settings)
     try:
-        client.create_schedule(
-            args.workflow,
-            name=args.name,
-            cron=args.cron,
-            tz=args.tz,
-            input=payload,
-            misfire=args.misfire,
-            catchup_window=args.catchup_window,
-            overlap=args.overlap,
-            queue=args.queue,
-            priority=args.priority,
-            paused=args.paused,
-        )
+        options = {option: getattr(args, option) for option in SCHEDULE_OPTIONS}
+        client.create_schedule(args.workflow, input=payload, **options)
     except UnknownWorkflowError as exc:
         raise CliError(f"{exc} (pass --module)", Exit.NOT_FOUND) from None
     return _show_one(ctx, args, client, args.name)

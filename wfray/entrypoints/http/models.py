@@ -18,7 +18,7 @@ from wfray.application.views import RunDetail
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.masking import MaskedData, MaskedOptionalText, MaskedText
 from wfray.domain.queueing import QueueConfig
-from wfray.domain.records import LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import LogRecord, RunRecord, TaskRecord, as_row
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 from wfray.sdk.definition import Workflow
@@ -102,28 +102,10 @@ class RunOut(BaseModel):
 
     @classmethod
     def of(cls, run: RunRecord) -> RunOut:
+        """The record's fields of the same names (the rest, input included, stay out), with
+        the version as shown and the result parsed."""
         result = None if run.result_json is None else json.loads(run.result_json)
-        return cls(
-            run_id=run.run_id,
-            workflow=run.workflow,
-            version=run.shown_version,
-            env_hash=run.env_hash,
-            status=run.status,
-            queue=run.queue,
-            priority=run.priority,
-            trigger=run.trigger,
-            trigger_id=run.trigger_id,
-            idempotency_key=run.idempotency_key,
-            unique_key=run.unique_key,
-            parent_run_id=run.parent_run_id,
-            created_at=run.created_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            deadline_at=run.deadline_at,
-            error=run.error,
-            result=result,
-            result_ref=run.result_ref,
-        )
+        return cls.model_validate({**as_row(run), "version": run.shown_version, "result": result})
 
 
 class RunPage(BaseModel):
@@ -258,12 +240,7 @@ class CommandOut(BaseModel):
 
     @classmethod
     def of(cls, result: CommandResult) -> CommandOut:
-        return cls(
-            run_id=result.run_id,
-            applied=result.applied,
-            status=result.status,
-            message=result.message,
-        )
+        return cls.model_validate(result, from_attributes=True)
 
 
 class WorkflowOut(BaseModel):
@@ -326,18 +303,7 @@ class QueuesOut(BaseModel):
         for name in sorted({"default", *held, *by_name}):
             config = by_name.get(name) or QueueConfig(name=name)
             depth, running = held.get(name, (0, 0))
-            queues.append(
-                QueueOut(
-                    name=name,
-                    depth=depth,
-                    running=running,
-                    concurrency=config.concurrency,
-                    rate_per_s=config.rate_per_s,
-                    burst=config.burst,
-                    per_key_limit=config.per_key_limit,
-                    precedence=config.precedence,
-                )
-            )
+            queues.append(QueueOut(**config.model_dump(), depth=depth, running=running))
         return cls(queues=queues, queued=int(stats.get("queued", 0)), max_backlog=max_backlog)
 
 

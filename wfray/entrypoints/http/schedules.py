@@ -14,6 +14,7 @@ from wfray.application.views import ScheduleInfo
 from wfray.client.client import Client
 from wfray.config import Settings
 from wfray.domain.errors import ScheduleNotFoundError
+from wfray.domain.records import as_row
 from wfray.entrypoints.http.audit import http_origin
 from wfray.entrypoints.http.catalog import startable
 from wfray.entrypoints.http.checks import check_queue, declared_queues
@@ -54,20 +55,8 @@ class ScheduleOut(BaseModel):
 
     @classmethod
     def of(cls, info: ScheduleInfo) -> ScheduleOut:
-        spec = info.spec
-        return cls(
-            name=spec.name,
-            workflow=spec.workflow,
-            cron=spec.cron,
-            tz=spec.tz,
-            misfire=spec.misfire,
-            overlap=spec.overlap,
-            paused=spec.paused,
-            last_fired=info.last_fired,
-            last_run_id=info.last_run_id,
-            next_fire_times=info.next_fire_times,
-            last_error=info.last_error,
-        )
+        """The spec's fields and the info's of the same names (the input stays out)."""
+        return cls.model_validate({**as_row(info.spec), **as_row(info)})
 
 
 class TriggerAccepted(BaseModel):
@@ -133,20 +122,15 @@ def _definition_routes(
         """Create a schedule, or replace its definition (it keeps how far it fired)."""
         check_queue(body.queue, queues)
         flow = startable(flows, body.workflow)
+        # the body's fields are wfray.schedule's options, but for these two names
+        options = body.model_dump(exclude={"workflow", "catchup_window_s", "grace_s"})
         client.create_schedule(
             flow,
             name=name,
-            cron=body.cron,
-            tz=body.tz,
-            input=body.input,
-            misfire=body.misfire,
             catchup_window=body.catchup_window_s,
             grace=body.grace_s,
-            overlap=body.overlap,
-            queue=body.queue,
-            priority=body.priority,
-            paused=body.paused,
             origin=http_origin(request),
+            **options,
         )
         return one(name)
 
