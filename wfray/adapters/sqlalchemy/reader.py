@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -80,22 +81,28 @@ class SqlRunReader(SqlStoreBase):
             found = conn.execute(query).all()
         return [WorkflowSchema.model_validate_json(row.schema_json) for row in sorted(found)]
 
-    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
-        found: dict[str, RunRecord] = {}
-        with self._errors(), self._engine.connect() as conn:
-            for chunk in chunks(list(dict.fromkeys(run_ids))):
-                for row in conn.execute(sa.select(runs).where(runs.c.run_id.in_(chunk))):
-                    run = rows.to_run(row._mapping)
-                    found[run.run_id] = run
-        return {rid: found[rid] for rid in run_ids if rid in found}
-
-    def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        query = sa.select(runs.c.idempotency_key, runs.c.run_id)
+    def _rows_in(
+        self, query: sa.Select[Any], column: sa.ColumnElement[Any], keys: Sequence[str]
+    ) -> list[sa.Row[Any]]:
+        """The rows of `query` whose `column` is one of `keys`, each key asked once, in
+        chunks (a database bounds the parameters of one statement)."""
+        found: list[sa.Row[Any]] = []
         with self._errors(), self._engine.connect() as conn:
             for chunk in chunks(list(dict.fromkeys(keys))):
-                for key, run_id in conn.execute(query.where(runs.c.idempotency_key.in_(chunk))):
-                    found[key] = run_id
+                found.extend(conn.execute(query.where(column.in_(chunk))))
+        return found
+
+    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        found = self._rows_in(sa.select(runs), runs.c.run_id, run_ids)
+        by_id = {row.run_id: rows.to_run(row._mapping) for row in found}
+        return {rid: by_id[rid] for rid in run_ids if rid in by_id}
+
+    def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        query = sa.select(runs.c.idempotency_key, runs.c.run_id)
+        found = {
+            row.idempotency_key: row.run_id
+            for row in self._rows_in(query, runs.c.idempotency_key, keys)
+        }
         return {key: found[key] for key in keys if key in found}
 
     def find_unique_runs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunRecord]:
@@ -150,20 +157,16 @@ class SqlRunReader(SqlStoreBase):
 
     def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
         """The runs started by steps of these runs, oldest first."""
-        found: list[RunRecord] = []
-        with self._errors(), self._engine.connect() as conn:
-            for chunk in chunks(list(dict.fromkeys(parent_run_ids))):
-                query = sa.select(runs).where(runs.c.parent_run_id.in_(chunk))
-                found.extend(rows.to_run(row._mapping) for row in conn.execute(query))
+        children = self._rows_in(sa.select(runs), runs.c.parent_run_id, parent_run_ids)
+        found = [rows.to_run(row._mapping) for row in children]
         found.sort(key=lambda r: (r.created_at, r.run_id))
         return found
 
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
-        found: list[TaskRecord] = []
-        with self._errors(), self._engine.connect() as conn:
-            for chunk in chunks(list(dict.fromkeys(run_ids))):
-                query = sa.select(tasks).where(tasks.c.run_id.in_(chunk))
-                found.extend(rows.to_task(row._mapping) for row in conn.execute(query))
+        found = [
+            rows.to_task(row._mapping)
+            for row in self._rows_in(sa.select(tasks), tasks.c.run_id, run_ids)
+        ]
         found.sort(key=rows.task_order)
         return found
 
