@@ -129,11 +129,9 @@ def connect_client(settings: Settings) -> RayClient:
     return client
 
 
-def _attach(settings: Settings, address: str) -> RayClient:
+def init_ray(settings: Settings, address: str) -> None:
+    """Attach this process to the Ray cluster at `address`, quietly (CliError if it cannot)."""
     import ray
-
-    from wfray.adapters.ray.client import RayClient
-    from wfray.adapters.ray.host import COORDINATOR_NAME
 
     try:
         ray.init(
@@ -144,6 +142,15 @@ def _attach(settings: Settings, address: str) -> RayClient:
         )
     except Exception as exc:
         raise CliError(f"cannot reach Ray at {address}: {exc}", Exit.UNREACHABLE) from None
+
+
+def _attach(settings: Settings, address: str) -> RayClient:
+    import ray
+
+    from wfray.adapters.ray.client import RayClient
+    from wfray.adapters.ray.host import COORDINATOR_NAME
+
+    init_ray(settings, address)
     try:
         handle = ray.get_actor(COORDINATOR_NAME, namespace=settings.namespace)
     except ValueError:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import sys
@@ -32,7 +31,7 @@ from wfray.config import Settings, load_settings
 from wfray.domain.errors import WfrayError
 from wfray.domain.masking import mask_text
 from wfray.domain.status import RunStatus
-from wfray.entrypoints.cli_instance import read_instance
+from wfray.entrypoints.cli_instance import init_ray, read_instance
 from wfray.entrypoints.cli_processes import use_ray_auth
 from wfray.entrypoints.cli_support import (
     CliError,
@@ -178,15 +177,7 @@ def connect(settings: Settings, address: str | None) -> Any:
     import wfray
 
     if not ray.is_initialized():
-        try:
-            ray.init(
-                address=where,
-                namespace=settings.namespace,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-            )
-        except Exception as exc:
-            raise CliError(f"cannot reach Ray at {where}: {exc}", Exit.UNREACHABLE) from None
+        init_ray(settings, where)
     return wfray.connect(settings)
 
 
