@@ -14,6 +14,7 @@ from rich.table import Table
 
 from wfray.bootstrap import build_audit_log
 from wfray.domain.audit import ACTIONS, AuditQuery
+from wfray.domain.records import as_row
 from wfray.entrypoints.cli_support import (
     CliContext,
     CliError,
@@ -142,14 +143,8 @@ def erase_runs(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 def _counts(report: ErasureReport) -> dict[str, object]:
-    return {
-        "runs": report.runs,
-        "deleted": report.deleted,
-        "blobs": report.blobs,
-        "archive_rows": report.archive_rows,
-        "cancelled": report.cancelled,
-        "dry_run": report.dry_run,
-    }
+    """The report's fields but its selector (which the command line gave)."""
+    return {name: value for name, value in as_row(report).items() if name != "selector"}
 
 
 def _canceller(ctx: CliContext) -> Callable[[list[str]], None]:

@@ -20,13 +20,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 import pyarrow as pa
 import sqlalchemy as sa
 
 from wfray.adapters.sqlalchemy import migrate
-from wfray.adapters.sqlalchemy.engine import create_engine, unavailable_as_store_error
+from wfray.adapters.sqlalchemy.engine import WRITE, create_engine, unavailable_as_store_error
 from wfray.adapters.sqlalchemy.rows import UtcDateTime, to_utc
 from wfray.adapters.sqlalchemy.tables import attempts, logs, runs, tasks
 from wfray.domain.masking import mask_data
@@ -206,6 +206,23 @@ def open_engine(store_url: str) -> sa.Engine:
         engine.dispose()
         raise
     return engine
+
+
+class OpenedStore:
+    """The base of the operator's entry points into a store whose schema is current
+    (retention, erasure): on an engine of their own, which `close` disposes."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**{WRITE: True})
+
+    @classmethod
+    def open(cls, store_url: str) -> Self:
+        """Open the store at `store_url` (SchemaOutdatedError if it is not migrated)."""
+        return cls(open_engine(store_url))
+
+    def close(self) -> None:
+        self._engine.dispose()
 
 
 @contextmanager

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
-from wfray.adapters.sqlalchemy.arrow import open_engine
-from wfray.adapters.sqlalchemy.engine import WRITE, unavailable_as_store_error
+from wfray.adapters.sqlalchemy.arrow import OpenedStore
+from wfray.adapters.sqlalchemy.engine import unavailable_as_store_error
 from wfray.adapters.sqlalchemy.retention import FINISHED, SqlRetentionBatch
 from wfray.adapters.sqlalchemy.store_base import chunks
 from wfray.adapters.sqlalchemy.tables import claims, outcome_quarantine, runs
@@ -23,16 +23,8 @@ PREV_COLUMNS = ("prev_run_id", "prev_step", "prev_map_index", "prev_attempt")
 RunRow = tuple[str, str, str, str | None]
 
 
-class SqlErasureStore:
+class SqlErasureStore(OpenedStore):
     """Erasure over a SQLite or PostgreSQL store whose schema is current."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE: True})
-
-    @classmethod
-    def open(cls, store_url: str) -> SqlErasureStore:
-        return cls(open_engine(store_url))
 
     def matching(self, wanted: Callable[[RunRow], bool]) -> dict[str, str]:
         """Run id -> status of the runs `wanted` picks, and of all their descendants."""
@@ -88,9 +80,6 @@ class SqlErasureStore:
                     )
                 )
         return deleted
-
-    def close(self) -> None:
-        self._engine.dispose()
 
 
 def _with_descendants(

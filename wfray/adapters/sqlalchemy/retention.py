@@ -14,8 +14,8 @@ from datetime import datetime
 import pyarrow as pa
 import sqlalchemy as sa
 
-from wfray.adapters.sqlalchemy.arrow import SCHEMAS, open_engine, stream_batches, table_named
-from wfray.adapters.sqlalchemy.engine import WRITE, unavailable_as_store_error
+from wfray.adapters.sqlalchemy.arrow import SCHEMAS, OpenedStore, stream_batches, table_named
+from wfray.adapters.sqlalchemy.engine import unavailable_as_store_error
 from wfray.adapters.sqlalchemy.tables import attempts, claims, logs, runs, tasks
 from wfray.domain.status import RUN_FINISHED
 
@@ -69,22 +69,10 @@ class SqlRetentionBatch:
         return deleted
 
 
-class SqlRetentionStore:
+class SqlRetentionStore(OpenedStore):
     """Retention over a SQLite or PostgreSQL store whose schema is current."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE: True})
-
-    @classmethod
-    def open(cls, store_url: str) -> SqlRetentionStore:
-        """Open the store at `store_url` (SchemaOutdatedError if it is not migrated)."""
-        return cls(open_engine(store_url))
 
     @contextmanager
     def transaction(self) -> Iterator[SqlRetentionBatch]:
         with unavailable_as_store_error(self._engine.url), self._writer.begin() as conn:
             yield SqlRetentionBatch(conn)
-
-    def close(self) -> None:
-        self._engine.dispose()
