@@ -47,7 +47,7 @@ from wfray.sdk.schedules import Schedule, schedule
 from wfray.sdk.tasks import task
 
 if TYPE_CHECKING:
-    from wfray.adapters.ray.client import connect
+    from wfray.adapters.ray.connect import connect
     from wfray.client.client import Client
     from wfray.client.handle import RunHandle
 
@@ -91,7 +91,7 @@ __version__ = WFRAY_VERSION
 _LAZY = {
     "Client": "wfray.client.client",
     "RunHandle": "wfray.client.handle",
-    "connect": "wfray.adapters.ray.client",
+    "connect": "wfray.adapters.ray.connect",
 }
 
 

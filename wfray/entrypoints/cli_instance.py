@@ -220,7 +220,7 @@ def api_starter() -> Any:
 def start_wfray(settings: Settings, api: bool) -> str:
     """On the Ray cluster this process is attached to: wfray's actors, the user's
     workflows registered, and the HTTP API if asked."""
-    from wfray.adapters.ray.client import connect
+    from wfray.adapters.ray.connect import connect
 
     flows = load_workflows(settings.modules)
     client = connect(settings)

@@ -27,6 +27,7 @@ from wfray.adapters.ray.host import (
     COORDINATOR_NAME,
     Build,
     CoordinatorHost,
+    executor_actor_names,
     executor_name,
     io_executor_ids,
 )
@@ -169,15 +170,6 @@ def executor_config(settings: Settings) -> ExecutorConfig:
         namespace=settings.namespace,
         io_sync_timeout_s=settings.io_sync_timeout_s,
     )
-
-
-def executor_actor_names(namespace: str) -> list[str]:
-    """The executor actors running in a namespace, whatever they were configured as."""
-    return [
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["namespace"] == namespace and a["name"].startswith(executor_name(""))
-    ]
 
 
 def stop_unconfigured_executors(settings: Settings) -> None:

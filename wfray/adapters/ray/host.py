@@ -56,6 +56,17 @@ def io_executor_ids(settings: Settings) -> list[str]:
     return ["io", *(f"io.{i}" for i in range(1, settings.io_executors))]
 
 
+def executor_actor_names(namespace: str) -> list[str]:
+    """The executor actors running in a namespace, whatever they were configured as."""
+    import ray  # the host itself runs without it (tests host it in-process)
+
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == namespace and a["name"].startswith(executor_name(""))
+    ]
+
+
 class CoordinatorHost:
     """Builds and starts the system on (re)start, recovering from the store; then serves it."""
 
