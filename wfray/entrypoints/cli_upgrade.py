@@ -1,0 +1,102 @@
+"""`wfray upgrade`: the store migrated and wfray's actors started again on this wfray,
+without losing or repeating a run (adapters/ray/upgrade.py says how).
+
+It runs where the new wfray is installed, against the Ray cluster wfray runs on (the
+instance `wfray start` recorded, else RAY_ADDRESS). It is not offered over the HTTP API: the
+API's replicas run the wfray being replaced, and an upgrade ships the code of the process
+that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+
+from wfray.config import Settings
+from wfray.entrypoints.cli_instance import read_instance, state_path
+from wfray.entrypoints.cli_processes import use_ray_auth
+from wfray.entrypoints.cli_support import CliContext, CliError, Exit
+
+DRAIN_TIMEOUT_S = 600.0
+
+
+def migrate_store(url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Migrate the store to this wfray's head: (revisions before, revisions after)."""
+    from wfray.adapters.sqlalchemy import migrate
+    from wfray.adapters.sqlalchemy.engine import create_engine
+
+    engine = create_engine(url)
+    try:
+        before = migrate.current_revisions(engine)
+        migrate.upgrade(engine)
+        return before, migrate.current_revisions(engine)
+    finally:
+        engine.dispose()
+
+
+def _ray_address(settings: Settings) -> str:
+    """The cluster wfray runs on, Ray's token set up as `wfray start` recorded it."""
+    instance = read_instance(settings)
+    if instance is not None and instance.local:
+        if instance.owner() is None:
+            raise CliError(
+                f"wfray's local Ray instance (pid {instance.pid}) is no longer running: "
+                "start it again with `wfray start` (it runs this wfray)",
+                Exit.UNREACHABLE,
+            )
+        use_ray_auth(instance.ray_auth_token_path)
+    address = instance.address if instance else os.environ.get("RAY_ADDRESS", "")
+    if not address:
+        raise CliError(
+            f"no Ray cluster to upgrade wfray on: no {state_path(settings)} and RAY_ADDRESS "
+            "is not set (`wfray db upgrade` migrates the store alone)",
+            Exit.UNREACHABLE,
+        )
+    return address
+
+
+def upgrade(ctx: CliContext, args: argparse.Namespace) -> int:
+    import ray
+
+    from wfray.adapters.ray.upgrade import upgrade as upgrade_wfray
+
+    settings = ctx.settings
+    address = _ray_address(settings)
+    try:
+        ray.init(
+            address=address,
+            namespace=settings.namespace,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except Exception as exc:
+        raise CliError(f"cannot reach Ray at {address}: {exc}", Exit.UNREACHABLE) from None
+    try:
+        report = upgrade_wfray(settings, lambda: migrate_store(settings.database_url), args.timeout)
+    finally:
+        ray.shutdown()  # the new actors are detached: they outlive this driver
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "nothing_to_do": report.nothing_to_do,
+                    "namespace": report.namespace,
+                    "schema_before": list(report.schema_before),
+                    "schema_after": list(report.schema_after),
+                    "replaced": [
+                        {"name": a.name, "versions": a.versions and a.versions.as_dict()}
+                        for a in report.found
+                    ]
+                    if report.restarted
+                    else [],
+                    "drained": report.drained,
+                    "handed_over": report.handed_over,
+                }
+            )
+        )
+    else:
+        for line in report.lines():
+            ctx.console.print(line, highlight=False, markup=False)
+    return Exit.OK
