@@ -123,6 +123,11 @@ def parser() -> argparse.ArgumentParser:
         default=cli_upgrade.DRAIN_TIMEOUT_S,
         help="seconds to wait for the running attempts to finish (default %(default)s)",
     )
+    upgrade.add_argument(
+        "--restart",
+        action="store_true",
+        help="replace the actors even if they report this wfray's version (another build)",
+    )
     return root
 
 

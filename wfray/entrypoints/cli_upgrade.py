@@ -74,7 +74,12 @@ def upgrade(ctx: CliContext, args: argparse.Namespace) -> int:
     except Exception as exc:
         raise CliError(f"cannot reach Ray at {address}: {exc}", Exit.UNREACHABLE) from None
     try:
-        report = upgrade_wfray(settings, lambda: migrate_store(settings.database_url), args.timeout)
+        report = upgrade_wfray(
+            settings,
+            lambda: migrate_store(settings.database_url),
+            args.timeout,
+            restart=args.restart,
+        )
     finally:
         ray.shutdown()  # the new actors are detached: they outlive this driver
     if args.json:

@@ -24,6 +24,7 @@ one release for this.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,23 +140,28 @@ def _versions_of(name: str, namespace: str) -> Versions | None:
         return None
 
 
-def upgrade(settings: Settings, migrate: Migrate, drain_timeout_s: float) -> UpgradeReport:
+def upgrade(
+    settings: Settings, migrate: Migrate, drain_timeout_s: float, *, restart: bool = False
+) -> UpgradeReport:
     """Bring the store and wfray's actors in `settings.namespace` to this wfray (see the
     module's docstring); raises UpgradeIncompleteError if an executor still runs attempts
-    after `drain_timeout_s` (run it again to go on waiting)."""
+    after `drain_timeout_s` (run it again to go on waiting). With `restart`, actors that
+    report this wfray's version are replaced too (a build of the same version with other
+    code, say)."""
     namespace = settings.namespace
     report = UpgradeReport(namespace, find_actors(namespace))
-    outdated = [actor for actor in report.found if actor.versions != CURRENT]
+    outdated = [actor for actor in report.found if restart or actor.versions != CURRENT]
     if not outdated:
         report.schema_before, report.schema_after = migrate()
         return report
+    env = code_env()  # uploaded before anything is stopped: a failure here changes nothing
     _stop(COORDINATOR_NAME, namespace)
     executors = [a.name for a in report.found if a.name != COORDINATOR_NAME]
     held = {name: _drain(name, namespace, drain_timeout_s, report) for name in executors}
     report.schema_before, report.schema_after = migrate()
     for name in executors:
         _stop(name, namespace)
-    _start_on_this_code(settings, held, report)
+    _start_on_this_code(settings, env, held)
     report.restarted = True
     return report
 
@@ -197,15 +203,23 @@ def _stop(name: str, namespace: str) -> None:
 
 
 def code_env() -> dict[str, Any]:
-    """The runtime env of the new actors: this process's wfray package, shipped to them, so
+    """The runtime env of the new actors: this process's wfray package, uploaded to the
+    cluster as Ray uploads a job's `py_modules` (a content-addressed package in its GCS), so
     that they run the upgrading wfray whatever the nodes have installed."""
-    return {"py_modules": [str(WFRAY_PACKAGE)]}
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    local = {"py_modules": [str(WFRAY_PACKAGE)], "excludes": ["__pycache__"]}
+    with tempfile.TemporaryDirectory(prefix="wfray-upgrade-") as scratch:
+        uploaded: dict[str, Any] = upload_py_modules_if_needed(
+            local, include_gitignore=False, scratch_dir=scratch
+        )
+    uploaded.pop("excludes", None)
+    return uploaded
 
 
 def _start_on_this_code(
-    settings: Settings, held: dict[str, list[Sealed]], report: UpgradeReport
+    settings: Settings, env: dict[str, Any], held: dict[str, list[Sealed]]
 ) -> None:
-    env = code_env()
     handles = executor_actors(settings, runtime_env=env)
     by_name = {executor_name(executor): handle for executor, handle in handles.items()}
     for name, outcomes in held.items():

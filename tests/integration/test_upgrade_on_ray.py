@@ -1,0 +1,176 @@
+"""`wfray upgrade` with runs in flight: cpu and io steps caught mid-step, more runs queued
+behind them; the coordinator and executors are replaced and every run completes with each
+step run exactly once (the steps journal each execution: tests/fixtures/upgrade_flows.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.upgrade_flows import Gated, gated
+from tests.integration.conftest import start_wfray
+from wfray.domain.status import AttemptStatus
+from wfray.domain.versions import CURRENT
+from wfray.entrypoints.cli_support import Exit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 60.0
+
+
+def journal_lines(journal: Path) -> list[tuple[str, str]]:
+    """(run id, step) per execution."""
+    if not journal.exists():
+        return []
+    lines = [line.split() for line in journal.read_text().splitlines()]
+    return [(parts[0], parts[1]) for parts in lines]
+
+
+def wait_for(what: str, check: Any) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, f"{what} within {WAIT_S}s"
+        time.sleep(0.05)
+
+
+def executor_pids(namespace: str) -> dict[str, int]:
+    import ray
+
+    from wfray.adapters.ray.actors import executor_actor_names
+
+    return {
+        name: ray.get(ray.get_actor(name, namespace=namespace).pid.remote(), timeout=WAIT_S)
+        for name in executor_actor_names(namespace)
+    }
+
+
+def started(journal: Path, runs: list[Any], step: str) -> int:
+    ids = {run.run_id for run in runs}
+    return sum(1 for run_id, s in journal_lines(journal) if run_id in ids and s == step)
+
+
+def coordinator_gone(namespace: str) -> bool:
+    import ray
+
+    try:
+        ray.get_actor("wfray-coordinator", namespace=namespace)
+    except ValueError:
+        return True
+    return False
+
+
+def upgrade_in_background(settings: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    from wfray.adapters.ray.upgrade import upgrade
+    from wfray.entrypoints.cli_upgrade import migrate_store
+
+    outcome: dict[str, Any] = {}
+
+    def run_upgrade() -> None:
+        try:
+            migrate = lambda: migrate_store(settings.database_url)  # noqa: E731
+            outcome["report"] = upgrade(settings, migrate, 120, restart=True)
+        except BaseException as exc:  # handed to the test's thread
+            outcome["error"] = exc
+
+    upgrading = threading.Thread(target=run_upgrade)
+    upgrading.start()
+    return upgrading, outcome
+
+
+def test_an_upgrade_with_runs_in_flight_loses_and_repeats_nothing(
+    ray_session: None, tmp_path: Path
+) -> None:
+    import ray
+
+    from wfray.adapters.ray.upgrade import upgrade
+    from wfray.entrypoints.cli_upgrade import migrate_store
+
+    client = start_wfray(tmp_path / "data")
+    settings = client.settings
+    journal, crunch_gate, deliver_gate, open_gate = (
+        tmp_path / name for name in ("journal", "crunch", "deliver", "open")
+    )
+    open_gate.touch()
+    try:
+
+        def held(gate: Path) -> Gated:
+            return Gated(
+                journal=str(journal), crunch_gate=str(gate), deliver_gate=str(deliver_gate)
+            )
+
+        # two runs held in their io step, then four behind two cpu steps held mid-step
+        in_io = [client.submit(gated, held(open_gate)) for _ in range(2)]
+        wait_for("two io steps running", lambda: started(journal, in_io, "deliver") == 2)
+        in_cpu = [client.submit(gated, held(crunch_gate)) for _ in range(4)]
+        wait_for("two cpu steps running", lambda: started(journal, in_cpu, "crunch") >= 2)
+        before = executor_pids(settings.namespace)
+
+        upgrading, outcome = upgrade_in_background(settings)
+        wait_for("the old coordinator stopped", lambda: coordinator_gone(settings.namespace))
+        not_started = 4 - started(journal, in_cpu, "crunch")
+        crunch_gate.touch()
+        deliver_gate.touch()
+        upgrading.join(WAIT_S * 3)
+        assert not upgrading.is_alive(), "the upgrade did not end"
+        assert "error" not in outcome, outcome.get("error")
+        report = outcome["report"]
+
+        runs = in_io + in_cpu
+        for run in runs:
+            assert run.result(timeout=WAIT_S) == "crunched+delivered"
+            attempts = run.detail().attempts
+            assert [(a.step, a.attempt) for a in attempts] == [("crunch", 1), ("deliver", 1)]
+            assert all(a.status == AttemptStatus.COMPLETED for a in attempts)
+        executions = Counter(journal_lines(journal))
+        assert {key: n for key, n in executions.items() if n > 1} == {}
+        assert set(executions) == {(r.run_id, s) for r in runs for s in ("crunch", "deliver")}
+        assert not_started >= 1  # queued when the upgrade began (two CPUs, both held)
+        assert sum(report.drained.values()) >= 4  # two io and two cpu steps mid-step
+        assert sum(report.handed_over.values()) >= 4  # their outcomes reached the new ones
+        assert report.restarted and not report.nothing_to_do
+        after = executor_pids(settings.namespace)
+        assert set(after) == set(before)
+        assert all(after[name] != before[name] for name in before)  # new processes
+        handle = ray.get_actor("wfray-coordinator", namespace=settings.namespace)
+        assert ray.get(handle.versions.remote(), timeout=WAIT_S) == CURRENT.as_dict()
+
+        again = upgrade(settings, lambda: migrate_store(settings.database_url), 60)
+        assert again.nothing_to_do and "nothing to do" in again.lines()[0]
+        _cli_upgrade_says_nothing_to_do(settings)
+    finally:
+        client.shutdown()
+
+
+def _cli_upgrade_says_nothing_to_do(settings: Any) -> None:
+    import ray
+
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "WFRAY_NAMESPACE": settings.namespace,
+        "WFRAY_DATA_DIR": settings.data_dir,
+        "WFRAY_DATABASE_URL": settings.database_url,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    command = [sys.executable, "-m", "wfray.entrypoints.cli", "upgrade"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == Exit.OK, done.stderr
+    assert "nothing to do" in done.stdout and str(CURRENT) in done.stdout
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_upgrade_without_a_cluster_exits_4(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update({"WFRAY_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)})
+    command = [sys.executable, "-m", "wfray.entrypoints.cli", "upgrade"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == Exit.UNREACHABLE, done.stderr
+    assert "no Ray cluster to upgrade wfray on" in done.stderr
+    assert "Traceback" not in done.stderr
