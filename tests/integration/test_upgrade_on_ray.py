@@ -127,7 +127,7 @@ def test_an_upgrade_with_runs_in_flight_loses_and_repeats_nothing(
             assert run.result(timeout=WAIT_S) == "crunched+delivered"
             attempts = run.detail().attempts
             assert sorted((a.step, a.attempt) for a in attempts) == [("crunch", 1), ("deliver", 1)]
-            assert all(a.status == AttemptStatus.COMPLETED for a in attempts)
+            assert all(a.status == AttemptStatus.SUCCEEDED for a in attempts)
         executions = Counter(journal_lines(journal))
         assert {key: n for key, n in executions.items() if n > 1} == {}
         assert set(executions) == {(r.run_id, s) for r in runs for s in ("crunch", "deliver")}

@@ -14,6 +14,8 @@ import json
 import logging
 import os
 
+from rich.console import Console
+
 from wfray.config import Settings
 from wfray.entrypoints.cli_instance import read_instance, state_path
 from wfray.entrypoints.cli_processes import use_ray_auth
@@ -57,6 +59,13 @@ def _ray_address(settings: Settings) -> str:
     return address
 
 
+def _progress(ctx: CliContext, args: argparse.Namespace, line: str) -> None:
+    """A step of the upgrade as it happens (on stderr with --json: stdout stays JSON)."""
+    console = ctx.console if not args.json else Console(stderr=True)
+    console.print(line, highlight=False, markup=False)
+    console.file.flush()
+
+
 def upgrade(ctx: CliContext, args: argparse.Namespace) -> int:
     import ray
 
@@ -79,6 +88,7 @@ def upgrade(ctx: CliContext, args: argparse.Namespace) -> int:
             lambda: migrate_store(settings.database_url),
             args.timeout,
             restart=args.restart,
+            say=lambda line: _progress(ctx, args, line),
         )
     finally:
         ray.shutdown()  # the new actors are detached: they outlive this driver

@@ -141,13 +141,18 @@ def _versions_of(name: str, namespace: str) -> Versions | None:
 
 
 def upgrade(
-    settings: Settings, migrate: Migrate, drain_timeout_s: float, *, restart: bool = False
+    settings: Settings,
+    migrate: Migrate,
+    drain_timeout_s: float,
+    *,
+    restart: bool = False,
+    say: Callable[[str], None] = lambda _: None,
 ) -> UpgradeReport:
     """Bring the store and wfray's actors in `settings.namespace` to this wfray (see the
-    module's docstring); raises UpgradeIncompleteError if an executor still runs attempts
-    after `drain_timeout_s` (run it again to go on waiting). With `restart`, actors that
-    report this wfray's version are replaced too (a build of the same version with other
-    code, say)."""
+    module's docstring), telling `say` what it is doing; raises UpgradeIncompleteError if an
+    executor still runs attempts after `drain_timeout_s` (run it again to go on waiting).
+    With `restart`, actors that report this wfray's version are replaced too (a build of
+    the same version with other code, say)."""
     namespace = settings.namespace
     report = UpgradeReport(namespace, find_actors(namespace))
     outdated = [actor for actor in report.found if restart or actor.versions != CURRENT]
@@ -156,8 +161,10 @@ def upgrade(
         return report
     env = code_env()  # uploaded before anything is stopped: a failure here changes nothing
     _stop(COORDINATOR_NAME, namespace)
+    say(f"stopped {COORDINATOR_NAME}: nothing new is dispatched until its successor starts")
+    deadline = time.monotonic() + drain_timeout_s
     executors = [a.name for a in report.found if a.name != COORDINATOR_NAME]
-    held = {name: _drain(name, namespace, drain_timeout_s, report) for name in executors}
+    held = {name: _drain(name, namespace, deadline, report, say) for name in executors}
     report.schema_before, report.schema_after = migrate()
     for name in executors:
         _stop(name, namespace)
@@ -166,14 +173,21 @@ def upgrade(
     return report
 
 
-def _drain(name: str, namespace: str, timeout_s: float, report: UpgradeReport) -> list[Sealed]:
+def _drain(
+    name: str,
+    namespace: str,
+    deadline: float,
+    report: UpgradeReport,
+    say: Callable[[str], None],
+) -> list[Sealed]:
     """Fence the executor, wait until it runs nothing, and take its unacknowledged outcomes."""
     handle: Any = ray.get_actor(name, namespace=namespace)
-    deadline = time.monotonic() + timeout_s
     waited: set[Any] = set()
     while True:
         snapshot: Any = ray.get(handle.snapshot.remote(0, FENCE_EPOCH), timeout=ASK_TIMEOUT_S)
         in_flight = list(snapshot.in_flight)
+        if in_flight and not waited:
+            say(f"waiting for {len(in_flight)} running attempts on {name} to finish")
         waited.update(in_flight)
         if not in_flight:
             report.drained[name] = len(waited)
@@ -182,9 +196,9 @@ def _drain(name: str, namespace: str, timeout_s: float, report: UpgradeReport) -
             return outcomes
         if time.monotonic() > deadline:
             raise UpgradeIncompleteError(
-                f"{name} still runs {len(in_flight)} attempts after {timeout_s:.0f}s; the "
-                "old coordinator is stopped, so nothing new starts and no outcome is lost: "
-                "run `wfray upgrade` again to wait longer (--timeout)"
+                f"{name} still runs {len(in_flight)} attempts at the end of the upgrade's "
+                "--timeout; the old coordinator is stopped, so nothing new starts and no "
+                "outcome is lost: run `wfray upgrade` again to wait longer"
             )
         time.sleep(DRAIN_POLL_S)
 
