@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -112,7 +113,7 @@ def test_an_upgrade_from_the_previous_commit_loses_and_repeats_nothing(
     assert old["not_started"] >= 1  # runs queued behind the held cpu steps
 
     env = driver_env(ray_head, ROOT)
-    env.update({"WFRAY_DATA_DIR": data_dir, "WFRAY_NAMESPACE": namespace})
+    env.update({"WFRAY_DATA_DIR": data_dir, "WFRAY_NAMESPACE": namespace, "COLUMNS": "400"})
     upgrading, said, stopped = start_upgrade(env)
     try:
         assert stopped.wait(TIMEOUT_S), "the upgrade never stopped the old coordinator"
@@ -122,9 +123,15 @@ def test_an_upgrade_from_the_previous_commit_loses_and_repeats_nothing(
     finally:
         if upgrading.poll() is None:
             upgrading.kill()
+        upgrading.wait(TIMEOUT_S)
+        assert upgrading.stdout is not None
+        upgrading.stdout.close()
     output = "\n".join(said)
     assert "replaced: wfray-coordinator" in output and "wfray-executor-cpu" in output
-    assert "drained wfray-executor-cpu: waited for 2 running attempts" in output, output
+    waited = re.search(r"drained wfray-executor-cpu: waited for (\d+) running", output)
+    assert waited and int(waited.group(1)) >= 2, output  # the cpu steps held mid-step
+    handed = re.findall(r"handed (\d+) outcomes", output)
+    assert sum(int(n) for n in handed) >= 4, output  # theirs and the io steps'
     assert "started the coordinator and executors on wfray" in output
 
     new = drive(

@@ -41,7 +41,7 @@ from wfray.adapters.ray.versions import ASK_TIMEOUT_S, versions_call
 from wfray.application.client_commands import Start
 from wfray.application.wire import Sealed
 from wfray.config import Settings
-from wfray.domain.errors import WfrayError
+from wfray.domain.errors import WaitTimeoutError
 from wfray.domain.versions import CURRENT, Versions
 
 # Above the epoch any coordinator takes from the store (one per start): an old executor
@@ -53,10 +53,6 @@ WFRAY_PACKAGE = Path(__file__).resolve().parents[2]  # the `wfray` folder this c
 
 # (schema revisions before, after): migrates the store to this wfray's head
 Migrate = Callable[[], tuple[tuple[str, ...], tuple[str, ...]]]
-
-
-class UpgradeIncompleteError(WfrayError):
-    """The upgrade stopped half-way; running it again goes on from where it stopped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +145,7 @@ def upgrade(
     say: Callable[[str], None] = lambda _: None,
 ) -> UpgradeReport:
     """Bring the store and wfray's actors in `settings.namespace` to this wfray (see the
-    module's docstring), telling `say` what it is doing; raises UpgradeIncompleteError if an
+    module's docstring), telling `say` what it is doing; raises WaitTimeoutError if an
     executor still runs attempts after `drain_timeout_s` (run it again to go on waiting).
     With `restart`, actors that report this wfray's version are replaced too (a build of
     the same version with other code, say)."""
@@ -195,7 +191,7 @@ def _drain(
             report.handed_over[name] = len(outcomes)
             return outcomes
         if time.monotonic() > deadline:
-            raise UpgradeIncompleteError(
+            raise WaitTimeoutError(
                 f"{name} still runs {len(in_flight)} attempts at the end of the upgrade's "
                 "--timeout; the old coordinator is stopped, so nothing new starts and no "
                 "outcome is lost: run `wfray upgrade` again to wait longer"
@@ -212,7 +208,7 @@ def _stop(name: str, namespace: str) -> None:
     deadline = time.monotonic() + NAME_RELEASE_TIMEOUT_S
     while _named(name, namespace):
         if time.monotonic() > deadline:
-            raise UpgradeIncompleteError(f"{name} was stopped but still holds its name")
+            raise WaitTimeoutError(f"{name} was stopped but still holds its name")
         time.sleep(0.1)
 
 
