@@ -152,7 +152,9 @@ def upgrade(
     namespace = settings.namespace
     report = UpgradeReport(namespace, find_actors(namespace))
     outdated = [actor for actor in report.found if restart or actor.versions != CURRENT]
-    if not outdated:
+    # executors without a coordinator: an upgrade that stopped before it started one
+    headless = bool(report.found) and report.found[0].name != COORDINATOR_NAME
+    if not (outdated or headless):
         report.schema_before, report.schema_after = migrate()
         return report
     env = code_env()  # uploaded before anything is stopped: a failure here changes nothing
