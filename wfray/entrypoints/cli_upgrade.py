@@ -90,6 +90,12 @@ def upgrade(ctx: CliContext, args: argparse.Namespace) -> int:
             restart=args.restart,
             say=lambda line: _progress(ctx, args, line),
         )
+    except ray.exceptions.RayError as exc:  # an actor died or did not answer meanwhile
+        raise CliError(
+            f"Ray failed during the upgrade ({type(exc).__name__}: {str(exc)[:500]}): run "
+            "`wfray upgrade` again to finish it",
+            Exit.UNREACHABLE,
+        ) from None
     finally:
         ray.shutdown()  # the new actors are detached: they outlive this driver
     if args.json:

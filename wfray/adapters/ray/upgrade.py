@@ -17,9 +17,13 @@ and the executors' `snapshot`), so it works from a release that knows nothing of
    ignored); an attempt no executor knows never ran, and runs now; queued runs go on.
 
 Every step looks at what is there first, so an upgrade stopped half-way (its drain timed
-out, the database was down) is finished by running it again. The outcomes handed over are
-pickled by the old release and opened by this one: wfray keeps `Outcome` readable across
-one release for this.
+out, the database was down) is finished by running it again. Only between stopping an old
+executor and handing its outcomes to its successor do they live in this process alone: if
+it dies right there, those attempts are judged lost and run again (at-least-once, as after
+an executor's crash). The outcomes handed over are
+pickled by the old release and opened by this one, so `Outcome` must stay readable by the
+next release (tests/cluster/test_upgrade_from_previous_commit.py upgrades from a pinned
+earlier commit).
 """
 
 from __future__ import annotations
