@@ -6,6 +6,7 @@ stopped; run again once they can, it finishes the job."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from tests.fixtures.upgrade_flows import Gated, gated
 from tests.integration.conftest import start_wfray
 from wfray.domain.errors import WaitTimeoutError
 from wfray.domain.status import AttemptStatus
-from wfray.domain.versions import CURRENT
+from wfray.domain.versions import CURRENT, SCHEMA_REVISION
 from wfray.entrypoints.cli_support import Exit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -146,10 +147,12 @@ def _cli_upgrade_says_nothing_to_do(settings: Any) -> None:
         "WFRAY_DATABASE_URL": settings.database_url,
         "PYTHONPATH": str(REPO_ROOT),
     }
-    command = [sys.executable, "-m", "wfray.entrypoints.cli", "upgrade"]
+    command = [sys.executable, "-m", "wfray.entrypoints.cli", "upgrade", "--json"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == Exit.OK, done.stderr
-    assert "nothing to do" in done.stdout and str(CURRENT) in done.stdout
+    said = json.loads(done.stdout)
+    assert said["nothing_to_do"] is True and said["replaced"] == []
+    assert said["schema_before"] == said["schema_after"] == [SCHEMA_REVISION]
 
 
 @pytest.mark.usefixtures("ray_session")
