@@ -75,11 +75,11 @@ def test_an_upgrade_with_runs_in_flight_loses_and_repeats_nothing(
     import ray
 
     from wfray.adapters.ray.upgrade import upgrade
-    from wfray.entrypoints.cli_upgrade import migrate_store
+    from wfray.adapters.sqlalchemy.migrate import upgrade_reporting
 
     client = start_wfray(tmp_path / "data")
     settings = client.settings
-    migrate = lambda: migrate_store(settings.database_url)  # noqa: E731
+    migrate = lambda: upgrade_reporting(settings.database_url)  # noqa: E731
     journal, crunch_gate, deliver_gate, open_gate = (
         tmp_path / name for name in ("journal", "crunch", "deliver", "open")
     )

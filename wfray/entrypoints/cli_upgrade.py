@@ -2,9 +2,8 @@
 without losing or repeating a run (adapters/ray/upgrade.py says how).
 
 It runs where the new wfray is installed, against the Ray cluster wfray runs on (the
-instance `wfray start` recorded, else RAY_ADDRESS). It is not offered over the HTTP API: the
-API's replicas run the wfray being replaced, and an upgrade ships the code of the process
-that runs it.
+instance `wfray start` recorded, else RAY_ADDRESS). `POST /v1/upgrade` (admin) does the same
+from the HTTP API's replica, to the wfray that replica runs (entrypoints/http/upgrade.py).
 """
 
 from __future__ import annotations
@@ -19,23 +18,9 @@ from rich.console import Console
 from wfray.config import Settings
 from wfray.entrypoints.cli_instance import read_instance, state_path
 from wfray.entrypoints.cli_processes import use_ray_auth
-from wfray.entrypoints.cli_support import CliContext, CliError, Exit
+from wfray.entrypoints.cli_support import CliContext, CliError, Exit, cli_origin
 
 DRAIN_TIMEOUT_S = 600.0
-
-
-def migrate_store(url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Migrate the store to this wfray's head: (revisions before, revisions after)."""
-    from wfray.adapters.sqlalchemy import migrate
-    from wfray.adapters.sqlalchemy.engine import create_engine
-
-    engine = create_engine(url)
-    try:
-        before = migrate.current_revisions(engine)
-        migrate.upgrade(engine)
-        return before, migrate.current_revisions(engine)
-    finally:
-        engine.dispose()
 
 
 def _ray_address(settings: Settings) -> str:
@@ -69,7 +54,7 @@ def _progress(ctx: CliContext, args: argparse.Namespace, line: str) -> None:
 def upgrade(ctx: CliContext, args: argparse.Namespace) -> int:
     import ray
 
-    from wfray.adapters.ray.upgrade import upgrade as upgrade_wfray
+    from wfray.entrypoints.upgrading import upgrade_here
 
     settings = ctx.settings
     address = _ray_address(settings)
@@ -83,9 +68,9 @@ def upgrade(ctx: CliContext, args: argparse.Namespace) -> int:
     except Exception as exc:
         raise CliError(f"cannot reach Ray at {address}: {exc}", Exit.UNREACHABLE) from None
     try:
-        report = upgrade_wfray(
+        report = upgrade_here(
             settings,
-            lambda: migrate_store(settings.database_url),
+            cli_origin(),
             args.timeout,
             restart=args.restart,
             say=lambda line: _progress(ctx, args, line),
@@ -99,24 +84,7 @@ def upgrade(ctx: CliContext, args: argparse.Namespace) -> int:
     finally:
         ray.shutdown()  # the new actors are detached: they outlive this driver
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "nothing_to_do": report.nothing_to_do,
-                    "namespace": report.namespace,
-                    "schema_before": list(report.schema_before),
-                    "schema_after": list(report.schema_after),
-                    "replaced": [
-                        {"name": a.name, "versions": a.versions and a.versions.as_dict()}
-                        for a in report.found
-                    ]
-                    if report.restarted
-                    else [],
-                    "drained": report.drained,
-                    "handed_over": report.handed_over,
-                }
-            )
-        )
+        print(json.dumps(report.as_dict()))
     else:
         for line in report.lines():
             ctx.console.print(line, highlight=False, markup=False)

@@ -84,6 +84,23 @@ class UpgradeReport:
     def nothing_to_do(self) -> bool:
         return not self.restarted and self.schema_before == self.schema_after
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, for `--json` and the HTTP API."""
+        return {
+            "nothing_to_do": self.nothing_to_do,
+            "namespace": self.namespace,
+            "schema_before": list(self.schema_before),
+            "schema_after": list(self.schema_after),
+            "replaced": [
+                {"name": a.name, "versions": a.versions and a.versions.as_dict()}
+                for a in self.found
+            ]
+            if self.restarted
+            else [],
+            "drained": self.drained,
+            "handed_over": self.handed_over,
+        }
+
     def lines(self) -> list[str]:
         if self.nothing_to_do:
             return [
