@@ -139,6 +139,8 @@ def test_an_upgrade_from_the_previous_commit_loses_and_repeats_nothing(
     )
     assert new["wfray"] == str(ROOT / "wfray")
     assert new["executors_adopt"] and all(new["executors_adopt"].values())  # this code
+    ((via, outcome),) = new["audited"]  # the upgrade is in the audit trail
+    assert via == "cli" and outcome.startswith("store: already at schema")
     assert set(new["results"].values()) == {"crunched+delivered"}
     one_each = [["crunch", 1, "succeeded"], ["deliver", 1, "succeeded"]]
     assert new["attempts"] == {run_id: one_each for run_id in old["runs"]}

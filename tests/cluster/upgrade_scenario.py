@@ -87,9 +87,11 @@ def new(data_dir: str, namespace: str, run_ids: list[str]) -> dict[str, Any]:
         run_id: sorted([a.step, a.attempt, a.status.value] for a in client.detail(run_id).attempts)
         for run_id in run_ids
     }
+    upgrades = [[e.via, e.outcome] for e in client.audit(action="upgrade")]
     return {
         "results": results,
         "attempts": attempts,
+        "audited": upgrades,
         "wfray": str(Path(wfray.__file__).parent),
         "executors_adopt": executor_methods(namespace),
     }

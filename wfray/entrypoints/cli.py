@@ -42,7 +42,7 @@ exit codes:
   2  usage error: bad arguments, bad JSON input, an input the workflow refuses
   3  not found: no such run or workflow
   4  wfray not reachable: not started, Ray or the database unreachable, or its actors
-     run another wfray version
+     run another wfray version (upgrade: also Ray failing midway; run it again)
 
 environment: WFRAY_DATA_DIR (where `start` records what it started), WFRAY_DATABASE_URL,
 WFRAY_NAMESPACE, WFRAY_MODULES, RAY_ADDRESS (an existing cluster), and the other WFRAY_*.
