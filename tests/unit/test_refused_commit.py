@@ -20,6 +20,7 @@ import pytest
 
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.messages import (
+    CommandResult,
     Dispatch,
     Drained,
     ExecutorSnapshot,
@@ -253,8 +254,6 @@ def test_what_a_turn_leaves_for_the_runs_set_aside() -> None:
     loop = asyncio.new_event_loop()
     try:
         future: asyncio.Future[Any] = loop.create_future()
-        from wfray.application.messages import CommandResult
-
         turn.answers = [(future, CommandResult("aside", True, "cancelled", "cancelled"))]
         returned = turn.set_aside({"aside"}, lambda run_id: "running")
     finally:

@@ -347,6 +347,7 @@ class Coordinator:
         aside = await self.guard.commit_around(turn.batch, refused, turn.outcomes, turn.accepted)
         await self.reconciler.reload(aside)
         self.outcomes[:0] = turn.set_aside(aside, self.state.status_of)
+        turn.touched |= aside  # settled as loaded: a run the store holds finished may go
 
     async def _act(self, turn: Turn) -> None:
         """What the committed rows allow: answers, cancels, acknowledgements, dispatches."""
@@ -362,7 +363,7 @@ class Coordinator:
         self.reconciler.stop(turn.to_stop)
         self.reconciler.acknowledge(acks_of(turn.outcomes, turn.aside))
         self.reconciler.send(turn.dispatches)
-        self._settle(turn.touched | turn.aside)
+        self._settle(turn.touched)
         await self.dispatcher.page_in()
         await self.fanouts.collect()
 

@@ -143,6 +143,8 @@ class Reconciler:
         """Return these runs to what the store holds, after a refused commit set them aside
         (poison.py): their memory is let go and loaded again as at a start. The other runs,
         the executors and their outboxes are left as they are."""
+        if not run_ids:
+            return
         memory, durable, store = self.state, self.durable, self.durable.store
         memory.unload(run_ids)
         self.heartbeats.forget(run_ids)
