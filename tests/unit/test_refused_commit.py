@@ -57,6 +57,45 @@ def total(fetch: int) -> int:
     return fetch
 
 
+pair = Workflow("refusals_pair", retry=RETRY)
+
+
+@pair.step(pool="io")
+def left() -> int:
+    return 1
+
+
+@pair.step(pool="io", heartbeat_timeout_s=30)
+def right() -> int:
+    return 2
+
+
+@pair.step
+def both(left: int, right: int) -> int:
+    return left + right
+
+
+spread = Workflow("refusals_spread", retry=RETRY)
+
+
+@spread.step
+def listing() -> list[int]:
+    return list(range(10))
+
+
+@spread.step(map="listing", pool="io")
+def each(listing: int) -> int:
+    return listing
+
+
+@spread.step
+def sum_up(each: list[int]) -> int:
+    return sum(each)
+
+
+FLOWS = (flow, pair, spread)
+
+
 class MovedClock:
     def __init__(self) -> None:
         self.at = START
@@ -84,25 +123,29 @@ class HeldExecutor:
     async def cancel(self, attempts: list[tuple[str, str, int, int]]) -> None:
         self.cancelled.extend(attempts)
 
-    def attempt(self, run_id: str, step: str) -> AttemptKey:
-        (key,) = [d.attempt_key for d in self.dispatched if d.run_id == run_id and d.step == step]
+    def attempt(self, run_id: str, step: str, map_index: int = -1) -> AttemptKey:
+        (key,) = [
+            d.attempt_key
+            for d in self.dispatched
+            if (d.run_id, d.step, d.map_index) == (run_id, step, map_index)
+        ]
         return key
 
 
 class Driven:
     """A coordinator whose turns the test takes."""
 
-    def __init__(self) -> None:
+    def __init__(self, **settings: Any) -> None:
         self.store = InMemoryRunStore()
         self.clock = MovedClock()
         self.executor = HeldExecutor()
         pools = {"cpu": self.executor, "io": self.executor}
-        self.c = Coordinator(self.store, pools, self.clock, CoordinatorSettings())
+        self.c = Coordinator(self.store, pools, self.clock, CoordinatorSettings(**settings))
         self.seq = 0
 
     async def start(self) -> None:
         await self.c.reconciler.recover()
-        await self.c.register([flow.schema])
+        await self.c.register([f.schema for f in FLOWS])
 
     async def turn(self) -> None:
         self.executor.dispatched = [
@@ -111,21 +154,28 @@ class Driven:
         await self.c._turn()
         await self.c.reconciler.sent()
 
-    async def submit(self, *run_ids: str) -> list[SubmitResult]:
-        version = flow.schema.version
-        requests = [SubmitRequest(run_id, flow.name, version, "null") for run_id in run_ids]
+    async def submit(self, *run_ids: str, workflow: Workflow = flow) -> list[SubmitResult]:
+        version = workflow.schema.version
+        requests = [SubmitRequest(run_id, workflow.name, version, "null") for run_id in run_ids]
         answer = asyncio.ensure_future(self.c.submit(requests))
         await asyncio.sleep(0)  # it reaches the intake
         await self.turn()
         return await answer
 
-    def ends(self, key: AttemptKey, status: AttemptStatus, pid: int | None = None) -> Outcome:
+    def ends(
+        self,
+        key: AttemptKey,
+        status: AttemptStatus,
+        pid: int | None = None,
+        result: object = 1,
+    ) -> Outcome:
         """An outcome as the executor reports it, next in its outbox."""
         self.seq += 1
         outcome = Outcome(*key, status, self.clock.at, self.clock.at, seq=self.seq)
         outcome.worker = WorkerIdentity(node_id="n", worker_id="w", host="h", pid=pid)
         if status is AttemptStatus.SUCCEEDED:
-            outcome.result_json = "1"
+            outcome.result_json = json.dumps(result)
+            outcome.result_items = len(result) if isinstance(result, list) else None
         else:
             outcome.error_type, outcome.error_message = "ValueError", "boom"
         self.c.report("io", outcome)
@@ -134,11 +184,11 @@ class Driven:
 
 def held_view(state: RunState) -> dict[str, Any]:
     """What memory holds of a run that the store holds too (parents_done is a cache of
-    what the tasks say, filled as the engine looks)."""
+    what the tasks say, filled as the engine looks; no count and a count of 0 are one)."""
     return {
         "run": as_row(state.run),
         "tasks": {key: as_row(task) for key, task in state.tasks.items()},
-        "items_done": state.items_done,
+        "items_done": {step: done for step, done in state.items_done.items() if done},
         "paged": state.paged,
         "next_item": state.next_item,
         "collected": state.collected,
@@ -239,6 +289,63 @@ def test_a_run_submitted_in_a_refused_turn_is_not_held() -> None:
         await assert_memory_is_the_store(driven)
         assert driven.store.find_runs(["fresh"])["fresh"].status is RunStatus.RUNNING
         assert driven.c.state.runs["first"].task("fetch").status is TaskStatus.RUNNING
+
+    run(scenario())
+
+
+def test_a_cancel_in_a_refused_turn_is_not_recorded_and_stops_nothing() -> None:
+    async def scenario() -> None:
+        driven = Driven()
+        await driven.start()
+        await driven.submit("p", workflow=pair)
+        executor, c = driven.executor, driven.c
+        left, right = executor.attempt("p", "left"), executor.attempt("p", "right")
+        poisoned = driven.ends(left, AttemptStatus.SUCCEEDED, 2**70)
+        cancelled = asyncio.ensure_future(c.cancel(["p"], "no longer needed"))
+        await asyncio.sleep(0)
+        await driven.turn()
+
+        (answer,) = await cancelled
+        assert not answer.applied and answer.message == NOT_RECORDED
+        assert answer.status == "running" and executor.cancelled == []
+        await assert_memory_is_the_store(driven)
+        assert set(c.state.attempts) == {left, right}
+        assert c.heartbeats.next_due() is not None  # "right" is watched again, afresh
+        assert c.outcomes == [("io", poisoned)]
+
+        await driven.turn()
+        await assert_memory_is_the_store(driven)
+        assert c.state.runs["p"].task("left").status is TaskStatus.RETRYING
+        assert set(c.state.attempts) == {right}
+
+    run(scenario())
+
+
+def test_a_paged_fan_out_set_aside_is_loaded_again_with_its_counts() -> None:
+    async def scenario() -> None:
+        driven = Driven(memory_cap=4)
+        await driven.start()
+        await driven.submit("s", workflow=spread)
+        executor, c = driven.executor, driven.c
+        driven.ends(executor.attempt("s", "listing"), AttemptStatus.SUCCEEDED, result=[0] * 10)
+        await driven.turn()  # the fan-out is paged: four items at a time
+        await assert_memory_is_the_store(driven)
+        assert {d.map_index for d in executor.dispatched if d.step == "each"} == {0, 1, 2, 3}
+
+        driven.ends(executor.attempt("s", "each", 0), AttemptStatus.SUCCEEDED)
+        driven.ends(executor.attempt("s", "each", 1), AttemptStatus.SUCCEEDED)
+        driven.ends(executor.attempt("s", "each", 2), AttemptStatus.SUCCEEDED, 2**70)
+        await driven.turn()
+        assert c.guard.isolations == 1
+        await assert_memory_is_the_store(driven)
+        state = c.state.runs["s"]
+        assert state.items_done.get("each", 0) == 0 and state.next_item == {"each": 4}
+
+        await driven.turn()  # the items' outcomes again: two complete, one failed
+        await assert_memory_is_the_store(driven)
+        state = c.state.runs["s"]
+        assert state.items_done["each"] == 2
+        assert state.task("each", 2).status is TaskStatus.RETRYING
 
     run(scenario())
 
