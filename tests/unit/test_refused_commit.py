@@ -32,10 +32,11 @@ from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 from wfray.coordinator.durable import DurableStore
 from wfray.coordinator.loading import RunLoader
 from wfray.coordinator.state import CoordinatorState
-from wfray.coordinator.timers import TimerKind
+from wfray.coordinator.timers import TimerKind, TimerQueue
 from wfray.coordinator.turn import NOT_RECORDED, Turn, acks_of
 from wfray.domain.policy import RetryPolicy
-from wfray.domain.records import AttemptKey, WorkerIdentity, as_row
+from wfray.domain.queueing import QueueManager
+from wfray.domain.records import AttemptKey, TaskRecord, WorkerIdentity, as_row
 from wfray.domain.run_state import RunState
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.sdk.definition import Workflow
@@ -371,3 +372,29 @@ def test_what_a_turn_leaves_for_the_runs_set_aside() -> None:
     assert [a for _, a in turn.answers] == [CommandResult("aside", False, "running", NOT_RECORDED)]
     assert acks_of(turn.outcomes, turn.aside) == {"io": 2}  # not past seq 3, held back
     assert acks_of(turn.outcomes, set()) == {"io": 4, "cpu": 3}
+
+
+def test_the_queues_let_go_of_the_runs_set_aside_and_keep_the_others_in_order() -> None:
+    manager = QueueManager([], {"cpu": 10, "io": 10})
+    tasks = [
+        TaskRecord(f"r{n % 3}", f"s{n}", -1, TaskStatus.QUEUED, "cpu", START, seq=n)
+        for n in range(1, 10)
+    ]
+    for task in tasks:
+        manager.push(task)
+    manager.drop({"r1"})
+
+    assert manager.held == 6 and not manager.holds(("r1", "s1", -1))
+    assert [t.seq for t in manager.select(START)] == [2, 3, 5, 6, 8, 9]
+
+
+def test_the_timers_of_the_runs_set_aside_are_dropped_and_the_rest_come_due_in_order() -> None:
+    timers = TimerQueue()
+    for n in range(6):
+        timers.deadline_at(START + timedelta(seconds=10 - n), f"r{n % 2}")
+    timers.drop({"r0"})
+
+    due = list(timers.due(START + timedelta(seconds=60)))
+    assert [(t.run_id, t.at) for t in due] == [
+        ("r1", START + timedelta(seconds=s)) for s in (5, 7, 9)
+    ]
