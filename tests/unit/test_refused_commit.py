@@ -20,7 +20,6 @@ import pytest
 
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.messages import (
-    CommandResult,
     Dispatch,
     Drained,
     ExecutorSnapshot,
@@ -30,13 +29,13 @@ from wfray.application.messages import (
 )
 from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 from wfray.coordinator.durable import DurableStore
+from wfray.coordinator.heartbeats import START_GRACE_S
 from wfray.coordinator.loading import RunLoader
 from wfray.coordinator.state import CoordinatorState
-from wfray.coordinator.timers import TimerKind, TimerQueue
-from wfray.coordinator.turn import NOT_RECORDED, Turn, acks_of
+from wfray.coordinator.timers import TimerKind
+from wfray.coordinator.turn import NOT_RECORDED
 from wfray.domain.policy import RetryPolicy
-from wfray.domain.queueing import QueueManager
-from wfray.domain.records import AttemptKey, TaskRecord, WorkerIdentity, as_row
+from wfray.domain.records import AttemptKey, WorkerIdentity, as_row
 from wfray.domain.run_state import RunState
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.sdk.definition import Workflow
@@ -311,7 +310,7 @@ def test_a_cancel_in_a_refused_turn_is_not_recorded_and_stops_nothing() -> None:
         assert answer.status == "running" and executor.cancelled == []
         await assert_memory_is_the_store(driven)
         assert set(c.state.attempts) == {left, right}
-        assert c.heartbeats.next_due() is not None  # "right" is watched again, afresh
+        assert c.heartbeats.next_due() == START + timedelta(seconds=30 + START_GRACE_S)
         assert c.outcomes == [("io", poisoned)]
 
         await driven.turn()
@@ -351,50 +350,24 @@ def test_a_paged_fan_out_set_aside_is_loaded_again_with_its_counts() -> None:
     run(scenario())
 
 
-def test_what_a_turn_leaves_for_the_runs_set_aside() -> None:
-    """Dispatches, stops and cancels of those runs are dropped, their outcomes handed back,
-    commands on them answered as not recorded, acknowledgements kept below their outcomes."""
-    keep = Outcome("kept", "s", -1, 1, AttemptStatus.SUCCEEDED, START, START, seq=4)
-    back = Outcome("aside", "s", -1, 1, AttemptStatus.SUCCEEDED, START, START, seq=3)
-    turn = Turn(START, outcomes=[("io", keep), ("io", back), ("cpu", back)])
-    turn.to_stop = [("aside", "s", -1, 1), ("kept", "s", -1, 2)]
-    turn.to_cancel = {"io": [("aside", "t", -1, 1)]}
-    loop = asyncio.new_event_loop()
-    try:
-        future: asyncio.Future[Any] = loop.create_future()
-        turn.answers = [(future, CommandResult("aside", True, "cancelled", "cancelled"))]
-        returned = turn.set_aside({"aside"}, lambda run_id: "running")
-    finally:
-        loop.close()
+def test_an_attempt_fallen_silent_in_a_refused_turn_is_recorded_lost_in_the_next() -> None:
+    async def scenario() -> None:
+        driven = Driven()
+        await driven.start()
+        await driven.submit("q", workflow=pair)
+        executor, c = driven.executor, driven.c
+        right = executor.attempt("q", "right")
+        driven.clock.at += timedelta(seconds=30 + START_GRACE_S)  # "right" never began
+        driven.ends(executor.attempt("q", "left"), AttemptStatus.SUCCEEDED, 2**70)
+        await driven.turn()
 
-    assert returned == [("io", back), ("cpu", back)]
-    assert turn.to_stop == [("kept", "s", -1, 2)] and turn.to_cancel == {"io": []}
-    assert [a for _, a in turn.answers] == [CommandResult("aside", False, "running", NOT_RECORDED)]
-    assert acks_of(turn.outcomes, turn.aside) == {"io": 2}  # not past seq 3, held back
-    assert acks_of(turn.outcomes, set()) == {"io": 4, "cpu": 3}
+        await assert_memory_is_the_store(driven)
+        assert executor.cancelled == [right]  # lost all the same
+        assert [o.attempt_key for _, o in c.outcomes][-1] == right
 
+        await driven.turn()
+        await assert_memory_is_the_store(driven)
+        lost = next(a for a in driven.store.get_attempts("q") if a.step == "right")
+        assert lost.status is AttemptStatus.LOST and "(last: never)" in (lost.error_message or "")
 
-def test_the_queues_let_go_of_the_runs_set_aside_and_keep_the_others_in_order() -> None:
-    manager = QueueManager([], {"cpu": 10, "io": 10})
-    tasks = [
-        TaskRecord(f"r{n % 3}", f"s{n}", -1, TaskStatus.QUEUED, "cpu", START, seq=n)
-        for n in range(1, 10)
-    ]
-    for task in tasks:
-        manager.push(task)
-    manager.drop({"r1"})
-
-    assert manager.held == 6 and not manager.holds(("r1", "s1", -1))
-    assert [t.seq for t in manager.select(START)] == [2, 3, 5, 6, 8, 9]
-
-
-def test_the_timers_of_the_runs_set_aside_are_dropped_and_the_rest_come_due_in_order() -> None:
-    timers = TimerQueue()
-    for n in range(6):
-        timers.deadline_at(START + timedelta(seconds=10 - n), f"r{n % 2}")
-    timers.drop({"r0"})
-
-    due = list(timers.due(START + timedelta(seconds=60)))
-    assert [(t.run_id, t.at) for t in due] == [
-        ("r1", START + timedelta(seconds=s)) for s in (5, 7, 9)
-    ]
+    run(scenario())

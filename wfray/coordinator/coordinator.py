@@ -326,8 +326,8 @@ class Coordinator:
             self.streamed_logs = []
         for _, outcome in turn.outcomes:
             self.outcome_applier.apply(outcome, batch, now, touched)
-        silent, turn.to_cancel = self.heartbeats.expire(now)
-        for outcome in silent:  # attempts fallen silent: recorded as lost
+        turn.silent, turn.to_cancel = self.heartbeats.expire(now)
+        for outcome in turn.silent:  # recorded as lost
             self.outcome_applier.apply(outcome, batch, now, touched)
         memory.fire_timers(batch, now, touched, self._expire)
         turn.answers, turn.to_stop = await self.commands.take(batch, now, touched)

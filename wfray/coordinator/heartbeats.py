@@ -32,14 +32,6 @@ class HeartbeatWatch:
         self._beats: dict[AttemptKey, tuple[datetime, str | None]] = {}
         self._starting: dict[AttemptKey, float] = {}  # watched with the grace: not begun yet
 
-    def forget(self, run_ids: set[str]) -> None:
-        """Stop watching the attempts of these runs: their memory is loaded again from the
-        store, and the loading watches those still running with a fresh window."""
-        self._due = [entry for entry in self._due if entry[1][0] not in run_ids]
-        heapq.heapify(self._due)
-        self._beats = {k: v for k, v in self._beats.items() if k[0] not in run_ids}
-        self._starting = {k: v for k, v in self._starting.items() if k[0] not in run_ids}
-
     def watch(self, key: AttemptKey, timeout_s: float, now: datetime, grace_s: float = 0) -> None:
         """Expect a beat within `timeout_s` (plus `grace_s` until the first one arrives)."""
         if grace_s:

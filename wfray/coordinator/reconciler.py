@@ -147,11 +147,12 @@ class Reconciler:
             return
         memory, durable, store = self.state, self.durable, self.durable.store
         memory.unload(run_ids)
-        self.heartbeats.forget(run_ids)
         found = await durable.call(store.find_runs, sorted(run_ids))
         states = await self.loader.adopt(list(found.values()))
         _, _, attempts = await durable.call(store.load_active, False)
-        self._hold(states, [a for a in attempts if a.run_id in run_ids])
+        # their heartbeats stay watched as they were (a worker still starting keeps its
+        # grace); a watch of an attempt not held any more is passed over when it comes due
+        self._hold(states, [a for a in attempts if a.run_id in run_ids], rewatch=False)
         for state in states:
             run = state.run
             if run.deadline_at is not None and not run.status.finished:
@@ -162,9 +163,12 @@ class Reconciler:
                 memory.queues.push(task)  # as a page from the store would bring it
         self.wake.set()
 
-    def _hold(self, states: list[RunState], attempts: list[AttemptRecord]) -> None:
+    def _hold(
+        self, states: list[RunState], attempts: list[AttemptRecord], rewatch: bool = True
+    ) -> None:
         """Take up runs loaded from the store: the timers of their waiting tasks, and their
-        running attempts (each holding its task's slot, its heartbeats watched afresh)."""
+        running attempts (each holding its task's slot; with `rewatch`, its heartbeats
+        watched afresh)."""
         memory = self.state
         for state in states:
             memory.retouch.add(state.run.run_id)  # a compensation may be ready to go on
@@ -180,7 +184,8 @@ class Reconciler:
             held = owner.tasks.get(attempt.task_key) if owner else None
             if held is not None and held.status in (TaskStatus.RUNNING, TaskStatus.COMPENSATING):
                 memory.queues.started(held)  # its slot is taken until its outcome frees it
-                self._rewatch(key, attempt)
+                if rewatch:
+                    self._rewatch(key, attempt)
 
     async def reconcile(self, pool: str) -> None:
         """Compare what the executor runs with what the store says runs there."""

@@ -32,7 +32,8 @@ class Turn:
     accepted: list[Answer] = field(default_factory=list)  # submissions, answered once committed
     outcomes: list[tuple[str, Outcome]] = field(default_factory=list)  # applied, by executor
     ended_kinds: set[str] = field(default_factory=set)  # of the attempts they end (chaos)
-    to_cancel: dict[str, list[AttemptKey]] = field(default_factory=dict)  # fallen silent
+    silent: list[Outcome] = field(default_factory=list)  # attempts fallen silent: lost
+    to_cancel: dict[str, list[AttemptKey]] = field(default_factory=dict)  # those, by executor
     answers: Answers = field(default_factory=list)  # to operator commands
     to_stop: list[AttemptKey] = field(default_factory=list)  # attempts of cancelled runs
     dispatches: list[Dispatch] = field(default_factory=list)
@@ -44,22 +45,21 @@ class Turn:
     ) -> list[tuple[str, Outcome]]:
         """Drop what this turn would have done for the runs in `aside` (their rows were not
         committed); returns their outcomes, to be applied again in the next turn (a poisoned
-        one then becomes the failure of its attempt). `status_of` tells a run's status as
-        the store holds it, for the commands that were not recorded."""
+        one then becomes the failure of its attempt), those of their silent attempts too
+        (which are cancelled all the same). `status_of` tells a run's status as the store
+        holds it, for the commands that were not recorded."""
         self.aside = aside
         self.dispatches = [d for d in self.dispatches if d.run_id not in aside]
         self.to_stop = [key for key in self.to_stop if key[0] not in aside]
-        self.to_cancel = {
-            pool: [key for key in keys if key[0] not in aside]
-            for pool, keys in self.to_cancel.items()
-        }
         self.answers = [
             (future, CommandResult(a.run_id, False, status_of(a.run_id), NOT_RECORDED))
             if a.run_id in aside and a.applied
             else (future, a)
             for future, a in self.answers
         ]
-        return [(pool, o) for pool, o in self.outcomes if o.run_id in aside]
+        executor_of = {key: pool for pool, keys in self.to_cancel.items() for key in keys}
+        silent = [(executor_of[o.attempt_key], o) for o in self.silent if o.run_id in aside]
+        return [(pool, o) for pool, o in self.outcomes if o.run_id in aside] + silent
 
 
 def acks_of(outcomes: list[tuple[str, Outcome]], aside: set[str]) -> dict[str, int]:
