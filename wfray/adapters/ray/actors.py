@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -55,19 +56,27 @@ DETACHED: dict[str, Any] = {
 # -- the coordinator -----------------------------------------------------------------------------
 
 
+def restarted_by_ray() -> bool:
+    """Whether Ray restarted the actor this runs in (asks the GCS: not in a constructor)."""
+    return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+
+
 class CoordinatorActor(CoordinatorHost):
     """The coordinator host as Ray runs it, in a process of its own.
 
     Ray awaits an async constructor on the actor's event loop, so the start can be set going
     here without a Ray call: a restarted coordinator resumes its runs by itself, before any
-    client asks.
+    client asks. Whether Ray restarted it is asked by that start (`restarted`): an error
+    raised in a constructor fails the actor's creation for good, and a GCS call there
+    would hold up every creation and restart.
     """
 
-    async def __init__(self, settings: Settings, build: Build) -> None:  # type: ignore[misc]
+    async def __init__(  # type: ignore[misc]
+        self, settings: Settings, build: Build, restarted: Callable[[], bool]
+    ) -> None:
         logging.basicConfig(level=logging.INFO)
         collect_garbage_rarely()
-        super().__init__(settings, build)
-        self.restarted_by_ray = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        super().__init__(settings, build, restarted)
         self.begin_start()
 
 
@@ -114,7 +123,7 @@ def coordinator_actor(settings: Settings, build: Build, *, node_id: str | None =
             scheduling_strategy=coordinator_placement(settings, node_id),
             **DETACHED,
         )
-        .remote(settings, build)
+        .remote(settings, build, restarted_by_ray)
     )
 
 
