@@ -175,7 +175,7 @@ def executor_config(settings: Settings) -> ExecutorConfig:
             max_log_line_chars=settings.max_log_line_chars,
         ),
         io_concurrency=settings.io_concurrency,
-        attempts_per_task=settings.cpu_attempts_per_task,
+        attempts_per_shared_task=settings.cpu_attempts_per_task,
         namespace=settings.namespace,
         io_sync_timeout_s=settings.io_sync_timeout_s,
     )
