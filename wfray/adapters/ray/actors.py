@@ -193,7 +193,8 @@ def stop_unconfigured_executors(settings: Settings) -> None:
 
 
 def executor_actors(settings: Settings) -> dict[str, Any]:
-    """Get or create the detached executor actors, one per pool."""
+    """Get or create the detached executor actors: the cpu one and the io ones, by id
+    ("cpu", "io", "io.1", ...)."""
     config = executor_config(settings)
     stop_unconfigured_executors(settings)
     common = dict(DETACHED, namespace=settings.namespace)
@@ -232,13 +233,13 @@ class ActorExecutor:
 
 
 async def step_executors(settings: Settings) -> dict[str, StepExecutor]:
-    """The coordinator's executors: one actor per pool, reached through its handle, each
+    """The coordinator's executors by id, each an actor reached through its handle and
     checked to run this wfray first (one found by name may be left from another release)."""
     handles = executor_actors(settings)
     where = f"in Ray namespace {settings.namespace!r}"
-    who = {pool: f"the executor {executor_name(pool)} {where}" for pool in handles}
+    who = {executor: f"the executor {executor_name(executor)} {where}" for executor in handles}
     await check_actors_async(handles, who, "this coordinator")
-    return {pool: ActorExecutor(handle) for pool, handle in handles.items()}
+    return {executor: ActorExecutor(handle) for executor, handle in handles.items()}
 
 
 # -- the HTTP API --------------------------------------------------------------------------------
