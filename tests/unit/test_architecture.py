@@ -3,6 +3,9 @@
 Every folder of wfray (and each top-level module) has one `Layer` below that states what it
 may import; a folder or module without one fails `test_every_folder_has_a_layer_rule`.
 Imports under `if TYPE_CHECKING:` count too: a type-only dependency is still a dependency.
+
+No modules of wfray import each other round a circle when imported (`import_circles`): there
+only what runs at import counts, not imports in functions or under `if TYPE_CHECKING:`.
 """
 
 from __future__ import annotations
