@@ -304,5 +304,5 @@ def test_a_host_asks_at_its_start_not_in_its_constructor_whether_ray_restarted_i
     try:
         assert asyncio.run(asyncio.wait_for(scenario(), 60)) == ("first_start", "process_died")
     finally:
-        store.close()  # type: ignore[attr-defined]
+        store.close()
     assert asked == ["restarted?"]
