@@ -38,7 +38,7 @@ LOCAL_SEAMS = {
 }
 SIDES = [RunLookup, RunLedger, RunReader, RunStore]
 ADAPTERS = [InMemoryRunStore, SqlRunStore]
-WRITES = {"commit", "note_undelivered", "note_applying", "set_aside", "save_workflow"}
+WRITES = {"commit", "note_undelivered", "note_applying", "quarantine", "save_workflow"}
 WRITES |= {"next_value", "put_claim"}
 
 

@@ -138,7 +138,7 @@ def report(coordinator: Observed, now: datetime) -> dict[str, Any]:
         for (name, tags), value in totals.items()
         if name == "coordinator_commit_failures_total"
     }
-    set_aside = {
+    quarantined = {
         dict(tags)["reason"]: int(value)
         for (name, tags), value in totals.items()
         if name == "outcomes_quarantined_total"
@@ -152,7 +152,7 @@ def report(coordinator: Observed, now: datetime) -> dict[str, Any]:
         "turns": coordinator.turns,
         "last_turn_s": round(health.last_turn_s, 6),
         "commit_failures": failures,
-        "outcomes_set_aside": set_aside,
+        "outcomes_quarantined": quarantined,
         "attempts_in_flight": {e: state.running_on.get(e, 0) for e in executors},
         "outbox_outcomes": {e: coordinator.reconciler.outbox_sizes.get(e, 0) for e in executors},
         "queued_tasks": state.queued_count,
