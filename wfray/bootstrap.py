@@ -112,12 +112,12 @@ def audit_loops(settings: Settings, audit: AuditLog) -> tuple[Loop, ...]:
     return (("wfray-audit-retention", lambda: purge_forever(audit, SystemClock(), keep)),)
 
 
-def coordinator_actor(settings: Settings) -> Any:
+def coordinator_actor(settings: Settings, runtime_env: dict[str, Any] | None = None) -> Any:
     """The coordinator actor of the cluster (got, or created to host what `build_system`
-    builds)."""
+    builds; in `runtime_env` if given: an upgrade's new code)."""
     from wfray.adapters.ray import actors
 
-    return actors.coordinator_actor(settings, build_system)
+    return actors.coordinator_actor(settings, build_system, runtime_env=runtime_env)
 
 
 async def build_executors(settings: Settings) -> dict[str, StepExecutor]:

@@ -74,9 +74,16 @@ def _wait_for_dashboard(url: str, deadline: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_head() -> Iterator[Head]:
-    """A `ray start --head` of our own, on free ports (6379 is Redis's here)."""
+def ray_head(request: pytest.FixtureRequest) -> Iterator[Head]:
+    """A `ray start --head` of our own, on free ports (6379 is Redis's here).
+
+    A test module may put code before the repository on the path of the head and its
+    workers: its `head_code_first()` names the folder (an earlier commit's wfray, say)."""
     mark = uuid.uuid4().hex
+    env = marked_env(mark)
+    code_first = getattr(request.module, "head_code_first", None)
+    if code_first is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code_first()), env["PYTHONPATH"]])
     temp_dir = tempfile.mkdtemp(prefix="wfh-", dir="/tmp")  # Ray's socket paths stay short
     port, dashboard_port = free_port(), free_port()
     command = [
@@ -101,7 +108,7 @@ def ray_head() -> Iterator[Head]:
         try:
             started = subprocess.run(
                 command,
-                env=marked_env(mark),
+                env=env,
                 cwd=temp_dir,
                 capture_output=True,
                 text=True,

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ BENCH = ROOT / "bench"
 LIBRARIES = frozenset({"__init__", "_common", "workloads"})
 # Ray processes outlive ray.shutdown() by a moment; a process still there after this leaked.
 EXIT_GRACE_S = 30.0
+SMOKE_CONCURRENCY = 3
 
 
 def is_number(value: Any) -> bool:
@@ -291,7 +293,7 @@ class Smoke:
     py_spy: bool = False
 
 
-SMOKES = (
+SMOKES: tuple[Smoke, ...] = (
     Smoke("coordinator_inproc", ("--runs", "100"), 60, check_coordinator_inproc, starts_ray=False),
     Smoke("hop_floor", ("--runs", "10", "--rounds", "1"), 90, check_hop_floor),
     Smoke("latency_breakdown", ("--runs", "10"), 90, check_latency_breakdown),
@@ -311,9 +313,13 @@ SMOKES = (
     Smoke("throughput", ("--quick",), 180, check_throughput, postgres=True),
 )
 
+# all of them one after the other, the worst case of SMOKE_CONCURRENCY at a time
+SMOKES_TIMEOUT_S = sum(smoke.timeout_s + EXIT_GRACE_S for smoke in SMOKES)
+
 
 def smoke_param(smoke: Smoke) -> Any:
-    marks = [pytest.mark.slow, pytest.mark.timeout(smoke.timeout_s + EXIT_GRACE_S + 60)]
+    # the first test's set-up runs them all: each test may wait for every one of them
+    marks = [pytest.mark.slow, pytest.mark.timeout(SMOKES_TIMEOUT_S)]
     if smoke.starts_ray:
         marks.append(pytest.mark.ray)
     if smoke.postgres:
@@ -352,6 +358,11 @@ def child_env(mark: str, postgres_admin_url: str | None) -> dict[str, str]:
     return env
 
 
+class BenchmarkFailed(Exception):
+    """A benchmark exited non-zero or ran over its time (raised in a worker thread, reported
+    by its own test)."""
+
+
 def run_benchmark(smoke: Smoke, args: list[str], env: dict[str, str], logs: Path) -> str:
     """Run it to the end (killed at its timeout); returns its stdout, fails on a non-zero exit."""
     command = [sys.executable, "-m", f"bench.{smoke.module}", "--json", *args]
@@ -367,14 +378,15 @@ def run_benchmark(smoke: Smoke, args: list[str], env: dict[str, str], logs: Path
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            pytest.fail(
+            raise BenchmarkFailed(
                 f"`{' '.join(command[1:])}` ran over {smoke.timeout_s}s; stderr:\n"
-                f"{tail(logs / 'stderr')}",
-                pytrace=False,
-            )
-    assert done.returncode == 0, (
-        f"`{' '.join(command[1:])}` exited with {done.returncode}; stderr:\n{tail(logs / 'stderr')}"
-    )
+                f"{tail(logs / 'stderr')}"
+            ) from None
+    if done.returncode != 0:
+        raise BenchmarkFailed(
+            f"`{' '.join(command[1:])}` exited with {done.returncode}; stderr:\n"
+            f"{tail(logs / 'stderr')}"
+        )
     return (logs / "stdout").read_text(encoding="utf-8")
 
 
@@ -395,34 +407,95 @@ def has_py_spy() -> bool:
     return bool(shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists())
 
 
-@pytest.mark.parametrize("smoke", [smoke_param(smoke) for smoke in SMOKES])
-def test_a_benchmark_runs_small_and_prints_its_json(
-    smoke: Smoke, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    # every benchmark imports ray (bench.workloads defines Ray tasks), even the Ray-free one
-    if importlib.util.find_spec("ray") is None:
-        service_unavailable("Ray", "the ray package is not installed")
-    postgres_admin_url = None
-    if smoke.postgres:
-        request.getfixturevalue("_postgres_admin")  # reachable, or skip (fail in CI)
-        postgres_admin_url = os.environ.get("WFRAY_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    if smoke.py_spy and not has_py_spy():
-        service_unavailable("py-spy", "bench.profile_w1 samples with it: pip install py-spy")
+@dataclass(slots=True)
+class Ran:
+    """What one benchmark's smoke run left: its stdout and stderr, or why it could not run."""
+
+    smoke: Smoke
+    unavailable: tuple[str, str] | None = None  # (service, reason): skipped, or failed in CI
+    failure: str | None = None
+    stdout: str = ""
+    stderr_path: Path | None = None
+    left: list[str] | None = None
+
+
+def prepare(smoke: Smoke, postgres: str | None, logs: Path) -> tuple[list[str], dict[str, str]]:
     args = list(smoke.args)
     if smoke.py_spy:
-        args += ["--out", str(tmp_path / "py-spy")]
-    mark = f"bench-smoke-{uuid.uuid4().hex[:12]}"
+        args += ["--out", str(logs / "py-spy")]
+    return args, child_env(f"bench-smoke-{uuid.uuid4().hex[:12]}", postgres)
+
+
+def run_one(smoke: Smoke, postgres: str | None, logs: Path) -> Ran:
+    """Run one benchmark to its end, then make sure it left no process behind."""
+    args, env = prepare(smoke, postgres, logs)
+    ran = Ran(smoke, stderr_path=logs / "stderr")
     try:
-        stdout = run_benchmark(smoke, args, child_env(mark, postgres_admin_url), tmp_path)
+        ran.stdout = run_benchmark(smoke, args, env, logs)
+    except BenchmarkFailed as exc:
+        ran.failure = str(exc)
     finally:
-        left = kill_marked(mark, grace_s=EXIT_GRACE_S)
-    assert not left, f"bench.{smoke.module} left processes running: {left}"
+        ran.left = kill_marked(env[MARK], grace_s=EXIT_GRACE_S)
+    return ran
+
+
+def why_unavailable(smoke: Smoke, postgres_reachable: bool) -> tuple[str, str] | None:
+    # every benchmark imports ray (bench.workloads defines Ray tasks), even the Ray-free one
+    if importlib.util.find_spec("ray") is None:
+        return ("Ray", "the ray package is not installed")
+    if smoke.postgres and not postgres_reachable:
+        return ("PostgreSQL", "not reachable: bench.throughput measures it")
+    if smoke.py_spy and not has_py_spy():
+        return ("py-spy", "bench.profile_w1 samples with it: pip install py-spy")
+    return None
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Ran]:
+    """Every benchmark's smoke run, SMOKE_CONCURRENCY at a time: most of a run is starting and
+    stopping its own Ray, which waits more than it computes."""
     try:
-        printed = json.loads(stdout)
+        request.getfixturevalue("_postgres_admin")
+        postgres_reachable = True
+    except pytest.skip.Exception:
+        postgres_reachable = False
+    postgres = os.environ.get("WFRAY_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    runs: dict[str, Ran] = {}
+    jobs = {}
+    with ThreadPoolExecutor(max_workers=SMOKE_CONCURRENCY) as pool:
+        for smoke in SMOKES:
+            reason = why_unavailable(smoke, postgres_reachable)
+            if reason is not None:
+                runs[smoke.module] = Ran(smoke, unavailable=reason)
+                continue
+            logs = tmp_path_factory.mktemp(f"bench-{smoke.module}")
+            jobs[smoke.module] = pool.submit(
+                run_one, smoke, postgres if smoke.postgres else None, logs
+            )
+        for module, job in jobs.items():
+            runs[module] = job.result()
+    return runs
+
+
+@pytest.mark.parametrize("smoke", [smoke_param(smoke) for smoke in SMOKES])
+def test_a_benchmark_runs_small_and_prints_its_json(
+    smoke: Smoke, smoke_runs: dict[str, Ran]
+) -> None:
+    ran = smoke_runs[smoke.module]
+    if ran.unavailable is not None:
+        service_unavailable(*ran.unavailable)
+    if ran.failure is not None:
+        pytest.fail(ran.failure, pytrace=False)
+    assert not ran.left, f"bench.{smoke.module} left processes running: {ran.left}"
+    try:
+        printed = json.loads(ran.stdout)
     except json.JSONDecodeError as exc:
-        pytest.fail(f"bench.{smoke.module} --json printed no JSON ({exc}):\n{stdout[-3000:]}")
+        pytest.fail(f"bench.{smoke.module} --json printed no JSON ({exc}):\n{ran.stdout[-3000:]}")
     smoke.check(printed)
     if smoke.module == "http_load":
-        served = re.findall(r"API served at (\S+)", (tmp_path / "stderr").read_text())
+        assert ran.stderr_path is not None
+        served = re.findall(r"API served at (\S+)", ran.stderr_path.read_text())
         assert served, "http_load did not say where it served the API"
         assert refuses_connections(served[0]), f"the API at {served[0]} still answers"

@@ -57,13 +57,18 @@ class Cli:
         return record
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    runner = Cli(tmp_path / "data")
+UNIQUE_FLOWS = "tests.fixtures.unique_flows"
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """One `wfray start --local` for the module (starting one costs 20-30 s): the tests run in
+    file order, the last one stops it."""
+    runner = Cli(tmp_path_factory.mktemp("cli") / "data")
     try:
         started = runner(
-            "start", "--local", "--module", "tests.fixtures.flows", "--num-cpus", "2",
-            "--object-store-mb", "200",
+            "start", "--local", "--module", "tests.fixtures.flows", "--module", UNIQUE_FLOWS,
+            "--num-cpus", "2", "--object-store-mb", "200",
         )  # fmt: skip
         log = runner.data_dir / "local-ray.log"
         assert started.returncode == 0, (
@@ -78,6 +83,32 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
         for process in runner.family:  # whatever a failed test left behind, and only that
             if process.is_running():
                 process.kill()
+
+
+def test_submit_honours_the_policy_shows_the_key_and_refuses_a_bad_key(cli: Cli) -> None:
+    week = f"W-{uuid.uuid4().hex[:6]}"
+    given = json.dumps({"week": week})
+
+    first = cli.json("submit", "unit_unique_once", "--input", given, "--wait")
+    again = cli.json(
+        "submit", "unit_unique_once", "--input", json.dumps({"week": week, "note": "x"})
+    )
+    assert first["status"] == "completed" and again["run_id"] == first["run_id"]
+    shown = cli("show", first["run_id"])
+    assert f"unique key weekly:{week}" in shown.stdout, shown.stdout
+    detail = cli.json("show", first["run_id"])
+    assert detail["run"]["unique_key"] == f"weekly:{week}"
+
+    cli.json("submit", "unit_unique_refuse", "--input", given)
+    refused = cli("submit", "unit_unique_refuse", "--input", given)
+    assert refused.returncode == 1, refused.stderr
+    assert f"holds uniqueness key 'weekly:{week}'" in refused.stderr
+
+    bad = cli("submit", "unit_unique_bad_key", "--input", '{"week": "boom"}')
+    assert bad.returncode == 2, bad.stderr
+    assert "'unit_unique_bad_key'" in bad.stderr and "must be a string" in bad.stderr
+    listed = cli.json("runs", "--workflow", "unit_unique_bad_key")
+    assert listed == [] or listed.get("runs") == []
 
 
 def test_start_submit_show_logs_cancel_retry_stop(cli: Cli, tmp_path: Path) -> None:

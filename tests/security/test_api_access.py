@@ -89,6 +89,7 @@ def test_every_route_declares_a_scope_and_refuses_callers_without_it(
     assert scopes["/v1/runs/{run_id}/cancel"] == "admin"
     assert scopes["/v1/schedules/{name}"] == "admin"
     assert scopes["/v1/events"] == "submit"
+    assert scopes["/v1/upgrade"] == "admin"
 
 
 def test_each_scope_does_what_it_may(secured_api: SecuredApi) -> None:
@@ -103,6 +104,32 @@ def test_each_scope_does_what_it_may(secured_api: SecuredApi) -> None:
     assert http.get(f"/v1/runs/{run_id}", headers=auth(ADMIN)).status_code == 200
     answer = http.post(f"/v1/runs/{run_id}/cancel", headers=auth(ADMIN))
     assert answer.status_code in (200, 409), answer.text
+
+
+def test_an_upgrade_over_http_needs_admin_refuses_bad_bodies_and_is_audited(
+    secured_api: SecuredApi,
+) -> None:
+    http = secured_api.http
+    assert http.post("/v1/upgrade", json={}, headers=auth(SUBMIT)).status_code == 403
+    bad_bodies = [
+        {"timeout_s": 0},
+        {"timeout_s": 1e9},
+        {"restart": "yes please"},
+        {"command": "rm -rf /"},
+        {"timeout_s": "\u0000" * 10_000},
+    ]
+    for body in bad_bodies:
+        answer = http.post("/v1/upgrade", json=body, headers=auth(ADMIN))
+        assert answer.status_code == 422, (body, answer.text)
+    answer = http.post("/v1/upgrade", json={}, headers=auth(ADMIN))
+    assert answer.status_code == 200, answer.text
+    said = answer.json()
+    assert said["nothing_to_do"] is True and said["replaced"] == []
+    assert said["lines"][0].startswith("nothing to do: wfray's actors")
+    page = http.get("/v1/audit", params={"action": "upgrade"}, headers=auth(ADMIN)).json()
+    newest = page["entries"][0]
+    assert (newest["actor"], newest["via"]) == ("ops", "http")
+    assert newest["outcome"].startswith("nothing to do")
 
 
 def test_healthz_without_a_token_says_up_or_down_only(secured_api: SecuredApi) -> None:

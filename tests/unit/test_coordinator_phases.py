@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.batch import Batch
-from wfray.application.messages import Outcome
+from wfray.application.messages import CommandResult, Outcome
 from wfray.application.metrics import MetricsBuffer
 from wfray.coordinator.compensator import Compensator
 from wfray.coordinator.dispatcher import Dispatcher, Launcher
@@ -23,9 +24,11 @@ from wfray.coordinator.outcomes import OutcomeApplier
 from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.state import CoordinatorState
 from wfray.coordinator.timers import TimerKind, TimerQueue
+from wfray.coordinator.turn import NOT_RECORDED, Turn, acks_of
 from wfray.domain import engine
 from wfray.domain.policy import RetryPolicy
-from wfray.domain.records import RunRecord
+from wfray.domain.queueing import QueueManager
+from wfray.domain.records import RunRecord, TaskRecord
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.sdk.definition import Workflow
 
@@ -188,3 +191,55 @@ def test_timers_come_due_in_order_and_say_what_they_are() -> None:
     (deadline,) = timers.due(NOW + timedelta(seconds=20))
     assert deadline.kind is TimerKind.DEADLINE and deadline.run_id == "r1"
     assert len(timers) == 0 and timers.next_at() is None
+
+
+def test_what_a_turn_leaves_for_the_runs_set_aside() -> None:
+    """Dispatches and stops of those runs are dropped, their outcomes (and their silent
+    attempts') handed back, commands on them answered as not recorded, acknowledgements
+    kept below their outcomes."""
+    keep = Outcome("kept", "s", -1, 1, AttemptStatus.SUCCEEDED, NOW, NOW, seq=4)
+    back = Outcome("aside", "s", -1, 1, AttemptStatus.SUCCEEDED, NOW, NOW, seq=3)
+    turn = Turn(NOW, outcomes=[("io", keep), ("io", back), ("cpu", back)])
+    turn.to_stop = [("aside", "s", -1, 1), ("kept", "s", -1, 2)]
+    lost = Outcome("aside", "t", -1, 1, AttemptStatus.LOST, NOW, NOW)
+    turn.silent, turn.to_cancel = [lost], {"io.1": [("aside", "t", -1, 1)]}
+    loop = asyncio.new_event_loop()
+    try:
+        future: asyncio.Future[Any] = loop.create_future()
+        turn.answers = [(future, CommandResult("aside", True, "cancelled", "cancelled"))]
+        returned = turn.set_aside({"aside"}, lambda run_id: "running")
+    finally:
+        loop.close()
+
+    assert returned == [("io", back), ("cpu", back), ("io.1", lost)]
+    assert turn.to_stop == [("kept", "s", -1, 2)]
+    assert turn.to_cancel == {"io.1": [("aside", "t", -1, 1)]}  # it is lost all the same
+    assert [a for _, a in turn.answers] == [CommandResult("aside", False, "running", NOT_RECORDED)]
+    assert acks_of(turn.outcomes, turn.aside) == {"io": 2}  # not past seq 3, held back
+    assert acks_of(turn.outcomes, set()) == {"io": 4, "cpu": 3}
+
+
+def test_the_queues_let_go_of_the_runs_set_aside_and_keep_the_others_in_order() -> None:
+    manager = QueueManager([], {"cpu": 10, "io": 10})
+    tasks = [
+        TaskRecord(f"r{n % 3}", f"s{n}", -1, TaskStatus.QUEUED, "cpu", NOW, seq=n)
+        for n in range(1, 10)
+    ]
+    for task in tasks:
+        manager.push(task)
+    manager.drop({"r1"})
+
+    assert manager.held == 6 and not manager.holds(("r1", "s1", -1))
+    assert [t.seq for t in manager.select(NOW)] == [2, 3, 5, 6, 8, 9]
+
+
+def test_the_timers_of_the_runs_set_aside_are_dropped_and_the_rest_come_due_in_order() -> None:
+    timers = TimerQueue()
+    for n in range(6):
+        timers.deadline_at(NOW + timedelta(seconds=10 - n), f"r{n % 2}")
+    timers.drop({"r0"})
+
+    due = list(timers.due(NOW + timedelta(seconds=60)))
+    assert [(t.run_id, t.at) for t in due] == [
+        ("r1", NOW + timedelta(seconds=s)) for s in (5, 7, 9)
+    ]

@@ -54,7 +54,7 @@ def test_another_version_is_refused_naming_both_and_what_to_do(theirs: Versions)
     message = str(caught.value)
     assert f"{WHO} runs wfray {theirs.wfray} at schema {theirs.schema}" in message
     assert "this client runs wfray 0.2.0 at schema 0012" in message
-    assert "`wfray stop`" in message and f"use wfray {theirs.wfray} here" in message
+    assert "`wfray upgrade`" in message and f"use wfray {theirs.wfray} here" in message
     assert caught.value.code == "version_mismatch"
 
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from wfray.application.batch import Batch
 from wfray.application.messages import (
     CommandResult,
     Outcome,
@@ -44,6 +43,7 @@ from wfray.coordinator.poison import REFUSED, PoisonGuard
 from wfray.coordinator.reconciler import Reconciler
 from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.state import CoordinatorState
+from wfray.coordinator.turn import Turn, acks_of
 from wfray.coordinator.turn_moments import Moved, kinds_ending
 from wfray.coordinator.waiting import Waiting
 from wfray.domain import engine
@@ -296,74 +296,76 @@ class Coordinator:
             self.metrics.turn_took(took)
 
     async def _decide_commit_act(self) -> None:
+        """Decide (the phases fill the turn's batch), commit, then act on what committed."""
         self.turns += 1
-        now = self.clock.now()
-        batch = Batch()
-        touched: set[str] = set()
-        accepted = await self.intake.take(batch, now, touched)
-        outcomes = list(self.outcomes)
+        turn = await self._decide(self.clock.now())
+        moved = Moved(self.state, turn.touched, turn.outcomes, turn.dispatches, turn.ended_kinds)
+        moved.reached(Moment.COORDINATOR_BEFORE_COMMIT)
+        try:
+            await self.durable.commit(turn.batch)
+        except REFUSED as exc:  # not an outage: what it holds (poison.py)
+            await self._set_aside(turn, exc)
+        self._count_finished(turn.aside)
+        moved.reached(Moment.COORDINATOR_AFTER_COMMIT)
+        await self._act(turn)
+
+    async def _decide(self, now: datetime) -> Turn:
+        """The phases, in order: each reads the state, adds rows to the batch, and leaves in
+        the turn what to do once they are committed."""
+        turn = Turn(now)
+        batch, touched, memory = turn.batch, turn.touched, self.state
+        turn.accepted = await self.intake.take(batch, now, touched)
+        turn.outcomes = list(self.outcomes)
         self.outcomes.clear()
-        ended_kinds = kinds_ending(self.state, outcomes)
-        await self.guard.applying(outcomes)
+        turn.ended_kinds = kinds_ending(memory, turn.outcomes)
+        await self.guard.applying(turn.outcomes)
         self.heartbeats.apply(batch)
-        log_waiters, self.log_waiters = self.log_waiters, []
+        turn.log_waiters, self.log_waiters = self.log_waiters, []
         if self.streamed_logs:
             batch.logs.extend(self.streamed_logs)
             self.streamed_logs = []
-        acks, to_cancel = self._apply_outcomes(outcomes, batch, now, touched)
-        self.state.fire_timers(batch, now, touched, self._expire)
-        cancelled, to_stop = await self.commands.take(batch, now, touched)
-        memory = self.state
+        for _, outcome in turn.outcomes:
+            self.outcome_applier.apply(outcome, batch, now, touched)
+        turn.silent, turn.to_cancel = self.heartbeats.expire(now)
+        for outcome in turn.silent:  # recorded as lost
+            self.outcome_applier.apply(outcome, batch, now, touched)
+        memory.fire_timers(batch, now, touched, self._expire)
+        turn.answers, turn.to_stop = await self.commands.take(batch, now, touched)
         touched |= memory.retouch
         memory.retouch = set()
         self.fanouts.complete(batch, now, touched)
         self.fanouts.create(batch, now, touched)
-        dispatches = self.dispatcher.dispatch(batch, now, touched)
-        dispatches += self.compensator.advance(
+        turn.dispatches = self.dispatcher.dispatch(batch, now, touched)
+        turn.dispatches += self.compensator.advance(
             [memory.runs[r] for r in touched if r in memory.runs], batch, now
         )
-        aside: set[str] | None = None
-        moved = Moved(self.state, touched, outcomes, dispatches, ended_kinds)
-        moved.reached(Moment.COORDINATOR_BEFORE_COMMIT)
-        try:
-            await self.durable.commit(batch)
-        except REFUSED as exc:  # not an outage: what it holds (poison.py)
-            aside = await self.guard.commit_around(batch, exc, outcomes, accepted)
-        self._count_finished(aside)
-        moved.reached(Moment.COORDINATOR_AFTER_COMMIT)
-        for pool, keys in to_cancel.items():
+        return turn
+
+    async def _set_aside(self, turn: Turn, refused: Exception) -> None:
+        """Commit what can be of a refused batch; the runs set aside go back to what the
+        store holds, and their outcomes to the inbox, for the next turn."""
+        aside = await self.guard.commit_around(turn.batch, refused, turn.outcomes, turn.accepted)
+        await self.reconciler.reload(aside)
+        self.outcomes[:0] = turn.set_aside(aside, self.state.status_of)
+        turn.touched |= aside  # settled as loaded: a run the store holds finished may go
+
+    async def _act(self, turn: Turn) -> None:
+        """What the committed rows allow: answers, cancels, acknowledgements, dispatches."""
+        for pool, keys in turn.to_cancel.items():
             self.reconciler.cancel_in(pool, keys)
-        for waiter in log_waiters:
+        for waiter in turn.log_waiters:
             if not waiter.done():
                 waiter.set_result(True)
-        self.intake.answer(accepted)
-        for future, answer in cancelled:
+        self.intake.answer(turn.accepted)
+        for future, answer in turn.answers:
             if not future.done():
                 future.set_result(answer)
-        self.reconciler.stop(to_stop)
-        if aside is not None:
-            self._settle(touched - aside)
-            await self.guard.rebuild(dispatches, aside)
-            return
-        self.reconciler.acknowledge(acks)
-        self.reconciler.send(dispatches)
-        self._settle(touched)
+        self.reconciler.stop(turn.to_stop)
+        self.reconciler.acknowledge(acks_of(turn.outcomes, turn.aside))
+        self.reconciler.send(turn.dispatches)
+        self._settle(turn.touched)
         await self.dispatcher.page_in()
         await self.fanouts.collect()
-
-    def _apply_outcomes(
-        self, outcomes: list[tuple[str, Outcome]], batch: Batch, now: datetime, touched: set[str]
-    ) -> tuple[dict[str, int], dict[str, list[AttemptKey]]]:
-        """The outcomes that arrived, then those of attempts fallen silent; what to
-        acknowledge to each executor, and what to cancel in each."""
-        acks: dict[str, int] = {}
-        for pool, outcome in outcomes:
-            self.outcome_applier.apply(outcome, batch, now, touched)
-            acks[pool] = max(acks.get(pool, 0), outcome.seq)
-        silent, to_cancel = self.heartbeats.expire(now)
-        for outcome in silent:
-            self.outcome_applier.apply(outcome, batch, now, touched)
-        return acks, to_cancel
 
     async def durably(self, call: Callable[..., T], *args: Any) -> T:
         """A store call in a thread, database outages waited out (durable.py)."""
@@ -388,8 +390,8 @@ class Coordinator:
             elif not memory.live(state):
                 memory.evict(run_id)
 
-    def _count_finished(self, aside: set[str] | None) -> None:
+    def _count_finished(self, aside: set[str]) -> None:
         finished, self.state.finished = self.state.finished, []
         for run in finished:
-            if aside is None or run.run_id not in aside:
+            if run.run_id not in aside:
                 self.metrics.run_finished(run.workflow, run.status.value)

@@ -32,12 +32,6 @@ class HeartbeatWatch:
         self._beats: dict[AttemptKey, tuple[datetime, str | None]] = {}
         self._starting: dict[AttemptKey, float] = {}  # watched with the grace: not begun yet
 
-    def forget(self) -> None:
-        """Memory is rebuilt from the store: recovery watches the running attempts again."""
-        self._due = []
-        self._beats = {}
-        self._starting = {}
-
     def watch(self, key: AttemptKey, timeout_s: float, now: datetime, grace_s: float = 0) -> None:
         """Expect a beat within `timeout_s` (plus `grace_s` until the first one arrives)."""
         if grace_s:

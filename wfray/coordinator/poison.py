@@ -3,20 +3,20 @@
 When the database refuses a turn's batch for its data (not an outage), the rows it refuses
 are found by bisection (the store's `rejected_rows`), every row of the runs they belong to
 is set aside, and the rest of the batch commits in the same turn. The outcomes that made
-the refused rows are remembered as poisoned; memory, which ran ahead of the store for the
-runs set aside, is rebuilt from the store as at a start, and the executors hand their
-unacknowledged outcomes over again: a poisoned one is then recorded as a failure of its
-attempt saying why it could not be stored, and its run goes on by its retry policy.
+the refused rows are remembered as poisoned. Memory ran ahead of the store for the runs set
+aside only: those runs are loaded again as the store holds them (`Reconciler.reload`), the
+others stay as they are, and the outcomes of the runs set aside are applied again in the
+next turn (turn.py): a poisoned one is then recorded as a failure of its attempt saying why
+it could not be stored, and its run goes on by its retry policy.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
 from wfray.application.batch import Batch, RejectedRow
-from wfray.application.messages import Dispatch, Outcome, SubmitResult
+from wfray.application.messages import Outcome, SubmitResult
 from wfray.application.metrics import Metrics
 from wfray.application.ports import Clock
 from wfray.application.quarantine import QUARANTINED, died_applying
@@ -189,17 +189,6 @@ class PoisonGuard:
                     ),
                 )
         return blamed
-
-    async def rebuild(self, dispatches: list[Dispatch], aside: set[str]) -> None:
-        """After a refused batch: send what was committed, then rebuild memory from the store
-        (the runs set aside ran ahead of it) and take the executors' outcomes again."""
-        sent = [d for d in dispatches if d.run_id not in aside]
-        self.reconciler.send(sent)
-        await self.reconciler.sent()
-        self.state.forget()
-        self.heartbeats.forget()
-        await self.reconciler.recover()
-        await asyncio.sleep(0)
 
 
 def _runs_of(batch: Batch) -> set[str]:

@@ -23,7 +23,9 @@ from wfray.coordinator.heartbeats import HeartbeatWatch
 from wfray.coordinator.loading import RunLoader
 from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.state import CoordinatorState
+from wfray.domain.queueing import order_key
 from wfray.domain.records import AttemptKey, AttemptRecord
+from wfray.domain.run_state import RunState
 from wfray.domain.status import AttemptStatus, TaskStatus
 
 Inbox = list[tuple[str, Outcome]]  # outcomes that arrived, by executor, for the next turn
@@ -112,26 +114,11 @@ class Reconciler:
             self.heartbeats.watch(key, timeout, self.clock.now())
 
     async def recover(self) -> None:
-        """Rebuild memory from the store and the executors (at a start, and after a refused
-        batch)."""
+        """Rebuild memory from the store and the executors (at a start)."""
         memory, durable, store = self.state, self.durable, self.durable.store
         self.epoch = await durable.call(store.next_value, EPOCH_COUNTER)
         runs, _, attempts = await durable.call(store.load_active, False)
-        for state in await self.loader.adopt(runs):
-            memory.retouch.add(state.run.run_id)  # a compensation may be ready to go on
-            for task in state.tasks.values():
-                waiting = task.status in (TaskStatus.RETRYING, TaskStatus.COMPENSATING)
-                if waiting and task.ready_at is not None:
-                    memory.timers.retry_at(task.ready_at, task)
-        for attempt in attempts:
-            key = (attempt.run_id, attempt.step, attempt.map_index, attempt.attempt)
-            memory.attempt_started(key, attempt)
-            self.delivered[key] = 0
-            owner = memory.runs.get(attempt.run_id)
-            held = owner.tasks.get(attempt.task_key) if owner else None
-            if held is not None and held.status in (TaskStatus.RUNNING, TaskStatus.COMPENSATING):
-                memory.queues.started(held)  # its slot is taken until its outcome frees it
-                self._rewatch(key, attempt)
+        self._hold(await self.loader.adopt(runs), attempts)
         for run_id, deadline in await durable.call(store.pending_deadlines):
             memory.timers.deadline_at(deadline, run_id)
         memory.seq = await durable.call(store.max_task_seq)
@@ -151,6 +138,54 @@ class Reconciler:
             memory.queued_count,
         )
         self.wake.set()
+
+    async def reload(self, run_ids: set[str]) -> None:
+        """Return these runs to what the store holds, after a refused commit set them aside
+        (poison.py): their memory is let go and loaded again as at a start. The other runs,
+        the executors and their outboxes are left as they are."""
+        if not run_ids:
+            return
+        memory, durable, store = self.state, self.durable, self.durable.store
+        memory.unload(run_ids)
+        found = await durable.call(store.find_runs, sorted(run_ids))
+        states = await self.loader.adopt(list(found.values()))
+        _, _, attempts = await durable.call(store.load_active, False)
+        # their heartbeats stay watched as they were (a worker still starting keeps its
+        # grace); a watch of an attempt not held any more is passed over when it comes due
+        self._hold(states, [a for a in attempts if a.run_id in run_ids], rewatch=False)
+        for state in states:
+            run = state.run
+            if run.deadline_at is not None and not run.status.finished:
+                memory.timers.deadline_at(run.deadline_at, run.run_id)
+            queued = [t for t in state.tasks.values() if t.status is TaskStatus.QUEUED]
+            memory.queued_count += len(queued)
+            for task in sorted(queued, key=order_key):
+                memory.queues.push(task)  # as a page from the store would bring it
+        self.wake.set()
+
+    def _hold(
+        self, states: list[RunState], attempts: list[AttemptRecord], rewatch: bool = True
+    ) -> None:
+        """Take up runs loaded from the store: the timers of their waiting tasks, and their
+        running attempts (each holding its task's slot; with `rewatch`, its heartbeats
+        watched afresh)."""
+        memory = self.state
+        for state in states:
+            memory.retouch.add(state.run.run_id)  # a compensation may be ready to go on
+            for task in state.tasks.values():
+                waiting = task.status in (TaskStatus.RETRYING, TaskStatus.COMPENSATING)
+                if waiting and task.ready_at is not None:
+                    memory.timers.retry_at(task.ready_at, task)
+        for attempt in attempts:
+            key = (attempt.run_id, attempt.step, attempt.map_index, attempt.attempt)
+            memory.attempt_started(key, attempt)
+            self.delivered.setdefault(key, 0)
+            owner = memory.runs.get(attempt.run_id)
+            held = owner.tasks.get(attempt.task_key) if owner else None
+            if held is not None and held.status in (TaskStatus.RUNNING, TaskStatus.COMPENSATING):
+                memory.queues.started(held)  # its slot is taken until its outcome frees it
+                if rewatch:
+                    self._rewatch(key, attempt)
 
     async def reconcile(self, pool: str) -> None:
         """Compare what the executor runs with what the store says runs there."""

@@ -30,7 +30,7 @@ class CoordinatorState:
         # runtime environments by hash, as Ray is given them (JSON; "" if nothing to
         # build): loaded with the runs that use them, so a dispatch reads no store
         self.envs: dict[str, str] = {}
-        self.short_steps = ShortSteps(settings.short_step_s)  # learnt, kept across rebuilds
+        self.short_steps = ShortSteps(settings.short_step_s)  # learnt from attempts' durations
         self.runs: dict[str, RunState] = {}
         self.attempts: dict[AttemptKey, AttemptRecord] = {}
         self.running_on: Counter[str] = Counter()  # attempts running, by executor
@@ -45,20 +45,28 @@ class CoordinatorState:
         self.to_collect: list[tuple[str, str]] = []  # paged fan-outs done, read after the commit
         self.collected: list[tuple[str, str, tuple[str | None, str | None]]] = []  # and read
 
-    def forget(self) -> None:
-        """Drop the cache (schemas and what was learnt of steps' durations stay): it is
-        rebuilt from the store as at a start."""
-        self.runs.clear()
-        self.attempts.clear()
-        self.running_on.clear()
-        self.queues = self._new_queues()
-        self.args = ArgumentBuilder()
-        self.timers = TimerQueue()
-        self.retouch = set()
-        self.finished = []
-        self.fanning = set()
-        self.to_collect = []
-        self.collected = []
+    def unload(self, run_ids: set[str]) -> None:
+        """Let go of these runs as memory holds them (after a refused commit they ran ahead
+        of the store): their tasks, queue slots, attempts, timers and counts, so that they
+        can be loaded again as the store holds them; every other run stays as it is."""
+        for run_id in run_ids:
+            state = self.runs.get(run_id)
+            if state is None:
+                continue
+            for task in state.tasks.values():
+                if task.status is TaskStatus.QUEUED:
+                    self.queued_count -= 1
+            for key in self.attempts_of(run_id):
+                holder = state.tasks.get((key[1], key[2]))
+                if holder is not None:  # its attempt took a slot, as an outcome frees it
+                    self.queues.finished(holder)
+                self.attempt_ended(key)
+            self.evict(run_id)
+        self.queues.drop(run_ids)
+        self.timers.drop(run_ids)
+        self.fanning -= run_ids
+        self.to_collect = [entry for entry in self.to_collect if entry[0] not in run_ids]
+        self.collected = [entry for entry in self.collected if entry[0] not in run_ids]
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -94,6 +102,10 @@ class CoordinatorState:
     def evict(self, run_id: str) -> None:
         self.runs.pop(run_id, None)
         self.args.forget(run_id)
+
+    def status_of(self, run_id: str) -> str:
+        state = self.runs.get(run_id)
+        return "unknown" if state is None else state.run.status.value
 
     def live(self, state: RunState) -> bool:
         """Does the run need memory: something of it runs, waits for a timer or is held in

@@ -60,5 +60,10 @@ class TimerQueue:
         while self._heap and self._heap[0].at <= now:
             yield heapq.heappop(self._heap).timer
 
+    def drop(self, run_ids: set[str]) -> None:
+        """Forget every timer of these runs (they are loaded again from the store)."""
+        self._heap = [entry for entry in self._heap if entry.timer.run_id not in run_ids]
+        heapq.heapify(self._heap)
+
     def _push(self, timer: Timer) -> None:
         heapq.heappush(self._heap, _Entry(timer.at, next(self._order), timer))

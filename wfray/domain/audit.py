@@ -37,6 +37,7 @@ ACTIONS = (
     "schedule.trigger",
     "retention",
     "erasure",
+    "upgrade",
     "token.use",
 )
 

@@ -227,7 +227,7 @@ class SchemaOutdatedError(WfrayError):
 
 class VersionMismatchError(WfrayError):
     """A wfray actor found on the cluster runs another wfray version or store schema than
-    this process: stop wfray's actors and start them with this version."""
+    this process: `wfray upgrade` with this version moves them to it."""
 
     code = "version_mismatch"
 

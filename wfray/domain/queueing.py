@@ -178,6 +178,20 @@ class QueueManager:
         self._store_only(queue, victim[:2])
         queue.worst = max(queue.heap) if queue.heap else None
 
+    def drop(self, run_ids: set[str]) -> None:
+        """Let go of the held tasks of these runs (their slots are freed one by one with
+        `finished`); they are offered again with `push` as the store holds them."""
+        for queue in self._queues.values():
+            kept = [entry for entry in queue.heap if entry[2][0] not in run_ids]
+            if len(kept) == len(queue.heap):
+                continue
+            for entry in queue.heap:
+                if entry[2][0] in run_ids:
+                    del self._held[entry[2]]
+            heapq.heapify(kept)
+            queue.heap = kept
+            queue.worst = max(kept) if kept else None
+
     def mark_unpaged(self, queue_name: str) -> None:
         """Tasks of this queue wait in the store (found at recovery): page them in."""
         queue = self._queue(queue_name)

@@ -48,9 +48,8 @@ class Versions:
 CURRENT = Versions(WFRAY_VERSION, SCHEMA_REVISION)
 
 UPGRADE_HINT = (
-    "stop wfray's actors in that namespace (`wfray stop`, or `RayClient.shutdown()`; runs "
-    "in flight resume on the next start and their running attempts run again) and start "
-    "them with this wfray; or use wfray {theirs} here"
+    "run `wfray upgrade` with this wfray (it drains that namespace's actors and starts "
+    "them on this wfray, no run lost or repeated); or use wfray {theirs} here"
 )
 
 

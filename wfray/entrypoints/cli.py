@@ -27,6 +27,7 @@ from wfray.entrypoints import (
     cli_read,
     cli_schedules,
     cli_show,
+    cli_upgrade,
 )
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, exit_code_of
 from wfray.entrypoints.cli_text import printable, terminal_width
@@ -37,10 +38,11 @@ EPILOG = """\
 exit codes:
   0  ok
   1  the run failed or was cancelled (submit --wait, watch), or the command failed
+     (upgrade: attempts still running at --timeout; run it again to go on)
   2  usage error: bad arguments, bad JSON input, an input the workflow refuses
   3  not found: no such run or workflow
   4  wfray not reachable: not started, Ray or the database unreachable, or its actors
-     run another wfray version
+     run another wfray version (upgrade: also Ray failing midway; run it again)
 
 environment: WFRAY_DATA_DIR (where `start` records what it started), WFRAY_DATABASE_URL,
 WFRAY_NAMESPACE, WFRAY_MODULES, RAY_ADDRESS (an existing cluster), and the other WFRAY_*.
@@ -110,6 +112,22 @@ def parser() -> argparse.ArgumentParser:
     cli_audit.add_commands(command)
     dbc = command("db", db, "database schema", json=False)
     dbc.add_argument("action", choices=["upgrade"])
+    upgrade = command(
+        "upgrade",
+        cli_upgrade.upgrade,
+        "migrate the store, then drain wfray's actors and start them on this wfray",
+    )
+    upgrade.add_argument(
+        "--timeout",
+        type=float,
+        default=cli_upgrade.DRAIN_TIMEOUT_S,
+        help="seconds to wait for the running attempts to finish (default %(default)s)",
+    )
+    upgrade.add_argument(
+        "--restart",
+        action="store_true",
+        help="replace the actors even if they report this wfray's version (another build)",
+    )
     return root
 
 

@@ -112,17 +112,22 @@ def coordinator_placement(settings: Settings, node_id: str | None) -> Any:
     return NodeAffinitySchedulingStrategy(preferred, soft=True)
 
 
-def coordinator_actor(settings: Settings, build: Build, *, node_id: str | None = None) -> Any:
+def coordinator_actor(
+    settings: Settings,
+    build: Build,
+    *,
+    node_id: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
+) -> Any:
     """Get or create the coordinator actor, placed by `coordinator_placement`, hosting what
-    `build` makes (a module-level function: Ray sends it by name; bootstrap picks it)."""
+    `build` makes (a module-level function: Ray sends it by name; bootstrap picks it); a new
+    one in `runtime_env` if given (an upgrade's: upgrade.py), else in this job's."""
+    options = dict(DETACHED, name=COORDINATOR_NAME, namespace=settings.namespace)
+    if runtime_env is not None:
+        options["runtime_env"] = runtime_env
     return (
         ray.remote(CoordinatorActor)
-        .options(
-            name=COORDINATOR_NAME,
-            namespace=settings.namespace,
-            scheduling_strategy=coordinator_placement(settings, node_id),
-            **DETACHED,
-        )
+        .options(scheduling_strategy=coordinator_placement(settings, node_id), **options)
         .remote(settings, build, restarted_by_ray)
     )
 
@@ -192,12 +197,16 @@ def stop_unconfigured_executors(settings: Settings) -> None:
                 ray.kill(ray.get_actor(name, namespace=settings.namespace), no_restart=True)
 
 
-def executor_actors(settings: Settings) -> dict[str, Any]:
+def executor_actors(
+    settings: Settings, runtime_env: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Get or create the detached executor actors: the cpu one and the io ones, by id
-    ("cpu", "io", "io.1", ...)."""
+    ("cpu", "io", "io.1", ...); new ones in `runtime_env` if given, as for the coordinator."""
     config = executor_config(settings)
     stop_unconfigured_executors(settings)
     common = dict(DETACHED, namespace=settings.namespace)
+    if runtime_env is not None:
+        common["runtime_env"] = runtime_env
     # several io executors go to different nodes where they can: SPREAD
     io_options = dict(common, scheduling_strategy="SPREAD")
     if ray.cluster_resources().get("io", 0) >= 1:

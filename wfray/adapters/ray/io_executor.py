@@ -218,6 +218,12 @@ class IoExecutor:
     async def snapshot(self, ack: int, epoch: int) -> SealedSnapshot:
         return self.outbox.snapshot(ack, list(self.running), epoch)
 
+    async def adopt(self, outcomes: list[Sealed]) -> None:
+        """Outcomes the executor this one replaced held unacknowledged (`wfray upgrade`):
+        kept as this executor's own until the coordinator acknowledges their commit."""
+        for sealed in outcomes:
+            self.outbox.put(sealed)
+
     async def stats(self) -> dict[str, int]:
         return {
             "running": len(self.running),

@@ -82,6 +82,10 @@ class CoordinatorLink:
                     raise WaitTimeoutError(
                         f"the coordinator did not answer {asked} within {timeout_s}s: {exc}"
                     ) from exc
+                if isinstance(exc, rex.ActorDiedError):
+                    # stopped for good (`wfray upgrade` replaces it): a successor may take
+                    # its name, and only a lookup by name finds it
+                    self.forget()
             except ValueError as exc:  # the named actor is gone: look it up again
                 if time.monotonic() + delay >= deadline:
                     raise CoordinatorUnavailableError(

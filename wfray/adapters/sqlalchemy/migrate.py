@@ -66,6 +66,17 @@ def upgrade(engine_or_url: sa.Engine | str, revision: str = "heads") -> None:
             engine.dispose()
 
 
+def upgrade_reporting(url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`upgrade` to the heads, saying where from: (revisions before, revisions after)."""
+    engine = create_engine(url)
+    try:
+        before = current_revisions(engine)
+        upgrade(engine)
+        return before, current_revisions(engine)
+    finally:
+        engine.dispose()
+
+
 def prepare(engine: sa.Engine, create: bool) -> None:
     """Bring the schema up to date (`create`) or check it is; a failure disposes the engine."""
     try:

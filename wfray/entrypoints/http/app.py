@@ -10,6 +10,7 @@
     GET  /v1/workflows, /v1/queues     workflows with their DAG; queues and limits      read
     /v1/schedules...                   list (read); create, pause, trigger... (admin)
     GET  /v1/audit                     operator actions and token use, newest first     admin
+    POST /v1/upgrade                   `wfray upgrade` to the wfray the API runs        admin
     GET  /healthz                      up or down (the reasons for a read token)
     GET  /metrics, /docs, /openapi.json   read, unless WFRAY_API_METRICS_PUBLIC
 
@@ -57,6 +58,7 @@ from wfray.entrypoints.http.models import (
 )
 from wfray.entrypoints.http.runs import run_routes
 from wfray.entrypoints.http.schedules import schedule_routes
+from wfray.entrypoints.http.upgrade import upgrade_routes
 from wfray.sdk.definition import Workflow
 
 HEALTH_TIMEOUT_S = 3.0
@@ -120,6 +122,7 @@ def v1_router(
     _catalog_routes(router, settings, client, flows, needs)
     schedule_routes(router, client, settings, needs, flows)
     audit_routes(router, client, needs)
+    upgrade_routes(router, settings, needs)
     return router
 
 
