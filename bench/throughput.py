@@ -16,9 +16,9 @@ Workloads (steps are no-ops, so this measures the per-step overhead of each syst
 Raw Ray runs the same shapes with `@ray.remote(num_cpus=1)` no-op functions; its chains pass
 each ObjectRef to the next task. wfray's no-op step runs in its cpu pool, which is also a
 Ray task holding one CPU. When many no-op steps wait (W1, W2), wfray runs up to eight of
-them one after the other in one Ray task (steps seen to take under 10 ms, each still its own
-attempt and record: wfray/coordinator/shared_tasks.py); the human table adds a column,
-wfray_sqlite_1pt, measured with that turned off (one attempt per task, as raw Ray); --json
+them one after the other in one shared task (short steps, seen to take under 10 ms; each
+still its own attempt and record: wfray/coordinator/shared_tasks.py); the human table adds a
+column, wfray_sqlite_1pt, measured with no shared tasks (one attempt per task, as raw Ray); --json
 leaves that column out and does not measure it. `--quick` runs about 5x fewer runs of the
 same workloads.
 
@@ -90,8 +90,8 @@ from bench._common import (
 
 SYSTEMS = ("raw_ray", "wfray_sqlite", "wfray_postgres")
 # Shown in the table, not in --json (nor measured then): wfray on SQLite with every attempt
-# in a Ray task of its own (WFRAY_CPU_ATTEMPTS_PER_TASK=1), so what sharing tasks between
-# short steps buys is measured in the same run, not claimed.
+# in a Ray task of its own (WFRAY_CPU_ATTEMPTS_PER_TASK=1: no shared tasks), so what shared
+# tasks buy is measured in the same run, not claimed.
 UNSHARED = "wfray_sqlite_1pt"
 WORKLOADS = ("W0_step", "W0_chain", "W1", "W2")
 CHAIN_STEPS = 5
@@ -405,8 +405,8 @@ def table(results: Results, counts: Counts) -> str:
         "Ray instance and\nthe PostgreSQL backends of its database); 2 cores in all: above "
         "~0.2 the figures are disturbed;\n"
         f"{UNSHARED} = wfray on SQLite with one attempt per Ray task "
-        "(WFRAY_CPU_ATTEMPTS_PER_TASK=1): by default\nshort steps share tasks when the backlog "
-        "is deep (not in --json)"
+        "(WFRAY_CPU_ATTEMPTS_PER_TASK=1): by default\nshort steps' attempts share tasks when the "
+        "backlog is deep (not in --json)"
     )
     return "\n".join(lines)
 

@@ -121,7 +121,8 @@ def coordinator_actor(settings: Settings, runtime_env: dict[str, Any] | None = N
 
 
 async def build_executors(settings: Settings) -> dict[str, StepExecutor]:
-    """One detached executor actor per pool (got if it already runs and runs this wfray)."""
+    """The detached executor actors by id: cpu, io, io.1, ... (each got if it already runs
+    and runs this wfray)."""
     from wfray.adapters.ray.actors import step_executors
 
     return await step_executors(settings)

@@ -53,8 +53,9 @@ class Settings:
         io_concurrency: io attempts running at once in one io executor.
         io_executors: io executor actors, spread over the nodes (on the nodes with `io`
             slots when the cluster has any); each io attempt goes to the least busy one.
-        cpu_attempts_per_task: at most this many attempts of a step seen to be short share
-            one Ray task when the backlog is deep (1: every attempt in a task of its own).
+        cpu_attempts_per_task: at most this many attempts of short steps in one shared task
+            (a Ray task that runs them one after the other), formed when the backlog is
+            deep (1: no shared tasks, every attempt in a task of its own).
         short_step_s: a step whose attempts take less than this on average counts as short
             (WFRAY_SHORT_STEP_S, seconds).
         memory_cap: ready tasks held in the coordinator's memory; the rest wait in the store,

@@ -435,7 +435,7 @@ def test_a_cancelled_attempt_that_shares_its_task_ends_as_cancelled_and_the_othe
 ) -> None:
     async def scenario() -> None:
         gate = subject.gate()
-        # short attempts, several to a Ray task in the cpu pool (application/shared_tasks.py)
+        # attempts of a short step, in shared tasks in the cpu pool (coordinator/shared_tasks.py)
         sent = [replace(subject.attempt("hold", gate=str(gate)), shareable=True) for _ in range(8)]
         launched = await launches(subject)
         await subject.dispatch(*sent)

@@ -28,7 +28,7 @@ def test_deaths_count_the_starts_that_went_down_applying(store: RunStore) -> Non
     # OTHER was delivered since: its mark goes, and a later mark starts again from nothing
     assert store.note_undelivered([KEY], 5, NOW) == {KEY: 2}
     assert store.note_undelivered([KEY, OTHER], 6, NOW) == {KEY: 2}
-    assert store.set_aside_outcomes() == []  # marks are not what operators are shown
+    assert store.quarantined_outcomes() == []  # marks are not what operators are shown
 
 
 def test_migration_0011_keeps_the_marks_and_goes_back(fresh_url: str) -> None:

@@ -1,6 +1,6 @@
 """Every store names the rows of a batch it refuses, and commits the rest without them.
 
-The poison guard (application/poison.py) relies on it: memory, SQLite and PostgreSQL must
+The poison guard (coordinator/poison.py) relies on it: memory, SQLite and PostgreSQL must
 refuse the same things (a lone surrogate, an integer past 64 bits) and name them alike.
 """
 

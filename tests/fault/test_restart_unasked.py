@@ -2,7 +2,8 @@
 
 Ray restarts the actor; its constructor sets the start going (without a Ray call of its own),
 so recovery does not wait for a client. The test reads the outcome from the store itself and
-sends the coordinator nothing after the kill.
+sends the coordinator nothing after the kill. That start still asks Ray whether this is a
+restart: it counts itself as one after a process died (coordinator/health.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import wfray
 from tests.fixtures import flows
 from wfray.application.client_commands import Pid
 from wfray.bootstrap import build_store
+from wfray.coordinator.health import STARTS
 from wfray.domain.status import RunStatus
 
 RUNS = 4
@@ -45,6 +47,9 @@ def test_a_killed_coordinator_finishes_its_runs_before_anyone_asks(
                 break
             time.sleep(0.2)  # polling the store: the test must not wake the coordinator
         assert statuses == [RunStatus.COMPLETED] * RUNS, statuses
+        starts = store.counters(STARTS)
+        assert starts[STARTS + "first_start"] == 1, starts
+        assert starts[STARTS + "process_died"] >= 1, starts
     finally:
         if store is not None:
             store.close()  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""Short attempts sharing Ray tasks on a real Ray instance (application/shared_tasks.py): each is
+"""Shared tasks on a real Ray instance (coordinator/shared_tasks.py): each attempt in one is
 still its own attempt, a worker killed under a shared task loses none of them, and a
 cancelled one is dropped without stopping the others."""
 

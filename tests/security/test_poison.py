@@ -112,7 +112,7 @@ def test_a_refused_row_fails_its_attempt_and_the_rest_of_the_batch_commits(store
     assert [a.status for a in attempts] == [AttemptStatus.FAILED, AttemptStatus.SUCCEEDED]
     assert "could not be stored" in (attempts[0].error_message or "")
     assert attempts[0].error_type == "wfray.OutcomeNotStored"
-    (aside,) = store.set_aside_outcomes()
+    (aside,) = store.quarantined_outcomes()
     assert aside.key == (target, "echo", -1, 1) and aside.status == "refused"
     for other in requests[:5]:  # the others ran once, none judged lost by the rebuild
         assert [a.status for a in store.get_attempts(other.run_id)] == [AttemptStatus.SUCCEEDED]

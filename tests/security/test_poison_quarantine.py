@@ -72,7 +72,7 @@ def test_an_outcome_applied_at_three_fatal_starts_is_quarantined_and_the_run_goe
     attempts = store.get_attempts("held-1")
     assert [a.status for a in attempts] == [AttemptStatus.FAILED, AttemptStatus.SUCCEEDED]
     assert died_applying(DEATHS) in (attempts[0].error_message or "")
-    (aside,) = store.set_aside_outcomes()
+    (aside,) = store.quarantined_outcomes()
     assert aside.key == ("held-1", "wait_for_gate", -1, 1)
     assert aside.status == QUARANTINED and died_applying(DEATHS) in aside.reason
 
@@ -100,7 +100,7 @@ def test_coordinators_killed_before_they_apply_an_outcome_never_quarantine_it(
     run(scenario)
     attempts = store.get_attempts("held-2")
     assert [a.status for a in attempts] == [AttemptStatus.SUCCEEDED]
-    assert store.set_aside_outcomes() == []
+    assert store.quarantined_outcomes() == []
 
 
 class _Clock:

@@ -268,3 +268,41 @@ def test_commands_are_frozen_values() -> None:
         assert kind.__dataclass_params__.frozen, kind  # type: ignore[attr-defined]
     with pytest.raises(dataclasses.FrozenInstanceError):
         client_commands.Views(["a"]).run_ids = ["b"]  # type: ignore[misc]
+
+
+def test_a_host_asks_at_its_start_not_in_its_constructor_whether_ray_restarted_it(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        data_dir=str(tmp_path), namespace="unit-restart", database_url=MEMORY_URL
+    )
+    store = build_store(settings)  # one store for both hosts, as for one actor restarted
+
+    async def on_the_store(settings: Settings) -> System:
+        shared = InlineExecutor()
+        coordinator = build_coordinator(settings, store, {"cpu": shared, "io": shared})
+        scheduler = Scheduler(InMemoryScheduleStore(), coordinator, SystemClock())
+        audit = build_audit_log(settings, store)
+        return System(store, coordinator, Queries(store), scheduler, loops=(), audit=audit)
+
+    asked: list[str] = []
+
+    def restarted() -> bool:
+        asked.append("restarted?")
+        return True
+
+    async def scenario() -> tuple[str, str]:
+        first = CoordinatorHost(settings, build=on_the_store)
+        first_cause = (await first.ready(ANSWER_S)).coordinator.health.start_cause
+        await first.stop()
+        again = CoordinatorHost(settings, build=on_the_store, restarted=restarted)
+        assert asked == []  # constructed: nothing asked yet
+        cause = (await again.ready(ANSWER_S)).coordinator.health.start_cause
+        await again.stop()
+        return first_cause, cause
+
+    try:
+        assert asyncio.run(asyncio.wait_for(scenario(), 60)) == ("first_start", "process_died")
+    finally:
+        store.close()
+    assert asked == ["restarted?"]

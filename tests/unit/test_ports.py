@@ -31,10 +31,14 @@ LOCAL_SEAMS = {
     # own classes, so it sits beside the handlers rather than in the shared ports
     "coordinator/desk.py:Started",
     "coordinator/desk.py:Desk",
+    # what the health figures read of the coordinator, which imports them: named where
+    # they are read, so that neither module imports the other
+    "coordinator/health.py:Observed",
+    "coordinator/health.py:Reconciling",
 }
 SIDES = [RunLookup, RunLedger, RunReader, RunStore]
 ADAPTERS = [InMemoryRunStore, SqlRunStore]
-WRITES = {"commit", "note_undelivered", "note_applying", "set_aside", "save_workflow"}
+WRITES = {"commit", "note_undelivered", "note_applying", "quarantine", "save_workflow"}
 WRITES |= {"next_value", "put_claim"}
 
 

@@ -1,6 +1,6 @@
-"""Which attempts may share one Ray task (application/shared_tasks.py): steps seen to be short,
-without a timeout or heartbeat, dispatched while the backlog is deep; and how a batch of
-them is shared out so that every CPU still has work."""
+"""Shared tasks (coordinator/shared_tasks.py): which attempts may share a task (those of
+steps seen to be short, without a timeout or heartbeat, dispatched while the backlog is
+deep), and how they are split into shared tasks so that every CPU still has work."""
 
 from __future__ import annotations
 
@@ -16,7 +16,12 @@ from wfray.adapters.memory.executor import InlineExecutor
 from wfray.application.messages import Dispatch, SubmitRequest
 from wfray.config import load_settings
 from wfray.coordinator.dispatcher import LIGHT_LOAD
-from wfray.coordinator.shared_tasks import MAX_SHARED, SHORT_STEP_S, ShortSteps, share_out
+from wfray.coordinator.shared_tasks import (
+    ATTEMPTS_PER_SHARED_TASK,
+    SHORT_STEP_S,
+    ShortSteps,
+    into_shared_tasks,
+)
 from wfray.domain.errors import DefinitionError
 from wfray.sdk.definition import Workflow
 
@@ -46,28 +51,28 @@ def test_a_step_seen_slow_is_not_short() -> None:
 
 
 def test_a_deep_batch_on_a_small_cluster_is_shared_out_eight_to_a_task() -> None:
-    groups = share_out(list(range(40)), cpus=2)
+    groups = into_shared_tasks(list(range(40)), cpus=2)
     assert [len(g) for g in groups] == [8] * 5
     assert [i for g in groups for i in g] == list(range(40))
 
 
 def test_one_attempt_per_task_when_so_configured() -> None:
-    assert share_out([1, 2, 3], cpus=1, most=1) == [[1], [2], [3]]
+    assert into_shared_tasks([1, 2, 3], cpus=1, most=1) == [[1], [2], [3]]
 
 
 def test_a_batch_on_a_big_cluster_stays_one_attempt_per_task() -> None:
-    assert share_out(list(range(40)), cpus=64) == [[i] for i in range(40)]
-    assert share_out([1, 2, 3], cpus=2) == [[1], [2], [3]]
-    assert share_out([], cpus=2) == []
+    assert into_shared_tasks(list(range(40)), cpus=64) == [[i] for i in range(40)]
+    assert into_shared_tasks([1, 2, 3], cpus=2) == [[1], [2], [3]]
+    assert into_shared_tasks([], cpus=2) == []
 
 
 @given(st.integers(min_value=0, max_value=500), st.integers(min_value=1, max_value=128))
 def test_sharing_out_keeps_every_attempt_once_in_order_and_every_cpu_busy(
     n: int, cpus: int
 ) -> None:
-    groups = share_out(list(range(n)), cpus)
+    groups = into_shared_tasks(list(range(n)), cpus)
     assert [i for g in groups for i in g] == list(range(n))
-    assert all(1 <= len(g) <= MAX_SHARED for g in groups)
+    assert all(1 <= len(g) <= ATTEMPTS_PER_SHARED_TASK for g in groups)
     assert len(groups) >= min(n, 2 * cpus)
 
 
@@ -132,6 +137,6 @@ def test_sharing_can_be_turned_off() -> None:
 def test_attempts_per_task_comes_from_the_environment_and_must_be_positive() -> None:
     env = {"WFRAY_CPU_ATTEMPTS_PER_TASK": "1"}
     assert load_settings(env, data_dir="/tmp/x").cpu_attempts_per_task == 1
-    assert load_settings({}, data_dir="/tmp/x").cpu_attempts_per_task == MAX_SHARED
+    assert load_settings({}, data_dir="/tmp/x").cpu_attempts_per_task == ATTEMPTS_PER_SHARED_TASK
     with pytest.raises(DefinitionError, match=r"CPU_ATTEMPTS_PER_TASK must be at least 1.*got 0"):
         load_settings({"WFRAY_CPU_ATTEMPTS_PER_TASK": "0"}, data_dir="/tmp/x")

@@ -102,8 +102,8 @@ class Dispatch:
     # Under light load the worker also hands its outcome straight to the coordinator, a
     # hop shorter than through its executor (whose copy stays the durable one).
     report_directly: bool = False
-    # Seen to be short, and free of timeouts: it may share one Ray task with other such
-    # attempts when the backlog is deep (application/shared_tasks.py).
+    # Of a short step, and free of timeouts: it may share a task (a shared task: one Ray
+    # task for several such attempts) when the backlog is deep (coordinator/shared_tasks.py).
     shareable: bool = False
     kind: str = "step"  # or "compensation"
     # The run's runtime environment: its hash, and the `runtime_env` Ray builds for it as

@@ -30,11 +30,11 @@ COUNTERS = {
     "retries_total": ("retries scheduled", ("workflow", "step")),
     "compensations_total": ("compensation attempts that ended", ("workflow", "step", "status")),
     "outcomes_quarantined_total": (
-        "outcomes set aside: refused by the database, or undelivered at two starts",
+        "outcomes quarantined: refused by the database, or coordinators died applying them",
         ("reason",),
     ),
     "coordinator_commit_failures_total": (
-        "commits that failed: unavailable (retried), refused or stale_write (set aside)",
+        "commits that failed: unavailable (retried), refused or stale_write (quarantined)",
         ("kind",),
     ),
 }
@@ -84,7 +84,7 @@ class Metrics(Protocol):
     def retry_scheduled(self, workflow: str, step: str) -> None: ...
     def queue_levels(self, levels: dict[str, tuple[int, int]]) -> None: ...
     def schedule_lag(self, schedule: str, lag_s: float) -> None: ...
-    def outcome_set_aside(self, status: str) -> None: ...
+    def outcome_quarantined(self, status: str) -> None: ...
     def turn_took(self, seconds: float) -> None: ...
     def commit_took(self, seconds: float) -> None: ...
     def commit_failed(self, kind: str) -> None: ...
@@ -134,8 +134,9 @@ class MetricsBuffer:
         self._sample("schedule_lag_seconds", (("schedule", schedule),), lag_s)
         self.gauges[("schedule_last_lag_seconds", (("schedule", schedule),))] = lag_s
 
-    def outcome_set_aside(self, status: str) -> None:
-        """An outcome was refused by the database or quarantined (application/poison.py)."""
+    def outcome_quarantined(self, status: str) -> None:
+        """An outcome was quarantined: refused by the database, or coordinators died
+        applying it (coordinator/poison.py)."""
         self._count("outcomes_quarantined_total", (("reason", status),))
 
     def turn_took(self, seconds: float) -> None:
@@ -148,7 +149,7 @@ class MetricsBuffer:
 
     def commit_failed(self, kind: str) -> None:
         """A commit failed: `unavailable` (an outage, retried), `refused` or `stale_write`
-        (rows refused for what they hold, set aside: application/poison.py)."""
+        (rows refused for what they hold, quarantined: coordinator/poison.py)."""
         self._count("coordinator_commit_failures_total", (("kind", kind),))
 
     def gauge(self, name: str, value: float, **tags: str) -> None:

@@ -82,10 +82,10 @@ class RunLedger(RunLookup, Protocol):
         """The coordinator of `epoch` begins applying outcomes it noted at its start."""
         ...
 
-    def set_aside(
+    def quarantine(
         self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
     ) -> None:
-        """Record outcomes set aside as (key, status, reason) (application/quarantine.py)."""
+        """Quarantine outcomes, as (key, status, reason) (application/quarantine.py)."""
         ...
 
     def save_workflow(self, schema: WorkflowSchema) -> None: ...
@@ -176,7 +176,7 @@ class RunReader(RunLookup, Protocol):
         """The log lines `wanted` names, in the order stored (increasing `id`)."""
         ...
 
-    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+    def quarantined_outcomes(self) -> list[QuarantinedOutcome]:
         """Outcomes refused or quarantined, oldest first (not the marks of a start)."""
         ...
 

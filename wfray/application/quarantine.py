@@ -1,5 +1,6 @@
-"""Outcomes set aside, and why: the operator's view of what the poison guard did.
+"""Quarantined outcomes, and why: the operator's view of what the poison guard did.
 
+An outcome wfray stopped applying is quarantined, with one of two statuses:
 `refused`: the database refused what the outcome held; its attempt was recorded as failed.
 `quarantined`: coordinators went down while applying the outcome, at as many starts as
 `CoordinatorSettings.quarantine_after_deaths` allows: its attempt was recorded as failed

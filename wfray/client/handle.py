@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import typing
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
 from wfray.adapters.blob import blob_store
 from wfray.application.arg_text import arg_text
-from wfray.application.client_commands import Views
+from wfray.application.client_commands import Command, R, Views
 from wfray.application.messages import CommandResult, RunView
 from wfray.application.views import RunDetail
 from wfray.domain.errors import RunFailedError, WaitTimeoutError, WfrayError
@@ -20,14 +21,29 @@ from wfray.domain.status import RunStatus
 from wfray.sdk.definition import Workflow
 from wfray.sdk.step_code import load_function
 
-if TYPE_CHECKING:
-    from wfray.client.client import Client
+
+class RunCalls(Protocol):
+    """What a run's handle asks of the client that made it (wfray.Client is one)."""
+
+    def call(self, command: Command[R]) -> R: ...
+
+    def wait(self, run_ids: Iterable[str], timeout: float = ...) -> list[RunView]: ...
+
+    def decode(self, view: RunView, flow: Workflow | None) -> Any: ...
+
+    def detail(self, run_id: str) -> RunDetail: ...
+
+    def cancel(self, run_id: str, reason: str = ...) -> CommandResult: ...
+
+    def resume(self, run_ids: Sequence[str]) -> list[CommandResult]: ...
+
+    def logs(self, run_id: str, step: str | None = ...) -> list[LogRecord]: ...
 
 
 class RunHandle:
     """One run: its status, its result, its history."""
 
-    def __init__(self, client: Client, run_id: str, flow: Workflow | None) -> None:
+    def __init__(self, client: RunCalls, run_id: str, flow: Workflow | None) -> None:
         self.client = client
         self.run_id = run_id
         self.flow = flow

@@ -21,13 +21,12 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from wfray.application.metrics import Metrics
+from wfray.application.ports import Clock, RunLedger, StepExecutor
 from wfray.application.views import StoreFacts
-
-if TYPE_CHECKING:  # the coordinator imports this module
-    from wfray.application.ports import RunLedger
-    from wfray.coordinator.coordinator import Coordinator
+from wfray.coordinator.state import CoordinatorState
 
 START_CAUSES = ("first_start", "loop_crashed", "process_died", "redeployed")
 COUNTER_PREFIX = "wfray:coordinator:"
@@ -76,7 +75,46 @@ class Health:
         self.started_at, self.start_cause, self.starts = at, cause, starts
 
 
-def ages(coordinator: Coordinator, now: datetime) -> tuple[float, float]:
+class Reconciling(Protocol):
+    """What the health figures read of the executors' reconciler (Reconciler is one)."""
+
+    @property
+    def outbox_sizes(self) -> Mapping[str, int]: ...
+
+    @property
+    def traffic(self) -> Mapping[str, int]: ...
+
+
+class Observed(Protocol):
+    """What the health figures read of the coordinator (Coordinator is one): the
+    coordinator imports this module, so it is named here by what it offers."""
+
+    @property
+    def health(self) -> Health: ...
+
+    @property
+    def state(self) -> CoordinatorState: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def executors(self) -> Mapping[str, StepExecutor]: ...
+
+    @property
+    def reconciler(self) -> Reconciling: ...
+
+    @property
+    def turns(self) -> int: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def store(self) -> RunLedger: ...
+
+
+def ages(coordinator: Observed, now: datetime) -> tuple[float, float]:
     """The age of the oldest queued run (as the store last said) and of the oldest running
     attempt since its dispatch (memory: at most the pools' windows of attempts), in
     seconds; 0 for none."""
@@ -88,7 +126,7 @@ def ages(coordinator: Coordinator, now: datetime) -> tuple[float, float]:
     return oldest_queued, oldest_running
 
 
-def report(coordinator: Coordinator, now: datetime) -> dict[str, Any]:
+def report(coordinator: Observed, now: datetime) -> dict[str, Any]:
     """The health an operator reads (`/healthz` with a read token, `stats()["health"]`):
     small and bounded, whatever the load (one entry per executor and start cause)."""
     health, state = coordinator.health, coordinator.state
@@ -100,7 +138,7 @@ def report(coordinator: Coordinator, now: datetime) -> dict[str, Any]:
         for (name, tags), value in totals.items()
         if name == "coordinator_commit_failures_total"
     }
-    set_aside = {
+    quarantined = {
         dict(tags)["reason"]: int(value)
         for (name, tags), value in totals.items()
         if name == "outcomes_quarantined_total"
@@ -114,7 +152,7 @@ def report(coordinator: Coordinator, now: datetime) -> dict[str, Any]:
         "turns": coordinator.turns,
         "last_turn_s": round(health.last_turn_s, 6),
         "commit_failures": failures,
-        "outcomes_set_aside": set_aside,
+        "outcomes_quarantined": quarantined,
         "attempts_in_flight": {e: state.running_on.get(e, 0) for e in executors},
         "outbox_outcomes": {e: coordinator.reconciler.outbox_sizes.get(e, 0) for e in executors},
         "queued_tasks": state.queued_count,
@@ -124,7 +162,7 @@ def report(coordinator: Coordinator, now: datetime) -> dict[str, Any]:
     }
 
 
-def stats(coordinator: Coordinator) -> dict[str, object]:
+def stats(coordinator: Observed) -> dict[str, object]:
     """What `Client.stats()` answers: the coordinator's memory, traffic, metrics, health."""
     memory = coordinator.state
     snapshot = getattr(coordinator.metrics, "snapshot", None)
@@ -144,7 +182,7 @@ def stats(coordinator: Coordinator) -> dict[str, object]:
     }
 
 
-def set_gauges(coordinator: Coordinator, now: datetime) -> None:
+def set_gauges(coordinator: Observed, now: datetime) -> None:
     """The health figures as gauges in the metrics buffer (the exporter calls it)."""
     gauge = getattr(coordinator.metrics, "gauge", None)
     if gauge is None:
@@ -170,7 +208,7 @@ def set_gauges(coordinator: Coordinator, now: datetime) -> None:
         gauge("store_bytes", float(health.store.size_bytes))
 
 
-async def measure_store(coordinator: Coordinator, now: datetime) -> None:
+async def measure_store(coordinator: Observed, now: datetime) -> None:
     """Ask the store for its facts, if they are older than STORE_FACTS_EVERY_S (in a
     thread; an outage leaves the last facts in place)."""
     health = coordinator.health

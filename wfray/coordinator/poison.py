@@ -116,9 +116,9 @@ class PoisonGuard:
             return
         items = [(key, status, clean_text(self.poisoned[key], 4096)) for key in keys]
         epoch, now = self.reconciler.epoch, self.clock.now()
-        await self.durable.call(self.durable.store.set_aside, items, epoch, now)
+        await self.durable.call(self.durable.store.quarantine, items, epoch, now)
         for _ in keys:
-            self.metrics.outcome_set_aside(status)
+            self.metrics.outcome_quarantined(status)
 
     async def quarantine_repeats(self) -> None:
         """At a start: outcomes the executors still hold for attempts still running in the

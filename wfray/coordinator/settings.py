@@ -21,6 +21,6 @@ class CoordinatorSettings:
     quarantine_after_deaths: int = 3  # starts gone down applying one outcome (poison.py)
     drain_wait_s: float = 1.0
     commit_retry_max_s: float = 5.0
-    share_short_steps: bool = True  # may short cpu attempts share Ray tasks (shared_tasks.py)
+    share_short_steps: bool = True  # may short steps' cpu attempts share a task (shared_tasks.py)
     short_step_s: float = SHORT_STEP_S  # under this mean duration a step is short
     text_limits: TextLimits = field(default_factory=TextLimits)  # storable.py

@@ -1,11 +1,13 @@
-"""Which cpu attempts may share one Ray task with others.
+"""Shared tasks: which cpu attempts may share one Ray task with others, and how many.
 
 A Ray task costs its owner and its worker about 1 ms of CPU on this kind of machine, whatever
 the step does: for a step that runs for 0.1 ms, that overhead is the whole cost. When the
-backlog is deep, the cpu executor runs several short attempts one after the other in one
-task (as Celery's prefetch does), each still its own attempt with its own record. Only steps
-seen to be short qualify, and none whose timeout or heartbeat would be measured from a start
-that a shared task delays.
+backlog is deep, the cpu executor runs several attempts one after the other in one shared
+task (the saving Celery gets from prefetching), each still its own attempt with its own
+record. Only attempts of short steps (seen to finish in under `SHORT_STEP_S` on average)
+qualify, and none whose timeout or heartbeat would be measured from a start that a shared
+task delays. The words, everywhere: a *short step*, whose attempts may *share a task*; a
+*shared task*, of at most `ATTEMPTS_PER_SHARED_TASK` attempts (WFRAY_CPU_ATTEMPTS_PER_TASK).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ T = TypeVar("T")
 # weighted): eight of them in one task then hold it for well under a tenth of a second.
 SHORT_STEP_S = 0.01
 _WEIGHT = 0.2  # of the newest duration in the running mean
-MAX_SHARED = 8  # attempts in one task at most
+ATTEMPTS_PER_SHARED_TASK = 8  # at most (WFRAY_CPU_ATTEMPTS_PER_TASK)
 
 
 class ShortSteps:
@@ -45,9 +47,11 @@ class ShortSteps:
         return mean is not None and mean < self.short_s
 
 
-def share_out(attempts: Sequence[T], cpus: float, most: int = MAX_SHARED) -> list[Sequence[T]]:
-    """Short attempts in as few tasks as still keep every CPU busy twice over, at most
-    `most` to a task; a small batch on a big cluster stays one attempt per task."""
+def into_shared_tasks(
+    attempts: Sequence[T], cpus: float, most: int = ATTEMPTS_PER_SHARED_TASK
+) -> list[Sequence[T]]:
+    """Attempts of short steps in as few shared tasks as still keep every CPU busy twice
+    over, at most `most` to a task; a few on a big cluster stay one attempt per task."""
     if not attempts:
         return []
     tasks = min(len(attempts), max(math.ceil(len(attempts) / most), int(2 * cpus)))

@@ -17,7 +17,7 @@ from wfray.domain.records import RunRecord
 from wfray.domain.uniqueness import UniqueAnswer, holds_before
 from wfray.domain.workflow import WorkflowSchema
 
-UniqueRef = tuple[str, str]  # (workflow, unique key)
+UniqueRef = tuple[str, str]  # (workflow, uniqueness key)
 
 
 def unique_ref(request: SubmitRequest) -> UniqueRef | None:

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wfray.application.messages import RunView
-from wfray.client.handle import RunHandle
+from wfray.client.handle import RunCalls, RunHandle
 from wfray.domain.errors import WaitTimeoutError
 from wfray.sdk.definition import Workflow
 
 if TYPE_CHECKING:
     from wfray.testing.engine import Quiet
-    from wfray.testing.local import LocalWfray
+
+
+class LocalRunCalls(RunCalls, Protocol):
+    """What a local run's handle asks of the local wfray that made it (LocalWfray is one)."""
+
+    def result_of(self, run_id: str, flow: Workflow | None, timeout: float = ...) -> Any: ...
 
 
 class LocalRunHandle(RunHandle):
     """One run: its status, its result, its history (wfray.RunHandle's calls), waiting on
     the fake clock's terms."""
 
-    client: LocalWfray
+    client: LocalRunCalls
 
-    def __init__(self, client: LocalWfray, run_id: str, flow: Workflow | None) -> None:
+    def __init__(self, client: LocalRunCalls, run_id: str, flow: Workflow | None) -> None:
         super().__init__(client, run_id, flow)
 
     def __repr__(self) -> str:

@@ -229,7 +229,7 @@ class InMemoryRunReader(InMemoryStoreBase):
             held = [c for c in self._claims.values() if c.holder.run_id in wanted]
         return sorted(held, key=lambda c: c.key)[:limit]
 
-    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+    def quarantined_outcomes(self) -> list[QuarantinedOutcome]:
         with self._lock:
             found = [v for v in self._aside.values() if v.status not in (PENDING, APPLYING)]
         return sorted(found, key=lambda v: (v.at, v.key))

@@ -147,7 +147,7 @@ class InMemoryRunWriter(InMemoryStoreBase):
                     self._aside[key] = QuarantinedOutcome(key, APPLYING, "", now)
                     self._aside_epochs[key] = epoch
 
-    def set_aside(
+    def quarantine(
         self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
     ) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -55,19 +56,27 @@ DETACHED: dict[str, Any] = {
 # -- the coordinator -----------------------------------------------------------------------------
 
 
+def restarted_by_ray() -> bool:
+    """Whether Ray restarted the actor this runs in (asks the GCS: not in a constructor)."""
+    return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+
+
 class CoordinatorActor(CoordinatorHost):
     """The coordinator host as Ray runs it, in a process of its own.
 
     Ray awaits an async constructor on the actor's event loop, so the start can be set going
     here without a Ray call: a restarted coordinator resumes its runs by itself, before any
-    client asks.
+    client asks. Whether Ray restarted it is asked by that start (`restarted`): an error
+    raised in a constructor fails the actor's creation for good, and a GCS call there
+    would hold up every creation and restart.
     """
 
-    async def __init__(self, settings: Settings, build: Build) -> None:  # type: ignore[misc]
+    async def __init__(  # type: ignore[misc]
+        self, settings: Settings, build: Build, restarted: Callable[[], bool]
+    ) -> None:
         logging.basicConfig(level=logging.INFO)
         collect_garbage_rarely()
-        super().__init__(settings, build)
-        self.restarted_by_ray = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        super().__init__(settings, build, restarted)
         self.begin_start()
 
 
@@ -119,7 +128,7 @@ def coordinator_actor(
     return (
         ray.remote(CoordinatorActor)
         .options(scheduling_strategy=coordinator_placement(settings, node_id), **options)
-        .remote(settings, build)
+        .remote(settings, build, restarted_by_ray)
     )
 
 
@@ -171,7 +180,7 @@ def executor_config(settings: Settings) -> ExecutorConfig:
             max_log_line_chars=settings.max_log_line_chars,
         ),
         io_concurrency=settings.io_concurrency,
-        attempts_per_task=settings.cpu_attempts_per_task,
+        attempts_per_shared_task=settings.cpu_attempts_per_task,
         namespace=settings.namespace,
         io_sync_timeout_s=settings.io_sync_timeout_s,
     )
@@ -191,8 +200,8 @@ def stop_unconfigured_executors(settings: Settings) -> None:
 def executor_actors(
     settings: Settings, runtime_env: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Get or create the detached executor actors, one per pool (new ones in `runtime_env`
-    if given, as for the coordinator)."""
+    """Get or create the detached executor actors: the cpu one and the io ones, by id
+    ("cpu", "io", "io.1", ...); new ones in `runtime_env` if given, as for the coordinator."""
     config = executor_config(settings)
     stop_unconfigured_executors(settings)
     common = dict(DETACHED, namespace=settings.namespace)
@@ -233,13 +242,13 @@ class ActorExecutor:
 
 
 async def step_executors(settings: Settings) -> dict[str, StepExecutor]:
-    """The coordinator's executors: one actor per pool, reached through its handle, each
+    """The coordinator's executors by id, each an actor reached through its handle and
     checked to run this wfray first (one found by name may be left from another release)."""
     handles = executor_actors(settings)
     where = f"in Ray namespace {settings.namespace!r}"
-    who = {pool: f"the executor {executor_name(pool)} {where}" for pool in handles}
+    who = {executor: f"the executor {executor_name(executor)} {where}" for executor in handles}
     await check_actors_async(handles, who, "this coordinator")
-    return {pool: ActorExecutor(handle) for pool, handle in handles.items()}
+    return {executor: ActorExecutor(handle) for executor, handle in handles.items()}
 
 
 # -- the HTTP API --------------------------------------------------------------------------------

@@ -121,13 +121,13 @@ def _by_name(envelope: Envelope) -> str:
     return envelope.task_name
 
 
-def _split_by_name(together: Sequence[Envelope]) -> list[tuple[Envelope, ...]]:
+def _split_by_name(shared: Sequence[Envelope]) -> list[tuple[Envelope, ...]]:
     """A shared task's attempts cut where their step changes: each task is named after its
     step, at the cost of one task more per step boundary (they arrive sorted by name)."""
     parts: list[tuple[Envelope, ...]] = []
     start = 0
-    for i in range(1, len(together) + 1):
-        if i == len(together) or together[i].task_name != together[start].task_name:
-            parts.append(tuple(together[start:i]))
+    for i in range(1, len(shared) + 1):
+        if i == len(shared) or shared[i].task_name != shared[start].task_name:
+            parts.append(tuple(shared[start:i]))
             start = i
     return parts

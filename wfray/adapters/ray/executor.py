@@ -30,7 +30,7 @@ from wfray.adapters.blob import blob_store
 from wfray.application.messages import UNREADABLE_ENV, Dispatch, Outcome
 from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.config import masked_repr
-from wfray.coordinator.shared_tasks import MAX_SHARED, share_out
+from wfray.coordinator.shared_tasks import ATTEMPTS_PER_SHARED_TASK, into_shared_tasks
 from wfray.domain.records import AttemptKey, WorkerIdentity
 from wfray.domain.status import AttemptStatus
 from wfray.domain.versions import CURRENT
@@ -67,7 +67,7 @@ class ExecutorConfig:
     blob_root: str | None = None
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     io_concurrency: int = 64
-    attempts_per_task: int = MAX_SHARED
+    attempts_per_shared_task: int = ATTEMPTS_PER_SHARED_TASK
     namespace: str = "wfray"
     io_sync_timeout_s: float | None = None  # for sync io steps that set no timeout
 
@@ -110,10 +110,10 @@ def config_prefix(config: ExecutorConfig) -> bytes:
     return len(sealed).to_bytes(4, "big") + sealed
 
 
-def _unbundle(bundle: bytes) -> tuple[ExecutorConfig, list[Dispatch]]:
-    size = int.from_bytes(bundle[:4], "big")
-    sealed: list[Sealed] = pickle.loads(bundle[4 + size :])
-    return _config(bundle[4 : 4 + size]), [open_dispatch(d) for d in sealed]
+def _opened_input(task_input: bytes) -> tuple[ExecutorConfig, list[Dispatch]]:
+    size = int.from_bytes(task_input[:4], "big")
+    sealed: list[Sealed] = pickle.loads(task_input[4 + size :])
+    return _config(task_input[4 : 4 + size]), [open_dispatch(d) for d in sealed]
 
 
 @functools.lru_cache(maxsize=8)
@@ -122,12 +122,12 @@ def _config(sealed: bytes) -> ExecutorConfig:
     return config
 
 
-def run_cpu_attempts(bundle: bytes, executor: Any = None) -> list[Sealed]:
-    """Attempts in a Ray worker process, one after the other (several only when they are
-    short: application/shared_tasks.py): the executor's config and the sealed dispatches in, one
+def run_cpu_attempts(task_input: bytes, executor: Any = None) -> list[Sealed]:
+    """Attempts in a Ray worker process, one after the other (several only in a shared task:
+    coordinator/shared_tasks.py): the executor's config and the sealed dispatches in, one
     sealed outcome per dispatch out. An attempt with a timeout comes alone, with the
     executor's handle: it hears when the attempt begins, and starts the clock then."""
-    config, dispatches = _unbundle(bundle)
+    config, dispatches = _opened_input(task_input)
     if executor is not None:
         executor.attempt_started.remote(dispatches[0].attempt_key)
     blobs = blob_store(config.blob_root) if config.blob_root else None
@@ -155,8 +155,8 @@ CpuTasks = Callable[[float, tuple[tuple[str, float], ...], str, str | None], Any
 
 
 class CpuExecutor:
-    """Owns cpu attempts as Ray tasks: one attempt per task, or a few short ones together
-    when many arrive at once (application/shared_tasks.py).
+    """Owns cpu attempts as Ray tasks: one attempt per task, or, when many arrive at once,
+    a few attempts of short steps in a shared task (coordinator/shared_tasks.py).
 
     Completions arrive as callbacks on Ray's threads; they are collected and handed to the
     event loop in bursts, so a thousand finishing tasks cost a few loop wake-ups, not a
@@ -174,9 +174,9 @@ class CpuExecutor:
         # timed attempts: their timeout, and the timer that stops them (see attempt_started)
         self.timeouts: dict[AttemptKey, float] = {}
         self.timers: dict[AttemptKey, asyncio.TimerHandle] = {}
-        # attempts cancelled while they share a task: the task runs on, their outcome is dropped
+        # attempts cancelled in a shared task: the task runs on, their outcome is dropped
         self.dropped: set[AttemptKey] = set()
-        self.shared: set[AttemptKey] = set()
+        self.in_shared_tasks: set[AttemptKey] = set()
         self._finished: list[tuple[tuple[Envelope, ...], Future[Any]]] = []
         self._lock = threading.Lock()
         self._flush_scheduled = False
@@ -200,39 +200,40 @@ class CpuExecutor:
                 self._launch((e,))
         for group in shareable.values():
             group.sort(key=_by_name)  # mostly one step per task, so that it bears its name
-            for together in share_out(group, self._cluster_cpus(), self.config.attempts_per_task):
-                for same_step in _split_by_name(together):
+            most = self.config.attempts_per_shared_task
+            for shared in into_shared_tasks(group, self._cluster_cpus(), most):
+                for same_step in _split_by_name(shared):
                     self._launch(same_step)
 
-    def _launch(self, together: tuple[Envelope, ...]) -> None:
-        first = together[0]
-        bundle = self.prefix + pickle.dumps([e.dispatch for e in together])
+    def _launch(self, task_attempts: tuple[Envelope, ...]) -> None:
+        first = task_attempts[0]
+        task_input = self.prefix + pickle.dumps([e.dispatch for e in task_attempts])
         env_json = None if first.env is None else first.env[1]
         try:
             remote = self.cpu_tasks(first.num_cpus, first.resources, first.task_name, env_json)
-            if len(together) == 1 and first.timeout_s is not None:
-                ref = remote.remote(bundle, ray.get_runtime_context().current_actor)
+            if len(task_attempts) == 1 and first.timeout_s is not None:
+                ref = remote.remote(task_input, ray.get_runtime_context().current_actor)
             else:
-                ref = remote.remote(bundle)
+                ref = remote.remote(task_input)
         except (ValueError, TypeError, rex.RayError) as exc:
             if env_json is None:
                 raise
             # a runtime env Ray refuses to take: these attempts fail, the batch goes on
-            for e in together:
+            for e in task_attempts:
                 self.outbox.put(env_failed(e.key, exc))
             return
-        for e in together:
+        for e in task_attempts:
             self.running[e.key] = ref
         self.launched_tasks += 1
-        self.launched_attempts += len(together)
-        if len(together) > 1:
-            self.shared.update(e.key for e in together)
+        self.launched_attempts += len(task_attempts)
+        if len(task_attempts) > 1:
+            self.in_shared_tasks.update(e.key for e in task_attempts)
         elif first.timeout_s is not None:  # never shared: shared_tasks.py
             assert self._loop is not None
             self.timeouts[first.key] = first.timeout_s
             grace = first.timeout_s + UNHEARD_START_GRACE_S
             self.timers[first.key] = self._loop.call_later(grace, self._time_out, first.key)
-        ref.future().add_done_callback(functools.partial(self._done, together))
+        ref.future().add_done_callback(functools.partial(self._done, task_attempts))
 
     async def attempt_started(self, key: AttemptKey) -> None:
         """A timed attempt's worker began it: its timeout counts from now."""
@@ -261,14 +262,14 @@ class CpuExecutor:
 
     async def cancel(self, attempts: list[AttemptKey]) -> None:
         """Cancel politely, then by force after a grace second (running Python code does not
-        notice a plain cancel). An attempt sharing its task with others is left to end (it
-        is short) and its outcome dropped: stopping the task would stop them too."""
+        notice a plain cancel). An attempt in a shared task is left to end (its step is
+        short) and its outcome dropped: stopping the task would stop them too."""
         loop = asyncio.get_running_loop()
         for key in attempts:
             ref = self.running.get(key)
             if ref is None:
                 continue
-            if key in self.shared:
+            if key in self.in_shared_tasks:
                 self.dropped.add(key)
             else:
                 ray.cancel(ref, force=False)
@@ -279,10 +280,10 @@ class CpuExecutor:
         if ref is not None:
             ray.cancel(ref, force=True)
 
-    def _done(self, together: tuple[Envelope, ...], future: Future[Any]) -> None:
+    def _done(self, task_attempts: tuple[Envelope, ...], future: Future[Any]) -> None:
         """On a Ray thread: queue the completion, wake the loop once per burst."""
         with self._lock:
-            self._finished.append((together, future))
+            self._finished.append((task_attempts, future))
             if self._flush_scheduled:
                 return
             self._flush_scheduled = True
@@ -293,9 +294,9 @@ class CpuExecutor:
         with self._lock:
             finished, self._finished = self._finished, []
             self._flush_scheduled = False
-        for together, future in finished:
+        for task_attempts, future in finished:
             for e, (outcome, from_worker) in zip(
-                together, self._outcomes(together, future), strict=True
+                task_attempts, self._outcomes(task_attempts, future), strict=True
             ):
                 if e.key in self.dropped:
                     outcome, from_worker = stopped(e.key, False, None), False
@@ -308,22 +309,26 @@ class CpuExecutor:
                 if timer is not None:
                     timer.cancel()
                 self.dropped.discard(e.key)
-                self.shared.discard(e.key)
+                self.in_shared_tasks.discard(e.key)
 
     def _outcomes(
-        self, together: tuple[Envelope, ...], future: Future[Any]
+        self, task_attempts: tuple[Envelope, ...], future: Future[Any]
     ) -> list[tuple[Sealed, bool]]:
         """The sealed outcomes, and whether the worker made them (rather than this executor)."""
         try:
             outcomes: list[Sealed] = future.result()
             return [(outcome, True) for outcome in outcomes]
         except (rex.TaskCancelledError, CancelledError):
-            return [(stopped(e.key, e.key in self.timed_out, e.timeout_s), False) for e in together]
+            return [
+                (stopped(e.key, e.key in self.timed_out, e.timeout_s), False) for e in task_attempts
+            ]
         except rex.RuntimeEnvSetupError as exc:  # this run's env, not the worker, failed
-            return [(env_failed(e.key, exc), False) for e in together]
+            return [(env_failed(e.key, exc), False) for e in task_attempts]
         except Exception as exc:  # the wrapper catches user errors: this is Ray's own failure
             kind, message = f"ray.{type(exc).__name__}", str(exc)[:2000]
-            return [(_ended(e.key, AttemptStatus.LOST, kind, message), False) for e in together]
+            return [
+                (_ended(e.key, AttemptStatus.LOST, kind, message), False) for e in task_attempts
+            ]
 
     async def drain(self, ack: int, wait_s: float, epoch: int) -> SealedBatch:
         return await self.outbox.drain(ack, wait_s, epoch)

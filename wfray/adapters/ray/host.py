@@ -47,6 +47,11 @@ class Hosted(Started, Protocol):
 Build = Callable[[Settings], Awaitable[Hosted]]
 
 
+def never_restarted() -> bool:
+    """For a host run in-process (a test's): no Ray restarts it."""
+    return False
+
+
 def executor_name(executor: str) -> str:
     """The Ray actor name of an executor: "cpu", "io", "io.1", ... (application/reconciler.py)."""
     return f"wfray-executor-{executor}"
@@ -70,9 +75,14 @@ def executor_actor_names(namespace: str) -> list[str]:
 class CoordinatorHost:
     """Builds and starts the system on (re)start, recovering from the store; then serves it."""
 
-    def __init__(self, settings: Settings, build: Build) -> None:
+    def __init__(
+        self, settings: Settings, build: Build, restarted: Callable[[], bool] = never_restarted
+    ) -> None:
         self.settings = settings
         self.build = build
+        # asked at each start, not here: whether Ray restarted this actor, its process
+        # replacing one that died (coordinator/health.py); the constructor makes no Ray call
+        self.restarted = restarted
         self.system: Hosted | None = None
         self._starter: asyncio.Task[None] | None = None
         self._started: asyncio.Event | None = None
@@ -80,8 +90,6 @@ class CoordinatorHost:
         # an error no retry can cure (executors of another wfray): answered at once, for good
         self._refused: VersionMismatchError | None = None
         self._loops: list[asyncio.Task[None]] = []
-        # Ray restarted this actor: its process replaces one that died (coordinator/health.py)
-        self.restarted_by_ray = False
 
     def begin_start(self) -> None:
         """Set the start going on the running event loop, if it is not already."""
@@ -154,8 +162,9 @@ class CoordinatorHost:
             return
 
     async def _start(self) -> None:
+        restarted_by_ray = await asyncio.to_thread(self.restarted)  # the GCS answers it
         system = await self.build(self.settings)
-        await system.coordinator.start(self.restarted_by_ray)
+        await system.coordinator.start(restarted_by_ray)
         assert system.coordinator._loop_task is not None
         system.coordinator._loop_task.add_done_callback(functools.partial(_crash, system))
         self._loops = [asyncio.create_task(run(), name=name) for name, run in system.loops]

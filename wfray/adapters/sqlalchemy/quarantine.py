@@ -1,4 +1,4 @@
-"""The outcome quarantine in SQL (see application/poison.py for what it is for)."""
+"""The outcome quarantine in SQL (see coordinator/poison.py for what it is for)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def _match(key: AttemptKey) -> list[sa.ColumnElement[bool]]:
     return [c == v for c, v in zip(_KEY, key, strict=True)]
 
 
-def set_aside(
+def add(
     conn: sa.Connection, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
 ) -> None:
     """Record outcomes as (key, status, reason): quarantined or refused."""

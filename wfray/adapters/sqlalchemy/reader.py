@@ -372,7 +372,7 @@ class SqlRunReader(SqlStoreBase):
         with self._errors(), self._engine.connect() as conn:
             return claims.of_runs(conn, run_ids, limit)
 
-    def set_aside_outcomes(self) -> list[QuarantinedOutcome]:
+    def quarantined_outcomes(self) -> list[QuarantinedOutcome]:
         with self._errors(), self._engine.connect() as conn:
             return quarantine.listed(conn)
 

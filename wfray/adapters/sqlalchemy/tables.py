@@ -248,9 +248,10 @@ schedules = sa.Table(
 )
 
 
-# Outcomes set aside (application/poison.py): `pending` while undelivered at a coordinator
-# start (of `epoch`), `quarantined` once undelivered at the next start too, `refused` when
-# the database refused what they held.
+# Quarantined outcomes (coordinator/poison.py), and the marks that lead there: `pending`
+# while undelivered at a coordinator start (of `epoch`), `applying` once a coordinator began
+# applying it; `quarantined` when coordinators went down applying it at as many starts as
+# WFRAY_QUARANTINE_AFTER_DEATHS allows, `refused` when the database refused what it held.
 outcome_quarantine = sa.Table(
     "outcome_quarantine",
     metadata,
@@ -262,7 +263,7 @@ outcome_quarantine = sa.Table(
     sa.Column("epoch", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    # starts whose coordinator went down while applying the outcome (application/poison.py)
+    # starts whose coordinator went down while applying the outcome (coordinator/poison.py)
     sa.Column("deaths", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_outcome_quarantine_status", "status"),
 )

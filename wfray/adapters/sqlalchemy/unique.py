@@ -12,7 +12,7 @@ from wfray.domain.records import RunRecord
 from wfray.domain.status import RUN_FINISHED
 
 CHUNK = 500
-UniqueRef = tuple[str, str]  # (workflow, unique key)
+UniqueRef = tuple[str, str]  # (workflow, uniqueness key)
 
 
 def find_unique_runs(conn: sa.Connection, keys: Sequence[UniqueRef]) -> dict[UniqueRef, RunRecord]:

@@ -229,11 +229,11 @@ class SqlRunWriter(SqlStoreBase):
         with self._errors(), self._writer.begin() as conn:
             quarantine.note_applying(conn, keys, epoch, now)
 
-    def set_aside(
+    def quarantine(
         self, items: Sequence[tuple[AttemptKey, str, str]], epoch: int, now: datetime
     ) -> None:
         with self._errors(), self._writer.begin() as conn:
-            quarantine.set_aside(conn, items, epoch, now)
+            quarantine.add(conn, items, epoch, now)
 
     def save_workflow(self, schema: WorkflowSchema) -> None:
         with self._errors(), self._writer.begin() as conn:

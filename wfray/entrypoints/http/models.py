@@ -314,7 +314,7 @@ class HealthOut(BaseModel):
     coordinator_health: dict[str, Any] | None = Field(
         default=None,
         description="with a read token: start cause and counts, uptime, loop turns, commit "
-        "failures, outcomes set aside, attempts in flight and outbox sizes per executor, "
+        "failures, outcomes quarantined, attempts in flight and outbox sizes per executor, "
         "queued tasks, ages of the oldest queued run and running attempt, store size",
     )
 
