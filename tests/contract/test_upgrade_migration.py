@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from wfray.adapters.sqlalchemy import tables
+from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
 PREVIOUS = "0011"
@@ -245,7 +246,7 @@ def test_a_populated_store_at_the_previous_schema_migrates_whole(fresh_url: str)
     store = SqlRunStore(fresh_url, create=False)  # opens only at head
     try:
         for status in RunStatus:
-            found = store.list_runs(status=status, limit=10_000)
+            found = store.list_runs(RunFilter(status=status, limit=10_000))
             assert len(found) == RUNS_PER_STATUS, status
         sample = [f"run-{i:05d}" for i in range(0, RUNS_PER_STATUS * len(RunStatus), 113)]
         runs = store.find_runs(sample)
@@ -257,7 +258,9 @@ def test_a_populated_store_at_the_previous_schema_migrates_whole(fresh_url: str)
         assert len(task_list) == 2 * len(sample)
         for run_id in sample[:10]:
             assert len(store.get_attempts(run_id)) == 2
-            assert next(line.message for line in store.get_logs(run_id)).startswith("working on")
+            assert next(line.message for line in store.get_logs(LogQuery(run_id))).startswith(
+                "working on"
+            )
         assert len(store.claims_of([f"run-{i:05d}" for i in range(600)])) == 600
     finally:
         store.close()
