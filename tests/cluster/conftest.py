@@ -7,6 +7,7 @@ inherit, so what is left at the end is found and killed by pid, and nothing else
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -73,11 +74,20 @@ def _wait_for_dashboard(url: str, deadline: float) -> None:
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="module")
-def ray_head() -> Iterator[Head]:
-    """A `ray start --head` of our own, on free ports (6379 is Redis's here)."""
-    mark = uuid.uuid4().hex
-    temp_dir = tempfile.mkdtemp(prefix="wfh-", dir="/tmp")  # Ray's socket paths stay short
+def shipped_wfray_only(folder: Path) -> dict[str, str]:
+    """A head's environment without the repository on PYTHONPATH: only the `wfray` package
+    is importable (a link to this tree's, as `pip install` would make it available), never
+    the tests' or the user's modules, which must reach the workers in a job's working_dir."""
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "wfray"
+    if not link.exists():
+        link.symlink_to(ROOT / "wfray", target_is_directory=True)
+    return {"PYTHONPATH": str(folder)}
+
+
+def start_head(env: dict[str, str], mark: str, temp_dir: str) -> Head:
+    """`ray start --head` on free ports (6379 is Redis's here), with `env`; the caller
+    kills what carries `mark` when done."""
     port, dashboard_port = free_port(), free_port()
     command = [
         str(Path(sys.executable).with_name("ray")),
@@ -98,35 +108,55 @@ def ray_head() -> Iterator[Head]:
     ]
     url = f"http://127.0.0.1:{dashboard_port}"
     try:
-        try:
-            started = subprocess.run(
-                command,
-                env=marked_env(mark),
-                cwd=temp_dir,
-                capture_output=True,
-                text=True,
-                timeout=HEAD_START_TIMEOUT_S,
-            )
-            if started.returncode != 0:
-                raise RuntimeError(f"ray start exited {started.returncode}: {started.stderr}")
-            _wait_for_dashboard(url, time.monotonic() + HEAD_START_TIMEOUT_S)
-        except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
-            kill_marked(mark)
-            service_unavailable("Ray head", repr(exc)[-2000:])
-        yield Head(mark, f"127.0.0.1:{port}", url, temp_dir)
+        started = subprocess.run(
+            command,
+            env=env,
+            cwd=temp_dir,
+            capture_output=True,
+            text=True,
+            timeout=HEAD_START_TIMEOUT_S,
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"ray start exited {started.returncode}: {started.stderr}")
+        _wait_for_dashboard(url, time.monotonic() + HEAD_START_TIMEOUT_S)
+    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
+        kill_marked(mark)
+        service_unavailable("Ray head", repr(exc)[-2000:])
+    return Head(mark, f"127.0.0.1:{port}", url, temp_dir)
+
+
+@contextlib.contextmanager
+def head_with(extra_env: dict[str, str] | None = None) -> Iterator[Head]:
+    """A head of our own, killed (all its processes, by mark) on the way out; `extra_env`
+    replaces variables of `marked_env` (PYTHONPATH, say)."""
+    mark = uuid.uuid4().hex
+    temp_dir = tempfile.mkdtemp(prefix="wfh-", dir="/tmp")  # Ray's socket paths stay short
+    try:
+        yield start_head({**marked_env(mark), **(extra_env or {})}, mark, temp_dir)
     finally:
         kill_marked(mark)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert not marked(mark), "processes of our Ray head survived the teardown"
 
 
-def run_script(mark: str, script: Path, *args: str, timeout_s: float) -> Any:
-    """Run a scenario script with a Ray of its own; its last stdout line is a JSON answer."""
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[Head]:
+    """A `ray start --head` of our own, with the repository on every process's PYTHONPATH."""
+    with head_with() as head:
+        yield head
+
+
+def run_script(
+    mark: str, script: Path, *args: str, timeout_s: float, env: dict[str, str] | None = None
+) -> Any:
+    """Run a scenario script with a Ray of its own (or a driver of a head: then `mark` must
+    not be the head's); its last stdout line is a JSON answer. `env` replaces variables of
+    `marked_env`."""
     try:
         done = subprocess.run(
             [sys.executable, str(script), *args],
             cwd=ROOT,
-            env=marked_env(mark),
+            env={**marked_env(mark), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout_s,
