@@ -266,6 +266,15 @@ class BlobStore(Protocol):
         ...
 
 
+class PackageKeeper(Protocol):
+    """Keeps a copy of the packages a recorded runtime env names (`gcs://` URIs), which the
+    cluster deletes some time after the job that uploaded them ends (adapters/ray/packages.py)."""
+
+    def keep(self, uris: Sequence[str]) -> None:
+        """Copy each package the cluster holds and no copy exists of yet (blocking I/O)."""
+        ...
+
+
 class AuditLog(Protocol):
     """The audit trail: entries appended (never changed), read newest first, purged by age."""
 

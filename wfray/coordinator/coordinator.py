@@ -26,7 +26,7 @@ from wfray.application.messages import (
 )
 from wfray.application.metrics import Metrics, MetricsBuffer
 from wfray.application.moments import Moment
-from wfray.application.ports import Clock, RunLedger, StepExecutor
+from wfray.application.ports import Clock, PackageKeeper, RunLedger, StepExecutor
 from wfray.application.storable import clean_logs, problem
 from wfray.coordinator import publishing
 from wfray.coordinator.claims import ClaimDesk
@@ -70,8 +70,10 @@ class Coordinator:
         clock: Clock,
         settings: CoordinatorSettings | None = None,
         stopwatch: Callable[[], float] = time.perf_counter,
+        packages: PackageKeeper | None = None,
     ) -> None:
         self.store = store
+        self.packages = packages
         self.executors = executors
         self.clock = clock
         self.stopwatch = stopwatch
@@ -155,6 +157,9 @@ class Coordinator:
         it by. Checked again here: a client's word is input."""
         env = CodeEnv.from_json(env.to_json())
         if env.hash not in self.state.envs:
+            if self.packages is not None and env.packages:
+                # copied before any run can name the env: its job may end right after
+                await asyncio.to_thread(self.packages.keep, env.packages)
             await self.durably(self.store.save_runtime_env, env.hash, env.to_json())
             self.loader.remember_env(env)
         return env.hash

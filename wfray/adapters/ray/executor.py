@@ -50,9 +50,11 @@ from wfray.adapters.ray.envelopes import (
     _split_by_name,
     admitted,
     env_failed,
+    package_failed,
     stopped,
     unreadable_env,
 )
+from wfray.adapters.ray.packages import PackageGuard
 
 log = logging.getLogger("wfray.executor")
 CANCEL_GRACE_S = 1.0
@@ -184,11 +186,13 @@ class CpuExecutor:
         self._cpus = (0.0, -math.inf)  # the cluster's CPUs, and when they were counted
         self.launched_tasks = 0
         self.launched_attempts = 0
+        self.packages = PackageGuard(config.blob_root)
 
     async def dispatch(self, envelopes: list[Envelope], epoch: int) -> None:
         if not admitted(self.outbox, envelopes, epoch):
             return
         self._loop = asyncio.get_running_loop()
+        envelopes = await self._with_packages(envelopes)
         shareable: dict[tuple[float, tuple[tuple[str, float], ...], RunEnv | None], list[Envelope]]
         shareable = {}
         for e in envelopes:
@@ -203,6 +207,21 @@ class CpuExecutor:
             for together in share_out(group, self._cluster_cpus(), self.config.attempts_per_task):
                 for same_step in _split_by_name(together):
                     self._launch(same_step)
+
+    async def _with_packages(self, envelopes: list[Envelope]) -> list[Envelope]:
+        """The envelopes whose env's packages Ray has (put back if need be); the others'
+        attempts fail here, saying which package is gone."""
+        problems: dict[str, str | None] = {}
+        for env_json in {e.env[1] for e in envelopes if e.env and e.env[1] != UNREADABLE_ENV}:
+            problems[env_json] = await self.packages.ensure(env_json)
+        kept = []
+        for e in envelopes:
+            problem = problems.get(e.env[1]) if e.env else None
+            if problem is None:
+                kept.append(e)
+            else:
+                self.outbox.put(package_failed(e.key, problem))
+        return kept
 
     def _launch(self, together: tuple[Envelope, ...]) -> None:
         first = together[0]
@@ -320,6 +339,8 @@ class CpuExecutor:
         except (rex.TaskCancelledError, CancelledError):
             return [(stopped(e.key, e.key in self.timed_out, e.timeout_s), False) for e in together]
         except rex.RuntimeEnvSetupError as exc:  # this run's env, not the worker, failed
+            if together[0].env is not None:
+                self.packages.forget(together[0].env[1])
             return [(env_failed(e.key, exc), False) for e in together]
         except Exception as exc:  # the wrapper catches user errors: this is Ray's own failure
             kind, message = f"ray.{type(exc).__name__}", str(exc)[:2000]
