@@ -83,9 +83,10 @@ def test_runs_without_an_env_behave_as_before(client: Any) -> None:
 
 
 @pytest.mark.parametrize("probe", [probes.cpu_probe, probes.io_probe], ids=["cpu", "io"])
-def test_an_env_ray_cannot_build_fails_only_its_run(
+def test_an_env_whose_package_is_nowhere_fails_only_its_run(
     client: Any, tmp_path: Path, probe: Any
 ) -> None:
+    # a package nobody uploaded: Ray has none, and wfray has no copy to put back
     broken = client.submit(probe, {}, runtime_env={"working_dir": MISSING_PACKAGE})
     fine = client.submit(probe, {}, runtime_env={"working_dir": str(probe_dir(tmp_path, "D"))})
     assert fine.result(timeout=180).endswith(":D")
@@ -95,11 +96,68 @@ def test_an_env_ray_cannot_build_fails_only_its_run(
     assert detail.run.status is RunStatus.FAILED
     (attempt,) = detail.attempts
     assert attempt.status is AttemptStatus.FAILED
-    assert attempt.error_type == "ray.RuntimeEnvSetupError"
-    assert "Failed to set up runtime environment" in (attempt.error_message or "")
+    assert attempt.error_type == "wfray.PackageUnavailable"
+    assert f"Ray no longer has package {MISSING_PACKAGE}" in (attempt.error_message or "")
     assert client.execute(probe, {}, runtime_env={"working_dir": str(tmp_path / "env_D")}) == (
         fine.result(timeout=1)
     )
+
+
+def drop_from_ray(uri: str) -> None:
+    """What Ray's GC does to a package no job, detached actor or pin refers to any more."""
+    from ray._private.runtime_env.packaging import package_exists
+    from ray.experimental.internal_kv import _internal_kv_del
+
+    _internal_kv_del(uri)
+    assert not package_exists(uri)
+
+
+@pytest.mark.parametrize("probe", [probes.cpu_probe, probes.io_probe], ids=["cpu", "io"])
+def test_a_package_ray_dropped_is_uploaded_again_from_wfrays_copy(
+    client: Any, tmp_path: Path, probe: Any
+) -> None:
+    from ray._private.runtime_env.packaging import package_exists
+
+    env = {"py_modules": [str(probe_dir(tmp_path, f"K{probe.__name__}") / "wf_code_probe.py")]}
+    first = client.submit(probe, {}, runtime_env=env)
+    expected = first.result(timeout=180)
+    (package,) = first.detail().runtime_env["py_modules"]
+    drop_from_ray(package)
+    again = client.submit(probe, {}, runtime_env=env)
+    assert again.result(timeout=180) == expected
+    assert package_exists(package)
+
+
+@pytest.mark.parametrize("damage", ["missing", "damaged"])
+def test_a_lost_package_whose_copy_is_gone_fails_only_its_run(
+    client: Any, tmp_path: Path, damage: str
+) -> None:
+    from wfray.adapters.blob import blob_store
+    from wfray.adapters.package_copies import PackageCopies
+
+    env = {"py_modules": [str(probe_dir(tmp_path, f"L{damage}") / "wf_code_probe.py")]}
+    first = client.submit(probes.cpu_probe, {}, runtime_env=env)
+    first.result(timeout=180)
+    (package,) = first.detail().runtime_env["py_modules"]
+    copies = PackageCopies(blob_store(client.settings.blob_root))
+    assert copies.has(package)
+    if damage == "missing":
+        copies.delete(package)
+    else:
+        copies.blobs.put(copies.key(package), b"PK\x03\x04 not the bytes that were kept")
+    drop_from_ray(package)
+    lost = client.submit(probes.cpu_probe, {}, runtime_env=env)
+    beside = client.submit(
+        probes.cpu_probe, {}, runtime_env={"working_dir": str(probe_dir(tmp_path, "M" + damage))}
+    )
+    assert beside.result(timeout=180) == f"cpu:M{damage}"
+    with pytest.raises(RunFailedError):
+        lost.result(timeout=180)
+    (attempt,) = lost.detail().attempts
+    assert attempt.error_type == "wfray.PackageUnavailable"
+    message = attempt.error_message or ""
+    assert package in message and "could not be put back" in message
+    assert ("no copy" if damage == "missing" else "damaged") in message
 
 
 def test_bad_explicit_envs_are_refused_before_anything_runs(client: Any, tmp_path: Path) -> None:
