@@ -62,8 +62,8 @@ class PackageCopies:
 
     def kept(self) -> list[str]:
         """The URIs of the packages kept (with a digest or not)."""
-        names = {key.rsplit("/", 1)[-1] for key in self.blobs.keys(FOLDER)}
-        return sorted(f"gcs://{n.removesuffix(DIGEST)}" for n in names)
+        names = {key.rsplit("/", 1)[-1].removesuffix(DIGEST) for key in self.blobs.keys(FOLDER)}
+        return sorted(f"gcs://{name}" for name in names)
 
     def delete(self, uri: str) -> None:
         key = self.key(uri)
