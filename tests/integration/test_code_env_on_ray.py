@@ -103,6 +103,13 @@ def test_an_env_whose_package_is_nowhere_fails_only_its_run(
     )
 
 
+def recorded_packages(client: Any, runtime_env: dict[str, Any]) -> tuple[str, ...]:
+    """Record an env as a job would before its first run; the packages it names."""
+    client.env_hash(runtime_env)
+    packages: tuple[str, ...] = client.prepare_env(runtime_env).packages
+    return packages
+
+
 def drop_from_ray(uri: str) -> None:
     """What Ray's GC does to a package no job, detached actor or pin refers to any more."""
     from ray._private.runtime_env.packaging import package_exists
@@ -118,13 +125,13 @@ def test_a_package_ray_dropped_is_uploaded_again_from_wfrays_copy(
 ) -> None:
     from ray._private.runtime_env.packaging import package_exists
 
-    env = {"py_modules": [str(probe_dir(tmp_path, f"K{probe.__name__}") / "wf_code_probe.py")]}
-    first = client.submit(probe, {}, runtime_env=env)
-    expected = first.result(timeout=180)
-    (package,) = first.detail().runtime_env["py_modules"]
+    value = f"K{probe.__name__}"
+    env = {"py_modules": [str(probe_dir(tmp_path, value) / "wf_code_probe.py")]}
+    (package,) = recorded_packages(client, env)  # its job may end now: nothing ran in it
     drop_from_ray(package)
-    again = client.submit(probe, {}, runtime_env=env)
-    assert again.result(timeout=180) == expected
+    # as a schedule or a resume would: by the recorded URI (a local path is uploaded again)
+    run = client.submit(probe, {}, runtime_env={"py_modules": [package]})
+    assert run.result(timeout=180) == f"{probe.__name__.split('_')[0]}:{value}"
     assert package_exists(package)
 
 
@@ -136,9 +143,7 @@ def test_a_lost_package_whose_copy_is_gone_fails_only_its_run(
     from wfray.adapters.package_copies import PackageCopies
 
     env = {"py_modules": [str(probe_dir(tmp_path, f"L{damage}") / "wf_code_probe.py")]}
-    first = client.submit(probes.cpu_probe, {}, runtime_env=env)
-    first.result(timeout=180)
-    (package,) = first.detail().runtime_env["py_modules"]
+    (package,) = recorded_packages(client, env)
     copies = PackageCopies(blob_store(client.settings.blob_root))
     assert copies.has(package)
     if damage == "missing":
@@ -146,7 +151,7 @@ def test_a_lost_package_whose_copy_is_gone_fails_only_its_run(
     else:
         copies.blobs.put(copies.key(package), b"PK\x03\x04 not the bytes that were kept")
     drop_from_ray(package)
-    lost = client.submit(probes.cpu_probe, {}, runtime_env=env)
+    lost = client.submit(probes.cpu_probe, {}, runtime_env={"py_modules": [package]})
     beside = client.submit(
         probes.cpu_probe, {}, runtime_env={"working_dir": str(probe_dir(tmp_path, "M" + damage))}
     )
