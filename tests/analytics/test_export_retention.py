@@ -213,7 +213,7 @@ def test_retention_removes_the_package_copies_no_kept_run_or_recent_env_names(
     from wfray.adapters.blob import blob_store
     from wfray.adapters.package_copies import PackageCopies
     from wfray.adapters.sqlalchemy.tables import runs as runs_table
-    from wfray.adapters.sqlalchemy.tables import runtime_envs
+    from wfray.adapters.sqlalchemy.tables import runtime_envs, subscriptions
     from wfray.domain.code_env import CodeEnv
 
     generate_history(store_url, runs=40, days=2, seed=5, active=2, now=T0)
@@ -221,10 +221,11 @@ def test_retention_removes_the_package_copies_no_kept_run_or_recent_env_names(
     cutoff = T0 - timedelta(hours=12)
     old = next(r["run_id"] for r in runs if r["status"] in FINISHED and r["finished_at"] < cutoff)
     kept = next(r["run_id"] for r in runs if r["status"] not in FINISHED)
-    package = {name: f"gcs://_ray_pkg_{name}.zip" for name in ("old", "kept", "recent", "loose")}
+    names = ("old", "kept", "recent", "subscribed", "loose")
+    package = {name: f"gcs://_ray_pkg_{name}.zip" for name in names}
     envs = {
         name: CodeEnv(working_dir=package[name], py_modules=(f"gcs://{name}-1.0-py3.whl",))
-        for name in ("old", "kept", "recent")
+        for name in names[:-1]
     }
     engine = sa.create_engine(store_url)
     with engine.begin() as conn:
@@ -235,6 +236,11 @@ def test_retention_removes_the_package_copies_no_kept_run_or_recent_env_names(
                     env_hash=env.hash, env_json=env.to_json(), created_at=recorded
                 )
             )
+        conn.execute(
+            sa.insert(subscriptions).values(
+                workflow="wf", event="ev", env_hash=envs["subscribed"].hash, updated_at=T0
+            )
+        )
         for run_id, name in ((old, "old"), (kept, "kept")):
             conn.execute(
                 sa.update(runs_table)
@@ -251,7 +257,7 @@ def test_retention_removes_the_package_copies_no_kept_run_or_recent_env_names(
     )
 
     left = set(copies.kept())
-    assert left == {*envs["kept"].packages, *envs["recent"].packages}
+    assert left == {*envs["kept"].packages, *envs["recent"].packages, *envs["subscribed"].packages}
     assert report.packages == 3  # old's two (its run went), the loose one
     assert copies.read(package["kept"]) == package["kept"].encode()
     again = apply_retention(

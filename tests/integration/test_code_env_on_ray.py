@@ -5,6 +5,7 @@ in the repository (which is on every worker's PYTHONPATH and would hide the diff
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,25 @@ def test_a_schedule_runs_the_code_of_the_env_it_was_created_with(
         assert run.detail().run.env_hash == env_hash
     finally:
         client.delete_schedule(spec.name)
+
+
+def test_runs_an_event_starts_run_the_code_of_the_latest_deploy_that_subscribed(
+    client: Any, tmp_path: Path
+) -> None:
+    def published(event_id: str) -> tuple[Any, str | None]:
+        (run_id,) = client.publish("code-env-probe", None, id=event_id)
+        (view,) = client.wait([run_id], timeout=180)
+        assert view.status is RunStatus.COMPLETED, client.detail(run_id).attempts
+        return json.loads(view.result_json), client.detail(run_id).run.env_hash
+
+    first = {"working_dir": str(probe_dir(tmp_path, "E"))}
+    client.register(probes.event_probe, runtime_env=first)
+    # publishing registers the subscribers it declares, with its own env (none here): the
+    # env a deploy recorded stays
+    assert published("first") == ("event:E", client.env_hash(first))
+    second = {"working_dir": str(probe_dir(tmp_path, "F"))}
+    client.register(probes.event_probe, runtime_env=second)  # a new deploy
+    assert published("second") == ("event:F", client.env_hash(second))
 
 
 def test_runs_without_an_env_behave_as_before(client: Any) -> None:

@@ -145,12 +145,17 @@ class Coordinator:
 
     # -- the public calls ------------------------------------------------------------------
 
-    async def register(self, schemas: Sequence[WorkflowSchema]) -> None:
-        """Store workflow schemas (idempotent: a version is its content hash)."""
+    async def register(
+        self, schemas: Sequence[WorkflowSchema], env_hash: str | None = None
+    ) -> None:
+        """Store workflow schemas (idempotent: a version is its content hash), and the
+        runtime env of the registering client as the one their events' runs run in."""
         for schema in schemas:
             if (schema.name, schema.version) not in self.state.schemas:
                 await self.durably(self.store.save_workflow, schema)
                 self.state.schemas[(schema.name, schema.version)] = schema
+        now = self.clock.now()
+        await publishing.subscribe(self.durable, self.loader, schemas, env_hash, now)
 
     async def record_env(self, env: CodeEnv) -> str:
         """Store a runtime environment once per content hash; returns the hash runs name

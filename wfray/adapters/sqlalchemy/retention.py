@@ -23,6 +23,7 @@ from wfray.adapters.sqlalchemy.tables import (
     runs,
     runtime_envs,
     schedules,
+    subscriptions,
     tasks,
 )
 from wfray.domain.status import RUN_FINISHED
@@ -98,6 +99,7 @@ class SqlRetentionStore:
         referred = sa.union(
             sa.select(runs.c.env_hash).where(runs.c.env_hash.is_not(None)),
             sa.select(schedules.c.env_hash).where(schedules.c.env_hash.is_not(None)),
+            sa.select(subscriptions.c.env_hash).where(subscriptions.c.env_hash.is_not(None)),
         ).subquery()
         query = sa.select(runtime_envs.c.env_json).where(
             sa.or_(
