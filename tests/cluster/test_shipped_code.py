@@ -48,15 +48,20 @@ class Cluster:
         (folder / "shipped_flow.py").write_text(text)
         return folder
 
-    def job(self, deploy: Path, ask: dict[str, Any], *, wait: bool) -> str:
+    def job(
+        self, deploy: Path, ask: dict[str, Any], *, wait: bool, pip: list[str] | None = None
+    ) -> str:
         from ray.job_submission import JobSubmissionClient
 
         command = [sys.executable, "-m", "wfray.job", "shipped_flow:flow"]
         command += ["--input", json.dumps(ask), "--poll", "0.5", *(["--wait"] if wait else [])]
+        runtime_env: dict[str, Any] = {"working_dir": str(deploy), "env_vars": self.env}
+        if pip:
+            runtime_env["pip"] = pip
         return submit(
             JobSubmissionClient(self.head.dashboard_url),
             entrypoint=shlex.join(command),
-            runtime_env={"working_dir": str(deploy), "env_vars": self.env},
+            runtime_env=runtime_env,
             submission_id=f"shipped-{deploy.name}-{uuid.uuid4().hex[:6]}",
             entrypoint_num_cpus=0,
         )
@@ -145,3 +150,18 @@ def test_a_run_resumes_after_its_jobs_package_is_gone_and_the_coordinator_restar
     assert kept is True, "wfray uploaded A's package again from its copy"
     assert scheduled["result"] == "cpu:A+io:A", scheduled
     assert scheduled["env_hash"] == failed["env_hash"]
+
+
+def test_a_jobs_pip_dependency_reaches_its_own_runs_only(cluster: Cluster) -> None:
+    cluster.control(["connect"])
+    with_pip = cluster.job(
+        cluster.deploy("C"), {"pip_probe": True}, wait=True, pip=["inflection==0.5.1"]
+    )
+    assert result_of(cluster.ended(with_pip)) == "cpu:C+io:C+PipProbe"
+    without = cluster.run_of(cluster.job(cluster.deploy("A"), {"pip_probe": True}, wait=False))
+    (seen,) = cluster.control(["wait", without])
+    assert seen["status"] == "failed", seen
+    (step, status, kind, message) = seen["attempts"][-1]
+    assert "ModuleNotFoundError" in kind, seen
+    assert (step, status) == ("answer", "failed"), seen
+    assert "inflection" in message, seen

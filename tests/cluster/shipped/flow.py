@@ -23,6 +23,7 @@ CODE = "template"
 class Ask(BaseModel):
     gate: str | None = None  # the io step waits for this file to exist
     fail_unless: str | None = None  # the cpu step fails while this file does not exist
+    pip_probe: bool = False  # the io step imports `inflection`, which only a pip env has
 
 
 flow = wfray.Workflow("shipped", input=Ask, retry=RetryPolicy(max_attempts=1), events=["ship"])
@@ -40,4 +41,8 @@ def compute(input: Ask) -> str:
 async def answer(compute: str, input: Ask) -> str:
     while input.gate is not None and not os.path.exists(input.gate):
         await asyncio.sleep(0.1)
+    if input.pip_probe:
+        import inflection  # type: ignore[import-not-found]  # in no environment of wfray's
+
+        return f"{compute}+io:{CODE}+{inflection.camelize('pip_probe')}"
     return f"{compute}+io:{CODE}"
