@@ -85,10 +85,21 @@ def shipped_wfray_only(folder: Path) -> dict[str, str]:
     return {"PYTHONPATH": str(folder)}
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """Free ports, no two alike: the OS may hand the same free port to two probes in a row,
+    and `ray start` refuses one port for two components."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def start_head(env: dict[str, str], mark: str, temp_dir: str) -> Head:
     """`ray start --head` on free ports (6379 is Redis's here), with `env`; the caller
     kills what carries `mark` when done."""
-    port, dashboard_port = free_port(), free_port()
+    port, dashboard_port, *fixed = distinct_free_ports(2 + len(FIXED_PORT_OPTIONS))
     command = [
         str(Path(sys.executable).with_name("ray")),
         "start",
@@ -104,7 +115,7 @@ def start_head(env: dict[str, str], mark: str, temp_dir: str) -> Head:
         "--disable-usage-stats",
         f"--temp-dir={temp_dir}",
         # Ray's fixed default ports may belong to another cluster on this host
-        *(f"--{name}={free_port()}" for name in FIXED_PORT_OPTIONS),
+        *(f"--{name}={p}" for name, p in zip(FIXED_PORT_OPTIONS, fixed, strict=True)),
     ]
     url = f"http://127.0.0.1:{dashboard_port}"
     try:

@@ -187,6 +187,10 @@ class CpuExecutor:
         self.launched_tasks = 0
         self.launched_attempts = 0
         self.packages = PackageGuard(config.blob_root)
+        # attempts waiting for their env's packages to be checked, and those of them a
+        # cancel reached meanwhile (they are not launched)
+        self.checking: set[AttemptKey] = set()
+        self.cancelled_early: set[AttemptKey] = set()
 
     async def dispatch(self, envelopes: list[Envelope], epoch: int) -> None:
         if not admitted(self.outbox, envelopes, epoch):
@@ -212,12 +216,20 @@ class CpuExecutor:
         """The envelopes whose env's packages Ray has (put back if need be); the others'
         attempts fail here, saying which package is gone."""
         problems: dict[str, str | None] = {}
-        for env_json in {e.env[1] for e in envelopes if e.env and e.env[1] != UNREADABLE_ENV}:
-            problems[env_json] = await self.packages.ensure(env_json)
+        keys = {e.key for e in envelopes}
+        self.checking |= keys
+        try:
+            for env_json in {e.env[1] for e in envelopes if e.env and e.env[1] != UNREADABLE_ENV}:
+                problems[env_json] = await self.packages.ensure(env_json)
+        finally:
+            self.checking -= keys
         kept = []
         for e in envelopes:
             problem = problems.get(e.env[1]) if e.env else None
-            if problem is None:
+            if e.key in self.cancelled_early:
+                self.cancelled_early.discard(e.key)
+                self.outbox.put(stopped(e.key, False, None))
+            elif problem is None:
                 kept.append(e)
             else:
                 self.outbox.put(package_failed(e.key, problem))
@@ -286,6 +298,8 @@ class CpuExecutor:
         for key in attempts:
             ref = self.running.get(key)
             if ref is None:
+                if key in self.checking:  # not launched yet: it will not be
+                    self.cancelled_early.add(key)
                 continue
             if key in self.shared:
                 self.dropped.add(key)
@@ -350,7 +364,7 @@ class CpuExecutor:
         return await self.outbox.drain(ack, wait_s, epoch)
 
     async def snapshot(self, ack: int, epoch: int) -> SealedSnapshot:
-        return self.outbox.snapshot(ack, list(self.running), epoch)
+        return self.outbox.snapshot(ack, [*self.running, *self.checking], epoch)
 
     async def stats(self) -> dict[str, int]:
         return {
