@@ -138,18 +138,22 @@ def test_a_run_resumes_after_its_jobs_package_is_gone_and_the_coordinator_restar
     assert dropped and all(dropped.values()), dropped  # Ray has none of A's packages now
     (package,) = dropped
     ready.touch()
-    applied, resumed, kept, scheduled = cluster.control(
+    applied, resumed, kept, published, scheduled = cluster.control(
         ["resume", failing],
         ["wait", failing],
         ["package_exists", package],
+        ["publish", str(a), f"after-{failing}"],
         ["trigger", "shipped-A"],
     )
     assert applied == [True]
     assert resumed["status"] == "completed", resumed
     assert resumed["result"] == "cpu:A+io:A", resumed
     assert kept is True, "wfray uploaded A's package again from its copy"
+    # A's job subscribed last and declared its schedule: an event and a tick run A's code,
+    # although the publisher (no env of its own) declared both again
+    assert published["result"] == "cpu:A+io:A", published
     assert scheduled["result"] == "cpu:A+io:A", scheduled
-    assert scheduled["env_hash"] == failed["env_hash"]
+    assert published["env_hash"] == scheduled["env_hash"] == failed["env_hash"]
 
 
 def test_a_jobs_pip_dependency_reaches_its_own_runs_only(cluster: Cluster) -> None:

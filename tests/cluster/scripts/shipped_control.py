@@ -78,6 +78,14 @@ def act(client: Any, action: list[Any]) -> Any:
         return restart_coordinator(client)
     if kind == "resume":
         return [r.applied for r in client.resume([args[0]])]
+    if kind == "publish":
+        # a publisher declares the subscribers it publishes to (their input models check the
+        # payload): an operator's process with the deploy's module, but no env of its own
+        sys.path.insert(0, args[0])
+        import shipped_flow  # type: ignore[import-not-found]  # noqa: F401
+
+        (run_id,) = client.publish("ship", {}, id=args[1])
+        return view(client, run_id)
     if kind == "trigger":
         return view(client, client.trigger_schedule(args[0]).run_id)
     raise ValueError(f"unknown action {kind!r}")
