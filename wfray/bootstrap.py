@@ -150,7 +150,15 @@ def coordinator_settings(settings: Settings) -> CoordinatorSettings:
 def build_coordinator(
     settings: Settings, store: RunLedger, executors: dict[str, StepExecutor]
 ) -> Coordinator:
-    return Coordinator(store, executors, SystemClock(), coordinator_settings(settings))
+    from wfray.adapters.ray.packages import RayPackageKeeper
+
+    return Coordinator(
+        store,
+        executors,
+        SystemClock(),
+        coordinator_settings(settings),
+        packages=RayPackageKeeper(settings.blob_root),
+    )
 
 
 def build_loops(

@@ -205,3 +205,83 @@ def test_retention_deletes_the_claims_of_the_runs_it_deletes_and_no_others(
         assert [c.key for c in store.claims_of([kept[0]])] == ["k1"]
     finally:
         store.close()
+
+
+def test_retention_removes_the_package_copies_no_kept_run_or_recent_env_names(
+    store_url: str, tmp_path: Path
+) -> None:
+    from wfray.adapters.blob import blob_store
+    from wfray.adapters.package_copies import PackageCopies
+    from wfray.adapters.sqlalchemy.tables import runs as runs_table
+    from wfray.adapters.sqlalchemy.tables import runtime_envs, subscriptions
+    from wfray.domain.code_env import CodeEnv
+
+    generate_history(store_url, runs=40, days=2, seed=5, active=2, now=T0)
+    runs = read_table(store_url, "runs").to_pylist()
+    cutoff = T0 - timedelta(hours=12)
+    old = next(r["run_id"] for r in runs if r["status"] in FINISHED and r["finished_at"] < cutoff)
+    kept = next(r["run_id"] for r in runs if r["status"] not in FINISHED)
+    names = ("old", "kept", "recent", "subscribed", "loose")
+    package = {name: f"gcs://_ray_pkg_{name}.zip" for name in names}
+    envs = {
+        name: CodeEnv(working_dir=package[name], py_modules=(f"gcs://{name}-1.0-py3.whl",))
+        for name in names[:-1]
+    }
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        for name, env in envs.items():
+            recorded = T0 if name == "recent" else cutoff - timedelta(days=1)
+            conn.execute(
+                sa.insert(runtime_envs).values(
+                    env_hash=env.hash, env_json=env.to_json(), created_at=recorded
+                )
+            )
+        conn.execute(
+            sa.insert(subscriptions).values(
+                workflow="wf", event="ev", env_hash=envs["subscribed"].hash, updated_at=T0
+            )
+        )
+        for run_id, name in ((old, "old"), (kept, "kept")):
+            conn.execute(
+                sa.update(runs_table)
+                .where(runs_table.c.run_id == run_id)
+                .values(env_hash=envs[name].hash)
+            )
+    engine.dispose()
+    copies = PackageCopies(blob_store(str(tmp_path / "blobs")))
+    for uri in [*package.values(), *(m for env in envs.values() for m in env.py_modules)]:
+        copies.keep(uri, uri.encode())
+
+    report = apply_retention(
+        store_url, timedelta(hours=12), None, now=T0, blob_root=str(tmp_path / "blobs")
+    )
+
+    left = set(copies.kept())
+    assert left == {*envs["kept"].packages, *envs["recent"].packages, *envs["subscribed"].packages}
+    assert report.packages == 3  # old's two (its run went), the loose one
+    assert copies.read(package["kept"]) == package["kept"].encode()
+    again = apply_retention(
+        store_url, timedelta(hours=12), None, now=T0, blob_root=str(tmp_path / "blobs")
+    )
+    assert again.packages == 0
+
+
+def test_a_package_copy_reads_back_only_whole(tmp_path: Path) -> None:
+    from wfray.adapters.blob import blob_store
+    from wfray.adapters.package_copies import PackageCopies, PackageCopyError
+    from wfray.domain.errors import InputValidationError
+
+    copies = PackageCopies(blob_store(str(tmp_path)))
+    uri = "gcs://_ray_pkg_abc.zip"
+    with pytest.raises(PackageCopyError, match="no copy"):
+        copies.read(uri)
+    copies.keep(uri, b"zip bytes")
+    assert copies.has(uri) and copies.read(uri) == b"zip bytes"
+    copies.blobs.put(copies.key(uri), b"zip bytes, truncated or changed")
+    with pytest.raises(PackageCopyError, match="damaged"):
+        copies.read(uri)
+    copies.delete(uri)
+    assert not copies.has(uri) and copies.kept() == []
+    for bad in ["gcs://../etc/passwd", "gcs://a/b.zip", "s3://bucket/x.zip", "gcs://", "gcs://.."]:
+        with pytest.raises(InputValidationError, match="package"):
+            copies.key(bad)

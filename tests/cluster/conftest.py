@@ -7,6 +7,7 @@ inherit, so what is left at the end is found and killed by pid, and nothing else
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -73,19 +74,32 @@ def _wait_for_dashboard(url: str, deadline: float) -> None:
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="module")
-def ray_head(request: pytest.FixtureRequest) -> Iterator[Head]:
-    """A `ray start --head` of our own, on free ports (6379 is Redis's here).
+def shipped_wfray_only(folder: Path) -> dict[str, str]:
+    """A head's environment without the repository on PYTHONPATH: only the `wfray` package
+    is importable (a link to this tree's, as `pip install` would make it available), never
+    the tests' or the user's modules, which must reach the workers in a job's working_dir."""
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "wfray"
+    if not link.exists():
+        link.symlink_to(ROOT / "wfray", target_is_directory=True)
+    return {"PYTHONPATH": str(folder)}
 
-    A test module may put code before the repository on the path of the head and its
-    workers: its `head_code_first()` names the folder (an earlier commit's wfray, say)."""
-    mark = uuid.uuid4().hex
-    env = marked_env(mark)
-    code_first = getattr(request.module, "head_code_first", None)
-    if code_first is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(code_first()), env["PYTHONPATH"]])
-    temp_dir = tempfile.mkdtemp(prefix="wfh-", dir="/tmp")  # Ray's socket paths stay short
-    port, dashboard_port = free_port(), free_port()
+
+def distinct_free_ports(count: int) -> list[int]:
+    """Free ports, no two alike: the OS may hand the same free port to two probes in a row,
+    and `ray start` refuses one port for two components."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def start_head(env: dict[str, str], mark: str, temp_dir: str) -> Head:
+    """`ray start --head` on free ports (6379 is Redis's here), with `env`; the caller
+    kills what carries `mark` when done."""
+    port, dashboard_port, *fixed = distinct_free_ports(2 + len(FIXED_PORT_OPTIONS))
     command = [
         str(Path(sys.executable).with_name("ray")),
         "start",
@@ -101,39 +115,67 @@ def ray_head(request: pytest.FixtureRequest) -> Iterator[Head]:
         "--disable-usage-stats",
         f"--temp-dir={temp_dir}",
         # Ray's fixed default ports may belong to another cluster on this host
-        *(f"--{name}={free_port()}" for name in FIXED_PORT_OPTIONS),
+        *(f"--{name}={p}" for name, p in zip(FIXED_PORT_OPTIONS, fixed, strict=True)),
     ]
     url = f"http://127.0.0.1:{dashboard_port}"
     try:
-        try:
-            started = subprocess.run(
-                command,
-                env=env,
-                cwd=temp_dir,
-                capture_output=True,
-                text=True,
-                timeout=HEAD_START_TIMEOUT_S,
-            )
-            if started.returncode != 0:
-                raise RuntimeError(f"ray start exited {started.returncode}: {started.stderr}")
-            _wait_for_dashboard(url, time.monotonic() + HEAD_START_TIMEOUT_S)
-        except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
-            kill_marked(mark)
-            service_unavailable("Ray head", repr(exc)[-2000:])
-        yield Head(mark, f"127.0.0.1:{port}", url, temp_dir)
+        started = subprocess.run(
+            command,
+            env=env,
+            cwd=temp_dir,
+            capture_output=True,
+            text=True,
+            timeout=HEAD_START_TIMEOUT_S,
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"ray start exited {started.returncode}: {started.stderr}")
+        _wait_for_dashboard(url, time.monotonic() + HEAD_START_TIMEOUT_S)
+    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
+        kill_marked(mark)
+        service_unavailable("Ray head", repr(exc)[-2000:])
+    return Head(mark, f"127.0.0.1:{port}", url, temp_dir)
+
+
+@contextlib.contextmanager
+def head_with(extra_env: dict[str, str] | None = None) -> Iterator[Head]:
+    """A head of our own, killed (all its processes, by mark) on the way out; `extra_env`
+    replaces variables of `marked_env` (PYTHONPATH, say)."""
+    mark = uuid.uuid4().hex
+    temp_dir = tempfile.mkdtemp(prefix="wfh-", dir="/tmp")  # Ray's socket paths stay short
+    try:
+        yield start_head({**marked_env(mark), **(extra_env or {})}, mark, temp_dir)
     finally:
         kill_marked(mark)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert not marked(mark), "processes of our Ray head survived the teardown"
 
 
-def run_script(mark: str, script: Path, *args: str, timeout_s: float) -> Any:
-    """Run a scenario script with a Ray of its own; its last stdout line is a JSON answer."""
+@pytest.fixture(scope="module")
+def ray_head(request: pytest.FixtureRequest) -> Iterator[Head]:
+    """A `ray start --head` of our own, with the repository on every process's PYTHONPATH.
+
+    A test module may put code before the repository on the path of the head and its
+    workers: its `head_code_first()` names the folder (an earlier commit's wfray, say)."""
+    code_first = getattr(request.module, "head_code_first", None)
+    extra = None
+    if code_first is not None:
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        extra = {"PYTHONPATH": os.pathsep.join([str(code_first()), path])}
+    with head_with(extra) as head:
+        yield head
+
+
+def run_script(
+    mark: str, script: Path, *args: str, timeout_s: float, env: dict[str, str] | None = None
+) -> Any:
+    """Run a scenario script with a Ray of its own (or a driver of a head: then `mark` must
+    not be the head's); its last stdout line is a JSON answer. `env` replaces variables of
+    `marked_env`."""
     try:
         done = subprocess.run(
             [sys.executable, str(script), *args],
             cwd=ROOT,
-            env=marked_env(mark),
+            env={**marked_env(mark), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout_s,

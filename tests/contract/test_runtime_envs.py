@@ -65,3 +65,40 @@ def test_migration_0012_keeps_stored_runs_and_goes_back(fresh_url: str) -> None:
         assert "runtime_envs" not in inspector.get_table_names()
     finally:
         engine.dispose()
+
+
+def test_a_subscription_names_the_env_of_its_latest_registration(
+    store: RunStore,  # noqa: F811
+) -> None:
+    other = CodeEnv(working_dir="gcs://_ray_pkg_def.zip")
+    assert store.subscription_envs("paid") == {}
+    store.save_subscriptions([("invoice", "paid"), ("invoice", "refunded")], ENV.hash, NOW)
+    store.save_subscriptions([("ledger", "paid")], ENV.hash, NOW)
+    assert store.subscription_envs("paid") == {"invoice": ENV.hash, "ledger": ENV.hash}
+    store.save_subscriptions([("invoice", "paid")], other.hash, NOW)  # a new deploy
+    assert store.subscription_envs("paid") == {"invoice": other.hash, "ledger": ENV.hash}
+    assert store.subscription_envs("refunded") == {"invoice": ENV.hash}
+    store.save_subscriptions([], other.hash, NOW)
+    assert store.subscription_envs("unknown") == {}
+
+
+def test_migration_0014_adds_subscriptions_and_goes_back(fresh_url: str) -> None:
+    from wfray.adapters.sqlalchemy import migrate
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+
+    engine = sa.create_engine(fresh_url)
+    try:
+        migrate.upgrade(engine, "0013")
+        assert "subscriptions" not in sa.inspect(engine).get_table_names()
+        migrate.upgrade(engine)
+        store = SqlRunStore(fresh_url, create=False)
+        try:
+            store.save_subscriptions([("wf", "ev")], ENV.hash, NOW)
+            assert store.subscription_envs("ev") == {"wf": ENV.hash}
+        finally:
+            store.close()
+        with engine.begin() as conn:
+            command.downgrade(migrate.alembic_config(conn), "0013")
+        assert "subscriptions" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()

@@ -5,6 +5,7 @@ in the repository (which is on every worker's PYTHONPATH and would hide the diff
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,25 @@ def test_a_schedule_runs_the_code_of_the_env_it_was_created_with(
         client.delete_schedule(spec.name)
 
 
+def test_runs_an_event_starts_run_the_code_of_the_latest_deploy_that_subscribed(
+    client: Any, tmp_path: Path
+) -> None:
+    def published(event_id: str) -> tuple[Any, str | None]:
+        (run_id,) = client.publish("code-env-probe", None, id=event_id)
+        (view,) = client.wait([run_id], timeout=180)
+        assert view.status is RunStatus.COMPLETED, client.detail(run_id).attempts
+        return json.loads(view.result_json), client.detail(run_id).run.env_hash
+
+    first = {"working_dir": str(probe_dir(tmp_path, "E"))}
+    client.register(probes.event_probe, runtime_env=first)
+    # publishing registers the subscribers it declares, with its own env (none here): the
+    # env a deploy recorded stays
+    assert published("first") == ("event:E", client.env_hash(first))
+    second = {"working_dir": str(probe_dir(tmp_path, "F"))}
+    client.register(probes.event_probe, runtime_env=second)  # a new deploy
+    assert published("second") == ("event:F", client.env_hash(second))
+
+
 def test_runs_without_an_env_behave_as_before(client: Any) -> None:
     run = client.submit(probes.cpu_probe, {})
     with pytest.raises(RunFailedError, match="wf_code_probe"):
@@ -83,9 +103,10 @@ def test_runs_without_an_env_behave_as_before(client: Any) -> None:
 
 
 @pytest.mark.parametrize("probe", [probes.cpu_probe, probes.io_probe], ids=["cpu", "io"])
-def test_an_env_ray_cannot_build_fails_only_its_run(
+def test_an_env_whose_package_is_nowhere_fails_only_its_run(
     client: Any, tmp_path: Path, probe: Any
 ) -> None:
+    # a package nobody uploaded: Ray has none, and wfray has no copy to put back
     broken = client.submit(probe, {}, runtime_env={"working_dir": MISSING_PACKAGE})
     fine = client.submit(probe, {}, runtime_env={"working_dir": str(probe_dir(tmp_path, "D"))})
     assert fine.result(timeout=180).endswith(":D")
@@ -95,11 +116,73 @@ def test_an_env_ray_cannot_build_fails_only_its_run(
     assert detail.run.status is RunStatus.FAILED
     (attempt,) = detail.attempts
     assert attempt.status is AttemptStatus.FAILED
-    assert attempt.error_type == "ray.RuntimeEnvSetupError"
-    assert "Failed to set up runtime environment" in (attempt.error_message or "")
+    assert attempt.error_type == "wfray.PackageUnavailable"
+    assert f"Ray no longer has package {MISSING_PACKAGE}" in (attempt.error_message or "")
     assert client.execute(probe, {}, runtime_env={"working_dir": str(tmp_path / "env_D")}) == (
         fine.result(timeout=1)
     )
+
+
+def recorded_packages(client: Any, runtime_env: dict[str, Any]) -> tuple[str, ...]:
+    """Record an env as a job would before its first run; the packages it names."""
+    client.env_hash(runtime_env)
+    packages: tuple[str, ...] = client.prepare_env(runtime_env).packages
+    return packages
+
+
+def drop_from_ray(uri: str) -> None:
+    """What Ray's GC does to a package no job, detached actor or pin refers to any more."""
+    from ray._private.runtime_env.packaging import package_exists
+    from ray.experimental.internal_kv import _internal_kv_del
+
+    _internal_kv_del(uri)
+    assert not package_exists(uri)
+
+
+@pytest.mark.parametrize("probe", [probes.cpu_probe, probes.io_probe], ids=["cpu", "io"])
+def test_a_package_ray_dropped_is_uploaded_again_from_wfrays_copy(
+    client: Any, tmp_path: Path, probe: Any
+) -> None:
+    from ray._private.runtime_env.packaging import package_exists
+
+    value = f"K{probe.__name__}"
+    env = {"py_modules": [str(probe_dir(tmp_path, value) / "wf_code_probe.py")]}
+    (package,) = recorded_packages(client, env)  # its job may end now: nothing ran in it
+    drop_from_ray(package)
+    # as a schedule or a resume would: by the recorded URI (a local path is uploaded again)
+    run = client.submit(probe, {}, runtime_env={"py_modules": [package]})
+    assert run.result(timeout=180) == f"{probe.__name__.split('_')[0]}:{value}"
+    assert package_exists(package)
+
+
+@pytest.mark.parametrize("damage", ["missing", "damaged"])
+def test_a_lost_package_whose_copy_is_gone_fails_only_its_run(
+    client: Any, tmp_path: Path, damage: str
+) -> None:
+    from wfray.adapters.blob import blob_store
+    from wfray.adapters.package_copies import PackageCopies
+
+    env = {"py_modules": [str(probe_dir(tmp_path, f"L{damage}") / "wf_code_probe.py")]}
+    (package,) = recorded_packages(client, env)
+    copies = PackageCopies(blob_store(client.settings.blob_root))
+    assert copies.has(package)
+    if damage == "missing":
+        copies.delete(package)
+    else:
+        copies.blobs.put(copies.key(package), b"PK\x03\x04 not the bytes that were kept")
+    drop_from_ray(package)
+    lost = client.submit(probes.cpu_probe, {}, runtime_env={"py_modules": [package]})
+    beside = client.submit(
+        probes.cpu_probe, {}, runtime_env={"working_dir": str(probe_dir(tmp_path, "M" + damage))}
+    )
+    assert beside.result(timeout=180) == f"cpu:M{damage}"
+    with pytest.raises(RunFailedError):
+        lost.result(timeout=180)
+    (attempt,) = lost.detail().attempts
+    assert attempt.error_type == "wfray.PackageUnavailable"
+    message = attempt.error_message or ""
+    assert package in message and "could not be put back" in message
+    assert ("no copy" if damage == "missing" else "damaged") in message
 
 
 def test_bad_explicit_envs_are_refused_before_anything_runs(client: Any, tmp_path: Path) -> None:

@@ -39,3 +39,20 @@ def test_an_event_starts_its_subscriber_once_per_id(wf: LocalWfray) -> None:
     assert flows.EFFECTS["e1"] == ["thanked"]
     with pytest.raises(wfray.InputValidationError, match="testing_on_paid"):
         wf.publish("testing.paid", {"id": ["not", "a", "string"]}, id="evt-2")
+
+
+def test_an_events_runs_record_the_env_its_subscription_was_registered_with(
+    wf: LocalWfray,
+) -> None:
+    from wfray.application.client_commands import Register
+
+    deploy = {"working_dir": "gcs://_ray_pkg_0123456789abcdef.zip"}
+    wf.register(flows.on_paid, runtime_env=deploy)
+    wf.register(flows.on_paid)  # a client without an env (a publisher) changes nothing
+    (run_id,) = wf.publish("testing.paid", {"id": "e9"}, id="evt-env")
+    assert wf.run(run_id).result(timeout=5) == "thanks for e9"
+    assert wf.detail(run_id).run.env_hash == wf.env_hash(deploy)
+    with pytest.raises(wfray.InputValidationError, match="unknown runtime env 000000000000"):
+        wf.call(Register([flows.on_paid.schema], "0" * 64))
+    with pytest.raises(wfray.InputValidationError, match="env_hash"):
+        wf.call(Register([flows.on_paid.schema], "not a hash"))

@@ -85,13 +85,15 @@ sql_adapter_rule = all_of(
 # Analytics holds no SQL: no SQLAlchemy (so no deletes of its own) and no tables. It reads
 # the history through the SQL adapter's Arrow reader and changes the store only through the
 # entry points made for it (RetentionStore's SqlRetentionStore, SqlHistoryWriter, erasure's
-# SqlErasureStore) and records what it did through the audit trail's SqlAuditLog.
+# SqlErasureStore) and records what it did through the audit trail's SqlAuditLog. Retention
+# deletes the blobs of the runs it deletes, and the code package copies nothing names.
 analytics_rule = allow_only(
     "pyarrow",
     "duckdb",
     "wfray.domain",
     "wfray.analytics",
     "wfray.adapters.blob",
+    "wfray.adapters.package_copies",
     "wfray.adapters.sqlalchemy.arrow",
     "wfray.adapters.sqlalchemy.retention",
     "wfray.adapters.sqlalchemy.history_rows",

@@ -389,6 +389,22 @@ def test_declaring_from_code_keeps_an_operator_pause_and_delete_removes() -> Non
     assert run(scenario) == (True, "*/30 * * * *", True)
 
 
+def test_declaring_without_an_env_keeps_the_env_a_deploy_recorded() -> None:
+    async def scenario() -> list[str | None]:
+        schedules = InMemoryScheduleStore()
+        found = []
+        async with coordinator(InMemoryRunStore()) as c:
+            scheduler = Scheduler(schedules, c, FakeClock(T0))
+            for env_hash in ("a" * 64, None, "b" * 64):  # a deploy, a publisher, a deploy
+                await scheduler.declare([hourly().with_(env_hash=env_hash)])
+                stored = schedules.get("hourly")
+                assert stored is not None
+                found.append(stored.spec.env_hash)
+        return found
+
+    assert run(scenario) == ["a" * 64, "a" * 64, "b" * 64]
+
+
 class FlakyStore(InMemoryScheduleStore):
     """The database is down for the first `outages` loads."""
 

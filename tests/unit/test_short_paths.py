@@ -233,7 +233,8 @@ def fake_client(
 
     monkeypatch.setattr(client_module.ray, "get", lambda ref, timeout: ref)
     client = RayClient(load_settings(namespace="unit"), handle=Handle())
-    client._registered.add((unit_flows.single.schema.name, unit_flows.single.schema.version))
+    schema = unit_flows.single.schema
+    client._registered.add((schema.name, schema.version, None))  # no env: none on a bare client
     return client, sent
 
 

@@ -146,6 +146,30 @@ class FsBlobStore:
         self.reads += reads
         self.bytes_read += nbytes
 
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.get_file_info(self._path(key)).type == fs.FileType.File)
+
+    def delete(self, key: str) -> bool:
+        """Delete one blob; False if there was none."""
+        path = self._path(key)
+        if self.fs.get_file_info(path).type == fs.FileType.NotFound:
+            return False
+        self.fs.delete_file(path)
+        return True
+
+    def keys(self, folder: str) -> list[str]:
+        """The keys of the blobs directly in `folder` (none if it does not exist)."""
+        selector = fs.FileSelector(self._path(folder), allow_not_found=True, recursive=False)
+        root = self.root.rstrip("/") + "/"
+        return sorted(
+            info.path[len(root) :]
+            for info in self.fs.get_file_info(selector)
+            if info.type == fs.FileType.File and info.path.startswith(root)
+        )
+
+    def _path(self, key: str) -> str:
+        return f"{self.root.rstrip('/')}/{check_key(key)}"
+
     def delete_runs(self, run_ids: Iterable[str]) -> int:
         """Delete the blob folders of these runs (the blobs of all their attempts); returns
         how many runs had one."""

@@ -13,17 +13,23 @@ lost to a run that stays if the commit failed).
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from wfray.adapters.blob import FsBlobStore, blob_store
+from wfray.adapters.package_copies import PackageCopies
 from wfray.adapters.sqlalchemy.audit import SqlAuditLog
 from wfray.adapters.sqlalchemy.retention import SqlRetentionStore
 from wfray.analytics.export import write_parquet
 from wfray.analytics.retention_store import RetentionBatch, RetentionStore
 from wfray.domain.audit import Origin, audit_entry
+from wfray.domain.code_env import gcs_packages
+
+log = logging.getLogger("wfray.retention")
 
 ARCHIVE_ORDER = ("runs", "tasks", "attempts", "logs")
 
@@ -37,6 +43,8 @@ class RetentionReport:
         runs, tasks, attempts, logs, claims: rows deleted per table.
         batches: transactions committed.
         blobs: runs whose blob folder was deleted (large results of any attempt).
+        packages: copies of code packages deleted (no kept run, schedule or subscription
+            refers to them any more: adapters/package_copies.py).
         archive_files: Parquet files written, in order (empty without an archive folder).
     """
 
@@ -48,6 +56,7 @@ class RetentionReport:
     claims: int = 0
     batches: int = 0
     blobs: int = 0
+    packages: int = 0
     archive_files: tuple[Path, ...] = field(default_factory=tuple)
 
     @property
@@ -103,7 +112,12 @@ def apply_retention(
         audit.record([audit_entry(datetime.now(UTC), origin, "retention", (), params, outcome)])
         raise
     else:
-        counts = {**report.counts, "claims": report.claims, "blobs": report.blobs}
+        counts = {
+            **report.counts,
+            "claims": report.claims,
+            "blobs": report.blobs,
+            "packages": report.packages,
+        }
         outcome = ", ".join(f"{n} {table}" for table, n in counts.items()) + " deleted"
         audit.record([audit_entry(datetime.now(UTC), origin, "retention", (), params, outcome)])
         return report
@@ -151,9 +165,29 @@ def prune(
         cutoff=cutoff,
         batches=batches,
         blobs=blobs_deleted,
+        packages=0 if blobs is None else prune_packages(store, PackageCopies(blobs), cutoff),
         archive_files=tuple(files),
         **totals,
     )
+
+
+def prune_packages(store: RetentionStore, copies: PackageCopies, recorded_since: datetime) -> int:
+    """Delete the package copies that no env in use names (`RetentionStore.envs_in_use`:
+    an env recorded since `recorded_since` counts, so a copy just taken for a run about to
+    be submitted stays); returns how many went. Nothing goes while an env cannot be read:
+    its packages are not known."""
+    kept = copies.kept()  # before the envs are read: a copy taken meanwhile is not listed
+    named: set[str] = set()
+    for text in store.envs_in_use(recorded_since):
+        try:
+            named.update(gcs_packages(json.loads(text)))
+        except (ValueError, TypeError, AttributeError):
+            log.warning("retention: a runtime env cannot be read; no package copy deleted")
+            return 0
+    unused = [uri for uri in kept if uri not in named]
+    for uri in unused:
+        copies.delete(uri)
+    return len(unused)
 
 
 @dataclass(frozen=True, slots=True)

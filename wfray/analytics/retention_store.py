@@ -40,3 +40,8 @@ class RetentionStore(Protocol):
     def transaction(self) -> AbstractContextManager[RetentionBatch]:
         """A write transaction; rolled back if its block raises."""
         ...
+
+    def envs_in_use(self, recorded_since: datetime) -> list[str]:
+        """The JSON of every runtime env that a run still in the store, a schedule or an
+        event subscription refers to, or that was recorded at or after `recorded_since`."""
+        ...

@@ -60,6 +60,7 @@ class Stats(Command[dict[str, Any]]):
 @dataclass(frozen=True, slots=True)
 class Register(Command[None]):
     schemas: Sequence[WorkflowSchema]
+    env_hash: str | None = None  # the registering client's env: its subscriptions' runs'
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,11 @@ class RunLookup(Protocol):
         """The stored runtime environments (domain/code_env.py) as JSON, by hash."""
         ...
 
+    def subscription_envs(self, event: str) -> dict[str, str]:
+        """The runtime env hash recorded for each workflow subscribed to `event` (those
+        registered with one)."""
+        ...
+
     def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]: ...
     def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]: ...
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]: ...
@@ -89,6 +94,12 @@ class RunLedger(RunLookup, Protocol):
         ...
 
     def save_workflow(self, schema: WorkflowSchema) -> None: ...
+    def save_subscriptions(
+        self, subscriptions: Sequence[tuple[str, str]], env_hash: str, now: datetime
+    ) -> None:
+        """Record the env the runs of these (workflow, event) subscriptions run in."""
+        ...
+
     def save_runtime_env(self, env_hash: str, env_json: str) -> None:
         """Store a runtime environment under its content hash (idempotent)."""
         ...
@@ -240,6 +251,15 @@ class BlobStore(Protocol):
 
     def get_item(self, uri: str, index: int) -> bytes:
         """One item of a list written by `put_list`, without reading the others."""
+        ...
+
+
+class PackageKeeper(Protocol):
+    """Keeps a copy of the packages a recorded runtime env names (`gcs://` URIs), which the
+    cluster deletes some time after the job that uploaded them ends (adapters/ray/packages.py)."""
+
+    def keep(self, uris: Sequence[str]) -> None:
+        """Copy each package the cluster holds and no copy exists of yet (blocking I/O)."""
         ...
 
 

@@ -69,7 +69,7 @@ class Client(ScheduleCalls):
     def __init__(self, settings: Settings, transport: Transport) -> None:
         self.settings = settings
         self.transport = transport
-        self._registered: set[tuple[str, str]] = set()
+        self._registered: set[tuple[str, str, str | None]] = set()  # and the env recorded
         self._declared: set[ScheduleSpec] = set()  # code-declared schedules already upserted
         self._recorded_envs: set[str] = set()  # runtime env hashes the coordinator stores
         # Who this client's operator actions are recorded as (the audit trail); set it to
@@ -94,24 +94,25 @@ class Client(ScheduleCalls):
     def workflow(self, ref: WorkflowRef) -> Workflow:
         return resolve_workflow(ref)
 
-    def register(self, *workflows: WorkflowRef) -> None:
-        schemas = []
-        for ref in workflows:
-            schema = self.workflow(ref).schema
-            if (schema.name, schema.version) not in self._registered:
-                schemas.append(schema)
-        if schemas:
-            self.call(Register(schemas))
-            self._registered.update((s.name, s.version) for s in schemas)
-        specs = [
-            spec
-            for ref in workflows
-            for spec in declared(self.workflow(ref).name)
-            if spec not in self._declared
+    def register(
+        self, *workflows: WorkflowRef, runtime_env: Mapping[str, Any] | None = None
+    ) -> None:
+        """Store the workflows' schemas, their declared schedules and their event
+        subscriptions; the runs those start run in `runtime_env` (default: this client's
+        own, the submitting job's on Ray), as runs submitted here do."""
+        flows = [self.workflow(ref) for ref in workflows]
+        subscribes = any(flow.schema.events for flow in flows)
+        specs = [spec for f in flows for spec in declared(f.name) if spec not in self._declared]
+        env_hash = self.env_hash(runtime_env) if subscribes or specs else None
+        schemas = [
+            f.schema
+            for f in flows
+            if (f.schema.name, f.schema.version, env_hash) not in self._registered
         ]
+        if schemas:
+            self.call(Register(schemas, env_hash))
+            self._registered.update((s.name, s.version, env_hash) for s in schemas)
         if specs:
-            # their runs record this client's env, as runs submitted here do
-            env_hash = self.env_hash()
             self.call(DeclareSchedules([s.with_(env_hash=s.env_hash or env_hash) for s in specs]))
             self._declared.update(specs)
 

@@ -35,7 +35,9 @@ class ScheduleCalls:
     def call(self, command: Command[R], *, timeout_s: float = 60.0) -> R:
         raise NotImplementedError  # the Client's
 
-    def register(self, *workflows: WorkflowRef) -> None:
+    def register(
+        self, *workflows: WorkflowRef, runtime_env: Mapping[str, Any] | None = None
+    ) -> None:
         raise NotImplementedError  # the Client's
 
     def env_hash(self, runtime_env: Mapping[str, Any] | None = None) -> str | None:

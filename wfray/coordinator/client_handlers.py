@@ -94,7 +94,7 @@ async def stats(desk: Desk, command: Stats) -> dict[str, object]:
 
 
 async def register(desk: Desk, command: Register) -> None:
-    await (await _coordinator(desk)).register(command.schemas)
+    await (await _coordinator(desk)).register(command.schemas, command.env_hash)
 
 
 async def record_env(desk: Desk, command: RecordEnv) -> str:

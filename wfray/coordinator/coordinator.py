@@ -25,7 +25,7 @@ from wfray.application.messages import (
 )
 from wfray.application.metrics import Metrics, MetricsBuffer
 from wfray.application.moments import Moment
-from wfray.application.ports import Clock, RunLedger, StepExecutor
+from wfray.application.ports import Clock, PackageKeeper, RunLedger, StepExecutor
 from wfray.application.storable import clean_logs, problem
 from wfray.coordinator import publishing
 from wfray.coordinator.claims import ClaimDesk
@@ -70,8 +70,10 @@ class Coordinator:
         clock: Clock,
         settings: CoordinatorSettings | None = None,
         stopwatch: Callable[[], float] = time.perf_counter,
+        packages: PackageKeeper | None = None,
     ) -> None:
         self.store = store
+        self.packages = packages
         self.executors = executors
         self.clock = clock
         self.stopwatch = stopwatch
@@ -143,18 +145,26 @@ class Coordinator:
 
     # -- the public calls ------------------------------------------------------------------
 
-    async def register(self, schemas: Sequence[WorkflowSchema]) -> None:
-        """Store workflow schemas (idempotent: a version is its content hash)."""
+    async def register(
+        self, schemas: Sequence[WorkflowSchema], env_hash: str | None = None
+    ) -> None:
+        """Store workflow schemas (idempotent: a version is its content hash), and the
+        runtime env of the registering client as the one their events' runs run in."""
         for schema in schemas:
             if (schema.name, schema.version) not in self.state.schemas:
                 await self.durably(self.store.save_workflow, schema)
                 self.state.schemas[(schema.name, schema.version)] = schema
+        now = self.clock.now()
+        await publishing.subscribe(self.durable, self.loader, schemas, env_hash, now)
 
     async def record_env(self, env: CodeEnv) -> str:
         """Store a runtime environment once per content hash; returns the hash runs name
         it by. Checked again here: a client's word is input."""
         env = CodeEnv.from_json(env.to_json())
         if env.hash not in self.state.envs:
+            if self.packages is not None and env.packages:
+                # copied before any run can name the env: its job may end right after
+                await asyncio.to_thread(self.packages.keep, env.packages)
             await self.durably(self.store.save_runtime_env, env.hash, env.to_json())
             self.loader.remember_env(env)
         return env.hash

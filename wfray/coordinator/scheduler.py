@@ -143,9 +143,15 @@ class Scheduler:
         return await asyncio.to_thread(self.store.upsert, spec, self.clock.now())
 
     async def declare(self, specs: Sequence[ScheduleSpec]) -> None:
-        """Upsert schedules declared in code, keeping an operator's pause or resume."""
+        """Upsert schedules declared in code, keeping an operator's pause or resume, and
+        the runtime env a deploy recorded when the declaring client has none (a publisher,
+        an operator's process importing the module): only a deploy changes the code."""
         now = self.clock.now()
         for spec in specs:
+            if spec.env_hash is None:
+                held = await asyncio.to_thread(self.store.get, spec.name)
+                if held is not None and held.spec.env_hash is not None:
+                    spec = spec.with_(env_hash=held.spec.env_hash)
             await asyncio.to_thread(self.store.upsert, spec, now, keep_paused=True)
 
     async def delete(self, name: str) -> None:

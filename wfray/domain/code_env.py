@@ -31,6 +31,8 @@ MAX_SETUP_TIMEOUT_S = 3600
 ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}\Z")
 URI = re.compile(r"[a-z][a-z0-9+.-]*://[^\x00\s]+\Z")
 HASH = re.compile(r"[0-9a-f]{64}\Z")
+GCS_SCHEME = "gcs://"
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}\Z")
 
 
 def refuse(field: str, why: str) -> InputValidationError:
@@ -83,6 +85,12 @@ class CodeEnv:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     @property
+    def packages(self) -> tuple[str, ...]:
+        """The packages Ray keeps in its GCS for this env (`gcs://` URIs), which Ray deletes
+        some time after the job that uploaded them ends: wfray keeps a copy of each."""
+        return gcs_packages(self.ray_options())
+
+    @property
     def builds_anything(self) -> bool:
         """Whether Ray has something to build (names of variables alone change no code)."""
         return bool(self.working_dir or self.py_modules or self.pip or self.uv)
@@ -119,6 +127,21 @@ class CodeEnv:
         if data.get("setup_timeout_s") is not None:
             raw["config"] = {"setup_timeout_seconds": data["setup_timeout_s"]}
         return recorded_env(raw, require_uris=True)
+
+
+def gcs_packages(ray_options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The `gcs://` package URIs a runtime env (as Ray takes it) names, in order."""
+    named = [ray_options.get("working_dir"), *(ray_options.get("py_modules") or [])]
+    return tuple(uri for uri in named if isinstance(uri, str) and uri.startswith(GCS_SCHEME))
+
+
+def package_name(uri: str) -> str:
+    """The name a `gcs://` package is kept under (`_ray_pkg_<hash>.zip`, a wheel's file
+    name): one plain file name, refused otherwise (InputValidationError)."""
+    name = uri[len(GCS_SCHEME) :] if uri.startswith(GCS_SCHEME) else ""
+    if not PACKAGE_NAME.match(name) or name.strip(".") == "":
+        raise refuse("package", f"not a gcs:// package URI of one file name: {uri[:200]!r}")
+    return name
 
 
 def short_hash(env_hash: str | None) -> str | None:

@@ -17,7 +17,7 @@ from wfray.domain.errors import VersionMismatchError
 WFRAY_VERSION = "0.1.0"
 # The Alembic head revision this code migrates the store to; tests/unit/test_versions.py
 # checks it against the migrations folder, so a new migration must move it.
-SCHEMA_REVISION = "0013"
+SCHEMA_REVISION = "0014"
 
 
 @dataclass(frozen=True, slots=True)

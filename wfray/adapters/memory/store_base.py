@@ -21,6 +21,7 @@ class InMemoryStoreBase:
         self._workflows: dict[tuple[str, str], WorkflowSchema] = {}
         self._workflow_order: list[tuple[str, str]] = []
         self._envs: dict[str, str] = {}
+        self._subscriptions: dict[tuple[str, str], str] = {}  # (workflow, event) -> env hash
         self._runs: dict[str, RunRecord] = {}
         self._keys: dict[str, str] = {}
         self._tasks: dict[tuple[str, str, int], TaskRecord] = {}

@@ -69,6 +69,14 @@ def env_failed(key: AttemptKey, exc: BaseException) -> Sealed:
     return seal(outcome)
 
 
+def package_failed(key: AttemptKey, why: str) -> Sealed:
+    """An attempt whose env names a package Ray lost and wfray could not put back (its copy
+    missing or damaged): failed, saying which, and not retried (`wfray resume` tries again)."""
+    outcome = Outcome.ended(key, AttemptStatus.FAILED, "wfray.PackageUnavailable", why[:4000])
+    outcome.retryable = False
+    return seal(outcome)
+
+
 def unreadable_env(key: AttemptKey) -> Sealed:
     message = "the run's runtime env could not be read from the store: not run elsewhere"
     outcome = Outcome.ended(key, AttemptStatus.FAILED, "wfray.RuntimeEnvUnreadable", message)

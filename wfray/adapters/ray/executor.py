@@ -50,9 +50,11 @@ from wfray.adapters.ray.envelopes import (
     _split_by_name,
     admitted,
     env_failed,
+    package_failed,
     stopped,
     unreadable_env,
 )
+from wfray.adapters.ray.packages import PackageGuard
 
 log = logging.getLogger("wfray.executor")
 CANCEL_GRACE_S = 1.0
@@ -184,11 +186,17 @@ class CpuExecutor:
         self._cpus = (0.0, -math.inf)  # the cluster's CPUs, and when they were counted
         self.launched_tasks = 0
         self.launched_attempts = 0
+        self.packages = PackageGuard(config.blob_root)
+        # attempts waiting for their env's packages to be checked, and those of them a
+        # cancel reached meanwhile (they are not launched)
+        self.checking: set[AttemptKey] = set()
+        self.cancelled_early: set[AttemptKey] = set()
 
     async def dispatch(self, envelopes: list[Envelope], epoch: int) -> None:
         if not admitted(self.outbox, envelopes, epoch):
             return
         self._loop = asyncio.get_running_loop()
+        envelopes = await self._with_packages(envelopes)
         shareable: dict[tuple[float, tuple[tuple[str, float], ...], RunEnv | None], list[Envelope]]
         shareable = {}
         for e in envelopes:
@@ -204,6 +212,29 @@ class CpuExecutor:
             for shared in into_shared_tasks(group, self._cluster_cpus(), most):
                 for same_step in _split_by_name(shared):
                     self._launch(same_step)
+
+    async def _with_packages(self, envelopes: list[Envelope]) -> list[Envelope]:
+        """The envelopes whose env's packages Ray has (put back if need be); the others'
+        attempts fail here, saying which package is gone."""
+        problems: dict[str, str | None] = {}
+        keys = {e.key for e in envelopes}
+        self.checking |= keys
+        try:
+            for env_json in {e.env[1] for e in envelopes if e.env and e.env[1] != UNREADABLE_ENV}:
+                problems[env_json] = await self.packages.ensure(env_json)
+        finally:
+            self.checking -= keys
+        kept = []
+        for e in envelopes:
+            problem = problems.get(e.env[1]) if e.env else None
+            if e.key in self.cancelled_early:
+                self.cancelled_early.discard(e.key)
+                self.outbox.put(stopped(e.key, False, None))
+            elif problem is None:
+                kept.append(e)
+            else:
+                self.outbox.put(package_failed(e.key, problem))
+        return kept
 
     def _launch(self, task_attempts: tuple[Envelope, ...]) -> None:
         first = task_attempts[0]
@@ -268,6 +299,8 @@ class CpuExecutor:
         for key in attempts:
             ref = self.running.get(key)
             if ref is None:
+                if key in self.checking:  # not launched yet: it will not be
+                    self.cancelled_early.add(key)
                 continue
             if key in self.in_shared_tasks:
                 self.dropped.add(key)
@@ -323,6 +356,8 @@ class CpuExecutor:
                 (stopped(e.key, e.key in self.timed_out, e.timeout_s), False) for e in task_attempts
             ]
         except rex.RuntimeEnvSetupError as exc:  # this run's env, not the worker, failed
+            if task_attempts[0].env is not None:
+                self.packages.forget(task_attempts[0].env[1])
             return [(env_failed(e.key, exc), False) for e in task_attempts]
         except Exception as exc:  # the wrapper catches user errors: this is Ray's own failure
             kind, message = f"ray.{type(exc).__name__}", str(exc)[:2000]
@@ -334,7 +369,7 @@ class CpuExecutor:
         return await self.outbox.drain(ack, wait_s, epoch)
 
     async def snapshot(self, ack: int, epoch: int) -> SealedSnapshot:
-        return self.outbox.snapshot(ack, list(self.running), epoch)
+        return self.outbox.snapshot(ack, [*self.running, *self.checking], epoch)
 
     async def adopt(self, outcomes: list[Sealed]) -> None:
         """Outcomes the executor this one replaced held unacknowledged (`wfray upgrade`):

@@ -28,10 +28,12 @@ from wfray.adapters.ray.envelopes import (
     admitted,
     env_failed,
     is_env_failure,
+    package_failed,
     stopped,
     unreadable_env,
 )
 from wfray.adapters.ray.executor import ExecutorConfig, step_services, worker_identity
+from wfray.adapters.ray.packages import PackageGuard
 from wfray.application.messages import UNREADABLE_ENV, Dispatch, Outcome
 from wfray.application.wire import Sealed, SealedBatch, SealedSnapshot, open_dispatch, seal
 from wfray.domain.errors import StepImportError
@@ -89,6 +91,7 @@ class IoExecutor:
         self.identity: WorkerIdentity | None = None
         self.threads = ThreadPoolExecutor(max_workers=config.io_concurrency)
         self.slots: asyncio.Semaphore | None = None
+        self.packages = PackageGuard(config.blob_root)
 
     async def dispatch(self, envelopes: list[Envelope], epoch: int) -> None:
         if not admitted(self.outbox, envelopes, epoch):
@@ -169,6 +172,9 @@ class IoExecutor:
         whose env Ray cannot build fails the attempt with Ray's error, and is forgotten so
         that a later attempt tries again."""
         env_hash, env_json = env
+        problem = await self.packages.ensure(env_json)  # a runner, or a new worker of it, may
+        if problem is not None:  # need to build the env again from its packages
+            return package_failed(e.key, problem)
         runner = self.runners.get(env_hash)
         if runner is None:
             if self.env_runners is None:
@@ -176,6 +182,7 @@ class IoExecutor:
             try:
                 runner = self.env_runners(self.config, env_json)
             except (ValueError, TypeError, ray.exceptions.RayError) as exc:
+                self.packages.forget(env_json)
                 return env_failed(e.key, exc)  # a runtime env Ray refuses to take
             self.runners[env_hash] = runner
             log.info("started an io runner for runtime env %s", env_hash[:12])
@@ -191,6 +198,7 @@ class IoExecutor:
         except Exception as exc:
             self._forget_runner(env_hash, runner)
             if is_env_failure(exc):
+                self.packages.forget(env_json)
                 return env_failed(e.key, exc)
             kind, message = f"ray.{type(exc).__name__}", str(exc)[:2000]
             return seal(Outcome.ended(e.key, AttemptStatus.LOST, kind, message))

@@ -16,7 +16,16 @@ import sqlalchemy as sa
 
 from wfray.adapters.sqlalchemy.arrow import SCHEMAS, OpenedStore, stream_batches, table_named
 from wfray.adapters.sqlalchemy.engine import unavailable_as_store_error
-from wfray.adapters.sqlalchemy.tables import attempts, claims, logs, runs, tasks
+from wfray.adapters.sqlalchemy.tables import (
+    attempts,
+    claims,
+    logs,
+    runs,
+    runtime_envs,
+    schedules,
+    subscriptions,
+    tasks,
+)
 from wfray.domain.status import RUN_FINISHED
 
 FINISHED = sorted(status.value for status in RUN_FINISHED)
@@ -76,3 +85,18 @@ class SqlRetentionStore(OpenedStore):
     def transaction(self) -> Iterator[SqlRetentionBatch]:
         with unavailable_as_store_error(self._engine.url), self._writer.begin() as conn:
             yield SqlRetentionBatch(conn)
+
+    def envs_in_use(self, recorded_since: datetime) -> list[str]:
+        referred = sa.union(
+            sa.select(runs.c.env_hash).where(runs.c.env_hash.is_not(None)),
+            sa.select(schedules.c.env_hash).where(schedules.c.env_hash.is_not(None)),
+            sa.select(subscriptions.c.env_hash).where(subscriptions.c.env_hash.is_not(None)),
+        ).subquery()
+        query = sa.select(runtime_envs.c.env_json).where(
+            sa.or_(
+                runtime_envs.c.env_hash.in_(sa.select(referred.c.env_hash)),
+                runtime_envs.c.created_at >= recorded_since,
+            )
+        )
+        with unavailable_as_store_error(self._engine.url), self._engine.connect() as conn:
+            return list(conn.execute(query).scalars())

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from wfray.adapters.sqlalchemy import migrate
 from wfray.adapters.sqlalchemy.reader import SqlRunReader
+from wfray.adapters.sqlalchemy.subscriptions import SqlSubscriptions
 from wfray.adapters.sqlalchemy.writer import SqlRunWriter
 
 
-class SqlRunStore(SqlRunWriter, SqlRunReader):
+class SqlRunStore(SqlRunWriter, SqlRunReader, SqlSubscriptions):
     """The truth about runs, in a SQL database.
 
     Args:

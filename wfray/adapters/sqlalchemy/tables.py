@@ -178,6 +178,17 @@ runtime_envs = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
+# Event subscriptions (a workflow's `events`): the runtime env the runs an event starts run
+# in, that of the latest client with one that registered the workflow (0014).
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("workflow", sa.String, primary_key=True),
+    sa.Column("event", sa.String, primary_key=True),
+    sa.Column("env_hash", sa.String(64), nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
 # Small key/value facts about the installation (for the coordinator lease, later).
 meta = sa.Table(
     "meta",
