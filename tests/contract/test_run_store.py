@@ -539,6 +539,27 @@ def test_collect_items_reads_results_in_map_order(store: RunStore) -> None:
     assert store.collect_items("nope", "m") == ("[]", None)
 
 
+def test_item_results_read_a_page_of_completed_items_from_an_index(store: RunStore) -> None:
+    done = TaskStatus.COMPLETED
+    commit(
+        store,
+        make_run("p"),
+        make_task("p", "m", status=TaskStatus.RUNNING, map_count=6),
+        *(make_task("p", "m", i, status=done, result_json=f'"{i}"') for i in (5, 0, 2, 1)),
+        make_task("p", "m", 3, status=done, result_ref="file:///x/3"),
+        make_task("p", "m", 4, status=TaskStatus.QUEUED),  # not completed: not read
+        make_task("p", "other", 0, status=done, result_json='"other"'),
+    )
+    assert store.item_results("p", "m", 0, 3) == [
+        (0, '"0"', None),
+        (1, '"1"', None),
+        (2, '"2"', None),
+    ]
+    assert store.item_results("p", "m", 3, 10) == [(3, None, "file:///x/3"), (5, '"5"', None)]
+    assert store.item_results("p", "m", 6, 10) == []
+    assert store.item_results("nope", "m", 0, 10) == []
+
+
 def test_page_queued_orders_by_priority_then_seq(store: RunStore) -> None:
     commit(store, make_run())
     specs = [(0, 5), (2, 9), (0, 1), (2, 3), (1, 7), (0, 2), (2, 4)]

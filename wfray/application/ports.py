@@ -47,6 +47,13 @@ class RunLookup(Protocol):
     def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]: ...
     def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]: ...
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]: ...
+    def item_results(
+        self, run_id: str, step: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        """(map index, result JSON, blob ref) of the completed items of a fan-out from
+        index `start` on, in map order, at most `limit`: a page of its collected results."""
+        ...
+
     def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
         """The claims held by these runs, by key (the first `limit` of them)."""
         ...
@@ -250,6 +257,13 @@ class StepServices(Protocol):
     def finish_claim(self, key: str, attempt: AttemptKey, result_json: str) -> ClaimView: ...
 
     def claimed(self, key: str, asker: AttemptKey) -> ClaimView | None: ...
+
+    def item_results(
+        self, run_id: str, step: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        """A page of a fan-out's item results, as `RunLookup.item_results` reads them
+        (the coordinator may return fewer than `limit`: its pages are bounded in bytes)."""
+        ...
 
 
 class BlobStore(Protocol):

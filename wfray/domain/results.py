@@ -52,6 +52,16 @@ def run_result(state: RunState) -> tuple[str | None, str | None]:
     return None, json.dumps({"dict": parts})
 
 
+COLLECTED = "collected"  # an argument spec key: a fan-out's results, read where used
+
+
+def collection_ref(run_id: str, step: str, count: int) -> tuple[None, str]:
+    """A paged fan-out's result as a reference to its `count` item results in the store,
+    which the step that takes them reads a page at a time (`application/arg_text.py`), so
+    the coordinator neither reads nor holds them."""
+    return None, json.dumps({COLLECTED: {"run": run_id, "step": step, "count": count}})
+
+
 def collect(
     results: Iterable[tuple[str | None, str | None]], any_blob: bool
 ) -> tuple[str | None, str | None]:

@@ -180,6 +180,17 @@ class InMemoryRunReader(InMemoryStoreBase):
         kept.sort(key=lambda t: (t.run_id, t.created_at, t.step, t.map_index))
         return kept, counts
 
+    def item_results(
+        self, run_id: str, step: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        page = []
+        with self._lock:
+            for index in range(max(0, start), max(0, start) + max(0, limit)):
+                task = self._tasks.get((run_id, step, index))
+                if task is not None and task.status is TaskStatus.COMPLETED:
+                    page.append((index, task.result_json, task.result_ref))
+        return page
+
     def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
         with self._lock:
             items = sorted(

@@ -266,6 +266,24 @@ class SqlRunReader(SqlStoreBase):
         found.sort(key=rows.task_order)
         return found, counts
 
+    def item_results(
+        self, run_id: str, step: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        # a range of the primary key (run_id, step, map_index): a page reads its rows only
+        query = (
+            sa.select(tasks.c.map_index, tasks.c.result_json, tasks.c.result_ref)
+            .where(
+                tasks.c.run_id == run_id,
+                tasks.c.step == step,
+                tasks.c.map_index >= max(0, start),
+                tasks.c.status == COMPLETED,
+            )
+            .order_by(tasks.c.map_index)
+            .limit(max(0, limit))
+        )
+        with self._errors(), self._engine.connect() as conn:
+            return [(row[0], row[1], row[2]) for row in conn.execute(query)]
+
     def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
         mine = sa.and_(tasks.c.run_id == run_id, tasks.c.step == step, tasks.c.map_index >= 0)
         any_blob = sa.select(tasks.c.map_index).where(mine, tasks.c.result_ref.is_not(None))
