@@ -4,11 +4,18 @@ its step services, each result once (one in the blob store: one read of it).
 The reference (`domain/results.py` `collection_ref`) names the run, the fanned-out step and
 its item count; a result that cannot be read (an item missing from the store, a blob gone)
 fails the attempt with ResultUnreadableError naming the step and the item.
+
+A map over such a fan-out reads one item per attempt: the page that holds it is kept, a few
+pages per process, so the items that follow it (dispatched in map order, often to the same
+worker) cost no call to the coordinator. A completed item's result never changes.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +23,9 @@ from wfray.application.ports import BlobStore, StepServices
 from wfray.domain.errors import ResultUnreadableError
 
 PAGE = 256  # items asked for per page (the coordinator may answer fewer)
+KEPT_PAGES = 4  # pages of item results a process keeps for the maps over them
+
+Row = tuple[int, str | None, str | None]
 
 
 def collected_text(
@@ -40,8 +50,47 @@ def collected_item(
         raise ResultUnreadableError(
             f"{_what(ref)}: item {index} asked for, but the step has {ref['count']} items"
         )
-    [(_, text)] = _results(ref, index, index + 1, services, blobs)
-    return text
+    row = _kept.row(ref, index, services)
+    return _text(ref, index, row[1], row[2], blobs)
+
+
+class _KeptPages:
+    """The last few pages read for single items, by (fan-out, first index)."""
+
+    def __init__(self) -> None:
+        self._pages: OrderedDict[tuple[str, int], list[Row]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def row(self, ref: dict[str, Any], index: int, services: StepServices | None) -> Row:
+        fan_out = json.dumps(ref, sort_keys=True)
+        # held while a page is read: the attempts beside this one wait for it, not read it
+        with self._lock:
+            for (which, first), rows in self._pages.items():
+                if which == fan_out and first <= index < first + len(rows):
+                    return rows[index - first]
+            rows = _page(ref, index, min(PAGE, int(ref["count"]) - index), services)
+            if rows[0][0] != index:
+                raise ResultUnreadableError(f"{_what(ref)}: item {index} is not in the store")
+            contiguous = [row for offset, row in enumerate(rows) if row[0] == index + offset]
+            self._pages[(fan_out, index)] = contiguous
+            while len(self._pages) > KEPT_PAGES:
+                self._pages.popitem(last=False)
+            return rows[0]
+
+
+_kept = _KeptPages()
+
+
+def _page(ref: dict[str, Any], start: int, limit: int, services: StepServices | None) -> list[Row]:
+    if services is None:
+        raise ResultUnreadableError(f"{_what(ref)}: no step services here to read them through")
+    try:
+        rows = services.item_results(str(ref["run"]), str(ref["step"]), start, limit)
+    except Exception as exc:
+        raise ResultUnreadableError(f"{_what(ref)}: {_said(exc)}") from exc
+    if not rows:
+        raise ResultUnreadableError(f"{_what(ref)}: item {start} is not in the store")
+    return rows
 
 
 def _results(
@@ -51,17 +100,9 @@ def _results(
     services: StepServices | None,
     blobs: BlobStore | None,
 ) -> Iterator[tuple[int, str]]:
-    if services is None:
-        raise ResultUnreadableError(f"{_what(ref)}: no step services here to read them through")
-    run_id, step = str(ref["run"]), str(ref["step"])
     expected = start
     while expected < end:
-        try:
-            page = services.item_results(run_id, step, expected, min(PAGE, end - expected))
-        except Exception as exc:
-            raise ResultUnreadableError(f"{_what(ref)}: {_said(exc)}") from exc
-        if not page:
-            raise ResultUnreadableError(f"{_what(ref)}: item {expected} is not in the store")
+        page = _page(ref, expected, min(PAGE, end - expected), services)
         for index, text, blob in page[: end - expected]:
             if index != expected:
                 raise ResultUnreadableError(f"{_what(ref)}: item {expected} is not in the store")

@@ -30,7 +30,7 @@ async def collection(
     run_id = state.run.run_id
     if step in state.schema.sinks():
         return await durable.call(durable.store.collect_items, run_id, step)
-    return collection_ref(run_id, step, state.task(step).map_count or 0)
+    return collection_ref(state.task(step))
 
 
 def read_page(store: RunLookup, run_id: str, step: str, start: int, limit: int) -> list[Row]:

@@ -55,11 +55,14 @@ def run_result(state: RunState) -> tuple[str | None, str | None]:
 COLLECTED = "collected"  # an argument spec key: a fan-out's results, read where used
 
 
-def collection_ref(run_id: str, step: str, count: int) -> tuple[None, str]:
-    """A paged fan-out's result as a reference to its `count` item results in the store,
-    which the step that takes them reads a page at a time (`application/arg_text.py`), so
-    the coordinator neither reads nor holds them."""
-    return None, json.dumps({COLLECTED: {"run": run_id, "step": step, "count": count}})
+def collection_ref(group: TaskRecord) -> tuple[None, str]:
+    """A paged fan-out's result (`group`: its whole-step task) as a reference to its item
+    results in the store, which the step that takes them reads a page at a time
+    (`application/collected.py`), so the coordinator neither reads nor holds them. When the
+    fan-out began tells it from another of the same run id (a run deleted, then reused)."""
+    began = group.started_at.isoformat() if group.started_at is not None else None
+    ref = {"run": group.run_id, "step": group.step, "count": group.map_count or 0, "began": began}
+    return None, json.dumps({COLLECTED: ref})
 
 
 def collect(
