@@ -116,8 +116,13 @@ class RunLedger(RunLookup, Protocol):
     def live_tasks(
         self, run_ids: Sequence[str], window: int
     ) -> tuple[list[TaskRecord], dict[tuple[str, str], tuple[int, int]]]:
-        """The runs' tasks less the completed items of fan-outs over `window` items, and
-        per (run id, fanned-out step): (items stored, items completed)."""
+        """The runs' tasks less the completed (and compensated) items of fan-outs over
+        `window` items, and per (run id, fanned-out step): (items stored, items completed)."""
+        ...
+
+    def completed_items(self, run_id: str, step: str, start: int, limit: int) -> list[TaskRecord]:
+        """The completed items of a fan-out from map index `start` on, in map order, at
+        most `limit` (a paged fan-out's page, to be undone)."""
         ...
 
     def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:

@@ -16,6 +16,9 @@ from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatu
 from wfray.domain.uniqueness import holds_before
 from wfray.domain.workflow import WorkflowSchema
 
+# a wide fan-out's items that stay in the store when its run is loaded (paged in if undone)
+AT_REST = frozenset({TaskStatus.COMPLETED, TaskStatus.COMPENSATED})
+
 
 class InMemoryRunReader(InMemoryStoreBase):
     """Reads under the lock; writes nothing."""
@@ -174,7 +177,7 @@ class InMemoryRunReader(InMemoryStoreBase):
                 if task.map_index >= 0:
                     stored, completed = counts.get((task.run_id, task.step), (0, 0))
                     counts[(task.run_id, task.step)] = (stored + 1, completed + done)
-                    if done and (task.run_id, task.step) in wide:
+                    if task.status in AT_REST and (task.run_id, task.step) in wide:
                         continue
                 kept.append(copy.copy(task))
         kept.sort(key=lambda t: (t.run_id, t.created_at, t.step, t.map_index))
@@ -190,6 +193,21 @@ class InMemoryRunReader(InMemoryStoreBase):
                 if task is not None and task.status is TaskStatus.COMPLETED:
                     page.append((index, task.result_json, task.result_ref))
         return page
+
+    def completed_items(self, run_id: str, step: str, start: int, limit: int) -> list[TaskRecord]:
+        with self._lock:
+            found = sorted(
+                (
+                    t
+                    for t in self._tasks.values()
+                    if t.run_id == run_id
+                    and t.step == step
+                    and t.map_index >= max(0, start)
+                    and t.status is TaskStatus.COMPLETED
+                ),
+                key=lambda t: t.map_index,
+            )
+            return [copy.copy(t) for t in found[: max(0, limit)]]
 
     def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
         with self._lock:

@@ -41,6 +41,8 @@ SELECT datcollate IN ('C', 'POSIX', 'C.UTF-8', 'C.utf8')
 FROM pg_database AS d WHERE datname = current_database()
 """
 COMPLETED = TaskStatus.COMPLETED.value
+# a wide fan-out's items that stay in the store when its run is loaded (paged in if undone)
+AT_REST = (COMPLETED, TaskStatus.COMPENSATED.value)
 
 
 class SqlRunReader(SqlStoreBase):
@@ -259,9 +261,9 @@ class SqlRunReader(SqlStoreBase):
                     if g.map_count is not None and g.map_count > window
                 ]
                 items = sa.select(tasks).where(mine, tasks.c.map_index >= 0)
-                if wide:  # their completed items stay in the store (counted above)
+                if wide:  # their completed (or undone) items stay in the store (counted)
                     narrow = sa.tuple_(tasks.c.run_id, tasks.c.step).not_in(wide)
-                    items = items.where(sa.or_(tasks.c.status != COMPLETED, narrow))
+                    items = items.where(sa.or_(tasks.c.status.not_in(AT_REST), narrow))
                 found.extend(rows.to_task(row._mapping) for row in conn.execute(items))
         found.sort(key=rows.task_order)
         return found, counts
@@ -283,6 +285,21 @@ class SqlRunReader(SqlStoreBase):
         )
         with self._errors(), self._engine.connect() as conn:
             return [(row[0], row[1], row[2]) for row in conn.execute(query)]
+
+    def completed_items(self, run_id: str, step: str, start: int, limit: int) -> list[TaskRecord]:
+        query = (
+            sa.select(tasks)
+            .where(
+                tasks.c.run_id == run_id,
+                tasks.c.step == step,
+                tasks.c.map_index >= max(0, start),
+                tasks.c.status == COMPLETED,
+            )
+            .order_by(tasks.c.map_index)
+            .limit(max(0, limit))
+        )
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_task(row._mapping) for row in conn.execute(query)]
 
     def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
         mine = sa.and_(tasks.c.run_id == run_id, tasks.c.step == step, tasks.c.map_index >= 0)
