@@ -25,7 +25,14 @@ from wfray.application.quarantine import QuarantinedOutcome
 from wfray.application.views import ChildPlacement, ChildStatus, ClaimView, StoreFacts
 from wfray.domain.audit import AuditEntry, AuditQuery
 from wfray.domain.claims import ClaimRecord
-from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import (
+    AttemptKey,
+    AttemptRecord,
+    LogRecord,
+    QueuedTask,
+    RunRecord,
+    TaskRecord,
+)
 from wfray.domain.schedule import ScheduleRecord, ScheduleSpec
 from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -132,7 +139,11 @@ class RunLedger(RunLookup, Protocol):
 
     def page_queued(
         self, queue: str, after: tuple[int, int] | None, limit: int
-    ) -> list[TaskRecord]: ...
+    ) -> list[QueuedTask]:
+        """The next `limit` queued tasks of `queue` in its order (priority descending, then
+        seq), strictly after `after` (priority, seq): where they stand, not their rows."""
+        ...
+
     def count_queued(self) -> int: ...
     def pending_deadlines(self) -> list[tuple[str, datetime]]:
         """(run id, deadline) of the runs not yet finished that have a deadline."""

@@ -10,7 +10,7 @@ from wfray.adapters.memory.store_base import InMemoryStoreBase
 from wfray.application.quarantine import APPLYING, PENDING, QuarantinedOutcome
 from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptRecord, LogRecord, QueuedTask, RunRecord, TaskRecord
 from wfray.domain.results import collect
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.uniqueness import holds_before
@@ -233,10 +233,10 @@ class InMemoryRunReader(InMemoryStoreBase):
 
     def page_queued(
         self, queue: str, after: tuple[int, int] | None, limit: int
-    ) -> list[TaskRecord]:
+    ) -> list[QueuedTask]:
         with self._lock:
             queued = [
-                copy.copy(t)
+                QueuedTask(t.run_id, t.step, t.map_index, t.priority, t.seq)
                 for t in self._tasks.values()
                 if t.status == TaskStatus.QUEUED and t.queue == queue
             ]

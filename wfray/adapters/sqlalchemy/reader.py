@@ -25,7 +25,7 @@ from wfray.adapters.sqlalchemy.tables import (
 from wfray.application.quarantine import QuarantinedOutcome
 from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptRecord, LogRecord, QueuedTask, RunRecord, TaskRecord
 from wfray.domain.results import collect
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -337,8 +337,10 @@ class SqlRunReader(SqlStoreBase):
 
     def page_queued(
         self, queue: str, after: tuple[int, int] | None, limit: int
-    ) -> list[TaskRecord]:
-        query = sa.select(tasks).where(tasks.c.status == QUEUED, tasks.c.queue == queue)
+    ) -> list[QueuedTask]:
+        # where they stand only: their rows come with their runs' (live_tasks), read once
+        place = (tasks.c.run_id, tasks.c.step, tasks.c.map_index, tasks.c.priority, tasks.c.seq)
+        query = sa.select(*place).where(tasks.c.status == QUEUED, tasks.c.queue == queue)
         if after is not None:
             priority, seq = after
             query = query.where(
@@ -349,7 +351,7 @@ class SqlRunReader(SqlStoreBase):
             )
         query = query.order_by(tasks.c.priority.desc(), tasks.c.seq.asc()).limit(limit)
         with self._errors(), self._engine.connect() as conn:
-            return [rows.to_task(row._mapping) for row in conn.execute(query)]
+            return [QueuedTask(*row) for row in conn.execute(query)]
 
     def pending_deadlines(self) -> list[tuple[str, datetime]]:
         unfinished = [s.value for s in RunStatus if not s.finished]
