@@ -519,6 +519,28 @@ def test_live_tasks_leave_out_the_completed_items_of_wide_fan_outs_and_count_the
     assert counts == {("w", "wide"): (4, 3), ("n", "narrow"): (2, 1)}
 
 
+def test_a_compensating_run_leaves_its_wide_fan_outs_done_and_undone_items_in_the_store(
+    store: RunStore,
+) -> None:
+    done, undone = TaskStatus.COMPLETED, TaskStatus.COMPENSATED
+    commit(
+        store,
+        make_run("u", status=RunStatus.COMPENSATING),
+        make_task("u", "wide", status=TaskStatus.FAILED, map_count=6),  # over the window of 3
+        *(make_task("u", "wide", i, status=undone) for i in (0, 1)),
+        make_task("u", "wide", 2, status=TaskStatus.COMPENSATING),
+        *(make_task("u", "wide", i, status=done, result_json=f'"{i}"') for i in (5, 3)),
+        make_task("u", "wide", 4, status=TaskStatus.COMPENSATION_FAILED),
+    )
+    tasks, counts = store.live_tasks(["u"], 3)
+    assert sorted(t.map_index for t in tasks) == [-1, 2, 4]  # being undone, or failed to
+    assert counts == {("u", "wide"): (6, 2)}
+    page = store.completed_items("u", "wide", 0, 1)
+    assert [(t.map_index, t.result_json) for t in page] == [(3, '"3"')]
+    assert [t.map_index for t in store.completed_items("u", "wide", 4, 10)] == [5]
+    assert store.completed_items("u", "wide", 6, 10) == []
+
+
 def test_collect_items_reads_results_in_map_order(store: RunStore) -> None:
     done = TaskStatus.COMPLETED
     commit(
@@ -538,6 +560,27 @@ def test_collect_items_reads_results_in_map_order(store: RunStore) -> None:
         '{"list": [{"json": "[1]"}, {"blob": "file:///x/1"}]}',
     )
     assert store.collect_items("nope", "m") == ("[]", None)
+
+
+def test_item_results_read_a_page_of_completed_items_from_an_index(store: RunStore) -> None:
+    done = TaskStatus.COMPLETED
+    commit(
+        store,
+        make_run("p"),
+        make_task("p", "m", status=TaskStatus.RUNNING, map_count=6),
+        *(make_task("p", "m", i, status=done, result_json=f'"{i}"') for i in (5, 0, 2, 1)),
+        make_task("p", "m", 3, status=done, result_ref="file:///x/3"),
+        make_task("p", "m", 4, status=TaskStatus.QUEUED),  # not completed: not read
+        make_task("p", "other", 0, status=done, result_json='"other"'),
+    )
+    assert store.item_results("p", "m", 0, 3) == [
+        (0, '"0"', None),
+        (1, '"1"', None),
+        (2, '"2"', None),
+    ]
+    assert store.item_results("p", "m", 3, 10) == [(3, None, "file:///x/3"), (5, '"5"', None)]
+    assert store.item_results("p", "m", 6, 10) == []
+    assert store.item_results("nope", "m", 0, 10) == []
 
 
 def test_page_queued_orders_by_priority_then_seq(store: RunStore) -> None:

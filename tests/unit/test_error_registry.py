@@ -62,6 +62,7 @@ PUBLISHED = {
     "result_not_serializable": 500,
     "result_not_storable": 500,
     "result_too_large": 500,
+    "result_unreadable": 500,
     "retry_later": 500,
     "run_failed": 500,
     "run_not_found": 404,

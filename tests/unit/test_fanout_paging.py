@@ -19,6 +19,7 @@ from tests.fixtures import wide_flows
 from tests.fixtures.wide_flows import calls
 from wfray.adapters.blob import FsBlobStore
 from wfray.adapters.memory.executor import InlineExecutor
+from wfray.adapters.memory.services import InlineStepServices
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.messages import RunView, SubmitRequest
 from wfray.bootstrap import SystemClock
@@ -68,10 +69,12 @@ async def coordinator(
     **settings: Any,
 ) -> AsyncIterator[Coordinator]:
     shared = executor or InlineExecutor()
+    shared.services = services = InlineStepServices()  # a paged fan-in reads through them
     options: dict[str, Any] = {"memory_cap": CAP, "pool_windows": WINDOWS, **settings}
     c = Coordinator(
         store, {"cpu": shared, "io": shared}, SystemClock(), CoordinatorSettings(**options)
     )
+    services.bind(c)
     if peak is not None:
         turn = c._turn
 

@@ -158,6 +158,16 @@ class ReadClaim(Command[ClaimView | None]):
 
 
 @dataclass(frozen=True, slots=True)
+class ReadItemResults(Command[list[tuple[int, str | None, str | None]]]):
+    """A page of a paged fan-out's item results, for the step that collects them."""
+
+    run_id: str
+    step: str
+    start: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class AppendLogs(Command[bool]):
     """A step's log lines; answered once they are committed (the worker keeps them until)."""
 

@@ -17,6 +17,8 @@ from wfray.domain.status import AttemptStatus, RunStatus
 UNREADABLE_ENV = "!unreadable"
 
 # An argument: {"json": text} | {"blob": uri} | {"list": [arg, ...]} | {"dict": {name: arg}}
+# | {"collected": {"run", "step", "count"}} (a paged fan-out's results, read where used)
+# | {"item": arg, "index": i} | {"field": arg, "name": name}
 ArgSpec = dict[str, Any]
 
 

@@ -26,8 +26,9 @@ from wfray.application.views import ChildStart, ChildStatus, ClaimView, StoreFac
 from wfray.domain.audit import AuditEntry, AuditQuery
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.reads import LogQuery, RunFilter
-from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, QueuedTask, RunRecord, TaskRecord
 from wfray.domain.schedule import ScheduleRecord, ScheduleSpec, TicksHandled
+from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
 
 
@@ -52,6 +53,13 @@ class RunLookup(Protocol):
     def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]: ...
     def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]: ...
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]: ...
+    def item_results(
+        self, run_id: str, step: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        """(map index, result JSON, blob ref) of the completed items of a fan-out from
+        index `start` on, in map order, at most `limit`: a page of its collected results."""
+        ...
+
     def claims_of(self, run_ids: Sequence[str], limit: int | None = None) -> list[ClaimRecord]:
         """The claims held by these runs, by key (the first `limit` of them)."""
         ...
@@ -120,8 +128,13 @@ class RunLedger(RunLookup, Protocol):
     def live_tasks(
         self, run_ids: Sequence[str], window: int
     ) -> tuple[list[TaskRecord], dict[tuple[str, str], tuple[int, int]]]:
-        """The runs' tasks less the completed items of fan-outs over `window` items, and
-        per (run id, fanned-out step): (items stored, items completed)."""
+        """The runs' tasks less the completed (and compensated) items of fan-outs over
+        `window` items, and per (run id, fanned-out step): (items stored, items completed)."""
+        ...
+
+    def completed_items(self, run_id: str, step: str, start: int, limit: int) -> list[TaskRecord]:
+        """The completed items of a fan-out from map index `start` on, in map order, at
+        most `limit` (a paged fan-out's page, to be undone)."""
         ...
 
     def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
@@ -131,7 +144,11 @@ class RunLedger(RunLookup, Protocol):
 
     def page_queued(
         self, queue: str, after: tuple[int, int] | None, limit: int
-    ) -> list[TaskRecord]: ...
+    ) -> list[QueuedTask]:
+        """The next `limit` queued tasks of `queue` in its order (priority descending, then
+        seq), strictly after `after` (priority, seq): where they stand, not their rows."""
+        ...
+
     def count_queued(self) -> int: ...
     def pending_deadlines(self) -> list[tuple[str, datetime]]:
         """(run id, deadline) of the runs not yet finished that have a deadline."""
@@ -238,6 +255,13 @@ class StepServices(Protocol):
     def finish_claim(self, key: str, attempt: AttemptKey, result_json: str) -> ClaimView: ...
 
     def claimed(self, key: str, asker: AttemptKey) -> ClaimView | None: ...
+
+    def item_results(
+        self, run_id: str, step: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        """A page of a fan-out's item results, as `RunLookup.item_results` reads them
+        (the coordinator may return fewer than `limit`: its pages are bounded in bytes)."""
+        ...
 
 
 class BlobStore(Protocol):

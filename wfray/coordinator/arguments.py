@@ -23,13 +23,10 @@ class ArgumentBuilder:
 
     def __init__(self) -> None:
         self._split: dict[tuple[str, str], list[str]] = {}
-        self._listed: dict[tuple[str, str], list[ArgSpec]] = {}
 
     def forget(self, run_id: str) -> None:
         for key in [k for k in self._split if k[0] == run_id]:
             del self._split[key]
-        for key in [k for k in self._listed if k[0] == run_id]:
-            del self._listed[key]
 
     def build(self, state: RunState, step: StepSchema, task: TaskRecord) -> dict[str, ArgSpec]:
         args: dict[str, ArgSpec] = {}
@@ -54,10 +51,9 @@ class ArgumentBuilder:
             item = state.tasks.get((source, index))
             if item is not None or source not in state.collected:
                 return task_ref(state.task(source, index))
-            text, ref = state.collected[source]  # a paged fan-out: its items left memory
-            if ref is not None:
-                return self._parts(state, source, ref)[index]
-            return {"json": self._split_text(state, source, text)[index]}
+            # a paged fan-out: its items left memory, the step reads its own from the store
+            _, ref = state.collected[source]
+            return {"item": _loads(ref or "null"), "index": index}
         if group.result_ref is not None:
             return {"item": {"blob": group.result_ref}, "index": index}
         return {"json": self._split_text(state, source, group.result_json)[index]}
@@ -68,12 +64,6 @@ class ArgumentBuilder:
             items = json.loads(text or "[]")
             self._split[key] = [json.dumps(item, separators=(",", ":")) for item in items]
         return self._split[key]
-
-    def _parts(self, state: RunState, source: str, ref: str) -> list[ArgSpec]:
-        key = (state.run.run_id, source)
-        if key not in self._listed:
-            self._listed[key] = json.loads(ref)["list"]
-        return self._listed[key]
 
 
 def _loads(text: str) -> Any:

@@ -28,6 +28,7 @@ from wfray.application.client_commands import (
     R,
     ReadAudit,
     ReadClaim,
+    ReadItemResults,
     RecordAudit,
     RecordEnv,
     Register,
@@ -47,6 +48,7 @@ from wfray.application.client_commands import (
 from wfray.application.messages import CommandResult, RunView, SubmitResult
 from wfray.application.views import ClaimView, RunDetail, ScheduleInfo
 from wfray.coordinator.audit_trail import audited, done, rebounded, record, results_outcome
+from wfray.coordinator.collection import read_page
 from wfray.coordinator.coordinator import Coordinator
 from wfray.coordinator.desk import Desk
 from wfray.coordinator.scheduler import Scheduler
@@ -173,6 +175,13 @@ async def finish_claim(desk: Desk, c: FinishClaim) -> ClaimView:
 
 async def read_claim(desk: Desk, c: ReadClaim) -> ClaimView | None:
     return await (await _coordinator(desk)).claims.read(c.key, c.asker)
+
+
+async def read_item_results(
+    desk: Desk, c: ReadItemResults
+) -> list[tuple[int, str | None, str | None]]:
+    durable = (await _coordinator(desk)).durable
+    return await durable.call(read_page, durable.store, c.run_id, c.step, c.start, c.limit)
 
 
 async def append_logs(desk: Desk, command: AppendLogs) -> bool:
@@ -305,6 +314,7 @@ HANDLERS: dict[type[Command[Any]], Handler] = {
     Claim: claim,
     FinishClaim: finish_claim,
     ReadClaim: read_claim,
+    ReadItemResults: read_item_results,
     AppendLogs: append_logs,
     Detail: detail,
     DetailPage: detail_page,

@@ -45,6 +45,7 @@ from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.state import CoordinatorState
 from wfray.coordinator.turn import Turn, acks_of
 from wfray.coordinator.turn_moments import Moved, kinds_ending
+from wfray.coordinator.undo_pages import UndoPages
 from wfray.coordinator.waiting import Waiting
 from wfray.domain import engine
 from wfray.domain.code_env import CodeEnv
@@ -95,6 +96,7 @@ class Coordinator:
         self.compensator = Compensator(state, launcher, settings.default_retry)
         self.dispatcher = Dispatcher(state, launcher, loader, durable, wake)
         self.fanouts = FanOuts(state, durable, wake)
+        self.undo_pages = UndoPages(state, durable, wake)
         self.intake = Intake(state, durable, loader, settings, wake)
         self.commands = Commands(state, self.compensator, loader, wake)
         self.guard = PoisonGuard(
@@ -376,6 +378,7 @@ class Coordinator:
         self._settle(turn.touched)
         await self.dispatcher.page_in()
         await self.fanouts.collect()
+        await self.undo_pages.page_in()
 
     async def durably(self, call: Callable[..., T], *args: Any) -> T:
         """A store call in a thread, database outages waited out (durable.py)."""

@@ -1,7 +1,8 @@
 """Paged fan-outs: a fan-out wider than the memory cap (`CoordinatorSettings.memory_cap`)
 is not held whole. Its items are created a slice at a time, as the queues have room; a
-completed item leaves memory (its run counts it); when the last one completes, the items'
-results are read from the store once, in map order, for the steps that collect them.
+completed item leaves memory (its run counts it); when the last one completes, the steps
+that collect them get a reference to the items' results, which they read from the store a
+page at a time (coordinator/collection.py).
 
 So the coordinator's memory holds a window of a fan-out plus counters, whatever its width.
 """
@@ -12,6 +13,7 @@ import asyncio
 from datetime import datetime
 
 from wfray.application.batch import Batch
+from wfray.coordinator.collection import collection
 from wfray.coordinator.durable import DurableStore
 from wfray.coordinator.state import CoordinatorState
 from wfray.domain import engine
@@ -66,12 +68,14 @@ class FanOuts:
             self.wake.set()
 
     async def collect(self) -> None:
-        """Read the results of the fan-outs whose items all completed (after the commit
-        that recorded the last one): each result once, for the next turn."""
+        """Collect the fan-outs whose items all completed (after the commit that recorded
+        the last one), for the next turn."""
         memory = self.state
         pending, memory.to_collect = memory.to_collect, []
         for run_id, step in pending:
-            result = await self.durable.call(self.durable.store.collect_items, run_id, step)
-            memory.collected.append((run_id, step, result))
+            state = memory.runs.get(run_id)
+            if state is not None:
+                result = await collection(self.durable, state, step)
+                memory.collected.append((run_id, step, result))
         if pending:
             self.wake.set()

@@ -7,6 +7,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
+from wfray.coordinator.collection import collection
 from wfray.coordinator.durable import DurableStore
 from wfray.coordinator.state import CoordinatorState
 from wfray.domain.code_env import CodeEnv
@@ -71,8 +72,8 @@ class RunLoader:
     async def adopt(self, runs: list[RunRecord]) -> list[RunState]:
         """Hold these runs with their tasks (grouped once: a page of N runs costs N, not N
         squared), less the completed items of fan-outs wider than the memory cap (counted
-        instead); those fan-outs that completed have their results read once, here, for the
-        steps that take them. Their runtime environments come with them."""
+        instead); those fan-outs that completed are collected here, for the steps that take
+        them. Their runtime environments come with them."""
         if not runs:
             return []
         store, memory = self.durable.store, self.state
@@ -100,9 +101,7 @@ class RunLoader:
                 continue
             if group.status not in (TaskStatus.RUNNING, TaskStatus.COMPLETED):
                 continue
-            result = await self.durable.call(
-                self.durable.store.collect_items, state.run.run_id, step
-            )
+            result = await collection(self.durable, state, step)
             state.collected[step] = result
             if group.status is TaskStatus.RUNNING:  # its completion was not recorded yet
                 self.state.collected.append((state.run.run_id, step, result))

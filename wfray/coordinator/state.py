@@ -15,7 +15,7 @@ from wfray.coordinator.arguments import ArgumentBuilder
 from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.shared_tasks import ShortSteps
 from wfray.coordinator.timers import TimerKind, TimerQueue
-from wfray.domain import engine
+from wfray.domain import engine, saga
 from wfray.domain.queueing import QueueManager
 from wfray.domain.records import WHOLE_STEP, AttemptKey, AttemptRecord, RunRecord, TaskRecord
 from wfray.domain.run_state import Changes, RunState
@@ -44,6 +44,7 @@ class CoordinatorState:
         self.fanning: set[str] = set()  # runs with paged fan-outs whose items are not all created
         self.to_collect: list[tuple[str, str]] = []  # paged fan-outs done, read after the commit
         self.collected: list[tuple[str, str, tuple[str | None, str | None]]] = []  # and read
+        self.undoing: set[str] = set()  # runs undoing paged fan-outs: pages to read (saga.py)
 
     def unload(self, run_ids: set[str]) -> None:
         """Let go of these runs as memory holds them (after a refused commit they ran ahead
@@ -65,6 +66,7 @@ class CoordinatorState:
         self.queues.drop(run_ids)
         self.timers.drop(run_ids)
         self.fanning -= run_ids
+        self.undoing -= run_ids
         self.to_collect = [entry for entry in self.to_collect if entry[0] not in run_ids]
         self.collected = [entry for entry in self.collected if entry[0] not in run_ids]
 
@@ -96,6 +98,9 @@ class CoordinatorState:
                     state.next_item[task.step] = stored
         if state.next_item:
             self.fanning.add(run.run_id)
+        saga.undo_paged(state)  # a compensating run's fan-outs page their items in again
+        if state.undo_from:
+            self.undoing.add(run.run_id)
         self.runs[run.run_id] = state
         return state
 
@@ -109,7 +114,9 @@ class CoordinatorState:
 
     def live(self, state: RunState) -> bool:
         """Does the run need memory: something of it runs, waits for a timer or is held in
-        a queue?"""
+        a queue, or has pages of a fan-out to undo?"""
+        if state.undo_from:
+            return True
         for task in state.tasks.values():
             if task.status in (TaskStatus.RUNNING, TaskStatus.RETRYING, TaskStatus.COMPENSATING):
                 return True
@@ -131,7 +138,7 @@ class CoordinatorState:
                 self.queued_count -= 1  # held or not, it left the backlog
             if (
                 task.map_index != WHOLE_STEP
-                and task.status is TaskStatus.COMPLETED
+                and task.status in (TaskStatus.COMPLETED, TaskStatus.COMPENSATED)
                 and task.step in state.paged
             ):
                 state.tasks.pop(task.key, None)  # counted in items_done; the batch writes it
@@ -139,6 +146,8 @@ class CoordinatorState:
             self.to_collect.extend((state.run.run_id, step) for step in changes.collect)
         if state.next_item:
             self.fanning.add(state.run.run_id)
+        if state.undo_from:
+            self.undoing.add(state.run.run_id)
         if changes.run_changed is not None:
             batch.update_run(state.run, changes.run_changed)
             if state.run.status.finished:

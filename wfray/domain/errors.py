@@ -33,6 +33,7 @@
           +-- RetryLater                           retry_later
           +-- ResultNotStorableError               result_not_storable
           +-- BlobWriteError                       blob_write_failed
+          +-- ResultUnreadableError                result_unreadable
           +-- NonRetryableError                    non_retryable
                +-- InvalidClaimError               invalid_claim
                +-- ClaimNotHeldError               claim_not_held
@@ -297,6 +298,13 @@ class BlobWriteError(StepError):
     """The step's result could not be written to the blob store: the attempt is retried."""
 
     code = "blob_write_failed"
+
+
+class ResultUnreadableError(StepError):
+    """An argument of the step (an upstream result) could not be read from the store or the
+    blob store: the attempt fails and its retry policy decides what follows."""
+
+    code = "result_unreadable"
 
 
 class StepImportError(NonRetryableError):

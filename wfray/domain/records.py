@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from wfray.domain.code_env import shown_version
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
@@ -16,6 +16,23 @@ from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 WHOLE_STEP = -1  # map_index of a step that is not fanned out (or of a fan-out's group row)
 
 TaskKey = tuple[str, int]  # (step, map_index)
+
+
+class QueuedTask(NamedTuple):
+    """A queued task's place in its queue: all that paging the backlog in reads of it (the
+    task itself comes with its run)."""
+
+    run_id: str
+    step: str
+    map_index: int
+    priority: int
+    seq: int
+
+    @property
+    def key(self) -> TaskKey:
+        return (self.step, self.map_index)
+
+
 AttemptKey = tuple[str, str, int, int]  # run id, step, map index, attempt number
 
 

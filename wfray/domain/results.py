@@ -52,6 +52,19 @@ def run_result(state: RunState) -> tuple[str | None, str | None]:
     return None, json.dumps({"dict": parts})
 
 
+COLLECTED = "collected"  # an argument spec key: a fan-out's results, read where used
+
+
+def collection_ref(group: TaskRecord) -> tuple[None, str]:
+    """A paged fan-out's result (`group`: its whole-step task) as a reference to its item
+    results in the store, which the step that takes them reads a page at a time
+    (`application/collected.py`), so the coordinator neither reads nor holds them. When the
+    fan-out began tells it from another of the same run id (a run deleted, then reused)."""
+    began = group.started_at.isoformat() if group.started_at is not None else None
+    ref = {"run": group.run_id, "step": group.step, "count": group.map_count or 0, "began": began}
+    return None, json.dumps({COLLECTED: ref})
+
+
 def collect(
     results: Iterable[tuple[str | None, str | None]], any_blob: bool
 ) -> tuple[str | None, str | None]:

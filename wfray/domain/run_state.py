@@ -55,6 +55,10 @@ class RunState:
     paged: set[str] = field(default_factory=set)
     next_item: dict[str, int] = field(default_factory=dict)
     collected: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # A paged fan-out whose step has a compensation, while its run is undone: the next map
+    # index of its completed items to page back in from the store (saga.py); absent once
+    # every completed item was paged in (an undone item leaves memory again).
+    undo_from: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.children:
@@ -67,10 +71,10 @@ class RunState:
         return self.tasks[(step, map_index)]
 
     def pages(self, step: str, count: int) -> bool:
-        """Is a fan-out of `count` items of `step` too wide to hold in memory? (Steps with
-        a compensation never are: undoing a run needs each completed item.)"""
+        """Is a fan-out of `count` items of `step` too wide to hold in memory? (Its
+        completed items are paged back in if the run is undone: saga.py.)"""
         window = self.window
-        return window is not None and count > window and self.schema.step(step).compensation is None
+        return window is not None and count > window
 
     def items(self, step: str) -> list[TaskRecord]:
         group = self.tasks[(step, WHOLE_STEP)]

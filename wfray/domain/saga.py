@@ -6,6 +6,11 @@ depends on it, directly or not, has been compensated. Independent branches compe
 by side. Each compensation runs under its own retry policy; one that fails for good blocks
 what lies upstream of it and the run ends `compensation_failed`, on the dead-letter list,
 from where it can be retried.
+
+A paged fan-out (wider than the coordinator's memory cap) keeps its completed items in the
+store: while its run is undone they are paged back in, a page at a time (`undo_from`, its
+cursor; the coordinator's `undo_pages.py` reads them), and an undone item leaves memory
+again. Until its last page is read, the fan-out counts as not yet compensated.
 """
 
 from __future__ import annotations
@@ -58,32 +63,71 @@ def compensable(state: RunState) -> list[TaskRecord]:
     ]
 
 
+def paged_undo(state: RunState) -> list[str]:
+    """Paged fan-outs with a compensation whose completed items are in the store."""
+    return [
+        step
+        for step in sorted(state.paged)
+        if state.schema.step(step).compensation is not None and state.items_done.get(step, 0)
+    ]
+
+
 def begin(state: RunState, now: datetime) -> Changes | None:
     """A run that failed or was cancelled starts compensating, if it has anything to undo."""
     if state.run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         return None
-    if not any(t.status is TaskStatus.COMPLETED for t in compensable(state)):
+    paged = paged_undo(state)
+    if not paged and not any(t.status is TaskStatus.COMPLETED for t in compensable(state)):
         return None
     changes = Changes()
     state.run.finished_at = None
     set_run(state, RunStatus.COMPENSATING, changes)
+    for step in paged:
+        state.undo_from[step] = 0
     return changes
+
+
+def undo_paged(state: RunState) -> None:
+    """A compensating run loaded from the store pages in its fan-outs' completed items
+    (those undone already are no longer completed: they are not read again)."""
+    if state.run.status is RunStatus.COMPENSATING:
+        for step in paged_undo(state):
+            state.undo_from.setdefault(step, 0)
+
+
+def wants_page(state: RunState, step: str) -> bool:
+    """Is `step`'s page in memory undone (nothing of it completed or being undone)?"""
+    return step in state.undo_from and not any(
+        task.step == step
+        and task.map_index >= 0
+        and task.status in (TaskStatus.COMPLETED, TaskStatus.COMPENSATING)
+        for task in state.tasks.values()
+    )
+
+
+def paged_in(state: RunState, step: str, items: list[TaskRecord], limit: int) -> None:
+    """A page of `step`'s completed items, read from the store from `undo_from[step]` on,
+    at most `limit`: a shorter page was the last."""
+    for item in items:
+        state.tasks.setdefault(item.key, item)
+    if len(items) < limit:
+        del state.undo_from[step]
+    else:
+        state.undo_from[step] = items[-1].map_index + 1
 
 
 def ready(state: RunState, below: dict[str, frozenset[str]]) -> list[TaskRecord]:
     """Completed tasks whose compensation may start now: all compensable tasks downstream
-    of them are compensated."""
+    of them are compensated (a paged fan-out: its last page read too). One pass over the
+    tasks, not one per task."""
     tasks = compensable(state)
-    found = []
-    for task in tasks:
-        if task.status is not TaskStatus.COMPLETED:
-            continue
-        downstream = below[task.step]
-        if all(
-            other.status is TaskStatus.COMPENSATED for other in tasks if other.step in downstream
-        ):
-            found.append(task)
-    return found
+    undone = {t.step for t in tasks if t.status is not TaskStatus.COMPENSATED}
+    undone.update(state.undo_from)
+    return [
+        task
+        for task in tasks
+        if task.status is TaskStatus.COMPLETED and not below[task.step] & undone
+    ]
 
 
 def start(task: TaskRecord, now: datetime) -> Changes:
@@ -127,7 +171,9 @@ def finish(state: RunState, below: dict[str, frozenset[str]], now: datetime) -> 
     if state.run.status is not RunStatus.COMPENSATING:
         return None
     tasks = compensable(state)
-    if any(t.status is TaskStatus.COMPENSATING for t in tasks) or ready(state, below):
+    if state.undo_from or any(t.status is TaskStatus.COMPENSATING for t in tasks):
+        return None
+    if ready(state, below):
         return None
     changes = Changes()
     state.run.finished_at = now
@@ -150,4 +196,5 @@ def retry(state: RunState, now: datetime) -> Changes:
             set_task(task, TaskStatus.COMPENSATING, changes)
     state.run.finished_at = None
     set_run(state, RunStatus.COMPENSATING, changes)
+    undo_paged(state)  # what a failure upstream of them left completed
     return changes

@@ -21,7 +21,7 @@ from typing import Any
 import pydantic_core
 from pydantic import TypeAdapter
 
-from wfray.application.arg_text import arg_text, has_field
+from wfray.application.arg_text import arg_text, has_field, reads_collected
 from wfray.application.messages import Dispatch, Outcome
 from wfray.application.moments import Moment, reached
 from wfray.application.ports import BlobStore, StepServices
@@ -119,7 +119,7 @@ class PreparedAttempt:
             if "field" in spec and not has_field(spec):
                 continue  # the input leaves it out: the parameter's default applies
             adapter = signature.params.get(name)
-            text = arg_text(spec, self.blobs)
+            text = arg_text(spec, self.blobs, self.services)
             self.kwargs[name] = adapter.validate_json(text) if adapter else json.loads(text)
         if signature.wants_ctx:
             self.kwargs[CONTEXT] = StepContext(
@@ -146,6 +146,12 @@ class PreparedAttempt:
         d = self.dispatch
         if d.heartbeat_timeout_s is not None and d.kind == "step" and self.services is not None:
             self.services.heartbeat(d.attempt_key, None)
+
+    @property
+    def reads_collected(self) -> bool:
+        """Do its arguments call the step services? (not from an event loop's own thread:
+        the services may answer from that loop)"""
+        return any(reads_collected(spec) for spec in self.dispatch.args.values())
 
     @property
     def is_async(self) -> bool:
@@ -338,7 +344,10 @@ async def run_attempt_async(
     secret_dir = bind_secret_dir(settings.secret_dir)
     attempt.stream_logs()
     try:
-        attempt.prepare()
+        if attempt.reads_collected:
+            await asyncio.to_thread(attempt.prepare)
+        else:
+            attempt.prepare()
         assert attempt.fn is not None
         attempt.begin()
         if attempt.is_async:

@@ -11,11 +11,14 @@ from wfray.application.quarantine import APPLYING, PENDING, QuarantinedOutcome
 from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.reads import LogQuery, RunFilter
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptRecord, LogRecord, QueuedTask, RunRecord, TaskRecord
 from wfray.domain.results import collect
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.uniqueness import holds_before
 from wfray.domain.workflow import WorkflowSchema
+
+# a wide fan-out's items that stay in the store when its run is loaded (paged in if undone)
+AT_REST = frozenset({TaskStatus.COMPLETED, TaskStatus.COMPENSATED})
 
 
 class InMemoryRunReader(InMemoryStoreBase):
@@ -147,11 +150,37 @@ class InMemoryRunReader(InMemoryStoreBase):
                 if task.map_index >= 0:
                     stored, completed = counts.get((task.run_id, task.step), (0, 0))
                     counts[(task.run_id, task.step)] = (stored + 1, completed + done)
-                    if done and (task.run_id, task.step) in wide:
+                    if task.status in AT_REST and (task.run_id, task.step) in wide:
                         continue
                 kept.append(copy.copy(task))
         kept.sort(key=lambda t: (t.run_id, t.created_at, t.step, t.map_index))
         return kept, counts
+
+    def item_results(
+        self, run_id: str, step: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        page = []
+        with self._lock:
+            for index in range(max(0, start), max(0, start) + max(0, limit)):
+                task = self._tasks.get((run_id, step, index))
+                if task is not None and task.status is TaskStatus.COMPLETED:
+                    page.append((index, task.result_json, task.result_ref))
+        return page
+
+    def completed_items(self, run_id: str, step: str, start: int, limit: int) -> list[TaskRecord]:
+        with self._lock:
+            found = sorted(
+                (
+                    t
+                    for t in self._tasks.values()
+                    if t.run_id == run_id
+                    and t.step == step
+                    and t.map_index >= max(0, start)
+                    and t.status is TaskStatus.COMPLETED
+                ),
+                key=lambda t: t.map_index,
+            )
+            return [copy.copy(t) for t in found[: max(0, limit)]]
 
     def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
         with self._lock:
@@ -177,10 +206,10 @@ class InMemoryRunReader(InMemoryStoreBase):
 
     def page_queued(
         self, queue: str, after: tuple[int, int] | None, limit: int
-    ) -> list[TaskRecord]:
+    ) -> list[QueuedTask]:
         with self._lock:
             queued = [
-                copy.copy(t)
+                QueuedTask(t.run_id, t.step, t.map_index, t.priority, t.seq)
                 for t in self._tasks.values()
                 if t.status == TaskStatus.QUEUED and t.queue == queue
             ]

@@ -16,7 +16,8 @@ from pydantic import TypeAdapter
 from wfray.application.arg_text import arg_text
 from wfray.application.messages import RunView, SubmitRequest
 from wfray.application.ports import BlobStore
-from wfray.application.views import ChildStart, ChildStatus, ClaimView
+from wfray.application.views import ChildPlacement, ChildStart, ChildStatus, ClaimView
+from wfray.coordinator.collection import read_page
 from wfray.domain.records import AttemptKey, LogRecord
 from wfray.sdk.definition import encode_input, resolve_workflow, subscribers
 from wfray.sdk.events import unique_keys, validated_inputs
@@ -78,6 +79,14 @@ class InlineStepServices:
         c, _ = self._c()
         view: ClaimView | None = self._call(c.claims.read(key, asker))
         return view
+
+    def item_results(
+        self, run_id: str, step: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        c, _ = self._c()
+        # read in the asking step's thread: through the loop it would wait for a thread of
+        # the pool its own attempt may be holding (steps prepare there, see step_runner.py)
+        return read_page(c.durable.store, run_id, step, start, limit)
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         c, _ = self._c()

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from wfray.application.client_commands import AppendLogs, Claim, FinishClaim, ReadClaim
-from wfray.application.views import ChildStart, ChildStatus, ClaimView
+from wfray.application.client_commands import AppendLogs, Claim, FinishClaim, ReadClaim, ReadItemResults
+from wfray.application.views import ChildPlacement, ChildStart, ChildStatus, ClaimView
 from wfray.application.wire import Sealed
 from wfray.config import load_settings
 from wfray.domain.records import AttemptKey, LogRecord
@@ -76,6 +76,11 @@ class RayStepServices:
 
     def claimed(self, key: str, asker: AttemptKey) -> ClaimView | None:
         return self.client.call(ReadClaim(key, asker))
+
+    def item_results(
+        self, run_id: str, step: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        return self.client.call(ReadItemResults(run_id, step, start, limit))
 
     def publish(self, name: str, payload: Any, event_id: str) -> list[str]:
         ids: list[str] = self.client.publish(name, payload, id=event_id)

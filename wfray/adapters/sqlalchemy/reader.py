@@ -27,7 +27,7 @@ from wfray.application.quarantine import QuarantinedOutcome
 from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.reads import LogQuery, RunFilter
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.records import AttemptRecord, LogRecord, QueuedTask, RunRecord, TaskRecord
 from wfray.domain.results import collect
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -43,6 +43,8 @@ SELECT datcollate IN ('C', 'POSIX', 'C.UTF-8', 'C.utf8')
 FROM pg_database AS d WHERE datname = current_database()
 """
 COMPLETED = TaskStatus.COMPLETED.value
+# a wide fan-out's items that stay in the store when its run is loaded (paged in if undone)
+AT_REST = (COMPLETED, TaskStatus.COMPENSATED.value)
 
 
 class SqlRunReader(SqlStoreBase):
@@ -250,12 +252,45 @@ class SqlRunReader(SqlStoreBase):
                     if g.map_count is not None and g.map_count > window
                 ]
                 items = sa.select(tasks).where(mine, tasks.c.map_index >= 0)
-                if wide:  # their completed items stay in the store (counted above)
+                if wide:  # their completed (or undone) items stay in the store (counted)
                     narrow = sa.tuple_(tasks.c.run_id, tasks.c.step).not_in(wide)
-                    items = items.where(sa.or_(tasks.c.status != COMPLETED, narrow))
+                    items = items.where(sa.or_(tasks.c.status.not_in(AT_REST), narrow))
                 found.extend(rows.to_task(row._mapping) for row in conn.execute(items))
         found.sort(key=rows.task_order)
         return found, counts
+
+    def item_results(
+        self, run_id: str, step: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        # a range of the primary key (run_id, step, map_index): a page reads its rows only
+        query = (
+            sa.select(tasks.c.map_index, tasks.c.result_json, tasks.c.result_ref)
+            .where(
+                tasks.c.run_id == run_id,
+                tasks.c.step == step,
+                tasks.c.map_index >= max(0, start),
+                tasks.c.status == COMPLETED,
+            )
+            .order_by(tasks.c.map_index)
+            .limit(max(0, limit))
+        )
+        with self._errors(), self._engine.connect() as conn:
+            return [(row[0], row[1], row[2]) for row in conn.execute(query)]
+
+    def completed_items(self, run_id: str, step: str, start: int, limit: int) -> list[TaskRecord]:
+        query = (
+            sa.select(tasks)
+            .where(
+                tasks.c.run_id == run_id,
+                tasks.c.step == step,
+                tasks.c.map_index >= max(0, start),
+                tasks.c.status == COMPLETED,
+            )
+            .order_by(tasks.c.map_index)
+            .limit(max(0, limit))
+        )
+        with self._errors(), self._engine.connect() as conn:
+            return [rows.to_task(row._mapping) for row in conn.execute(query)]
 
     def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
         mine = sa.and_(tasks.c.run_id == run_id, tasks.c.step == step, tasks.c.map_index >= 0)
@@ -293,8 +328,10 @@ class SqlRunReader(SqlStoreBase):
 
     def page_queued(
         self, queue: str, after: tuple[int, int] | None, limit: int
-    ) -> list[TaskRecord]:
-        query = sa.select(tasks).where(tasks.c.status == QUEUED, tasks.c.queue == queue)
+    ) -> list[QueuedTask]:
+        # where they stand only: their rows come with their runs' (live_tasks), read once
+        place = (tasks.c.run_id, tasks.c.step, tasks.c.map_index, tasks.c.priority, tasks.c.seq)
+        query = sa.select(*place).where(tasks.c.status == QUEUED, tasks.c.queue == queue)
         if after is not None:
             priority, seq = after
             query = query.where(
@@ -305,7 +342,7 @@ class SqlRunReader(SqlStoreBase):
             )
         query = query.order_by(tasks.c.priority.desc(), tasks.c.seq.asc()).limit(limit)
         with self._errors(), self._engine.connect() as conn:
-            return [rows.to_task(row._mapping) for row in conn.execute(query)]
+            return [QueuedTask(*row) for row in conn.execute(query)]
 
     def pending_deadlines(self) -> list[tuple[str, datetime]]:
         unfinished = [s.value for s in RunStatus if not s.finished]
