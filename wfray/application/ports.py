@@ -26,9 +26,15 @@ from wfray.application.views import ChildStart, ChildStatus, ClaimView, StoreFac
 from wfray.domain.audit import AuditEntry, AuditQuery
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.reads import LogQuery, RunFilter
-from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, QueuedTask, RunRecord, TaskRecord
+from wfray.domain.records import (
+    AttemptKey,
+    AttemptRecord,
+    LogRecord,
+    QueuedTask,
+    RunRecord,
+    TaskRecord,
+)
 from wfray.domain.schedule import ScheduleRecord, ScheduleSpec, TicksHandled
-from wfray.domain.status import RunStatus
 from wfray.domain.workflow import WorkflowSchema
 
 

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from wfray.application.arg_text import arg_text
 from wfray.application.messages import RunView, SubmitRequest
 from wfray.application.ports import BlobStore
-from wfray.application.views import ChildPlacement, ChildStart, ChildStatus, ClaimView
+from wfray.application.views import ChildStart, ChildStatus, ClaimView
 from wfray.coordinator.collection import read_page
 from wfray.domain.records import AttemptKey, LogRecord
 from wfray.sdk.definition import encode_input, resolve_workflow, subscribers

@@ -8,8 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from wfray.application.client_commands import AppendLogs, Claim, FinishClaim, ReadClaim, ReadItemResults
-from wfray.application.views import ChildPlacement, ChildStart, ChildStatus, ClaimView
+from wfray.application.client_commands import (
+    AppendLogs,
+    Claim,
+    FinishClaim,
+    ReadClaim,
+    ReadItemResults,
+)
+from wfray.application.views import ChildStart, ChildStatus, ClaimView
 from wfray.application.wire import Sealed
 from wfray.config import load_settings
 from wfray.domain.records import AttemptKey, LogRecord
