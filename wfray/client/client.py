@@ -20,24 +20,19 @@ from wfray.application.client_commands import (
     Cancel,
     Command,
     DeclareSchedules,
-    Detail,
-    ListRuns,
-    Logs,
-    NextValue,
     Publish,
     R,
     RecordEnv,
     Register,
     Resume,
     RetryCompensation,
-    Stats,
     Submit,
     SubmitAndWait,
     Wait,
 )
 from wfray.application.messages import CommandResult, RunView, SubmitRequest, SubmitResult
-from wfray.application.views import RunDetail
 from wfray.client.handle import RunHandle, decode_result, settled
+from wfray.client.read_calls import ReadCalls
 from wfray.client.schedule_calls import ScheduleCalls
 from wfray.client.submission import (
     SubmitOptions,
@@ -52,8 +47,6 @@ from wfray.domain.audit import Origin
 from wfray.domain.code_env import CodeEnv, recorded_env
 from wfray.domain.errors import WfrayError
 from wfray.domain.policy import RetryPolicy
-from wfray.domain.reads import LogQuery, RunFilter, run_status
-from wfray.domain.records import LogRecord, RunRecord
 from wfray.domain.schedule import ScheduleSpec
 from wfray.sdk.definition import Workflow, WorkflowRef, resolve_workflow
 from wfray.sdk.events import unique_keys, validated_inputs
@@ -62,7 +55,7 @@ from wfray.sdk.schedules import declared
 SUBMIT_CHUNK = 5000  # runs per coordinator call
 
 
-class Client(ScheduleCalls):
+class Client(ScheduleCalls, ReadCalls):
     """wfray's calls (submit, wait, read, schedules) over a transport to a coordinator: Ray's
     actor for `wfray.connect()`, the test kit's engine for `wfray.testing`."""
 
@@ -328,14 +321,6 @@ class Client(ScheduleCalls):
 
         return subscribers(name)
 
-    def next_value(self, counter: str, count: int = 1) -> int:
-        """Advance a counter owned by wfray's store; values are never handed out twice."""
-        return self.call(NextValue(counter, count))
-
-    def dead_letter(self, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
-        """Runs whose compensation failed: they need attention (see `retry_compensation`)."""
-        return self.list_runs(workflow, "compensation_failed", limit)
-
     def retry_compensation(
         self, run_ids: Sequence[str], *, origin: Origin | None = None
     ) -> list[CommandResult]:
@@ -361,41 +346,6 @@ class Client(ScheduleCalls):
         """Resume, in bulk, the failed runs of a workflow created in a time range."""
         failed = self.list_runs(workflow, "failed", limit, created_after, created_before)
         return self.resume([run.run_id for run in failed], origin=origin) if failed else []
-
-    def run(self, run_id: str) -> RunHandle:
-        return self._handle(run_id, None)
-
-    def detail(self, run_id: str) -> RunDetail:
-        return self.call(Detail(run_id))
-
-    def list_runs(
-        self,
-        workflow: str | None = None,
-        status: str | None = None,
-        limit: int = 100,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        position: tuple[datetime, str] | None = None,
-    ) -> list[RunRecord]:
-        """Runs, newest first, filtered by workflow, status and creation time; with
-        `position` (created_at, run_id), those after it in that order."""
-        wanted = RunFilter(
-            workflow, run_status(status), limit, created_after, created_before, position
-        )
-        return self.call(ListRuns(wanted))
-
-    def logs(
-        self,
-        run_id: str,
-        step: str | None = None,
-        after_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[LogRecord]:
-        """Log lines in order; with `after_id`, those after that line (`LogRecord.id`)."""
-        return self.call(Logs(LogQuery(run_id, step, after_id, limit)))
-
-    def stats(self) -> dict[str, Any]:
-        return self.call(Stats())
 
     def decode(self, view: RunView, flow: Workflow | None) -> Any:
         """A finished run's result as a value of its final step's return type."""

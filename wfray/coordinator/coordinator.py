@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -218,7 +219,7 @@ class Coordinator:
         Cancelling a run that already finished changes nothing and says so.
         """
         kind = "cancel" if compensate else "cancel-only"
-        answers = await self._command(kind, run_ids, reason or "cancelled on request")
+        answers = await self.commands.submit(kind, run_ids, reason or "cancelled on request")
         applied = [a.run_id for a in answers if a.applied]
         children = await self.durably(self.store.child_runs, applied) if applied else []
         active = [run.run_id for run in children if not run.status.finished]
@@ -249,14 +250,11 @@ class Coordinator:
 
     async def retry_compensation(self, run_ids: Sequence[str]) -> list[CommandResult]:
         """Take runs off the dead-letter list: their failed compensations are tried again."""
-        return await self._command("retry-compensation", run_ids, "")
+        return await self.commands.submit("retry-compensation", run_ids, "")
 
     async def resume(self, run_ids: Sequence[str]) -> list[CommandResult]:
         """Resume failed or cancelled runs from the steps that did not complete."""
-        return await self._command("resume", run_ids, "")
-
-    async def _command(self, kind: str, run_ids: Sequence[str], reason: str) -> list[CommandResult]:
-        return await self.commands.submit(kind, run_ids, reason)
+        return await self.commands.submit("resume", run_ids, "")
 
     async def wait(self, run_ids: Sequence[str], timeout_s: float) -> list[RunView]:
         """Wait until the runs finish (or the timeout passes) and return their views."""
@@ -286,15 +284,9 @@ class Coordinator:
             await self._turn()
 
     def _idle_timeout(self) -> float | None:
-        now = self.clock.now()
-        timer = self.state.timers.next_at()
-        deadlines = [timer] if timer is not None else []
-        beat_due = self.heartbeats.next_due()
-        if beat_due is not None:
-            deadlines.append(beat_due)
-        token = self.state.queues.next_wakeup(now)
-        if token is not None:
-            deadlines.append(token)
+        now, memory = self.clock.now(), self.state
+        due = (memory.timers.next_at(), self.heartbeats.next_due(), memory.queues.next_wakeup(now))
+        deadlines = [moment for moment in due if moment is not None]
         if not deadlines:
             return None
         return max(0.0, (min(deadlines) - now).total_seconds())
@@ -341,7 +333,8 @@ class Coordinator:
         turn.silent, turn.to_cancel = self.heartbeats.expire(now)
         for outcome in turn.silent:  # recorded as lost
             self.outcome_applier.apply(outcome, batch, now, touched)
-        memory.fire_timers(batch, now, touched, self._expire)
+        expire = functools.partial(self.commands.internal, "expire")  # through the store
+        memory.fire_timers(batch, now, touched, expire)
         turn.answers, turn.to_stop = await self.commands.take(batch, now, touched)
         touched |= memory.retouch
         memory.retouch = set()
@@ -383,9 +376,6 @@ class Coordinator:
     async def durably(self, call: Callable[..., T], *args: Any) -> T:
         """A store call in a thread, database outages waited out (durable.py)."""
         return await self.durable.call(call, *args)
-
-    def _expire(self, run_id: str) -> None:
-        self.commands.internal("expire", run_id)  # it may wait in the store only
 
     # -- after the commit ----------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from wfray.adapters.sqlalchemy import claims, quarantine, rows, unique
-from wfray.adapters.sqlalchemy.store_base import SqlStoreBase, chunks
+from wfray.adapters.sqlalchemy.fanout_reads import SqlFanOutReader
+from wfray.adapters.sqlalchemy.store_base import chunks
 from wfray.adapters.sqlalchemy.tables import (
     attempts,
     counters,
@@ -28,7 +29,6 @@ from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.records import AttemptRecord, LogRecord, QueuedTask, RunRecord, TaskRecord
-from wfray.domain.results import collect
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
@@ -47,7 +47,7 @@ COMPLETED = TaskStatus.COMPLETED.value
 AT_REST = (COMPLETED, TaskStatus.COMPENSATED.value)
 
 
-class SqlRunReader(SqlStoreBase):
+class SqlRunReader(SqlFanOutReader):
     """Reads through the plain engine; writes nothing."""
 
     _bytewise_collation: bool | None = None
@@ -258,48 +258,6 @@ class SqlRunReader(SqlStoreBase):
                 found.extend(rows.to_task(row._mapping) for row in conn.execute(items))
         found.sort(key=rows.task_order)
         return found, counts
-
-    def item_results(
-        self, run_id: str, step: str, start: int, limit: int
-    ) -> list[tuple[int, str | None, str | None]]:
-        # a range of the primary key (run_id, step, map_index): a page reads its rows only
-        query = (
-            sa.select(tasks.c.map_index, tasks.c.result_json, tasks.c.result_ref)
-            .where(
-                tasks.c.run_id == run_id,
-                tasks.c.step == step,
-                tasks.c.map_index >= max(0, start),
-                tasks.c.status == COMPLETED,
-            )
-            .order_by(tasks.c.map_index)
-            .limit(max(0, limit))
-        )
-        with self._errors(), self._engine.connect() as conn:
-            return [(row[0], row[1], row[2]) for row in conn.execute(query)]
-
-    def completed_items(self, run_id: str, step: str, start: int, limit: int) -> list[TaskRecord]:
-        query = (
-            sa.select(tasks)
-            .where(
-                tasks.c.run_id == run_id,
-                tasks.c.step == step,
-                tasks.c.map_index >= max(0, start),
-                tasks.c.status == COMPLETED,
-            )
-            .order_by(tasks.c.map_index)
-            .limit(max(0, limit))
-        )
-        with self._errors(), self._engine.connect() as conn:
-            return [rows.to_task(row._mapping) for row in conn.execute(query)]
-
-    def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
-        mine = sa.and_(tasks.c.run_id == run_id, tasks.c.step == step, tasks.c.map_index >= 0)
-        any_blob = sa.select(tasks.c.map_index).where(mine, tasks.c.result_ref.is_not(None))
-        query = sa.select(tasks.c.result_json, tasks.c.result_ref).where(mine)
-        with self._errors(), self._engine.connect() as conn:
-            blob = conn.execute(any_blob.limit(1)).first() is not None
-            found = conn.execute(query.order_by(tasks.c.map_index))
-            return collect(((row[0], row[1]) for row in found), blob)
 
     def load_active(
         self, with_tasks: bool = True
