@@ -1,23 +1,14 @@
 """The initial schema: workflows, runs, tasks, attempts, logs, meta.
 
-Revision ID: 0001
-Revises:
-Create Date: 2025-01-01
 
 Written out in full (no imports from wfray's tables): a migration is frozen history.
 """
 
-from __future__ import annotations
-
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0001"
-down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0001"
+down_revision = None
 
 TS = sa.DateTime(timezone=True)
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -1,21 +1,10 @@
-"""A run may have a deadline, past which it fails.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-28
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""A run may have a deadline, past which it fails."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0004"
+down_revision = "0003"
 
 
 def upgrade() -> None:

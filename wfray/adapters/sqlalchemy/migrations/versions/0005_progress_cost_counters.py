@@ -1,21 +1,10 @@
-"""Heartbeat progress on tasks, resources held per attempt, trigger ids, named counters.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-28
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""Heartbeat progress on tasks, resources held per attempt, trigger ids, named counters."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | Sequence[str] | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:

@@ -1,21 +1,10 @@
-"""Cron schedules.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-29
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""Cron schedules."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0006"
+down_revision = "0005"
 
 
 def upgrade() -> None:

@@ -1,21 +1,10 @@
-"""Runs remember a hash of the request that claimed their idempotency key.
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-04
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""Runs remember a hash of the request that claimed their idempotency key."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0008"
+down_revision = "0007"
 
 
 def upgrade() -> None:

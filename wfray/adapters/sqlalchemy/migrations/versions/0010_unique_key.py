@@ -1,21 +1,10 @@
-"""Runs (and the schedules that start them) carry their workflow's uniqueness key.
-
-Revision ID: 0010
-Revises: 0009
-Create Date: 2026-12-02
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""Runs (and the schedules that start them) carry their workflow's uniqueness key."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0009"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0010"
+down_revision = "0009"
 
 
 def upgrade() -> None:

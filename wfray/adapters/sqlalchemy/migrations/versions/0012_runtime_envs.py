@@ -1,22 +1,12 @@
 """Code travels with the run: runtime environments stored once per content hash, and the
 references of runs and schedules to the one their steps run in (domain/code_env.py).
-
-Revision ID: 0012
-Revises: 0011
-Create Date: 2026-12-02
 """
-
-from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | Sequence[str] | None = "0011"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0012"
+down_revision = "0011"
 
 
 def upgrade() -> None:

@@ -1,21 +1,10 @@
-"""The audit trail: operator actions with who, when, what and from where (domain/audit.py).
-
-Revision ID: 0013
-Revises: 0012
-Create Date: 2026-12-02
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""The audit trail: operator actions with who, when, what and from where (domain/audit.py)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013"
-down_revision: str | Sequence[str] | None = "0012"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0013"
+down_revision = "0012"
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

@@ -1,22 +1,12 @@
 """Runs started by events run in the runtime env of the client that subscribed: one row per
 workflow and event it subscribes to, naming that env (domain/code_env.py).
-
-Revision ID: 0014
-Revises: 0013
-Create Date: 2026-12-02
 """
-
-from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014"
-down_revision: str | Sequence[str] | None = "0013"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0014"
+down_revision = "0013"
 
 
 def upgrade() -> None:
