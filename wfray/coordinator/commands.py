@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from wfray.application.batch import Batch
@@ -20,20 +21,16 @@ from wfray.domain.status import RunStatus
 Answers = list[tuple["asyncio.Future[CommandResult]", CommandResult]]
 
 
+@dataclass(eq=False)
 class Commands:
-    def __init__(
-        self,
-        state: CoordinatorState,
-        compensator: Compensator,
-        loader: RunLoader,
-        wake: asyncio.Event,
-    ) -> None:
-        self.state = state
-        self.compensator = compensator
-        self.loader = loader
-        self.wake = wake
-        # (kind, run id, reason, answer), applied in the next loop turn
-        self.pending: list[tuple[str, str, str, asyncio.Future[CommandResult]]] = []
+    state: CoordinatorState
+    compensator: Compensator
+    loader: RunLoader
+    wake: asyncio.Event
+    # (kind, run id, reason, answer), applied in the next loop turn
+    pending: list[tuple[str, str, str, asyncio.Future[CommandResult]]] = field(
+        default_factory=list, init=False
+    )
 
     def internal(self, kind: str, run_id: str) -> None:
         """A command the coordinator gives itself (nobody awaits its answer)."""

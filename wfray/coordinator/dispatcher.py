@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -146,20 +147,13 @@ class Launcher:
         )
 
 
+@dataclass(eq=False)
 class Dispatcher:
-    def __init__(
-        self,
-        state: CoordinatorState,
-        launcher: Launcher,
-        loader: RunLoader,
-        durable: DurableStore,
-        wake: asyncio.Event,
-    ) -> None:
-        self.state = state
-        self.launcher = launcher
-        self.loader = loader
-        self.durable = durable
-        self.wake = wake
+    state: CoordinatorState
+    launcher: Launcher
+    loader: RunLoader
+    durable: DurableStore
+    wake: asyncio.Event
 
     def dispatch(self, batch: Batch, now: datetime, touched: set[str]) -> list[Dispatch]:
         memory = self.state

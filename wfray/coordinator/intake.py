@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from wfray.application.batch import Batch
@@ -35,21 +36,14 @@ Pending = tuple[SubmitRequest, "asyncio.Future[SubmitResult]"]
 Answer = tuple["asyncio.Future[SubmitResult]", SubmitResult]
 
 
+@dataclass(eq=False)
 class Intake:
-    def __init__(
-        self,
-        state: CoordinatorState,
-        durable: DurableStore,
-        loader: RunLoader,
-        settings: CoordinatorSettings,
-        wake: asyncio.Event,
-    ) -> None:
-        self.state = state
-        self.durable = durable
-        self.loader = loader
-        self.max_backlog = settings.max_backlog
-        self.wake = wake
-        self.pending: list[Pending] = []
+    state: CoordinatorState
+    durable: DurableStore
+    loader: RunLoader
+    settings: CoordinatorSettings
+    wake: asyncio.Event
+    pending: list[Pending] = field(default_factory=list, init=False)
 
     async def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
         loop = asyncio.get_running_loop()
@@ -127,7 +121,7 @@ class Intake:
         decided = unique.answer(request, schema)  # an existing run, or a refusal
         if decided is not None:
             return decided
-        backlog = self.max_backlog
+        backlog = self.settings.max_backlog
         if self.state.queued_count >= backlog:
             error = BacklogFullError(
                 f"the backlog holds {self.state.queued_count} queued tasks (limit {backlog}): "
@@ -250,9 +244,9 @@ def _lookup(
 
 def _refused(request: SubmitRequest) -> str | None:
     """Why this request cannot become a stored run (names and keys, its input's text)."""
-    fields = ("run_id", "queue", "idempotency_key", "concurrency_key", "trigger_id", "unique_key")
-    for field in fields:
-        why = key_problem(field, getattr(request, field))
+    keys = ("run_id", "queue", "idempotency_key", "concurrency_key", "trigger_id", "unique_key")
+    for key in keys:
+        why = key_problem(key, getattr(request, key))
         if why is not None:
             return why
     why = problem(request.input_json)

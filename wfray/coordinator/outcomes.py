@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -29,20 +30,13 @@ class PoisonedOutcomes(Protocol):
     def replace_poisoned(self, outcome: Outcome) -> None: ...
 
 
+@dataclass(eq=False)
 class OutcomeApplier:
-    def __init__(
-        self,
-        state: CoordinatorState,
-        settings: CoordinatorSettings,
-        compensator: Compensator,
-        poisoned: PoisonedOutcomes,
-        metrics: Metrics,
-    ) -> None:
-        self.state = state
-        self.settings = settings
-        self.compensator = compensator
-        self.poisoned = poisoned
-        self.metrics = metrics
+    state: CoordinatorState
+    settings: CoordinatorSettings
+    compensator: Compensator
+    poisoned: PoisonedOutcomes
+    metrics: Metrics
 
     def apply(self, outcome: Outcome, batch: Batch, now: datetime, touched: set[str]) -> None:
         """How an attempt ended: record it, then let the engine (or the saga) decide what

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.messages import Outcome, SubmitResult
@@ -37,30 +38,23 @@ REFUSED = (StoreRejectedError, StaleWriteError)
 MAX_ROUNDS = 4  # of isolating refused rows in one turn (each round sets runs aside)
 
 
+@dataclass(eq=False)
 class PoisonGuard:
-    def __init__(
-        self,
-        state: CoordinatorState,
-        durable: DurableStore,
-        reconciler: Reconciler,
-        heartbeats: HeartbeatWatch,
-        clock: Clock,
-        settings: CoordinatorSettings,
-        metrics: Metrics,
-        inbox: Inbox,
-    ) -> None:
-        self.state = state
-        self.durable = durable
-        self.reconciler = reconciler
-        self.heartbeats = heartbeats
-        self.clock = clock
-        self.quarantine_after_deaths = settings.quarantine_after_deaths
-        self.metrics = metrics
-        self.inbox = inbox
-        self.poisoned: dict[AttemptKey, str] = {}  # outcome -> why it could not be stored
-        self.refused_lines: set[AttemptKey] = set()  # outcomes with a log line refused
-        self.noted: set[AttemptKey] = set()  # undelivered at this start, not yet applied
-        self.isolations = 0
+    state: CoordinatorState
+    durable: DurableStore
+    reconciler: Reconciler
+    heartbeats: HeartbeatWatch
+    clock: Clock
+    settings: CoordinatorSettings
+    metrics: Metrics
+    inbox: Inbox
+    # outcome -> why it could not be stored
+    poisoned: dict[AttemptKey, str] = field(default_factory=dict, init=False)
+    # outcomes with a log line refused
+    refused_lines: set[AttemptKey] = field(default_factory=set, init=False)
+    # undelivered at this start, not yet applied
+    noted: set[AttemptKey] = field(default_factory=set, init=False)
+    isolations: int = field(default=0, init=False)
 
     def replace_poisoned(self, outcome: Outcome) -> None:
         """A poisoned outcome delivered again becomes the failure of its attempt."""
@@ -130,7 +124,7 @@ class PoisonGuard:
         keys = [key for key in keys if key in self.state.attempts]
         epoch, now = self.reconciler.epoch, self.clock.now()
         deaths = await self.durable.call(self.durable.store.note_undelivered, keys, epoch, now)
-        limit = self.quarantine_after_deaths
+        limit = self.settings.quarantine_after_deaths
         repeats = [key for key, count in deaths.items() if count >= limit]
         for key in repeats:
             why = died_applying(deaths[key])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from wfray.application.messages import Dispatch, ExecutorSnapshot, Outcome
@@ -46,45 +47,40 @@ def pool_of(executor: str) -> str:
     return executor.partition(".")[0]
 
 
+@dataclass(eq=False)
 class Reconciler:
-    def __init__(
-        self,
-        state: CoordinatorState,
-        executors: dict[str, StepExecutor],
-        durable: DurableStore,
-        loader: RunLoader,
-        heartbeats: HeartbeatWatch,
-        clock: Clock,
-        settings: CoordinatorSettings,
-        inbox: Inbox,
-        wake: asyncio.Event,
-    ) -> None:
-        self.state = state
-        self.executors = executors
-        self.durable = durable
-        self.loader = loader
-        self.heartbeats = heartbeats
-        self.clock = clock
-        self.drain_wait_s = settings.drain_wait_s
-        self.inbox = inbox
-        self.wake = wake
-        self.incarnations: dict[str, str] = {}
-        self.acks: dict[str, int] = defaultdict(int)
-        self.unsent: set[AttemptKey] = set()
-        self.delivered: dict[AttemptKey, int] = {}
-        self.deliveries = 0
-        self._drainers: list[asyncio.Task[None]] = []
-        self._senders: set[asyncio.Task[None]] = set()
-        self._suspect: set[str] = set()  # pools a dispatch may not have reached
-        # calls to the executors and what they carried: batch sizes, for operators
-        self.traffic: Counter[str] = Counter()
-        # outcomes each executor held, unacknowledged, when it last answered (health.py)
-        self.outbox_sizes: dict[str, int] = {}
-        self.shards: dict[str, list[str]] = defaultdict(list)  # pool -> its executors
-        for executor in sorted(executors):
+    state: CoordinatorState
+    executors: dict[str, StepExecutor]
+    durable: DurableStore
+    loader: RunLoader
+    heartbeats: HeartbeatWatch
+    clock: Clock
+    settings: CoordinatorSettings
+    inbox: Inbox
+    wake: asyncio.Event
+    incarnations: dict[str, str] = field(default_factory=dict, init=False)
+    acks: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int), init=False)
+    unsent: set[AttemptKey] = field(default_factory=set, init=False)
+    delivered: dict[AttemptKey, int] = field(default_factory=dict, init=False)
+    deliveries: int = field(default=0, init=False)
+    _drainers: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _senders: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    # pools a dispatch may not have reached
+    _suspect: set[str] = field(default_factory=set, init=False)
+    # calls to the executors and what they carried: batch sizes, for operators
+    traffic: Counter[str] = field(default_factory=Counter, init=False)
+    # outcomes each executor held, unacknowledged, when it last answered (health.py)
+    outbox_sizes: dict[str, int] = field(default_factory=dict, init=False)
+    shards: dict[str, list[str]] = field(init=False)  # pool -> its executors
+    # restarted executors, until when
+    settling: dict[str, datetime] = field(default_factory=dict, init=False)
+    # taken from the store at recovery, before any executor is asked
+    epoch: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.shards = defaultdict(list)
+        for executor in sorted(self.executors):
             self.shards[pool_of(executor)].append(executor)
-        self.settling: dict[str, datetime] = {}  # restarted executors, until when
-        self.epoch = 0  # taken from the store at recovery, before any executor is asked
 
     def executor_for(self, pool: str) -> str:
         """The executor of `pool` with the fewest attempts running; the pool's own name if it
@@ -244,7 +240,7 @@ class Reconciler:
         checked = loop.time()
         while not self.durable.stopping:
             try:
-                wait_s = self.drain_wait_s
+                wait_s = self.settings.drain_wait_s
                 drained = await executor.drain(self.acks[pool], wait_s, self.epoch)
                 due = loop.time() - checked > RECONCILE_EVERY_S or pool in self._suspect
                 if drained.incarnation != self.incarnations.get(pool) or due:
