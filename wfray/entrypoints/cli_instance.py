@@ -108,6 +108,16 @@ def write_instance(path: Path, instance: Instance) -> None:
 
 def connect_client(settings: Settings) -> RayClient:
     """A client of the running wfray, without starting one: exit 4 if there is none."""
+    missing = f"wfray is not running: no {state_path(settings)} and RAY_ADDRESS is not set; "
+    address = running_ray_address(settings, missing + "start it with `wfray start`")
+    client = _attach(settings, address)
+    client.origin = cli_origin()  # the audit trail's who and where
+    return client
+
+
+def running_ray_address(settings: Settings, missing: str) -> str:
+    """The Ray cluster wfray runs on, Ray's token set up as `wfray start` recorded it; exit 4
+    with `missing` if none is known, or if wfray's own local instance has died."""
     instance = read_instance(settings)
     if instance is not None and instance.local:
         if instance.owner() is None:
@@ -119,14 +129,8 @@ def connect_client(settings: Settings) -> RayClient:
         use_ray_auth(instance.ray_auth_token_path)  # as the instance was started
     address = instance.address if instance else os.environ.get("RAY_ADDRESS", "")
     if not address:
-        raise CliError(
-            f"wfray is not running: no {state_path(settings)} and RAY_ADDRESS is not set; "
-            "start it with `wfray start`",
-            Exit.UNREACHABLE,
-        )
-    client = _attach(settings, address)
-    client.origin = cli_origin()  # the audit trail's who and where
-    return client
+        raise CliError(missing, Exit.UNREACHABLE)
+    return address
 
 
 def init_ray(settings: Settings, address: str) -> None:

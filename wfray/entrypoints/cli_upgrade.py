@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 
 from rich.console import Console
 
 from wfray.config import Settings
-from wfray.entrypoints.cli_instance import read_instance, state_path
-from wfray.entrypoints.cli_processes import use_ray_auth
+from wfray.entrypoints.cli_instance import init_ray, running_ray_address, state_path
 from wfray.entrypoints.cli_support import CliContext, CliError, Exit, cli_origin
 
 DRAIN_TIMEOUT_S = 600.0
@@ -25,23 +22,11 @@ DRAIN_TIMEOUT_S = 600.0
 
 def _ray_address(settings: Settings) -> str:
     """The cluster wfray runs on, Ray's token set up as `wfray start` recorded it."""
-    instance = read_instance(settings)
-    if instance is not None and instance.local:
-        if instance.owner() is None:
-            raise CliError(
-                f"wfray's local Ray instance (pid {instance.pid}) is no longer running: "
-                "start it again with `wfray start` (it runs this wfray)",
-                Exit.UNREACHABLE,
-            )
-        use_ray_auth(instance.ray_auth_token_path)
-    address = instance.address if instance else os.environ.get("RAY_ADDRESS", "")
-    if not address:
-        raise CliError(
-            f"no Ray cluster to upgrade wfray on: no {state_path(settings)} and RAY_ADDRESS "
-            "is not set (`wfray db upgrade` migrates the store alone)",
-            Exit.UNREACHABLE,
-        )
-    return address
+    return running_ray_address(
+        settings,
+        f"no Ray cluster to upgrade wfray on: no {state_path(settings)} and RAY_ADDRESS "
+        "is not set (`wfray db upgrade` migrates the store alone)",
+    )
 
 
 def _progress(ctx: CliContext, args: argparse.Namespace, line: str) -> None:
@@ -57,16 +42,7 @@ def upgrade(ctx: CliContext, args: argparse.Namespace) -> int:
     from wfray.entrypoints.upgrading import upgrade_here
 
     settings = ctx.settings
-    address = _ray_address(settings)
-    try:
-        ray.init(
-            address=address,
-            namespace=settings.namespace,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
-    except Exception as exc:
-        raise CliError(f"cannot reach Ray at {address}: {exc}", Exit.UNREACHABLE) from None
+    init_ray(settings, _ray_address(settings))
     try:
         report = upgrade_here(
             settings,

@@ -89,6 +89,12 @@ class Outbox:
             self._sent = fresh[-1][0]
         return SealedBatch(self.incarnation, fresh, len(self._items))
 
+    def adopt(self, outcomes: list[Sealed]) -> None:
+        """Outcomes the executor this one replaced held unacknowledged (`wfray upgrade`):
+        kept as this executor's own until the coordinator acknowledges their commit."""
+        for sealed in outcomes:
+            self.put(sealed)
+
     def snapshot(self, ack: int, in_flight: list[AttemptKey], epoch: int = 0) -> SealedSnapshot:
         self._raise_epoch(epoch)
         self._ack(ack)

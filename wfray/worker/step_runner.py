@@ -7,13 +7,14 @@ go to the blob store from here, so they never pass through the coordinator.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import logging
 import traceback
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -304,25 +305,33 @@ def run_attempt(
 ) -> Outcome:
     """Run one attempt synchronously (async steps get their own event loop)."""
     attempt = PreparedAttempt(dispatch, blobs, settings, services)
+    with _bound(attempt, settings):
+        try:
+            attempt.prepare()
+            assert attempt.fn is not None
+            attempt.begin()
+            value = attempt.fn(**attempt.kwargs)
+            if inspect.isawaitable(value):
+                import asyncio
+
+                value = asyncio.run(_await(value))
+            attempt.reached(Moment.STEP_RETURNED)
+        except Exception as exc:
+            return attempt.failure(exc, worker)
+    return attempt.success(value, worker)
+
+
+@contextlib.contextmanager
+def _bound(attempt: PreparedAttempt, settings: RunnerSettings) -> Iterator[None]:
+    """While the step runs: its log lines and secrets are the attempt's, its logs stream."""
     token = bind(attempt.log)
     secret_dir = bind_secret_dir(settings.secret_dir)
     attempt.stream_logs()
     try:
-        attempt.prepare()
-        assert attempt.fn is not None
-        attempt.begin()
-        value = attempt.fn(**attempt.kwargs)
-        if inspect.isawaitable(value):
-            import asyncio
-
-            value = asyncio.run(_await(value))
-        attempt.reached(Moment.STEP_RETURNED)
-    except Exception as exc:
-        return attempt.failure(exc, worker)
+        yield
     finally:
         unbind_secret_dir(secret_dir)
         unbind(token)
-    return attempt.success(value, worker)
 
 
 async def _await(value: Any) -> Any:
@@ -340,25 +349,20 @@ async def run_attempt_async(
     import asyncio
 
     attempt = PreparedAttempt(dispatch, blobs, settings, services)
-    token = bind(attempt.log)
-    secret_dir = bind_secret_dir(settings.secret_dir)
-    attempt.stream_logs()
-    try:
-        if attempt.reads_collected:
-            await asyncio.to_thread(attempt.prepare)
-        else:
-            attempt.prepare()
-        assert attempt.fn is not None
-        attempt.begin()
-        if attempt.is_async:
-            value = await attempt.fn(**attempt.kwargs)
-        else:
-            # to_thread copies the context, so the thread's log lines land in this attempt
-            value = await asyncio.to_thread(attempt.fn, **attempt.kwargs)
-        attempt.reached(Moment.STEP_RETURNED)
-    except Exception as exc:
-        return attempt.failure(exc, worker)
-    finally:
-        unbind_secret_dir(secret_dir)
-        unbind(token)
+    with _bound(attempt, settings):
+        try:
+            if attempt.reads_collected:
+                await asyncio.to_thread(attempt.prepare)
+            else:
+                attempt.prepare()
+            assert attempt.fn is not None
+            attempt.begin()
+            if attempt.is_async:
+                value = await attempt.fn(**attempt.kwargs)
+            else:
+                # to_thread copies the context, so the thread's log lines land in this attempt
+                value = await asyncio.to_thread(attempt.fn, **attempt.kwargs)
+            attempt.reached(Moment.STEP_RETURNED)
+        except Exception as exc:
+            return attempt.failure(exc, worker)
     return attempt.success(value, worker)

@@ -372,10 +372,7 @@ class CpuExecutor:
         return self.outbox.snapshot(ack, [*self.running, *self.checking], epoch)
 
     async def adopt(self, outcomes: list[Sealed]) -> None:
-        """Outcomes the executor this one replaced held unacknowledged (`wfray upgrade`):
-        kept as this executor's own until the coordinator acknowledges their commit."""
-        for sealed in outcomes:
-            self.outbox.put(sealed)
+        self.outbox.adopt(outcomes)
 
     async def stats(self) -> dict[str, int]:
         return {

@@ -220,6 +220,13 @@ class IoExecutor:
                     log.info("stopping the idle io runner of runtime env %s", env_hash[:12])
                     ray.kill(runner, no_restart=True)
 
+    async def stats(self) -> dict[str, int]:
+        return {
+            "running": len(self.running),
+            "unacked": len(self.outbox),
+            "env_runners": len(self.runners),
+        }
+
     async def drain(self, ack: int, wait_s: float, epoch: int) -> SealedBatch:
         return await self.outbox.drain(ack, wait_s, epoch)
 
@@ -227,17 +234,7 @@ class IoExecutor:
         return self.outbox.snapshot(ack, list(self.running), epoch)
 
     async def adopt(self, outcomes: list[Sealed]) -> None:
-        """Outcomes the executor this one replaced held unacknowledged (`wfray upgrade`):
-        kept as this executor's own until the coordinator acknowledges their commit."""
-        for sealed in outcomes:
-            self.outbox.put(sealed)
-
-    async def stats(self) -> dict[str, int]:
-        return {
-            "running": len(self.running),
-            "unacked": len(self.outbox),
-            "env_runners": len(self.runners),
-        }
+        self.outbox.adopt(outcomes)
 
     def versions(self) -> dict[str, str]:
         """This executor's wfray and schema versions: the coordinator checks them first."""
