@@ -78,6 +78,7 @@ class WorkflowSchema(BaseModel):
     unique: UniquePolicy | None = None
     version: str = ""
     _by_name: dict[str, StepSchema] | None = PrivateAttr(default=None)
+    _downstream: dict[str, tuple[str, ...]] | None = PrivateAttr(default=None)
 
     @classmethod
     def build(
@@ -145,7 +146,15 @@ class WorkflowSchema(BaseModel):
         return tuple(step.name for step in self.steps)
 
     def downstream(self) -> dict[str, tuple[str, ...]]:
-        """Step name -> the steps that depend on it, in definition order."""
+        """Step name -> the steps that depend on it, in definition order. Built once and
+        shared by every run of the workflow: read it, never change it."""
+        private = self.__pydantic_private__ or {}
+        found: dict[str, tuple[str, ...]] | None = private.get("_downstream")
+        if found is None:
+            found = self._downstream = self._children()
+        return found
+
+    def _children(self) -> dict[str, tuple[str, ...]]:
         children: dict[str, list[str]] = {step.name: [] for step in self.steps}
         for step in self.steps:
             for parent in step.after:
