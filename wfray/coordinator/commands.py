@@ -9,7 +9,7 @@ from datetime import datetime
 
 from wfray.application.batch import Batch
 from wfray.application.messages import CommandResult
-from wfray.application.storable import TextLimits, clean_text
+from wfray.application.storable import clean_text
 from wfray.coordinator.compensator import Compensator
 from wfray.coordinator.loading import RunLoader
 from wfray.coordinator.state import CoordinatorState
@@ -40,7 +40,7 @@ class Commands:
     async def submit(self, kind: str, run_ids: Sequence[str], reason: str) -> list[CommandResult]:
         loop = asyncio.get_running_loop()
         # a reason is kept as the run's error: storable (no NUL) and bounded like one
-        reason = clean_text(reason, TextLimits().error_chars)
+        reason = clean_text(reason, self.state.settings.text_limits.error_chars)
         futures = []
         for run_id in run_ids:
             future: asyncio.Future[CommandResult] = loop.create_future()
