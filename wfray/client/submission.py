@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from wfray.domain.errors import (
     UnknownWorkflowError,
     WfrayError,
 )
-from wfray.domain.ids import check_run_id
+from wfray.domain.ids import check_run_id, new_run_id
 from wfray.domain.policy import RetryPolicy
 from wfray.sdk.definition import Workflow, encode_input
 
@@ -80,7 +79,7 @@ def build_requests(
     ckeys = list(concurrency_keys or [None] * len(payloads))
     fresh = run_ids is None  # ids made up here: no run can hold them yet
     ids = [check_run_id(i) for i in run_ids] if run_ids is not None else []
-    ids = ids or [uuid.uuid4().hex for _ in payloads]
+    ids = ids or [new_run_id() for _ in payloads]
     retry_json = None if options.retry is None else options.retry.model_dump_json()
     return [
         SubmitRequest(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from wfray.application.messages import RunView, SubmitRequest
 from wfray.application.ports import BlobStore
 from wfray.application.views import ChildStart, ChildStatus, ClaimView
 from wfray.coordinator.collection import read_page
+from wfray.domain.ids import new_run_id
 from wfray.domain.records import AttemptKey, LogRecord
 from wfray.sdk.definition import encode_input, resolve_workflow, subscribers
 from wfray.sdk.events import unique_keys, validated_inputs
@@ -107,7 +107,7 @@ class InlineStepServices:
         placement = children.placement
         requests = [
             SubmitRequest(
-                run_id=run_id or uuid.uuid4().hex,
+                run_id=run_id or new_run_id(),
                 workflow=flow.name,
                 version=flow.schema.version,
                 input_json=(input_json := encode_input(flow, value)),

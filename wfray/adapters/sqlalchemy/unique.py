@@ -43,7 +43,7 @@ def find_unique_runs(conn: sa.Connection, keys: Sequence[UniqueRef]) -> dict[Uni
         )
         query = sa.select(*(ranked.c[c.name] for c in runs.c)).where(ranked.c.rank == 1)
         for row in conn.execute(query):
-            run = rows.to_run(row._mapping)
+            run = rows.to_run(row)
             ref = (run.workflow, run.unique_key or "")
             if ref in chunk:
                 found[ref] = run
