@@ -21,15 +21,13 @@ RUN_ID_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.:@+=\-]{{0,{MAX_RUN_ID - 
 
 
 def new_run_id() -> str:
-    """A run id wfray chooses: a UUIDv7 (RFC 9562) in 32 hex digits, its first 48 bits the
-    time in milliseconds. Ids that grow with time land at the end of the store's indexes (the
+    """A run id wfray chooses: 32 hex digits, the first 8 the Unix time in seconds, the rest
+    random (96 bits). Ids that grow with time land at the end of the store's indexes (the
     run, task and attempt keys), so a commit writes a few index pages, not one page per row
     at random: random ids made a commit 24% dearer per run at 100,000 runs queued than at
-    10,000 (SQLite, measured), time-ordered ones 5%."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
-    return f"{value:032x}"
+    10,000 (SQLite, measured). The second and not the millisecond (as a UUIDv7 would), so
+    that runs submitted together differ early: the CLI's shortest prefixes stay short."""
+    return f"{int(time.time()):08x}{os.urandom(12).hex()}"
 
 
 def check_run_id(run_id: object) -> str:
