@@ -78,7 +78,8 @@ class RunLoader:
             return []
         store, memory = self.durable.store, self.state
         await self.load_envs(run.env_hash for run in runs)
-        schemas = {run.run_id: await self.schema(run.workflow, run.version) for run in runs}
+        versions = {(run.workflow, run.version) for run in runs}  # a page: mostly one or two
+        schemas = {version: await self.schema(*version) for version in versions}
         window = memory.settings.memory_cap
         ids = [run.run_id for run in runs]
         tasks, counts = await self.durable.call(store.live_tasks, ids, window)
@@ -89,8 +90,10 @@ class RunLoader:
         for run in runs:
             if run.run_id in memory.runs:  # adopted by another caller meanwhile
                 continue
-            state = memory.adopt(run, by_run[run.run_id], schemas[run.run_id], counts)
-            await self._collect_done(state)
+            schema = schemas[(run.workflow, run.version)]
+            state = memory.adopt(run, by_run[run.run_id], schema, counts)
+            if state.paged:
+                await self._collect_done(state)
             adopted.append(state)
         return adopted
 
