@@ -17,7 +17,8 @@ coordinator's CPU time per run, its RSS once the backlog is queued and its peak 
 (VmHWM), how many ready tasks it held in memory then (`tasks_held`, at most
 WFRAY_MEMORY_CAP) and the CPU other processes used meanwhile. The design says the
 backlog waits in the store, not in the coordinator: its memory must not grow with N.
-`--quick` runs 1,000 and 5,000; `--million` adds 1,000,000 (about 22 minutes here on a quiet machine, raw Ray included).
+`--quick` runs 1,000 and 5,000; `--million` adds 1,000,000 (about 22 minutes here on a
+quiet machine, raw Ray included).
 """
 
 from __future__ import annotations
