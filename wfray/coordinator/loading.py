@@ -6,6 +6,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from wfray.coordinator.collection import collection
 from wfray.coordinator.durable import DurableStore
@@ -27,10 +28,10 @@ def ray_options_json(env: CodeEnv) -> str:
     return json.dumps(options, sort_keys=True, separators=(",", ":")) if options else ""
 
 
+@dataclass(eq=False)
 class RunLoader:
-    def __init__(self, state: CoordinatorState, durable: DurableStore) -> None:
-        self.state = state
-        self.durable = durable
+    state: CoordinatorState
+    durable: DurableStore
 
     async def schema(self, name: str, version: str | None) -> WorkflowSchema:
         known = self.state.schemas
