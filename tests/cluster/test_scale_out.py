@@ -75,9 +75,9 @@ def test_added_nodes_take_steps_and_a_killed_node_loses_nothing(tmp_path: Path) 
     starts = sorted(a["started"] for a in attempts if a["started"] is not None)
     alone = [t for t in starts if t < times["add"]]
     assert most_within(alone, WINDOW_S) == 1, alone
-    spans = [(a["started"], a["finished"]) for a in attempts if a["started"] and a["finished"]]
-    together = most_at_once(spans, times["joined"], times["kill"])
-    assert together >= 3, f"at most {together} steps ran at once with the nodes joined"
+    # Seen by the steps themselves (a file each while it runs): an attempt lost with its
+    # node may never have told the coordinator when it started, so attempts undercount.
+    assert report["running_at_kill"] >= 3, report["running_at_kill"]
     before, after = report["rate_before"], report["rate_after"]
     print(f"steps/s: {before:.2f} -> {after:.2f}; {len(lost)} lost and retried")
 
@@ -95,37 +95,28 @@ def most_within(starts: list[float], window_s: float) -> int:
     return most
 
 
-def most_at_once(spans: list[tuple[float, float]], start: float, end: float) -> int:
-    """The most steps that were running at one instant between `start` and `end`."""
-    edges = sorted(
-        [(max(began, start), 1) for began, ended in spans if began < end and ended > start]
-        + [(min(ended, end), -1) for began, ended in spans if began < end and ended > start]
-    )
-    most = running = 0
-    for _, change in edges:  # at a tie an end sorts first: back to back is not at once
-        running += change
-        most = max(most, running)
-    return most
-
-
 def rate(finished: list[float], start: float, end: float) -> float:
     return sum(1 for t in finished if start <= t < end) / max(end - start, 1e-6)
 
 
-def wait_for_steps_on(marks: str, node_ids: list[str], timeout_s: float = 60.0) -> None:
-    """Until a step runs on each of the nodes at once, each started moments ago: they all
-    run steps together, and a kill now finds one mid-way on any of them."""
+def wait_for_steps_on(marks: str, node_ids: list[str], timeout_s: float = 60.0) -> int:
+    """Until a step runs on each of the nodes at once, each started moments ago, with at
+    least three running in all: they all run steps together, and a kill now finds one
+    mid-way on any of them. Returns how many steps were running at that moment."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
+        names = os.listdir(marks)  # a step's file exists exactly while it runs
         running = set()
-        for name in os.listdir(marks):
+        for name in names:
             with contextlib.suppress(FileNotFoundError):  # that step just ended
                 if time.time() - os.path.getmtime(os.path.join(marks, name)) < NAP_S / 3:
                     running.update(node for node in node_ids if name.startswith(node))
-        if running == set(node_ids):
-            return
+        if running == set(node_ids) and len(names) >= 3:
+            return len(names)
         time.sleep(0.01)
-    raise AssertionError(f"steps did not run on all of {node_ids} at once within {timeout_s}s")
+    raise AssertionError(
+        f"three steps, some on each of {node_ids}, did not run at once within {timeout_s}s"
+    )
 
 
 def kill_node(cluster: Any, node: Any) -> None:
@@ -173,7 +164,7 @@ def scenario(data_dir: str) -> dict[str, Any]:
         nodes = [cluster.add_node(num_cpus=2, wait=False) for _ in range(2)]
         cluster.wait_for_nodes(timeout=60)
         t_joined = time.time()
-        wait_for_steps_on(marks, [nodes[0].node_id, nodes[1].node_id])  # all at work
+        running_at_kill = wait_for_steps_on(marks, [nodes[0].node_id, nodes[1].node_id])
         t_kill = time.time()
         kill_node(cluster, nodes[1])
         views = client.wait([r.run_id for r in runs], timeout=150)
@@ -199,6 +190,7 @@ def scenario(data_dir: str) -> dict[str, Any]:
             "added": [n.node_id for n in nodes],
             "killed": nodes[1].node_id,
             "statuses": dict(statuses),
+            "running_at_kill": running_at_kill,
             "attempts": attempts,
             "rate_before": rate(finished, t0 + 1.0, t_add),
             "rate_after": rate(finished, t_joined, t_kill),
