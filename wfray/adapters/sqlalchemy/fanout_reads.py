@@ -47,7 +47,7 @@ class SqlFanOutReader(SqlStoreBase):
     def completed_items(self, run_id: str, step: str, start: int, limit: int) -> list[TaskRecord]:
         query = _completed_page(run_id, step, start, limit, tasks)
         with self._errors(), self._engine.connect() as conn:
-            return [rows.to_task(row) for row in conn.execute(query)]
+            return rows.to_tasks(conn.execute(query))
 
     def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
         mine = sa.and_(tasks.c.run_id == run_id, tasks.c.step == step, tasks.c.map_index >= 0)

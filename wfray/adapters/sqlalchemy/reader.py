@@ -96,7 +96,7 @@ class SqlRunReader(SqlFanOutReader):
 
     def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
         found = self._rows_in(sa.select(runs), runs.c.run_id, run_ids)
-        by_id = {row.run_id: rows.to_run(row) for row in found}
+        by_id = {run.run_id: run for run in rows.to_runs(found)}
         return {rid: by_id[rid] for rid in run_ids if rid in by_id}
 
     def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]:
@@ -132,7 +132,7 @@ class SqlRunReader(SqlFanOutReader):
         newest_first = (runs.c.created_at.desc(), self._run_id_order.desc())
         query = query.order_by(*newest_first).limit(wanted.limit)
         with self._errors(), self._engine.connect() as conn:
-            return [rows.to_run(row) for row in conn.execute(query)]
+            return rows.to_runs(conn.execute(query))
 
     def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
         """A range on the primary key in byte order (`id >= prefix AND id < successor`), not
@@ -160,21 +160,19 @@ class SqlRunReader(SqlFanOutReader):
     def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
         """The runs started by steps of these runs, oldest first."""
         children = self._rows_in(sa.select(runs), runs.c.parent_run_id, parent_run_ids)
-        found = [rows.to_run(row) for row in children]
+        found = rows.to_runs(children)
         found.sort(key=lambda r: (r.created_at, r.run_id))
         return found
 
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
-        found = [
-            rows.to_task(row) for row in self._rows_in(sa.select(tasks), tasks.c.run_id, run_ids)
-        ]
+        found = rows.to_tasks(self._rows_in(sa.select(tasks), tasks.c.run_id, run_ids))
         found.sort(key=rows.task_order)
         return found
 
     def get_attempts(self, run_id: str) -> list[AttemptRecord]:
         query = sa.select(attempts).where(attempts.c.run_id == run_id)
         with self._errors(), self._engine.connect() as conn:
-            found = [rows.to_attempt(row) for row in conn.execute(query)]
+            found = rows.to_attempts(conn.execute(query))
         found.sort(key=rows.attempt_order)
         return found
 
@@ -193,7 +191,7 @@ class SqlRunReader(SqlFanOutReader):
             query = query.where(sa.tuple_(step, tasks.c.map_index) > sa.tuple_(*after))
         query = query.order_by(step, tasks.c.map_index).limit(limit)
         with self._errors(), self._engine.connect() as conn:
-            return [rows.to_task(row) for row in conn.execute(query)]
+            return rows.to_tasks(conn.execute(query))
 
     def page_attempts(
         self, run_id: str, after: tuple[str, int, int] | None, limit: int
@@ -205,7 +203,7 @@ class SqlRunReader(SqlFanOutReader):
             query = query.where(key > sa.tuple_(*after))
         query = query.order_by(step, attempts.c.map_index, attempts.c.attempt).limit(limit)
         with self._errors(), self._engine.connect() as conn:
-            return [rows.to_attempt(row) for row in conn.execute(query)]
+            return rows.to_attempts(conn.execute(query))
 
     def count_history(self, run_id: str) -> tuple[int, int]:
         count = sa.func.count()
@@ -234,7 +232,7 @@ class SqlRunReader(SqlFanOutReader):
         with self._errors(), self._engine.connect() as conn:
             for chunk in chunks(list(dict.fromkeys(run_ids))):
                 whole = sa.select(tasks).where(tasks.c.run_id.in_(chunk), tasks.c.map_index < 0)
-                groups = [rows.to_task(row) for row in conn.execute(whole)]
+                groups = rows.to_tasks(conn.execute(whole))
                 found.extend(groups)
                 # only a step with a map count has items: runs without one need no more reads
                 # (most of a backlog: two queries fewer per chunk of its runs)
@@ -269,7 +267,7 @@ class SqlRunReader(SqlFanOutReader):
         if wide:  # their completed (or undone) items stay in the store (counted)
             narrow = sa.tuple_(tasks.c.run_id, tasks.c.step).not_in(wide)
             items = items.where(sa.or_(tasks.c.status.not_in(AT_REST), narrow))
-        return [rows.to_task(row) for row in conn.execute(items)]
+        return rows.to_tasks(conn.execute(items))
 
     def load_active(
         self, with_tasks: bool = True
@@ -277,20 +275,16 @@ class SqlRunReader(SqlFanOutReader):
         active = [status.value for status in ACTIVE_RUNS]
         active_ids = sa.select(runs.c.run_id).where(runs.c.status.in_(active))
         with self._errors(), self._engine.connect() as conn:
-            found_runs = [
-                rows.to_run(row)
-                for row in conn.execute(sa.select(runs).where(runs.c.status.in_(active)))
-            ]
+            found_runs = rows.to_runs(
+                conn.execute(sa.select(runs).where(runs.c.status.in_(active)))
+            )
             found_tasks = (
-                [
-                    rows.to_task(row)
-                    for row in conn.execute(sa.select(tasks).where(tasks.c.run_id.in_(active_ids)))
-                ]
+                rows.to_tasks(conn.execute(sa.select(tasks).where(tasks.c.run_id.in_(active_ids))))
                 if with_tasks
                 else []
             )
             query = sa.select(attempts).where(attempts.c.status == AttemptStatus.RUNNING.value)
-            found_attempts = [rows.to_attempt(row) for row in conn.execute(query)]
+            found_attempts = rows.to_attempts(conn.execute(query))
         found_runs.sort(key=lambda run: (run.created_at, run.run_id))
         found_tasks.sort(key=rows.task_order)
         found_attempts.sort(key=lambda a: (a.run_id, *rows.attempt_order(a)))

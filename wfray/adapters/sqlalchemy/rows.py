@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -33,6 +33,8 @@ ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
 LOG_FIELDS = tuple(f.name for f in fields(LogRecord))
 # What identifies a line before it is stored (the store gives it its `id`).
 LOG_IDENTITY = tuple(name for name in LOG_FIELDS if name != "id")
+
+Record = TypeVar("Record", RunRecord, TaskRecord, AttemptRecord)
 
 
 def to_utc(value: datetime) -> datetime:
@@ -57,6 +59,25 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else to_utc(value)
+
+    def result_processor(
+        self, dialect: Dialect, coltype: Any
+    ) -> Callable[[Any], datetime | None] | None:
+        """On SQLite, the stored naive ISO string read as UTC in one C call: 0.3 us against
+        2.7 for parsing it and then marking it UTC, four times in every run row read."""
+        general = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or general is None:
+            return general
+
+        def read(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                return datetime.fromisoformat(value + "+00:00")
+            except (TypeError, ValueError):  # not the naive string this type writes
+                return general(value)
+
+        return read
 
 
 def params(record: RunRecord | TaskRecord | AttemptRecord) -> dict[str, Any]:
@@ -104,22 +125,34 @@ def _values(row: Mapping[Any, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {name: row[name] for name in names}
 
 
-def to_run(row: sa.Row[Any]) -> RunRecord:
-    run = RunRecord(*_picker(row._fields, RUN_FIELDS)(row))
-    run.status = RunStatus(run.status)
-    return run
+def to_runs(found: Iterable[sa.Row[Any]]) -> list[RunRecord]:
+    """Rows of one query as records (their columns are looked up once, not per row)."""
+    return _records(found, RunRecord, RUN_FIELDS, RunStatus)
 
 
-def to_task(row: sa.Row[Any]) -> TaskRecord:
-    task = TaskRecord(*_picker(row._fields, TASK_FIELDS)(row))
-    task.status = TaskStatus(task.status)
-    return task
+def to_tasks(found: Iterable[sa.Row[Any]]) -> list[TaskRecord]:
+    return _records(found, TaskRecord, TASK_FIELDS, TaskStatus)
 
 
-def to_attempt(row: sa.Row[Any]) -> AttemptRecord:
-    attempt = AttemptRecord(*_picker(row._fields, ATTEMPT_FIELDS)(row))
-    attempt.status = AttemptStatus(attempt.status)
-    return attempt
+def to_attempts(found: Iterable[sa.Row[Any]]) -> list[AttemptRecord]:
+    return _records(found, AttemptRecord, ATTEMPT_FIELDS, AttemptStatus)
+
+
+def _records(
+    found: Iterable[sa.Row[Any]],
+    record: type[Record],
+    names: tuple[str, ...],
+    status: Callable[[str], Any],
+) -> list[Record]:
+    records: list[Record] = []
+    pick: Callable[[Any], Any] | None = None
+    for row in found:
+        if pick is None:  # every row of one query has the same columns
+            pick = _picker(row._fields, names)
+        made = record(*pick(row))
+        made.status = status(made.status)
+        records.append(made)
+    return records
 
 
 @functools.lru_cache(maxsize=64)

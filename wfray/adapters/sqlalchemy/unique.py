@@ -42,8 +42,7 @@ def find_unique_runs(conn: sa.Connection, keys: Sequence[UniqueRef]) -> dict[Uni
             .subquery()
         )
         query = sa.select(*(ranked.c[c.name] for c in runs.c)).where(ranked.c.rank == 1)
-        for row in conn.execute(query):
-            run = rows.to_run(row)
+        for run in rows.to_runs(conn.execute(query)):
             ref = (run.workflow, run.unique_key or "")
             if ref in chunk:
                 found[ref] = run
