@@ -59,6 +59,14 @@ class RunLookup(Protocol):
     def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]: ...
     def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]: ...
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]: ...
+    def page_tasks(
+        self, run_id: str, after: tuple[str, int] | None, limit: int
+    ) -> list[TaskRecord]:
+        """A run's tasks in (step, map_index) order, after `after`, at most `limit` (step
+        names in the store's collation: its primary key's order, so a page reads `limit`
+        rows)."""
+        ...
+
     def item_results(
         self, run_id: str, step: str, start: int, limit: int
     ) -> list[tuple[int, str | None, str | None]]:
@@ -188,14 +196,6 @@ class RunReader(RunLookup, Protocol):
         ...
 
     def get_attempts(self, run_id: str) -> list[AttemptRecord]: ...
-    def page_tasks(
-        self, run_id: str, after: tuple[str, int] | None, limit: int
-    ) -> list[TaskRecord]:
-        """A run's tasks in (step, map_index) order, after `after`, at most `limit` (step
-        names in the store's collation: its primary key's order, so a page reads `limit`
-        rows)."""
-        ...
-
     def page_attempts(
         self, run_id: str, after: tuple[str, int, int] | None, limit: int
     ) -> list[AttemptRecord]:

@@ -110,8 +110,11 @@ class ClaimDesk:
         state = self.state.runs.get(holder.run_id)
         if state is not None:
             return _liveness(state.tasks.get((holder.step, holder.map_index)))
-        tasks = await self.durable.call(self.durable.store.get_tasks, [holder.run_id])
-        found = [t for t in tasks if (t.step, t.map_index) == (holder.step, holder.map_index)]
+        # its one task, by the primary key: a run with a fan-out of a million items is not
+        # read whole for each claim that one of its steps held
+        after = (holder.step, holder.map_index - 1)  # nothing lies between the two
+        page = await self.durable.call(self.durable.store.page_tasks, holder.run_id, after, 1)
+        found = [t for t in page if (t.step, t.map_index) == (holder.step, holder.map_index)]
         return _liveness(found[0] if found else None)
 
     async def _get(self, key: str) -> ClaimRecord | None:
