@@ -207,6 +207,39 @@ def test_retention_deletes_the_claims_of_the_runs_it_deletes_and_no_others(
         store.close()
 
 
+def test_retention_deletes_the_quarantined_outcomes_of_the_runs_it_deletes_and_no_others(
+    store_url: str,
+) -> None:
+    from wfray.adapters.sqlalchemy import tables
+
+    generate_history(store_url, runs=40, days=2, seed=3, active=2, now=T0)
+    runs = read_table(store_url, "runs").to_pylist()
+    cutoff = T0 - timedelta(hours=12)
+    old = [r["run_id"] for r in runs if r["status"] in FINISHED and r["finished_at"] < cutoff]
+    kept = [r["run_id"] for r in runs if r["run_id"] not in old]
+    assert old and kept
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                tables.outcome_quarantine.insert(),
+                [
+                    {
+                        "run_id": run_id, "step": "s", "map_index": -1, "attempt": 1,
+                        "status": "refused", "epoch": 1, "reason": "x", "updated_at": T0,
+                    }
+                    for run_id in (old[0], old[1], kept[0])
+                ],
+            )  # fmt: skip
+        report = apply_retention(store_url, timedelta(hours=12), None, now=T0)
+        assert report.outcome_quarantine == 2
+        with engine.connect() as conn:
+            left = conn.execute(sa.select(tables.outcome_quarantine.c.run_id)).scalars().all()
+        assert left == [kept[0]]
+    finally:
+        engine.dispose()
+
+
 def test_retention_removes_the_package_copies_no_kept_run_or_recent_env_names(
     store_url: str, tmp_path: Path
 ) -> None:

@@ -41,6 +41,8 @@ class RetentionReport:
     Attributes:
         cutoff: runs that finished before this instant were eligible.
         runs, tasks, attempts, logs, claims: rows deleted per table.
+        outcome_quarantine: quarantined outcomes of the deleted runs (coordinator/poison.py),
+            deleted with them (diagnostics: not archived).
         batches: transactions committed.
         blobs: runs whose blob folder was deleted (large results of any attempt).
         packages: copies of code packages deleted (no kept run, schedule or subscription
@@ -54,6 +56,7 @@ class RetentionReport:
     attempts: int = 0
     logs: int = 0
     claims: int = 0
+    outcome_quarantine: int = 0
     batches: int = 0
     blobs: int = 0
     packages: int = 0
@@ -115,6 +118,7 @@ def apply_retention(
         counts = {
             **report.counts,
             "claims": report.claims,
+            "outcome_quarantine": report.outcome_quarantine,
             "blobs": report.blobs,
             "packages": report.packages,
         }
@@ -152,7 +156,7 @@ def prune(
     `archive_dir` (which must exist) gets each batch's rows as Parquet files named after
     `stamp` and the batch's number; `blobs` loses the blob folders of the deleted runs.
     """
-    totals = dict.fromkeys(("runs", "tasks", "attempts", "logs", "claims"), 0)
+    totals = dict.fromkeys(("runs", "tasks", "attempts", "logs", "claims", "outcome_quarantine"), 0)
     files: list[Path] = []
     batches = 0
     blobs_deleted = 0

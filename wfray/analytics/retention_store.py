@@ -30,7 +30,8 @@ class RetentionBatch(Protocol):
         ...
 
     def delete_runs(self, run_ids: Sequence[str]) -> dict[str, int]:
-        """Delete `run_ids` with their tasks, attempts, logs and claims; rows per table."""
+        """Delete `run_ids` with their tasks, attempts, logs, claims and quarantined
+        outcomes; rows per table."""
         ...
 
 

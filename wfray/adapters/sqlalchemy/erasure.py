@@ -15,7 +15,7 @@ from wfray.adapters.sqlalchemy.arrow import OpenedStore
 from wfray.adapters.sqlalchemy.engine import unavailable_as_store_error
 from wfray.adapters.sqlalchemy.retention import FINISHED, SqlRetentionBatch
 from wfray.adapters.sqlalchemy.store_base import chunks
-from wfray.adapters.sqlalchemy.tables import claims, outcome_quarantine, runs
+from wfray.adapters.sqlalchemy.tables import claims, runs
 
 PAGE = 2000
 PREV_COLUMNS = ("prev_run_id", "prev_step", "prev_map_index", "prev_attempt")
@@ -67,10 +67,6 @@ class SqlErasureStore(OpenedStore):
                     raise ValueError(f"runs became active again: {', '.join(still[:10])}")
                 for table, count in SqlRetentionBatch(conn).delete_runs(part).items():
                     deleted[table] = deleted.get(table, 0) + count
-                gone = conn.execute(
-                    sa.delete(outcome_quarantine).where(outcome_quarantine.c.run_id.in_(part))
-                )
-                deleted["outcome_quarantine"] = deleted.get("outcome_quarantine", 0) + gone.rowcount
                 # a claim taken over from an erased holder keeps no trace of it
                 conn.execute(
                     claims.update()

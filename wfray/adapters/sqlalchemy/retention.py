@@ -20,6 +20,7 @@ from wfray.adapters.sqlalchemy.tables import (
     attempts,
     claims,
     logs,
+    outcome_quarantine,
     runs,
     runtime_envs,
     schedules,
@@ -32,7 +33,8 @@ FINISHED = sorted(status.value for status in RUN_FINISHED)
 # Children before parents: attempts reference tasks, tasks reference runs. A deleted run's
 # claims (done or died: the run finished) go with it; a claim protects its key only as long
 # as its holder's run is kept, and the claims of other runs are never touched.
-DELETE_ORDER = (logs, attempts, tasks, claims, runs)
+# a run's quarantined outcomes (diagnostics, not archived) go with it: no foreign key holds them
+DELETE_ORDER = (logs, attempts, tasks, claims, runs, outcome_quarantine)
 
 
 class SqlRetentionBatch:
