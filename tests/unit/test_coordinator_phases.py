@@ -14,7 +14,6 @@ from typing import Any
 from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.application.batch import Batch
 from wfray.application.messages import CommandResult, Outcome
-from wfray.application.metrics import MetricsBuffer
 from wfray.coordinator.compensator import Compensator
 from wfray.coordinator.dispatcher import Dispatcher, Launcher
 from wfray.coordinator.durable import DurableStore
@@ -79,10 +78,7 @@ class Phases:
             self.state, launcher, RunLoader(self.state, durable), durable, self.wake
         )
         compensator = Compensator(self.state, launcher, settings.default_retry)
-        self.metrics = MetricsBuffer()
-        self.outcomes = OutcomeApplier(
-            self.state, settings, compensator, NothingPoisoned(), self.metrics
-        )
+        self.outcomes = OutcomeApplier(self.state, settings, compensator, NothingPoisoned())
 
     def start(self, run_id: str) -> None:
         run = RunRecord(

@@ -27,6 +27,7 @@ from wfray.application.messages import (
     SubmitRequest,
     SubmitResult,
 )
+from wfray.application.metrics import MetricsBuffer
 from wfray.coordinator.coordinator import Coordinator, CoordinatorSettings
 from wfray.coordinator.durable import DurableStore
 from wfray.coordinator.heartbeats import START_GRACE_S
@@ -268,8 +269,26 @@ def test_a_refused_run_goes_back_to_the_store_and_the_others_keep_their_memory()
         (attempt,) = driven.store.get_attempts("bad")
         assert attempt.status is AttemptStatus.FAILED and attempt.pid is None
         assert c.reconciler.acks["io"] == 2  # committed now; the next outcome acks "good"'s
+        # the metrics count what committed, once: the refused success of "bad" is not
+        # counted, the failure it became is, and so is the retry it got
+        assert counted(c, "attempts_total") == {
+            ("fetch", "failed"): 2,  # "late"'s and "bad"'s
+            ("fetch", "succeeded"): 1,  # "good"'s
+        }
+        assert counted(c, "retries_total") == {("fetch",): 2}
 
     run(scenario())
+
+
+def counted(c: Coordinator, name: str) -> dict[tuple[str, ...], float]:
+    """A counter's totals by its tags after the workflow's (step, and status if any)."""
+    metrics = c.metrics
+    assert isinstance(metrics, MetricsBuffer)
+    return {
+        tuple(value for key, value in tags if key != "workflow"): total
+        for (counter, tags), total in metrics.totals.items()
+        if counter == name and total
+    }
 
 
 def test_a_run_submitted_in_a_refused_turn_is_not_held() -> None:

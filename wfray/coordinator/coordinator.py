@@ -110,9 +110,7 @@ class Coordinator:
             self.metrics,
             self.outcomes,
         )
-        self.outcome_applier = OutcomeApplier(
-            state, settings, self.compensator, self.guard, self.metrics
-        )
+        self.outcome_applier = OutcomeApplier(state, settings, self.compensator, self.guard)
         self.waiting = Waiting(state, durable)
         self.claims = ClaimDesk(state, durable, clock)  # steps' claims, one store call each
         self.streamed_logs: list[LogRecord] = []
@@ -309,7 +307,7 @@ class Coordinator:
             await self.durable.commit(turn.batch)
         except REFUSED as exc:  # not an outage: what it holds (poison.py)
             await self._set_aside(turn, exc)
-        self._count_finished(turn.aside)
+        self.state.count_committed(self.metrics, turn.aside)
         moved.reached(Moment.COORDINATOR_AFTER_COMMIT)
         await self._act(turn)
 
@@ -392,9 +390,3 @@ class Coordinator:
                     memory.evict(run_id)
             elif not memory.live(state):
                 memory.evict(run_id)
-
-    def _count_finished(self, aside: set[str]) -> None:
-        finished, self.state.finished = self.state.finished, []
-        for run in finished:
-            if run.run_id not in aside:
-                self.metrics.run_finished(run.workflow, run.status.value)

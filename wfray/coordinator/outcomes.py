@@ -1,5 +1,6 @@
 """Applying outcomes: how an attempt ended becomes the next decision of the engine, a
-retry timer, or a step of the saga; every ended attempt is counted for the metrics."""
+retry timer, or a step of the saga; every ended attempt is noted, to be counted for the
+metrics once its rows commit (coordinator.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ from typing import Protocol
 
 from wfray.application.batch import Batch
 from wfray.application.messages import Outcome
-from wfray.application.metrics import Metrics
 from wfray.application.storable import screen
 from wfray.coordinator.compensator import COMPENSATION, Compensator
 from wfray.coordinator.dispatcher import count_failure
 from wfray.coordinator.settings import CoordinatorSettings
-from wfray.coordinator.state import CoordinatorState
+from wfray.coordinator.state import CoordinatorState, EndedAttempt
 from wfray.domain import engine
 from wfray.domain.policy import RetryPolicy
 from wfray.domain.records import WHOLE_STEP, AttemptRecord, TaskRecord
@@ -36,7 +36,6 @@ class OutcomeApplier:
     settings: CoordinatorSettings
     compensator: Compensator
     poisoned: PoisonedOutcomes
-    metrics: Metrics
 
     def apply(self, outcome: Outcome, batch: Batch, now: datetime, touched: set[str]) -> None:
         """How an attempt ended: record it, then let the engine (or the saga) decide what
@@ -88,12 +87,11 @@ class OutcomeApplier:
             duration = (attempt.finished_at - attempt.started_at).total_seconds()
             if state is not None and attempt.kind == "step":
                 self.state.short_steps.finished(state.run.workflow, attempt.step, duration)
-        self.metrics.attempt_finished(
-            state.run.workflow if state else "?",
-            attempt.step,
-            attempt.kind,
-            attempt.status.value,
-            duration,
+        workflow = state.run.workflow if state else "?"
+        self.state.ended_attempts.append(
+            EndedAttempt(
+                attempt.run_id, workflow, attempt.step, attempt.kind, attempt.status.value, duration
+            )
         )
 
     def _failed(
@@ -106,7 +104,7 @@ class OutcomeApplier:
         if decision.retry_at is None or state.finished:  # no retry for a run that ended
             return engine.fail_task(state, task, failure, now)
         changes = engine.schedule_retry(task, failure, decision.retry_at)
-        self.metrics.retry_scheduled(state.run.workflow, task.step)
+        self.state.retries.append((state.run.run_id, state.run.workflow, task.step))
         self.state.timers.retry_at(decision.retry_at, task)
         return changes
 

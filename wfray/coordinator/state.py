@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from wfray.application.batch import Batch
+from wfray.application.metrics import Metrics
 from wfray.coordinator.arguments import ArgumentBuilder
 from wfray.coordinator.settings import CoordinatorSettings
 from wfray.coordinator.shared_tasks import ShortSteps
@@ -21,6 +23,18 @@ from wfray.domain.records import WHOLE_STEP, AttemptKey, AttemptRecord, RunRecor
 from wfray.domain.run_state import Changes, RunState
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
+
+
+@dataclass(frozen=True, slots=True)
+class EndedAttempt:
+    """An attempt that ended, as the metrics count it."""
+
+    run_id: str
+    workflow: str
+    step: str
+    kind: str
+    status: str
+    duration_s: float | None
 
 
 class CoordinatorState:
@@ -40,7 +54,11 @@ class CoordinatorState:
         self.retouch: set[str] = set()  # runs to look at in the next turn (after recovery)
         self.seq = 0  # of the last task queued: the order within a priority
         self.queued_count = 0  # queued tasks, in memory or paged out in the store
-        self.finished: list[RunRecord] = []  # runs that ended this turn, to count
+        # what this turn ended, counted once its rows commit (a run set aside is applied
+        # again next turn: counted then, not twice)
+        self.finished: list[RunRecord] = []  # runs
+        self.ended_attempts: list[EndedAttempt] = []
+        self.retries: list[tuple[str, str, str]] = []  # (run_id, workflow, step) scheduled
         self.fanning: set[str] = set()  # runs with paged fan-outs whose items are not all created
         self.to_collect: list[tuple[str, str]] = []  # paged fan-outs done, read after the commit
         self.collected: list[tuple[str, str, tuple[str | None, str | None]]] = []  # and read
@@ -69,6 +87,22 @@ class CoordinatorState:
         self.undoing -= run_ids
         self.to_collect = [entry for entry in self.to_collect if entry[0] not in run_ids]
         self.collected = [entry for entry in self.collected if entry[0] not in run_ids]
+
+    def count_committed(self, metrics: Metrics, aside: set[str]) -> None:
+        """Count what the turn ended, less what was set aside (applied again, and counted,
+        in a later turn)."""
+        finished, self.finished = self.finished, []
+        ended, self.ended_attempts = self.ended_attempts, []
+        retries, self.retries = self.retries, []
+        for run in finished:
+            if run.run_id not in aside:
+                metrics.run_finished(run.workflow, run.status.value)
+        for a in ended:
+            if a.run_id not in aside:
+                metrics.attempt_finished(a.workflow, a.step, a.kind, a.status, a.duration_s)
+        for run_id, workflow, step in retries:
+            if run_id not in aside:
+                metrics.retry_scheduled(workflow, step)
 
     # -- runs ------------------------------------------------------------------------------
 
