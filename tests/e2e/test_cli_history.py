@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,15 +21,20 @@ import pytest
 from tests.fixtures import flows
 from wfray.adapters.memory.executor import InlineExecutor
 from wfray.adapters.sqlalchemy.store import SqlRunStore
+from wfray.application.batch import Batch
 from wfray.application.messages import SubmitRequest
 from wfray.bootstrap import SystemClock
 from wfray.coordinator.coordinator import Coordinator
+from wfray.domain.records import RunRecord
+from wfray.domain.status import RunStatus
 from wfray.entrypoints.cli_show import SHOW_LIMIT
 
 RUN_ID = "run-long"
 ITEMS, ATTEMPTS = 200, 10
 TASKS = 1 + 1 + ITEMS + 1  # history_of, the fan-out's group row, its items, retried_total
 ALL_ATTEMPTS = 1 + ITEMS * ATTEMPTS + 1
+CHILDREN = 30
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def fill_store(url: str) -> None:
@@ -43,6 +49,15 @@ def fill_store(url: str) -> None:
         (view,) = await asyncio.wait_for(coordinator.wait([RUN_ID], 120), 130)
         assert view.status.value == "completed", view
         await coordinator.stop()
+        children = Batch()
+        for i in range(CHILDREN):  # as its steps would have started them, one a second
+            children.insert_run(
+                RunRecord(
+                    f"{RUN_ID}-child-{i:02d}", "long_history", "1", RunStatus.COMPLETED, "null",
+                    T0 + timedelta(seconds=i), parent_run_id=RUN_ID,
+                )
+            )  # fmt: skip
+        store.commit(children)
         store.close()
 
     asyncio.run(run())
@@ -102,6 +117,18 @@ def test_show_json_is_the_same_page_with_what_it_left_out(long_run: dict[str, st
     assert len(page["tasks"]) + len(page["attempts"]) == 50
     assert page["attempts_not_shown"] == ALL_ATTEMPTS - len(page["attempts"])
     assert page["tasks_not_shown"] == TASKS - len(page["tasks"])
+
+
+def test_show_json_reads_the_first_child_runs_and_says_whether_there_are_more(
+    long_run: dict[str, str],
+) -> None:
+    few = json.loads(wfray_cli(long_run, "show", RUN_ID, "--json", "--limit", "10").stdout)
+    names = [f"{RUN_ID}-child-{i:02d}" for i in range(CHILDREN)]
+    assert [child["run_id"] for child in few["children"]] == names[:10]  # oldest first
+    assert few["more_child_runs"] is True
+    every = json.loads(wfray_cli(long_run, "show", RUN_ID, "--json", "--limit", "40").stdout)
+    assert [child["run_id"] for child in every["children"]] == names
+    assert every["more_child_runs"] is False
 
 
 def test_show_all_and_a_large_limit_print_everything(long_run: dict[str, str]) -> None:

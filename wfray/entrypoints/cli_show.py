@@ -37,6 +37,7 @@ def show(ctx: CliContext, args: argparse.Namespace) -> int:
     run = run_or_exit(queries, resolve_run_id(queries.store, args.run_id))
     schema = queries.store.get_workflow(run.workflow, run.version)
     after = {step.name: list(step.after) for step in schema.steps} if schema else {}
+    more_children = False
     if args.all:
         detail = queries.run_detail(run.run_id)
         hidden_tasks = hidden_attempts = 0
@@ -44,10 +45,11 @@ def show(ctx: CliContext, args: argparse.Namespace) -> int:
         detail = first_page(queries, run, list(after), args.limit)
         tasks, attempts = queries.store.count_history(run.run_id)
         hidden_tasks, hidden_attempts = tasks - len(detail.tasks), attempts - len(detail.attempts)
+        more_children = len(detail.children) > args.limit
+        del detail.children[args.limit :]
     if args.json:
-        print_json(
-            plain(detail) | {"tasks_not_shown": hidden_tasks, "attempts_not_shown": hidden_attempts}
-        )
+        hidden = {"tasks_not_shown": hidden_tasks, "attempts_not_shown": hidden_attempts}
+        print_json(plain(detail) | hidden | {"more_child_runs": more_children})
         return Exit.OK
     console.print(run_tree(detail, after))
     if hidden_tasks or hidden_attempts:
@@ -83,7 +85,7 @@ def first_page(queries: Queries, run: RunRecord, steps: Sequence[str], limit: in
         run=run,
         tasks=chosen_tasks,
         attempts=chosen_attempts,
-        children=store.child_runs([run.run_id]),
+        children=store.child_runs([run.run_id], limit + 1),  # one more: are there more?
         claims=store.claims_of([run.run_id], limit),
     )
 

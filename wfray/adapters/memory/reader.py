@@ -76,12 +76,14 @@ class InMemoryRunReader(InMemoryStoreBase):
             found = sorted(rid for rid in self._runs if rid.startswith(prefix))
         return found[:limit]
 
-    def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
+    def child_runs(
+        self, parent_run_ids: Sequence[str], limit: int | None = None
+    ) -> list[RunRecord]:
         wanted = set(parent_run_ids)
         with self._lock:
-            found = [copy.copy(r) for r in self._runs.values() if r.parent_run_id in wanted]
+            found = [r for r in self._runs.values() if r.parent_run_id in wanted]
         found.sort(key=lambda r: (r.created_at, r.run_id))
-        return found
+        return [copy.copy(r) for r in found[:limit]]
 
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
         wanted = set(run_ids)

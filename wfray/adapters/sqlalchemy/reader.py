@@ -157,8 +157,18 @@ class SqlRunReader(SqlFanOutReader):
             )
         return self._bytewise_collation
 
-    def child_runs(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
-        """The runs started by steps of these runs, oldest first."""
+    def child_runs(
+        self, parent_run_ids: Sequence[str], limit: int | None = None
+    ) -> list[RunRecord]:
+        if limit is not None:  # a few parents (a run shown): the database keeps the first
+            query = (
+                sa.select(runs)
+                .where(runs.c.parent_run_id.in_(list(dict.fromkeys(parent_run_ids))))
+                .order_by(runs.c.created_at, self._run_id_order)
+                .limit(limit)
+            )
+            with self._errors(), self._engine.connect() as conn:
+                return rows.to_runs(conn.execute(query))
         children = self._rows_in(sa.select(runs), runs.c.parent_run_id, parent_run_ids)
         found = rows.to_runs(children)
         found.sort(key=lambda r: (r.created_at, r.run_id))
