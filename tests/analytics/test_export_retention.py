@@ -179,18 +179,24 @@ def test_exports_mask_credentials_and_the_store_keeps_them(sqlite_url: str, tmp_
     engine.dispose()
 
 
-def test_retention_deletes_the_claims_of_the_runs_it_deletes_and_no_others(
-    store_url: str,
-) -> None:
-    from wfray.adapters.sqlalchemy.store import SqlRunStore
-    from wfray.domain.claims import Holder, StepLiveness, decide
-
+def old_and_kept(store_url: str) -> tuple[list[str], list[str]]:
+    """A history of 40 runs over two days: those retention of 12 hours deletes, the rest."""
     generate_history(store_url, runs=40, days=2, seed=3, active=2, now=T0)
     runs = read_table(store_url, "runs").to_pylist()
     cutoff = T0 - timedelta(hours=12)
     old = [r["run_id"] for r in runs if r["status"] in FINISHED and r["finished_at"] < cutoff]
     kept = [r["run_id"] for r in runs if r["run_id"] not in old]
     assert old and kept
+    return old, kept
+
+
+def test_retention_deletes_the_claims_of_the_runs_it_deletes_and_no_others(
+    store_url: str,
+) -> None:
+    from wfray.adapters.sqlalchemy.store import SqlRunStore
+    from wfray.domain.claims import Holder, StepLiveness, decide
+
+    old, kept = old_and_kept(store_url)
     store = SqlRunStore(store_url)
     try:
         for i, run_id in enumerate([old[0], kept[0]]):
@@ -212,12 +218,7 @@ def test_retention_deletes_the_quarantined_outcomes_of_the_runs_it_deletes_and_n
 ) -> None:
     from wfray.adapters.sqlalchemy import tables
 
-    generate_history(store_url, runs=40, days=2, seed=3, active=2, now=T0)
-    runs = read_table(store_url, "runs").to_pylist()
-    cutoff = T0 - timedelta(hours=12)
-    old = [r["run_id"] for r in runs if r["status"] in FINISHED and r["finished_at"] < cutoff]
-    kept = [r["run_id"] for r in runs if r["run_id"] not in old]
-    assert old and kept
+    old, kept = old_and_kept(store_url)
     engine = sa.create_engine(store_url)
     try:
         with engine.begin() as conn:

@@ -160,19 +160,17 @@ class SqlRunReader(SqlFanOutReader):
     def child_runs(
         self, parent_run_ids: Sequence[str], limit: int | None = None
     ) -> list[RunRecord]:
-        if limit is not None:  # a few parents (a run shown): the database keeps the first
-            query = (
-                sa.select(runs)
-                .where(runs.c.parent_run_id.in_(list(dict.fromkeys(parent_run_ids))))
-                .order_by(runs.c.created_at, self._run_id_order)
-                .limit(limit)
+        if limit is None:
+            found = rows.to_runs(
+                self._rows_in(sa.select(runs), runs.c.parent_run_id, parent_run_ids)
             )
-            with self._errors(), self._engine.connect() as conn:
-                return rows.to_runs(conn.execute(query))
-        children = self._rows_in(sa.select(runs), runs.c.parent_run_id, parent_run_ids)
-        found = rows.to_runs(children)
-        found.sort(key=lambda r: (r.created_at, r.run_id))
-        return found
+            return sorted(found, key=lambda r: (r.created_at, r.run_id))
+        parents = runs.c.parent_run_id.in_(list(dict.fromkeys(parent_run_ids)))  # a run shown
+        oldest = (runs.c.created_at, self._run_id_order)
+        with self._errors(), self._engine.connect() as conn:
+            return rows.to_runs(
+                conn.execute(sa.select(runs).where(parents).order_by(*oldest).limit(limit))
+            )
 
     def get_tasks(self, run_ids: Sequence[str]) -> list[TaskRecord]:
         found = rows.to_tasks(self._rows_in(sa.select(tasks), tasks.c.run_id, run_ids))
