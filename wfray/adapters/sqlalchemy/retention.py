@@ -32,8 +32,8 @@ from wfray.domain.status import RUN_FINISHED
 FINISHED = sorted(status.value for status in RUN_FINISHED)
 # Children before parents: attempts reference tasks, tasks reference runs. A deleted run's
 # claims (done or died: the run finished) go with it; a claim protects its key only as long
-# as its holder's run is kept, and the claims of other runs are never touched.
-# a run's quarantined outcomes (diagnostics, not archived) go with it: no foreign key holds them
+# as its holder's run is kept, and the claims of other runs are never touched. Its
+# quarantined outcomes (diagnostics, not archived; no foreign key) go with it too.
 DELETE_ORDER = (logs, attempts, tasks, claims, runs, outcome_quarantine)
 
 
