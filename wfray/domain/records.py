@@ -133,6 +133,31 @@ class AttemptRecord:
         return (self.step, self.map_index)
 
 
+# Fields a run or task is given when it is created and that nothing changes afterwards:
+# stores write them with the first row only, so an update leaves the indexes on them alone
+# (on SQLite an update rewrites the index entries of every column it sets, changed or not).
+# tests/unit/test_fixed_fields.py finds every assignment to them in wfray.
+RUN_FIXED = (
+    "workflow",
+    "version",
+    "input_json",
+    "created_at",
+    "queue",
+    "priority",
+    "idempotency_key",
+    "concurrency_key",
+    "parent_run_id",
+    "trigger",
+    "trigger_id",
+    "retry_json",
+    "deadline_at",
+    "request_hash",
+    "unique_key",
+    "env_hash",
+)
+TASK_FIXED = ("pool", "created_at", "queue", "priority", "concurrency_key")
+
+
 @dataclass(slots=True)
 class LogRecord:
     run_id: str

@@ -9,13 +9,23 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from wfray.adapters.memory.store_base import InMemoryStoreBase
 from wfray.application.batch import Batch, RejectedRow
 from wfray.application.quarantine import APPLYING, PENDING, QuarantinedOutcome
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.errors import StaleWriteError, StoreRejectedError
-from wfray.domain.records import AttemptKey, AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
+from wfray.domain.records import (
+    RUN_FIXED,
+    TASK_FIXED,
+    AttemptKey,
+    AttemptRecord,
+    LogRecord,
+    RunRecord,
+    TaskRecord,
+    as_row,
+)
 from wfray.domain.workflow import WorkflowSchema
 
 
@@ -33,11 +43,11 @@ class InMemoryRunWriter(InMemoryStoreBase):
                     if run.idempotency_key is not None:
                         self._keys[run.idempotency_key] = run.run_id
             for run, _ in batch.run_updates.values():
-                self._runs[run.run_id] = copy.copy(run)
+                self._runs[run.run_id] = _updated(run, self._runs.get(run.run_id), RUN_FIXED)
             for key, task in batch.new_tasks.items():
                 self._tasks.setdefault(key, copy.copy(task))
             for key, (task, _) in batch.task_updates.items():
-                self._tasks[key] = copy.copy(task)
+                self._tasks[key] = _updated(task, self._tasks.get(key), TASK_FIXED)
             for akey, attempt in batch.new_attempts.items():
                 self._attempts.setdefault(akey, copy.copy(attempt))
             for akey, (attempt, _) in batch.attempt_updates.items():
@@ -185,6 +195,16 @@ class InMemoryRunWriter(InMemoryStoreBase):
             return True
 
 
+def _updated(record: Updated, stored: Updated | None, fixed: tuple[str, ...]) -> Updated:
+    """The row an update leaves: the record's, but for the fields fixed at creation, which
+    stay as its insert wrote them (as the SQL stores write no update to them)."""
+    row = copy.copy(record)
+    if stored is not None:
+        for name in fixed:
+            setattr(row, name, getattr(stored, name))
+    return row
+
+
 def _log_keys(lines: list[LogRecord]) -> list[tuple[tuple[object, ...], LogRecord]]:
     """Each line with its identity: its fields plus its occurrence among identical lines of
     the batch (the SQL store hashes the same into its `line_key`)."""
@@ -207,6 +227,7 @@ def _st(record: RunRecord | TaskRecord | AttemptRecord | None) -> str:
 
 _INT64 = 2**63
 Record = RunRecord | TaskRecord | AttemptRecord
+Updated = TypeVar("Updated", RunRecord, TaskRecord)
 
 
 def _problem(value: object) -> str | None:

@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord, as_row
+from wfray.domain.records import (
+    RUN_FIXED,
+    TASK_FIXED,
+    AttemptRecord,
+    LogRecord,
+    RunRecord,
+    TaskRecord,
+    as_row,
+)
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 
 RUN_PK = ("run_id",)
@@ -31,6 +39,8 @@ RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
 TASK_FIELDS = tuple(f.name for f in fields(TaskRecord))
 ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
 LOG_FIELDS = tuple(f.name for f in fields(LogRecord))
+# what an update leaves as the insert wrote it, by table
+FIXED: dict[str, tuple[str, ...]] = {"runs": RUN_FIXED, "tasks": TASK_FIXED, "attempts": ()}
 # What identifies a line before it is stored (the store gives it its `id`).
 LOG_IDENTITY = tuple(name for name in LOG_FIELDS if name != "id")
 
@@ -88,10 +98,16 @@ def params(record: RunRecord | TaskRecord | AttemptRecord) -> dict[str, Any]:
 
 
 def update_params(
-    record: RunRecord | TaskRecord | AttemptRecord, pk: tuple[str, ...], expected: str
+    record: RunRecord | TaskRecord | AttemptRecord,
+    pk: tuple[str, ...],
+    expected: str,
+    fixed: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Parameters of a compare-and-set update: `k_*` name the row, the rest are the SET."""
+    """Parameters of a compare-and-set update: `k_*` name the row, the rest are the SET
+    (less the `fixed` fields, which Core would otherwise add to it)."""
     row = params(record)
+    for name in fixed:
+        del row[name]
     for name in pk:
         row[f"k_{name}"] = row.pop(name)
     row["k_expected"] = expected

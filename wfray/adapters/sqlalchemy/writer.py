@@ -169,7 +169,8 @@ class SqlRunWriter(SqlStoreBase):
                 return
         else:
             stmt = self._update_stmt(table, pk)
-            values = [rows.update_params(record, pk, expected) for record, expected in items]
+            fixed = rows.FIXED[table.name]
+            values = [rows.update_params(r, pk, expected, fixed) for r, expected in items]
             result = conn.execute(stmt, values)
             sane = self._sane_multi_rowcount or len(values) == 1
             if sane and result.rowcount == len(values):
@@ -189,13 +190,14 @@ class SqlRunWriter(SqlStoreBase):
     def _update_stmt(self, table: sa.Table, pk: tuple[str, ...]) -> Any:
         key = ("update", table.name)
         if key not in self._statements:
+            written = {c.name for c in table.c} - set(pk) - set(rows.FIXED[table.name])
             self._statements[key] = (
                 table.update()
                 .where(
                     *(table.c[name] == sa.bindparam(f"k_{name}") for name in pk),
                     table.c.status.in_([sa.bindparam("k_expected"), sa.bindparam("k_new")]),
                 )
-                .values({c.name: sa.bindparam(c.name) for c in table.c if c.name not in pk})
+                .values({c.name: sa.bindparam(c.name) for c in table.c if c.name in written})
             )
         return self._statements[key]
 
