@@ -24,7 +24,7 @@ from wfray.adapters.memory.store import InMemoryRunStore
 from wfray.adapters.ray import client as client_module
 from wfray.adapters.ray.client import RayClient
 from wfray.application.client_commands import Submit
-from wfray.application.messages import Outcome, SubmitRequest, SubmitResult
+from wfray.application.messages import Outcome, RunView, SubmitRequest, SubmitResult
 from wfray.application.wire import seal
 from wfray.config import load_settings
 from wfray.coordinator import dispatcher
@@ -45,10 +45,15 @@ class CountingStore(InMemoryRunStore):
     def __init__(self) -> None:
         super().__init__()
         self.looked_up: list[str] = []
+        self.viewed: list[str] = []  # runs whose views only were read
 
     def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
         self.looked_up.extend(run_ids)
         return super().find_runs(run_ids)
+
+    def find_views(self, run_ids: Sequence[str]) -> dict[str, RunView]:
+        self.viewed.extend(run_ids)
+        return super().find_views(run_ids)
 
 
 @asynccontextmanager
@@ -81,6 +86,25 @@ def test_a_fresh_run_id_is_not_looked_up_and_a_resent_one_is() -> None:
     assert resent == [SubmitResult("new-1", False)]
     assert store.looked_up == ["new-1"]  # only the resend asked the store
     assert len(store.get_attempts("new-1")) == 1
+
+
+def test_a_wait_for_a_run_no_longer_in_memory_reads_its_view_not_its_row() -> None:
+    """Its input may be large, and a deep backlog's runs wait in the store."""
+
+    async def scenario() -> tuple[list[RunView], CountingStore, bool]:
+        store = CountingStore()
+        async with coordinator(store) as c:
+            await c.submit([request("gone-1", fresh_id=True)])
+            await c.wait(["gone-1"], 5)
+            held = "gone-1" in c.state.runs
+            store.looked_up.clear()
+            views = await c.wait(["gone-1"], 5)
+        return views, store, held
+
+    views, store, held = run(scenario)
+    assert not held  # finished, so let go of: the second wait asks the store
+    assert [(v.run_id, v.status) for v in views] == [("gone-1", RunStatus.COMPLETED)]
+    assert store.viewed == ["gone-1"] and store.looked_up == []
 
 
 def test_a_fresh_id_that_is_already_active_still_makes_no_second_run() -> None:

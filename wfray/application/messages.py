@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from wfray.domain.records import LogRecord, WorkerIdentity
+from wfray.domain.records import LogRecord, RunRecord, WorkerIdentity
 from wfray.domain.status import AttemptStatus, RunStatus
 
 # What a dispatch carries as its runtime env when the run's could not be read from the
@@ -72,6 +72,18 @@ class RunView:
     result_ref: str | None = None
     error: str | None = None
     version: str | None = None  # the DAG's shape, and the code's identity (code_env.py)
+
+
+def view_of(run: RunRecord) -> RunView:
+    return RunView(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=run.status,
+        result_json=run.result_json,
+        result_ref=run.result_ref,
+        error=run.error,
+        version=run.shown_version,
+    )
 
 
 @dataclass(slots=True)

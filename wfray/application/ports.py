@@ -57,6 +57,10 @@ class RunLookup(Protocol):
         ...
 
     def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]: ...
+    def find_views(self, run_ids: Sequence[str]) -> dict[str, RunView]:
+        """What callers waiting for these runs are told of them (never their input)."""
+        ...
+
     def child_runs(
         self, parent_run_ids: Sequence[str], limit: int | None = None
     ) -> list[RunRecord]:

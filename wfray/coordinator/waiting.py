@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from wfray.application.messages import RunView
+from wfray.application.messages import RunView, view_of
 from wfray.coordinator.durable import DurableStore
 from wfray.coordinator.state import CoordinatorState
 from wfray.domain.records import RunRecord
@@ -52,13 +52,13 @@ class Waiting:
         await self.durable.committed()
         runs = self.state.runs
         missing = [rid for rid in run_ids if rid not in runs]
-        stored = await self.durable.call(self.durable.store.find_runs, missing) if missing else {}
+        stored = await self.durable.call(self.durable.store.find_views, missing) if missing else {}
         views = []
         for rid in run_ids:
             if rid in runs:
                 views.append(view_of(runs[rid].run))
             elif rid in stored:
-                views.append(view_of(stored[rid]))
+                views.append(stored[rid])
         return views
 
     def finished(self, run: RunRecord) -> None:
@@ -67,15 +67,3 @@ class Waiting:
         for future in self.waiters.pop(run.run_id, []):
             if not future.done():
                 future.set_result(view)
-
-
-def view_of(run: RunRecord) -> RunView:
-    return RunView(
-        run_id=run.run_id,
-        workflow=run.workflow,
-        status=run.status,
-        result_json=run.result_json,
-        result_ref=run.result_ref,
-        error=run.error,
-        version=run.shown_version,
-    )

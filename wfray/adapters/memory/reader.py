@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from wfray.adapters.memory.store_base import InMemoryStoreBase
+from wfray.application.messages import RunView, view_of
 from wfray.application.quarantine import APPLYING, PENDING, QuarantinedOutcome
 from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
@@ -47,6 +48,10 @@ class InMemoryRunReader(InMemoryStoreBase):
     def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
         with self._lock:
             return {rid: copy.copy(self._runs[rid]) for rid in run_ids if rid in self._runs}
+
+    def find_views(self, run_ids: Sequence[str]) -> dict[str, RunView]:
+        with self._lock:
+            return {rid: view_of(self._runs[rid]) for rid in run_ids if rid in self._runs}
 
     def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]:
         with self._lock:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
 from wfray.adapters.sqlalchemy import claims, quarantine, rows, unique
-from wfray.adapters.sqlalchemy.fanout_reads import SqlFanOutReader
-from wfray.adapters.sqlalchemy.store_base import chunks
+from wfray.adapters.sqlalchemy.paging_reads import SqlPagingReader
 from wfray.adapters.sqlalchemy.tables import (
     attempts,
     counters,
@@ -28,7 +26,7 @@ from wfray.application.quarantine import QuarantinedOutcome
 from wfray.application.views import StoreFacts
 from wfray.domain.claims import ClaimRecord
 from wfray.domain.reads import LogQuery, RunFilter
-from wfray.domain.records import AttemptRecord, LogRecord, QueuedTask, RunRecord, TaskRecord
+from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
 from wfray.domain.status import ACTIVE_RUNS, AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import WorkflowSchema
 
@@ -42,12 +40,9 @@ SELECT datcollate IN ('C', 'POSIX', 'C.UTF-8', 'C.utf8')
        AND to_jsonb(d) ->> 'datlocprovider' IS DISTINCT FROM 'i'
 FROM pg_database AS d WHERE datname = current_database()
 """
-COMPLETED = TaskStatus.COMPLETED.value
-# a wide fan-out's items that stay in the store when its run is loaded (paged in if undone)
-AT_REST = (COMPLETED, TaskStatus.COMPENSATED.value)
 
 
-class SqlRunReader(SqlFanOutReader):
+class SqlRunReader(SqlPagingReader):
     """Reads through the plain engine; writes nothing."""
 
     _bytewise_collation: bool | None = None
@@ -82,22 +77,6 @@ class SqlRunReader(SqlFanOutReader):
         with self._errors(), self._engine.connect() as conn:
             found = conn.execute(query).all()
         return [WorkflowSchema.model_validate_json(row.schema_json) for row in sorted(found)]
-
-    def _rows_in(
-        self, query: sa.Select[Any], column: sa.ColumnElement[Any], keys: Sequence[str]
-    ) -> list[sa.Row[Any]]:
-        """The rows of `query` whose `column` is one of `keys`, each key asked once, in
-        chunks (a database bounds the parameters of one statement)."""
-        found: list[sa.Row[Any]] = []
-        with self._errors(), self._engine.connect() as conn:
-            for chunk in chunks(list(dict.fromkeys(keys))):
-                found.extend(conn.execute(query.where(column.in_(chunk))))
-        return found
-
-    def find_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
-        found = self._rows_in(sa.select(runs), runs.c.run_id, run_ids)
-        by_id = {run.run_id: run for run in rows.to_runs(found)}
-        return {rid: by_id[rid] for rid in run_ids if rid in by_id}
 
     def find_idempotency_keys(self, keys: Sequence[str]) -> dict[str, str]:
         query = sa.select(runs.c.idempotency_key, runs.c.run_id)
@@ -232,51 +211,6 @@ class SqlRunReader(SqlFanOutReader):
         with self._errors(), self._engine.connect() as conn:
             return [rows.to_log(row._mapping) for row in conn.execute(query)]
 
-    def live_tasks(
-        self, run_ids: Sequence[str], window: int
-    ) -> tuple[list[TaskRecord], dict[tuple[str, str], tuple[int, int]]]:
-        found: list[TaskRecord] = []
-        counts: dict[tuple[str, str], tuple[int, int]] = {}
-        with self._errors(), self._engine.connect() as conn:
-            for chunk in chunks(list(dict.fromkeys(run_ids))):
-                whole = sa.select(tasks).where(tasks.c.run_id.in_(chunk), tasks.c.map_index < 0)
-                groups = rows.to_tasks(conn.execute(whole))
-                found.extend(groups)
-                # only a step with a map count has items: runs without one need no more reads
-                # (most of a backlog: two queries fewer per chunk of its runs)
-                mapped = [g for g in groups if g.map_count is not None]
-                if mapped:
-                    found.extend(self._live_items(conn, mapped, window, counts))
-        found.sort(key=rows.task_order)
-        return found, counts
-
-    @staticmethod
-    def _live_items(
-        conn: sa.Connection,
-        groups: list[TaskRecord],
-        window: int,
-        counts: dict[tuple[str, str], tuple[int, int]],
-    ) -> list[TaskRecord]:
-        """The items of these fan-outs less the completed (and undone) ones of those wider
-        than `window`, which stay in the store and are counted in `counts` instead."""
-        mine = tasks.c.run_id.in_(sorted({g.run_id for g in groups}))
-        done = sa.func.sum(sa.case((tasks.c.status == COMPLETED, 1), else_=0))
-        counted = (
-            sa.select(tasks.c.run_id, tasks.c.step, sa.func.count(), done)
-            .where(mine, tasks.c.map_index >= 0)
-            .group_by(tasks.c.run_id, tasks.c.step)
-        )
-        for run_id, step, stored, completed in conn.execute(counted):
-            counts[(run_id, step)] = (int(stored), int(completed or 0))
-        wide = [
-            (g.run_id, g.step) for g in groups if g.map_count is not None and g.map_count > window
-        ]
-        items = sa.select(tasks).where(mine, tasks.c.map_index >= 0)
-        if wide:  # their completed (or undone) items stay in the store (counted)
-            narrow = sa.tuple_(tasks.c.run_id, tasks.c.step).not_in(wide)
-            items = items.where(sa.or_(tasks.c.status.not_in(AT_REST), narrow))
-        return rows.to_tasks(conn.execute(items))
-
     def load_active(
         self, with_tasks: bool = True
     ) -> tuple[list[RunRecord], list[TaskRecord], list[AttemptRecord]]:
@@ -297,24 +231,6 @@ class SqlRunReader(SqlFanOutReader):
         found_tasks.sort(key=rows.task_order)
         found_attempts.sort(key=lambda a: (a.run_id, *rows.attempt_order(a)))
         return found_runs, found_tasks, found_attempts
-
-    def page_queued(
-        self, queue: str, after: tuple[int, int] | None, limit: int
-    ) -> list[QueuedTask]:
-        # where they stand only: their rows come with their runs' (live_tasks), read once
-        place = (tasks.c.run_id, tasks.c.step, tasks.c.map_index, tasks.c.priority, tasks.c.seq)
-        query = sa.select(*place).where(tasks.c.status == QUEUED, tasks.c.queue == queue)
-        if after is not None:
-            priority, seq = after
-            query = query.where(
-                sa.or_(
-                    tasks.c.priority < priority,
-                    sa.and_(tasks.c.priority == priority, tasks.c.seq > seq),
-                )
-            )
-        query = query.order_by(tasks.c.priority.desc(), tasks.c.seq.asc()).limit(limit)
-        with self._errors(), self._engine.connect() as conn:
-            return [QueuedTask(*row) for row in conn.execute(query)]
 
     def pending_deadlines(self) -> list[tuple[str, datetime]]:
         unfinished = [s.value for s in RunStatus if not s.finished]
