@@ -483,6 +483,23 @@ def test_load_active(store: RunStore) -> None:
     assert [(a.run_id, a.step, a.attempt) for a in attempts] == [("run", "b", 2)]
 
 
+def test_running_attempts_are_those_of_the_runs_asked_for_and_running(store: RunStore) -> None:
+    commit(
+        store,
+        make_run("a", status=RunStatus.RUNNING),
+        make_run("b", status=RunStatus.RUNNING),
+        make_task("a", "x", status=TaskStatus.RUNNING),
+        make_task("b", "x", status=TaskStatus.RUNNING),
+        make_attempt("a", "x", 1, status=AttemptStatus.FAILED),
+        make_attempt("a", "x", 2),
+        make_attempt("b", "x", 1),
+    )
+    found = store.running_attempts(["a", "nobody", "a"])
+    assert [(at.run_id, at.attempt, at.status) for at in found] == [("a", 2, AttemptStatus.RUNNING)]
+    assert sorted(at.run_id for at in store.running_attempts(["a", "b"])) == ["a", "b"]
+    assert store.running_attempts([]) == []
+
+
 def test_load_active_without_tasks(store: RunStore) -> None:
     commit(store, make_run("run", status=RunStatus.RUNNING), make_task("run", "a"))
     runs, tasks, _ = store.load_active(False)

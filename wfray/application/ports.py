@@ -148,6 +148,10 @@ class RunLedger(RunLookup, Protocol):
         `with_tasks`: then none), running attempts."""
         ...
 
+    def running_attempts(self, run_ids: Sequence[str]) -> list[AttemptRecord]:
+        """The running attempts of these runs (each run's history is not read)."""
+        ...
+
     def live_tasks(
         self, run_ids: Sequence[str], window: int
     ) -> tuple[list[TaskRecord], dict[tuple[str, str], tuple[int, int]]]:

@@ -145,10 +145,10 @@ class Reconciler:
         memory.unload(run_ids)
         found = await durable.call(store.find_runs, sorted(run_ids))
         states = await self.loader.adopt(list(found.values()))
-        _, _, attempts = await durable.call(store.load_active, False)
+        attempts = await durable.call(store.running_attempts, sorted(run_ids))
         # their heartbeats stay watched as they were (a worker still starting keeps its
         # grace); a watch of an attempt not held any more is passed over when it comes due
-        self._hold(states, [a for a in attempts if a.run_id in run_ids], rewatch=False)
+        self._hold(states, attempts, rewatch=False)
         for state in states:
             run = state.run
             if run.deadline_at is not None and not run.status.finished:

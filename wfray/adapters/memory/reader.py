@@ -211,6 +211,15 @@ class InMemoryRunReader(InMemoryStoreBase):
             ]
         return runs, tasks, attempts
 
+    def running_attempts(self, run_ids: Sequence[str]) -> list[AttemptRecord]:
+        wanted = set(run_ids)
+        with self._lock:
+            return [
+                copy.copy(a)
+                for a in self._attempts.values()
+                if a.run_id in wanted and a.status == AttemptStatus.RUNNING
+            ]
+
     def page_queued(
         self, queue: str, after: tuple[int, int] | None, limit: int
     ) -> list[QueuedTask]:

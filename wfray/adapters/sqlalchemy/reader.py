@@ -180,6 +180,10 @@ class SqlRunReader(SqlPagingReader):
         with self._errors(), self._engine.connect() as conn:
             return rows.to_tasks(conn.execute(query))
 
+    def running_attempts(self, run_ids: Sequence[str]) -> list[AttemptRecord]:
+        running = sa.select(attempts).where(attempts.c.status == AttemptStatus.RUNNING.value)
+        return rows.to_attempts(self._rows_in(running, attempts.c.run_id, run_ids))
+
     def page_attempts(
         self, run_id: str, after: tuple[str, int, int] | None, limit: int
     ) -> list[AttemptRecord]:
