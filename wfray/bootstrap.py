@@ -135,6 +135,7 @@ def coordinator_settings(settings: Settings) -> CoordinatorSettings:
         memory_cap=settings.memory_cap,
         max_backlog=settings.max_backlog,
         max_map_items=settings.max_map_items,
+        max_result_bytes=settings.max_result_bytes,
         quarantine_after_deaths=settings.quarantine_after_deaths,
         default_retry=settings.default_retry,
         share_short_steps=settings.cpu_attempts_per_task > 1,

@@ -39,7 +39,8 @@ class Settings:
         blob_root: folder or pyarrow filesystem URI (s3://...) for large results.
         blob_threshold_bytes: results larger than this go to the blob store.
         max_result_bytes: a step's result larger than this (as JSON) fails its attempt,
-            without retry, naming the limit (WFRAY_MAX_RESULT_BYTES).
+            without retry, naming the limit (WFRAY_MAX_RESULT_BYTES); so do the collected
+            results of a paged fan-out that is the run's result.
         max_map_items: a list larger than this, mapped over by a later step, fails the step
             that returned it, without retry, naming the limit: past it a fan-out is better
             split into child runs (its rows, its collected results) (WFRAY_MAX_MAP_ITEMS).

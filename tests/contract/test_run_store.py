@@ -21,6 +21,7 @@ from wfray.application.ports import RunStore
 from wfray.domain.errors import SchemaOutdatedError, StaleWriteError, StoreUnavailableError
 from wfray.domain.reads import LogQuery, RunFilter
 from wfray.domain.records import AttemptRecord, LogRecord, RunRecord, TaskRecord
+from wfray.domain.results import CollectionTooLarge
 from wfray.domain.status import AttemptStatus, RunStatus, TaskStatus
 from wfray.domain.workflow import StepSchema, WorkflowSchema
 
@@ -577,6 +578,12 @@ def test_collect_items_reads_results_in_map_order(store: RunStore) -> None:
         '{"list": [{"json": "[1]"}, {"blob": "file:///x/1"}]}',
     )
     assert store.collect_items("nope", "m") == ("[]", None)
+    # past the limit it stops reading: the coordinator never holds more than that
+    assert store.collect_items("j", "m", 23) == ('["0","1","2",null,"10"]', None)
+    with pytest.raises(CollectionTooLarge):
+        store.collect_items("j", "m", 22)
+    with pytest.raises(CollectionTooLarge):
+        store.collect_items("b", "m", 10)
 
 
 def test_item_results_read_a_page_of_completed_items_from_an_index(store: RunStore) -> None:

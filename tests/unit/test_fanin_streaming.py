@@ -49,9 +49,11 @@ class CountingStore(InMemoryRunStore):
         self.rows[step] += len(page)
         return page
 
-    def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
+    def collect_items(
+        self, run_id: str, step: str, limit: int | None = None
+    ) -> tuple[str | None, str | None]:
         self.whole_reads += 1
-        return super().collect_items(run_id, step)
+        return super().collect_items(run_id, step, limit)
 
 
 class Recording(InlineExecutor):

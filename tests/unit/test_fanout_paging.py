@@ -141,6 +141,29 @@ def test_a_mapped_sink_wider_than_the_cap_gives_the_run_its_whole_list() -> None
     assert json.loads(view.result_json or "null") == [i * i for i in range(500)]
 
 
+def test_a_mapped_sink_whose_results_pass_the_result_limit_fails_naming_it() -> None:
+    """The run's result is its sink's whole list, which the coordinator collects into one
+    text: past WFRAY_MAX_RESULT_BYTES it stops reading and the step fails, not retried."""
+
+    async def scenario() -> tuple[RunView, RunView, InMemoryRunStore]:
+        async with coordinator(InMemoryRunStore(), max_result_bytes=10_000) as c:
+            await c.submit([request("fits", 500, wide_flows.wide_sink)])
+            fits = await finish(c, "fits")
+        store = InMemoryRunStore()
+        async with coordinator(store, max_result_bytes=1_000) as c:
+            await c.submit([request("over", 500, wide_flows.wide_sink)])
+            return fits, await finish(c, "over"), store
+
+    fits, over, store = run(scenario)
+    assert fits.status is RunStatus.COMPLETED, fits.error
+    assert json.loads(fits.result_json or "null") == [i * i for i in range(500)]
+    assert over.status is RunStatus.FAILED and over.result_json is None
+    error = over.error or ""
+    assert "wfray.ResultTooLargeError" in error and "WFRAY_MAX_RESULT_BYTES" in error, error
+    assert "the 500 items of step 'square'" in error and "1,000 bytes" in error, error
+    assert [t.attempts for t in items(store, "over", "square")] == [1] * 500  # none retried
+
+
 def test_a_failed_item_stops_the_paged_fan_out_and_a_resume_finishes_it() -> None:
     count = 1_000
 

@@ -75,10 +75,12 @@ def test_after_a_crash_mid_compensation_a_new_coordinator_undoes_the_rest_once_e
         first = InlineExecutor()
         async with coordinator(store, first) as c:
             await c.submit([request("undo", count, wide_flows.wide_undo, nap_s=0.002)])
-            while sum(undone.values()) < 400:
-                await asyncio.sleep(0.005)
-        first.crash()  # the executor dies with the compensations it ran
-        at_crash = sum(undone.values())
+            # crashed while it runs compensations (not in a gap between two turns: then
+            # the crash would lose none), before its coordinator stops
+            while sum(undone.values()) < 400 or not first.running:
+                await asyncio.sleep(0.001)
+            first.crash()  # the executor dies with the compensations it runs
+            at_crash = sum(undone.values())
         async with coordinator(store, peak=peak) as c:
             return await finish(c, "undo"), store, peak, at_crash
 
@@ -94,3 +96,19 @@ def test_after_a_crash_mid_compensation_a_new_coordinator_undoes_the_rest_once_e
     assert sum(undone.values()) - count <= CAP
     assert {t.status for t in items(store, "undo", "part")} == {TaskStatus.COMPENSATED}
     assert peak.tasks <= BOUND, peak.tasks  # recovery paged the rest in, not all of it
+
+
+def test_a_paged_sink_that_cannot_be_collected_fails_and_undoes_every_item_once() -> None:
+    count = 300
+
+    async def scenario() -> tuple[RunView, InMemoryRunStore]:
+        store = InMemoryRunStore()
+        async with coordinator(store, max_result_bytes=1_000) as c:
+            await c.submit([request("whole", count, wide_flows.wide_undo_sink)])
+            return await finish(c, "whole"), store
+
+    view, store = run(scenario)
+    assert view.status is RunStatus.COMPENSATED, view.error
+    assert "WFRAY_MAX_RESULT_BYTES" in (view.error or ""), view.error
+    assert undone == {f"piece-{i}": 1 for i in range(count)}
+    assert {t.status for t in items(store, "whole", "piece")} == {TaskStatus.COMPENSATED}

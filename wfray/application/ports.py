@@ -164,9 +164,11 @@ class RunLedger(RunLookup, Protocol):
         most `limit` (a paged fan-out's page, to be undone)."""
         ...
 
-    def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
+    def collect_items(
+        self, run_id: str, step: str, limit: int | None = None
+    ) -> tuple[str | None, str | None]:
         """A fan-out's item results, each read once in map order, as
-        `wfray.domain.results.collect` shapes them."""
+        `wfray.domain.results.collect` shapes them (CollectionTooLarge past `limit`)."""
         ...
 
     def page_queued(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from wfray.application.ports import RunLookup
 from wfray.coordinator.durable import DurableStore
-from wfray.domain.results import collection_ref
+from wfray.domain.results import Collected, CollectFailed, CollectionTooLarge, collection_ref
 from wfray.domain.run_state import RunState
 
 PAGE_ITEMS = 256  # item results per page at most (each under the blob threshold)
@@ -23,14 +23,24 @@ Row = tuple[int, str | None, str | None]
 
 
 async def collection(
-    durable: DurableStore, state: RunState, step: str
-) -> tuple[str | None, str | None]:
+    durable: DurableStore, state: RunState, step: str, limit: int | None = None
+) -> Collected:
     """A completed paged fan-out's result: a reference, or its results read once if they
-    are (part of) the run's result."""
+    are (part of) the run's result, which fails the step past `limit` characters of JSON
+    (WFRAY_MAX_RESULT_BYTES): the coordinator holds that text, and the run's row stores it."""
     run_id = state.run.run_id
-    if step in state.schema.sinks():
-        return await durable.call(durable.store.collect_items, run_id, step)
-    return collection_ref(state.task(step))
+    if step not in state.schema.sinks():
+        return collection_ref(state.task(step))
+    try:
+        return await durable.call(durable.store.collect_items, run_id, step, limit)
+    except CollectionTooLarge:
+        count = state.task(step).map_count or 0
+        return CollectFailed(
+            "wfray.ResultTooLargeError",
+            f"the results of the {count:,} items of step {step!r}, the run's result, add up "
+            f"to more than {limit:,} bytes of JSON (WFRAY_MAX_RESULT_BYTES); return less "
+            "from each item, add a step that reduces them, or raise the limit",
+        )
 
 
 def read_page(store: RunLookup, run_id: str, step: str, start: int, limit: int) -> list[Row]:

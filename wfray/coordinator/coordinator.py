@@ -96,7 +96,7 @@ class Coordinator:
         self.launcher = launcher = Launcher(state, self.reconciler, self.heartbeats, settings)
         self.compensator = Compensator(state, launcher, settings.default_retry)
         self.dispatcher = Dispatcher(state, launcher, loader, durable, wake)
-        self.fanouts = FanOuts(state, durable, wake)
+        self.fanouts = FanOuts(state, durable, self.compensator, wake)
         self.undo_pages = UndoPages(state, durable, wake)
         self.intake = Intake(state, durable, loader, settings, wake)
         self.commands = Commands(state, self.compensator, loader, wake)

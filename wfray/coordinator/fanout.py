@@ -14,17 +14,26 @@ from datetime import datetime
 
 from wfray.application.batch import Batch
 from wfray.coordinator.collection import collection
+from wfray.coordinator.compensator import Compensator
 from wfray.coordinator.durable import DurableStore
 from wfray.coordinator.state import CoordinatorState
 from wfray.domain import engine
+from wfray.domain.status import RunStatus
 
 SLICE = 4096  # items created per turn at most: a turn's commit stays short
 
 
 class FanOuts:
-    def __init__(self, state: CoordinatorState, durable: DurableStore, wake: asyncio.Event):
+    def __init__(
+        self,
+        state: CoordinatorState,
+        durable: DurableStore,
+        compensator: Compensator,
+        wake: asyncio.Event,
+    ) -> None:
         self.state = state
         self.durable = durable
+        self.compensator = compensator  # a fan-out whose results cannot be collected fails
         self.wake = wake
 
     def complete(self, batch: Batch, now: datetime, touched: set[str]) -> None:
@@ -36,7 +45,10 @@ class FanOuts:
             if state is None:
                 continue
             touched.add(run_id)
-            memory.record(state, engine.items_collected(state, step, result, now), batch)
+            changes = engine.items_collected(state, step, result, now)
+            memory.record(state, changes, batch)
+            if changes.run_changed is not None and state.run.status is RunStatus.FAILED:
+                self.compensator.run_ended(state, batch, now)  # it could not be collected
 
     def create(self, batch: Batch, now: datetime, touched: set[str]) -> None:
         """Create the next items of paged fan-outs, as many as the queues have room for
@@ -75,7 +87,8 @@ class FanOuts:
         for run_id, step in pending:
             state = memory.runs.get(run_id)
             if state is not None:
-                result = await collection(self.durable, state, step)
+                limit = memory.settings.max_result_bytes
+                result = await collection(self.durable, state, step, limit)
                 memory.collected.append((run_id, step, result))
         if pending:
             self.wake.set()

@@ -14,6 +14,7 @@ from wfray.coordinator.state import CoordinatorState
 from wfray.domain.code_env import CodeEnv
 from wfray.domain.errors import InputValidationError, UnknownWorkflowError
 from wfray.domain.records import RunRecord, TaskRecord
+from wfray.domain.results import CollectFailed
 from wfray.domain.run_state import RunState
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -105,7 +106,11 @@ class RunLoader:
                 continue
             if group.status not in (TaskStatus.RUNNING, TaskStatus.COMPLETED):
                 continue
-            result = await collection(self.durable, state, step)
-            state.collected[step] = result
             if group.status is TaskStatus.RUNNING:  # its completion was not recorded yet
+                limit = self.state.settings.max_result_bytes
+                result = await collection(self.durable, state, step, limit)
                 self.state.collected.append((state.run.run_id, step, result))
+                continue
+            done = await collection(self.durable, state, step)  # it was collected before
+            if not isinstance(done, CollectFailed):
+                state.collected[step] = done

@@ -18,6 +18,8 @@ class CoordinatorSettings:
     memory_cap: int = 10_000
     max_backlog: int = 1_000_000
     max_map_items: int = 10_000_000  # a longer list mapped over fails its step (outcomes.py)
+    # the results of a paged fan-out that is a run's result, collected whole (collection.py)
+    max_result_bytes: int | None = None
     quarantine_after_deaths: int = 3  # starts gone down applying one outcome (poison.py)
     drain_wait_s: float = 1.0
     commit_retry_max_s: float = 5.0

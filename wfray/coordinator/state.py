@@ -20,6 +20,7 @@ from wfray.coordinator.timers import TimerKind, TimerQueue
 from wfray.domain import engine, saga
 from wfray.domain.queueing import QueueManager
 from wfray.domain.records import WHOLE_STEP, AttemptKey, AttemptRecord, RunRecord, TaskRecord
+from wfray.domain.results import Collected
 from wfray.domain.run_state import Changes, RunState
 from wfray.domain.status import TaskStatus
 from wfray.domain.workflow import WorkflowSchema
@@ -61,7 +62,7 @@ class CoordinatorState:
         self.retries: list[tuple[str, str, str]] = []  # (run_id, workflow, step) scheduled
         self.fanning: set[str] = set()  # runs with paged fan-outs whose items are not all created
         self.to_collect: list[tuple[str, str]] = []  # paged fan-outs done, read after the commit
-        self.collected: list[tuple[str, str, tuple[str | None, str | None]]] = []  # and read
+        self.collected: list[tuple[str, str, Collected]] = []  # and read
         self.undoing: set[str] = set()  # runs undoing paged fan-outs: pages to read (saga.py)
 
     def unload(self, run_ids: set[str]) -> None:

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from wfray.domain.policy import FailureInfo
 from wfray.domain.records import WHOLE_STEP, TaskRecord
-from wfray.domain.results import run_result, step_result
+from wfray.domain.results import Collected, CollectFailed, run_result, step_result
 from wfray.domain.run_state import Changes, RunState, attempts_running, set_run, set_task
 from wfray.domain.status import RunStatus, TaskStatus
 from wfray.domain.workflow import StepSchema
@@ -93,14 +93,18 @@ def _complete_group(state: RunState, group: TaskRecord, now: datetime, changes: 
     _release_downstream(state, group.step, now, changes)
 
 
-def items_collected(
-    state: RunState, step: str, result: tuple[str | None, str | None], now: datetime
-) -> Changes:
+def items_collected(state: RunState, step: str, result: Collected, now: datetime) -> Changes:
     """The results of a paged fan-out's items were read from the store (once, in map
-    order): the fan-out completes and what waited on it is released."""
+    order): the fan-out completes and what waited on it is released; or they could not be
+    collected, and the step fails (not retried: the same results would come back)."""
     changes = Changes()
-    state.collected[step] = result
     group = state.task(step)
+    if isinstance(result, CollectFailed):
+        if state.finished or group.status is not TaskStatus.RUNNING:
+            return changes
+        failure = FailureInfo(result.error_type, result.message, retryable=False)
+        return fail_task(state, group, failure, now)
+    state.collected[step] = result
     if state.finished or group.status is not TaskStatus.RUNNING:
         return changes
     if state.items_done.get(step, 0) != group.map_count:

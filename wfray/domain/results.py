@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from wfray.domain.records import TaskRecord
 from wfray.domain.run_state import RunState
@@ -65,12 +66,29 @@ def collection_ref(group: TaskRecord) -> tuple[None, str]:
     return None, json.dumps({COLLECTED: ref})
 
 
+@dataclass(frozen=True, slots=True)
+class CollectFailed:
+    """A paged fan-out whose results could not be collected: its step fails with this."""
+
+    error_type: str
+    message: str
+
+
+# what collecting a paged fan-out gives: its result as `step_result` would, or the failure
+Collected = tuple[str | None, str | None] | CollectFailed
+
+
+class CollectionTooLarge(Exception):
+    """Collecting went past its limit (`collect`); the caller names the step and the limit."""
+
+
 def collect(
-    results: Iterable[tuple[str | None, str | None]], any_blob: bool
+    results: Iterable[tuple[str | None, str | None]], any_blob: bool, limit: int | None = None
 ) -> tuple[str | None, str | None]:
     """A fan-out's item results, (json, blob ref) in map order, as `step_result` gives a
     fan-out's result; read once, written into one text (no list of N parts held) unless a
-    part is in the blob store (`any_blob`: then the parts are references)."""
+    part is in the blob store (`any_blob`: then the parts are references). Past `limit`
+    characters it stops reading and raises CollectionTooLarge."""
     out = io.StringIO()
     out.write('{"list": [' if any_blob else "[")
     first = True
@@ -82,5 +100,9 @@ def collect(
         else:
             out.write(text or "null")
         first = False
+        if limit is not None and out.tell() > limit:  # stop reading: it cannot fit
+            raise CollectionTooLarge(f"over {limit} characters")
     out.write("]}" if any_blob else "]")
+    if limit is not None and out.tell() > limit:
+        raise CollectionTooLarge(f"over {limit} characters")
     return (None, out.getvalue()) if any_blob else (out.getvalue(), None)

@@ -189,7 +189,9 @@ class InMemoryRunReader(InMemoryStoreBase):
             )
             return [copy.copy(t) for t in found[: max(0, limit)]]
 
-    def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
+    def collect_items(
+        self, run_id: str, step: str, limit: int | None = None
+    ) -> tuple[str | None, str | None]:
         with self._lock:
             items = sorted(
                 (t.map_index, t.result_json, t.result_ref)
@@ -197,7 +199,7 @@ class InMemoryRunReader(InMemoryStoreBase):
                 if t.run_id == run_id and t.step == step and t.map_index >= 0
             )
         blob = any(ref is not None for _, _, ref in items)
-        return collect(((text, ref) for _, text, ref in items), blob)
+        return collect(((text, ref) for _, text, ref in items), blob, limit)
 
     def load_active(
         self, with_tasks: bool = True

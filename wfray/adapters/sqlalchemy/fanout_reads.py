@@ -49,11 +49,13 @@ class SqlFanOutReader(SqlStoreBase):
         with self._errors(), self._engine.connect() as conn:
             return rows.to_tasks(conn.execute(query))
 
-    def collect_items(self, run_id: str, step: str) -> tuple[str | None, str | None]:
+    def collect_items(
+        self, run_id: str, step: str, limit: int | None = None
+    ) -> tuple[str | None, str | None]:
         mine = sa.and_(tasks.c.run_id == run_id, tasks.c.step == step, tasks.c.map_index >= 0)
         any_blob = sa.select(tasks.c.map_index).where(mine, tasks.c.result_ref.is_not(None))
         query = sa.select(tasks.c.result_json, tasks.c.result_ref).where(mine)
         with self._errors(), self._engine.connect() as conn:
             blob = conn.execute(any_blob.limit(1)).first() is not None
             found = conn.execute(query.order_by(tasks.c.map_index))
-            return collect(((row[0], row[1]) for row in found), blob)
+            return collect(((row[0], row[1]) for row in found), blob, limit)
