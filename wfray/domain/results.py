@@ -89,6 +89,8 @@ def collect(
     fan-out's result; read once, written into one text (no list of N parts held) unless a
     part is in the blob store (`any_blob`: then the parts are references). Past `limit`
     characters it stops reading and raises CollectionTooLarge."""
+    end = "]}" if any_blob else "]"
+    room = None if limit is None else limit - len(end)  # what the items may take
     out = io.StringIO()
     out.write('{"list": [' if any_blob else "[")
     first = True
@@ -100,9 +102,7 @@ def collect(
         else:
             out.write(text or "null")
         first = False
-        if limit is not None and out.tell() > limit:  # stop reading: it cannot fit
+        if room is not None and out.tell() > room:  # stop reading: it cannot fit
             raise CollectionTooLarge(f"over {limit} characters")
-    out.write("]}" if any_blob else "]")
-    if limit is not None and out.tell() > limit:
-        raise CollectionTooLarge(f"over {limit} characters")
+    out.write(end)
     return (None, out.getvalue()) if any_blob else (out.getvalue(), None)
